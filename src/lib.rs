@@ -1,0 +1,9 @@
+//! Tandem: a SIP/WebRTC media gateway for contact centres in which every call rides on a chat.
+//!
+//! The protocol cores ([`sip`]'s transactions and dialogs) are sans-IO state machines driven with
+//! `handle_*(now, input)` and drained with `poll_*`; thin tokio drivers own sockets and clocks.
+
+pub mod config;
+pub mod server;
+pub mod sip;
+pub mod telemetry;

@@ -1,0 +1,5 @@
+//! SIP: the wire layer, sans-IO transactions and dialogs, the user-agent core, and the tokio
+//! driver that owns the sockets and the clock.
+
+pub mod ids;
+pub mod wire;
