@@ -208,7 +208,10 @@ impl Config {
         }
         let sip = &self.sip;
         if sip.transports.is_empty() {
-            return invalid("sip.transports", "at least one of \"udp\", \"tcp\" is needed");
+            return invalid(
+                "sip.transports",
+                "at least one of \"udp\", \"tcp\" is needed",
+            );
         }
         if sip.t1_ms == 0 {
             return invalid("sip.t1_ms", "must be positive");
@@ -229,7 +232,10 @@ impl Config {
         }
         let reg = &self.registrar;
         if reg.min_expires_s > reg.max_expires_s {
-            return invalid("registrar.min_expires_s", "must not exceed registrar.max_expires_s");
+            return invalid(
+                "registrar.min_expires_s",
+                "must not exceed registrar.max_expires_s",
+            );
         }
         if !(reg.min_expires_s..=reg.max_expires_s).contains(&reg.default_expires_s) {
             return invalid(
@@ -242,7 +248,10 @@ impl Config {
         }
         for alg in &reg.algorithms {
             if !matches!(alg.as_str(), "MD5" | "SHA-256") {
-                return invalid("registrar.algorithms", &format!("unknown algorithm {alg:?}"));
+                return invalid(
+                    "registrar.algorithms",
+                    &format!("unknown algorithm {alg:?}"),
+                );
             }
         }
         let mut users = std::collections::HashSet::new();
@@ -334,7 +343,8 @@ mod tests {
 
     #[test]
     fn an_upside_down_port_range_is_refused() {
-        let err = Config::parse("[media]\nrtp_port_min = 30000\nrtp_port_max = 20000\n").unwrap_err();
+        let err =
+            Config::parse("[media]\nrtp_port_min = 30000\nrtp_port_max = 20000\n").unwrap_err();
         assert!(err.to_string().contains("media.rtp_port_min"), "{err}");
     }
 

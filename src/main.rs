@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use tandem::config::Config;
 
 #[derive(Parser)]
-#[command(name = "tandem", version, about = "SIP/WebRTC media gateway for contact centres")]
+#[command(
+    name = "tandem",
+    version,
+    about = "SIP/WebRTC media gateway for contact centres"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -2,4 +2,5 @@
 //! driver that owns the sockets and the clock.
 
 pub mod ids;
+pub mod message;
 pub mod wire;

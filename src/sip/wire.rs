@@ -44,7 +44,9 @@ pub struct TopVia {
 impl TopVia {
     /// Whether the branch carries the RFC 3261 magic cookie, so it alone names the transaction.
     pub fn is_rfc3261(&self) -> bool {
-        self.branch.as_deref().is_some_and(|b| b.starts_with("z9hG4bK"))
+        self.branch
+            .as_deref()
+            .is_some_and(|b| b.starts_with("z9hG4bK"))
     }
 }
 
@@ -124,7 +126,11 @@ fn declared_length(lines: &[Cow<'_, str>]) -> Result<Option<usize>, &'static str
             if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) || value.len() > 9 {
                 return Err("Malformed Content-Length");
             }
-            found = Some(value.parse::<usize>().map_err(|_| "Malformed Content-Length")?);
+            found = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| "Malformed Content-Length")?,
+            );
         }
     }
     Ok(found)
@@ -181,12 +187,18 @@ pub fn frame_stream(buf: &[u8], max_size: usize) -> Result<Frame, Rejection> {
         }
         return Ok(Frame::Incomplete);
     };
-    let head =
-        std::str::from_utf8(&buf[..end - 4]).map_err(|_| Rejection::drop("header section is not UTF-8"))?;
+    let head = std::str::from_utf8(&buf[..end - 4])
+        .map_err(|_| Rejection::drop("header section is not UTF-8"))?;
     let lines = unfolded_lines(head);
     let body_len = match declared_length(&lines) {
         Ok(Some(n)) => n,
-        Ok(None) => return Err(reject(&lines, 400, "Missing Content-Length on a stream transport")),
+        Ok(None) => {
+            return Err(reject(
+                &lines,
+                400,
+                "Missing Content-Length on a stream transport",
+            ));
+        }
         Err(reason) => return Err(reject(&lines, 400, reason)),
     };
     if end + body_len > max_size {
@@ -195,7 +207,9 @@ pub fn frame_stream(buf: &[u8], max_size: usize) -> Result<Frame, Rejection> {
     if buf.len() < end + body_len {
         return Ok(Frame::Incomplete);
     }
-    Ok(Frame::Message { len: end + body_len })
+    Ok(Frame::Message {
+        len: end + body_len,
+    })
 }
 
 /// Parses one message already framed by [`frame_stream`].
@@ -208,12 +222,19 @@ pub fn parse_stream_message(buf: &[u8]) -> Result<Incoming, Rejection> {
 }
 
 fn trim_leading_crlf(buf: &[u8]) -> &[u8] {
-    let n = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let n = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
     &buf[n..]
 }
 
 /// `buf` is exactly one message whose body starts at `body_start`.
-fn parse_framed(buf: &[u8], lines: &[Cow<'_, str>], body_start: usize) -> Result<Incoming, Rejection> {
+fn parse_framed(
+    buf: &[u8],
+    lines: &[Cow<'_, str>],
+    body_start: usize,
+) -> Result<Incoming, Rejection> {
     let start = lines.first().map(|l| l.as_ref()).unwrap_or("");
     let is_request = !start.starts_with("SIP/");
     if is_request {
@@ -233,7 +254,11 @@ fn parse_framed(buf: &[u8], lines: &[Cow<'_, str>], body_start: usize) -> Result
             req.body = buf[body_start..].to_vec();
             let meta = meta_of(&req.headers).map_err(|reason| reject(lines, 400, reason))?;
             if meta.cseq_method != req.method {
-                return Err(reject(lines, 400, "CSeq method does not match the request method"));
+                return Err(reject(
+                    lines,
+                    400,
+                    "CSeq method does not match the request method",
+                ));
             }
             Ok(Incoming::Request(req, meta))
         }
@@ -262,8 +287,20 @@ fn is_token(s: &str) -> bool {
 fn known_method(s: &str) -> bool {
     matches!(
         s,
-        "ACK" | "BYE" | "CANCEL" | "INFO" | "INVITE" | "MESSAGE" | "NOTIFY" | "OPTIONS" | "PRACK"
-            | "PUBLISH" | "REFER" | "REGISTER" | "SUBSCRIBE" | "UPDATE"
+        "ACK"
+            | "BYE"
+            | "CANCEL"
+            | "INFO"
+            | "INVITE"
+            | "MESSAGE"
+            | "NOTIFY"
+            | "OPTIONS"
+            | "PRACK"
+            | "PUBLISH"
+            | "REFER"
+            | "REGISTER"
+            | "SUBSCRIBE"
+            | "UPDATE"
     )
 }
 
@@ -342,7 +379,11 @@ pub fn meta_of(headers: &sip::Headers) -> Result<Meta, Cow<'static, str>> {
     })
 }
 
-fn once<'a>(slot: &mut Option<&'a str>, value: &'a str, name: &'static str) -> Result<(), Cow<'static, str>> {
+fn once<'a>(
+    slot: &mut Option<&'a str>,
+    value: &'a str,
+    name: &'static str,
+) -> Result<(), Cow<'static, str>> {
     if slot.is_some() {
         return Err(format!("Multiple {name} headers").into());
     }
@@ -455,10 +496,15 @@ mod tests {
 
     #[test]
     fn an_unknown_method_gets_501_with_the_dialog_headers_copied() {
-        let text = OPTIONS.replacen("OPTIONS sip", "FOOBAR sip", 1).replace("7 OPTIONS", "7 FOOBAR");
+        let text = OPTIONS
+            .replacen("OPTIONS sip", "FOOBAR sip", 1)
+            .replace("7 OPTIONS", "7 FOOBAR");
         let err = parse_datagram(text.as_bytes()).unwrap_err();
         let reply = String::from_utf8(err.reply.unwrap()).unwrap();
-        assert!(reply.starts_with("SIP/2.0 501 Not Implemented\r\n"), "{reply}");
+        assert!(
+            reply.starts_with("SIP/2.0 501 Not Implemented\r\n"),
+            "{reply}"
+        );
         assert!(reply.contains("Call-ID: call-1@127.0.0.1\r\n"));
         assert!(reply.contains("To: <sip:tandem@127.0.0.1>;tag="));
     }
@@ -474,10 +520,25 @@ mod tests {
     #[test]
     fn a_stream_needs_content_length() {
         let text = OPTIONS.replace("Content-Length: 0\r\n", "");
-        assert_eq!(frame_stream(text.as_bytes(), 65535).unwrap_err().reason, "Missing Content-Length on a stream transport");
+        assert_eq!(
+            frame_stream(text.as_bytes(), 65535).unwrap_err().reason,
+            "Missing Content-Length on a stream transport"
+        );
         let two = format!("{OPTIONS}{OPTIONS}");
-        assert_eq!(frame_stream(two.as_bytes(), 65535), Ok(Frame::Message { len: OPTIONS.len() }));
-        assert_eq!(frame_stream(&OPTIONS.as_bytes()[..20], 65535), Ok(Frame::Incomplete));
-        assert_eq!(frame_stream(b"\r\n\r\nOPT", 65535), Ok(Frame::KeepAlive { skip: 4, pong: true }));
+        assert_eq!(
+            frame_stream(two.as_bytes(), 65535),
+            Ok(Frame::Message { len: OPTIONS.len() })
+        );
+        assert_eq!(
+            frame_stream(&OPTIONS.as_bytes()[..20], 65535),
+            Ok(Frame::Incomplete)
+        );
+        assert_eq!(
+            frame_stream(b"\r\n\r\nOPT", 65535),
+            Ok(Frame::KeepAlive {
+                skip: 4,
+                pong: true
+            })
+        );
     }
 }
