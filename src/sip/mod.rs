@@ -3,4 +3,6 @@
 
 pub mod ids;
 pub mod message;
+pub mod peer;
+pub mod transaction;
 pub mod wire;
