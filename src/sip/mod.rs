@@ -3,4 +3,5 @@
 
 pub mod ids;
 pub mod message;
+pub mod sdp;
 pub mod wire;
