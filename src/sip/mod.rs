@@ -4,5 +4,6 @@
 pub mod ids;
 pub mod message;
 pub mod peer;
+pub mod sdp;
 pub mod transaction;
 pub mod wire;
