@@ -12,7 +12,7 @@
 //!   challenge with `stale=true` so the client retries without asking its user again.
 //! * **Replay protection.** Only nonces that have authenticated a request leave state: the highest
 //!   `nc` seen for each, until the nonce expires. A request must carry a higher `nc` than the last
-//!   one on its nonce (RFC 7616 §3.4.5); an RFC 2069 request (no `qop`) counts as `nc=1`, so its
+//!   one on its nonce (RFC 7616 §3.4, `nc`); an RFC 2069 request (no `qop`) counts as `nc=1`, so its
 //!   nonce serves once. The table is capped at [`MAX_TRACKED_NONCES`]; when it overflows, the
 //!   oldest entries are forgotten and every nonce with a serial up to theirs counts as used, which
 //!   costs an honest client at worst one `stale=true` round trip. Since only verified requests
@@ -50,7 +50,7 @@ pub enum AuthError {
     /// The parameter list is not `name=token` / `name="quoted string"` separated by commas.
     #[error("malformed Digest parameters")]
     Syntax,
-    /// A parameter appears twice (RFC 7616 §3.4 allows each at most once).
+    /// A parameter appears twice (RFC 7235 §2.1 allows each name once).
     #[error("repeated Digest parameter {0}")]
     Repeated(String),
     /// A parameter that every answer (or an answer with `qop`) needs is absent.
@@ -83,7 +83,7 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// The name as written in `algorithm=` (RFC 7616 §6.1).
+    /// The name as written in `algorithm=`.
     pub const fn name(self) -> &'static str {
         match self {
             Algorithm::Md5 => "MD5",
@@ -334,7 +334,8 @@ struct Nonce {
 /// Challenges and verifies Digest credentials for one realm. See the module docs for the model.
 pub struct DigestAuth {
     realm: String,
-    /// Strongest first: RFC 8760 §2.4 has the client pick the first challenge it supports.
+    /// Strongest first: the server lists challenges in its order of preference and the client
+    /// answers the topmost it supports (RFC 8760 §2.3, §2.4).
     algorithms: Vec<Algorithm>,
     key: [u8; 32],
     epoch: Instant,
@@ -386,7 +387,7 @@ impl DigestAuth {
     }
 
     /// The values of the `WWW-Authenticate` headers of a 401: one challenge per algorithm,
-    /// strongest first (RFC 8760 §2.4), all with the same fresh nonce.
+    /// strongest first (RFC 8760 §2.3), all with the same fresh nonce.
     pub fn challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
         let nonce = self.mint(now);
         let realm = quote(&self.realm);
