@@ -4,4 +4,5 @@
 pub mod digest;
 pub mod ids;
 pub mod message;
+pub mod registrar;
 pub mod wire;
