@@ -2,9 +2,11 @@
 //! driver that owns the sockets and the clock.
 
 pub mod dialog;
+pub mod digest;
 pub mod ids;
 pub mod message;
 pub mod peer;
+pub mod registrar;
 pub mod sdp;
 pub mod transaction;
 pub mod wire;
