@@ -77,6 +77,7 @@ pub struct SipConfig {
     pub tcp_idle_timeout_s: u64,
     pub max_calls: usize,
     pub retry_after_s: u32,
+    pub echo_ring_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -130,6 +131,7 @@ impl Default for SipConfig {
             tcp_idle_timeout_s: 120,
             max_calls: 10_000,
             retry_after_s: 5,
+            echo_ring_ms: 0,
         }
     }
 }

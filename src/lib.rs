@@ -4,6 +4,7 @@
 //! `handle_*(now, input)` and drained with `poll_*`; thin tokio drivers own sockets and clocks.
 
 pub mod config;
+pub mod media;
 pub mod server;
 pub mod sip;
 pub mod telemetry;

@@ -1,6 +1,9 @@
 //! The running gateway: starts every part from one configuration and stops them on a signal.
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
+use crate::sip::driver::{self, SipHandle};
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
@@ -13,11 +16,37 @@ pub enum ServerError {
     },
 }
 
+/// Everything that runs, started from one configuration.
+pub struct Gateway {
+    pub sip: SipHandle,
+    shutdown: CancellationToken,
+}
+
+impl Gateway {
+    pub async fn start(config: &Config) -> Result<Gateway, ServerError> {
+        let shutdown = CancellationToken::new();
+        let sip = driver::start(config, shutdown.clone())
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: format!("SIP {}", config.sip.listen),
+                source,
+            })?;
+        Ok(Gateway { sip, shutdown })
+    }
+
+    /// Stops every part and waits for them.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.sip.join().await;
+    }
+}
+
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), ServerError> {
-    let _ = config;
+    let gateway = Gateway::start(&config).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");
+    gateway.stop().await;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use super::peer::Peer;
 use super::wire::Meta;
 
 /// Call-ID plus both tags, from our point of view (RFC 3261 §12).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DialogId {
     pub call_id: String,
     pub local_tag: String,
@@ -93,7 +93,12 @@ impl Dialog {
     }
 
     /// The UAC side of a dialog created by a response to our `invite` (RFC 3261 §12.1.2).
-    pub fn uac(invite: &Request, response_headers: &Headers, meta: &Meta, peer: Peer) -> Option<Dialog> {
+    pub fn uac(
+        invite: &Request,
+        response_headers: &Headers,
+        meta: &Meta,
+        peer: Peer,
+    ) -> Option<Dialog> {
         let mut route_set = record_routes(response_headers);
         route_set.reverse();
         Some(Dialog {
@@ -126,7 +131,13 @@ impl Dialog {
 
     /// A new in-dialog request (RFC 3261 §12.2.1.1) with a fresh branch; `via` is our sent-by
     /// and `contact` our Contact value. ACK reuses the INVITE's CSeq number (`ack_of`).
-    pub fn request(&mut self, method: Method, via: &str, contact: &str, ack_of: Option<u32>) -> Request {
+    pub fn request(
+        &mut self,
+        method: Method,
+        via: &str,
+        contact: &str,
+        ack_of: Option<u32>,
+    ) -> Request {
         let seq = match ack_of {
             Some(seq) => seq,
             None => {
@@ -141,17 +152,29 @@ impl Dialog {
             ids::new_branch()
         ))));
         headers.push(Header::MaxForwards(rsipstack::sip::MaxForwards::new("70")));
-        headers.push(Header::From(rsipstack::sip::From::new(self.local_party.clone())));
-        headers.push(Header::To(rsipstack::sip::To::new(self.remote_party.clone())));
-        headers.push(Header::CallId(rsipstack::sip::CallId::new(self.id.call_id.clone())));
-        headers.push(Header::CSeq(rsipstack::sip::CSeq::new(format!("{seq} {method}"))));
+        headers.push(Header::From(rsipstack::sip::From::new(
+            self.local_party.clone(),
+        )));
+        headers.push(Header::To(rsipstack::sip::To::new(
+            self.remote_party.clone(),
+        )));
+        headers.push(Header::CallId(rsipstack::sip::CallId::new(
+            self.id.call_id.clone(),
+        )));
+        headers.push(Header::CSeq(rsipstack::sip::CSeq::new(format!(
+            "{seq} {method}"
+        ))));
         for route in &self.route_set {
             headers.push(Header::Route(rsipstack::sip::Route::new(route.clone())));
         }
         if matches!(method, Method::Invite | Method::Update) {
-            headers.push(Header::Contact(rsipstack::sip::Contact::new(contact.to_string())));
+            headers.push(Header::Contact(rsipstack::sip::Contact::new(
+                contact.to_string(),
+            )));
         }
-        headers.push(Header::ContentLength(rsipstack::sip::ContentLength::new("0")));
+        headers.push(Header::ContentLength(rsipstack::sip::ContentLength::new(
+            "0",
+        )));
         Request {
             method,
             uri: self.remote_target.clone(),
@@ -281,10 +304,18 @@ mod tests {
         assert_eq!(d.id.remote_tag, "ft");
         assert_eq!(
             d.route_set,
-            vec!["<sip:p1.example;lr>", "<sip:p2.example;lr>", "<sip:p3.example;lr>"]
+            vec![
+                "<sip:p1.example;lr>",
+                "<sip:p2.example;lr>",
+                "<sip:p3.example;lr>"
+            ]
         );
         // rsipstack writes the transport parameter upper-case; URI parameters compare without case.
-        assert!(d.remote_target.to_string().eq_ignore_ascii_case("sip:a@127.0.0.1:5070;transport=udp"));
+        assert!(
+            d.remote_target
+                .to_string()
+                .eq_ignore_ascii_case("sip:a@127.0.0.1:5070;transport=udp")
+        );
         assert_eq!(d.local_party, "<sip:echo@127.0.0.1>;tag=lt");
     }
 
@@ -292,16 +323,27 @@ mod tests {
     fn an_in_dialog_request_uses_the_target_routes_and_the_next_cseq() {
         let (req, meta) = invite();
         let mut d = Dialog::uas(&req, &meta, "lt", peer()).unwrap();
-        let bye = d.request(Method::Bye, "127.0.0.1:5060", "<sip:tandem@127.0.0.1:5060>", None);
+        let bye = d.request(
+            Method::Bye,
+            "127.0.0.1:5060",
+            "<sip:tandem@127.0.0.1:5060>",
+            None,
+        );
         let text = String::from_utf8(bye.to_bytes()).unwrap();
-        assert!(text.to_ascii_lowercase().starts_with("bye sip:a@127.0.0.1:5070;transport=udp sip/2.0\r\n"), "{text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .starts_with("bye sip:a@127.0.0.1:5070;transport=udp sip/2.0\r\n"),
+            "{text}"
+        );
         assert!(text.contains("From: <sip:echo@127.0.0.1>;tag=lt\r\n"));
         assert!(text.contains("To: \"A, B\" <sip:a@127.0.0.1>;tag=ft\r\n"));
         assert!(text.contains("CSeq: 1 BYE\r\n"));
         let routes: Vec<&str> = text.lines().filter(|l| l.starts_with("Route:")).collect();
         assert_eq!(routes.len(), 3);
         // It parses back as a request of the same dialog.
-        let Ok(Incoming::Request(_, m)) = parse_datagram(text.as_bytes()) else { panic!() };
+        let Ok(Incoming::Request(_, m)) = parse_datagram(text.as_bytes()) else {
+            panic!()
+        };
         let back = DialogId::of_response(&m).unwrap();
         assert_eq!(back.call_id, d.id.call_id);
     }
@@ -310,10 +352,16 @@ mod tests {
     fn remote_cseq_must_grow() {
         let (req, meta) = invite();
         let mut d = Dialog::uas(&req, &meta, "lt", peer()).unwrap();
-        assert_eq!(d.accept_remote_cseq(Method::Bye, 5), Err(CseqError::OutOfOrder));
+        assert_eq!(
+            d.accept_remote_cseq(Method::Bye, 5),
+            Err(CseqError::OutOfOrder)
+        );
         assert_eq!(d.accept_remote_cseq(Method::Ack, 5), Ok(()));
         assert_eq!(d.accept_remote_cseq(Method::Bye, 6), Ok(()));
-        assert_eq!(d.accept_remote_cseq(Method::Info, 6), Err(CseqError::OutOfOrder));
+        assert_eq!(
+            d.accept_remote_cseq(Method::Info, 6),
+            Err(CseqError::OutOfOrder)
+        );
     }
 
     #[test]
@@ -324,9 +372,14 @@ mod tests {
             From: <sip:a@127.0.0.1>;tag=ft\r\nTo: <sip:echo@127.0.0.1>;tag=tt\r\n\
             Call-ID: d1\r\nCSeq: 5 INVITE\r\nContact: <sip:echo@127.0.0.1:5060>\r\n\
             Content-Length: 0\r\n\r\n";
-        let Ok(Incoming::Response(r, m)) = parse_datagram(resp.as_bytes()) else { panic!() };
+        let Ok(Incoming::Response(r, m)) = parse_datagram(resp.as_bytes()) else {
+            panic!()
+        };
         let d = Dialog::uac(&req, &r.headers, &m, peer()).unwrap();
-        assert_eq!(d.route_set, vec!["<sip:p2.example;lr>", "<sip:p1.example;lr>"]);
+        assert_eq!(
+            d.route_set,
+            vec!["<sip:p2.example;lr>", "<sip:p1.example;lr>"]
+        );
         assert_eq!(d.id.local_tag, "ft");
         assert_eq!(d.id.remote_tag, "tt");
         assert_eq!(d.local_seq, 5);

@@ -1,8 +1,10 @@
 //! SIP: the wire layer, sans-IO transactions and dialogs, the user-agent core, and the tokio
 //! driver that owns the sockets and the clock.
 
+pub mod core;
 pub mod dialog;
 pub mod digest;
+pub mod driver;
 pub mod ids;
 pub mod message;
 pub mod peer;

@@ -1,0 +1,3 @@
+//! Media for SIP legs. For now only the RTP port budget; the relay arrives with the media engine.
+
+pub mod ports;

@@ -1,0 +1,968 @@
+//! The user-agent core: the transaction user on top of [`TransactionLayer`], sans-IO.
+//!
+//! It decides what every request means (RFC 3261 §8.2 checks, the registrar, `OPTIONS`, the
+//! `echo` service, in-dialog requests), keeps the dialogs of its calls, retransmits its 2xx to
+//! INVITEs until the ACK (§13.3.1.4), and places outgoing calls (the UAC side, §13.2).
+//!
+//! Driving contract, as for the transaction layer: feed [`SipCore::handle_message`] and
+//! [`SipCore::handle_timeout`], call the `call`/`hangup` commands, then drain
+//! [`SipCore::poll_transmit`] and [`SipCore::poll_event`] and sleep until
+//! [`SipCore::poll_timeout`]. No clock, no sockets.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rsipstack::sip::{Header, Headers, Method, Request, Response, StatusCode, Uri, Version};
+
+use super::dialog::{Dialog, DialogId};
+use super::ids;
+use super::message::{response, set_body, status_with_reason};
+use super::peer::{Peer, Transmit, TransportKind};
+use super::registrar::Registrar;
+use super::sdp::{self, Direction, LocalMedia, SdpSession};
+use super::transaction::{ClientTxId, ServerTxId, TimerConfig, TransactionLayer, TxEvent};
+use super::wire::{Incoming, Meta};
+use crate::config::Config;
+use crate::media::ports::PortPool;
+
+/// Methods we implement; `Allow` lists them (RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+/// The body types we read.
+pub const ACCEPT: &str = "application/sdp";
+
+/// What the core needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub timers: TimerConfig,
+    /// Our address for Via, Contact and SDP.
+    pub advertised: SocketAddr,
+    /// The host part of our URIs.
+    pub domain: String,
+    pub user_agent: String,
+    pub max_calls: usize,
+    pub retry_after_s: u32,
+    /// How long `echo` rings before it answers (zero answers at once).
+    pub echo_ring: Duration,
+    /// Users we know (registrar accounts); INVITEs to other users get 404.
+    pub accounts: HashSet<String>,
+}
+
+impl CoreConfig {
+    pub fn from_config(config: &Config, advertised: SocketAddr) -> CoreConfig {
+        let sip = &config.sip;
+        CoreConfig {
+            timers: TimerConfig {
+                t1: sip.t1(),
+                t2: sip.t2(),
+                t4: sip.t4(),
+            },
+            advertised,
+            domain: sip
+                .domain
+                .clone()
+                .unwrap_or_else(|| crate::config::host_string(advertised.ip())),
+            user_agent: sip.user_agent.clone(),
+            max_calls: sip.max_calls,
+            retry_after_s: sip.retry_after_s,
+            echo_ring: Duration::from_millis(sip.echo_ring_ms),
+            accounts: config
+                .registrar
+                .accounts
+                .iter()
+                .map(|a| a.user.clone())
+                .collect(),
+        }
+    }
+}
+
+/// Names one outgoing call from `call()` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallRef(pub u64);
+
+/// What the application learns from the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreEvent {
+    /// An outgoing call got a provisional response.
+    Progress { call: CallRef, code: u16 },
+    /// An outgoing call was answered; its dialog is up.
+    Answered { call: CallRef, dialog: DialogId },
+    /// An outgoing call failed with this final status (408 for a transaction timeout).
+    Failed { call: CallRef, code: u16 },
+    /// A call's dialog ended; `by_peer` when the far end hung up.
+    Ended { dialog: DialogId, by_peer: bool },
+}
+
+/// Counters for `/metrics` and for leak checks in tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    pub calls: usize,
+    pub pending_invites: usize,
+    pub server_transactions: usize,
+    pub client_transactions: usize,
+    pub registrations: usize,
+    pub rejected_over_limit: u64,
+}
+
+/// A call we answer or placed, once its dialog exists.
+#[derive(Debug)]
+struct Call {
+    dialog: Dialog,
+    state: CallState,
+    sdp: SdpSession,
+    media: LocalMedia,
+    /// The outgoing call this dialog answers, for UAC calls.
+    outgoing: Option<CallRef>,
+}
+
+#[derive(Debug)]
+enum CallState {
+    /// We sent a 2xx to an INVITE and retransmit it until the ACK (RFC 3261 §13.3.1.4).
+    AwaitingAck {
+        ok: Bytes,
+        cseq: u32,
+        next: Instant,
+        interval: Duration,
+        give_up: Instant,
+    },
+    Confirmed,
+    /// We sent BYE and wait for its answer (or its transaction's timeout).
+    Terminating,
+}
+
+/// An INVITE we have not answered with a final response yet.
+#[derive(Debug)]
+struct PendingInvite {
+    request: Request,
+    meta: Meta,
+    peer: Peer,
+    local_tag: String,
+    answer_at: Instant,
+    /// The SDP to send in the 200, prepared when the INVITE arrived.
+    answer: Option<Vec<u8>>,
+    sdp: SdpSession,
+    media: LocalMedia,
+}
+
+/// An INVITE we sent.
+#[derive(Debug)]
+struct Outgoing {
+    invite: Request,
+    to: Peer,
+    media: LocalMedia,
+    sdp: SdpSession,
+    /// The dialog the first 2xx created; later 2xx from other forks are ACKed and hung up.
+    answered: Option<DialogId>,
+}
+
+/// What a client transaction of ours is for.
+#[derive(Debug)]
+enum ClientPurpose {
+    Invite(CallRef),
+    Bye(DialogId),
+    /// A BYE to a fork we did not keep.
+    Discard,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum CoreTimer {
+    /// Retransmit the 2xx of this dialog, or give up.
+    RetransmitOk(DialogId),
+    /// `echo` has rung long enough.
+    Answer(ServerTxId),
+}
+
+pub struct SipCore {
+    config: CoreConfig,
+    tx: TransactionLayer,
+    registrar: Registrar,
+    ports: PortPool,
+    calls: HashMap<DialogId, Call>,
+    pending: HashMap<ServerTxId, PendingInvite>,
+    outgoing: HashMap<CallRef, Outgoing>,
+    client_purpose: HashMap<ClientTxId, ClientPurpose>,
+    timers: BinaryHeap<Reverse<(Instant, CoreTimer)>>,
+    events: VecDeque<CoreEvent>,
+    next_call: u64,
+    rejected_over_limit: u64,
+}
+
+impl SipCore {
+    pub fn new(config: CoreConfig, registrar: Registrar, ports: PortPool) -> SipCore {
+        SipCore {
+            tx: TransactionLayer::new(config.timers),
+            config,
+            registrar,
+            ports,
+            calls: HashMap::new(),
+            pending: HashMap::new(),
+            outgoing: HashMap::new(),
+            client_purpose: HashMap::new(),
+            timers: BinaryHeap::new(),
+            events: VecDeque::new(),
+            next_call: 1,
+            rejected_over_limit: 0,
+        }
+    }
+
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    pub fn stats(&self) -> CoreStats {
+        let (server_transactions, client_transactions) = self.tx.len();
+        CoreStats {
+            calls: self.calls.len(),
+            pending_invites: self.pending.len(),
+            server_transactions,
+            client_transactions,
+            registrations: self.registrar.binding_count(),
+            rejected_over_limit: self.rejected_over_limit,
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.tx.poll_transmit()
+    }
+
+    pub fn poll_event(&mut self) -> Option<CoreEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.tx.poll_timeout(),
+            self.timers.peek().map(|Reverse((at, _))| *at),
+            self.registrar.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Sends a ready-made reply (e.g. a wire-layer 400) outside any transaction.
+    pub fn send_stateless(&mut self, to: Peer, payload: Bytes) {
+        self.tx.send_stateless(to, payload);
+    }
+
+    /// A parsed message from the transport, received at `now`.
+    pub fn handle_message(&mut self, now: Instant, message: Incoming, peer: Peer) {
+        match message {
+            Incoming::Request(request, meta) => self.tx.handle_request(now, request, meta, peer),
+            Incoming::Response(response, meta) => {
+                self.tx.handle_response(now, response, meta, peer)
+            }
+        }
+        self.drain_transactions(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tx.handle_timeout(now);
+        self.registrar.handle_timeout(now);
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, timer))) = self.timers.pop() else {
+                break;
+            };
+            match timer {
+                CoreTimer::RetransmitOk(id) => self.retransmit_ok(now, at, id),
+                CoreTimer::Answer(tx) => {
+                    if self.pending.get(&tx).is_some_and(|p| p.answer_at == at) {
+                        self.answer_echo(now, tx);
+                    }
+                }
+            }
+        }
+        self.drain_transactions(now);
+    }
+
+    fn drain_transactions(&mut self, now: Instant) {
+        while let Some(event) = self.tx.poll_event() {
+            match event {
+                TxEvent::Request {
+                    tx,
+                    request,
+                    meta,
+                    peer,
+                } => self.on_request(now, tx, request, meta, peer),
+                TxEvent::Ack { meta, .. } => self.on_ack(&meta),
+                TxEvent::Cancelled { tx } => self.on_cancelled(now, tx),
+                TxEvent::Response { tx, response, meta } => {
+                    self.on_response(now, tx, response, meta)
+                }
+                TxEvent::StrayResponse { meta, .. } => self.on_stray_2xx(now, &meta),
+                TxEvent::Timeout { tx } => self.on_client_timeout(tx),
+                TxEvent::AckTimeout { .. } => {}
+            }
+        }
+    }
+
+    // ----- requests -----
+
+    fn reply(&mut self, now: Instant, tx: ServerTxId, resp: Response) {
+        let _ = self.tx.respond(now, tx, resp);
+    }
+
+    fn reply_status(&mut self, now: Instant, tx: ServerTxId, req: &Request, status: StatusCode) {
+        let resp = self.decorate(response(req, status, Some(&ids::new_tag())));
+        self.reply(now, tx, resp);
+    }
+
+    fn decorate(&self, mut resp: Response) -> Response {
+        resp.headers
+            .push(Header::Server(rsipstack::sip::Server::new(
+                self.config.user_agent.clone(),
+            )));
+        resp
+    }
+
+    fn contact(&self, transport: TransportKind) -> String {
+        let host = crate::config::host_string(self.config.advertised.ip());
+        let port = self.config.advertised.port();
+        match transport {
+            TransportKind::Udp => format!("<sip:tandem@{host}:{port}>"),
+            TransportKind::Tcp => format!("<sip:tandem@{host}:{port};transport=tcp>"),
+        }
+    }
+
+    fn sent_by(&self) -> String {
+        format!(
+            "{}:{}",
+            crate::config::host_string(self.config.advertised.ip()),
+            self.config.advertised.port()
+        )
+    }
+
+    fn on_request(&mut self, now: Instant, tx: ServerTxId, req: Request, meta: Meta, peer: Peer) {
+        // RFC 3261 §8.2.2.3: an option tag we do not support in Require gets 420.
+        if let Some(unsupported) = required_extensions(&req.headers) {
+            let mut resp = response(&req, StatusCode::BadExtension, Some(&ids::new_tag()));
+            resp.headers
+                .push(Header::Unsupported(rsipstack::sip::Unsupported::new(
+                    unsupported,
+                )));
+            let resp = self.decorate(resp);
+            return self.reply(now, tx, resp);
+        }
+        if meta.to_tag.is_some() {
+            return self.on_in_dialog(now, tx, req, meta);
+        }
+        match req.method {
+            Method::Register => {
+                let resp = self.registrar.handle_register(
+                    now,
+                    &req,
+                    &meta,
+                    peer.addr,
+                    peer.via_transport(),
+                );
+                let resp = self.decorate(resp);
+                self.reply(now, tx, resp)
+            }
+            Method::Options => match self.target(&req.uri) {
+                Target::Unknown => self.reply_status(now, tx, &req, StatusCode::NotFound),
+                _ => {
+                    let mut resp = response(&req, StatusCode::OK, Some(&ids::new_tag()));
+                    capabilities(&mut resp.headers);
+                    let resp = self.decorate(resp);
+                    self.reply(now, tx, resp)
+                }
+            },
+            Method::Invite => self.on_invite(now, tx, req, meta, peer),
+            // Out of dialog, these have nothing to act on (RFC 3261 §12.2.2 for BYE).
+            Method::Bye | Method::Info | Method::Update => {
+                self.reply_status(now, tx, &req, StatusCode::CallTransactionDoesNotExist)
+            }
+            _ => self.method_not_allowed(now, tx, &req),
+        }
+    }
+
+    fn method_not_allowed(&mut self, now: Instant, tx: ServerTxId, req: &Request) {
+        let mut resp = response(req, StatusCode::MethodNotAllowed, Some(&ids::new_tag()));
+        resp.headers
+            .push(Header::Allow(rsipstack::sip::Allow::new(ALLOW)));
+        let resp = self.decorate(resp);
+        self.reply(now, tx, resp);
+    }
+
+    fn target(&self, uri: &Uri) -> Target {
+        let user = uri.auth.as_ref().map(|a| a.user.as_str());
+        match user {
+            None | Some("") | Some("tandem") => Target::Gateway,
+            Some("echo") => Target::Echo,
+            Some(user) if self.config.accounts.contains(user) => Target::Account,
+            Some(_) => Target::Unknown,
+        }
+    }
+
+    fn on_invite(&mut self, now: Instant, tx: ServerTxId, req: Request, meta: Meta, peer: Peer) {
+        match self.target(&req.uri) {
+            Target::Echo => {}
+            Target::Unknown | Target::Gateway => {
+                return self.reply_status(now, tx, &req, StatusCode::NotFound);
+            }
+            // Bridging to agents' softphones arrives with the media engine.
+            Target::Account => {
+                return self.reply_status(now, tx, &req, StatusCode::TemporarilyUnavailable);
+            }
+        }
+        if self.calls.len() + self.pending.len() >= self.config.max_calls {
+            // Over the limit: new calls wait, existing calls carry on (RFC 3261 §21.5.4).
+            self.rejected_over_limit += 1;
+            let mut resp = response(&req, StatusCode::ServiceUnavailable, Some(&ids::new_tag()));
+            resp.headers
+                .push(Header::RetryAfter(rsipstack::sip::RetryAfter::new(
+                    self.config.retry_after_s.to_string(),
+                )));
+            let resp = self.decorate(resp);
+            return self.reply(now, tx, resp);
+        }
+        let Some(rtp_port) = self.ports.allocate() else {
+            let resp = response(
+                &req,
+                status_with_reason(503, "No Media Ports"),
+                Some(&ids::new_tag()),
+            );
+            let resp = self.decorate(resp);
+            return self.reply(now, tx, resp);
+        };
+        let media = LocalMedia {
+            addr: self.config.advertised.ip(),
+            rtp_port,
+            codecs: Vec::new(),
+            telephone_event: true,
+        };
+        let mut session = SdpSession::new(rand::random());
+        let answer = if req.body.is_empty() {
+            // A delayed offer: our 200 carries the offer and the ACK the answer (RFC 3261 §13.2.1).
+            None
+        } else {
+            match sdp::answer(&String::from_utf8_lossy(&req.body), &media, &mut session) {
+                Ok(answer) => Some(answer.sdp.into_bytes()),
+                Err(e) => {
+                    self.ports.release(rtp_port);
+                    let resp = response(
+                        &req,
+                        status_with_reason(e.sip_status(), &e.to_string()),
+                        Some(&ids::new_tag()),
+                    );
+                    let resp = self.decorate(resp);
+                    return self.reply(now, tx, resp);
+                }
+            }
+        };
+        let local_tag = ids::new_tag();
+        let mut ringing = response(&req, StatusCode::Ringing, Some(&local_tag));
+        ringing
+            .headers
+            .push(Header::Contact(rsipstack::sip::Contact::new(
+                self.contact(peer.transport),
+            )));
+        let ringing = self.decorate(ringing);
+        self.reply(now, tx, ringing);
+        let answer_at = now + self.config.echo_ring;
+        self.pending.insert(
+            tx,
+            PendingInvite {
+                request: req,
+                meta,
+                peer,
+                local_tag,
+                answer_at,
+                answer,
+                sdp: session,
+                media,
+            },
+        );
+        if self.config.echo_ring.is_zero() {
+            self.answer_echo(now, tx);
+        } else {
+            self.timers
+                .push(Reverse((answer_at, CoreTimer::Answer(tx))));
+        }
+    }
+
+    fn answer_echo(&mut self, now: Instant, tx: ServerTxId) {
+        let Some(mut pending) = self.pending.remove(&tx) else {
+            return;
+        };
+        let Some(dialog) = Dialog::uas(
+            &pending.request,
+            &pending.meta,
+            &pending.local_tag,
+            pending.peer,
+        ) else {
+            self.ports.release(pending.media.rtp_port);
+            let resp = response(
+                &pending.request,
+                status_with_reason(400, "Missing Contact"),
+                Some(&pending.local_tag),
+            );
+            return self.reply(now, tx, resp);
+        };
+        let body = pending.answer.take().unwrap_or_else(|| {
+            sdp::offer(&pending.media, Direction::SendRecv, &mut pending.sdp).into_bytes()
+        });
+        let ok = self.ok_with_sdp(
+            &pending.request,
+            &pending.local_tag,
+            pending.peer.transport,
+            body,
+        );
+        let state = self.await_ack(now, &dialog.id, &ok, pending.meta.cseq);
+        self.reply(now, tx, ok);
+        self.calls.insert(
+            dialog.id.clone(),
+            Call {
+                dialog,
+                state,
+                sdp: pending.sdp,
+                media: pending.media,
+                outgoing: None,
+            },
+        );
+    }
+
+    fn ok_with_sdp(
+        &self,
+        req: &Request,
+        local_tag: &str,
+        transport: TransportKind,
+        body: Vec<u8>,
+    ) -> Response {
+        let mut ok = response(req, StatusCode::OK, Some(local_tag));
+        ok.headers
+            .push(Header::Contact(rsipstack::sip::Contact::new(
+                self.contact(transport),
+            )));
+        capabilities(&mut ok.headers);
+        let mut ok = self.decorate(ok);
+        let mut slot = Vec::new();
+        set_body(&mut ok.headers, &mut slot, "application/sdp", body);
+        ok.body = slot;
+        ok
+    }
+
+    /// Starts retransmitting `ok` until the ACK (RFC 3261 §13.3.1.4: T1, doubling up to T2, for
+    /// 64·T1) and returns the state the call must take.
+    fn await_ack(&mut self, now: Instant, id: &DialogId, ok: &Response, cseq: u32) -> CallState {
+        let t1 = self.config.timers.t1;
+        let next = now + t1;
+        self.timers
+            .push(Reverse((next, CoreTimer::RetransmitOk(id.clone()))));
+        CallState::AwaitingAck {
+            ok: Bytes::from(ok.to_bytes()),
+            cseq,
+            next,
+            interval: t1,
+            give_up: now + t1 * 64,
+        }
+    }
+
+    fn retransmit_ok(&mut self, now: Instant, at: Instant, id: DialogId) {
+        let t2 = self.config.timers.t2;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let CallState::AwaitingAck {
+            ok,
+            next,
+            interval,
+            give_up,
+            ..
+        } = &mut call.state
+        else {
+            return;
+        };
+        if *next != at {
+            return;
+        }
+        if now >= *give_up {
+            // RFC 3261 §13.3.1.4: no ACK within 64·T1 — confirm, then end the dialog with BYE.
+            call.state = CallState::Confirmed;
+            return self.hangup(now, &id);
+        }
+        let bytes = ok.clone();
+        *interval = (*interval * 2).min(t2);
+        *next = (now + *interval).min(*give_up);
+        let next = *next;
+        let to = call.dialog.peer;
+        self.tx.send_stateless(to, bytes);
+        self.timers
+            .push(Reverse((next, CoreTimer::RetransmitOk(id))));
+    }
+
+    fn on_ack(&mut self, meta: &Meta) {
+        let Some(id) = DialogId::of_request(meta) else {
+            return;
+        };
+        if let Some(call) = self.calls.get_mut(&id)
+            && matches!(call.state, CallState::AwaitingAck { cseq, .. } if cseq == meta.cseq)
+        {
+            call.state = CallState::Confirmed;
+        }
+    }
+
+    fn on_cancelled(&mut self, now: Instant, tx: ServerTxId) {
+        if let Some(pending) = self.pending.remove(&tx) {
+            self.ports.release(pending.media.rtp_port);
+            let resp = response(
+                &pending.request,
+                StatusCode::RequestTerminated,
+                Some(&pending.local_tag),
+            );
+            let resp = self.decorate(resp);
+            self.reply(now, tx, resp);
+        }
+    }
+
+    fn on_in_dialog(&mut self, now: Instant, tx: ServerTxId, req: Request, meta: Meta) {
+        let Some(id) = DialogId::of_request(&meta) else {
+            return self.reply_status(now, tx, &req, StatusCode::CallTransactionDoesNotExist);
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return self.reply_status(now, tx, &req, StatusCode::CallTransactionDoesNotExist);
+        };
+        if call
+            .dialog
+            .accept_remote_cseq(req.method, meta.cseq)
+            .is_err()
+        {
+            let resp = response(&req, status_with_reason(500, "CSeq Out Of Order"), None);
+            return self.reply(now, tx, resp);
+        }
+        match req.method {
+            Method::Bye => {
+                let call = self.calls.remove(&id).expect("present");
+                self.ports.release(call.media.rtp_port);
+                self.reply_status(now, tx, &req, StatusCode::OK);
+                self.events.push_back(CoreEvent::Ended {
+                    dialog: id,
+                    by_peer: true,
+                });
+            }
+            Method::Invite | Method::Update => self.on_offer(now, tx, req, meta, id),
+            Method::Info | Method::Options => {
+                let mut resp = response(&req, StatusCode::OK, None);
+                if req.method == Method::Options {
+                    capabilities(&mut resp.headers);
+                }
+                let resp = self.decorate(resp);
+                self.reply(now, tx, resp)
+            }
+            _ => self.method_not_allowed(now, tx, &req),
+        }
+    }
+
+    /// A re-INVITE or UPDATE: answer its offer (a hold gets the matching direction, never
+    /// sendrecv), or offer ourselves when it has none.
+    fn on_offer(&mut self, now: Instant, tx: ServerTxId, req: Request, meta: Meta, id: DialogId) {
+        let call = self.calls.get_mut(&id).expect("caller checked");
+        if req.method == Method::Invite && matches!(call.state, CallState::AwaitingAck { .. }) {
+            // RFC 3261 §14.2: an offer while ours is unanswered gets 491.
+            let resp = response(&req, StatusCode::RequestPending, None);
+            return self.reply(now, tx, resp);
+        }
+        call.dialog.refresh_target(&req.headers);
+        let body = if req.body.is_empty() {
+            if req.method == Method::Update {
+                None
+            } else {
+                Some(sdp::offer(&call.media, Direction::SendRecv, &mut call.sdp).into_bytes())
+            }
+        } else {
+            match sdp::answer(
+                &String::from_utf8_lossy(&req.body),
+                &call.media,
+                &mut call.sdp,
+            ) {
+                Ok(answer) => Some(answer.sdp.into_bytes()),
+                Err(e) => {
+                    let resp = response(
+                        &req,
+                        status_with_reason(e.sip_status(), &e.to_string()),
+                        None,
+                    );
+                    return self.reply(now, tx, resp);
+                }
+            }
+        };
+        let transport = call.dialog.peer.transport;
+        let local_tag = id.local_tag.clone();
+        let resp = match body {
+            Some(body) => self.ok_with_sdp(&req, &local_tag, transport, body),
+            None => self.decorate(response(&req, StatusCode::OK, None)),
+        };
+        if req.method == Method::Invite {
+            let state = self.await_ack(now, &id, &resp, meta.cseq);
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.state = state;
+            }
+        }
+        self.reply(now, tx, resp);
+    }
+
+    // ----- outgoing calls (UAC) -----
+
+    /// Places a call to `target` through `to`, offering audio on a fresh port.
+    pub fn call(
+        &mut self,
+        now: Instant,
+        target: Uri,
+        to: Peer,
+        from_user: &str,
+    ) -> Option<CallRef> {
+        let rtp_port = self.ports.allocate()?;
+        let call = CallRef(self.next_call);
+        self.next_call += 1;
+        let media = LocalMedia {
+            addr: self.config.advertised.ip(),
+            rtp_port,
+            codecs: Vec::new(),
+            telephone_event: true,
+        };
+        let mut session = SdpSession::new(rand::random());
+        let offer = sdp::offer(&media, Direction::SendRecv, &mut session);
+        let domain = &self.config.domain;
+        let mut headers = Headers::default();
+        headers.push(Header::Via(rsipstack::sip::Via::new(format!(
+            "SIP/2.0/{} {};branch={};rport",
+            to.via_transport(),
+            self.sent_by(),
+            ids::new_branch()
+        ))));
+        headers.push(Header::MaxForwards(rsipstack::sip::MaxForwards::new("70")));
+        headers.push(Header::From(rsipstack::sip::From::new(format!(
+            "<sip:{from_user}@{domain}>;tag={}",
+            ids::new_tag()
+        ))));
+        headers.push(Header::To(rsipstack::sip::To::new(format!("<{target}>"))));
+        headers.push(Header::CallId(rsipstack::sip::CallId::new(
+            ids::new_call_id(domain),
+        )));
+        headers.push(Header::CSeq(rsipstack::sip::CSeq::new("1 INVITE")));
+        headers.push(Header::Contact(rsipstack::sip::Contact::new(
+            self.contact(to.transport),
+        )));
+        headers.push(Header::UserAgent(rsipstack::sip::UserAgent::new(
+            self.config.user_agent.clone(),
+        )));
+        let mut body = Vec::new();
+        set_body(
+            &mut headers,
+            &mut body,
+            "application/sdp",
+            offer.into_bytes(),
+        );
+        let invite = Request {
+            method: Method::Invite,
+            uri: target,
+            version: Version::V2,
+            headers,
+            body,
+        };
+        let tx = self.tx.send_request(now, invite.clone(), to).ok()?;
+        self.client_purpose.insert(tx, ClientPurpose::Invite(call));
+        self.outgoing.insert(
+            call,
+            Outgoing {
+                invite,
+                to,
+                media,
+                sdp: session,
+                answered: None,
+            },
+        );
+        Some(call)
+    }
+
+    /// Ends a call: BYE for an established dialog (RFC 3261 §15.1.1).
+    pub fn hangup(&mut self, now: Instant, id: &DialogId) {
+        let via = self.sent_by();
+        let contact = self.contact(TransportKind::Udp);
+        let Some(call) = self.calls.get_mut(id) else {
+            return;
+        };
+        if matches!(call.state, CallState::Terminating) {
+            return;
+        }
+        call.state = CallState::Terminating;
+        let bye = call.dialog.request(Method::Bye, &via, &contact, None);
+        let to = call.dialog.peer;
+        if let Ok(tx) = self.tx.send_request(now, bye, to) {
+            self.client_purpose
+                .insert(tx, ClientPurpose::Bye(id.clone()));
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, tx: ClientTxId, resp: Response, meta: Meta) {
+        let code = resp.status_code.code();
+        let final_response = code >= 200;
+        match self.client_purpose.get(&tx) {
+            Some(ClientPurpose::Invite(call)) => {
+                let call = *call;
+                self.on_invite_response(now, call, resp, meta);
+                if final_response && code >= 300 {
+                    self.client_purpose.remove(&tx);
+                }
+            }
+            Some(ClientPurpose::Bye(id)) if final_response => {
+                let id = id.clone();
+                self.client_purpose.remove(&tx);
+                self.end_call(&id, false);
+            }
+            Some(ClientPurpose::Discard) if final_response => {
+                self.client_purpose.remove(&tx);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_invite_response(&mut self, now: Instant, call: CallRef, resp: Response, meta: Meta) {
+        let code = resp.status_code.code();
+        let via = self.sent_by();
+        let Some(transport) = self.outgoing.get(&call).map(|out| out.to.transport) else {
+            return;
+        };
+        let contact = self.contact(transport);
+        let out = self.outgoing.get_mut(&call).expect("checked above");
+        match code {
+            100..=199 => self.events.push_back(CoreEvent::Progress { call, code }),
+            200..=299 => {
+                let Some(mut dialog) = Dialog::uac(&out.invite, &resp.headers, &meta, out.to)
+                else {
+                    return;
+                };
+                let id = dialog.id.clone();
+                // The ACK for a 2xx is a new transaction of its own, sent by the TU (§13.2.2.4).
+                let ack = dialog.request(Method::Ack, &via, &contact, Some(meta.cseq));
+                self.tx.send_stateless(out.to, Bytes::from(ack.to_bytes()));
+                if self.calls.contains_key(&id) {
+                    return; // A retransmitted 2xx: the ACK above answers it.
+                }
+                if out.answered.is_some() {
+                    // Another fork answered too (RFC 3261 §13.2.2.4): keep the first, end this one.
+                    let bye = dialog.request(Method::Bye, &via, &contact, None);
+                    if let Ok(tx) = self.tx.send_request(now, bye, out.to) {
+                        self.client_purpose.insert(tx, ClientPurpose::Discard);
+                    }
+                    return;
+                }
+                out.answered = Some(id.clone());
+                let media = out.media.clone();
+                let session = out.sdp.clone();
+                let accepted = sdp::accept_answer(
+                    &media,
+                    Direction::SendRecv,
+                    &String::from_utf8_lossy(&resp.body),
+                );
+                self.calls.insert(
+                    id.clone(),
+                    Call {
+                        dialog,
+                        state: CallState::Confirmed,
+                        sdp: session,
+                        media,
+                        outgoing: Some(call),
+                    },
+                );
+                self.events.push_back(CoreEvent::Answered {
+                    call,
+                    dialog: id.clone(),
+                });
+                if accepted.is_err() {
+                    // An answer we cannot use (RFC 3264 §6): end the call we just acknowledged.
+                    self.hangup(now, &id);
+                }
+            }
+            _ => {
+                let out = self.outgoing.remove(&call).expect("present");
+                self.ports.release(out.media.rtp_port);
+                self.events.push_back(CoreEvent::Failed { call, code });
+            }
+        }
+    }
+
+    fn on_stray_2xx(&mut self, _now: Instant, meta: &Meta) {
+        // A 2xx retransmitted after Timer M: ACK it again if the dialog is ours.
+        let Some(id) = DialogId::of_response(meta) else {
+            return;
+        };
+        let via = self.sent_by();
+        let contact = self.contact(TransportKind::Udp);
+        if let Some(call) = self.calls.get_mut(&id) {
+            let ack = call
+                .dialog
+                .request(Method::Ack, &via, &contact, Some(meta.cseq));
+            let to = call.dialog.peer;
+            self.tx.send_stateless(to, Bytes::from(ack.to_bytes()));
+        }
+    }
+
+    fn on_client_timeout(&mut self, tx: ClientTxId) {
+        match self.client_purpose.remove(&tx) {
+            Some(ClientPurpose::Invite(call)) => {
+                if let Some(out) = self.outgoing.get(&call)
+                    && out.answered.is_none()
+                {
+                    let out = self.outgoing.remove(&call).expect("present");
+                    self.ports.release(out.media.rtp_port);
+                    self.events.push_back(CoreEvent::Failed { call, code: 408 });
+                }
+            }
+            // RFC 3261 §15.1.1: a BYE that times out ends the dialog all the same.
+            Some(ClientPurpose::Bye(id)) => self.end_call(&id, false),
+            _ => {}
+        }
+    }
+
+    fn end_call(&mut self, id: &DialogId, by_peer: bool) {
+        if let Some(call) = self.calls.remove(id) {
+            self.ports.release(call.media.rtp_port);
+            if let Some(out) = call.outgoing {
+                self.outgoing.remove(&out);
+            }
+            self.events.push_back(CoreEvent::Ended {
+                dialog: id.clone(),
+                by_peer,
+            });
+        }
+    }
+}
+
+enum Target {
+    /// The gateway itself (no user part).
+    Gateway,
+    Echo,
+    /// A registrar account (an agent's softphone).
+    Account,
+    Unknown,
+}
+
+fn capabilities(headers: &mut Headers) {
+    headers.push(Header::Allow(rsipstack::sip::Allow::new(ALLOW)));
+    headers.push(Header::Accept(rsipstack::sip::Accept::new(ACCEPT)));
+    headers.push(Header::Supported(rsipstack::sip::Supported::new("")));
+}
+
+/// The option tags of `Require` that we do not support, comma-joined (we support none yet).
+fn required_extensions(headers: &Headers) -> Option<String> {
+    let tags: Vec<&str> = headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::Require(r) => Some(r.value()),
+            _ => None,
+        })
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    (!tags.is_empty()).then(|| tags.join(", "))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,424 @@
+//! The tokio driver of the SIP core: it owns the sockets and the clock, nothing else.
+//!
+//! One task owns the [`SipCore`] and the UDP socket; it reads datagrams in batches, stamps them
+//! with the time they arrived, feeds the core, and writes what the core wants sent. Each TCP
+//! connection has a task that frames and parses messages (RFC 3261 §18.3, Content-Length is
+//! mandatory) and writes what the core sends on that connection, so responses leave on the
+//! connection their request came on. Idle connections are closed, and so are connections over
+//! the configured limit.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::core::{CoreConfig, CoreStats, SipCore};
+use super::peer::{ConnId, Peer, Transmit, TransportKind};
+use super::registrar::Registrar;
+use super::wire::{self, Frame, Incoming};
+use crate::config::Config;
+use crate::media::ports::PortPool;
+
+/// Counters of what the transport refused, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct TransportCounters {
+    /// Messages dropped without an answer (unparsable, not UTF-8, responses we cannot read).
+    pub dropped: AtomicU64,
+    /// Requests answered by the wire layer itself (400, 501, 505 …).
+    pub rejected: AtomicU64,
+    /// TCP connections refused over the limit.
+    pub refused_connections: AtomicU64,
+}
+
+/// A running SIP endpoint.
+pub struct SipHandle {
+    pub udp_addr: Option<SocketAddr>,
+    pub tcp_addr: Option<SocketAddr>,
+    pub counters: Arc<TransportCounters>,
+    stats: tokio::sync::watch::Receiver<CoreStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SipHandle {
+    /// The core's counters as of its last loop.
+    pub fn stats(&self) -> CoreStats {
+        *self.stats.borrow()
+    }
+
+    /// Waits for the driver to stop (after the shutdown token fired).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// What connection tasks tell the core task.
+enum Inbound {
+    Opened(ConnId, SocketAddr, mpsc::Sender<Bytes>),
+    Message(Box<Incoming>, Peer),
+    Closed(ConnId, SocketAddr),
+}
+
+/// Binds the configured transports and starts the core. With port 0, UDP picks the port and TCP
+/// binds the same one.
+pub async fn start(config: &Config, shutdown: CancellationToken) -> io::Result<SipHandle> {
+    let sip = &config.sip;
+    let mut listen = sip.listen;
+    let udp = if sip.transports.contains(&TransportKind::Udp) {
+        let socket = bind_udp(listen)?;
+        listen = socket.local_addr()?;
+        Some(Arc::new(socket))
+    } else {
+        None
+    };
+    let tcp = if sip.transports.contains(&TransportKind::Tcp) {
+        let listener = TcpListener::bind(listen).await?;
+        listen = listener.local_addr()?;
+        Some(listener)
+    } else {
+        None
+    };
+    let advertised = sip.public_addr.unwrap_or(listen);
+    let now = Instant::now();
+    let registrar = Registrar::with_random_secret(&config.registrar, now);
+    let ports = PortPool::new(config.media.rtp_port_min, config.media.rtp_port_max);
+    let core = SipCore::new(
+        CoreConfig::from_config(config, advertised),
+        registrar,
+        ports,
+    );
+    let counters = Arc::new(TransportCounters::default());
+    let (stats_tx, stats_rx) = tokio::sync::watch::channel(core.stats());
+    let (inbound_tx, inbound_rx) = mpsc::channel(4096);
+    let udp_addr = udp.as_ref().map(|s| s.local_addr()).transpose()?;
+    let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+    if let Some(listener) = tcp {
+        tokio::spawn(accept_loop(
+            listener,
+            inbound_tx.clone(),
+            counters.clone(),
+            sip.max_message_size,
+            sip.max_tcp_connections,
+            Duration::from_secs(sip.tcp_idle_timeout_s),
+            shutdown.clone(),
+        ));
+    }
+    drop(inbound_tx);
+    let task = tokio::spawn(
+        CoreLoop {
+            core,
+            udp,
+            inbound: inbound_rx,
+            connections: HashMap::new(),
+            by_addr: HashMap::new(),
+            counters: counters.clone(),
+            stats: stats_tx,
+            max_message_size: sip.max_message_size,
+        }
+        .run(shutdown),
+    );
+    tracing::info!(?udp_addr, ?tcp_addr, %advertised, "SIP listening");
+    Ok(SipHandle {
+        udp_addr,
+        tcp_addr,
+        counters,
+        stats: stats_rx,
+        task,
+    })
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Bursts of thousands of requests a second must not overflow the kernel's queue.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+struct CoreLoop {
+    core: SipCore,
+    udp: Option<Arc<UdpSocket>>,
+    inbound: mpsc::Receiver<Inbound>,
+    connections: HashMap<ConnId, mpsc::Sender<Bytes>>,
+    by_addr: HashMap<SocketAddr, ConnId>,
+    counters: Arc<TransportCounters>,
+    stats: tokio::sync::watch::Sender<CoreStats>,
+    max_message_size: usize,
+}
+
+/// Datagrams read in one go before the core's output is flushed.
+const UDP_BATCH: usize = 64;
+
+impl CoreLoop {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut buf = vec![0u8; self.max_message_size + 1];
+        let udp = self.udp.clone();
+        loop {
+            let deadline = self.core.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                received = recv_udp(udp.as_deref(), &mut buf) => {
+                    if let Ok((len, from)) = received {
+                        self.on_datagram(&buf[..len], from);
+                        // Take what else is queued before flushing: fewer wake-ups under load.
+                        for _ in 1..UDP_BATCH {
+                            match udp.as_deref().map(|s| s.try_recv_from(&mut buf)) {
+                                Some(Ok((len, from))) => self.on_datagram(&buf[..len], from),
+                                _ => break,
+                            }
+                        }
+                    }
+                }
+                Some(message) = self.inbound.recv() => self.on_inbound(message),
+                _ = sleep => self.core.handle_timeout(Instant::now()),
+            }
+            self.flush().await;
+            self.stats.send_replace(self.core.stats());
+        }
+    }
+
+    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+        let now = Instant::now();
+        let peer = Peer::udp(from);
+        if bytes.len() > self.max_message_size {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match wire::parse_datagram(bytes) {
+            Ok(message) => self.core.handle_message(now, message, peer),
+            Err(rejection) => {
+                tracing::debug!(%from, reason = %rejection.reason, "SIP datagram refused");
+                match rejection.reply {
+                    Some(reply) => {
+                        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                        self.core.send_stateless(peer, Bytes::from(reply));
+                    }
+                    None if rejection.reason != "keep-alive" => {
+                        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    fn on_inbound(&mut self, message: Inbound) {
+        match message {
+            Inbound::Opened(id, addr, writer) => {
+                self.connections.insert(id, writer);
+                self.by_addr.insert(addr, id);
+            }
+            Inbound::Message(message, peer) => {
+                self.core.handle_message(Instant::now(), *message, peer)
+            }
+            Inbound::Closed(id, addr) => {
+                self.connections.remove(&id);
+                if self.by_addr.get(&addr) == Some(&id) {
+                    self.by_addr.remove(&addr);
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(Transmit { to, payload }) = self.core.poll_transmit() {
+            match to.transport {
+                TransportKind::Udp => {
+                    let Some(udp) = &self.udp else { continue };
+                    match udp.try_send_to(&payload, to.addr) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            let _ = udp.send_to(&payload, to.addr).await;
+                        }
+                        Err(e) => tracing::debug!(to = %to.addr, "UDP send failed: {e}"),
+                    }
+                }
+                TransportKind::Tcp => {
+                    let conn = to.conn.or_else(|| self.by_addr.get(&to.addr).copied());
+                    let writer = conn.and_then(|c| self.connections.get(&c));
+                    match writer {
+                        // A full queue means a peer that does not read: drop rather than stall SIP.
+                        Some(writer) => {
+                            if writer.try_send(payload).is_err() {
+                                tracing::debug!(to = %to.addr, "TCP connection backlogged; message dropped");
+                            }
+                        }
+                        None => tracing::debug!(to = %to.addr, "no TCP connection for message"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn recv_udp(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    inbound: mpsc::Sender<Inbound>,
+    counters: Arc<TransportCounters>,
+    max_message_size: usize,
+    max_connections: usize,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let open = Arc::new(AtomicU64::new(0));
+    let mut next_id = 1u64;
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, addr)) = accepted else {
+            continue;
+        };
+        if open.load(Ordering::Relaxed) >= max_connections as u64 {
+            counters.refused_connections.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        open.fetch_add(1, Ordering::Relaxed);
+        let id = ConnId(next_id);
+        next_id += 1;
+        let connection = Connection {
+            id,
+            addr,
+            inbound: inbound.clone(),
+            counters: counters.clone(),
+            max_message_size,
+            idle_timeout,
+        };
+        let open = open.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            connection.run(stream, shutdown).await;
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+struct Connection {
+    id: ConnId,
+    addr: SocketAddr,
+    inbound: mpsc::Sender<Inbound>,
+    counters: Arc<TransportCounters>,
+    max_message_size: usize,
+    idle_timeout: Duration,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, shutdown: CancellationToken) {
+        let (writer_tx, mut writer_rx) = mpsc::channel::<Bytes>(256);
+        if self
+            .inbound
+            .send(Inbound::Opened(self.id, self.addr, writer_tx))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let (mut reader, mut writer) = stream.into_split();
+        let mut buf = BytesMut::with_capacity(8192);
+        let peer = Peer::tcp(self.addr, Some(self.id));
+        let mut idle = Box::pin(tokio::time::sleep(self.idle_timeout));
+        'conn: loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = &mut idle => {
+                    tracing::debug!(addr = %self.addr, "closing idle SIP connection");
+                    break;
+                }
+                Some(bytes) = writer_rx.recv() => {
+                    if writer.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                    idle.as_mut().reset((Instant::now() + self.idle_timeout).into());
+                }
+                read = reader.read_buf(&mut buf) => {
+                    match read {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    idle.as_mut().reset((Instant::now() + self.idle_timeout).into());
+                    loop {
+                        match wire::frame_stream(&buf, self.max_message_size) {
+                            Ok(Frame::Incomplete) => break,
+                            Ok(Frame::KeepAlive { skip, pong }) => {
+                                let _ = buf.split_to(skip);
+                                // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
+                                if pong && writer.write_all(b"\r\n").await.is_err() {
+                                    break 'conn;
+                                }
+                            }
+                            Ok(Frame::Message { len }) => {
+                                let message = buf.split_to(len);
+                                match wire::parse_stream_message(&message) {
+                                    Ok(incoming) => {
+                                        if self.inbound.send(Inbound::Message(Box::new(incoming), peer)).await.is_err() {
+                                            break 'conn;
+                                        }
+                                    }
+                                    Err(rejection) => {
+                                        if !self.refuse(&mut writer, rejection).await {
+                                            break 'conn;
+                                        }
+                                    }
+                                }
+                            }
+                            Err(rejection) => {
+                                // The stream cannot be resynchronised: answer if we can, then close.
+                                self.refuse(&mut writer, rejection).await;
+                                break 'conn;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let _ = self.inbound.send(Inbound::Closed(self.id, self.addr)).await;
+    }
+
+    /// Sends the wire layer's reply, if any; `false` when the connection broke.
+    async fn refuse(
+        &self,
+        writer: &mut tokio::net::tcp::OwnedWriteHalf,
+        rejection: wire::Rejection,
+    ) -> bool {
+        tracing::debug!(addr = %self.addr, reason = %rejection.reason, "SIP message refused");
+        match rejection.reply {
+            Some(reply) => {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                writer.write_all(&reply).await.is_ok()
+            }
+            None => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        }
+    }
+}
