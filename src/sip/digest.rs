@@ -348,8 +348,8 @@ pub struct DigestAuth {
 }
 
 impl DigestAuth {
-    /// An authenticator for `realm` offering `algorithms` (duplicates ignored, order irrelevant:
-    /// challenges always go strongest first). `secret` keys the nonce HMAC; `epoch` is the
+    /// An authenticator for `realm` offering `algorithms` (duplicates ignored) in that order of
+    /// preference. `secret` keys the nonce HMAC; `epoch` is the
     /// instant nonce issue times count from.
     ///
     /// # Panics
@@ -360,9 +360,14 @@ impl DigestAuth {
         secret: [u8; 32],
         epoch: Instant,
     ) -> DigestAuth {
+        // The configured order is the preference order of the challenges (RFC 8760 §2.4).
         let mut algorithms = algorithms.to_vec();
-        algorithms.sort_unstable_by(|a, b| b.cmp(a));
-        algorithms.dedup();
+        let mut seen = Vec::new();
+        algorithms.retain(|a| {
+            let first = !seen.contains(a);
+            seen.push(*a);
+            first
+        });
         assert!(!algorithms.is_empty(), "no Digest algorithm to offer");
         DigestAuth {
             realm: realm.into(),
@@ -700,12 +705,12 @@ mod tests {
 
     fn setup() -> (DigestAuth, Instant, Uri) {
         let t0 = Instant::now();
-        let auth = DigestAuth::new("tandem", &[Algorithm::Md5, Algorithm::Sha256], [7; 32], t0);
+        let auth = DigestAuth::new("tandem", &[Algorithm::Sha256, Algorithm::Md5], [7; 32], t0);
         (auth, t0, Uri::try_from("sip:tandem.example").unwrap())
     }
 
     #[test]
-    fn challenges_go_strongest_first_and_answers_round_trip() {
+    fn challenges_follow_the_configured_order_and_answers_round_trip() {
         let (mut auth, t0, uri) = setup();
         let challenges = auth.challenges(t0, false);
         assert_eq!(challenges.len(), 2);

@@ -1,0 +1,238 @@
+//! Shared harness for tests against the real binary and real peers.
+//!
+//! [`Gateway`] runs `tandem run` on a private port with a config written for the test and
+//! stops it (by PID) when dropped. [`sipp`] runs SIPp to completion and returns its statistics.
+//! A missing peer fails the test: `scripts/test` installs them.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+/// A port free on both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Spread tests running in parallel over different ranges, then check the OS agrees.
+    let seed = (std::process::id() % 1000) as u16;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 21000 + ((seed * 17 + offset * 7) % 9000);
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+pub struct Gateway {
+    child: Child,
+    pub sip: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts the gateway with `[sip] listen` on a free port plus `extra` TOML, and waits until it
+    /// answers OPTIONS.
+    pub fn start(extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let rtp = 40000 + (port % 1000) * 20;
+        let config = format!(
+            "[sip]\nlisten = \"{sip}\"\n{extra}\n[media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n",
+            rtp + 19
+        );
+        let config = merge_sections(&config);
+        let path = dir.path().join("tandem.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = dir.path().join("tandem.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("tandem starts");
+        let gateway = Gateway {
+            child,
+            sip,
+            dir,
+            log,
+        };
+        gateway.wait_ready();
+        gateway
+    }
+
+    fn wait_ready(&self) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        for i in 0..100 {
+            let options = format!(
+                "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bK-ready{i};rport\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:{0}>\r\n\
+                 Call-ID: ready-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                self.sip,
+                socket.local_addr().unwrap()
+            );
+            socket.send_to(options.as_bytes(), self.sip).unwrap();
+            let mut buf = [0u8; 4096];
+            if let Ok((n, _)) = socket.recv_from(&mut buf)
+                && buf[..n].starts_with(b"SIP/2.0 200")
+            {
+                return;
+            }
+        }
+        panic!("gateway did not answer OPTIONS; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gateway did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Keeps the first `[section]` header of each name, so a test's extra TOML can add keys to
+/// `[sip]` and `[media]` without repeating the header.
+fn merge_sections(config: &str) -> String {
+    let mut sections: Vec<(String, Vec<String>)> = vec![(String::new(), Vec::new())];
+    for line in config.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') && !trimmed.starts_with("[[") {
+            if let Some(i) = sections.iter().position(|(name, _)| name == trimmed) {
+                let section = sections.remove(i);
+                sections.push(section);
+            } else {
+                sections.push((trimmed.to_string(), Vec::new()));
+            }
+            continue;
+        }
+        if trimmed.starts_with("[[") {
+            sections.push((trimmed.to_string(), Vec::new()));
+            continue;
+        }
+        sections.last_mut().unwrap().1.push(line.to_string());
+    }
+    let mut out = String::new();
+    for (name, lines) in sections {
+        if !name.is_empty() {
+            out.push_str(&name);
+            out.push('\n');
+        }
+        for line in lines {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The outcome of one SIPp run, from its `-trace_stat` file and exit code.
+#[derive(Debug)]
+pub struct SippStats {
+    pub exit_code: i32,
+    pub successful: u64,
+    pub failed: u64,
+    pub retransmissions: u64,
+    pub output: String,
+}
+
+/// Where the scenario files live.
+pub fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(name)
+}
+
+/// A running SIPp; [`Sipp::wait`] collects its statistics.
+pub struct Sipp {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+/// Starts SIPp against `target` with `args` (plus a local port, stats and a global timeout).
+pub fn sipp_spawn(target: SocketAddr, args: &[&str]) -> Sipp {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let media_port = (free_port() as u32 + 10000).min(65000).to_string();
+    let stats = dir.path().join("stats.csv");
+    let mut command = Command::new("sipp");
+    command
+        .arg(target.to_string())
+        .args(["-i", "127.0.0.1", "-p", &port, "-mp", &media_port])
+        .args([
+            "-buff_size",
+            "4194304",
+            "-nostdin",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ])
+        .args(["-trace_stat", "-fd", "1", "-stf"])
+        .arg(&stats)
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command
+        .spawn()
+        .expect("sipp is installed (scripts/test installs Debian's sip-tester)");
+    Sipp { child, dir }
+}
+
+impl Sipp {
+    pub fn wait(mut self) -> SippStats {
+        let mut output = String::new();
+        if let Some(stderr) = self.child.stderr.take() {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                output.push_str(&line);
+                output.push('\n');
+            }
+        }
+        let status = self.child.wait().unwrap();
+        let stats = std::fs::read_to_string(self.dir.path().join("stats.csv")).unwrap_or_default();
+        let last = stats.lines().last().unwrap_or("");
+        let columns: Vec<&str> = last.split(';').collect();
+        let column = |i: usize| columns.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+        SippStats {
+            exit_code: status.code().unwrap_or(-1),
+            // Columns are 0-based here: 16th is "SuccessfulCall(C)", 18th "FailedCall(C)", 58th retransmissions.
+            successful: column(15),
+            failed: column(17),
+            retransmissions: column(57),
+            output,
+        }
+    }
+}
+
+/// Runs SIPp to completion.
+pub fn sipp(target: SocketAddr, args: &[&str]) -> SippStats {
+    sipp_spawn(target, args).wait()
+}
