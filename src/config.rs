@@ -104,6 +104,12 @@ pub struct SipAccount {
 pub struct MediaConfig {
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
+    /// Threads of the media runtime, apart from SIP's.
+    pub threads: usize,
+    /// A call whose media leg receives nothing for this long is ended (BYE both ways).
+    pub inactivity_timeout_s: u64,
+    /// A latched RTP source that has been silent this long may be replaced by a new one.
+    pub relatch_after_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -154,6 +160,9 @@ impl Default for MediaConfig {
         MediaConfig {
             rtp_port_min: 20000,
             rtp_port_max: 29999,
+            threads: 1,
+            inactivity_timeout_s: 30,
+            relatch_after_ms: 2000,
         }
     }
 }
@@ -263,6 +272,18 @@ impl Config {
         }
         if media.rtp_port_min < 1024 {
             return invalid("media.rtp_port_min", "must be 1024 or above");
+        }
+        if media.rtp_port_max - media.rtp_port_min < 3 {
+            return invalid(
+                "media.rtp_port_max",
+                "the range must hold at least one RTP/RTCP pair",
+            );
+        }
+        if media.threads == 0 || media.threads > 64 {
+            return invalid("media.threads", "must be between 1 and 64");
+        }
+        if media.inactivity_timeout_s == 0 {
+            return invalid("media.inactivity_timeout_s", "must be positive");
         }
         Ok(())
     }

@@ -20,11 +20,12 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::core::{CoreConfig, CoreStats, SipCore};
+use super::core::{CoreConfig, CoreStats, MediaCommand, SipCore};
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
 use super::registrar::Registrar;
 use super::wire::{self, Frame, Incoming};
 use crate::config::Config;
+use crate::media::engine::{LegId, MediaEngine, MediaSettings, Route};
 use crate::media::ports::PortPool;
 
 /// Counters of what the transport refused, for `/metrics`.
@@ -94,6 +95,12 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> io::Result<S
         registrar,
         ports,
     );
+    let media = MediaEngine::start(MediaSettings {
+        bind_ip: listen.ip(),
+        inactivity_timeout: Duration::from_secs(config.media.inactivity_timeout_s),
+        relatch_after: Duration::from_millis(config.media.relatch_after_ms),
+        threads: config.media.threads,
+    })?;
     let counters = Arc::new(TransportCounters::default());
     let (stats_tx, stats_rx) = tokio::sync::watch::channel(core.stats());
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
@@ -114,6 +121,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> io::Result<S
     let task = tokio::spawn(
         CoreLoop {
             core,
+            media,
             udp,
             inbound: inbound_rx,
             connections: HashMap::new(),
@@ -150,6 +158,7 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 struct CoreLoop {
     core: SipCore,
+    media: MediaEngine,
     udp: Option<Arc<UdpSocket>>,
     inbound: mpsc::Receiver<Inbound>,
     connections: HashMap<ConnId, mpsc::Sender<Bytes>>,
@@ -166,6 +175,8 @@ impl CoreLoop {
     async fn run(mut self, shutdown: CancellationToken) {
         let mut buf = vec![0u8; self.max_message_size + 1];
         let udp = self.udp.clone();
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.core.poll_timeout();
             let sleep = async {
@@ -190,7 +201,14 @@ impl CoreLoop {
                 }
                 Some(message) = self.inbound.recv() => self.on_inbound(message),
                 _ = sleep => self.core.handle_timeout(Instant::now()),
+                _ = sweep.tick() => {
+                    let now = Instant::now();
+                    for leg in self.media.sweep(now) {
+                        self.core.media_inactive(now, leg.0);
+                    }
+                }
             }
+            self.apply_media();
             self.flush().await;
             self.stats.send_replace(self.core.stats());
         }
@@ -234,6 +252,30 @@ impl CoreLoop {
                 self.connections.remove(&id);
                 if self.by_addr.get(&addr) == Some(&id) {
                     self.by_addr.remove(&addr);
+                }
+            }
+        }
+    }
+
+    /// Carries out what the core asked of the media engine; a leg that cannot open ends its call.
+    fn apply_media(&mut self) {
+        while let Some(command) = self.core.poll_media() {
+            match command {
+                MediaCommand::Open { port, remote } => {
+                    if let Err(e) = self.media.open(port, remote) {
+                        tracing::warn!(port, "cannot open media leg: {e}");
+                        self.core.media_failed(Instant::now(), port);
+                    }
+                }
+                MediaCommand::Echo { port } => self.media.set_route(LegId(port), Route::Echo),
+                MediaCommand::SetRemote { port, remote } => {
+                    self.media.set_remote(LegId(port), remote)
+                }
+                MediaCommand::Watch { port, enabled } => self.media.watch(LegId(port), enabled),
+                MediaCommand::Close { port } => {
+                    if let Some(stats) = self.media.close(LegId(port)) {
+                        tracing::debug!(port, ?stats, "media leg closed");
+                    }
                 }
             }
         }

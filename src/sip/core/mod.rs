@@ -95,6 +95,28 @@ pub enum CoreEvent {
     Ended { dialog: DialogId, by_peer: bool },
 }
 
+/// What the core asks of the media engine; the driver carries it out in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// Bind the leg's RTP/RTCP ports; `remote` is the peer's SDP address when known.
+    Open {
+        port: u16,
+        remote: Option<SocketAddr>,
+    },
+    /// Send the leg's packets back to their source.
+    Echo { port: u16 },
+    /// The peer's SDP names a new address.
+    SetRemote {
+        port: u16,
+        remote: Option<SocketAddr>,
+    },
+    /// Whether silence on the leg counts against the inactivity timeout (not while the peer
+    /// holds the call and sends nothing).
+    Watch { port: u16, enabled: bool },
+    /// Stop the leg and free its ports.
+    Close { port: u16 },
+}
+
 /// Counters for `/metrics` and for leak checks in tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CoreStats {
@@ -103,6 +125,7 @@ pub struct CoreStats {
     pub server_transactions: usize,
     pub client_transactions: usize,
     pub registrations: usize,
+    pub media_legs: usize,
     pub rejected_over_limit: u64,
 }
 
@@ -142,6 +165,8 @@ struct PendingInvite {
     answer_at: Instant,
     /// The SDP to send in the 200, prepared when the INVITE arrived.
     answer: Option<Vec<u8>>,
+    /// Where the offer says the caller receives RTP.
+    remote: Option<SocketAddr>,
     sdp: SdpSession,
     media: LocalMedia,
 }
@@ -185,6 +210,9 @@ pub struct SipCore {
     client_purpose: HashMap<ClientTxId, ClientPurpose>,
     timers: BinaryHeap<Reverse<(Instant, CoreTimer)>>,
     events: VecDeque<CoreEvent>,
+    media: VecDeque<MediaCommand>,
+    /// Open media legs by RTP port, and the call each belongs to.
+    legs: HashMap<u16, DialogId>,
     next_call: u64,
     rejected_over_limit: u64,
 }
@@ -202,6 +230,8 @@ impl SipCore {
             client_purpose: HashMap::new(),
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
+            media: VecDeque::new(),
+            legs: HashMap::new(),
             next_call: 1,
             rejected_over_limit: 0,
         }
@@ -219,6 +249,7 @@ impl SipCore {
             server_transactions,
             client_transactions,
             registrations: self.registrar.binding_count(),
+            media_legs: self.legs.len(),
             rejected_over_limit: self.rejected_over_limit,
         }
     }
@@ -229,6 +260,42 @@ impl SipCore {
 
     pub fn poll_event(&mut self) -> Option<CoreEvent> {
         self.events.pop_front()
+    }
+
+    pub fn poll_media(&mut self) -> Option<MediaCommand> {
+        self.media.pop_front()
+    }
+
+    /// The media engine saw nothing on this leg for its inactivity timeout: the call is dead,
+    /// end it with BYE.
+    pub fn media_inactive(&mut self, now: Instant, port: u16) {
+        if let Some(id) = self.legs.get(&port).cloned() {
+            tracing::info!(call_id = %id.call_id, port, "media inactive; ending the call");
+            self.hangup(now, &id);
+            self.drain_transactions(now);
+        }
+    }
+
+    /// The media engine could not open this leg (its port is taken): end the call.
+    pub fn media_failed(&mut self, now: Instant, port: u16) {
+        if let Some(id) = self.legs.remove(&port) {
+            tracing::warn!(call_id = %id.call_id, port, "media port unavailable; ending the call");
+            self.hangup(now, &id);
+            self.drain_transactions(now);
+        }
+    }
+
+    fn open_leg(&mut self, port: u16, remote: Option<SocketAddr>, id: &DialogId) {
+        self.legs.insert(port, id.clone());
+        self.media.push_back(MediaCommand::Open { port, remote });
+    }
+
+    /// Frees a call's RTP port, closing its media leg if one was opened.
+    fn release_leg(&mut self, port: u16) {
+        if self.legs.remove(&port).is_some() {
+            self.media.push_back(MediaCommand::Close { port });
+        }
+        self.ports.release(port);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -289,7 +356,7 @@ impl SipCore {
                     meta,
                     peer,
                 } => self.on_request(now, tx, request, meta, peer),
-                TxEvent::Ack { meta, .. } => self.on_ack(&meta),
+                TxEvent::Ack { request, meta, .. } => self.on_ack(&request, &meta),
                 TxEvent::Cancelled { tx } => self.on_cancelled(now, tx),
                 TxEvent::Response { tx, response, meta } => {
                     self.on_response(now, tx, response, meta)
@@ -437,14 +504,14 @@ impl SipCore {
             telephone_event: true,
         };
         let mut session = SdpSession::new(rand::random());
-        let answer = if req.body.is_empty() {
+        let (answer, remote) = if req.body.is_empty() {
             // A delayed offer: our 200 carries the offer and the ACK the answer (RFC 3261 §13.2.1).
-            None
+            (None, None)
         } else {
             match sdp::answer(&String::from_utf8_lossy(&req.body), &media, &mut session) {
-                Ok(answer) => Some(answer.sdp.into_bytes()),
+                Ok(answer) => (Some(answer.sdp.into_bytes()), Some(answer.media.remote_rtp)),
                 Err(e) => {
-                    self.ports.release(rtp_port);
+                    self.release_leg(rtp_port);
                     let resp = response(
                         &req,
                         status_with_reason(e.sip_status(), &e.to_string()),
@@ -474,6 +541,7 @@ impl SipCore {
                 local_tag,
                 answer_at,
                 answer,
+                remote,
                 sdp: session,
                 media,
             },
@@ -496,7 +564,7 @@ impl SipCore {
             &pending.local_tag,
             pending.peer,
         ) else {
-            self.ports.release(pending.media.rtp_port);
+            self.release_leg(pending.media.rtp_port);
             let resp = response(
                 &pending.request,
                 status_with_reason(400, "Missing Contact"),
@@ -515,6 +583,9 @@ impl SipCore {
         );
         let state = self.await_ack(now, &dialog.id, &ok, pending.meta.cseq);
         self.reply(now, tx, ok);
+        let port = pending.media.rtp_port;
+        self.open_leg(port, pending.remote, &dialog.id);
+        self.media.push_back(MediaCommand::Echo { port });
         self.calls.insert(
             dialog.id.clone(),
             Call {
@@ -596,20 +667,36 @@ impl SipCore {
             .push(Reverse((next, CoreTimer::RetransmitOk(id))));
     }
 
-    fn on_ack(&mut self, meta: &Meta) {
+    fn on_ack(&mut self, request: &Request, meta: &Meta) {
         let Some(id) = DialogId::of_request(meta) else {
             return;
         };
-        if let Some(call) = self.calls.get_mut(&id)
-            && matches!(call.state, CallState::AwaitingAck { cseq, .. } if cseq == meta.cseq)
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !matches!(call.state, CallState::AwaitingAck { cseq, .. } if cseq == meta.cseq) {
+            return;
+        }
+        call.state = CallState::Confirmed;
+        // After a delayed offer the ACK carries the answer (RFC 3261 §13.2.1).
+        if !request.body.is_empty()
+            && let Ok(answer) = sdp::accept_answer(
+                &call.media,
+                Direction::SendRecv,
+                &String::from_utf8_lossy(&request.body),
+            )
         {
-            call.state = CallState::Confirmed;
+            let port = call.media.rtp_port;
+            self.media.push_back(MediaCommand::SetRemote {
+                port,
+                remote: Some(answer.remote_rtp),
+            });
         }
     }
 
     fn on_cancelled(&mut self, now: Instant, tx: ServerTxId) {
         if let Some(pending) = self.pending.remove(&tx) {
-            self.ports.release(pending.media.rtp_port);
+            self.release_leg(pending.media.rtp_port);
             let resp = response(
                 &pending.request,
                 StatusCode::RequestTerminated,
@@ -638,7 +725,7 @@ impl SipCore {
         match req.method {
             Method::Bye => {
                 let call = self.calls.remove(&id).expect("present");
-                self.ports.release(call.media.rtp_port);
+                self.release_leg(call.media.rtp_port);
                 self.reply_status(now, tx, &req, StatusCode::OK);
                 self.events.push_back(CoreEvent::Ended {
                     dialog: id,
@@ -680,7 +767,16 @@ impl SipCore {
                 &call.media,
                 &mut call.sdp,
             ) {
-                Ok(answer) => Some(answer.sdp.into_bytes()),
+                Ok(answer) => {
+                    let port = call.media.rtp_port;
+                    let remote = Some(answer.media.remote_rtp);
+                    // A peer that holds the call and sends nothing is not dead.
+                    let enabled = answer.media.remote_direction.sends();
+                    self.media
+                        .push_back(MediaCommand::SetRemote { port, remote });
+                    self.media.push_back(MediaCommand::Watch { port, enabled });
+                    Some(answer.sdp.into_bytes())
+                }
                 Err(e) => {
                     let resp = response(
                         &req,
@@ -874,6 +970,9 @@ impl SipCore {
                     call,
                     dialog: id.clone(),
                 });
+                let port = self.calls[&id].media.rtp_port;
+                let remote = accepted.as_ref().ok().map(|m| m.remote_rtp);
+                self.open_leg(port, remote, &id);
                 if accepted.is_err() {
                     // An answer we cannot use (RFC 3264 §6): end the call we just acknowledged.
                     self.hangup(now, &id);
@@ -881,7 +980,7 @@ impl SipCore {
             }
             _ => {
                 let out = self.outgoing.remove(&call).expect("present");
-                self.ports.release(out.media.rtp_port);
+                self.release_leg(out.media.rtp_port);
                 self.events.push_back(CoreEvent::Failed { call, code });
             }
         }
@@ -910,7 +1009,7 @@ impl SipCore {
                     && out.answered.is_none()
                 {
                     let out = self.outgoing.remove(&call).expect("present");
-                    self.ports.release(out.media.rtp_port);
+                    self.release_leg(out.media.rtp_port);
                     self.events.push_back(CoreEvent::Failed { call, code: 408 });
                 }
             }
@@ -922,7 +1021,7 @@ impl SipCore {
 
     fn end_call(&mut self, id: &DialogId, by_peer: bool) {
         if let Some(call) = self.calls.remove(id) {
-            self.ports.release(call.media.rtp_port);
+            self.release_leg(call.media.rtp_port);
             if let Some(out) = call.outgoing {
                 self.outgoing.remove(&out);
             }

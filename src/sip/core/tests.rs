@@ -100,6 +100,10 @@ impl Phone {
             .collect()
     }
 
+    fn media(&mut self) -> Vec<MediaCommand> {
+        std::iter::from_fn(|| self.core.poll_media()).collect()
+    }
+
     fn statuses(&mut self) -> Vec<u16> {
         self.received()
             .iter()
@@ -163,6 +167,20 @@ fn echo_answers_and_holds_the_dialog_until_bye() {
     let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
     let tag = establish(&mut phone);
     assert_eq!(phone.core.stats().calls, 1);
+    let port = match phone.media().as_slice() {
+        [
+            MediaCommand::Open { port, remote },
+            MediaCommand::Echo { port: echo },
+        ] if port == echo => {
+            assert_eq!(
+                *remote,
+                Some("127.0.0.1:6000".parse().unwrap()),
+                "the offer's address"
+            );
+            *port
+        }
+        other => panic!("unexpected media commands {other:?}"),
+    };
     assert!(
         phone.advance(Duration::from_secs(60)).is_empty(),
         "no 200 retransmission after the ACK"
@@ -179,6 +197,8 @@ fn echo_answers_and_holds_the_dialog_until_bye() {
     );
     phone.send(&bye);
     assert_eq!(phone.statuses(), vec![200]);
+    assert_eq!(phone.media(), vec![MediaCommand::Close { port }]);
+    assert_eq!(phone.core.stats().media_legs, 0);
     assert_eq!(phone.core.stats().calls, 0);
     assert_eq!(
         phone.core.ports.in_use(),
@@ -410,6 +430,65 @@ fn in_dialog_requests_for_unknown_dialogs_and_old_cseqs_are_refused() {
     );
     phone.send(&info);
     assert_eq!(phone.statuses(), vec![200]);
+}
+
+#[test]
+fn a_call_whose_media_stops_is_ended_with_bye() {
+    let now = Instant::now();
+    let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
+    establish(&mut phone);
+    let port = match phone.media().first() {
+        Some(MediaCommand::Open { port, .. }) => *port,
+        other => panic!("{other:?}"),
+    };
+    phone.core.media_inactive(phone.now, port);
+    let sent = phone.received();
+    assert!(
+        sent[0].starts_with("BYE sip:phone@127.0.0.1:5070 SIP/2.0"),
+        "{sent:?}"
+    );
+    let header = |name: &str| {
+        sent[0]
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_string()
+    };
+    let ok = format!(
+        "SIP/2.0 200 OK\r\n{}\r\n{}\r\n{}\r\nCall-ID: call-1\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        header("Via:"),
+        header("From:"),
+        header("To:"),
+    );
+    phone.send(&ok);
+    assert_eq!(phone.media(), vec![MediaCommand::Close { port }]);
+    assert_eq!(phone.core.stats().calls, 0);
+}
+
+#[test]
+fn a_hold_without_media_does_not_count_as_inactivity() {
+    let now = Instant::now();
+    let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
+    let tag = establish(&mut phone);
+    phone.media();
+    let hold = format!("{OFFER}a=inactive\r\n");
+    let reinvite = phone.request(
+        "INVITE",
+        "sip:tandem@127.0.0.1:5060",
+        "w1",
+        2,
+        Some(&tag),
+        "",
+        &hold,
+    );
+    phone.send(&reinvite);
+    let commands = phone.media();
+    assert!(
+        commands
+            .iter()
+            .any(|c| matches!(c, MediaCommand::Watch { enabled: false, .. })),
+        "{commands:?}"
+    );
 }
 
 // ----- two cores -----
