@@ -55,7 +55,7 @@ impl Gateway {
         let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
             .args(["run", "--config"])
             .arg(&path)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,tandem::sip::driver=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -179,6 +179,15 @@ pub struct Sipp {
 
 /// Starts SIPp against `target` with `args` (plus a local port, stats and a global timeout).
 pub fn sipp_spawn(target: SocketAddr, args: &[&str]) -> Sipp {
+    sipp_spawn_in(None, target, args)
+}
+
+/// Runs SIPp to completion from `cwd` (where built-in scenarios look for `./pcap/`).
+pub fn sipp_in(cwd: &Path, target: SocketAddr, args: &[&str]) -> SippStats {
+    sipp_spawn_in(Some(cwd), target, args).wait()
+}
+
+fn sipp_spawn_in(cwd: Option<&Path>, target: SocketAddr, args: &[&str]) -> Sipp {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().to_string();
     let media_port = (free_port() as u32 + 10000).min(65000).to_string();
@@ -198,7 +207,7 @@ pub fn sipp_spawn(target: SocketAddr, args: &[&str]) -> Sipp {
         .args(["-trace_stat", "-fd", "1", "-stf"])
         .arg(&stats)
         .args(args)
-        .current_dir(dir.path())
+        .current_dir(cwd.unwrap_or(dir.path()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = command
@@ -235,4 +244,148 @@ impl Sipp {
 /// Runs SIPp to completion.
 pub fn sipp(target: SocketAddr, args: &[&str]) -> SippStats {
     sipp_spawn(target, args).wait()
+}
+
+/// A minimal SIP phone on a UDP socket, for tests that need exact control over RTP.
+pub struct RawPhone {
+    pub sip: UdpSocket,
+    pub rtp: UdpSocket,
+    pub gateway: SocketAddr,
+    pub call_id: String,
+    pub to_tag: Option<String>,
+    cseq: u32,
+}
+
+impl RawPhone {
+    pub fn new(gateway: SocketAddr, call_id: &str) -> RawPhone {
+        let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sip.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rtp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        RawPhone {
+            sip,
+            rtp,
+            gateway,
+            call_id: call_id.to_string(),
+            to_tag: None,
+            cseq: 0,
+        }
+    }
+
+    fn headers(&mut self, method: &str, uri: &str) -> String {
+        self.cseq += 1;
+        let local = self.sip.local_addr().unwrap();
+        let to_tag = self
+            .to_tag
+            .as_ref()
+            .map(|t| format!(";tag={t}"))
+            .unwrap_or_default();
+        format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{}-{}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:phone@127.0.0.1>;tag=raw\r\nTo: <sip:echo@127.0.0.1>{to_tag}\r\n\
+             Call-ID: {}\r\nCSeq: {} {method}\r\nContact: <sip:phone@{local}>\r\n",
+            self.call_id, self.cseq, self.call_id, self.cseq
+        )
+    }
+
+    /// INVITE to echo offering PCMU and telephone-event on our RTP socket; returns where the
+    /// gateway receives RTP. Sends the ACK.
+    pub fn call_echo(&mut self) -> SocketAddr {
+        let rtp_port = self.rtp.local_addr().unwrap().port();
+        let sdp = format!(
+            "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=fmtp:101 0-16\r\n"
+        );
+        let uri = format!("sip:echo@{}", self.gateway);
+        let invite = format!(
+            "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            self.headers("INVITE", &uri),
+            sdp.len()
+        );
+        self.sip.send_to(invite.as_bytes(), self.gateway).unwrap();
+        let ok = loop {
+            let message = self.recv();
+            if message.starts_with("SIP/2.0 200") {
+                break message;
+            }
+            assert!(
+                message.starts_with("SIP/2.0 1"),
+                "unexpected answer: {message}"
+            );
+        };
+        let to = ok.lines().find(|l| l.starts_with("To:")).unwrap();
+        self.to_tag = Some(to.split(";tag=").nth(1).unwrap().trim().to_string());
+        let body = &ok[ok.find("\r\n\r\n").unwrap() + 4..];
+        let port: u16 = body
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ack = format!("{}Content-Length: 0\r\n\r\n", self.headers_ack(&uri));
+        self.sip.send_to(ack.as_bytes(), self.gateway).unwrap();
+        SocketAddr::new(self.gateway.ip(), port)
+    }
+
+    fn headers_ack(&mut self, uri: &str) -> String {
+        let cseq = self.cseq;
+        let headers = self.headers("ACK", uri);
+        self.cseq = cseq;
+        headers.replace(
+            &format!("CSeq: {} ACK", cseq + 1),
+            &format!("CSeq: {cseq} ACK"),
+        )
+    }
+
+    pub fn recv(&self) -> String {
+        let mut buf = [0u8; 8192];
+        let (n, _) = self
+            .sip
+            .recv_from(&mut buf)
+            .expect("a SIP message from the gateway");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    pub fn hangup(&mut self) -> String {
+        let uri = format!("sip:tandem@{}", self.gateway);
+        let bye = format!("{}Content-Length: 0\r\n\r\n", self.headers("BYE", &uri));
+        self.sip.send_to(bye.as_bytes(), self.gateway).unwrap();
+        self.recv()
+    }
+
+    /// Answers a request from the gateway (e.g. its BYE) with 200.
+    pub fn answer_ok(&self, request: &str) {
+        let keep: Vec<&str> = request
+            .lines()
+            .filter(|l| {
+                ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                    .iter()
+                    .any(|h| l.starts_with(h))
+            })
+            .collect();
+        let ok = format!(
+            "SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n",
+            keep.join("\r\n")
+        );
+        let via = request.lines().find(|l| l.starts_with("Via:")).unwrap();
+        let sent_by = via
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap();
+        self.sip.send_to(ok.as_bytes(), sent_by).unwrap();
+    }
+}
+
+/// An RTP packet: version 2, `pt`, `seq`, `ts`, SSRC 0x1234 and `payload`.
+pub fn rtp_packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+    let mut packet = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
+    packet[2..4].copy_from_slice(&seq.to_be_bytes());
+    packet[4..8].copy_from_slice(&ts.to_be_bytes());
+    packet.extend_from_slice(payload);
+    packet
 }
