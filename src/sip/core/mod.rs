@@ -182,6 +182,18 @@ struct Outgoing {
     answered: Option<DialogId>,
 }
 
+/// An INVITE to send.
+struct OutgoingCall {
+    target: Uri,
+    to: Peer,
+    /// The From header value without its tag (the caller id).
+    from: String,
+    rtp_port: u16,
+    /// Our codecs in order of preference; empty means all.
+    codecs: Vec<sdp::Codec>,
+    extra_headers: Vec<Header>,
+}
+
 /// What a client transaction of ours is for.
 #[derive(Debug)]
 enum ClientPurpose {
@@ -812,13 +824,41 @@ impl SipCore {
         to: Peer,
         from_user: &str,
     ) -> Option<CallRef> {
+        let from = format!("<sip:{from_user}@{}>", self.config.domain);
         let rtp_port = self.ports.allocate()?;
+        let call = self.place_call(
+            now,
+            OutgoingCall {
+                target,
+                to,
+                from,
+                rtp_port,
+                codecs: Vec::new(),
+                extra_headers: Vec::new(),
+            },
+        );
+        if call.is_none() {
+            self.ports.release(rtp_port);
+        }
+        call
+    }
+
+    /// Sends an INVITE with an SDP offer on `rtp_port` (already allocated by the caller).
+    fn place_call(&mut self, now: Instant, outgoing: OutgoingCall) -> Option<CallRef> {
+        let OutgoingCall {
+            target,
+            to,
+            from,
+            rtp_port,
+            codecs,
+            extra_headers,
+        } = outgoing;
         let call = CallRef(self.next_call);
         self.next_call += 1;
         let media = LocalMedia {
             addr: self.config.advertised.ip(),
             rtp_port,
-            codecs: Vec::new(),
+            codecs,
             telephone_event: true,
         };
         let mut session = SdpSession::new(rand::random());
@@ -833,7 +873,7 @@ impl SipCore {
         ))));
         headers.push(Header::MaxForwards(rsipstack::sip::MaxForwards::new("70")));
         headers.push(Header::From(rsipstack::sip::From::new(format!(
-            "<sip:{from_user}@{domain}>;tag={}",
+            "{from};tag={}",
             ids::new_tag()
         ))));
         headers.push(Header::To(rsipstack::sip::To::new(format!("<{target}>"))));
@@ -847,6 +887,9 @@ impl SipCore {
         headers.push(Header::UserAgent(rsipstack::sip::UserAgent::new(
             self.config.user_agent.clone(),
         )));
+        for header in extra_headers {
+            headers.push(header);
+        }
         let mut body = Vec::new();
         set_body(
             &mut headers,
