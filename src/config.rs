@@ -31,7 +31,7 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub log: LogConfig,
@@ -103,17 +103,6 @@ pub struct SipAccount {
 pub struct MediaConfig {
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            log: LogConfig::default(),
-            sip: SipConfig::default(),
-            registrar: RegistrarConfig::default(),
-            media: MediaConfig::default(),
-        }
-    }
 }
 
 impl Default for LogConfig {
