@@ -4,7 +4,9 @@
 //! `handle_*(now, input)` and drained with `poll_*`; thin tokio drivers own sockets and clocks.
 
 pub mod bridge;
+pub mod chat;
 pub mod config;
+pub mod metrics;
 pub mod server;
 pub mod sip;
 pub mod telemetry;
