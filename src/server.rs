@@ -11,13 +11,17 @@ pub enum ServerError {
         what: String,
         source: std::io::Error,
     },
+    /// The HTTP side (store, interactions, listener) could not start.
+    #[error("HTTP: {0}")]
+    Http(#[from] crate::api::StartError),
 }
 
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), ServerError> {
-    let _ = config;
+    let http = crate::api::start(&config).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");
+    http.stop().await;
     Ok(())
 }
 

@@ -13,7 +13,7 @@
 
 mod error;
 mod event;
-// pub mod hub;
+pub mod hub;
 mod interaction;
 mod types;
 
