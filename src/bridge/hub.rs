@@ -307,6 +307,8 @@ struct Task {
     /// The driver's clock never goes backwards, even if the system clock does.
     clock: Time,
     finished: bool,
+    /// The phase last written to the interaction's row (the row changes only with it).
+    stored_phase: Option<Phase>,
 }
 
 impl Task {
@@ -315,9 +317,12 @@ impl Task {
             hub: hub.clone(),
             id: it.id().clone(),
             log,
-            events: broadcast::channel(1024).0,
+            // Small: tokio preallocates every slot, and a subscriber that falls behind
+            // resubscribes from its last seq (the backlog comes from `log`).
+            events: broadcast::channel(64).0,
             clock: Time(0),
             finished: false,
+            stored_phase: None,
         }
     }
 
@@ -406,7 +411,9 @@ impl Task {
             }
             writes.push(Write::Event(self.id.clone(), (**event).clone()));
         }
-        if !writes.is_empty() {
+        // The row is updated on phase changes only: a message is then one INSERT.
+        if !writes.is_empty() && self.stored_phase != Some(it.phase()) {
+            self.stored_phase = Some(it.phase());
             let closed = it.phase() == Phase::Closed;
             writes.push(Write::Progress {
                 id: self.id.clone(),
@@ -414,6 +421,8 @@ impl Task {
                 last_seq: it.last_seq(),
                 closed_at: closed.then(|| self.clock.millis()),
             });
+        }
+        if !writes.is_empty() {
             self.persist(writes).await;
         }
         for event in emitted {

@@ -59,6 +59,8 @@ pub struct InteractionRecord {
     pub phase: Phase,
     pub created_at: u64,
     pub closed_at: Option<u64>,
+    /// The last `seq` when the phase last changed (the row is not rewritten per message; the
+    /// events table is the authority).
     pub last_seq: u64,
 }
 
