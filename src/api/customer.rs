@@ -163,14 +163,11 @@ struct PollGuard {
 
 impl Drop for PollGuard {
     fn drop(&mut self) {
-        if let Some(slot) = self
-            .state
-            .shared
-            .polls
-            .lock()
-            .expect("polls")
-            .get_mut(&self.id)
-        {
+        let mut polls = self.state.shared.polls.lock().expect("polls");
+        if self.state.hub().get(&self.id).is_none() {
+            // The chat is over: its slot goes with it.
+            polls.remove(&self.id);
+        } else if let Some(slot) = polls.get_mut(&self.id) {
             slot.busy = false;
         }
     }
