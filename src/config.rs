@@ -38,6 +38,11 @@ pub struct Config {
     pub sip: SipConfig,
     pub registrar: RegistrarConfig,
     pub media: MediaConfig,
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub files: FilesConfig,
+    pub chat: ChatConfig,
+    pub services: Vec<ServiceConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -110,6 +115,217 @@ pub struct MediaConfig {
     pub inactivity_timeout_s: u64,
     /// A latched RTP source that has been silent this long may be replaced by a new one.
     pub relatch_after_ms: u64,
+}
+
+/// The HTTP/WebSocket server and the limits on what a client can make us allocate.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Largest JSON request body (bytes); file uploads have their own limit.
+    pub max_body_bytes: usize,
+    /// Client events in one `POST chats/{id}/events`.
+    pub max_events_per_request: usize,
+    /// Long polls open at once over all chats (one per chat at most).
+    pub max_long_polls: usize,
+    /// A long poll with nothing to say answers after this many seconds.
+    pub long_poll_timeout_s: u64,
+    /// WebSockets open at once over all chats.
+    pub max_websockets: usize,
+}
+
+/// Where interactions and their transcripts are kept.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (created with its directory) or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+/// Files sent into chats.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// Directory of the content-addressed file store.
+    pub dir: String,
+    /// Default largest file (bytes); a service may lower or raise it.
+    pub max_bytes: u64,
+    /// Default MIME types accepted (sniffed from the content, not trusted from the client).
+    pub allowed_types: Vec<String>,
+}
+
+/// Chat limits shared by every service.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Largest chat message (bytes of UTF-8); there is no 160-character limit.
+    pub max_message_bytes: usize,
+    /// How long the teardown waits for legs to confirm their release (64·T1 by default).
+    pub teardown_timeout_s: u64,
+    /// Open interactions per device (clientId).
+    pub max_chats_per_device: usize,
+    /// Open interactions in all.
+    pub max_open_interactions: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingMode {
+    RingAll,
+    RoundRobin,
+    LongestIdle,
+}
+
+/// What an interaction is about: its app entries, routing, and the policy its calls inherit.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub name: String,
+    /// The `appId` values of the apps that open chats for this service.
+    pub entries: Vec<String>,
+    pub department: String,
+    #[serde(default = "default_routing")]
+    pub routing: RoutingMode,
+    /// Dial the customer's phone as soon as an agent accepts.
+    #[serde(default)]
+    pub auto_dial: bool,
+    #[serde(default)]
+    pub recording: bool,
+    #[serde(default)]
+    pub video_allowed: bool,
+    /// Overrides `files.max_bytes`.
+    pub max_file_bytes: Option<u64>,
+    /// Overrides `files.allowed_types`.
+    pub allowed_file_types: Option<Vec<String>>,
+    #[serde(default = "default_inactivity")]
+    pub inactivity_timeout_s: u64,
+    /// Absent: always open.
+    pub hours: Option<BusinessHours>,
+}
+
+/// Weekly opening hours in a fixed UTC offset.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessHours {
+    #[serde(default)]
+    pub utc_offset_minutes: i32,
+    /// Open days: "mon" … "sun".
+    pub days: Vec<String>,
+    /// "HH:MM", local to the offset; `close` is exclusive.
+    pub open: String,
+    pub close: String,
+    /// Shown to the app in `availability` outside the hours.
+    #[serde(default = "default_closed_reason")]
+    pub closed_reason: String,
+}
+
+fn default_routing() -> RoutingMode {
+    RoutingMode::RingAll
+}
+fn default_inactivity() -> u64 {
+    600
+}
+fn default_closed_reason() -> String {
+    "outside business hours".into()
+}
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// "HH:MM" as minutes of the day.
+fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+}
+
+impl BusinessHours {
+    /// Whether `unix_ms` falls inside the hours.
+    pub fn is_open(&self, unix_ms: u64) -> bool {
+        let local_min = (unix_ms / 60_000) as i64 + self.utc_offset_minutes as i64;
+        let day = local_min.div_euclid(24 * 60);
+        let minute = local_min.rem_euclid(24 * 60) as u32;
+        // 1970-01-01 was a Thursday (index 3 from Monday).
+        let weekday = DAYS[(day + 3).rem_euclid(7) as usize];
+        let (Some(open), Some(close)) = (parse_hhmm(&self.open), parse_hhmm(&self.close)) else {
+            return false;
+        };
+        self.days.iter().any(|d| d == weekday) && minute >= open && minute < close
+    }
+}
+
+impl ServiceConfig {
+    pub fn max_file_bytes(&self, files: &FilesConfig) -> u64 {
+        self.max_file_bytes.unwrap_or(files.max_bytes)
+    }
+    pub fn allowed_file_types<'a>(&'a self, files: &'a FilesConfig) -> &'a [String] {
+        self.allowed_file_types
+            .as_deref()
+            .unwrap_or(&files.allowed_types)
+    }
+}
+
+impl Config {
+    /// The service an app entry (`appId`) opens chats for.
+    pub fn service_for_entry(&self, entry: &str) -> Option<&ServiceConfig> {
+        self.services
+            .iter()
+            .find(|s| s.entries.iter().any(|e| e == entry))
+    }
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 256 * 1024,
+            max_events_per_request: 100,
+            max_long_polls: 10_000,
+            long_poll_timeout_s: 25,
+            max_websockets: 10_000,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://data/tandem.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            dir: "data/files".into(),
+            max_bytes: 10 * 1024 * 1024,
+            allowed_types: [
+                "image/jpeg",
+                "image/png",
+                "image/gif",
+                "image/webp",
+                "application/pdf",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            max_message_bytes: 64 * 1024,
+            teardown_timeout_s: 32,
+            max_chats_per_device: 4,
+            max_open_interactions: 100_000,
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -285,6 +501,77 @@ impl Config {
         if media.inactivity_timeout_s == 0 {
             return invalid("media.inactivity_timeout_s", "must be positive");
         }
+        let http = &self.http;
+        if http.max_body_bytes < 1024 {
+            return invalid("http.max_body_bytes", "must be at least 1024");
+        }
+        if http.max_events_per_request == 0 {
+            return invalid("http.max_events_per_request", "must be positive");
+        }
+        if http.long_poll_timeout_s == 0 || http.long_poll_timeout_s > 300 {
+            return invalid("http.long_poll_timeout_s", "must be between 1 and 300");
+        }
+        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
+            return invalid("store.url", "must start with sqlite: or postgres://");
+        }
+        if self.store.max_connections == 0 {
+            return invalid("store.max_connections", "must be positive");
+        }
+        if self.files.dir.is_empty() {
+            return invalid("files.dir", "must not be empty");
+        }
+        let chat = &self.chat;
+        if chat.max_message_bytes == 0 || chat.max_message_bytes >= http.max_body_bytes {
+            return invalid(
+                "chat.max_message_bytes",
+                "must be positive and below http.max_body_bytes",
+            );
+        }
+        if chat.max_chats_per_device == 0 || chat.max_open_interactions == 0 {
+            return invalid("chat.max_chats_per_device", "limits must be positive");
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut entries = std::collections::HashSet::new();
+        for service in &self.services {
+            if service.name.is_empty() || !names.insert(service.name.as_str()) {
+                return invalid(
+                    "services.name",
+                    &format!("{:?} is empty or listed twice", service.name),
+                );
+            }
+            if service.entries.is_empty() {
+                return invalid(
+                    "services.entries",
+                    &format!("service {:?} has no entry", service.name),
+                );
+            }
+            for entry in &service.entries {
+                if !entries.insert(entry.as_str()) {
+                    return invalid(
+                        "services.entries",
+                        &format!("entry {entry:?} is listed twice"),
+                    );
+                }
+            }
+            if service.inactivity_timeout_s < 2 {
+                return invalid("services.inactivity_timeout_s", "must be at least 2");
+            }
+            if let Some(hours) = &service.hours {
+                if hours.days.iter().any(|d| !DAYS.contains(&d.as_str())) {
+                    return invalid("services.hours.days", "days are \"mon\" … \"sun\"");
+                }
+                let (open, close) = (parse_hhmm(&hours.open), parse_hhmm(&hours.close));
+                match (open, close) {
+                    (Some(o), Some(c)) if o < c => {}
+                    _ => {
+                        return invalid(
+                            "services.hours.open",
+                            "open and close are HH:MM with open before close",
+                        );
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -332,7 +619,9 @@ mod tests {
         // Every key of the embedded file matches the built-in defaults except the sample accounts.
         let mut expected = Config::default();
         expected.registrar.accounts = config.registrar.accounts.clone();
+        expected.services = config.services.clone();
         assert_eq!(config, expected);
+        assert!(config.service_for_entry("claims-app").is_some());
     }
 
     #[test]
@@ -364,6 +653,38 @@ mod tests {
     fn an_unknown_digest_algorithm_is_refused() {
         let err = Config::parse("[registrar]\nalgorithms = [\"SHA-512\"]\n").unwrap_err();
         assert!(err.to_string().contains("registrar.algorithms"), "{err}");
+    }
+
+    #[test]
+    fn a_service_entry_listed_twice_is_refused() {
+        let text = "[[services]]\nname = \"a\"\nentries = [\"x\"]\ndepartment = \"d\"\n\
+                    [[services]]\nname = \"b\"\nentries = [\"x\"]\ndepartment = \"d\"\n";
+        let err = Config::parse(text).unwrap_err();
+        assert!(err.to_string().contains("services.entries"), "{err}");
+    }
+
+    #[test]
+    fn bad_business_hours_are_named() {
+        let text = "[[services]]\nname = \"a\"\nentries = [\"x\"]\ndepartment = \"d\"\n\
+                    hours = { days = [\"mon\"], open = \"18:00\", close = \"08:00\" }\n";
+        let err = Config::parse(text).unwrap_err();
+        assert!(err.to_string().contains("services.hours.open"), "{err}");
+    }
+
+    #[test]
+    fn business_hours_follow_the_offset_and_the_weekday() {
+        let hours = BusinessHours {
+            utc_offset_minutes: 60,
+            days: vec!["mon".into()],
+            open: "08:00".into(),
+            close: "18:00".into(),
+            closed_reason: "closed".into(),
+        };
+        // Monday 2024-01-01 07:30 UTC is 08:30 at UTC+1.
+        let monday_0730_utc = 1_704_094_200_000;
+        assert!(hours.is_open(monday_0730_utc));
+        assert!(!hours.is_open(monday_0730_utc - 3_600_000));
+        assert!(!hours.is_open(monday_0730_utc + 24 * 3_600_000));
     }
 
     #[test]

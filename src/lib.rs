@@ -3,8 +3,12 @@
 //! The protocol cores ([`sip`]'s transactions and dialogs) are sans-IO state machines driven with
 //! `handle_*(now, input)` and drained with `poll_*`; thin tokio drivers own sockets and clocks.
 
+pub mod api;
+pub mod bridge;
+pub mod chat;
 pub mod config;
 pub mod media;
+pub mod metrics;
 pub mod server;
 pub mod sip;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 
 use tokio_util::sync::CancellationToken;
 
+use crate::api::Http;
 use crate::config::Config;
 use crate::sip::driver::{self, SipHandle};
 
@@ -14,29 +15,39 @@ pub enum ServerError {
         what: String,
         source: std::io::Error,
     },
+    /// The HTTP side (store, interactions, listener) could not start.
+    #[error("HTTP: {0}")]
+    Http(#[from] crate::api::StartError),
 }
 
 /// Everything that runs, started from one configuration.
 pub struct Gateway {
     pub sip: SipHandle,
+    pub http: Http,
     shutdown: CancellationToken,
 }
 
 impl Gateway {
     pub async fn start(config: &Config) -> Result<Gateway, ServerError> {
         let shutdown = CancellationToken::new();
+        let http = crate::api::start(config).await?;
         let sip = driver::start(config, shutdown.clone())
             .await
             .map_err(|source| ServerError::Bind {
                 what: format!("SIP {}", config.sip.listen),
                 source,
             })?;
-        Ok(Gateway { sip, shutdown })
+        Ok(Gateway {
+            sip,
+            http,
+            shutdown,
+        })
     }
 
     /// Stops every part and waits for them.
     pub async fn stop(self) {
         self.shutdown.cancel();
+        self.http.stop().await;
         self.sip.join().await;
     }
 }

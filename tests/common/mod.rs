@@ -44,8 +44,11 @@ impl Gateway {
         let port = free_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let rtp = 40000 + (port % 1000) * 20;
+        let data = dir.path().display();
         let config = format!(
-            "[sip]\nlisten = \"{sip}\"\n{extra}\n[media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n",
+            "[sip]\nlisten = \"{sip}\"\n{extra}\n[media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{data}/tandem.db\"\n\
+             [files]\ndir = \"{data}/files\"\n",
             rtp + 19
         );
         let config = merge_sections(&config);

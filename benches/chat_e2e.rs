@@ -1,0 +1,183 @@
+//! Customer messages end to end, and the memory of open interactions.
+//!
+//! Latency: `POST chats/{id}/events` over HTTP on loopback → persisted (SQLite, group commit,
+//! synchronous=FULL) → seen on the agent side's subscription of the interaction (what the agent
+//! WebSocket will forward). Many customers write at once, each waiting for its previous message.
+//! Memory: resident set growth for N open interactions, each with an agent and a message.
+//!
+//! `cargo bench --bench chat_e2e` runs the full sizes; without `--bench` (as under
+//! `cargo test --all-targets`) it runs a small pass as a smoke test.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tandem::api::{AppState, app};
+use tandem::bridge::hub::Hub;
+use tandem::bridge::{AgentId, Command, Customer, EventKind, Party};
+use tandem::chat::files::FileStore;
+use tandem::chat::store::Store;
+use tandem::config::Config;
+use tandem::metrics::Metrics;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn hub_in(dir: &std::path::Path) -> Hub {
+    let mut config = Config::parse(
+        "[chat]\nmax_chats_per_device = 1000000\nmax_open_interactions = 1000000\n\
+         [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n",
+    )
+    .unwrap();
+    config.store.url = format!("sqlite://{}/tandem.db", dir.display());
+    config.files.dir = format!("{}/files", dir.display());
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::open(&config.store.url, 8, metrics.clone())
+        .await
+        .unwrap();
+    Hub::open(Arc::new(config), store, metrics, None)
+        .await
+        .unwrap()
+}
+
+async fn open_chat(hub: &Hub, n: usize) -> tandem::bridge::InteractionId {
+    let customer = Customer {
+        device: format!("dev-{n}"),
+        name: Some("Carol".into()),
+        phone: None,
+    };
+    let (id, _) = hub
+        .create("claims", customer, json!({"policy": n}))
+        .await
+        .unwrap();
+    hub.command(
+        &id,
+        Party::Agent(AgentId(format!("agent-{n}"))),
+        Command::Accept {
+            display_name: "Agent".into(),
+        },
+    )
+    .await
+    .unwrap();
+    id
+}
+
+async fn memory(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_in(dir.path()).await;
+    let before = rss_kib();
+    let mut tasks = Vec::new();
+    for shard in 0..64 {
+        let hub = hub.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in (shard..n).step_by(64) {
+                let id = open_chat(&hub, n).await;
+                hub.command(
+                    &id,
+                    Party::Customer,
+                    Command::SendMessage {
+                        msg_id: Some("c-1".into()),
+                        text: "my car broke down on the highway".into(),
+                    },
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = rss_kib();
+    println!(
+        "memory: {n} open interactions: RSS {} MiB → {} MiB (+{:.1} KiB each)",
+        before / 1024,
+        after / 1024,
+        (after.saturating_sub(before)) as f64 / n as f64
+    );
+}
+
+async fn latency(customers: usize, per_customer: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_in(dir.path()).await;
+    let state = AppState::new(hub.clone(), FileStore::new(dir.path().join("files")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    let http = reqwest::Client::new();
+
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for c in 0..customers {
+        let id = open_chat(&hub, c).await;
+        let handle = hub.get(&id).unwrap();
+        let mut agent_side = handle.subscribe(u64::MAX).await.unwrap().live;
+        let http = http.clone();
+        let url = format!("http://{addr}/clientweb/api/v1/chats/{id}/events");
+        let auth = format!(r#"MOBILE-API-140-327-PLAIN appId="claims-app", clientId="dev-{c}""#);
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(per_customer);
+            for m in 0..per_customer {
+                let msg_id = format!("c-{m}");
+                let t0 = Instant::now();
+                let r = http
+                    .post(&url)
+                    .header("authorization", &auth)
+                    .json(&json!({"events": [{"event": "chat_session_message", "msg_id": msg_id, "msg": "where is the tow truck?"}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                loop {
+                    let e = agent_side.recv().await.unwrap();
+                    if matches!(&e.kind, EventKind::Message { msg_id: id, .. } if *id == msg_id) {
+                        break;
+                    }
+                }
+                samples.push(t0.elapsed());
+            }
+            samples
+        }));
+    }
+    let mut all: Vec<Duration> = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let wall = started.elapsed();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    println!(
+        "messages: {} from {customers} customers in {:.2} s = {:.0} msg/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        all.len(),
+        wall.as_secs_f64(),
+        all.len() as f64 / wall.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        all.last().unwrap().as_secs_f64() * 1e3,
+    );
+    server.abort();
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        if full {
+            memory(10_000).await;
+            latency(200, 100).await;
+        } else {
+            memory(200).await;
+            latency(4, 10).await;
+        }
+    });
+}

@@ -1,0 +1,394 @@
+//! The customer API handlers (`/clientweb/api/v1/…`).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::Client;
+use super::wire::{ClientEvent, customer_view, parse_client_event};
+use super::{ApiError, ApiJson, AppState, ChatRef};
+use crate::bridge::hub::Handle;
+use crate::bridge::{Accepted, Command, Customer, InteractionId, Party, Time, random_hex};
+use crate::chat::files;
+use crate::chat::store::{FileRecord, Write};
+
+/// Most events one poll returns; the rest come with the next.
+const MAX_EVENTS_PER_POLL: usize = 500;
+const MAX_NAME: usize = 256;
+
+/// `GET availability`: whether the app's service takes chats now.
+pub async fn availability(State(state): State<AppState>, client: Client) -> Json<Value> {
+    match closed_reason(&state, &client) {
+        None => Json(json!({"chat": "available", "ewt": 0})),
+        Some(reason) => Json(json!({"chat": "notAvailable", "reason": reason})),
+    }
+}
+
+fn closed_reason(state: &AppState, client: &Client) -> Option<String> {
+    let service = state.config().service(&client.service)?;
+    let hours = service.hours.as_ref()?;
+    (!hours.is_open(Time::now().millis())).then(|| hours.closed_reason.clone())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewChat {
+    phone_number: Option<String>,
+    from: Option<String>,
+    #[serde(default)]
+    parameters: Option<Value>,
+}
+
+/// `POST chats`: opens an interaction for the app's service and this device.
+pub async fn create_chat(
+    State(state): State<AppState>,
+    client: Client,
+    ApiJson(body): ApiJson<NewChat>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(reason) = closed_reason(&state, &client) {
+        return Err(ApiError::NotAvailable(reason));
+    }
+    let too_long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > MAX_NAME);
+    if too_long(&body.phone_number) || too_long(&body.from) {
+        return Err(ApiError::BadJson(format!(
+            "from and phone_number are at most {MAX_NAME} bytes"
+        )));
+    }
+    let context = match body.parameters {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(ApiError::BadJson("parameters must be an object".into())),
+    };
+    let customer = Customer {
+        device: client.device.clone(),
+        name: body.from.filter(|s| !s.is_empty()),
+        phone: body.phone_number.filter(|s| !s.is_empty()),
+    };
+    let (id, _) = state
+        .hub()
+        .create(&client.service, customer, context)
+        .await?;
+    tracing::info!(interaction = %id, service = %client.service, "chat created");
+    Ok(Json(json!({"chat_id": id, "state": "queued", "ewt": 0})))
+}
+
+#[derive(Deserialize)]
+pub struct ClientEvents {
+    events: Vec<Value>,
+}
+
+/// `POST chats/{id}/events`: the client's events, in order. All are validated before any is
+/// applied; each is persisted before the answer. Retrying with the same `msg_id`s is safe.
+pub async fn post_events(
+    State(state): State<AppState>,
+    client: Client,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ClientEvents>,
+) -> Result<Json<Value>, ApiError> {
+    let id = InteractionId(id);
+    let handle = match state.chat_for(&client.device, &id).await? {
+        ChatRef::Live(handle) => handle,
+        ChatRef::Stored => return Err(crate::bridge::RuleError::InteractionClosed.into()),
+    };
+    let accepted = apply_client_events(&state, &client, &handle, &body.events).await?;
+    Ok(Json(accepted_json(&accepted)))
+}
+
+pub(crate) fn accepted_json(accepted: &[Accepted]) -> Value {
+    let list: Vec<Value> = accepted
+        .iter()
+        .map(|a| json!({"seq": a.seq, "duplicate": a.duplicate}))
+        .collect();
+    json!({"accepted": list})
+}
+
+/// Validates every event, then applies them in order (shared by POST and the WebSocket).
+pub(crate) async fn apply_client_events(
+    state: &AppState,
+    client: &Client,
+    handle: &Handle,
+    events: &[Value],
+) -> Result<Vec<Accepted>, ApiError> {
+    let max = state.config().http.max_events_per_request;
+    if events.len() > max {
+        return Err(ApiError::TooManyEvents(max));
+    }
+    let mut commands = Vec::with_capacity(events.len());
+    for event in events {
+        match parse_client_event(event)? {
+            ClientEvent::Command(c) => commands.push(c),
+            ClientEvent::Commands(cs) => commands.extend(cs),
+            ClientEvent::File { file_id } => {
+                let file = state
+                    .store()
+                    .file(&file_id)
+                    .await?
+                    .filter(|f| f.device == client.device)
+                    .ok_or(ApiError::FileNotFound)?;
+                state.metrics().files.inc();
+                commands.push(Command::SendFile {
+                    file_id: file.id,
+                    file_name: file.name,
+                    file_type: file.content_type,
+                    size: file.size,
+                });
+            }
+        }
+    }
+    let mut accepted = Vec::with_capacity(commands.len());
+    for command in commands {
+        accepted.push(handle.command(Party::Customer, command).await?);
+    }
+    Ok(accepted)
+}
+
+#[derive(Deserialize)]
+pub struct PollQuery {
+    /// Ours: resume after this seq instead of where the last poll stopped.
+    after_seq: Option<u64>,
+}
+
+/// Releases the chat's poll slot when the poll ends, however it ends.
+struct PollGuard {
+    state: AppState,
+    id: InteractionId,
+}
+
+impl Drop for PollGuard {
+    fn drop(&mut self) {
+        let mut polls = self.state.shared.polls.lock().expect("polls");
+        if self.state.hub().get(&self.id).is_none() {
+            // The chat is over: its slot goes with it.
+            polls.remove(&self.id);
+        } else if let Some(slot) = polls.get_mut(&self.id) {
+            slot.busy = false;
+        }
+    }
+}
+
+/// `GET chats/{id}/events`: a long poll, one at a time per chat. Answers as soon as there is
+/// something for the customer, or with no events after `http.long_poll_timeout_s`.
+pub async fn poll_events(
+    State(state): State<AppState>,
+    client: Client,
+    Path(id): Path<String>,
+    Query(query): Query<PollQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id = InteractionId(id);
+    let chat = state.chat_for(&client.device, &id).await?;
+    let _permit = state
+        .shared
+        .long_polls
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooMany("long polls"))?;
+    let cursor = {
+        let mut polls = state.shared.polls.lock().expect("polls");
+        let slot = polls.entry(id.clone()).or_default();
+        if slot.busy {
+            return Err(ApiError::PollInProgress);
+        }
+        slot.busy = true;
+        slot.cursor
+    };
+    let _guard = PollGuard {
+        state: state.clone(),
+        id: id.clone(),
+    };
+    let after = query.after_seq.unwrap_or(cursor);
+    let (events, last) = match chat {
+        ChatRef::Live(handle) => {
+            let wait = Duration::from_secs(state.config().http.long_poll_timeout_s);
+            wait_for_events(&handle, after, wait).await?
+        }
+        ChatRef::Stored => {
+            let stored = state.store().events(&id, after).await?;
+            let last = stored.last().and_then(|e| e.seq).unwrap_or(after);
+            let views: Vec<Value> = stored.iter().filter_map(customer_view).collect();
+            if stored.is_empty() {
+                state.shared.polls.lock().expect("polls").remove(&id);
+                return Err(crate::bridge::RuleError::InteractionClosed.into());
+            }
+            (views, last)
+        }
+    };
+    if let Some(slot) = state.shared.polls.lock().expect("polls").get_mut(&id) {
+        slot.cursor = slot.cursor.max(last);
+    }
+    Ok(Json(json!({"events": events})))
+}
+
+/// The customer's events after `after`, waiting up to `wait` for the first one.
+async fn wait_for_events(
+    handle: &Handle,
+    after: u64,
+    wait: Duration,
+) -> Result<(Vec<Value>, u64), ApiError> {
+    let mut sub = handle.subscribe(after).await?;
+    let mut last = after;
+    let mut out = Vec::new();
+    for event in sub.backlog.iter().take(MAX_EVENTS_PER_POLL) {
+        last = event.seq.unwrap_or(last);
+        out.extend(customer_view(event));
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    while out.is_empty() {
+        match tokio::time::timeout_at(deadline, sub.live.recv()).await {
+            Err(_) => break,
+            Ok(Ok(event)) => {
+                last = event.seq.unwrap_or(last);
+                out.extend(customer_view(&event));
+            }
+            // Behind or over: the next poll resumes from `last` via the backlog.
+            Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => break,
+        }
+    }
+    // Take what else is already there.
+    while out.len() < MAX_EVENTS_PER_POLL {
+        match sub.live.try_recv() {
+            Ok(event) => {
+                last = event.seq.unwrap_or(last);
+                out.extend(customer_view(&event));
+            }
+            Err(_) => break,
+        }
+    }
+    Ok((out, last))
+}
+
+/// `GET chats/{id}/history`: every customer-visible durable event.
+pub async fn history(
+    State(state): State<AppState>,
+    client: Client,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = InteractionId(id);
+    let events: Vec<Value> = match state.chat_for(&client.device, &id).await? {
+        ChatRef::Live(handle) => {
+            let sub = handle.subscribe(0).await?;
+            sub.backlog
+                .iter()
+                .filter_map(|e| customer_view(e))
+                .collect()
+        }
+        ChatRef::Stored => state
+            .store()
+            .events(&id, 0)
+            .await?
+            .iter()
+            .filter_map(customer_view)
+            .collect(),
+    };
+    Ok(Json(json!({"events": events})))
+}
+
+/// `POST files` (multipart, one part with a file name): stores the file for this device.
+/// Send it into a chat with a `chat_session_file` event.
+pub async fn upload(
+    State(state): State<AppState>,
+    client: Client,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let mut multipart = multipart.map_err(|e| ApiError::BadUpload(e.body_text()))?;
+    let config = state.config();
+    let service = config
+        .service(&client.service)
+        .ok_or_else(|| ApiError::Internal("service vanished".into()))?;
+    let max = service.max_file_bytes(&config.files);
+    let allowed = service.allowed_file_types(&config.files).to_vec();
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadUpload(e.body_text())
+        }
+    };
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        let Some(name) = field.file_name().map(str::to_string) else {
+            continue;
+        };
+        let name: String = name
+            .chars()
+            .filter(|c| !c.is_control() && *c != '/' && *c != '\\')
+            .take(MAX_NAME)
+            .collect();
+        // Read in chunks and stop at the limit, so an oversized file is never held whole.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(bad)? {
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Err(files::FileError::TooLarge { max }.into());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let content_type = files::check(&bytes, max, &allowed)?;
+        let store = state.shared.files.clone();
+        let size = bytes.len() as u64;
+        let sha256 = tokio::task::spawn_blocking(move || store.put(&bytes))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        let record = FileRecord {
+            id: random_hex(16),
+            sha256,
+            name: if name.is_empty() { "file".into() } else { name },
+            content_type: content_type.to_string(),
+            size,
+            device: client.device.clone(),
+            service: client.service.clone(),
+            created_at: Time::now().millis(),
+        };
+        state
+            .store()
+            .write(vec![Write::NewFile(record.clone())])
+            .await?;
+        return Ok(Json(json!({
+            "file_id": record.id,
+            "file_name": record.name,
+            "file_type": record.content_type,
+            "size": record.size,
+        })));
+    }
+    Err(ApiError::BadUpload("no file part".into()))
+}
+
+/// `GET chats/{id}/files/{file_id}`: a file sent into this chat, to its device only.
+pub async fn download(
+    State(state): State<AppState>,
+    client: Client,
+    Path((id, file_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = InteractionId(id);
+    state.chat_for(&client.device, &id).await?;
+    if !state.store().is_linked(&file_id, &id).await? {
+        return Err(ApiError::FileNotFound);
+    }
+    let file = state
+        .store()
+        .file(&file_id)
+        .await?
+        .ok_or(ApiError::FileNotFound)?;
+    let path = state.shared.files.path(&file.sha256);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))?;
+    let disposition = format!(
+        "inline; filename=\"{}\"",
+        file.name.replace(['"', '\r', '\n'], "_")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, file.content_type),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            (header::CACHE_CONTROL, "private, max-age=86400".to_string()),
+        ],
+        bytes,
+    )
+        .into_response())
+}

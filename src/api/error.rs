@@ -1,0 +1,176 @@
+//! The API's one error enum, mapped in one place to an HTTP status and a stable code.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::bridge::RuleError;
+use crate::bridge::hub::HubError;
+use crate::chat::files::FileError;
+use crate::chat::store::StoreError;
+
+/// Everything a client can be told went wrong. Clients get `{"error": {"code", "message"}}`;
+/// the logs get the detail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No or malformed `Authorization: MOBILE-API-140-327-PLAIN appId="…", clientId="…"`.
+    #[error("missing or malformed authorization")]
+    Unauthorized,
+    /// The `appId` names no configured service entry.
+    #[error("unknown appId {0:?}")]
+    UnknownApp(String),
+    /// No such chat for this device (a chat is visible only to its own device).
+    #[error("no such chat")]
+    ChatNotFound,
+    /// No such file in this chat.
+    #[error("no such file")]
+    FileNotFound,
+    /// The body is not the JSON expected.
+    #[error("bad JSON: {0}")]
+    BadJson(String),
+    /// The body is not JSON at all (content type).
+    #[error("expected application/json")]
+    BadContentType,
+    /// A client event with an unknown `event` name.
+    #[error("unknown event {0:?}")]
+    UnknownEvent(String),
+    /// A known event with missing or wrong fields.
+    #[error("bad event: {0}")]
+    BadEvent(String),
+    /// More events in one request than allowed.
+    #[error("at most {0} events per request")]
+    TooManyEvents(usize),
+    /// The request body is over the configured limit.
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// The multipart upload is malformed or has no file.
+    #[error("bad upload: {0}")]
+    BadUpload(String),
+    /// A file over the service's limit, of a refused type, or empty.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// Another long poll on this chat is still open.
+    #[error("another long poll is open on this chat")]
+    PollInProgress,
+    /// A limit on open things (chats per device, long polls, sockets) was reached.
+    #[error("too many open {0}")]
+    TooMany(&'static str),
+    /// The service is closed now (business hours).
+    #[error("{0}")]
+    NotAvailable(String),
+    /// The interaction refused the command.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// The store is unreachable.
+    #[error("store unavailable")]
+    Store(#[from] StoreError),
+    /// No route here.
+    #[error("no such endpoint")]
+    NoSuchEndpoint,
+    /// The route exists with another method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A bug.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> ApiError {
+        match e {
+            HubError::Rule(r) => ApiError::Rule(r),
+            HubError::NotFound => ApiError::ChatNotFound,
+            HubError::Closed => ApiError::Rule(RuleError::InteractionClosed),
+            HubError::TooMany { what } => ApiError::TooMany(match what {
+                "device" => "chats for this device",
+                _ => "chats",
+            }),
+            HubError::Store(s) => ApiError::Store(s),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::BadContentType,
+            _ => ApiError::BadJson(r.body_text()),
+        }
+    }
+}
+
+impl ApiError {
+    /// The status and the stable code: the only mapping of errors to HTTP.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            ApiError::Unauthorized => (S::UNAUTHORIZED, "unauthorized"),
+            ApiError::UnknownApp(_) => (S::UNAUTHORIZED, "unknown_app"),
+            ApiError::ChatNotFound => (S::NOT_FOUND, "chat_not_found"),
+            ApiError::FileNotFound => (S::NOT_FOUND, "file_not_found"),
+            ApiError::BadJson(_) => (S::BAD_REQUEST, "bad_json"),
+            ApiError::BadContentType => (S::UNSUPPORTED_MEDIA_TYPE, "bad_content_type"),
+            ApiError::UnknownEvent(_) => (S::BAD_REQUEST, "unknown_event"),
+            ApiError::BadEvent(_) => (S::BAD_REQUEST, "bad_event"),
+            ApiError::TooManyEvents(_) => (S::BAD_REQUEST, "too_many_events"),
+            ApiError::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::BadUpload(_) => (S::BAD_REQUEST, "bad_upload"),
+            ApiError::File(FileError::TooLarge { .. }) => (S::PAYLOAD_TOO_LARGE, "file_too_large"),
+            ApiError::File(FileError::TypeNotAllowed { .. }) => {
+                (S::UNSUPPORTED_MEDIA_TYPE, "file_type_not_allowed")
+            }
+            ApiError::File(FileError::Empty) => (S::BAD_REQUEST, "empty_file"),
+            ApiError::File(FileError::Io(_)) => (S::INTERNAL_SERVER_ERROR, "file_store_failed"),
+            ApiError::PollInProgress => (S::CONFLICT, "poll_in_progress"),
+            ApiError::TooMany(_) => (S::TOO_MANY_REQUESTS, "too_many"),
+            ApiError::NotAvailable(_) => (S::SERVICE_UNAVAILABLE, "not_available"),
+            ApiError::Rule(rule) => {
+                let status = match rule {
+                    RuleError::MessageTooLong { .. } => S::PAYLOAD_TOO_LARGE,
+                    RuleError::EmptyMessage | RuleError::UnknownMessage => S::BAD_REQUEST,
+                    RuleError::NotPermitted => S::FORBIDDEN,
+                    _ => S::CONFLICT,
+                };
+                (status, rule.code())
+            }
+            ApiError::Store(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::NoSuchEndpoint => (S::NOT_FOUND, "no_such_endpoint"),
+            ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The JSON body (also sent as a WebSocket error event).
+    pub fn body(&self) -> serde_json::Value {
+        let (_, code) = self.status_and_code();
+        let message = match self {
+            // Details of server faults stay in the logs.
+            ApiError::Store(_) | ApiError::Internal(_) | ApiError::File(FileError::Io(_)) => {
+                "the server could not do that now".to_string()
+            }
+            other => other.to_string(),
+        };
+        json!({"error": {"code": code, "message": message}})
+    }
+}
+
+/// The code of an error response, for the metrics layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(code, "{self:?}");
+        } else {
+            tracing::debug!(code, "{self}");
+        }
+        let mut response = (status, Json(self.body())).into_response();
+        response.extensions_mut().insert(ErrorCode(code));
+        response
+    }
+}

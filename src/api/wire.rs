@@ -1,0 +1,231 @@
+//! The customer's wire events (Bright Pattern Mobile/Web Messaging API v1) and their
+//! translation to and from the Interaction's commands and events.
+
+use serde_json::{Map, Value, json};
+
+use super::ApiError;
+use crate::bridge::{Command, Event, EventKind, LegKind, LegState, Party, Phase, ReceiptKind};
+
+/// A client event before the file lookup: `chat_session_file` only names an uploaded file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    Command(Command),
+    /// Commands in order (REQUEST_CALL with offerVideo asks for a call, then video).
+    Commands(Vec<Command>),
+    File {
+        file_id: String,
+    },
+}
+
+fn str_field(obj: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+    obj.get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::BadEvent(format!("`{key}` must be a string")))
+}
+
+fn num_field(obj: &Map<String, Value>, key: &str) -> Result<f64, ApiError> {
+    let v = obj
+        .get(key)
+        .ok_or_else(|| ApiError::BadEvent(format!("`{key}` is missing")))?;
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .filter(|f| f.is_finite())
+        .ok_or_else(|| ApiError::BadEvent(format!("`{key}` must be a number")))
+}
+
+/// Parses one client event object.
+pub fn parse_client_event(value: &Value) -> Result<ClientEvent, ApiError> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ApiError::BadEvent("an event is a JSON object".into()))?;
+    let name = str_field(obj, "event")?;
+    let command = match name.as_str() {
+        "chat_session_message" => Command::SendMessage {
+            msg_id: obj
+                .get("msg_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            text: str_field(obj, "msg")?,
+        },
+        "chat_session_typing" => Command::Typing(true),
+        "chat_session_not_typing" => Command::Typing(false),
+        "chat_session_location" => {
+            let (latitude, longitude) = (num_field(obj, "latitude")?, num_field(obj, "longitude")?);
+            if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
+                return Err(ApiError::BadEvent("latitude/longitude out of range".into()));
+            }
+            Command::Location {
+                latitude,
+                longitude,
+            }
+        }
+        "chat_session_file" => {
+            return Ok(ClientEvent::File {
+                file_id: str_field(obj, "file_id")?,
+            });
+        }
+        "chat_session_form_data" => {
+            let mut data = obj.clone();
+            data.remove("event");
+            Command::FormData(Value::Object(data))
+        }
+        "chat_session_context" => Command::Context(
+            obj.get("data")
+                .filter(|d| d.is_object())
+                .cloned()
+                .ok_or_else(|| ApiError::BadEvent("`data` must be an object".into()))?,
+        ),
+        "chat_session_message_delivered" | "chat_session_message_read" => Command::Receipt {
+            ref_msg_id: str_field(obj, "ref_msg_id")?,
+            receipt: if name.ends_with("read") {
+                ReceiptKind::Read
+            } else {
+                ReceiptKind::Delivered
+            },
+        },
+        "chat_session_signaling" => return parse_signaling(obj),
+        "chat_session_end" | "chat_session_disconnect" => Command::EndSession,
+        _ => return Err(ApiError::UnknownEvent(name)),
+    };
+    Ok(ClientEvent::Command(command))
+}
+
+/// WebRTC signalling: requests become commands; the rest is relayed as it is.
+fn parse_signaling(obj: &Map<String, Value>) -> Result<ClientEvent, ApiError> {
+    let data = obj
+        .get("data")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::BadEvent("`data` must be an object".into()))?;
+    let kind = str_field(data, "type")?;
+    let command = match kind.as_str() {
+        "REQUEST_CALL" => {
+            if data.get("offerVideo").and_then(Value::as_bool) == Some(true) {
+                return Ok(ClientEvent::Commands(vec![
+                    Command::RequestCall,
+                    Command::RequestVideo,
+                ]));
+            }
+            Command::RequestCall
+        }
+        "REQUEST_PHONE_CALL" => Command::RequestPhoneCall,
+        "END_CALL" => Command::ReleaseCall,
+        // Ours: drop video and keep the call.
+        "END_VIDEO" => Command::DropVideo,
+        "ANSWER_CALL" | "ICE_CANDIDATE" => Command::Signal(Value::Object(data.clone())),
+        _ => {
+            return Err(ApiError::UnknownEvent(format!(
+                "chat_session_signaling/{kind}"
+            )));
+        }
+    };
+    Ok(ClientEvent::Command(command))
+}
+
+/// An event as the customer's app sees it, or `None` when it is not for the customer.
+pub fn customer_view(event: &Event) -> Option<Value> {
+    let mut out = match &event.kind {
+        EventKind::Status { phase } => {
+            let state = match phase {
+                Phase::Queued => "queued",
+                Phase::Offered => "connecting",
+                Phase::Active => "connected",
+                Phase::Closing => return None,
+                Phase::Closed => "completed",
+            };
+            json!({"event": "chat_session_status", "state": state, "ewt": 0})
+        }
+        EventKind::PartyJoined {
+            party,
+            display_name,
+        } => json!({"event": "chat_session_party_joined", "party_id": party.party_id(),
+                    "display_name": display_name, "type": "internal"}),
+        EventKind::PartyLeft {
+            party,
+            display_name,
+        } => json!({"event": "chat_session_party_left", "party_id": party.party_id(),
+                    "display_name": display_name, "type": "internal"}),
+        EventKind::Message { msg_id, from, text } => json!({"event": "chat_session_message",
+            "msg_id": msg_id, "msg": text, "party_id": from.party_id()}),
+        EventKind::File {
+            file_id,
+            file_name,
+            file_type,
+            from,
+            size,
+        } => json!({"event": "chat_session_file", "file_id": file_id, "file_name": file_name,
+                    "file_type": file_type, "size": size, "party_id": from.party_id()}),
+        EventKind::Typing { from, typing } if *from != Party::Customer => {
+            let name = if *typing {
+                "chat_session_typing"
+            } else {
+                "chat_session_not_typing"
+            };
+            json!({"event": name, "party_id": from.party_id()})
+        }
+        EventKind::Receipt {
+            ref_msg_id,
+            receipt,
+            by,
+        } => {
+            let name = match receipt {
+                ReceiptKind::Delivered => "chat_session_message_delivered",
+                ReceiptKind::Read => "chat_session_message_read",
+            };
+            json!({"event": name, "ref_msg_id": ref_msg_id, "party_id": by.party_id()})
+        }
+        EventKind::Signaling { from, data } if *from != Party::Customer => {
+            json!({"event": "chat_session_signaling", "party_id": from.party_id(), "data": data})
+        }
+        EventKind::Leg {
+            kind: LegKind::Video,
+            state: LegState::Released,
+            reason: Some(reason),
+            ..
+        } if reason == "declined" => json!({"event": "chat_session_signaling",
+            "party_id": "system",
+            "data": {"type": "CALL_REJECTED", "reason_code": "declined",
+                     "reason": "the agent declined video"}}),
+        EventKind::TimeoutWarning { remaining_s } => json!({
+            "event": "chat_session_timeout_warning", "remaining_s": remaining_s,
+            "msg": format!("The chat will close in {remaining_s} s without a message")}),
+        EventKind::InactivityTimeout => json!({"event": "chat_session_inactivity_timeout"}),
+        EventKind::ChatClosed { .. } => json!({"event": "chat_session_ended"}),
+        _ => return None,
+    };
+    let map = out.as_object_mut().expect("an object");
+    if let Some(seq) = event.seq {
+        map.insert("seq".into(), seq.into());
+    }
+    map.insert("timestamp".into(), event.at.millis().into());
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signaling_requests_become_commands() {
+        let e = json!({"event": "chat_session_signaling", "data": {"type": "REQUEST_CALL", "offerVideo": true}});
+        assert_eq!(
+            parse_client_event(&e).unwrap(),
+            ClientEvent::Commands(vec![Command::RequestCall, Command::RequestVideo])
+        );
+        let e = json!({"event": "chat_session_signaling", "data": {"type": "NOPE"}});
+        assert!(matches!(
+            parse_client_event(&e),
+            Err(ApiError::UnknownEvent(_))
+        ));
+    }
+
+    #[test]
+    fn fields_are_checked() {
+        let e = json!({"event": "chat_session_message"});
+        assert!(matches!(parse_client_event(&e), Err(ApiError::BadEvent(_))));
+        let e = json!({"event": "chat_session_location", "latitude": "48.8", "longitude": 2.3});
+        assert!(parse_client_event(&e).is_ok());
+        let e = json!({"event": "chat_session_location", "latitude": 91, "longitude": 2.3});
+        assert!(parse_client_event(&e).is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! `GET chats/{id}/ws?after_seq=n`: the customer's events over a WebSocket, resumable by `seq`.
+//!
+//! The server sends the same JSON events as the long poll, each durable one with its `seq`;
+//! a client that reconnects with the last `seq` it saw gets everything after it, once. The
+//! client sends `{"events": [...]}` (as in `POST events`) and gets `{"event": "ack", ...}` or
+//! `{"event": "error", "error": {...}}` back. The session logic is generic over a `Sink` and a
+//! `Stream` of text frames, so it does not depend on axum's socket type.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::Client;
+use super::customer::{accepted_json, apply_client_events};
+use super::wire::customer_view;
+use super::{ApiError, AppState, ChatRef};
+use crate::bridge::{Event, EventKind, InteractionId, Phase};
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    after_seq: Option<u64>,
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    client: Client,
+    Path(id): Path<String>,
+    Query(query): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let id = InteractionId(id);
+    let chat = state.chat_for(&client.device, &id).await?;
+    let permit = state
+        .shared
+        .sockets
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooMany("websockets"))?;
+    let after = query.after_seq.unwrap_or(0);
+    let max = state.config().http.max_body_bytes;
+    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(
+        move |socket: WebSocket| async move {
+            let (tx, rx) = socket.split();
+            let tx =
+                tx.with(
+                    |text: String| async move { Ok::<_, axum::Error>(Message::Text(text.into())) },
+                );
+            let rx = rx.filter_map(|m| async move {
+                match m {
+                    Ok(Message::Text(t)) => Some(t.to_string()),
+                    _ => None,
+                }
+            });
+            session(Box::pin(tx), Box::pin(rx), state, client, id, chat, after).await;
+            drop(permit);
+        },
+    ))
+}
+
+/// Runs one socket until the client leaves or the chat is over.
+pub(crate) async fn session<Tx, Rx>(
+    mut tx: Tx,
+    mut rx: Rx,
+    state: AppState,
+    client: Client,
+    id: InteractionId,
+    chat: ChatRef,
+    after: u64,
+) where
+    Tx: Sink<String> + Unpin,
+    Rx: Stream<Item = String> + Unpin,
+{
+    let mut last = after;
+    let handle = match chat {
+        ChatRef::Live(handle) => handle,
+        ChatRef::Stored => {
+            // Over: send what the client missed, then close.
+            if let Ok(events) = state.store().events(&id, after).await {
+                for event in &events {
+                    if let Some(v) = customer_view(event)
+                        && tx.send(v.to_string()).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            let _ = tx.close().await;
+            return;
+        }
+    };
+    let Ok(mut sub) = handle.subscribe(last).await else {
+        let _ = tx.close().await;
+        return;
+    };
+    let mut backlog = std::mem::take(&mut sub.backlog);
+    loop {
+        for event in backlog.drain(..) {
+            match send_event(&mut tx, &event, &mut last).await {
+                Ok(true) => {}
+                Ok(false) | Err(()) => return close(&mut tx).await,
+            }
+        }
+        tokio::select! {
+            event = sub.live.recv() => match event {
+                Ok(event) => backlog.push(event),
+                Err(RecvError::Lagged(_)) => match handle.subscribe(last).await {
+                    Ok(mut fresh) => {
+                        backlog = std::mem::take(&mut fresh.backlog);
+                        sub = fresh;
+                    }
+                    Err(_) => return close(&mut tx).await,
+                },
+                Err(RecvError::Closed) => return close(&mut tx).await,
+            },
+            text = rx.next() => {
+                let Some(text) = text else { return };
+                let reply = match serde_json::from_str::<Value>(&text) {
+                    Err(e) => ApiError::BadJson(e.to_string()).body(),
+                    Ok(value) => {
+                        let events = match value.get("events").and_then(Value::as_array) {
+                            Some(list) => list.clone(),
+                            None => vec![value.clone()],
+                        };
+                        match apply_client_events(&state, &client, &handle, &events).await {
+                            Ok(accepted) => {
+                                let mut ack = accepted_json(&accepted);
+                                ack["event"] = json!("ack");
+                                if let Some(r) = value.get("ref") {
+                                    ack["ref"] = r.clone();
+                                }
+                                ack
+                            }
+                            Err(e) => {
+                                let (_, code) = e.status_and_code();
+                                state.metrics().api_error(code);
+                                let mut body = e.body();
+                                body["event"] = json!("error");
+                                body
+                            }
+                        }
+                    }
+                };
+                if tx.send(reply.to_string()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn close<Tx: Sink<String> + Unpin>(tx: &mut Tx) {
+    let _ = tx.close().await;
+}
+
+/// Sends one event if it is new and for the customer; `Ok(false)` once the chat is over.
+async fn send_event<Tx: Sink<String> + Unpin>(
+    tx: &mut Tx,
+    event: &Event,
+    last: &mut u64,
+) -> Result<bool, ()> {
+    if let Some(seq) = event.seq {
+        if seq <= *last {
+            return Ok(true);
+        }
+        *last = seq;
+    }
+    if let Some(view) = customer_view(event) {
+        tx.send(view.to_string()).await.map_err(|_| ())?;
+    }
+    Ok(!matches!(
+        event.kind,
+        EventKind::Status {
+            phase: Phase::Closed
+        }
+    ))
+}

@@ -1,0 +1,79 @@
+//! The rules of an interaction, as refusals with stable codes.
+
+/// A command the Interaction refused. Each variant is one rule of the domain; [`RuleError::code`]
+/// is the stable machine-readable code clients see (the API maps it to HTTP in one place).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// The interaction is closing or closed; nothing more can happen in it.
+    #[error("the interaction is closed")]
+    InteractionClosed,
+    /// Calls and video exist only inside an active chat (an agent has accepted it).
+    #[error("the chat is not active yet")]
+    NotActive,
+    /// An agent may not disconnect the chat while a call or video leg is up: release it first.
+    #[error("release the call before disconnecting the chat")]
+    ReleaseCallBeforeChat,
+    /// The agent can only end the whole session; dropping video alone is the customer's choice.
+    #[error("only the customer may drop video alone")]
+    OnlyCustomerMayDropVideo,
+    /// Video is offered to the app only after the agent allowed it.
+    #[error("video requires the agent's approval")]
+    VideoRequiresAgentApproval,
+    /// The interaction's service does not allow video.
+    #[error("video is not allowed for this service")]
+    VideoNotAllowed,
+    /// Allow/decline without a pending video request.
+    #[error("there is no pending video request")]
+    NoVideoRequest,
+    /// One call at a time: a voice leg is already up or being set up.
+    #[error("a call is already in progress")]
+    CallInProgress,
+    /// Release of a call that does not exist.
+    #[error("there is no call to release")]
+    NoCall,
+    /// Auto-dial or a call to the customer's phone without a phone number.
+    #[error("the customer has no phone number")]
+    NoPhoneNumber,
+    /// The chat was already accepted by an agent.
+    #[error("the chat was already accepted")]
+    AlreadyAccepted,
+    /// The party may not do this (a customer acting as an agent, another agent, …).
+    #[error("this party may not do that")]
+    NotPermitted,
+    /// A message with no text.
+    #[error("the message is empty")]
+    EmptyMessage,
+    /// A message over the configured size cap.
+    #[error("the message is longer than {max} bytes")]
+    MessageTooLong { max: usize },
+    /// A receipt for a message that does not exist (or was sent by the same party).
+    #[error("no such message")]
+    UnknownMessage,
+    /// A leg report for a leg that does not exist or has ended.
+    #[error("no such leg")]
+    UnknownLeg,
+}
+
+impl RuleError {
+    /// The stable code clients and logs see.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuleError::InteractionClosed => "interaction_closed",
+            RuleError::NotActive => "interaction_not_active",
+            RuleError::ReleaseCallBeforeChat => "release_call_before_chat",
+            RuleError::OnlyCustomerMayDropVideo => "only_customer_may_drop_video",
+            RuleError::VideoRequiresAgentApproval => "video_requires_agent_approval",
+            RuleError::VideoNotAllowed => "video_not_allowed",
+            RuleError::NoVideoRequest => "no_video_request",
+            RuleError::CallInProgress => "call_in_progress",
+            RuleError::NoCall => "no_call",
+            RuleError::NoPhoneNumber => "no_phone_number",
+            RuleError::AlreadyAccepted => "already_accepted",
+            RuleError::NotPermitted => "not_permitted",
+            RuleError::EmptyMessage => "empty_message",
+            RuleError::MessageTooLong { .. } => "message_too_long",
+            RuleError::UnknownMessage => "unknown_message",
+            RuleError::UnknownLeg => "unknown_leg",
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! The tokio side of interactions: one task owns each [`Interaction`]; everyone else holds a
+//! [`Handle`] and sends it commands or subscribes to its events.
+//!
+//! The task's loop for every input is: feed the machine → drain its events → persist the
+//! durable ones (group-committed by the store) → only then answer the caller and publish the
+//! events. So nothing a client was told is accepted can be lost by a crash, and a subscriber
+//! (long poll, WebSocket, later the agent desktop) that asks to resume after `seq = n` gets the
+//! backlog and the live stream from the task itself, without gap or duplicate.
+//!
+//! Leg actions ([`Action::StartLeg`], [`Action::ReleaseLeg`]) go to the leg driver given to
+//! [`Hub::open`] (SIP/WebRTC, later); it answers with [`Command::LegUp`]/[`Command::LegReleased`]
+//! from [`Party::System`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::Instrument;
+
+use super::{
+    Accepted, Action, Command, Customer, Event, EventKind, Interaction, InteractionId, Party,
+    Phase, RuleError, Rules, Time,
+};
+use crate::chat::store::{InteractionRecord, Store, StoreError, Write};
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Why the hub could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The interaction refused the command.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// No running interaction with this id.
+    #[error("no such interaction")]
+    NotFound,
+    /// The interaction is over (its task has ended).
+    #[error("the interaction is closed")]
+    Closed,
+    /// A configured limit on open interactions was reached.
+    #[error("too many open interactions ({what})")]
+    TooMany { what: &'static str },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The events after some `seq`, then everything new.
+pub struct Subscription {
+    /// Durable events with `seq` greater than asked, in order.
+    pub backlog: Vec<Arc<Event>>,
+    /// Everything emitted from now on (durable and ephemeral), in order.
+    pub live: broadcast::Receiver<Arc<Event>>,
+    /// The phase at subscription time.
+    pub phase: Phase,
+}
+
+/// A summary for listings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub id: InteractionId,
+    pub service: String,
+    pub device: String,
+    pub phase: Phase,
+    pub last_seq: u64,
+    pub agent: Option<String>,
+    pub context: Value,
+}
+
+enum Request {
+    Command {
+        by: Party,
+        command: Command,
+        reply: oneshot::Sender<Result<Accepted, RuleError>>,
+    },
+    Subscribe {
+        after: u64,
+        reply: oneshot::Sender<Subscription>,
+    },
+    Summary {
+        reply: oneshot::Sender<Summary>,
+    },
+}
+
+/// How to reach one running interaction. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    pub id: InteractionId,
+    pub service: String,
+    pub device: String,
+    tx: mpsc::Sender<Request>,
+}
+
+impl Handle {
+    /// Sends a command and waits until its events are persisted.
+    pub async fn command(&self, by: Party, command: Command) -> Result<Accepted, HubError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::Command { by, command, reply })
+            .await
+            .map_err(|_| HubError::Closed)?;
+        Ok(answer.await.map_err(|_| HubError::Closed)??)
+    }
+
+    /// The durable events after `after`, then the live stream.
+    pub async fn subscribe(&self, after: u64) -> Result<Subscription, HubError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::Subscribe { after, reply })
+            .await
+            .map_err(|_| HubError::Closed)?;
+        answer.await.map_err(|_| HubError::Closed)
+    }
+
+    pub async fn summary(&self) -> Result<Summary, HubError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::Summary { reply })
+            .await
+            .map_err(|_| HubError::Closed)?;
+        answer.await.map_err(|_| HubError::Closed)
+    }
+}
+
+/// Leg work for the SIP/WebRTC drivers.
+pub type LegActions = mpsc::UnboundedSender<(InteractionId, Action)>;
+
+struct Inner {
+    config: Arc<Config>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    live: Mutex<HashMap<InteractionId, Handle>>,
+    legs: Option<LegActions>,
+}
+
+/// All running interactions of this node.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// The machine rules of a service, from config.
+pub fn rules_for(config: &Config, service: &str) -> Rules {
+    let s = config.service(service);
+    Rules {
+        service: service.to_string(),
+        video_allowed: s.is_some_and(|s| s.video_allowed),
+        auto_dial: s.is_some_and(|s| s.auto_dial),
+        inactivity_timeout: Duration::from_secs(s.map_or(600, |s| s.inactivity_timeout_s)),
+        max_message_bytes: config.chat.max_message_bytes,
+        teardown_timeout: Duration::from_secs(config.chat.teardown_timeout_s),
+    }
+}
+
+impl Hub {
+    /// Starts the hub and brings back every interaction that was open, with its history.
+    pub async fn open(
+        config: Arc<Config>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        legs: Option<LegActions>,
+    ) -> Result<Hub, HubError> {
+        let hub = Hub {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                metrics,
+                live: Mutex::new(HashMap::new()),
+                legs,
+            }),
+        };
+        for record in hub.inner.store.open_interactions().await? {
+            let events = hub.inner.store.events(&record.id, 0).await?;
+            let rules = rules_for(&hub.inner.config, &record.service);
+            let now = Time::now();
+            let Some(mut it) = Interaction::restore(now, record.id.clone(), rules, events.clone())
+            else {
+                tracing::error!(interaction = %record.id, "cannot restore: no created event");
+                continue;
+            };
+            let log = events.into_iter().map(Arc::new).collect();
+            let mut task = Task::new(&hub, &it, log);
+            task.flush(&mut it).await;
+            tracing::info!(interaction = %record.id, seq = it.last_seq(), "restored");
+            hub.spawn(task, it, record.device);
+        }
+        Ok(hub)
+    }
+
+    /// Opens a new interaction, persisted before this returns.
+    pub async fn create(
+        &self,
+        service: &str,
+        customer: Customer,
+        context: Value,
+    ) -> Result<(InteractionId, Phase), HubError> {
+        {
+            let live = self.inner.live.lock().expect("hub lock");
+            let chat = &self.inner.config.chat;
+            if live.len() >= chat.max_open_interactions {
+                return Err(HubError::TooMany { what: "node" });
+            }
+            let mine = live
+                .values()
+                .filter(|h| h.device == customer.device)
+                .count();
+            if mine >= chat.max_chats_per_device {
+                return Err(HubError::TooMany { what: "device" });
+            }
+        }
+        let id = InteractionId::random();
+        let now = Time::now();
+        let rules = rules_for(&self.inner.config, service);
+        let device = customer.device.clone();
+        let mut it = Interaction::new(now, id.clone(), rules, customer, context);
+        let record = InteractionRecord {
+            id: id.clone(),
+            service: service.to_string(),
+            device: device.clone(),
+            phase: Phase::Queued,
+            created_at: now.millis(),
+            closed_at: None,
+            last_seq: 0,
+        };
+        self.inner
+            .store
+            .write(vec![Write::NewInteraction(record)])
+            .await?;
+        let mut task = Task::new(self, &it, Vec::new());
+        task.flush(&mut it).await;
+        let phase = it.phase();
+        self.spawn(task, it, device);
+        Ok((id, phase))
+    }
+
+    fn spawn(&self, task: Task, it: Interaction, device: String) {
+        let (tx, rx) = mpsc::channel(256);
+        let handle = Handle {
+            id: it.id().clone(),
+            service: it.rules().service.clone(),
+            device,
+            tx,
+        };
+        self.inner
+            .live
+            .lock()
+            .expect("hub lock")
+            .insert(handle.id.clone(), handle);
+        self.inner.metrics.open_interactions.inc();
+        let span = tracing::info_span!("interaction", id = %handle_id(&it));
+        tokio::spawn(task.run(it, rx).instrument(span));
+    }
+
+    /// The running interaction with this id.
+    pub fn get(&self, id: &InteractionId) -> Option<Handle> {
+        self.inner.live.lock().expect("hub lock").get(id).cloned()
+    }
+
+    /// Sends a command to a running interaction.
+    pub async fn command(
+        &self,
+        id: &InteractionId,
+        by: Party,
+        command: Command,
+    ) -> Result<Accepted, HubError> {
+        self.get(id)
+            .ok_or(HubError::NotFound)?
+            .command(by, command)
+            .await
+    }
+
+    /// Every running interaction.
+    pub fn handles(&self) -> Vec<Handle> {
+        self.inner
+            .live
+            .lock()
+            .expect("hub lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    pub fn config(&self) -> &Arc<Config> {
+        &self.inner.config
+    }
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+}
+
+fn handle_id(it: &Interaction) -> InteractionId {
+    it.id().clone()
+}
+
+/// The state of one interaction's task besides the machine itself.
+struct Task {
+    hub: Hub,
+    id: InteractionId,
+    /// The durable events so far (for subscribers that resume).
+    log: Vec<Arc<Event>>,
+    events: broadcast::Sender<Arc<Event>>,
+    /// The driver's clock never goes backwards, even if the system clock does.
+    clock: Time,
+    finished: bool,
+    /// The phase last written to the interaction's row (the row changes only with it).
+    stored_phase: Option<Phase>,
+}
+
+impl Task {
+    fn new(hub: &Hub, it: &Interaction, log: Vec<Arc<Event>>) -> Task {
+        Task {
+            hub: hub.clone(),
+            id: it.id().clone(),
+            log,
+            // Small: tokio preallocates every slot, and a subscriber that falls behind
+            // resubscribes from its last seq (the backlog comes from `log`).
+            events: broadcast::channel(64).0,
+            clock: Time(0),
+            finished: false,
+            stored_phase: None,
+        }
+    }
+
+    fn now(&mut self) -> Time {
+        self.clock = self.clock.max(Time::now());
+        self.clock
+    }
+
+    async fn run(mut self, mut it: Interaction, mut rx: mpsc::Receiver<Request>) {
+        while !self.finished {
+            let sleep = match it.poll_timeout() {
+                Some(at) => {
+                    let wait = at.since(Time::now());
+                    tokio::time::Instant::now() + wait
+                }
+                None => tokio::time::Instant::now() + Duration::from_secs(86_400),
+            };
+            tokio::select! {
+                request = rx.recv() => {
+                    let Some(request) = request else { break };
+                    self.serve(&mut it, request).await;
+                }
+                _ = tokio::time::sleep_until(sleep) => {
+                    let now = self.now();
+                    it.handle_timeout(now);
+                    self.flush(&mut it).await;
+                }
+            }
+        }
+        self.hub
+            .inner
+            .live
+            .lock()
+            .expect("hub lock")
+            .remove(&self.id);
+        self.hub.inner.metrics.open_interactions.dec();
+    }
+
+    async fn serve(&mut self, it: &mut Interaction, request: Request) {
+        match request {
+            Request::Command { by, command, reply } => {
+                let now = self.now();
+                let is_message = matches!(command, Command::SendMessage { .. });
+                let result = it.handle_command(now, &by, command);
+                self.flush(it).await;
+                if is_message && matches!(result, Ok(a) if !a.duplicate) {
+                    self.hub.inner.metrics.messages.inc();
+                }
+                let _ = reply.send(result);
+            }
+            Request::Subscribe { after, reply } => {
+                let start = self.log.partition_point(|e| e.seq.unwrap_or(0) <= after);
+                let _ = reply.send(Subscription {
+                    backlog: self.log[start..].to_vec(),
+                    live: self.events.subscribe(),
+                    phase: it.phase(),
+                });
+            }
+            Request::Summary { reply } => {
+                let _ = reply.send(Summary {
+                    id: self.id.clone(),
+                    service: it.rules().service.clone(),
+                    device: it.customer().device.clone(),
+                    phase: it.phase(),
+                    last_seq: it.last_seq(),
+                    agent: it.agent().map(|a| a.0.clone()),
+                    context: it.context().clone(),
+                });
+            }
+        }
+    }
+
+    /// Persists what the machine emitted, then publishes it and hands out its actions.
+    async fn flush(&mut self, it: &mut Interaction) {
+        let mut emitted = Vec::new();
+        while let Some(event) = it.poll_event() {
+            emitted.push(Arc::new(event));
+        }
+        let mut writes: Vec<Write> = Vec::new();
+        for event in emitted.iter().filter(|e| e.seq.is_some()) {
+            if let EventKind::File { file_id, .. } = &event.kind {
+                writes.push(Write::Link {
+                    file_id: file_id.clone(),
+                    id: self.id.clone(),
+                });
+            }
+            writes.push(Write::Event(self.id.clone(), (**event).clone()));
+        }
+        // The row is updated on phase changes only: a message is then one INSERT.
+        if !writes.is_empty() && self.stored_phase != Some(it.phase()) {
+            self.stored_phase = Some(it.phase());
+            let closed = it.phase() == Phase::Closed;
+            writes.push(Write::Progress {
+                id: self.id.clone(),
+                phase: it.phase(),
+                last_seq: it.last_seq(),
+                closed_at: closed.then(|| self.clock.millis()),
+            });
+        }
+        if !writes.is_empty() {
+            self.persist(writes).await;
+        }
+        for event in emitted {
+            if event.seq.is_some() {
+                self.log.push(event.clone());
+            }
+            let _ = self.events.send(event);
+        }
+        while let Some(action) = it.poll_action() {
+            match action {
+                Action::PersistTranscript => self.finished = true,
+                other => {
+                    if let Some(legs) = &self.hub.inner.legs {
+                        let _ = legs.send((self.id.clone(), other));
+                    } else {
+                        tracing::debug!(?other, "no leg driver");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Retries until the store takes the writes: the machine has moved on, so giving up would
+    /// acknowledge what is not stored. Callers wait meanwhile (and retry idempotently).
+    async fn persist(&mut self, writes: Vec<Write>) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.hub.inner.store.write(writes.clone()).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!("cannot persist events, retrying: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

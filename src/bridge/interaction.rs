@@ -1,0 +1,1049 @@
+//! The Interaction: one conversation's state machine (sans-IO).
+//!
+//! Driving contract (the same as str0m's `Rtc` and quinn-proto's `Connection`):
+//! 1. feed it with [`Interaction::handle_command`] and [`Interaction::handle_timeout`], passing
+//!    the current time;
+//! 2. drain [`Interaction::poll_event`] (persist the durable ones, then deliver) and
+//!    [`Interaction::poll_action`] (work for the leg drivers and the store);
+//! 3. call `handle_timeout` again at [`Interaction::poll_timeout`].
+//!
+//! The state is event-sourced: every change is an [`Event`], applied by one function, so an
+//! interaction restored from its stored events after a restart is exactly the one that was lost.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::error::RuleError;
+use super::event::{
+    EndReason, Event, EventKind, LegKind, LegState, LegTarget, Phase, ReceiptKind, TeardownStep,
+};
+use super::types::{AgentId, Customer, InteractionId, LegId, Party, Time};
+
+/// The service settings the rules depend on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    pub service: String,
+    pub video_allowed: bool,
+    /// Dial the customer's phone as soon as an agent accepts (rule 7).
+    pub auto_dial: bool,
+    /// No message for this long closes the chat; a warning comes at half-time.
+    pub inactivity_timeout: Duration,
+    pub max_message_bytes: usize,
+    /// How long the teardown waits for each group of legs to confirm their release
+    /// (64·T1, the SIP transaction timeout, by default).
+    pub teardown_timeout: Duration,
+}
+
+/// What a party asks of the interaction. Who may send which is checked against the [`Party`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Routing offers the chat to an agent (system).
+    Offer {
+        agent: AgentId,
+    },
+    /// Routing withdraws an offer (system).
+    Withdraw {
+        agent: AgentId,
+    },
+    /// An agent accepts the chat (agent). Also picks up a waiting chat that was never offered.
+    Accept {
+        display_name: String,
+    },
+    /// A chat message; `msg_id` is the client's id, which makes retries idempotent.
+    SendMessage {
+        msg_id: Option<String>,
+        text: String,
+    },
+    /// A file already stored; the chat only records it.
+    SendFile {
+        file_id: String,
+        file_name: String,
+        file_type: String,
+        size: u64,
+    },
+    Typing(bool),
+    /// The customer's position (customer).
+    Location {
+        latitude: f64,
+        longitude: f64,
+    },
+    /// Free context from the app, merged into the interaction's context (customer).
+    Context(Value),
+    /// A filled-in form (customer).
+    FormData(Value),
+    /// Delivery/read receipt of a message of the other party.
+    Receipt {
+        ref_msg_id: String,
+        receipt: ReceiptKind,
+    },
+    /// WebRTC signalling relayed as it is.
+    Signal(Value),
+    /// The customer asks for a voice call from the app.
+    RequestCall,
+    /// The customer asks to be called on the phone.
+    RequestPhoneCall,
+    /// The agent calls the customer's phone — again and again if needed (rule 3).
+    CallCustomer,
+    /// End the current call, keeping the chat (agent or customer).
+    ReleaseCall,
+    /// The customer asks for video (rule 5).
+    RequestVideo,
+    /// The agent allows the pending video request.
+    AllowVideo,
+    /// The agent declines the pending video request.
+    DeclineVideo,
+    /// Drop video, keep chat and voice (customer only: rule 6).
+    DropVideo,
+    /// The agent disconnects the chat; refused while a leg is up (rule 4).
+    DisconnectChat,
+    /// End everything in order: calls, video, chat (agent, or the customer leaving).
+    EndSession,
+    /// The customer's app is gone (system).
+    Vanished,
+    /// An operator closes it (system).
+    Close,
+    /// A leg driver reports media up (system).
+    LegUp {
+        leg: LegId,
+    },
+    /// A leg driver reports the leg gone: released, failed or declined (system).
+    LegReleased {
+        leg: LegId,
+        reason: Option<String>,
+    },
+}
+
+/// Work for the drivers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Set up a leg (SIP call to the phone, WebRTC offer to the app, …) carrying the service.
+    StartLeg {
+        leg: LegId,
+        kind: LegKind,
+        target: LegTarget,
+        service: String,
+    },
+    /// Release a leg (BYE/CANCEL, close the peer) and report `LegReleased`.
+    ReleaseLeg { leg: LegId },
+    /// The transcript is complete: mark it closed in the store and retire the interaction.
+    PersistTranscript,
+}
+
+/// A command that was carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// The `seq` of the event it produced (for a message: its server id), if durable.
+    pub seq: Option<u64>,
+    /// A retried message already known by its `msg_id`: nothing new happened.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leg {
+    pub kind: LegKind,
+    pub state: LegState,
+    pub target: Option<LegTarget>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    ReleasingCalls,
+    ReleasingVideo,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Queued,
+    Offered {
+        agents: Vec<AgentId>,
+    },
+    Active {
+        agent: AgentId,
+        display_name: String,
+    },
+    Closing {
+        reason: EndReason,
+        stage: Stage,
+        deadline: Time,
+    },
+    Closed {
+        reason: EndReason,
+    },
+}
+
+/// The timers of an interaction (derived from its state, never stored separately).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    InactivityWarning,
+    Inactivity,
+    Teardown,
+}
+
+struct MessageRecord {
+    seq: u64,
+    receipt: Option<ReceiptKind>,
+}
+
+pub struct Interaction {
+    id: InteractionId,
+    rules: Rules,
+    customer: Customer,
+    context: Value,
+    state: State,
+    /// The agent who accepted, kept after close for the transcript.
+    agent: Option<(AgentId, String)>,
+    legs: BTreeMap<LegId, Leg>,
+    seq: u64,
+    /// Messages by msg_id, per side: idempotent retries and receipts.
+    customer_messages: HashMap<String, MessageRecord>,
+    staff_messages: HashMap<String, MessageRecord>,
+    last_activity: Time,
+    warned: bool,
+    events: VecDeque<Event>,
+    actions: VecDeque<Action>,
+}
+
+impl Interaction {
+    /// A new chat, queued for routing.
+    pub fn new(
+        now: Time,
+        id: InteractionId,
+        rules: Rules,
+        customer: Customer,
+        context: Value,
+    ) -> Interaction {
+        let mut it = Interaction::empty(id, rules, now);
+        it.emit(
+            now,
+            EventKind::Created {
+                service: it.rules.service.clone(),
+                customer,
+                context,
+            },
+        );
+        it.emit(
+            now,
+            EventKind::Status {
+                phase: Phase::Queued,
+            },
+        );
+        it
+    }
+
+    /// Rebuilds an interaction from its stored events (in `seq` order). Legs cannot survive a
+    /// restart (their SIP and WebRTC state is gone), so live ones are reported released, and a
+    /// teardown that was running goes on. Returns `None` when the first event is not `Created`.
+    pub fn restore(
+        now: Time,
+        id: InteractionId,
+        rules: Rules,
+        stored: impl IntoIterator<Item = Event>,
+    ) -> Option<Interaction> {
+        let mut it = Interaction::empty(id, rules, now);
+        let mut stored = stored.into_iter().peekable();
+        if !matches!(stored.peek()?.kind, EventKind::Created { .. }) {
+            return None;
+        }
+        for event in stored {
+            if let Some(seq) = event.seq {
+                it.seq = seq;
+            }
+            it.apply(&event);
+        }
+        let live: Vec<LegId> = it.live_legs(None);
+        for leg in live {
+            it.emit_leg(now, leg, LegState::Released, Some("restart".into()));
+        }
+        if matches!(it.state, State::Closing { .. }) {
+            it.advance_teardown(now);
+        }
+        Some(it)
+    }
+
+    fn empty(id: InteractionId, rules: Rules, now: Time) -> Interaction {
+        Interaction {
+            id,
+            rules,
+            customer: Customer::default(),
+            context: Value::Null,
+            state: State::Queued,
+            agent: None,
+            legs: BTreeMap::new(),
+            seq: 0,
+            customer_messages: HashMap::new(),
+            staff_messages: HashMap::new(),
+            last_activity: now,
+            warned: false,
+            events: VecDeque::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn id(&self) -> &InteractionId {
+        &self.id
+    }
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+    pub fn customer(&self) -> &Customer {
+        &self.customer
+    }
+    pub fn context(&self) -> &Value {
+        &self.context
+    }
+    /// The `seq` of the last durable event.
+    pub fn last_seq(&self) -> u64 {
+        self.seq
+    }
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Queued => Phase::Queued,
+            State::Offered { .. } => Phase::Offered,
+            State::Active { .. } => Phase::Active,
+            State::Closing { .. } => Phase::Closing,
+            State::Closed { .. } => Phase::Closed,
+        }
+    }
+    /// The agent who accepted the chat.
+    pub fn agent(&self) -> Option<&AgentId> {
+        self.agent.as_ref().map(|(id, _)| id)
+    }
+    pub fn legs(&self) -> &BTreeMap<LegId, Leg> {
+        &self.legs
+    }
+
+    /// The next event to persist (if it has a `seq`) and deliver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next piece of work for a driver.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Every armed timer.
+    pub fn timers(&self) -> Vec<(Timer, Time)> {
+        let mut timers = Vec::new();
+        match &self.state {
+            State::Active { .. } => {
+                let timeout = self.rules.inactivity_timeout;
+                if self.warned {
+                    timers.push((Timer::Inactivity, self.last_activity + timeout));
+                } else {
+                    timers.push((Timer::InactivityWarning, self.last_activity + timeout / 2));
+                }
+            }
+            State::Closing { deadline, .. } => timers.push((Timer::Teardown, *deadline)),
+            _ => {}
+        }
+        timers
+    }
+
+    /// When `handle_timeout` must be called next; `None` when nothing is armed.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timers().into_iter().map(|(_, at)| at).min()
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        for (timer, at) in self.timers() {
+            if at > now {
+                continue;
+            }
+            match timer {
+                Timer::InactivityWarning => {
+                    let remaining =
+                        self.rules.inactivity_timeout - self.rules.inactivity_timeout / 2;
+                    self.emit(
+                        now,
+                        EventKind::TimeoutWarning {
+                            remaining_s: remaining.as_secs(),
+                        },
+                    );
+                }
+                Timer::Inactivity => {
+                    self.emit(now, EventKind::InactivityTimeout);
+                    self.start_teardown(now, EndReason::Inactivity);
+                }
+                Timer::Teardown => {
+                    // The legs of this stage did not answer in time: consider them gone.
+                    let kind = match self.state {
+                        State::Closing {
+                            stage: Stage::ReleasingCalls,
+                            ..
+                        } => LegKind::Voice,
+                        _ => LegKind::Video,
+                    };
+                    for leg in self.live_legs(Some(kind)) {
+                        self.emit_leg(now, leg, LegState::Released, Some("timeout".into()));
+                    }
+                    self.advance_teardown(now);
+                }
+            }
+        }
+    }
+
+    /// Carries out `command` from `by`, or refuses it with the rule it breaks.
+    pub fn handle_command(
+        &mut self,
+        now: Time,
+        by: &Party,
+        command: Command,
+    ) -> Result<Accepted, RuleError> {
+        if matches!(self.state, State::Closing { .. } | State::Closed { .. }) {
+            // Leg drivers still answer releases during the teardown.
+            if let (Party::System, Command::LegReleased { leg, reason }) = (by, &command) {
+                return self.leg_released(now, *leg, reason.clone());
+            }
+            return Err(RuleError::InteractionClosed);
+        }
+        match command {
+            Command::Offer { agent } => {
+                self.require_system(by)?;
+                match &self.state {
+                    State::Queued | State::Offered { .. } => {}
+                    _ => return Err(RuleError::AlreadyAccepted),
+                }
+                if self.phase() == Phase::Queued {
+                    self.emit(
+                        now,
+                        EventKind::Status {
+                            phase: Phase::Offered,
+                        },
+                    );
+                }
+                let context = self.context.clone();
+                Ok(done(self.emit(now, EventKind::Offered { agent, context })))
+            }
+            Command::Withdraw { agent } => {
+                self.require_system(by)?;
+                match &self.state {
+                    State::Offered { agents } if agents.contains(&agent) => {}
+                    _ => return Err(RuleError::NotPermitted),
+                }
+                let seq = self.emit(now, EventKind::Withdrawn { agent });
+                if self.phase() == Phase::Queued {
+                    self.emit(
+                        now,
+                        EventKind::Status {
+                            phase: Phase::Queued,
+                        },
+                    );
+                }
+                Ok(done(seq))
+            }
+            Command::Accept { display_name } => {
+                let Party::Agent(agent) = by else {
+                    return Err(RuleError::NotPermitted);
+                };
+                let others = match &self.state {
+                    State::Queued => Vec::new(),
+                    State::Offered { agents } => {
+                        agents.iter().filter(|a| *a != agent).cloned().collect()
+                    }
+                    _ => return Err(RuleError::AlreadyAccepted),
+                };
+                // Ring-all: the first to accept wins, the others see the offer withdrawn.
+                for other in others {
+                    self.emit(now, EventKind::Withdrawn { agent: other });
+                }
+                let seq = self.emit(
+                    now,
+                    EventKind::PartyJoined {
+                        party: by.clone(),
+                        display_name,
+                    },
+                );
+                self.emit(
+                    now,
+                    EventKind::Status {
+                        phase: Phase::Active,
+                    },
+                );
+                if self.rules.auto_dial
+                    && let Some(phone) = self.customer.phone.clone()
+                {
+                    self.start_leg(now, LegKind::Voice, LegTarget::Phone(phone));
+                }
+                Ok(done(seq))
+            }
+            Command::SendMessage { msg_id, text } => {
+                self.require_party(by)?;
+                if text.len() > self.rules.max_message_bytes {
+                    return Err(RuleError::MessageTooLong {
+                        max: self.rules.max_message_bytes,
+                    });
+                }
+                if text.trim().is_empty() {
+                    return Err(RuleError::EmptyMessage);
+                }
+                if let Some(id) = &msg_id
+                    && let Some(known) = self.messages_of(by).get(id)
+                {
+                    return Ok(Accepted {
+                        seq: Some(known.seq),
+                        duplicate: true,
+                    });
+                }
+                let msg_id = msg_id.unwrap_or_else(|| format!("s{}", self.seq + 1));
+                let from = by.clone();
+                Ok(done(
+                    self.emit(now, EventKind::Message { msg_id, from, text }),
+                ))
+            }
+            Command::SendFile {
+                file_id,
+                file_name,
+                file_type,
+                size,
+            } => {
+                self.require_party(by)?;
+                let from = by.clone();
+                let kind = EventKind::File {
+                    file_id,
+                    file_name,
+                    file_type,
+                    size,
+                    from,
+                };
+                Ok(done(self.emit(now, kind)))
+            }
+            Command::Typing(typing) => {
+                self.require_party(by)?;
+                let from = by.clone();
+                Ok(done(self.emit(now, EventKind::Typing { from, typing })))
+            }
+            Command::Location {
+                latitude,
+                longitude,
+            } => {
+                self.require_customer(by)?;
+                let kind = EventKind::Location {
+                    latitude,
+                    longitude,
+                };
+                Ok(done(self.emit(now, kind)))
+            }
+            Command::Context(data) => {
+                self.require_customer(by)?;
+                Ok(done(self.emit(now, EventKind::Context { data })))
+            }
+            Command::FormData(data) => {
+                self.require_customer(by)?;
+                Ok(done(self.emit(now, EventKind::FormData { data })))
+            }
+            Command::Receipt {
+                ref_msg_id,
+                receipt,
+            } => {
+                self.require_party(by)?;
+                // A receipt is for a message of the other side.
+                let theirs = if *by == Party::Customer {
+                    &self.staff_messages
+                } else {
+                    &self.customer_messages
+                };
+                let known = theirs.get(&ref_msg_id).ok_or(RuleError::UnknownMessage)?;
+                // Receipts only move forward: a late "delivered" after "read" changes nothing.
+                if known.receipt >= Some(receipt) {
+                    return Ok(Accepted {
+                        seq: None,
+                        duplicate: true,
+                    });
+                }
+                let by = by.clone();
+                let kind = EventKind::Receipt {
+                    ref_msg_id,
+                    receipt,
+                    by,
+                };
+                Ok(done(self.emit(now, kind)))
+            }
+            Command::Signal(data) => {
+                self.require_party(by)?;
+                let from = by.clone();
+                Ok(done(self.emit(now, EventKind::Signaling { from, data })))
+            }
+            Command::RequestCall => {
+                self.require_customer(by)?;
+                self.require_active()?;
+                self.require_no_call()?;
+                Ok(done(self.start_leg(now, LegKind::Voice, LegTarget::App)))
+            }
+            Command::RequestPhoneCall | Command::CallCustomer => {
+                if command == Command::CallCustomer {
+                    self.require_agent(by)?;
+                } else {
+                    self.require_customer(by)?;
+                }
+                self.require_active()?;
+                self.require_no_call()?;
+                let phone = self
+                    .customer
+                    .phone
+                    .clone()
+                    .ok_or(RuleError::NoPhoneNumber)?;
+                Ok(done(self.start_leg(
+                    now,
+                    LegKind::Voice,
+                    LegTarget::Phone(phone),
+                )))
+            }
+            Command::ReleaseCall => {
+                self.require_party(by)?;
+                let call = self.live_legs(Some(LegKind::Voice));
+                let leg = *call.first().ok_or(RuleError::NoCall)?;
+                Ok(done(self.release_leg(now, leg)))
+            }
+            Command::RequestVideo => {
+                self.require_customer(by)?;
+                self.require_active()?;
+                if !self.rules.video_allowed {
+                    return Err(RuleError::VideoNotAllowed);
+                }
+                if !self.live_legs(Some(LegKind::Video)).is_empty() {
+                    return Err(RuleError::CallInProgress);
+                }
+                let leg = self.next_leg_id();
+                Ok(done(self.emit_leg(
+                    now,
+                    leg,
+                    LegState::AwaitingApproval,
+                    None,
+                )))
+            }
+            Command::AllowVideo | Command::DeclineVideo => {
+                self.require_agent(by)?;
+                let leg = self
+                    .legs
+                    .iter()
+                    .find(|(_, l)| l.state == LegState::AwaitingApproval)
+                    .map(|(id, _)| *id)
+                    .ok_or(RuleError::NoVideoRequest)?;
+                if command == Command::DeclineVideo {
+                    let reason = Some("declined".to_string());
+                    return Ok(done(self.emit_leg(now, leg, LegState::Released, reason)));
+                }
+                let seq = self.emit_leg(now, leg, LegState::Connecting, None);
+                self.legs.get_mut(&leg).expect("leg").target = Some(LegTarget::App);
+                self.actions.push_back(Action::StartLeg {
+                    leg,
+                    kind: LegKind::Video,
+                    target: LegTarget::App,
+                    service: self.rules.service.clone(),
+                });
+                Ok(done(seq))
+            }
+            Command::DropVideo => {
+                if matches!(by, Party::Agent(_)) {
+                    return Err(RuleError::OnlyCustomerMayDropVideo);
+                }
+                self.require_customer(by)?;
+                let video = self.live_legs(Some(LegKind::Video));
+                let leg = *video.first().ok_or(RuleError::UnknownLeg)?;
+                Ok(done(self.release_leg(now, leg)))
+            }
+            Command::DisconnectChat => {
+                self.require_agent(by)?;
+                if !self.live_legs(None).is_empty() {
+                    return Err(RuleError::ReleaseCallBeforeChat);
+                }
+                Ok(done(self.start_teardown(now, EndReason::AgentDisconnected)))
+            }
+            Command::EndSession => {
+                let reason = match by {
+                    Party::Customer => EndReason::CustomerEnded,
+                    Party::Agent(_) => {
+                        self.require_agent(by)?;
+                        EndReason::AgentEndedSession
+                    }
+                    Party::System => EndReason::Administrative,
+                };
+                Ok(done(self.start_teardown(now, reason)))
+            }
+            Command::Vanished => {
+                self.require_system(by)?;
+                Ok(done(self.start_teardown(now, EndReason::CustomerVanished)))
+            }
+            Command::Close => {
+                self.require_system(by)?;
+                Ok(done(self.start_teardown(now, EndReason::Administrative)))
+            }
+            Command::LegUp { leg } => {
+                self.require_system(by)?;
+                let state = self.legs.get(&leg).map(|l| l.state);
+                match state {
+                    None | Some(LegState::Released) | Some(LegState::Releasing) => {
+                        Err(RuleError::UnknownLeg)
+                    }
+                    Some(LegState::AwaitingApproval) => Err(RuleError::VideoRequiresAgentApproval),
+                    Some(LegState::Up) => Ok(Accepted {
+                        seq: None,
+                        duplicate: true,
+                    }),
+                    Some(LegState::Connecting) => {
+                        Ok(done(self.emit_leg(now, leg, LegState::Up, None)))
+                    }
+                }
+            }
+            Command::LegReleased { leg, reason } => {
+                self.require_system(by)?;
+                self.leg_released(now, leg, reason)
+            }
+        }
+    }
+
+    fn leg_released(
+        &mut self,
+        now: Time,
+        leg: LegId,
+        reason: Option<String>,
+    ) -> Result<Accepted, RuleError> {
+        match self.legs.get(&leg) {
+            Some(l) if l.state.is_live() => {}
+            _ => return Err(RuleError::UnknownLeg),
+        }
+        let seq = self.emit_leg(now, leg, LegState::Released, reason);
+        if matches!(self.state, State::Closing { .. }) {
+            self.advance_teardown(now);
+        }
+        Ok(done(seq))
+    }
+
+    fn start_leg(&mut self, now: Time, kind: LegKind, target: LegTarget) -> Option<u64> {
+        let leg = self.next_leg_id();
+        let seq = self.emit(
+            now,
+            EventKind::Leg {
+                leg,
+                kind,
+                state: LegState::Connecting,
+                target: Some(target.clone()),
+                reason: None,
+            },
+        );
+        self.actions.push_back(Action::StartLeg {
+            leg,
+            kind,
+            target,
+            service: self.rules.service.clone(),
+        });
+        seq
+    }
+
+    fn release_leg(&mut self, now: Time, leg: LegId) -> Option<u64> {
+        if self.legs[&leg].state == LegState::AwaitingApproval {
+            // Nothing was set up yet: the request is simply withdrawn.
+            return self.emit_leg(now, leg, LegState::Released, Some("withdrawn".into()));
+        }
+        if self.legs[&leg].state == LegState::Releasing {
+            return None;
+        }
+        let seq = self.emit_leg(now, leg, LegState::Releasing, None);
+        self.actions.push_back(Action::ReleaseLeg { leg });
+        seq
+    }
+
+    /// Begins the ordered teardown: one plan, then its steps as the legs answer.
+    fn start_teardown(&mut self, now: Time, reason: EndReason) -> Option<u64> {
+        let plan = vec![
+            TeardownStep::ReleaseCalls {
+                legs: self.live_legs(Some(LegKind::Voice)),
+            },
+            TeardownStep::ReleaseVideo {
+                legs: self.live_legs(Some(LegKind::Video)),
+            },
+            TeardownStep::CloseChat,
+            TeardownStep::Persist,
+        ];
+        let seq = self.emit(now, EventKind::TeardownStarted { reason, plan });
+        self.emit(
+            now,
+            EventKind::Status {
+                phase: Phase::Closing,
+            },
+        );
+        self.advance_teardown(now);
+        seq
+    }
+
+    /// Runs the teardown as far as it can go without waiting for a leg.
+    fn advance_teardown(&mut self, now: Time) {
+        loop {
+            let State::Closing { stage, reason, .. } = self.state else {
+                return;
+            };
+            let kind = match stage {
+                Stage::ReleasingCalls => LegKind::Voice,
+                Stage::ReleasingVideo => LegKind::Video,
+            };
+            let live = self.live_legs(Some(kind));
+            if !live.is_empty() {
+                for leg in live {
+                    self.release_leg(now, leg);
+                }
+                return;
+            }
+            match stage {
+                Stage::ReleasingCalls => {
+                    self.state = State::Closing {
+                        reason,
+                        stage: Stage::ReleasingVideo,
+                        deadline: now + self.rules.teardown_timeout,
+                    };
+                }
+                Stage::ReleasingVideo => {
+                    if let Some((agent, display_name)) = self.agent.clone() {
+                        let party = Party::Agent(agent);
+                        self.emit(
+                            now,
+                            EventKind::PartyLeft {
+                                party,
+                                display_name,
+                            },
+                        );
+                    }
+                    self.emit(now, EventKind::ChatClosed { reason });
+                    self.emit(
+                        now,
+                        EventKind::Status {
+                            phase: Phase::Closed,
+                        },
+                    );
+                    self.actions.push_back(Action::PersistTranscript);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn next_leg_id(&self) -> LegId {
+        LegId(self.legs.keys().last().map_or(1, |l| l.0 + 1))
+    }
+
+    /// Live legs of a kind (or all), in creation order.
+    fn live_legs(&self, kind: Option<LegKind>) -> Vec<LegId> {
+        self.legs
+            .iter()
+            .filter(|(_, l)| l.state.is_live() && kind.is_none_or(|k| l.kind == k))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn emit_leg(
+        &mut self,
+        now: Time,
+        leg: LegId,
+        state: LegState,
+        reason: Option<String>,
+    ) -> Option<u64> {
+        let kind = self.legs.get(&leg).map_or(LegKind::Video, |l| l.kind);
+        self.emit(
+            now,
+            EventKind::Leg {
+                leg,
+                kind,
+                state,
+                target: None,
+                reason,
+            },
+        )
+    }
+
+    fn messages_of(&self, by: &Party) -> &HashMap<String, MessageRecord> {
+        if *by == Party::Customer {
+            &self.customer_messages
+        } else {
+            &self.staff_messages
+        }
+    }
+
+    fn require_system(&self, by: &Party) -> Result<(), RuleError> {
+        match by {
+            Party::System => Ok(()),
+            _ => Err(RuleError::NotPermitted),
+        }
+    }
+    fn require_customer(&self, by: &Party) -> Result<(), RuleError> {
+        match by {
+            Party::Customer => Ok(()),
+            _ => Err(RuleError::NotPermitted),
+        }
+    }
+    /// The agent who accepted this chat.
+    fn require_agent(&self, by: &Party) -> Result<(), RuleError> {
+        match (by, &self.state) {
+            (Party::Agent(a), State::Active { agent, .. }) if a == agent => Ok(()),
+            (Party::Agent(_), State::Queued | State::Offered { .. }) => Err(RuleError::NotActive),
+            _ => Err(RuleError::NotPermitted),
+        }
+    }
+    /// The customer, or the agent who accepted.
+    fn require_party(&self, by: &Party) -> Result<(), RuleError> {
+        match by {
+            Party::Customer => Ok(()),
+            _ => self.require_agent(by),
+        }
+    }
+    fn require_active(&self) -> Result<(), RuleError> {
+        match self.state {
+            State::Active { .. } => Ok(()),
+            _ => Err(RuleError::NotActive),
+        }
+    }
+    fn require_no_call(&self) -> Result<(), RuleError> {
+        if self.live_legs(Some(LegKind::Voice)).is_empty() {
+            Ok(())
+        } else {
+            Err(RuleError::CallInProgress)
+        }
+    }
+
+    /// Numbers (if durable), applies and queues one event; returns its `seq`.
+    fn emit(&mut self, now: Time, kind: EventKind) -> Option<u64> {
+        let seq = if kind.is_ephemeral() {
+            None
+        } else {
+            self.seq += 1;
+            Some(self.seq)
+        };
+        let event = Event { seq, at: now, kind };
+        self.apply(&event);
+        self.events.push_back(event);
+        seq
+    }
+
+    /// The one place where events change the state (also used to restore).
+    fn apply(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::Created {
+                customer, context, ..
+            } => {
+                self.customer = customer.clone();
+                self.context = context.clone();
+            }
+            EventKind::Offered { agent, .. } => match &mut self.state {
+                State::Offered { agents } => agents.push(agent.clone()),
+                _ => {
+                    self.state = State::Offered {
+                        agents: vec![agent.clone()],
+                    }
+                }
+            },
+            EventKind::Withdrawn { agent } => {
+                if let State::Offered { agents } = &mut self.state {
+                    agents.retain(|a| a != agent);
+                    if agents.is_empty() {
+                        self.state = State::Queued;
+                    }
+                }
+            }
+            EventKind::PartyJoined {
+                party: Party::Agent(agent),
+                display_name,
+            } => {
+                self.agent = Some((agent.clone(), display_name.clone()));
+                self.state = State::Active {
+                    agent: agent.clone(),
+                    display_name: display_name.clone(),
+                };
+                self.last_activity = event.at;
+                self.warned = false;
+            }
+            EventKind::Message { msg_id, from, .. } => {
+                if let Some(seq) = event.seq {
+                    let record = MessageRecord { seq, receipt: None };
+                    if *from == Party::Customer {
+                        self.customer_messages.insert(msg_id.clone(), record);
+                    } else {
+                        self.staff_messages.insert(msg_id.clone(), record);
+                    }
+                }
+                self.last_activity = event.at;
+                self.warned = false;
+            }
+            EventKind::File { .. } => {
+                self.last_activity = event.at;
+                self.warned = false;
+            }
+            EventKind::Context { data } => merge_context(&mut self.context, data),
+            EventKind::Location {
+                latitude,
+                longitude,
+            } => {
+                let data =
+                    serde_json::json!({"location": {"latitude": latitude, "longitude": longitude}});
+                merge_context(&mut self.context, &data);
+            }
+            EventKind::Receipt {
+                ref_msg_id,
+                receipt,
+                by,
+            } => {
+                let theirs = if *by == Party::Customer {
+                    &mut self.staff_messages
+                } else {
+                    &mut self.customer_messages
+                };
+                if let Some(record) = theirs.get_mut(ref_msg_id) {
+                    record.receipt = record.receipt.max(Some(*receipt));
+                }
+            }
+            EventKind::Leg {
+                leg,
+                kind,
+                state,
+                target,
+                ..
+            } => {
+                let entry = self.legs.entry(*leg).or_insert(Leg {
+                    kind: *kind,
+                    state: *state,
+                    target: None,
+                });
+                entry.state = *state;
+                if target.is_some() {
+                    entry.target = target.clone();
+                }
+            }
+            EventKind::TimeoutWarning { .. } => self.warned = true,
+            EventKind::TeardownStarted { reason, .. } => {
+                self.state = State::Closing {
+                    reason: *reason,
+                    stage: Stage::ReleasingCalls,
+                    deadline: event.at + self.rules.teardown_timeout,
+                };
+            }
+            EventKind::ChatClosed { reason } => self.state = State::Closed { reason: *reason },
+            EventKind::Status { .. }
+            | EventKind::PartyJoined { .. }
+            | EventKind::PartyLeft { .. }
+            | EventKind::Typing { .. }
+            | EventKind::FormData { .. }
+            | EventKind::Signaling { .. }
+            | EventKind::InactivityTimeout => {}
+        }
+    }
+}
+
+/// Shallow merge of a JSON object into the context (a non-object replaces it).
+fn merge_context(context: &mut Value, data: &Value) {
+    match (context, data) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (k, v) in from {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+        (context, data) => *context = data.clone(),
+    }
+}
+
+fn done(seq: Option<u64>) -> Accepted {
+    Accepted {
+        seq,
+        duplicate: false,
+    }
+}

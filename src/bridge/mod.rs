@@ -1,0 +1,25 @@
+//! The Interaction: the one owner of a conversation and the only place where the rules of
+//! DESIGN §1 live.
+//!
+//! [`Interaction`] is a sans-IO state machine (queued → offered → active → closing → closed)
+//! holding the chat and its legs (voice calls and video, each with its own [`LegState`]). Every
+//! change is an [`Event`] with a per-interaction `seq`; the durable events are the transcript.
+//! Refusals are [`RuleError`]s with stable codes. The ordered teardown is one plan
+//! ([`EventKind::TeardownStarted`]) carried out by the machine: release calls → wait → release
+//! video → wait → close the chat → [`Action::PersistTranscript`].
+//!
+//! [`hub`] runs each Interaction in its own tokio task; everything else (the customer API,
+//! later the agent API, SIP and WebRTC drivers) sends it commands and subscribes to its events.
+
+mod error;
+mod event;
+pub mod hub;
+mod interaction;
+mod types;
+
+pub use error::RuleError;
+pub use event::{
+    EndReason, Event, EventKind, LegKind, LegState, LegTarget, Phase, ReceiptKind, TeardownStep,
+};
+pub use interaction::{Accepted, Action, Command, Interaction, Leg, Rules, Timer};
+pub use types::{AgentId, Customer, InteractionId, LegId, Party, Time, random_hex};

@@ -1,0 +1,8 @@
+//! Chat: the store of interactions and transcripts, files, and transcript rendering.
+//!
+//! The chat's *rules* (idempotent messages, receipts, inactivity) live in
+//! [`crate::bridge::Interaction`]; this module keeps what the chat needs around them.
+
+pub mod files;
+pub mod store;
+pub mod transcript;

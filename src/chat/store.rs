@@ -1,0 +1,455 @@
+//! The durable store: interactions, their transcripts (the durable events) and file records.
+//!
+//! **Why sqlx's `Any` driver.** SQLite (the embedded default) and PostgreSQL (several nodes) run
+//! the *same* SQL here: the schema uses only `TEXT` and `BIGINT`, queries use `$n` placeholders
+//! (both backends accept them), and the data is a handful of plain columns with the event body
+//! as JSON text. `Any` picks the backend from the URL at run time, so there is one code path to
+//! test and no trait with two implementations that could drift apart. What `Any` cannot express
+//! (SQLite pragmas) is set in one `after_connect` hook.
+//!
+//! **Durability.** SQLite runs in WAL mode with `synchronous = FULL`: a commit that returned is
+//! on disk, so it survives `kill -9` and power loss. Callers persist *before* they acknowledge.
+//!
+//! **Group commit.** Every write goes through one writer task that folds the writes queued
+//! meanwhile into one transaction (SQLite has a single writer anyway); each caller still waits
+//! for the commit of its own write.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row, SqlStr};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bridge::{Event, InteractionId, Phase};
+use crate::metrics::Metrics;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored event does not parse (written by a newer version?).
+    #[error("corrupt record {what}: {reason}")]
+    Corrupt { what: String, reason: String },
+    /// The directory of the SQLite file could not be created.
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The writer task is gone (shutting down).
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// One interaction as listed in the store.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct InteractionRecord {
+    pub id: InteractionId,
+    pub service: String,
+    pub device: String,
+    pub phase: Phase,
+    pub created_at: u64,
+    pub closed_at: Option<u64>,
+    /// The last `seq` when the phase last changed (the row is not rewritten per message; the
+    /// events table is the authority).
+    pub last_seq: u64,
+}
+
+/// An uploaded file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FileRecord {
+    pub id: String,
+    pub sha256: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    /// The device that uploaded it.
+    pub device: String,
+    pub service: String,
+    pub created_at: u64,
+}
+
+/// One write; a batch of them commits atomically.
+#[derive(Debug, Clone)]
+pub enum Write {
+    NewInteraction(InteractionRecord),
+    Event(InteractionId, Event),
+    /// The interaction's phase and last seq after its latest events.
+    Progress {
+        id: InteractionId,
+        phase: Phase,
+        last_seq: u64,
+        closed_at: Option<u64>,
+    },
+    NewFile(FileRecord),
+    /// A file was sent into an interaction.
+    Link {
+        file_id: String,
+        id: InteractionId,
+    },
+}
+
+struct Job {
+    writes: Vec<Write>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    writer: mpsc::Sender<Job>,
+}
+
+fn migrator() -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(vec![Migration::new(
+            1,
+            "interactions".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../../migrations/0001_interactions.sql")),
+            false,
+        )]),
+        ..Migrator::DEFAULT
+    }
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Queued => "queued",
+        Phase::Offered => "offered",
+        Phase::Active => "active",
+        Phase::Closing => "closing",
+        Phase::Closed => "closed",
+    }
+}
+
+fn parse_phase(s: &str) -> Result<Phase, StoreError> {
+    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|e| StoreError::Corrupt {
+        what: format!("phase {s:?}"),
+        reason: e.to_string(),
+    })
+}
+
+impl Store {
+    /// Connects (creating an SQLite file and its directory if needed) and migrates.
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        metrics: Arc<Metrics>,
+    ) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let url = prepare_sqlite(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| -> BoxFuture<'_, Result<(), sqlx::Error>> {
+                Box::pin(async move {
+                    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        migrator().run(&pool).await?;
+        let (writer, jobs) = mpsc::channel(4096);
+        tokio::spawn(write_loop(pool.clone(), jobs, metrics));
+        Ok(Store { pool, writer })
+    }
+
+    /// Commits `writes` atomically (with whatever else is queued); returns once they are durable.
+    pub async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(Job { writes, done })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Database(sqlx::Error::Protocol(message))),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Reachability check for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Interactions not closed yet (to restore after a restart).
+    pub async fn open_interactions(&self) -> Result<Vec<InteractionRecord>, StoreError> {
+        self.interactions_where("closed_at IS NULL", 1_000_000)
+            .await
+    }
+
+    /// The most recent interactions, newest first.
+    pub async fn recent_interactions(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<InteractionRecord>, StoreError> {
+        self.interactions_where("1 = 1", limit).await
+    }
+
+    async fn interactions_where(
+        &self,
+        condition: &'static str,
+        limit: i64,
+    ) -> Result<Vec<InteractionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT id, service, device, phase, created_at, closed_at, last_seq \
+             FROM interactions WHERE {condition} ORDER BY created_at DESC LIMIT $1"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    pub async fn interaction(
+        &self,
+        id: &InteractionId,
+    ) -> Result<Option<InteractionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, service, device, phase, created_at, closed_at, last_seq \
+             FROM interactions WHERE id = $1",
+        )
+        .bind(id.0.clone())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// The durable events of an interaction with `seq > after`, in order.
+    pub async fn events(&self, id: &InteractionId, after: u64) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, body FROM events WHERE interaction_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(id.0.clone())
+        .bind(after as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let body: String = row.try_get("body")?;
+                serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                    what: format!("event {id}/{}", row.try_get::<i64, _>("seq").unwrap_or(-1)),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn file(&self, file_id: &str) -> Result<Option<FileRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, sha256, name, content_type, size, device, service, created_at \
+             FROM files WHERE id = $1",
+        )
+        .bind(file_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(FileRecord {
+            id: row.try_get("id")?,
+            sha256: row.try_get("sha256")?,
+            name: row.try_get("name")?,
+            content_type: row.try_get("content_type")?,
+            size: row.try_get::<i64, _>("size")? as u64,
+            device: row.try_get("device")?,
+            service: row.try_get("service")?,
+            created_at: row.try_get::<i64, _>("created_at")? as u64,
+        }))
+    }
+
+    /// Whether a file was sent into an interaction.
+    pub async fn is_linked(&self, file_id: &str, id: &InteractionId) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT file_id FROM file_links WHERE file_id = $1 AND interaction_id = $2",
+        )
+        .bind(file_id.to_string())
+        .bind(id.0.clone())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+}
+
+fn record_from_row(row: &sqlx::any::AnyRow) -> Result<InteractionRecord, StoreError> {
+    Ok(InteractionRecord {
+        id: InteractionId(row.try_get("id")?),
+        service: row.try_get("service")?,
+        device: row.try_get("device")?,
+        phase: parse_phase(&row.try_get::<String, _>("phase")?)?,
+        created_at: row.try_get::<i64, _>("created_at")? as u64,
+        closed_at: row
+            .try_get::<Option<i64>, _>("closed_at")?
+            .map(|t| t as u64),
+        last_seq: row.try_get::<i64, _>("last_seq")? as u64,
+    })
+}
+
+/// `sqlite://data/x.db` → creates `data/` and asks SQLite to create the file.
+fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Ok(url.to_string());
+    };
+    let path = rest.split('?').next().unwrap_or(rest);
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+/// The single writer: folds queued jobs into one transaction.
+async fn write_loop(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
+    const MAX_BATCH: usize = 512;
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let all: Vec<&Write> = batch.iter().flat_map(|j| j.writes.iter()).collect();
+        let result = commit(&pool, &all).await;
+        metrics
+            .store_latency
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => {
+                for job in batch {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            Err(_) if batch.len() > 1 => {
+                // One bad write must not fail its neighbours: retry each job alone.
+                for job in batch {
+                    let writes: Vec<&Write> = job.writes.iter().collect();
+                    let result = commit(&pool, &writes).await;
+                    let _ = job.done.send(result.map_err(|e| e.to_string()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!("store write failed: {e}");
+                for job in batch {
+                    let _ = job.done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for write in writes {
+        match write {
+            Write::NewInteraction(r) => {
+                sqlx::query(
+                    "INSERT INTO interactions \
+                     (id, service, device, phase, created_at, closed_at, last_seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(r.id.0.clone())
+                .bind(r.service.clone())
+                .bind(r.device.clone())
+                .bind(phase_name(r.phase))
+                .bind(r.created_at as i64)
+                .bind(r.closed_at.map(|t| t as i64))
+                .bind(r.last_seq as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Write::Event(id, event) => {
+                let body = serde_json::to_string(event).expect("events serialize");
+                sqlx::query(
+                    "INSERT INTO events (interaction_id, seq, at, kind, body) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id.0.clone())
+                .bind(event.seq.unwrap_or(0) as i64)
+                .bind(event.at.millis() as i64)
+                .bind(event.kind.name())
+                .bind(body)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Write::Progress {
+                id,
+                phase,
+                last_seq,
+                closed_at,
+            } => {
+                sqlx::query(
+                    "UPDATE interactions SET phase = $1, last_seq = $2, closed_at = $3 \
+                     WHERE id = $4",
+                )
+                .bind(phase_name(*phase))
+                .bind(*last_seq as i64)
+                .bind(closed_at.map(|t| t as i64))
+                .bind(id.0.clone())
+                .execute(&mut *tx)
+                .await?;
+            }
+            Write::NewFile(f) => {
+                sqlx::query(
+                    "INSERT INTO files \
+                     (id, sha256, name, content_type, size, device, service, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(f.id.clone())
+                .bind(f.sha256.clone())
+                .bind(f.name.clone())
+                .bind(f.content_type.clone())
+                .bind(f.size as i64)
+                .bind(f.device.clone())
+                .bind(f.service.clone())
+                .bind(f.created_at as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Write::Link { file_id, id } => {
+                sqlx::query(
+                    "INSERT INTO file_links (file_id, interaction_id) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(file_id.clone())
+                .bind(id.0.clone())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await
+}
