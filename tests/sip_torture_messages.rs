@@ -1993,6 +1993,19 @@ fn bare_line_breaks_are_refused_not_guessed_at() {
 }
 
 #[test]
+fn a_field_folded_over_many_lines_is_joined_with_single_spaces() {
+    let folds = "\n  x".repeat(10_000);
+    let bytes = options_with("Max-Forwards: 70", &format!("Subject: a{folds}"));
+    let started = std::time::Instant::now();
+    let (req, _) = request(&bytes);
+    // Linear, not quadratic, in the number of continuation lines.
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    let subject = header_values(&req, "Subject")[0];
+    assert_eq!(subject.len(), 1 + 2 * 10_000);
+    assert!(subject.starts_with("a x x"));
+}
+
+#[test]
 fn header_lines_must_be_name_colon_value() {
     for (from, to) in [
         ("Max-Forwards: 70", "Max-Forwards 70"),

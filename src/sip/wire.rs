@@ -434,7 +434,10 @@ impl<'a> Iterator for Fields<'a> {
             if value.is_empty() {
                 value = Cow::Borrowed(more);
             } else if !more.is_empty() {
-                value = Cow::Owned(format!("{value} {more}"));
+                // Appended in place: a field folded over thousands of lines stays linear.
+                let value = value.to_mut();
+                value.push(' ');
+                value.push_str(more);
             }
         }
         if bare {
