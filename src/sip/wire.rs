@@ -105,7 +105,7 @@ pub enum WireError {
     /// A well-formed Request-URI whose scheme is not sip, sips or tel (§8.2.2.1).
     #[error("Unsupported URI Scheme")]
     UnsupportedUriScheme,
-    /// A request of another SIP version (§8.1.1.1 / §21.5.6).
+    /// A request of another SIP version (§21.5.6).
     #[error("Version Not Supported")]
     VersionNotSupported,
     /// A method token this stack does not know (§8.2.1).
@@ -318,7 +318,7 @@ fn keep_alive(buf: &[u8]) -> Option<Frame> {
 }
 
 /// Parses one message already framed by [`frame_stream`] (or by a WebSocket frame, where
-/// Content-Length is optional, RFC 7118 §5).
+/// Content-Length is optional, RFC 7118).
 pub fn parse_stream_message(buf: &[u8]) -> Result<Incoming, Rejection> {
     let buf = trim_leading_crlf(buf);
     let head = Head::read(buf)?;
