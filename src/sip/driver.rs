@@ -230,7 +230,7 @@ impl CoreLoop {
                         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                         self.core.send_stateless(peer, Bytes::from(reply));
                     }
-                    None if rejection.reason != "keep-alive" => {
+                    None if rejection.error != wire::WireError::KeepAlive => {
                         self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                     None => {}
