@@ -2,5 +2,6 @@
 //! from (G.711, RFC 4733 telephone-events, RTCP statistics). None of them reads a clock or touches
 //! a socket: time and packets are arguments.
 
+pub mod dtmf;
 pub mod g711;
 pub mod ports;
