@@ -5,3 +5,4 @@
 pub mod dtmf;
 pub mod g711;
 pub mod ports;
+pub mod rtcp;
