@@ -1,3 +1,4 @@
 //! Media for SIP legs. For now only the RTP port budget; the relay arrives with the media engine.
 
+pub mod latch;
 pub mod ports;
