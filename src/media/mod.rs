@@ -2,3 +2,4 @@
 
 pub mod latch;
 pub mod ports;
+pub mod rewrite;
