@@ -2,4 +2,5 @@
 
 pub mod latch;
 pub mod ports;
+pub mod recorder;
 pub mod rewrite;
