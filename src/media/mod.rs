@@ -1,9 +1,13 @@
-//! Media for SIP legs: the RTP port budget and the pure, sans-IO units the RTP engine is built
-//! from (G.711, RFC 4733 telephone-events, RTCP statistics). None of them reads a clock or touches
-//! a socket: time and packets are arguments.
+//! Media for SIP legs: the RTP relay engine and the pure, sans-IO units it is built from — the
+//! port budget, symmetric-RTP latching, stream rewriting, G.711, RFC 4733 telephone-events, RTCP
+//! statistics and the call recorder. Apart from the engine and the recorder's writer thread, none
+//! of them reads a clock or touches a socket: time and packets are arguments.
 
-pub mod engine;
 pub mod dtmf;
+pub mod engine;
 pub mod g711;
+pub mod latch;
 pub mod ports;
+pub mod recorder;
+pub mod rewrite;
 pub mod rtcp;
