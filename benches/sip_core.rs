@@ -55,6 +55,10 @@ fn bench(c: &mut Criterion) {
         retry_after_s: 5,
         echo_ring: Duration::ZERO,
         accounts: HashSet::new(),
+        trunks: Vec::new(),
+        agent_answer_timeout: Duration::from_secs(30),
+        min_session_expires: 90,
+        record: false,
     };
     let registrar = Registrar::with_random_secret(&RegistrarConfig::default(), now);
     let mut core = SipCore::new(config, registrar, PortPool::new(20000, 65000));

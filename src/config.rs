@@ -83,6 +83,35 @@ pub struct SipConfig {
     pub max_calls: usize,
     pub retry_after_s: u32,
     pub echo_ring_ms: u64,
+    /// How long an agent's softphone may ring before the caller hears 480.
+    pub agent_answer_timeout_s: u64,
+    /// RFC 4028: the smallest session interval we accept (`Min-SE`).
+    pub min_session_expires_s: u32,
+    /// Carriers whose INVITEs to an agent's number are bridged to the agent's softphone.
+    pub trunks: Vec<TrunkConfig>,
+    /// Bridged calls are recorded as two-channel WAV files here when set.
+    pub recording_dir: Option<String>,
+}
+
+/// A SIP trunk, recognised by the address its requests come from.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    pub name: String,
+    /// Source addresses: an IP (any port) or `IP:port`.
+    pub addresses: Vec<String>,
+}
+
+impl TrunkConfig {
+    /// Whether a request from `source` comes from this trunk.
+    pub fn matches(&self, source: SocketAddr) -> bool {
+        self.addresses
+            .iter()
+            .any(|a| match a.parse::<SocketAddr>() {
+                Ok(addr) => addr == source,
+                Err(_) => a.parse::<IpAddr>() == Ok(source.ip()),
+            })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -354,6 +383,10 @@ impl Default for SipConfig {
             max_calls: 10_000,
             retry_after_s: 5,
             echo_ring_ms: 0,
+            agent_answer_timeout_s: 30,
+            min_session_expires_s: 90,
+            trunks: Vec::new(),
+            recording_dir: None,
         }
     }
 }
@@ -437,6 +470,29 @@ impl Config {
         }
         if sip.max_message_size < 1024 || sip.max_message_size > 1 << 20 {
             return invalid("sip.max_message_size", "must be between 1024 and 1048576");
+        }
+        for trunk in &sip.trunks {
+            if trunk.name.is_empty() || trunk.addresses.is_empty() {
+                return invalid(
+                    "sip.trunks",
+                    "every trunk needs a name and at least one address",
+                );
+            }
+            for address in &trunk.addresses {
+                if address.parse::<SocketAddr>().is_err() && address.parse::<IpAddr>().is_err() {
+                    return invalid(
+                        "sip.trunks.addresses",
+                        &format!("{address:?} is neither an IP nor IP:port"),
+                    );
+                }
+            }
+        }
+        if sip.agent_answer_timeout_s == 0 {
+            return invalid("sip.agent_answer_timeout_s", "must be positive");
+        }
+        if sip.min_session_expires_s < 90 {
+            // RFC 4028 §4: Min-SE must not be below 90 seconds.
+            return invalid("sip.min_session_expires_s", "must be 90 or more (RFC 4028)");
         }
         if sip.max_tcp_connections == 0 {
             return invalid("sip.max_tcp_connections", "must be positive");

@@ -272,6 +272,8 @@ impl CoreLoop {
                     self.media.set_remote(LegId(port), remote)
                 }
                 MediaCommand::Watch { port, enabled } => self.media.watch(LegId(port), enabled),
+                MediaCommand::Bridge { a, b, .. } => self.media.bridge(LegId(a), LegId(b)),
+                MediaCommand::Record { .. } | MediaCommand::DetectDtmf { .. } => {}
                 MediaCommand::Close { port } => {
                     if let Some(stats) = self.media.close(LegId(port)) {
                         tracing::debug!(port, ?stats, "media leg closed");

@@ -25,7 +25,7 @@ use super::registrar::Registrar;
 use super::sdp::{self, Direction, LocalMedia, SdpSession};
 use super::transaction::{ClientTxId, ServerTxId, TimerConfig, TransactionLayer, TxEvent};
 use super::wire::{Incoming, Meta};
-use crate::config::Config;
+use crate::config::{Config, TrunkConfig};
 use crate::media::ports::PortPool;
 
 /// Methods we implement; `Allow` lists them (RFC 3261 §20.5).
@@ -48,6 +48,14 @@ pub struct CoreConfig {
     pub echo_ring: Duration,
     /// Users we know (registrar accounts); INVITEs to other users get 404.
     pub accounts: HashSet<String>,
+    /// Carriers whose INVITEs to an account are bridged to its softphone.
+    pub trunks: Vec<TrunkConfig>,
+    /// How long an agent's softphone may ring.
+    pub agent_answer_timeout: Duration,
+    /// RFC 4028 Min-SE, seconds.
+    pub min_session_expires: u32,
+    /// Whether bridged calls are recorded.
+    pub record: bool,
 }
 
 impl CoreConfig {
@@ -68,6 +76,10 @@ impl CoreConfig {
             max_calls: sip.max_calls,
             retry_after_s: sip.retry_after_s,
             echo_ring: Duration::from_millis(sip.echo_ring_ms),
+            trunks: sip.trunks.clone(),
+            agent_answer_timeout: Duration::from_secs(sip.agent_answer_timeout_s),
+            min_session_expires: sip.min_session_expires_s,
+            record: sip.recording_dir.is_some(),
             accounts: config
                 .registrar
                 .accounts
@@ -113,6 +125,22 @@ pub enum MediaCommand {
     /// Whether silence on the leg counts against the inactivity timeout (not while the peer
     /// holds the call and sends nothing).
     Watch { port: u16, enabled: bool },
+    /// Connect two legs both ways; packets from `a` are transcoded `a_to_b` on the way to `b`
+    /// (and the reverse the other way); telephone-event payload types are mapped `(a, b)`.
+    Bridge {
+        a: u16,
+        b: u16,
+        transcode: Option<(sdp::Codec, sdp::Codec)>,
+        telephone_event: (Option<u8>, Option<u8>),
+    },
+    /// Record the call: `customer` on the left channel, `agent` on the right.
+    Record {
+        customer: u16,
+        agent: u16,
+        call_id: String,
+    },
+    /// Report RFC 4733 digits received on the leg with this payload type.
+    DetectDtmf { port: u16, payload_type: Option<u8> },
     /// Stop the leg and free its ports.
     Close { port: u16 },
 }
@@ -138,6 +166,10 @@ struct Call {
     media: LocalMedia,
     /// The outgoing call this dialog answers, for UAC calls.
     outgoing: Option<CallRef>,
+    /// The other half of a bridged call: hanging up one hangs up the other.
+    partner: Option<DialogId>,
+    /// RFC 4028: the session ends unless refreshed by then.
+    session_expires: Option<(Duration, Instant)>,
 }
 
 #[derive(Debug)]
@@ -180,6 +212,10 @@ struct Outgoing {
     sdp: SdpSession,
     /// The dialog the first 2xx created; later 2xx from other forks are ACKed and hung up.
     answered: Option<DialogId>,
+    /// The INVITE's client transaction, to cancel it.
+    tx: ClientTxId,
+    /// What the answer negotiated, once answered.
+    negotiated: Option<sdp::Negotiated>,
 }
 
 /// An INVITE to send.
@@ -201,6 +237,8 @@ enum ClientPurpose {
     Bye(DialogId),
     /// A BYE to a fork we did not keep.
     Discard,
+    /// A re-INVITE we sent in this dialog (hold passed through a bridge).
+    Reinvite(DialogId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -209,6 +247,10 @@ enum CoreTimer {
     RetransmitOk(DialogId),
     /// `echo` has rung long enough.
     Answer(ServerTxId),
+    /// An agent's softphone has rung long enough.
+    NoAnswer(CallRef),
+    /// RFC 4028: the session was not refreshed in time.
+    SessionExpired(DialogId),
 }
 
 pub struct SipCore {
@@ -223,6 +265,9 @@ pub struct SipCore {
     timers: BinaryHeap<Reverse<(Instant, CoreTimer)>>,
     events: VecDeque<CoreEvent>,
     media: VecDeque<MediaCommand>,
+    /// Trunk calls waiting for the agent's softphone to answer.
+    bridges: HashMap<CallRef, b2bua::PendingBridge>,
+    bridge_by_tx: HashMap<ServerTxId, CallRef>,
     /// Open media legs by RTP port, and the call each belongs to.
     legs: HashMap<u16, DialogId>,
     next_call: u64,
@@ -243,6 +288,8 @@ impl SipCore {
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             media: VecDeque::new(),
+            bridges: HashMap::new(),
+            bridge_by_tx: HashMap::new(),
             legs: HashMap::new(),
             next_call: 1,
             rejected_over_limit: 0,
@@ -349,6 +396,8 @@ impl SipCore {
             };
             match timer {
                 CoreTimer::RetransmitOk(id) => self.retransmit_ok(now, at, id),
+                CoreTimer::NoAnswer(call) => self.agent_no_answer(now, call),
+                CoreTimer::SessionExpired(id) => self.session_expired(now, at, &id),
                 CoreTimer::Answer(tx) => {
                     if self.pending.get(&tx).is_some_and(|p| p.answer_at == at) {
                         self.answer_echo(now, tx);
@@ -374,7 +423,7 @@ impl SipCore {
                     self.on_response(now, tx, response, meta)
                 }
                 TxEvent::StrayResponse { meta, .. } => self.on_stray_2xx(now, &meta),
-                TxEvent::Timeout { tx } => self.on_client_timeout(tx),
+                TxEvent::Timeout { tx } => self.on_client_timeout(now, tx),
                 TxEvent::AckTimeout { .. } => {}
             }
         }
@@ -484,12 +533,9 @@ impl SipCore {
             Target::Unknown | Target::Gateway => {
                 return self.reply_status(now, tx, &req, StatusCode::NotFound);
             }
-            // Bridging to agents' softphones arrives with the media engine.
-            Target::Account => {
-                return self.reply_status(now, tx, &req, StatusCode::TemporarilyUnavailable);
-            }
+            Target::Account => {}
         }
-        if self.calls.len() + self.pending.len() >= self.config.max_calls {
+        if self.calls.len() + self.pending.len() + self.bridges.len() >= self.config.max_calls {
             // Over the limit: new calls wait, existing calls carry on (RFC 3261 §21.5.4).
             self.rejected_over_limit += 1;
             let mut resp = response(&req, StatusCode::ServiceUnavailable, Some(&ids::new_tag()));
@@ -500,14 +546,14 @@ impl SipCore {
             let resp = self.decorate(resp);
             return self.reply(now, tx, resp);
         }
+        if let Some(interval) = self.too_small_session_interval(&req) {
+            return self.reply_session_interval_too_small(now, tx, &req, interval);
+        }
+        if matches!(self.target(&req.uri), Target::Account) {
+            return self.bridge_to_agent(now, tx, req, meta, peer);
+        }
         let Some(rtp_port) = self.ports.allocate() else {
-            let resp = response(
-                &req,
-                status_with_reason(503, "No Media Ports"),
-                Some(&ids::new_tag()),
-            );
-            let resp = self.decorate(resp);
-            return self.reply(now, tx, resp);
+            return self.reply_no_ports(now, tx, &req);
         };
         let media = LocalMedia {
             addr: self.config.advertised.ip(),
@@ -598,6 +644,7 @@ impl SipCore {
         let port = pending.media.rtp_port;
         self.open_leg(port, pending.remote, &dialog.id);
         self.media.push_back(MediaCommand::Echo { port });
+        let session_expires = self.start_session_timer(now, &dialog.id, &pending.request);
         self.calls.insert(
             dialog.id.clone(),
             Call {
@@ -606,6 +653,8 @@ impl SipCore {
                 sdp: pending.sdp,
                 media: pending.media,
                 outgoing: None,
+                partner: None,
+                session_expires,
             },
         );
     }
@@ -623,6 +672,7 @@ impl SipCore {
                 self.contact(transport),
             )));
         capabilities(&mut ok.headers);
+        self.add_session_timer_headers(req, &mut ok.headers);
         let mut ok = self.decorate(ok);
         let mut slot = Vec::new();
         set_body(&mut ok.headers, &mut slot, "application/sdp", body);
@@ -707,6 +757,9 @@ impl SipCore {
     }
 
     fn on_cancelled(&mut self, now: Instant, tx: ServerTxId) {
+        if let Some(call) = self.bridge_by_tx.get(&tx).copied() {
+            return self.cancel_bridge(now, call, StatusCode::RequestTerminated);
+        }
         if let Some(pending) = self.pending.remove(&tx) {
             self.release_leg(pending.media.rtp_port);
             let resp = response(
@@ -738,11 +791,18 @@ impl SipCore {
             Method::Bye => {
                 let call = self.calls.remove(&id).expect("present");
                 self.release_leg(call.media.rtp_port);
+                if let Some(out) = call.outgoing {
+                    self.outgoing.remove(&out);
+                }
                 self.reply_status(now, tx, &req, StatusCode::OK);
                 self.events.push_back(CoreEvent::Ended {
                     dialog: id,
                     by_peer: true,
                 });
+                // The other half of a bridge goes with it.
+                if let Some(partner) = call.partner {
+                    self.hangup(now, &partner);
+                }
             }
             Method::Invite | Method::Update => self.on_offer(now, tx, req, meta, id),
             Method::Info | Method::Options => {
@@ -767,6 +827,7 @@ impl SipCore {
             return self.reply(now, tx, resp);
         }
         call.dialog.refresh_target(&req.headers);
+        let mut offered_direction = None;
         let body = if req.body.is_empty() {
             if req.method == Method::Update {
                 None
@@ -787,6 +848,7 @@ impl SipCore {
                     self.media
                         .push_back(MediaCommand::SetRemote { port, remote });
                     self.media.push_back(MediaCommand::Watch { port, enabled });
+                    offered_direction = Some(answer.media.remote_direction);
                     Some(answer.sdp.into_bytes())
                 }
                 Err(e) => {
@@ -811,7 +873,12 @@ impl SipCore {
                 call.state = state;
             }
         }
+        self.refresh_session_timer(now, &id, &req);
         self.reply(now, tx, resp);
+        // A hold or resume passes through a bridge: the partner is offered the same direction.
+        if let Some(direction) = offered_direction {
+            self.pass_direction_to_partner(now, &id, direction);
+        }
     }
 
     // ----- outgoing calls (UAC) -----
@@ -914,6 +981,8 @@ impl SipCore {
                 media,
                 sdp: session,
                 answered: None,
+                tx,
+                negotiated: None,
             },
         );
         Some(call)
@@ -932,9 +1001,13 @@ impl SipCore {
         call.state = CallState::Terminating;
         let bye = call.dialog.request(Method::Bye, &via, &contact, None);
         let to = call.dialog.peer;
+        let partner = call.partner.clone();
         if let Ok(tx) = self.tx.send_request(now, bye, to) {
             self.client_purpose
                 .insert(tx, ClientPurpose::Bye(id.clone()));
+        }
+        if let Some(partner) = partner {
+            self.hangup(now, &partner);
         }
     }
 
@@ -957,6 +1030,13 @@ impl SipCore {
             Some(ClientPurpose::Discard) if final_response => {
                 self.client_purpose.remove(&tx);
             }
+            Some(ClientPurpose::Reinvite(id)) if final_response => {
+                let id = id.clone();
+                self.client_purpose.remove(&tx);
+                if code < 300 {
+                    self.ack_reinvite(&id, meta.cseq);
+                }
+            }
             _ => {}
         }
     }
@@ -970,7 +1050,7 @@ impl SipCore {
         let contact = self.contact(transport);
         let out = self.outgoing.get_mut(&call).expect("checked above");
         match code {
-            100..=199 => self.events.push_back(CoreEvent::Progress { call, code }),
+            100..=199 => self.outgoing_event(now, CoreEvent::Progress { call, code }),
             200..=299 => {
                 let Some(mut dialog) = Dialog::uac(&out.invite, &resp.headers, &meta, out.to)
                 else {
@@ -999,6 +1079,7 @@ impl SipCore {
                     Direction::SendRecv,
                     &String::from_utf8_lossy(&resp.body),
                 );
+                out.negotiated = accepted.as_ref().ok().cloned();
                 self.calls.insert(
                     id.clone(),
                     Call {
@@ -1007,24 +1088,30 @@ impl SipCore {
                         sdp: session,
                         media,
                         outgoing: Some(call),
+                        partner: None,
+                        session_expires: None,
                     },
                 );
-                self.events.push_back(CoreEvent::Answered {
-                    call,
-                    dialog: id.clone(),
-                });
                 let port = self.calls[&id].media.rtp_port;
                 let remote = accepted.as_ref().ok().map(|m| m.remote_rtp);
                 self.open_leg(port, remote, &id);
                 if accepted.is_err() {
                     // An answer we cannot use (RFC 3264 §6): end the call we just acknowledged.
                     self.hangup(now, &id);
+                    return;
                 }
+                self.outgoing_event(
+                    now,
+                    CoreEvent::Answered {
+                        call,
+                        dialog: id.clone(),
+                    },
+                );
             }
             _ => {
                 let out = self.outgoing.remove(&call).expect("present");
                 self.release_leg(out.media.rtp_port);
-                self.events.push_back(CoreEvent::Failed { call, code });
+                self.outgoing_event(now, CoreEvent::Failed { call, code });
             }
         }
     }
@@ -1045,7 +1132,7 @@ impl SipCore {
         }
     }
 
-    fn on_client_timeout(&mut self, tx: ClientTxId) {
+    fn on_client_timeout(&mut self, now: Instant, tx: ClientTxId) {
         match self.client_purpose.remove(&tx) {
             Some(ClientPurpose::Invite(call)) => {
                 if let Some(out) = self.outgoing.get(&call)
@@ -1053,7 +1140,7 @@ impl SipCore {
                 {
                     let out = self.outgoing.remove(&call).expect("present");
                     self.release_leg(out.media.rtp_port);
-                    self.events.push_back(CoreEvent::Failed { call, code: 408 });
+                    self.outgoing_event(now, CoreEvent::Failed { call, code: 408 });
                 }
             }
             // RFC 3261 §15.1.1: a BYE that times out ends the dialog all the same.
@@ -1108,3 +1195,9 @@ fn required_extensions(headers: &Headers) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_b2bua;
+
+mod b2bua;
+mod session_timer;

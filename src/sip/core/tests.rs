@@ -22,6 +22,10 @@ fn config(max_calls: usize, echo_ring: Duration) -> CoreConfig {
         retry_after_s: 7,
         echo_ring,
         accounts: HashSet::from(["alice".to_string()]),
+        trunks: Vec::new(),
+        agent_answer_timeout: Duration::from_secs(30),
+        min_session_expires: 90,
+        record: false,
     }
 }
 

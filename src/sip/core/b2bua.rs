@@ -1,0 +1,440 @@
+//! Bridged calls (a back-to-back user agent): an INVITE from a trunk to an agent's number
+//! becomes a second call, with its own Call-ID and tags, to the agent's registered softphone;
+//! media of both legs is anchored in the relay.
+//!
+//! The caller's INVITE stays unanswered while the softphone rings: its provisional responses
+//! are relayed, its answer completes both dialogs and bridges the media, its failure is mapped
+//! to a status for the caller, and the caller's CANCEL (or the agent's no-answer timeout)
+//! cancels it. Once both dialogs are up they are partners: a BYE on one ends the other, and a
+//! hold or resume on one is offered to the other.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rsipstack::sip::{Header, Method, Request, StatusCode};
+
+use super::{Call, CallRef, Reverse};
+use super::{
+    CallState, ClientPurpose, CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore,
+    TransportKind,
+};
+use crate::sip::dialog::{Dialog, DialogId, addr_spec};
+use crate::sip::ids;
+use crate::sip::message::{response, status_with_reason};
+use crate::sip::peer::Peer;
+use crate::sip::sdp::{self, Codec, Direction, LocalMedia, SdpSession};
+use crate::sip::transaction::ServerTxId;
+use crate::sip::wire::Meta;
+
+/// A caller's INVITE waiting for the agent's softphone.
+#[derive(Debug)]
+pub(super) struct PendingBridge {
+    tx: ServerTxId,
+    request: Request,
+    meta: Meta,
+    peer: Peer,
+    local_tag: String,
+    /// Our RTP port towards the caller.
+    port: u16,
+    session: SdpSession,
+    offer: String,
+    /// Where the caller receives RTP.
+    remote: SocketAddr,
+    /// The codec we would answer the caller with on our own: its first one we support.
+    codec: Codec,
+    deadline: Instant,
+    /// Set once the caller has its final answer (CANCEL, no answer); the agent's leg is being
+    /// cancelled and its final response only cleans up.
+    finished: bool,
+}
+
+impl SipCore {
+    /// Whether `source` is one of the configured trunks.
+    fn is_trunk(&self, source: SocketAddr) -> bool {
+        self.config.trunks.iter().any(|t| t.matches(source))
+    }
+
+    pub(super) fn reply_no_ports(&mut self, now: Instant, tx: ServerTxId, req: &Request) {
+        let resp = response(
+            req,
+            status_with_reason(503, "No Media Ports"),
+            Some(&ids::new_tag()),
+        );
+        let resp = self.decorate(resp);
+        self.reply(now, tx, resp);
+    }
+
+    /// An INVITE to an agent's number: only trunks may call agents directly.
+    pub(super) fn bridge_to_agent(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: Request,
+        meta: Meta,
+        peer: Peer,
+    ) {
+        let user = req
+            .uri
+            .auth
+            .as_ref()
+            .map(|a| a.user.clone())
+            .unwrap_or_default();
+        if !self.is_trunk(peer.addr) {
+            let status = status_with_reason(403, "Not From A Trunk");
+            return self.reply_status(now, tx, &req, status);
+        }
+        let Some(binding) = self.registrar.lookup(now, &user).into_iter().next() else {
+            let status = status_with_reason(480, "Agent Not Registered");
+            return self.reply_status(now, tx, &req, status);
+        };
+        if req.body.is_empty() {
+            // Without the caller's offer we could not offer the agent a matching codec.
+            let status = status_with_reason(488, "Offer Required");
+            return self.reply_status(now, tx, &req, status);
+        }
+        let Some(port) = self.ports.allocate() else {
+            return self.reply_no_ports(now, tx, &req);
+        };
+        let offer = String::from_utf8_lossy(&req.body).into_owned();
+        let probe_media = LocalMedia {
+            addr: self.config.advertised.ip(),
+            rtp_port: port,
+            codecs: Vec::new(),
+            telephone_event: true,
+        };
+        let session = SdpSession::new(rand::random());
+        let probe = match sdp::answer(&offer, &probe_media, &mut session.clone()) {
+            Ok(answer) => answer.media,
+            Err(e) => {
+                self.ports.release(port);
+                let status = status_with_reason(e.sip_status(), &e.to_string());
+                return self.reply_status(now, tx, &req, status);
+            }
+        };
+        let (Some(agent_port), Ok(target)) = (
+            self.ports.allocate(),
+            rsipstack::sip::parse_uri(&binding.contact),
+        ) else {
+            self.ports.release(port);
+            return self.reply_no_ports(now, tx, &req);
+        };
+        let agent_peer = match binding.transport.to_ascii_uppercase().as_str() {
+            "TCP" => Peer::tcp(binding.source, None),
+            _ => Peer::udp(binding.source),
+        };
+        // The agent is offered the caller's codec first, so that no transcoding is needed.
+        let other = if probe.codec == Codec::Pcmu {
+            Codec::Pcma
+        } else {
+            Codec::Pcmu
+        };
+        let from = caller_id(&req);
+        let call = self.place_call(
+            now,
+            OutgoingCall {
+                target,
+                to: agent_peer,
+                from,
+                rtp_port: agent_port,
+                codecs: vec![probe.codec, other],
+                extra_headers: Vec::new(),
+            },
+        );
+        let Some(call) = call else {
+            self.ports.release(port);
+            self.ports.release(agent_port);
+            let status = status_with_reason(500, "Cannot Reach Agent");
+            return self.reply_status(now, tx, &req, status);
+        };
+        let deadline = now + self.config.agent_answer_timeout;
+        self.timers
+            .push(Reverse((deadline, CoreTimer::NoAnswer(call))));
+        self.bridge_by_tx.insert(tx, call);
+        self.bridges.insert(
+            call,
+            PendingBridge {
+                tx,
+                request: req,
+                meta,
+                peer,
+                local_tag: ids::new_tag(),
+                port,
+                session,
+                offer,
+                remote: probe.remote_rtp,
+                codec: probe.codec,
+                deadline,
+                finished: false,
+            },
+        );
+    }
+
+    /// Progress of an outgoing call: a bridge's agent leg is handled here, anything else goes
+    /// to the application.
+    pub(super) fn outgoing_event(&mut self, now: Instant, event: CoreEvent) {
+        let call = match &event {
+            CoreEvent::Progress { call, .. }
+            | CoreEvent::Answered { call, .. }
+            | CoreEvent::Failed { call, .. } => *call,
+            CoreEvent::Ended { .. } => return self.events.push_back(event),
+        };
+        if !self.bridges.contains_key(&call) {
+            return self.events.push_back(event);
+        }
+        match event {
+            CoreEvent::Progress { code, .. } => self.relay_progress(now, call, code),
+            CoreEvent::Answered { dialog, .. } => self.complete_bridge(now, call, dialog),
+            CoreEvent::Failed { code, .. } => self.fail_bridge(now, call, code),
+            CoreEvent::Ended { .. } => {}
+        }
+    }
+
+    /// The agent's phone rings: so does the caller's (the 100 went out already).
+    fn relay_progress(&mut self, now: Instant, call: CallRef, code: u16) {
+        let Some(bridge) = self.bridges.get(&call) else {
+            return;
+        };
+        if code == 100 || bridge.finished {
+            return;
+        }
+        let mut ringing = response(&bridge.request, code.into(), Some(&bridge.local_tag));
+        ringing
+            .headers
+            .push(Header::Contact(rsipstack::sip::Contact::new(
+                self.contact(bridge.peer.transport),
+            )));
+        let (tx, ringing) = (bridge.tx, self.decorate(ringing));
+        self.reply(now, tx, ringing);
+    }
+
+    /// The agent answered: answer the caller, bridge the media, make the dialogs partners.
+    fn complete_bridge(&mut self, now: Instant, call: CallRef, agent: DialogId) {
+        let Some(mut bridge) = self.bridges.remove(&call) else {
+            return;
+        };
+        self.bridge_by_tx.remove(&bridge.tx);
+        if bridge.finished {
+            // The caller gave up as the agent answered: the agent's leg ends at once.
+            self.ports.release(bridge.port);
+            return self.hangup(now, &agent);
+        }
+        let negotiated = self.outgoing.get(&call).and_then(|o| o.negotiated.clone());
+        let Some(agent_media) = negotiated else {
+            self.ports.release(bridge.port);
+            return self.hangup(now, &agent);
+        };
+        // Answer the caller with the agent's codec when the caller offered it; otherwise with
+        // the caller's own and transcode between the two.
+        let preferred = LocalMedia {
+            addr: self.config.advertised.ip(),
+            rtp_port: bridge.port,
+            codecs: vec![agent_media.codec],
+            telephone_event: true,
+        };
+        let answer = sdp::answer(&bridge.offer, &preferred, &mut bridge.session).or_else(|_| {
+            let own = LocalMedia {
+                codecs: vec![bridge.codec],
+                ..preferred.clone()
+            };
+            sdp::answer(&bridge.offer, &own, &mut bridge.session)
+        });
+        let (Ok(answer), Some(dialog)) = (
+            answer,
+            Dialog::uas(
+                &bridge.request,
+                &bridge.meta,
+                &bridge.local_tag,
+                bridge.peer,
+            ),
+        ) else {
+            self.ports.release(bridge.port);
+            let resp = response(
+                &bridge.request,
+                status_with_reason(488, "No Common Codec"),
+                Some(&bridge.local_tag),
+            );
+            self.reply(now, bridge.tx, resp);
+            return self.hangup(now, &agent);
+        };
+        let ok = self.ok_with_sdp(
+            &bridge.request,
+            &bridge.local_tag,
+            bridge.peer.transport,
+            answer.sdp.into_bytes(),
+        );
+        let state = self.await_ack(now, &dialog.id, &ok, bridge.meta.cseq);
+        self.reply(now, bridge.tx, ok);
+        let caller = dialog.id.clone();
+        let session_expires = self.start_session_timer(now, &caller, &bridge.request);
+        let media = LocalMedia {
+            codecs: vec![answer.media.codec],
+            ..preferred
+        };
+        self.calls.insert(
+            caller.clone(),
+            Call {
+                dialog,
+                state,
+                sdp: bridge.session,
+                media,
+                outgoing: None,
+                partner: Some(agent.clone()),
+                session_expires,
+            },
+        );
+        let agent_port = match self.calls.get_mut(&agent) {
+            Some(call) => {
+                call.partner = Some(caller.clone());
+                call.media.rtp_port
+            }
+            None => return self.hangup(now, &caller),
+        };
+        self.open_leg(bridge.port, Some(bridge.remote), &caller);
+        let transcode = (answer.media.codec != agent_media.codec)
+            .then_some((answer.media.codec, agent_media.codec));
+        self.media.push_back(MediaCommand::Bridge {
+            a: bridge.port,
+            b: agent_port,
+            transcode,
+            telephone_event: (
+                answer.media.telephone_event_pt,
+                agent_media.telephone_event_pt,
+            ),
+        });
+        self.media.push_back(MediaCommand::DetectDtmf {
+            port: bridge.port,
+            payload_type: answer.media.telephone_event_pt,
+        });
+        if self.config.record {
+            self.media.push_back(MediaCommand::Record {
+                customer: bridge.port,
+                agent: agent_port,
+                call_id: bridge.meta.call_id.clone(),
+            });
+        }
+        tracing::info!(
+            caller = %bridge.meta.call_id,
+            agent = %agent.call_id,
+            ?transcode,
+            "bridged call answered"
+        );
+    }
+
+    /// The agent's leg failed: tell the caller, in terms a caller understands.
+    fn fail_bridge(&mut self, now: Instant, call: CallRef, code: u16) {
+        let Some(bridge) = self.bridges.remove(&call) else {
+            return;
+        };
+        self.bridge_by_tx.remove(&bridge.tx);
+        self.ports.release(bridge.port);
+        if bridge.finished {
+            return;
+        }
+        let status = match code {
+            486 | 600 | 603 => StatusCode::BusyHere,
+            408 => status_with_reason(480, "No Answer"),
+            _ => StatusCode::TemporarilyUnavailable,
+        };
+        let resp = self.decorate(response(&bridge.request, status, Some(&bridge.local_tag)));
+        self.reply(now, bridge.tx, resp);
+    }
+
+    /// The caller hangs up before the agent answered, or the agent took too long: the caller
+    /// gets `status` now, the agent's INVITE is cancelled (RFC 3261 §9.1).
+    pub(super) fn cancel_bridge(&mut self, now: Instant, call: CallRef, status: StatusCode) {
+        let Some(bridge) = self.bridges.get_mut(&call) else {
+            return;
+        };
+        if bridge.finished {
+            return;
+        }
+        bridge.finished = true;
+        let resp = response(&bridge.request, status, Some(&bridge.local_tag));
+        let tx = bridge.tx;
+        let resp = self.decorate(resp);
+        self.reply(now, tx, resp);
+        if let Some(agent_tx) = self.outgoing.get(&call).map(|o| o.tx) {
+            let _ = self.tx.cancel(now, agent_tx);
+        }
+    }
+
+    pub(super) fn agent_no_answer(&mut self, now: Instant, call: CallRef) {
+        let due = self.bridges.get(&call).is_some_and(|b| b.deadline <= now);
+        if due {
+            self.cancel_bridge(now, call, status_with_reason(480, "No Answer"));
+        }
+    }
+
+    /// The caller put the call on hold or resumed it: offer the partner the same direction
+    /// (RFC 3264 §8.4), so neither side sends into a held call.
+    pub(super) fn pass_direction_to_partner(
+        &mut self,
+        now: Instant,
+        id: &DialogId,
+        direction: Direction,
+    ) {
+        let via = self.sent_by();
+        let Some(partner) = self.calls.get(id).and_then(|c| c.partner.clone()) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&partner) else {
+            return;
+        };
+        if !matches!(call.state, CallState::Confirmed) {
+            return;
+        }
+        let contact = match call.dialog.peer.transport {
+            TransportKind::Udp => self.contact(TransportKind::Udp),
+            TransportKind::Tcp => self.contact(TransportKind::Tcp),
+        };
+        let call = self.calls.get_mut(&partner).expect("checked above");
+        let offer = sdp::offer(&call.media, direction, &mut call.sdp);
+        let mut reinvite = call.dialog.request(Method::Invite, &via, &contact, None);
+        let mut body = Vec::new();
+        crate::sip::message::set_body(
+            &mut reinvite.headers,
+            &mut body,
+            "application/sdp",
+            offer.into_bytes(),
+        );
+        reinvite.body = body;
+        let to = call.dialog.peer;
+        if let Ok(tx) = self.tx.send_request(now, reinvite, to) {
+            self.client_purpose
+                .insert(tx, ClientPurpose::Reinvite(partner));
+        }
+    }
+
+    /// The ACK for the 2xx to our re-INVITE (RFC 3261 §13.2.2.4).
+    pub(super) fn ack_reinvite(&mut self, id: &DialogId, cseq: u32) {
+        let via = self.sent_by();
+        let contact = self.contact(TransportKind::Udp);
+        if let Some(call) = self.calls.get_mut(id) {
+            let ack = call.dialog.request(Method::Ack, &via, &contact, Some(cseq));
+            let to = call.dialog.peer;
+            self.tx
+                .send_stateless(to, bytes::Bytes::from(ack.to_bytes()));
+        }
+    }
+}
+
+/// The caller's From (display name and URI) without its tag: the agent sees who calls.
+fn caller_id(req: &Request) -> String {
+    let from = req
+        .headers
+        .iter()
+        .find_map(|h| match h {
+            Header::From(f) => Some(f.value()),
+            _ => None,
+        })
+        .unwrap_or("<sip:anonymous@anonymous.invalid>");
+    let (name, uri) = match from.find('<') {
+        Some(i) => (from[..i].trim(), addr_spec(from)),
+        None => ("", addr_spec(from)),
+    };
+    if name.is_empty() {
+        format!("<{uri}>")
+    } else {
+        format!("{name} <{uri}>")
+    }
+}
