@@ -8,7 +8,16 @@ fn sipp_hold_reinvite_gets_recvonly() {
     let scenario = common::scenario("hold_uac.xml");
     let stats = common::sipp(
         gateway.sip,
-        &["-sf", scenario.to_str().unwrap(), "-m", "5", "-l", "5"],
+        &[
+            "-sf",
+            scenario.to_str().unwrap(),
+            "-s",
+            "echo",
+            "-m",
+            "5",
+            "-l",
+            "5",
+        ],
     );
     assert_eq!(stats.exit_code, 0, "{stats:?}");
     assert_eq!((stats.successful, stats.failed), (5, 0), "{stats:?}");

@@ -185,6 +185,19 @@ pub fn sipp_spawn(target: SocketAddr, args: &[&str]) -> Sipp {
     sipp_spawn_in(None, target, args)
 }
 
+/// Starts SIPp on local port `port` (e.g. the port an agent registered from).
+pub fn sipp_spawn_on(port: u16, target: SocketAddr, args: &[&str]) -> Sipp {
+    let port = port.to_string();
+    let mut all = vec!["-p", port.as_str()];
+    all.extend_from_slice(args);
+    sipp_spawn_in(None, target, &all)
+}
+
+/// Runs SIPp on local port `port` to completion.
+pub fn sipp_on(port: u16, target: SocketAddr, args: &[&str]) -> Sipp {
+    sipp_spawn_on(port, target, args)
+}
+
 /// Runs SIPp to completion from `cwd` (where built-in scenarios look for `./pcap/`).
 pub fn sipp_in(cwd: &Path, target: SocketAddr, args: &[&str]) -> SippStats {
     sipp_spawn_in(Some(cwd), target, args).wait()
@@ -198,7 +211,12 @@ fn sipp_spawn_in(cwd: Option<&Path>, target: SocketAddr, args: &[&str]) -> Sipp 
     let mut command = Command::new("sipp");
     command
         .arg(target.to_string())
-        .args(["-i", "127.0.0.1", "-p", &port, "-mp", &media_port])
+        .args(["-i", "127.0.0.1", "-mp", &media_port])
+        .args(if args.contains(&"-p") {
+            vec![]
+        } else {
+            vec!["-p", port.as_str()]
+        })
         .args([
             "-buff_size",
             "4194304",

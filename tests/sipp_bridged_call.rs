@@ -1,0 +1,98 @@
+//! A trunk call to an agent's number is bridged to the agent's registered softphone with its
+//! media anchored in the relay: SIPp `uac_pcap` is the trunk, a SIPp UAS with `-rtp_echo` that
+//! registered with digest is the agent, and the audio travels both ways through Tandem.
+
+mod common;
+
+const CONFIG: &str = "[sip]\nagent_answer_timeout_s = 10\n\
+    [[sip.trunks]]\nname = \"carrier\"\naddresses = [\"127.0.0.1\"]\n\
+    [registrar]\nalgorithms = [\"MD5\"]\n\
+    [[registrar.accounts]]\nuser = \"alice\"\npassword = \"alice-secret\"\n";
+
+/// Registers alice from `port`, then answers calls there with RTP echo.
+fn agent(gateway: &common::Gateway, calls: &str) -> (common::Sipp, u16) {
+    let port = common::free_port();
+    let register = common::scenario("register_only.xml");
+    let registered = common::sipp_on(
+        port,
+        gateway.sip,
+        &[
+            "-sf",
+            register.to_str().unwrap(),
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "alice-secret",
+            "-m",
+            "1",
+        ],
+    )
+    .wait();
+    assert_eq!(
+        (registered.successful, registered.failed),
+        (1, 0),
+        "{registered:?}"
+    );
+    let uas = common::scenario("uas_agent.xml");
+    let agent = common::sipp_spawn_on(
+        port,
+        gateway.sip,
+        &["-sf", uas.to_str().unwrap(), "-rtp_echo", "-m", calls],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    (agent, port)
+}
+
+#[test]
+fn a_trunk_call_reaches_the_registered_agent_and_audio_flows_both_ways() {
+    let gateway = common::Gateway::start(CONFIG);
+    let (agent, _) = agent(&gateway, "2");
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
+    let trunk = common::sipp_in(
+        dir.path(),
+        gateway.sip,
+        &["-sn", "uac_pcap", "-s", "alice", "-m", "2", "-l", "1"],
+    );
+    assert_eq!((trunk.successful, trunk.failed), (2, 0), "{trunk:?}");
+    let agent = agent.wait();
+    assert_eq!((agent.successful, agent.failed), (2, 0), "{agent:?}");
+
+    // Every leg carried audio both ways: the trunk's packets reached the agent, and the
+    // agent's echo came back to the trunk.
+    let log = gateway.log_text();
+    let closed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("media leg closed"))
+        .collect();
+    assert_eq!(closed.len(), 4, "{log}");
+    for line in closed {
+        let number = |key: &str| -> u64 {
+            let at = line.find(key).unwrap() + key.len();
+            line[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert!(number("packets_in: ") > 100, "{line}");
+        assert!(number("packets_out: ") > 100, "{line}");
+    }
+}
+
+#[test]
+fn a_hold_reinvite_passes_through_the_bridge() {
+    let gateway = common::Gateway::start(CONFIG);
+    let (agent, _) = agent(&gateway, "1");
+    let hold = common::scenario("hold_uac.xml");
+    let trunk = common::sipp(
+        gateway.sip,
+        &["-sf", hold.to_str().unwrap(), "-s", "alice", "-m", "1"],
+    );
+    assert_eq!((trunk.successful, trunk.failed), (1, 0), "{trunk:?}");
+    let agent = agent.wait();
+    assert_eq!((agent.successful, agent.failed), (1, 0), "{agent:?}");
+}
