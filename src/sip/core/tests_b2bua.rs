@@ -454,3 +454,48 @@ fn session_timers_are_confirmed_and_an_unrefreshed_session_ends() {
     assert!(world.take(TRUNK)[0].starts_with("BYE "));
     assert!(world.take(AGENT)[0].starts_with("BYE "));
 }
+
+#[test]
+fn a_bridged_call_whose_media_stops_is_ended_on_both_sides() {
+    let mut world = World::new(|_| {});
+    world.bridged_call("dead-1");
+    world.media();
+    world.core.media_inactive(world.now, 30000);
+    world.collect();
+    assert!(
+        world.take(TRUNK)[0].starts_with("BYE "),
+        "the caller's leg ends"
+    );
+    let agent_bye = world.take(AGENT).remove(0);
+    assert!(agent_bye.starts_with("BYE "), "and so does the agent's");
+}
+
+#[test]
+fn a_register_over_tcp_is_answered_on_its_connection() {
+    let mut world = World::new(|_| {});
+    world.register_agent();
+    // A softphone behind NAT keeps one TCP connection open: answers must use it.
+    let register = format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {AGENT};branch=z9hG4bK-tcpreg\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=reg\r\nTo: <sip:alice@127.0.0.1>\r\n\
+         Call-ID: reg-tcp\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@{AGENT};transport=tcp>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let message = parse_datagram(register.as_bytes()).unwrap();
+    let conn = crate::sip::peer::ConnId(9);
+    world.core.handle_message(
+        world.now,
+        message,
+        Peer::tcp(AGENT.parse().unwrap(), Some(conn)),
+    );
+    let mut sent = Vec::new();
+    while let Some(t) = world.core.poll_transmit() {
+        sent.push(t);
+    }
+    assert_eq!(
+        sent[0].to,
+        Peer::tcp(AGENT.parse().unwrap(), Some(conn)),
+        "401 on the same connection"
+    );
+    assert!(String::from_utf8_lossy(&sent[0].payload).starts_with("SIP/2.0 401"));
+}
