@@ -17,6 +17,18 @@ pub struct Metrics {
     pub api_errors: Family<Vec<(String, String)>, Counter>,
     /// Time of one store transaction (a group commit of many writes).
     pub store_latency: Histogram,
+    /// SIP calls with a dialog (a bridged call counts its two legs).
+    pub sip_calls: Gauge,
+    /// SIP transactions alive, by side (`server`, `client`).
+    pub sip_transactions: Family<Vec<(String, String)>, Gauge>,
+    /// Registered softphone bindings.
+    pub sip_registrations: Gauge,
+    /// INVITEs refused with 503 over the call limit.
+    pub sip_rejected_over_limit: Gauge,
+    /// SIP messages dropped unanswered (unparsable) and refused by the wire layer (4xx/5xx).
+    pub sip_refused: Family<Vec<(String, String)>, Gauge>,
+    /// Open RTP legs (each holds an RTP and an RTCP port).
+    pub media_legs: Gauge,
 }
 
 impl Default for Metrics {
@@ -27,6 +39,34 @@ impl Default for Metrics {
         let files = Counter::default();
         let api_errors = Family::default();
         let store_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let sip_calls = Gauge::default();
+        let sip_transactions = Family::default();
+        let sip_registrations = Gauge::default();
+        let sip_rejected_over_limit = Gauge::default();
+        let sip_refused = Family::default();
+        let media_legs = Gauge::default();
+        registry.register("sip_calls", "SIP calls with a dialog", sip_calls.clone());
+        registry.register(
+            "sip_transactions",
+            "SIP transactions alive, by side",
+            sip_transactions.clone(),
+        );
+        registry.register(
+            "sip_registrations",
+            "Registered softphone bindings",
+            sip_registrations.clone(),
+        );
+        registry.register(
+            "sip_rejected_over_limit",
+            "INVITEs refused with 503 over the call limit",
+            sip_rejected_over_limit.clone(),
+        );
+        registry.register(
+            "sip_refused",
+            "SIP messages dropped or refused by the wire layer",
+            sip_refused.clone(),
+        );
+        registry.register("media_legs", "Open RTP legs", media_legs.clone());
         registry.register(
             "open_interactions",
             "Interactions not closed yet",
@@ -47,6 +87,12 @@ impl Default for Metrics {
             files,
             api_errors,
             store_latency,
+            sip_calls,
+            sip_transactions,
+            sip_registrations,
+            sip_rejected_over_limit,
+            sip_refused,
+            media_legs,
         }
     }
 }
@@ -56,6 +102,34 @@ impl Metrics {
         self.api_errors
             .get_or_create(&vec![("code".to_string(), code.to_string())])
             .inc();
+    }
+
+    /// Publishes the SIP side's counters (called about once a second by the SIP driver).
+    pub fn set_sip(
+        &self,
+        stats: &crate::sip::core::CoreStats,
+        dropped: u64,
+        rejected: u64,
+        legs: usize,
+    ) {
+        let label = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        self.sip_calls.set(stats.calls as i64);
+        self.sip_transactions
+            .get_or_create(&label("side", "server"))
+            .set(stats.server_transactions as i64);
+        self.sip_transactions
+            .get_or_create(&label("side", "client"))
+            .set(stats.client_transactions as i64);
+        self.sip_registrations.set(stats.registrations as i64);
+        self.sip_rejected_over_limit
+            .set(stats.rejected_over_limit as i64);
+        self.sip_refused
+            .get_or_create(&label("outcome", "dropped"))
+            .set(dropped as i64);
+        self.sip_refused
+            .get_or_create(&label("outcome", "answered"))
+            .set(rejected as i64);
+        self.media_legs.set(legs as i64);
     }
 
     /// The text exposition format.

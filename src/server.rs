@@ -31,7 +31,7 @@ impl Gateway {
     pub async fn start(config: &Config) -> Result<Gateway, ServerError> {
         let shutdown = CancellationToken::new();
         let http = crate::api::start(config).await?;
-        let sip = driver::start(config, shutdown.clone())
+        let sip = driver::start(config, http.metrics.clone(), shutdown.clone())
             .await
             .map_err(|source| ServerError::Bind {
                 what: format!("SIP {}", config.sip.listen),

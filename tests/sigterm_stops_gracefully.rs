@@ -8,7 +8,16 @@ fn sigterm_ends_the_process_cleanly() {
     let long = common::scenario("long_call_uac.xml");
     let caller = common::sipp_spawn(
         gateway.sip,
-        &["-sf", long.to_str().unwrap(), "-m", "1", "-l", "1"],
+        &[
+            "-sf",
+            long.to_str().unwrap(),
+            "-s",
+            "echo",
+            "-m",
+            "1",
+            "-l",
+            "1",
+        ],
     );
     std::thread::sleep(std::time::Duration::from_millis(500));
     let status = gateway.stop();

@@ -14,6 +14,8 @@ fn a_burst_beyond_the_call_limit_sees_503_and_admitted_calls_complete() {
         &[
             "-sf",
             long.to_str().unwrap(),
+            "-s",
+            "echo",
             "-m",
             "10",
             "-r",

@@ -194,6 +194,8 @@ pub enum StartError {
 pub struct Http {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// The metrics `/metrics` serves; other parts publish theirs here.
+    pub metrics: Arc<Metrics>,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -207,7 +209,7 @@ pub async fn start(config: &Config) -> Result<Http, StartError> {
         metrics.clone(),
     )
     .await?;
-    let hub = Hub::open(Arc::new(config.clone()), store, metrics, None).await?;
+    let hub = Hub::open(Arc::new(config.clone()), store, metrics.clone(), None).await?;
     let state = AppState::new(hub, FileStore::new(&config.files.dir));
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -229,7 +231,12 @@ pub async fn start(config: &Config) -> Result<Http, StartError> {
             tracing::error!("HTTP server: {e}");
         }
     });
-    Ok(Http { addr, stop, task })
+    Ok(Http {
+        addr,
+        metrics,
+        stop,
+        task,
+    })
 }
 
 impl Http {

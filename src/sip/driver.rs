@@ -27,6 +27,7 @@ use super::wire::{self, Frame, Incoming};
 use crate::config::Config;
 use crate::media::engine::{LegId, MediaEngine, MediaSettings, Route};
 use crate::media::ports::PortPool;
+use crate::metrics::Metrics;
 
 /// Counters of what the transport refused, for `/metrics`.
 #[derive(Debug, Default)]
@@ -69,7 +70,11 @@ enum Inbound {
 
 /// Binds the configured transports and starts the core. With port 0, UDP picks the port and TCP
 /// binds the same one.
-pub async fn start(config: &Config, shutdown: CancellationToken) -> io::Result<SipHandle> {
+pub async fn start(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> io::Result<SipHandle> {
     let sip = &config.sip;
     let mut listen = sip.listen;
     let udp = if sip.transports.contains(&TransportKind::Udp) {
@@ -122,6 +127,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> io::Result<S
         CoreLoop {
             core,
             media,
+            metrics,
             udp,
             inbound: inbound_rx,
             connections: HashMap::new(),
@@ -159,6 +165,7 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 struct CoreLoop {
     core: SipCore,
     media: MediaEngine,
+    metrics: Arc<Metrics>,
     udp: Option<Arc<UdpSocket>>,
     inbound: mpsc::Receiver<Inbound>,
     connections: HashMap<ConnId, mpsc::Sender<Bytes>>,
@@ -206,6 +213,12 @@ impl CoreLoop {
                     for leg in self.media.sweep(now) {
                         self.core.media_inactive(now, leg.0);
                     }
+                    self.metrics.set_sip(
+                        &self.core.stats(),
+                        self.counters.dropped.load(Ordering::Relaxed),
+                        self.counters.rejected.load(Ordering::Relaxed),
+                        self.media.open_legs(),
+                    );
                 }
             }
             self.apply_media();

@@ -29,9 +29,23 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A base port for SIPp's media: it uses it and the three above (audio and video RTP/RTCP).
+fn free_media_ports() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() % 500) as u16;
+    loop {
+        let offset = NEXT.fetch_add(4, Ordering::Relaxed);
+        let base = 50000 + ((seed * 40 + offset) % 14000) / 4 * 4;
+        if (base..base + 4).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+}
+
 pub struct Gateway {
     child: Child,
     pub sip: SocketAddr,
+    pub http: SocketAddr,
     pub dir: tempfile::TempDir,
     pub log: PathBuf,
 }
@@ -43,11 +57,13 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let rtp = 40000 + (port % 1000) * 20;
+        // Disjoint from SIPp's signalling (21000–29999) and media (50000–63999) ports.
+        let rtp = 30000 + (port % 1000) * 20;
         let data = dir.path().display();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = format!(
             "[sip]\nlisten = \"{sip}\"\n{extra}\n[media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{data}/tandem.db\"\n\
+             [http]\nlisten = \"{http}\"\n[store]\nurl = \"sqlite://{data}/tandem.db\"\n\
              [files]\ndir = \"{data}/files\"\n",
             rtp + 19
         );
@@ -66,6 +82,7 @@ impl Gateway {
         let gateway = Gateway {
             child,
             sip,
+            http,
             dir,
             log,
         };
@@ -95,6 +112,40 @@ impl Gateway {
             }
         }
         panic!("gateway did not answer OPTIONS; log:\n{}", self.log_text());
+    }
+
+    /// `GET path` on the HTTP side; the body.
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.http).expect("HTTP side listening");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Waits (up to 5 s: the SIP side publishes once a second) until `/metrics` has `line`.
+    pub fn wait_for_metric(&self, line: &str) -> String {
+        let mut metrics = String::new();
+        for _ in 0..50 {
+            metrics = self.http_get("/metrics");
+            if metrics.lines().any(|l| l == line) {
+                return metrics;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("/metrics never showed {line:?}:\n{metrics}");
     }
 
     pub fn log_text(&self) -> String {
@@ -206,7 +257,7 @@ pub fn sipp_in(cwd: &Path, target: SocketAddr, args: &[&str]) -> SippStats {
 fn sipp_spawn_in(cwd: Option<&Path>, target: SocketAddr, args: &[&str]) -> Sipp {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().to_string();
-    let media_port = (free_port() as u32 + 10000).min(65000).to_string();
+    let media_port = free_media_ports().to_string();
     let stats = dir.path().join("stats.csv");
     let mut command = Command::new("sipp");
     command
