@@ -1,30 +1,42 @@
 //! The RTP relay: media apart from control.
 //!
 //! The engine runs on its own tokio runtime and threads, so media load cannot starve SIP timers.
-//! Each leg is one RTP socket (and its RTCP socket, port + 1) pumped by one task. The per-packet
-//! path is a straight line over one packet buffer that belongs to the task:
+//! Each leg is one RTP socket and its RTCP socket (port + 1), pumped by one task that owns the
+//! leg's per-packet state; [`super::leg`] describes that task and its hot path. It never awaits
+//! anything but the next datagram, a control message or its report timer: sends use
+//! `try_send_to` (a full socket buffer drops the packet, as the network would), events to
+//! control use `try_send` on a bounded channel (a full channel drops the event, counted).
 //!
-//! ```text
-//! recv → RTP header → latch verdict → counters → route (Drop | Echo | Forward) → send
-//! ```
+//! Control ([`MediaEngine`], owned by the SIP driver) changes what a leg does in two ways:
+//! - its [`Route`] is replaced atomically (`arc-swap`); the hot path only loads it, lock-free;
+//! - what the task owns (latch, DTMF detector, recording feed) changes by a message on the
+//!   leg's control channel, applied between packets.
 //!
-//! and it never awaits anything but the next datagram: sends use `try_send_to` (a full socket
-//! buffer drops the packet, as the network would), events to control use `try_send`.
-//!
-//! Control ([`MediaEngine`], owned by the SIP driver) changes what a leg does by replacing its
-//! [`Route`] atomically (`arc-swap`): the hot path only loads it, lock-free, per packet. Where a
-//! leg's peer really is (after latching, RFC 7362 symmetric RTP) is published by that leg's task
-//! the same way, for the task that forwards towards it.
+//! Where a leg's peer really is (after latching, RFC 7362 symmetric RTP) is published by that
+//! leg's task through an `arc-swap` too, for the task that forwards towards it. What legs
+//! report ([`MediaEvent`]) arrives on the receiver [`MediaEngine::start`] returns.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::latch::{Latch, LatchConfig};
+use super::leg::{CLOCK_RATE, Control, EngineCounters, LegState, LegTask};
+pub use super::leg::{LegCounters, LegShared};
+use super::recorder::{RecordError, RecorderCounters, RecordingSink, Side};
+use super::rtcp::{RemoteReport, RtcpSession};
+use crate::sip::sdp::Codec;
+
+/// How many events the receiver may fall behind by before new ones are dropped.
+const EVENTS_CAPACITY: usize = 1024;
 
 /// A leg is named by its RTP port, unique while the leg is open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,10 +48,36 @@ pub enum Route {
     /// Count and drop (a leg not bridged yet, or on hold).
     #[default]
     Drop,
-    /// Send every packet back to where it came from (`sip:echo`).
+    /// Send every packet back to where it came from, unchanged (`sip:echo`).
     Echo,
-    /// Send every packet to the peer of another leg, from that leg's socket.
-    Forward(Arc<LegShared>),
+    /// Send every packet to the peer of another leg, from that leg's socket, rewritten so that
+    /// peer sees one continuous stream; see [`MediaEngine::bridge`].
+    Forward {
+        to: Arc<LegShared>,
+        forwarding: Forwarding,
+    },
+}
+
+/// How one direction of a bridge changes the packets it forwards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    /// Convert G.711 audio of the first law (known by its static payload type) to the second,
+    /// in place, payload type included. Other payload types pass unchanged.
+    pub transcode: Option<(Codec, Codec)>,
+    /// The telephone-event payload type on the receiving leg and on the sending leg. Events are
+    /// mapped, never transcoded (RFC 4733 events are not audio).
+    pub telephone_event: Option<(u8, u8)>,
+}
+
+/// What the media path tells control.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// A DTMF key press arrived as RFC 4733 telephone-events on `leg`.
+    Dtmf {
+        leg: LegId,
+        digit: char,
+        duration_ms: u32,
+    },
 }
 
 /// Engine-wide settings.
@@ -49,33 +87,25 @@ pub struct MediaSettings {
     pub bind_ip: IpAddr,
     /// A leg that receives nothing for this long is reported by [`MediaEngine::sweep`].
     pub inactivity_timeout: Duration,
-    /// A latched peer that has been silent this long may be replaced by a new source.
-    pub relatch_after: Duration,
+    /// When another source may take over a leg's latched peer.
+    pub latch: LatchConfig,
     /// Threads of the media runtime.
     pub threads: usize,
 }
 
-/// Per-leg counters, written by the leg's own task (one writer, relaxed atomics).
-#[derive(Debug, Default)]
-pub struct LegCounters {
-    pub packets_in: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub packets_out: AtomicU64,
-    pub bytes_out: AtomicU64,
-    /// Packets from a source the latch refused (hijack attempts, strays).
-    pub rejected: AtomicU64,
-    /// Datagrams that are not RTP version 2.
-    pub malformed: AtomicU64,
-    /// Packets dropped because the outgoing socket buffer was full or the peer is unknown.
-    pub dropped: AtomicU64,
-    /// RTCP packets received.
-    pub rtcp_in: AtomicU64,
-    /// When the last accepted packet arrived, in ms since the engine started.
-    last_rx_ms: AtomicU64,
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            inactivity_timeout: Duration::from_secs(30),
+            latch: LatchConfig::default(),
+            threads: 1,
+        }
+    }
 }
 
-/// A snapshot of [`LegCounters`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A snapshot of a leg's counters and, once RTCP has run, its reception quality.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LegStats {
     pub packets_in: u64,
     pub bytes_in: u64,
@@ -85,27 +115,24 @@ pub struct LegStats {
     pub malformed: u64,
     pub dropped: u64,
     pub rtcp_in: u64,
-}
-
-/// The part of a leg that its task and the tasks forwarding towards it share.
-#[derive(Debug)]
-pub struct LegShared {
-    pub id: LegId,
-    rtp: UdpSocket,
-    route: ArcSwap<Route>,
-    /// Where packets towards this leg's peer go: the latched source, else the SDP address.
-    destination: ArcSwapOption<SocketAddr>,
-    /// The address the peer's SDP named.
-    signalled: ArcSwapOption<SocketAddr>,
-    pub counters: LegCounters,
-    /// Whether silence counts against the inactivity timeout.
-    watched: AtomicBool,
-    inactive_reported: AtomicBool,
+    /// RTCP reports sent.
+    pub rtcp_out: u64,
+    /// Packets lost on the way to us (RFC 3550 A.3); negative when duplicates outnumber losses.
+    pub lost: i64,
+    /// The fraction lost on the way to us in the last report interval, 0.0 to 1.0.
+    pub fraction_lost: f64,
+    /// Interarrival jitter of what we receive, in milliseconds (RFC 3550 A.8).
+    pub jitter_ms: f64,
+    /// Round-trip time to the peer, once its report has echoed one of our SRs.
+    pub rtt_ms: Option<f64>,
+    /// The peer's view of what we send, once it has reported.
+    pub remote: Option<RemoteReport>,
 }
 
 impl LegShared {
     fn stats(&self) -> LegStats {
         let c = &self.counters;
+        let quality = self.quality.load_full().map(|q| *q).unwrap_or_default();
         LegStats {
             packets_in: c.packets_in.load(Ordering::Relaxed),
             bytes_in: c.bytes_in.load(Ordering::Relaxed),
@@ -115,30 +142,38 @@ impl LegShared {
             malformed: c.malformed.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             rtcp_in: c.rtcp_in.load(Ordering::Relaxed),
+            rtcp_out: c.rtcp_out.load(Ordering::Relaxed),
+            lost: quality.lost,
+            fraction_lost: quality.fraction_lost,
+            jitter_ms: quality.jitter_ms,
+            rtt_ms: quality.rtt_ms,
+            remote: quality.remote,
         }
     }
 
-    /// Sends `packet` to this leg's peer from this leg's socket (so the peer sees one address).
-    fn send_to_peer(&self, packet: &[u8]) -> bool {
-        let Some(to) = self.destination.load_full() else {
-            return false;
-        };
-        match self.rtp.try_send_to(packet, *to) {
-            Ok(_) => {
-                self.counters.packets_out.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .bytes_out
-                    .fetch_add(packet.len() as u64, Ordering::Relaxed);
-                true
-            }
-            Err(_) => false,
-        }
+    fn set_route(&self, route: Route) {
+        self.route.store(Arc::new(route));
+        self.route_generation.fetch_add(1, Ordering::Release);
     }
 }
 
 struct LegEntry {
     shared: Arc<LegShared>,
-    tasks: [tokio::task::JoinHandle<()>; 2],
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl LegEntry {
+    fn send(&self, message: Control) {
+        // The task ends only when the leg closes, which removes the entry first.
+        let _ = self.control.send(message);
+    }
+}
+
+/// A call being recorded: its two legs and the sink both feed.
+struct ActiveRecording {
+    customer: LegId,
+    agent: LegId,
+    sink: RecordingSink,
 }
 
 /// The control side of the relay. Owned by one task (the SIP driver); the hot path never sees it.
@@ -147,22 +182,37 @@ pub struct MediaEngine {
     runtime: Option<tokio::runtime::Runtime>,
     epoch: Instant,
     legs: HashMap<LegId, LegEntry>,
+    events: mpsc::Sender<MediaEvent>,
+    counters: Arc<EngineCounters>,
+    recordings: Vec<ActiveRecording>,
+    recorder_counters: Arc<RecorderCounters>,
+    /// Our RTCP CNAME (RFC 7022: random, so it reveals nothing and does not collide).
+    cname: String,
 }
 
 impl MediaEngine {
-    /// Starts the media runtime on its own threads.
-    pub fn start(settings: MediaSettings) -> io::Result<MediaEngine> {
+    /// Starts the media runtime on its own threads. The receiver carries what the legs report;
+    /// if it is dropped or falls behind, events are lost (counted in
+    /// [`MediaEngine::events_dropped`]) and media goes on.
+    pub fn start(settings: MediaSettings) -> io::Result<(MediaEngine, mpsc::Receiver<MediaEvent>)> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(settings.threads.max(1))
             .thread_name("tandem-media")
             .enable_all()
             .build()?;
-        Ok(MediaEngine {
+        let (events, receiver) = mpsc::channel(EVENTS_CAPACITY);
+        let engine = MediaEngine {
             settings,
             runtime: Some(runtime),
             epoch: Instant::now(),
             legs: HashMap::new(),
-        })
+            events,
+            counters: Arc::default(),
+            recordings: Vec::new(),
+            recorder_counters: Arc::default(),
+            cname: format!("tandem-{:016x}", rand::random::<u64>()),
+        };
+        Ok((engine, receiver))
     }
 
     fn handle(&self) -> &tokio::runtime::Handle {
@@ -173,7 +223,7 @@ impl MediaEngine {
     }
 
     /// Binds `port` (RTP) and `port + 1` (RTCP) and starts pumping; packets are dropped until
-    /// a route is set.
+    /// a route is set. `signalled` is where the peer's SDP says its RTP is, if known yet.
     pub fn open(&mut self, port: u16, signalled: Option<SocketAddr>) -> io::Result<LegId> {
         let id = LegId(port);
         if self.legs.contains_key(&id) {
@@ -181,14 +231,19 @@ impl MediaEngine {
         }
         let _guard = self.handle().enter();
         let rtp = bind(SocketAddr::new(self.settings.bind_ip, port))?;
-        let rtcp = bind(SocketAddr::new(self.settings.bind_ip, port + 1))?;
+        let rtcp = bind(SocketAddr::new(self.settings.bind_ip, port.wrapping_add(1)))?;
+        let ssrc = rand::random::<u32>();
+        let session = RtcpSession::new(ssrc, &self.cname, CLOCK_RATE)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shared = Arc::new(LegShared {
             id,
             rtp,
+            ssrc,
             route: ArcSwap::from_pointee(Route::Drop),
+            route_generation: AtomicU64::new(0),
             destination: ArcSwapOption::from(signalled.map(Arc::new)),
-            signalled: ArcSwapOption::from(signalled.map(Arc::new)),
             counters: LegCounters::default(),
+            quality: ArcSwapOption::empty(),
             watched: AtomicBool::new(true),
             inactive_reported: AtomicBool::new(false),
         });
@@ -196,50 +251,129 @@ impl MediaEngine {
             .counters
             .last_rx_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let pump = Pump {
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let task = LegTask {
             leg: shared.clone(),
-            epoch: self.epoch,
-            relatch_after: self.settings.relatch_after,
-        };
-        let rtp_task = self.handle().spawn(pump.run());
-        let rtcp_task = self.handle().spawn(rtcp_sink(shared.clone(), rtcp));
-        self.legs.insert(
-            id,
-            LegEntry {
-                shared,
-                tasks: [rtp_task, rtcp_task],
+            rtcp,
+            control: control_rx,
+            state: LegState {
+                epoch: self.epoch,
+                latch: Latch::new(signalled, self.settings.latch),
+                session,
+                events: self.events.clone(),
+                engine: self.counters.clone(),
+                // The route starts at generation 0 and is `Drop`: nothing to rewrite yet.
+                route_generation: 0,
+                rewriter: None,
+                dtmf: None,
+                recording: None,
+                pcm: Vec::new(),
+                mux: false,
+                rtcp_source: None,
+                reported_packets: 0,
+                reported_bytes: 0,
+                report: Vec::new(),
             },
-        );
+        };
+        self.handle().spawn(task.run());
+        self.legs.insert(id, LegEntry { shared, control });
         Ok(id)
     }
 
     /// Replaces what `leg` does with the packets it receives.
     pub fn set_route(&mut self, leg: LegId, route: Route) {
         if let Some(entry) = self.legs.get(&leg) {
-            entry.shared.route.store(Arc::new(route));
+            entry.shared.set_route(route);
         }
     }
 
-    /// Connects two legs both ways.
-    pub fn bridge(&mut self, a: LegId, b: LegId) {
+    /// Connects two legs both ways: what `a` receives goes to `b`'s peer changed as `a_to_b`
+    /// says, and the other way round. Each direction gets a fresh SSRC/sequence/timestamp space.
+    pub fn bridge(&mut self, a: LegId, b: LegId, a_to_b: Forwarding, b_to_a: Forwarding) {
         let (Some(ea), Some(eb)) = (self.legs.get(&a), self.legs.get(&b)) else {
             return;
         };
-        ea.shared
-            .route
-            .store(Arc::new(Route::Forward(eb.shared.clone())));
-        eb.shared
-            .route
-            .store(Arc::new(Route::Forward(ea.shared.clone())));
+        ea.shared.set_route(Route::Forward {
+            to: eb.shared.clone(),
+            forwarding: a_to_b,
+        });
+        eb.shared.set_route(Route::Forward {
+            to: ea.shared.clone(),
+            forwarding: b_to_a,
+        });
     }
 
-    /// The peer's SDP named a new address (re-INVITE); latching starts over from it.
+    /// The peer's SDP named a new address (re-INVITE); the leg's latch is told, and packets
+    /// from that address are accepted at once (see [`super::latch`]).
     pub fn set_remote(&mut self, leg: LegId, remote: Option<SocketAddr>) {
         if let Some(entry) = self.legs.get(&leg) {
-            let remote = remote.map(Arc::new);
-            entry.shared.signalled.store(remote.clone());
-            entry.shared.destination.store(remote);
+            entry.send(Control::Resignal(remote));
         }
+    }
+
+    /// Reports the RFC 4733 digits received on `leg` with this telephone-event payload type as
+    /// [`MediaEvent::Dtmf`]; `None` stops (reporting a digit still held).
+    pub fn detect_dtmf(&mut self, leg: LegId, payload_type: Option<u8>) {
+        if let Some(entry) = self.legs.get(&leg) {
+            entry.send(Control::DetectDtmf(payload_type));
+        }
+    }
+
+    /// Records the call into `dir` as a stereo WAV file named after `call_id`: what `customer`
+    /// receives on the left, what `agent` receives on the right (G.711 only). The file is
+    /// finished when either leg closes or [`MediaEngine::stop_recording`] is called.
+    pub fn record(
+        &mut self,
+        customer: LegId,
+        agent: LegId,
+        call_id: &str,
+        dir: &Path,
+    ) -> Result<(), RecordError> {
+        for leg in [customer, agent] {
+            if !self.legs.contains_key(&leg) {
+                return Err(RecordError::NoSuchLeg(leg.0));
+            }
+        }
+        if let Some(thread) = self.stop_recording(customer) {
+            drop(thread);
+        }
+        let sink =
+            RecordingSink::start(dir, call_id, Instant::now(), self.recorder_counters.clone())?;
+        for (leg, side) in [(customer, Side::Customer), (agent, Side::Agent)] {
+            self.legs[&leg].send(Control::Record(Some((sink.feed(), side))));
+        }
+        self.recordings.push(ActiveRecording {
+            customer,
+            agent,
+            sink,
+        });
+        Ok(())
+    }
+
+    /// Finishes the recording `leg` takes part in, if any. The file is completed on the
+    /// recording's thread; join the handle to wait for it.
+    pub fn stop_recording(&mut self, leg: LegId) -> Option<JoinHandle<()>> {
+        let i = self
+            .recordings
+            .iter()
+            .position(|r| r.customer == leg || r.agent == leg)?;
+        let recording = self.recordings.swap_remove(i);
+        for leg in [recording.customer, recording.agent] {
+            if let Some(entry) = self.legs.get(&leg) {
+                entry.send(Control::Record(None));
+            }
+        }
+        Some(recording.sink.close(Instant::now()))
+    }
+
+    /// Failures and lost audio of all recordings, for `/metrics`.
+    pub fn recorder_counters(&self) -> &Arc<RecorderCounters> {
+        &self.recorder_counters
+    }
+
+    /// Media events lost because the receiver was full or gone.
+    pub fn events_dropped(&self) -> u64 {
+        self.counters.events_dropped.load(Ordering::Relaxed)
     }
 
     /// Whether silence on `leg` counts against the inactivity timeout. Turning it back on
@@ -258,23 +392,24 @@ impl MediaEngine {
         }
     }
 
-    /// Stops the leg, frees its ports, and returns its final counters.
+    /// Stops the leg, finishes a recording it takes part in, frees its ports (as soon as its
+    /// task has ended), and returns its final counters.
     pub fn close(&mut self, leg: LegId) -> Option<LegStats> {
+        drop(self.stop_recording(leg));
         let entry = self.legs.remove(&leg)?;
-        for task in &entry.tasks {
-            task.abort();
-        }
+        entry.send(Control::Close);
         // A leg forwarding to this one must not keep it alive.
         for other in self.legs.values() {
-            if let Route::Forward(to) = &**other.shared.route.load()
+            if let Route::Forward { to, .. } = &**other.shared.route.load()
                 && to.id == leg
             {
-                other.shared.route.store(Arc::new(Route::Drop));
+                other.shared.set_route(Route::Drop);
             }
         }
         Some(entry.shared.stats())
     }
 
+    /// The leg's counters and reception quality.
     pub fn stats(&self, leg: LegId) -> Option<LegStats> {
         self.legs.get(&leg).map(|e| e.shared.stats())
     }
@@ -306,85 +441,17 @@ impl MediaEngine {
 
 impl Drop for MediaEngine {
     fn drop(&mut self) {
+        for recording in self.recordings.drain(..) {
+            drop(recording.sink.close(Instant::now()));
+        }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
 }
 
-fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+fn bind(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
-}
-
-/// The per-packet path of one leg. Its mutable state (latch) is its own; nothing is locked.
-struct Pump {
-    leg: Arc<LegShared>,
-    epoch: Instant,
-    relatch_after: Duration,
-}
-
-/// RTP version 2 with a full fixed header (RFC 3550 §5.1).
-fn is_rtp(packet: &[u8]) -> bool {
-    packet.len() >= 12 && packet[0] >> 6 == 2
-}
-
-impl Pump {
-    async fn run(self) {
-        let leg = &self.leg;
-        let mut buf = [0u8; 2048];
-        let mut latched: Option<(SocketAddr, Instant)> = None;
-        loop {
-            let Ok((len, source)) = leg.rtp.recv_from(&mut buf).await else {
-                continue;
-            };
-            let now = Instant::now();
-            let packet = &mut buf[..len];
-            if !is_rtp(packet) {
-                leg.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            // Symmetric RTP: the first source wins; another may take over only after the
-            // latched one has been silent for `relatch_after` (no hijack mid-call).
-            match latched {
-                Some((addr, _)) if addr == source => latched = Some((addr, now)),
-                Some((_, last)) if now.duration_since(last) < self.relatch_after => {
-                    leg.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                _ => {
-                    latched = Some((source, now));
-                    leg.destination.store(Some(Arc::new(source)));
-                }
-            }
-            leg.counters.packets_in.fetch_add(1, Ordering::Relaxed);
-            leg.counters
-                .bytes_in
-                .fetch_add(len as u64, Ordering::Relaxed);
-            leg.counters.last_rx_ms.store(
-                now.duration_since(self.epoch).as_millis() as u64,
-                Ordering::Relaxed,
-            );
-            let route = leg.route.load();
-            let sent = match &**route {
-                Route::Drop => true,
-                Route::Echo => leg.send_to_peer(packet),
-                Route::Forward(to) => to.send_to_peer(packet),
-            };
-            if !sent {
-                leg.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// Counts RTCP until reports are generated; keeps the port bound so nobody else takes it.
-async fn rtcp_sink(leg: Arc<LegShared>, socket: UdpSocket) {
-    let mut buf = [0u8; 1500];
-    loop {
-        if socket.recv_from(&mut buf).await.is_ok() {
-            leg.counters.rtcp_in.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    tokio::net::UdpSocket::from_std(socket)
 }

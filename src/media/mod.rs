@@ -7,6 +7,7 @@ pub mod dtmf;
 pub mod engine;
 pub mod g711;
 pub mod latch;
+pub mod leg;
 pub mod ports;
 pub mod recorder;
 pub mod rewrite;

@@ -122,6 +122,9 @@ pub enum RecordError {
     /// The thread that writes the recording could not be started.
     #[error("cannot start the recording thread: {0}")]
     Spawn(#[source] io::Error),
+    /// The call's media is not relayed here: a leg to record is not open.
+    #[error("media leg {0} is not open")]
+    NoSuchLeg(u16),
 }
 
 /// Places both sides' audio on the call's timeline and hands out stereo frames.
@@ -395,9 +398,44 @@ enum Message {
 /// A call's recording on its own thread: the media path hands audio over without waiting.
 #[derive(Debug)]
 pub struct RecordingSink {
+    feed: RecordingFeed,
+    thread: JoinHandle<()>,
+}
+
+/// The pushing end of a [`RecordingSink`], for the media path: cloning it allocates nothing per
+/// packet, and pushing never blocks.
+#[derive(Debug, Clone)]
+pub struct RecordingFeed {
     tx: SyncSender<Message>,
     counters: Arc<RecorderCounters>,
-    thread: JoinHandle<()>,
+}
+
+impl RecordingFeed {
+    /// Hands over `side`'s decoded audio received at `now`. Never blocks: if the writer is
+    /// behind, the audio is dropped and counted. After the recording failed it is discarded
+    /// silently (the failure was counted once).
+    pub fn push(&self, now: Instant, side: Side, samples: &[i16]) {
+        let mut after = samples.len();
+        for part in samples.chunks(CHUNK_SAMPLES) {
+            // Each part was received when its last sample was: earlier than `now` by the
+            // audio that follows it.
+            after -= part.len();
+            let follows = Duration::from_micros(after as u64 * 1_000_000 / u64::from(SAMPLE_RATE));
+            let mut chunk = Chunk {
+                now: now.checked_sub(follows).unwrap_or(now),
+                side,
+                len: part.len() as u16,
+                samples: [0; CHUNK_SAMPLES],
+            };
+            chunk.samples[..part.len()].copy_from_slice(part);
+            match self.tx.try_send(Message::Audio(chunk)) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
 }
 
 impl RecordingSink {
@@ -433,43 +471,27 @@ impl RecordingSink {
             .spawn(move || writer.run(rx))
             .map_err(RecordError::Spawn)?;
         Ok(RecordingSink {
-            tx,
-            counters,
+            feed: RecordingFeed { tx, counters },
             thread,
         })
     }
 
-    /// Hands over `side`'s decoded audio received at `now`. Never blocks: if the writer is
-    /// behind, the audio is dropped and counted. After the recording failed it is discarded
-    /// silently (the failure was counted once).
+    /// Hands over `side`'s decoded audio received at `now`; see [`RecordingFeed::push`].
     pub fn push(&self, now: Instant, side: Side, samples: &[i16]) {
-        let mut after = samples.len();
-        for part in samples.chunks(CHUNK_SAMPLES) {
-            // Each part was received when its last sample was: earlier than `now` by the
-            // audio that follows it.
-            after -= part.len();
-            let follows = Duration::from_micros(after as u64 * 1_000_000 / u64::from(SAMPLE_RATE));
-            let mut chunk = Chunk {
-                now: now.checked_sub(follows).unwrap_or(now),
-                side,
-                len: part.len() as u16,
-                samples: [0; CHUNK_SAMPLES],
-            };
-            chunk.samples[..part.len()].copy_from_slice(part);
-            match self.tx.try_send(Message::Audio(chunk)) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(_)) => {
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
+        self.feed.push(now, side, samples);
+    }
+
+    /// A handle that pushes audio into this recording from another task (one per leg of the
+    /// call). Audio pushed after [`RecordingSink::close`] is discarded.
+    pub fn feed(&self) -> RecordingFeed {
+        self.feed.clone()
     }
 
     /// Ends the recording: the file is completed up to `now` on the recording thread. The
     /// returned handle may be joined to wait for that, or dropped. If the queue is full the
     /// recording ends with the last audio queued instead of at `now`.
     pub fn close(self, now: Instant) -> JoinHandle<()> {
-        let _ = self.tx.try_send(Message::End(now));
+        let _ = self.feed.tx.try_send(Message::End(now));
         self.thread
     }
 }

@@ -26,6 +26,7 @@ use super::registrar::Registrar;
 use super::wire::{self, Frame, Incoming};
 use crate::config::Config;
 use crate::media::engine::{LegId, MediaEngine, MediaSettings, Route};
+use crate::media::latch::LatchConfig;
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
 
@@ -100,10 +101,13 @@ pub async fn start(
         registrar,
         ports,
     );
-    let media = MediaEngine::start(MediaSettings {
+    let (media, _media_events) = MediaEngine::start(MediaSettings {
         bind_ip: listen.ip(),
         inactivity_timeout: Duration::from_secs(config.media.inactivity_timeout_s),
-        relatch_after: Duration::from_millis(config.media.relatch_after_ms),
+        latch: LatchConfig {
+            relatch_after: Duration::from_millis(config.media.relatch_after_ms),
+            ..LatchConfig::default()
+        },
         threads: config.media.threads,
     })?;
     let counters = Arc::new(TransportCounters::default());
