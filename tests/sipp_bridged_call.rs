@@ -96,3 +96,89 @@ fn a_hold_reinvite_passes_through_the_bridge() {
     let agent = agent.wait();
     assert_eq!((agent.successful, agent.failed), (1, 0), "{agent:?}");
 }
+
+#[test]
+fn a_bridged_call_is_recorded_as_a_two_channel_wav() {
+    let recordings = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[sip]\nrecording_dir = \"{}\"\n{}",
+        recordings.path().display(),
+        CONFIG.trim_start_matches("[sip]\nagent_answer_timeout_s = 10\n")
+    );
+    let gateway = common::Gateway::start(&config);
+    let (agent, _) = agent(&gateway, "1");
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
+    let trunk = common::sipp_in(
+        dir.path(),
+        gateway.sip,
+        &["-sn", "uac_pcap", "-s", "alice", "-m", "1"],
+    );
+    assert_eq!((trunk.successful, trunk.failed), (1, 0), "{trunk:?}");
+    agent.wait();
+    // The file is finished when the legs close, a moment after the BYE.
+    let mut files = Vec::new();
+    for _ in 0..50 {
+        files = std::fs::read_dir(recordings.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        if !files.is_empty() && hound::WavReader::open(&files[0]).is_ok_and(|r| r.duration() > 0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut wav = hound::WavReader::open(&files[0]).unwrap();
+    let spec = wav.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (2, 8000, 16)
+    );
+    // SIPp's pcap plays about 5 s of audio; both sides carry it (the agent echoes).
+    let seconds = wav.duration() as f64 / 8000.0;
+    assert!(seconds > 3.0, "{seconds} s");
+    let samples: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+    let loud = |channel: usize| {
+        samples
+            .iter()
+            .skip(channel)
+            .step_by(2)
+            .filter(|s| s.abs() > 1000)
+            .count()
+    };
+    assert!(loud(0) > 8000, "customer channel has audio");
+    assert!(loud(1) > 8000, "agent channel has audio");
+}
+
+#[test]
+fn a_recording_survives_the_gateway_being_killed_mid_call() {
+    let recordings = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[sip]\nrecording_dir = \"{}\"\n{}",
+        recordings.path().display(),
+        CONFIG.trim_start_matches("[sip]\nagent_answer_timeout_s = 10\n")
+    );
+    let gateway = common::Gateway::start(&config);
+    let (agent, _) = agent(&gateway, "1");
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
+    let trunk = common::sipp_spawn_in_dir(
+        dir.path(),
+        gateway.sip,
+        &["-sn", "uac_pcap", "-s", "alice", "-m", "1"],
+    );
+    // Let about three seconds of audio be recorded, then kill the gateway without warning.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    gateway.kill9();
+    drop(trunk);
+    drop(agent);
+    let files: Vec<_> = std::fs::read_dir(recordings.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let wav = hound::WavReader::open(&files[0]).expect("a valid WAV up to the last flush");
+    let seconds = wav.duration() as f64 / 8000.0;
+    assert!(seconds >= 1.0, "{seconds} s recorded before the kill");
+}

@@ -1,5 +1,5 @@
 //! SIPp's `uac_pcap` streams G.711 A-law and RFC 2833 DTMF from its pcaps to `sip:echo`; the
-//! gateway returns every packet.
+//! gateway returns every packet and decodes the digit.
 
 mod common;
 
@@ -15,8 +15,11 @@ fn sipp_uac_pcap_gets_its_rtp_and_dtmf_back() {
     );
     assert_eq!(stats.exit_code, 0, "{stats:?}");
     assert_eq!((stats.successful, stats.failed), (2, 0), "{stats:?}");
-    // Each leg echoed everything it received.
+    // Each leg echoed everything it received, and the DTMF pcap's digit was decoded once per call.
     let log = gateway.log_text();
+    let digits: Vec<&str> = log.lines().filter(|l| l.contains("DTMF digit")).collect();
+    assert_eq!(digits.len(), 2, "{log}");
+    assert!(digits.iter().all(|l| l.contains("digit=1")), "{digits:?}");
     let closed: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("media leg closed"))

@@ -25,7 +25,7 @@ use super::peer::{ConnId, Peer, Transmit, TransportKind};
 use super::registrar::Registrar;
 use super::wire::{self, Frame, Incoming};
 use crate::config::Config;
-use crate::media::engine::{LegId, MediaEngine, MediaSettings, Route};
+use crate::media::engine::{Forwarding, LegId, MediaEngine, MediaEvent, MediaSettings, Route};
 use crate::media::latch::LatchConfig;
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
@@ -101,7 +101,7 @@ pub async fn start(
         registrar,
         ports,
     );
-    let (media, _media_events) = MediaEngine::start(MediaSettings {
+    let (media, media_events) = MediaEngine::start(MediaSettings {
         bind_ip: listen.ip(),
         inactivity_timeout: Duration::from_secs(config.media.inactivity_timeout_s),
         latch: LatchConfig {
@@ -131,6 +131,8 @@ pub async fn start(
         CoreLoop {
             core,
             media,
+            media_events,
+            recording_dir: sip.recording_dir.as_ref().map(std::path::PathBuf::from),
             metrics,
             udp,
             inbound: inbound_rx,
@@ -169,6 +171,8 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 struct CoreLoop {
     core: SipCore,
     media: MediaEngine,
+    media_events: mpsc::Receiver<MediaEvent>,
+    recording_dir: Option<std::path::PathBuf>,
     metrics: Arc<Metrics>,
     udp: Option<Arc<UdpSocket>>,
     inbound: mpsc::Receiver<Inbound>,
@@ -211,6 +215,11 @@ impl CoreLoop {
                     }
                 }
                 Some(message) = self.inbound.recv() => self.on_inbound(message),
+                Some(event) = self.media_events.recv() => match event {
+                    MediaEvent::Dtmf { leg, digit, duration_ms } => {
+                        self.core.media_dtmf(leg.0, digit, duration_ms);
+                    }
+                },
                 _ = sleep => self.core.handle_timeout(Instant::now()),
                 _ = sweep.tick() => {
                     let now = Instant::now();
@@ -289,8 +298,45 @@ impl CoreLoop {
                     self.media.set_remote(LegId(port), remote)
                 }
                 MediaCommand::Watch { port, enabled } => self.media.watch(LegId(port), enabled),
-                MediaCommand::Bridge { a, b, .. } => self.media.bridge(LegId(a), LegId(b)),
-                MediaCommand::Record { .. } | MediaCommand::DetectDtmf { .. } => {}
+                MediaCommand::Bridge {
+                    a,
+                    b,
+                    transcode,
+                    telephone_event: (a_pt, b_pt),
+                } => {
+                    let a_to_b = Forwarding {
+                        transcode,
+                        telephone_event: a_pt.zip(b_pt),
+                    };
+                    let b_to_a = Forwarding {
+                        transcode: transcode.map(|(from, to)| (to, from)),
+                        telephone_event: b_pt.zip(a_pt),
+                    };
+                    self.media.bridge(LegId(a), LegId(b), a_to_b, b_to_a);
+                }
+                MediaCommand::DetectDtmf { port, payload_type } => {
+                    self.media.detect_dtmf(LegId(port), payload_type);
+                }
+                MediaCommand::Record {
+                    customer,
+                    agent,
+                    call_id,
+                } => {
+                    let Some(dir) = &self.recording_dir else {
+                        continue;
+                    };
+                    // A recording that cannot start is logged and counted; the call goes on.
+                    if let Err(e) = self
+                        .media
+                        .record(LegId(customer), LegId(agent), &call_id, dir)
+                    {
+                        tracing::warn!(%call_id, "recording not started: {e}");
+                        self.media
+                            .recorder_counters()
+                            .errors
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 MediaCommand::Close { port } => {
                     if let Some(stats) = self.media.close(LegId(port)) {
                         tracing::debug!(port, ?stats, "media leg closed");

@@ -152,6 +152,12 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -249,6 +255,11 @@ pub fn sipp_on(port: u16, target: SocketAddr, args: &[&str]) -> Sipp {
     sipp_spawn_on(port, target, args)
 }
 
+/// Starts SIPp from `cwd` (where built-in scenarios look for `./pcap/`).
+pub fn sipp_spawn_in_dir(cwd: &Path, target: SocketAddr, args: &[&str]) -> Sipp {
+    sipp_spawn_in(Some(cwd), target, args)
+}
+
 /// Runs SIPp to completion from `cwd` (where built-in scenarios look for `./pcap/`).
 pub fn sipp_in(cwd: &Path, target: SocketAddr, args: &[&str]) -> SippStats {
     sipp_spawn_in(Some(cwd), target, args).wait()
@@ -309,6 +320,16 @@ impl Sipp {
             failed: column(17),
             retransmissions: column(57),
             output,
+        }
+    }
+}
+
+impl Drop for Sipp {
+    /// A SIPp the test no longer waits for is stopped, not left to its own timeout.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

@@ -176,7 +176,9 @@ impl SipCore {
             CoreEvent::Progress { call, .. }
             | CoreEvent::Answered { call, .. }
             | CoreEvent::Failed { call, .. } => *call,
-            CoreEvent::Ended { .. } => return self.events.push_back(event),
+            CoreEvent::Ended { .. } | CoreEvent::Dtmf { .. } => {
+                return self.events.push_back(event);
+            }
         };
         if !self.bridges.contains_key(&call) {
             return self.events.push_back(event);
@@ -185,7 +187,7 @@ impl SipCore {
             CoreEvent::Progress { code, .. } => self.relay_progress(now, call, code),
             CoreEvent::Answered { dialog, .. } => self.complete_bridge(now, call, dialog),
             CoreEvent::Failed { code, .. } => self.fail_bridge(now, call, code),
-            CoreEvent::Ended { .. } => {}
+            CoreEvent::Ended { .. } | CoreEvent::Dtmf { .. } => {}
         }
     }
 

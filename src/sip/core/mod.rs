@@ -105,6 +105,12 @@ pub enum CoreEvent {
     Failed { call: CallRef, code: u16 },
     /// A call's dialog ended; `by_peer` when the far end hung up.
     Ended { dialog: DialogId, by_peer: bool },
+    /// An RFC 4733 digit arrived on the call's media.
+    Dtmf {
+        dialog: DialogId,
+        digit: char,
+        duration_ms: u32,
+    },
 }
 
 /// What the core asks of the media engine; the driver carries it out in order.
@@ -199,6 +205,8 @@ struct PendingInvite {
     answer: Option<Vec<u8>>,
     /// Where the offer says the caller receives RTP.
     remote: Option<SocketAddr>,
+    /// The telephone-event payload type both sides agreed on.
+    dtmf_pt: Option<u8>,
     sdp: SdpSession,
     media: LocalMedia,
 }
@@ -332,6 +340,18 @@ impl SipCore {
             tracing::info!(call_id = %id.call_id, port, "media inactive; ending the call");
             self.hangup(now, &id);
             self.drain_transactions(now);
+        }
+    }
+
+    /// The media engine decoded a telephone-event digit on this leg.
+    pub fn media_dtmf(&mut self, port: u16, digit: char, duration_ms: u32) {
+        if let Some(dialog) = self.legs.get(&port).cloned() {
+            tracing::info!(call_id = %dialog.call_id, %digit, duration_ms, "DTMF digit");
+            self.events.push_back(CoreEvent::Dtmf {
+                dialog,
+                digit,
+                duration_ms,
+            });
         }
     }
 
@@ -562,12 +582,16 @@ impl SipCore {
             telephone_event: true,
         };
         let mut session = SdpSession::new(rand::random());
-        let (answer, remote) = if req.body.is_empty() {
+        let (answer, remote, dtmf_pt) = if req.body.is_empty() {
             // A delayed offer: our 200 carries the offer and the ACK the answer (RFC 3261 §13.2.1).
-            (None, None)
+            (None, None, None)
         } else {
             match sdp::answer(&String::from_utf8_lossy(&req.body), &media, &mut session) {
-                Ok(answer) => (Some(answer.sdp.into_bytes()), Some(answer.media.remote_rtp)),
+                Ok(answer) => (
+                    Some(answer.sdp.into_bytes()),
+                    Some(answer.media.remote_rtp),
+                    answer.media.telephone_event_pt,
+                ),
                 Err(e) => {
                     self.release_leg(rtp_port);
                     let resp = response(
@@ -600,6 +624,7 @@ impl SipCore {
                 answer_at,
                 answer,
                 remote,
+                dtmf_pt,
                 sdp: session,
                 media,
             },
@@ -644,6 +669,12 @@ impl SipCore {
         let port = pending.media.rtp_port;
         self.open_leg(port, pending.remote, &dialog.id);
         self.media.push_back(MediaCommand::Echo { port });
+        if pending.dtmf_pt.is_some() {
+            self.media.push_back(MediaCommand::DetectDtmf {
+                port,
+                payload_type: pending.dtmf_pt,
+            });
+        }
         let session_expires = self.start_session_timer(now, &dialog.id, &pending.request);
         self.calls.insert(
             dialog.id.clone(),

@@ -175,7 +175,11 @@ fn echo_answers_and_holds_the_dialog_until_bye() {
         [
             MediaCommand::Open { port, remote },
             MediaCommand::Echo { port: echo },
-        ] if port == echo => {
+            MediaCommand::DetectDtmf {
+                port: dtmf,
+                payload_type: Some(101),
+            },
+        ] if port == echo && port == dtmf => {
             assert_eq!(
                 *remote,
                 Some("127.0.0.1:6000".parse().unwrap()),
