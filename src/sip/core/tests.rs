@@ -634,3 +634,37 @@ fn a_call_nobody_answers_fails_with_408_after_timer_b() {
     }
     assert_eq!(failed_at, Some(Duration::from_secs(32)), "Timer B is 64·T1");
 }
+
+#[test]
+fn update_and_info_in_a_dialog_are_answered() {
+    let now = Instant::now();
+    let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
+    let tag = establish(&mut phone);
+    let update = phone.request(
+        "UPDATE",
+        "sip:tandem@127.0.0.1:5060",
+        "up1",
+        2,
+        Some(&tag),
+        "",
+        OFFER,
+    );
+    phone.send(&update);
+    let got = phone.received();
+    assert!(got[0].starts_with("SIP/2.0 200 "), "{got:?}");
+    assert!(
+        got[0].contains("application/sdp"),
+        "an offer in UPDATE gets an answer"
+    );
+    let info = phone.request(
+        "INFO",
+        "sip:tandem@127.0.0.1:5060",
+        "in1",
+        3,
+        Some(&tag),
+        "",
+        "",
+    );
+    phone.send(&info);
+    assert_eq!(phone.statuses(), vec![200]);
+}
