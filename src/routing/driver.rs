@@ -385,6 +385,7 @@ struct Watched {
     offered_via: HashMap<AgentId, Via>,
     withdraw_reasons: HashMap<AgentId, WithdrawReason>,
     live_calls: HashMap<u32, bool>,
+    closing: bool,
 }
 
 /// One interaction's watcher: carries out routing's commands in order and tells agents what
@@ -402,6 +403,7 @@ async fn watch(routing: Routing, handle: Handle) {
         offered_via: HashMap::new(),
         withdraw_reasons: HashMap::new(),
         live_calls: HashMap::new(),
+        closing: false,
     };
     // The history sets the scene; agents are only told what happens from now on.
     for event in &sub.backlog {
@@ -563,7 +565,8 @@ fn project(
             party: Party::Agent(agent),
             ..
         } => {
-            if w.agent.as_ref() == Some(agent) {
+            // Leaving outside the teardown is a re-queue.
+            if w.agent.as_ref() == Some(agent) && !w.closing {
                 to_agent(agent, json!({"event": "removed", "reason": "requeued"}));
                 w.agent = None;
             }
@@ -617,6 +620,7 @@ fn project(
                 );
             }
         }
+        EventKind::TeardownStarted { .. } => w.closing = true,
         EventKind::ChatClosed { reason } => {
             if let Some(agent) = &w.agent {
                 to_agent(
