@@ -43,6 +43,8 @@ pub struct Config {
     pub files: FilesConfig,
     pub chat: ChatConfig,
     pub services: Vec<ServiceConfig>,
+    pub routing: RoutingConfig,
+    pub agents: Vec<AgentConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -247,6 +249,131 @@ pub struct BusinessHours {
     /// Shown to the app in `availability` outside the hours.
     #[serde(default = "default_closed_reason")]
     pub closed_reason: String,
+}
+
+/// How chats are offered to agents and how much of an agent they take.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// The share of an agent's capacity one chat takes (percent).
+    pub chat_load_percent: u32,
+    /// The share one voice call takes (percent).
+    pub call_load_percent: u32,
+    /// A one-at-a-time offer (round robin, longest idle, SMS) moves on after this long.
+    pub offer_timeout_s: u64,
+    /// A chat nobody accepted within this long is closed; the customer is told nobody is there.
+    pub max_wait_s: u64,
+    /// An agent whose desktop dropped keeps their chats this long before they are re-queued.
+    pub reconnect_grace_s: u64,
+    /// How often waiting customers get their queue position and estimated wait.
+    pub queue_status_interval_s: u64,
+    /// The handle time assumed for the estimated wait until real chats have ended.
+    pub default_handle_time_s: u64,
+    /// How long an agent's login token is valid.
+    pub token_ttl_s: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            chat_load_percent: 25,
+            call_load_percent: 100,
+            offer_timeout_s: 20,
+            max_wait_s: 300,
+            reconnect_grace_s: 30,
+            queue_status_interval_s: 10,
+            default_handle_time_s: 300,
+            token_ttl_s: 12 * 3600,
+        }
+    }
+}
+
+/// Whether an agent takes chats on their mobile phone by SMS when nobody is at a desk.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MobileMode {
+    On,
+    #[default]
+    Off,
+    /// Inside `mobile_schedule` only.
+    Schedule,
+}
+
+/// An agent: desktop login, departments, capacity, and an optional mobile phone.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The login name and the agent's id.
+    pub name: String,
+    /// Shown to customers; defaults to the name.
+    pub display_name: Option<String>,
+    /// An argon2 PHC string (`tandem hash-password` writes one).
+    pub password_hash: String,
+    /// The departments whose chats the agent takes.
+    pub departments: Vec<String>,
+    /// 100 = one call or four chats at the default loads.
+    #[serde(default = "default_capacity")]
+    pub capacity_percent: u32,
+    /// E.164 number that gets the SMS offers.
+    pub mobile: Option<String>,
+    #[serde(default)]
+    pub mobile_mode: MobileMode,
+    pub mobile_schedule: Option<WeeklySchedule>,
+}
+
+impl AgentConfig {
+    pub fn display_name(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// Weekly hours in an IANA time zone (daylight saving time included).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WeeklySchedule {
+    /// e.g. "Europe/Paris".
+    pub time_zone: String,
+    pub hours: Vec<HoursRange>,
+}
+
+/// Open on `days` from `from` to `to` ("HH:MM", local); `to` before `from` runs past midnight.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HoursRange {
+    pub days: Vec<String>,
+    pub from: String,
+    pub to: String,
+}
+
+impl WeeklySchedule {
+    /// Whether `unix_ms` falls inside the hours (false for an unknown time zone).
+    pub fn is_open(&self, unix_ms: u64) -> bool {
+        let Ok(tz) = jiff::tz::TimeZone::get(&self.time_zone) else {
+            return false;
+        };
+        let Ok(ts) = jiff::Timestamp::from_millisecond(unix_ms as i64) else {
+            return false;
+        };
+        let local = ts.to_zoned(tz);
+        let minute = local.hour() as u32 * 60 + local.minute() as u32;
+        let today = local.weekday().to_monday_zero_offset() as usize;
+        let yesterday = (today + 6) % 7;
+        self.hours.iter().any(|range| {
+            let (Some(from), Some(to)) = (parse_hhmm(&range.from), parse_hhmm(&range.to)) else {
+                return false;
+            };
+            let on = |day: usize| range.days.iter().any(|d| d == DAYS[day]);
+            if from < to {
+                on(today) && minute >= from && minute < to
+            } else {
+                (on(today) && minute >= from) || (on(yesterday) && minute < to)
+            }
+        })
+    }
+}
+
+fn default_capacity() -> u32 {
+    100
 }
 
 fn default_routing() -> RoutingMode {
@@ -628,7 +755,88 @@ impl Config {
                 }
             }
         }
+        self.validate_agents()
+    }
+
+    fn validate_agents(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        let r = &self.routing;
+        if !(1..=100).contains(&r.chat_load_percent) || !(1..=100).contains(&r.call_load_percent) {
+            return invalid("routing.chat_load_percent", "loads are 1 to 100".into());
+        }
+        if r.offer_timeout_s == 0 || r.max_wait_s == 0 || r.queue_status_interval_s == 0 {
+            return invalid(
+                "routing.offer_timeout_s",
+                "offer timeout, maximum wait and status interval must be positive".into(),
+            );
+        }
+        if r.token_ttl_s < 60 {
+            return invalid("routing.token_ttl_s", "must be at least 60".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for agent in &self.agents {
+            let who = &agent.name;
+            if who.is_empty() || !names.insert(who.as_str()) {
+                return invalid("agents.name", format!("{who:?} is empty or listed twice"));
+            }
+            if argon2::password_hash::PasswordHash::new(&agent.password_hash).is_err() {
+                return invalid(
+                    "agents.password_hash",
+                    format!("agent {who:?}: not a PHC string (use `tandem hash-password`)"),
+                );
+            }
+            if agent.departments.is_empty() {
+                return invalid("agents.departments", format!("agent {who:?} has none"));
+            }
+            if agent.capacity_percent == 0 || agent.capacity_percent > 1000 {
+                return invalid(
+                    "agents.capacity_percent",
+                    format!("agent {who:?}: 1 to 1000"),
+                );
+            }
+            if agent.mobile_mode != MobileMode::Off && agent.mobile.is_none() {
+                return invalid(
+                    "agents.mobile",
+                    format!("agent {who:?} has a mobile mode but no number"),
+                );
+            }
+            if agent.mobile_mode == MobileMode::Schedule && agent.mobile_schedule.is_none() {
+                return invalid(
+                    "agents.mobile_schedule",
+                    format!("agent {who:?}: mobile_mode = \"schedule\" needs one"),
+                );
+            }
+            if let Some(schedule) = &agent.mobile_schedule {
+                if jiff::tz::TimeZone::get(&schedule.time_zone).is_err() {
+                    return invalid(
+                        "agents.mobile_schedule.time_zone",
+                        format!("unknown time zone {:?}", schedule.time_zone),
+                    );
+                }
+                for range in &schedule.hours {
+                    if range.days.iter().any(|d| !DAYS.contains(&d.as_str())) {
+                        return invalid(
+                            "agents.mobile_schedule.hours.days",
+                            "days are \"mon\" … \"sun\"".into(),
+                        );
+                    }
+                    match (parse_hhmm(&range.from), parse_hhmm(&range.to)) {
+                        (Some(f), Some(t)) if f != t => {}
+                        _ => {
+                            return invalid(
+                                "agents.mobile_schedule.hours.from",
+                                "from and to are different HH:MM".into(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
         Ok(())
+    }
+
+    pub fn agent(&self, name: &str) -> Option<&AgentConfig> {
+        self.agents.iter().find(|a| a.name == name)
     }
 }
 
@@ -676,6 +884,7 @@ mod tests {
         let mut expected = Config::default();
         expected.registrar.accounts = config.registrar.accounts.clone();
         expected.services = config.services.clone();
+        expected.agents = config.agents.clone();
         assert_eq!(config, expected);
         assert!(config.service_for_entry("claims-app").is_some());
     }

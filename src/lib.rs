@@ -9,6 +9,7 @@ pub mod chat;
 pub mod config;
 pub mod media;
 pub mod metrics;
+pub mod routing;
 pub mod server;
 pub mod sip;
 pub mod telemetry;

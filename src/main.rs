@@ -27,11 +27,27 @@ enum Command {
     },
     /// Validates a configuration file and exits.
     CheckConfig { path: PathBuf },
+    /// Reads a password from stdin and prints its argon2 hash for an agent's `password_hash`.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::HashPassword => {
+            let mut password = String::new();
+            if std::io::stdin().read_line(&mut password).is_err() {
+                eprintln!("cannot read the password from stdin");
+                return ExitCode::from(2);
+            }
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                eprintln!("the password is empty");
+                return ExitCode::from(2);
+            }
+            println!("{}", tandem::routing::password::hash(password));
+            ExitCode::SUCCESS
+        }
         Command::CheckConfig { path } => match Config::load(&path) {
             Ok(_) => {
                 println!("{}: ok", path.display());

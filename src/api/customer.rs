@@ -75,6 +75,9 @@ pub async fn create_chat(
         .hub()
         .create(&client.service, customer, context)
         .await?;
+    if let Some(handle) = state.hub().get(&id) {
+        state.routing().watch(handle);
+    }
     tracing::info!(interaction = %id, service = %client.service, "chat created");
     Ok(Json(json!({"chat_id": id, "state": "queued", "ewt": 0})))
 }
@@ -296,13 +299,43 @@ pub async fn upload(
     client: Client,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut multipart = multipart.map_err(|e| ApiError::BadUpload(e.body_text()))?;
+    let multipart = multipart.map_err(|e| ApiError::BadUpload(e.body_text()))?;
     let config = state.config();
     let service = config
         .service(&client.service)
         .ok_or_else(|| ApiError::Internal("service vanished".into()))?;
     let max = service.max_file_bytes(&config.files);
     let allowed = service.allowed_file_types(&config.files).to_vec();
+    let record = receive_file(
+        &state,
+        multipart,
+        &client.device,
+        &client.service,
+        max,
+        &allowed,
+    )
+    .await?;
+    Ok(Json(file_json(&record)))
+}
+
+pub(crate) fn file_json(record: &FileRecord) -> Value {
+    json!({
+        "file_id": record.id,
+        "file_name": record.name,
+        "file_type": record.content_type,
+        "size": record.size,
+    })
+}
+
+/// Stores the first file part of an upload for `device`, within `max` bytes and `allowed` types.
+pub(crate) async fn receive_file(
+    state: &AppState,
+    mut multipart: Multipart,
+    device: &str,
+    service: &str,
+    max: u64,
+    allowed: &[String],
+) -> Result<FileRecord, ApiError> {
     let bad = |e: axum::extract::multipart::MultipartError| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
@@ -327,7 +360,7 @@ pub async fn upload(
             }
             bytes.extend_from_slice(&chunk);
         }
-        let content_type = files::check(&bytes, max, &allowed)?;
+        let content_type = files::check(&bytes, max, allowed)?;
         let store = state.shared.files.clone();
         let size = bytes.len() as u64;
         let sha256 = tokio::task::spawn_blocking(move || store.put(&bytes))
@@ -339,38 +372,31 @@ pub async fn upload(
             name: if name.is_empty() { "file".into() } else { name },
             content_type: content_type.to_string(),
             size,
-            device: client.device.clone(),
-            service: client.service.clone(),
+            device: device.to_string(),
+            service: service.to_string(),
             created_at: Time::now().millis(),
         };
         state
             .store()
             .write(vec![Write::NewFile(record.clone())])
             .await?;
-        return Ok(Json(json!({
-            "file_id": record.id,
-            "file_name": record.name,
-            "file_type": record.content_type,
-            "size": record.size,
-        })));
+        return Ok(record);
     }
     Err(ApiError::BadUpload("no file part".into()))
 }
 
-/// `GET chats/{id}/files/{file_id}`: a file sent into this chat, to its device only.
-pub async fn download(
-    State(state): State<AppState>,
-    client: Client,
-    Path((id, file_id)): Path<(String, String)>,
+/// The bytes of a file sent into chat `id`, as a response.
+pub(crate) async fn file_response(
+    state: &AppState,
+    id: &InteractionId,
+    file_id: &str,
 ) -> Result<Response, ApiError> {
-    let id = InteractionId(id);
-    state.chat_for(&client.device, &id).await?;
-    if !state.store().is_linked(&file_id, &id).await? {
+    if !state.store().is_linked(file_id, id).await? {
         return Err(ApiError::FileNotFound);
     }
     let file = state
         .store()
-        .file(&file_id)
+        .file(file_id)
         .await?
         .ok_or(ApiError::FileNotFound)?;
     let path = state.shared.files.path(&file.sha256);
@@ -391,4 +417,15 @@ pub async fn download(
         bytes,
     )
         .into_response())
+}
+
+/// `GET chats/{id}/files/{file_id}`: a file sent into this chat, to its device only.
+pub async fn download(
+    State(state): State<AppState>,
+    client: Client,
+    Path((id, file_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = InteractionId(id);
+    state.chat_for(&client.device, &id).await?;
+    file_response(&state, &id, &file_id).await
 }

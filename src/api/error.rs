@@ -10,6 +10,7 @@ use crate::bridge::RuleError;
 use crate::bridge::hub::HubError;
 use crate::chat::files::FileError;
 use crate::chat::store::StoreError;
+use crate::routing::router::RoutingError;
 
 /// Everything a client can be told went wrong. Clients get `{"error": {"code", "message"}}`;
 /// the logs get the detail.
@@ -66,6 +67,24 @@ pub enum ApiError {
     /// The store is unreachable.
     #[error("store unavailable")]
     Store(#[from] StoreError),
+    /// Agent login with a wrong name or password.
+    #[error("wrong name or password")]
+    BadCredentials,
+    /// No agent token, or an expired or unknown one.
+    #[error("missing, unknown or expired token")]
+    TokenInvalid,
+    /// An agent command that is not JSON of the expected shape.
+    #[error("bad command: {0}")]
+    BadCommand(String),
+    /// An agent command with an unknown name.
+    #[error("unknown command {0:?}")]
+    UnknownCommand(String),
+    /// A command the gateway does not carry out yet.
+    #[error("{0} is not implemented yet")]
+    NotImplemented(String),
+    /// Routing refused an agent's accept or decline.
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
     /// No route here.
     #[error("no such endpoint")]
     NoSuchEndpoint,
@@ -136,6 +155,12 @@ impl ApiError {
                 };
                 (status, rule.code())
             }
+            ApiError::BadCredentials => (S::UNAUTHORIZED, "bad_credentials"),
+            ApiError::TokenInvalid => (S::UNAUTHORIZED, "token_invalid"),
+            ApiError::BadCommand(_) => (S::BAD_REQUEST, "bad_command"),
+            ApiError::UnknownCommand(_) => (S::BAD_REQUEST, "unknown_command"),
+            ApiError::NotImplemented(_) => (S::NOT_IMPLEMENTED, "not_implemented"),
+            ApiError::Routing(e) => (S::CONFLICT, e.code()),
             ApiError::Store(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::NoSuchEndpoint => (S::NOT_FOUND, "no_such_endpoint"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),

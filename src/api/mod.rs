@@ -7,6 +7,8 @@
 //! interaction's task through its [`Handle`] and subscribe to its events.
 
 mod admin;
+mod agent;
+mod agent_ws;
 pub mod auth;
 mod customer;
 mod error;
@@ -28,12 +30,13 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use error::{ApiError, ErrorCode};
 
-use crate::bridge::InteractionId;
 use crate::bridge::hub::{Handle, Hub, HubError};
+use crate::bridge::{AgentId, InteractionId, Time};
 use crate::chat::files::FileStore;
 use crate::chat::store::{Store, StoreError};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::routing::driver::Routing;
 
 /// Per-chat long-poll bookkeeping: one poll at a time, and where the last one stopped.
 #[derive(Default)]
@@ -44,6 +47,9 @@ struct PollSlot {
 
 struct Shared {
     hub: Hub,
+    routing: Routing,
+    /// Agents' login tokens: token → (agent, expiry).
+    tokens: Mutex<HashMap<String, (AgentId, Time)>>,
     files: FileStore,
     polls: Mutex<HashMap<InteractionId, PollSlot>>,
     long_polls: Arc<Semaphore>,
@@ -68,6 +74,8 @@ impl AppState {
         let (long_polls, sockets) = (http.max_long_polls, http.max_websockets);
         AppState {
             shared: Arc::new(Shared {
+                routing: Routing::start(hub.clone()),
+                tokens: Mutex::new(HashMap::new()),
                 hub,
                 files,
                 polls: Mutex::new(HashMap::new()),
@@ -78,6 +86,9 @@ impl AppState {
     }
     pub fn hub(&self) -> &Hub {
         &self.shared.hub
+    }
+    pub fn routing(&self) -> &Routing {
+        &self.shared.routing
     }
     pub fn config(&self) -> &Config {
         self.shared.hub.config()
@@ -150,6 +161,17 @@ pub fn app(state: AppState) -> Router {
             "/files",
             post(customer::upload).layer(DefaultBodyLimit::max(upload_limit)),
         );
+    let agent = Router::new()
+        .route("/login", post(agent::login))
+        .route("/logout", post(agent::logout))
+        .route("/ws", get(agent_ws::upgrade))
+        .route("/chats/{id}/transcript", get(agent::transcript))
+        .route("/chats/{id}/files/{file_id}", get(agent::download))
+        .layer(DefaultBodyLimit::max(json_limit))
+        .route(
+            "/files",
+            post(agent::upload).layer(DefaultBodyLimit::max(upload_limit)),
+        );
     let admin = Router::new()
         .route("/interactions", get(admin::interactions))
         .route("/interactions/{id}/transcript", get(admin::transcript))
@@ -158,6 +180,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/clientweb/api/v1", customer)
         .nest("/admin/v1", admin)
+        .nest("/agent/v1", agent)
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))

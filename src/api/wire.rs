@@ -4,7 +4,9 @@
 use serde_json::{Map, Value, json};
 
 use super::ApiError;
-use crate::bridge::{Command, Event, EventKind, LegKind, LegState, Party, Phase, ReceiptKind};
+use crate::bridge::{
+    Command, EndReason, Event, EventKind, LegKind, LegState, Party, Phase, ReceiptKind,
+};
 
 /// A client event before the file lookup: `chat_session_file` only names an uploaded file.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,6 +192,12 @@ pub fn customer_view(event: &Event) -> Option<Value> {
             "event": "chat_session_timeout_warning", "remaining_s": remaining_s,
             "msg": format!("The chat will close in {remaining_s} s without a message")}),
         EventKind::InactivityTimeout => json!({"event": "chat_session_inactivity_timeout"}),
+        EventKind::Queue { position, ewt_s } => json!({"event": "chat_session_status",
+            "state": "queued", "ewt": ewt_s, "position": position}),
+        EventKind::ChatClosed {
+            reason: EndReason::NoAgentAvailable,
+        } => json!({"event": "chat_session_ended", "reason": "no_agent_available",
+                    "msg": "Nobody is available to answer now. Please try again later."}),
         EventKind::ChatClosed { .. } => json!({"event": "chat_session_ended"}),
         _ => return None,
     };

@@ -90,6 +90,8 @@ pub enum EndReason {
     Inactivity,
     /// An operator closed it (admin).
     Administrative,
+    /// Nobody accepted it within the maximum wait.
+    NoAgentAvailable,
 }
 
 /// One step of the ordered teardown (DESIGN §1 rule 4).
@@ -132,6 +134,11 @@ pub enum EventKind {
     Offered {
         agent: AgentId,
         context: Value,
+    },
+    /// The waiting customer's place in the queue and estimated wait.
+    Queue {
+        position: u32,
+        ewt_s: u64,
     },
     /// An offer to an agent was withdrawn.
     Withdrawn {
@@ -226,6 +233,7 @@ impl EventKind {
             EventKind::Created { .. } => "created",
             EventKind::Status { .. } => "status",
             EventKind::Offered { .. } => "offered",
+            EventKind::Queue { .. } => "queue",
             EventKind::Withdrawn { .. } => "withdrawn",
             EventKind::PartyJoined { .. } => "party_joined",
             EventKind::PartyLeft { .. } => "party_left",

@@ -67,6 +67,7 @@ pub struct Summary {
     pub last_seq: u64,
     pub agent: Option<String>,
     pub context: Value,
+    pub customer: Customer,
 }
 
 enum Request {
@@ -390,6 +391,7 @@ impl Task {
                     last_seq: it.last_seq(),
                     agent: it.agent().map(|a| a.0.clone()),
                     context: it.context().clone(),
+                    customer: it.customer().clone(),
                 });
             }
         }

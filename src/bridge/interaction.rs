@@ -47,6 +47,16 @@ pub enum Command {
     Withdraw {
         agent: AgentId,
     },
+    /// Routing takes the chat back from its agent, who is gone; it waits again (system).
+    /// Refused while a call or video leg is up: the agent is still on it.
+    Requeue,
+    /// Routing tells the waiting customer their place and estimated wait (system).
+    QueueStatus {
+        position: u32,
+        ewt_s: u64,
+    },
+    /// Nobody accepted within the maximum wait: the chat closes (system).
+    NoAgentAvailable,
     /// An agent accepts the chat (agent). Also picks up a waiting chat that was never offered.
     Accept {
         display_name: String,
@@ -434,6 +444,48 @@ impl Interaction {
                     );
                 }
                 Ok(done(seq))
+            }
+            Command::Requeue => {
+                self.require_system(by)?;
+                let State::Active {
+                    agent,
+                    display_name,
+                } = self.state.clone()
+                else {
+                    return Err(RuleError::NotActive);
+                };
+                if !self.live_legs(None).is_empty() {
+                    return Err(RuleError::CallInProgress);
+                }
+                let party = Party::Agent(agent);
+                let seq = self.emit(
+                    now,
+                    EventKind::PartyLeft {
+                        party,
+                        display_name,
+                    },
+                );
+                self.emit(
+                    now,
+                    EventKind::Status {
+                        phase: Phase::Queued,
+                    },
+                );
+                Ok(done(seq))
+            }
+            Command::QueueStatus { position, ewt_s } => {
+                self.require_system(by)?;
+                if !matches!(self.state, State::Queued | State::Offered { .. }) {
+                    return Err(RuleError::AlreadyAccepted);
+                }
+                Ok(done(self.emit(now, EventKind::Queue { position, ewt_s })))
+            }
+            Command::NoAgentAvailable => {
+                self.require_system(by)?;
+                if !matches!(self.state, State::Queued | State::Offered { .. }) {
+                    return Err(RuleError::AlreadyAccepted);
+                }
+                Ok(done(self.start_teardown(now, EndReason::NoAgentAvailable)))
             }
             Command::Accept { display_name } => {
                 let Party::Agent(agent) = by else {
@@ -953,6 +1005,17 @@ impl Interaction {
                 self.last_activity = event.at;
                 self.warned = false;
             }
+            EventKind::PartyLeft {
+                party: Party::Agent(left),
+                ..
+            } => {
+                // Only a re-queue takes an agent from an active chat (the teardown leaves it
+                // closing).
+                if matches!(&self.state, State::Active { agent, .. } if agent == left) {
+                    self.state = State::Queued;
+                    self.agent = None;
+                }
+            }
             EventKind::Message { msg_id, from, .. } => {
                 if let Some(seq) = event.seq {
                     let record = MessageRecord { seq, receipt: None };
@@ -1024,6 +1087,7 @@ impl Interaction {
             | EventKind::Typing { .. }
             | EventKind::FormData { .. }
             | EventKind::Signaling { .. }
+            | EventKind::Queue { .. }
             | EventKind::InactivityTimeout => {}
         }
     }

@@ -38,7 +38,7 @@ pub fn line(event: &Event, customer: &str) -> Option<String> {
         EventKind::Created {
             service, context, ..
         } => format!("* chat opened for {service} by {customer}; context {context}"),
-        EventKind::Status { .. } => return None,
+        EventKind::Status { .. } | EventKind::Queue { .. } => return None,
         EventKind::Offered { agent, .. } => format!("* offered to agent {agent}"),
         EventKind::Withdrawn { agent } => format!("* offer to agent {agent} withdrawn"),
         EventKind::PartyJoined {

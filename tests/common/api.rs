@@ -63,8 +63,13 @@ pub fn png(extra: &[u8]) -> Vec<u8> {
 
 impl Api {
     pub async fn new() -> Api {
+        Api::with_config(CONFIG).await
+    }
+
+    /// A gateway with another configuration (store and files still in a temp dir).
+    pub async fn with_config(text: &str) -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::parse(CONFIG).unwrap();
+        let mut config = Config::parse(text).unwrap();
         config.store.url = format!("sqlite://{}/tandem.db", dir.path().display());
         config.files.dir = format!("{}/files", dir.path().display());
         let metrics = Arc::new(Metrics::default());

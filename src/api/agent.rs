@@ -1,0 +1,211 @@
+//! The agent API over HTTP (`/agent/v1/…`): login, logout, files and transcripts. The live
+//! part (offers, chat, presence) is the WebSocket in `agent_ws.rs`.
+//!
+//! Login checks the argon2 hash from config and hands out an opaque random token that expires
+//! after `routing.token_ttl_s`. The token goes in `Authorization: Bearer …` or, for browsers
+//! opening a WebSocket, in `?token=…`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{FromRequestParts, Multipart, Path, Query, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::customer::{file_json, file_response, receive_file};
+use super::{ApiError, ApiJson, AppState};
+use crate::bridge::{AgentId, EventKind, InteractionId, Party, Time, random_hex};
+use crate::chat::transcript;
+use crate::routing::password;
+
+/// An agent authenticated by a valid token.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: AgentId,
+    pub token: String,
+}
+
+impl AppState {
+    /// The agent holding `token`, if it is known and not expired.
+    pub(crate) fn agent_for_token(&self, token: &str) -> Option<AgentId> {
+        let mut tokens = self.shared.tokens.lock().expect("tokens");
+        let now = Time::now();
+        tokens.retain(|_, (_, expires)| *expires > now);
+        tokens.get(token).map(|(agent, _)| agent.clone())
+    }
+
+    /// The agent's device name on files they upload.
+    pub(crate) fn agent_device(agent: &AgentId) -> String {
+        format!("agent:{agent}")
+    }
+
+    /// Whether the agent took chat `id` (now, or before it ended).
+    pub(crate) async fn agent_may_see(
+        &self,
+        agent: &AgentId,
+        id: &InteractionId,
+    ) -> Result<(), ApiError> {
+        if let Some(handle) = self.hub().get(id)
+            && let Ok(summary) = handle.summary().await
+            && summary.agent.as_deref() == Some(agent.0.as_str())
+        {
+            return Ok(());
+        }
+        let joined = self.store().events(id, 0).await?.iter().any(|e| {
+            matches!(&e.kind, EventKind::PartyJoined { party: Party::Agent(a), .. } if a == agent)
+        });
+        if joined {
+            Ok(())
+        } else {
+            Err(ApiError::ChatNotFound)
+        }
+    }
+}
+
+fn token_of(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION)
+        && let Some(token) = value.to_str().ok()?.strip_prefix("Bearer ")
+    {
+        return Some(token.trim().to_string());
+    }
+    parts.uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "token").then(|| v.to_string())
+    })
+}
+
+impl FromRequestParts<AppState> for Agent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = token_of(parts).ok_or(ApiError::TokenInvalid)?;
+        let id = state
+            .agent_for_token(&token)
+            .ok_or(ApiError::TokenInvalid)?;
+        Ok(Agent { id, token })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    name: String,
+    password: String,
+}
+
+/// `POST login {name, password}` → `{token, expires_at, agent, display_name}`.
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<Json<Value>, ApiError> {
+    let config = state.config();
+    // An unknown name costs the same as a wrong password.
+    let hash = config
+        .agent(&body.name)
+        .map(|a| a.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.to_string());
+    let known = config.agent(&body.name).is_some();
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !(ok && known) {
+        tracing::info!(agent = %body.name, "login refused");
+        return Err(ApiError::BadCredentials);
+    }
+    let agent = AgentId(body.name);
+    let token = random_hex(32);
+    let expires = Time::now() + Duration::from_secs(config.routing.token_ttl_s);
+    state
+        .shared
+        .tokens
+        .lock()
+        .expect("tokens")
+        .insert(token.clone(), (agent.clone(), expires));
+    tracing::info!(%agent, "agent logged in");
+    let display_name = state.routing().display_name(&agent).unwrap_or(&agent.0);
+    Ok(Json(json!({
+        "token": token,
+        "expires_at": expires.millis(),
+        "agent": agent,
+        "display_name": display_name,
+    })))
+}
+
+/// A valid argon2 hash, verified for unknown names so that they take as long as known ones.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ASwulphIuR6xSykcpKYTZA$T+NoHIVGJzSOJyqOd+6ALkaz2cTnWe2fOg1EstjoFHM";
+
+/// `POST logout`: the token ends and the agent is offline (offers withdrawn, chats re-queued).
+pub async fn logout(State(state): State<AppState>, agent: Agent) -> Result<Json<Value>, ApiError> {
+    state
+        .shared
+        .tokens
+        .lock()
+        .expect("tokens")
+        .remove(&agent.token);
+    state
+        .routing()
+        .set_presence(&agent.id, crate::routing::router::Presence::Offline)
+        .await?;
+    Ok(Json(json!({"state": "offline"})))
+}
+
+/// `POST files` (multipart): a file the agent will send into a chat with `send_file`.
+pub async fn upload(
+    State(state): State<AppState>,
+    agent: Agent,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let multipart = multipart.map_err(|e| ApiError::BadUpload(e.body_text()))?;
+    let files = &state.config().files;
+    let (max, allowed) = (files.max_bytes, files.allowed_types.clone());
+    let device = AppState::agent_device(&agent.id);
+    let record = receive_file(&state, multipart, &device, "", max, &allowed).await?;
+    Ok(Json(file_json(&record)))
+}
+
+/// `GET chats/{id}/files/{file_id}`: a file of a chat the agent took.
+pub async fn download(
+    State(state): State<AppState>,
+    agent: Agent,
+    Path((id, file_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = InteractionId(id);
+    state.agent_may_see(&agent.id, &id).await?;
+    file_response(&state, &id, &file_id).await
+}
+
+#[derive(Deserialize)]
+pub struct TranscriptQuery {
+    format: Option<String>,
+}
+
+/// `GET chats/{id}/transcript?format=html|text|json`: the transcript of a chat the agent took.
+pub async fn transcript(
+    State(state): State<AppState>,
+    agent: Agent,
+    Path(id): Path<String>,
+    Query(query): Query<TranscriptQuery>,
+) -> Result<Response, ApiError> {
+    let id = InteractionId(id);
+    state.agent_may_see(&agent.id, &id).await?;
+    let events = state.store().events(&id, 0).await?;
+    Ok(match query.format.as_deref().unwrap_or("html") {
+        "text" => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            transcript::to_text(&events),
+        )
+            .into_response(),
+        "html" => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            transcript::to_html(&format!("Interaction {id}"), &events),
+        )
+            .into_response(),
+        "json" => Json(json!({"events": events})).into_response(),
+        other => return Err(ApiError::BadJson(format!("unknown format {other:?}"))),
+    })
+}

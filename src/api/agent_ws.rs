@@ -1,0 +1,312 @@
+//! `GET /agent/v1/ws?token=…`: the agent desktop's live channel.
+//!
+//! The server first sends `hello` (presence, load, the offers and chats the agent has now),
+//! then every event for the agent: `offer`, `withdrawn`, `accepted`, `message`, `file`,
+//! `typing`, `receipt`, `context`, `call_state`, `status`, `removed`, `ended` (with the
+//! transcript link), `state`. Every tab of an agent gets the same events.
+//!
+//! The client sends commands `{"command": "…", "ref": any, …}` and gets `{"event": "ack",
+//! "ref"}` or `{"event": "error", "ref", "error": {"code", "message"}}`: `set_state`, `accept`,
+//! `decline`, `send_message`, `send_file`, `typing`, `mark_read`, `disconnect_chat`,
+//! `end_session`; the call and video commands answer `not_implemented` for now. The session
+//! is generic over a `Sink` and a `Stream` of text frames so tests can drive it with channels.
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::agent::Agent;
+use super::{ApiError, AppState};
+use crate::bridge::{AgentId, Command, InteractionId, Party, ReceiptKind};
+use crate::routing::driver::AcceptError;
+use crate::routing::router::Presence;
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    agent: Agent,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let permit = state
+        .shared
+        .sockets
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooMany("websockets"))?;
+    let max = state.config().http.max_body_bytes;
+    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(
+        move |socket: WebSocket| async move {
+            let (tx, rx) = socket.split();
+            let tx =
+                tx.with(
+                    |text: String| async move { Ok::<_, axum::Error>(Message::Text(text.into())) },
+                );
+            let rx = rx.filter_map(|m| async move {
+                match m {
+                    Ok(Message::Text(t)) => Some(t.to_string()),
+                    _ => None,
+                }
+            });
+            session(Box::pin(tx), Box::pin(rx), state, agent.id).await;
+            drop(permit);
+        },
+    ))
+}
+
+/// Commands an agent sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+enum AgentCommand {
+    SetState {
+        state: Presence,
+    },
+    Accept {
+        chat_id: String,
+    },
+    Decline {
+        chat_id: String,
+    },
+    SendMessage {
+        chat_id: String,
+        msg_id: Option<String>,
+        msg: String,
+    },
+    SendFile {
+        chat_id: String,
+        file_id: String,
+    },
+    Typing {
+        chat_id: String,
+        typing: bool,
+    },
+    MarkRead {
+        chat_id: String,
+        msg_id: String,
+    },
+    DisconnectChat {
+        chat_id: String,
+    },
+    EndSession {
+        chat_id: String,
+    },
+}
+
+const KNOWN: &[&str] = &[
+    "set_state",
+    "accept",
+    "decline",
+    "send_message",
+    "send_file",
+    "typing",
+    "mark_read",
+    "disconnect_chat",
+    "end_session",
+];
+/// Call and video commands the agent API will carry (WebRTC and SIP legs for agents).
+const LATER: &[&str] = &[
+    "call_customer",
+    "release_call",
+    "allow_video",
+    "decline_video",
+    "webrtc_signaling",
+];
+
+/// Runs one agent tab until it closes.
+pub(crate) async fn session<Tx, Rx>(mut tx: Tx, mut rx: Rx, state: AppState, agent: AgentId)
+where
+    Tx: Sink<String> + Unpin,
+    Rx: Stream<Item = String> + Unpin,
+{
+    let routing = state.routing().clone();
+    // Subscribe before connecting, so nothing between the snapshot and the stream is lost.
+    let Some(mut events) = routing.subscribe(&agent) else {
+        let _ = tx.close().await;
+        return;
+    };
+    let snapshot = match routing.connect(&agent).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx
+                .send(error_event(&ApiError::from(e), None).to_string())
+                .await;
+            let _ = tx.close().await;
+            return;
+        }
+    };
+    let hello = json!({
+        "event": "hello",
+        "agent": agent,
+        "display_name": routing.display_name(&agent),
+        "state": snapshot.presence,
+        "load": snapshot.load,
+        "offers": chat_cards(&state, &snapshot.offers).await,
+        "chats": chat_cards(&state, &snapshot.chats).await,
+    });
+    if tx.send(hello.to_string()).await.is_ok() {
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(text) => {
+                        if tx.send(text.to_string()).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        // The tab fell behind: tell it to reload its state.
+                        let resync = json!({"event": "resync", "missed": n});
+                        if tx.send(resync.to_string()).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                text = rx.next() => {
+                    let Some(text) = text else { break };
+                    let reply = answer(&state, &agent, &text).await;
+                    if tx.send(reply.to_string()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    routing.disconnect(&agent);
+    let _ = tx.close().await;
+}
+
+/// What the agent needs to show each chat: service, customer, context.
+async fn chat_cards(state: &AppState, chats: &[InteractionId]) -> Vec<Value> {
+    let mut cards = Vec::new();
+    for id in chats {
+        if let Some(handle) = state.hub().get(id)
+            && let Ok(s) = handle.summary().await
+        {
+            cards.push(
+                json!({"chat_id": id, "service": s.service, "customer": s.customer,
+                              "context": s.context, "phase": s.phase}),
+            );
+        }
+    }
+    cards
+}
+
+fn error_event(e: &ApiError, r#ref: Option<&Value>) -> Value {
+    let mut body = e.body();
+    body["event"] = json!("error");
+    if let Some(r) = r#ref {
+        body["ref"] = r.clone();
+    }
+    body
+}
+
+/// Carries out one command frame and says how it went.
+async fn answer(state: &AppState, agent: &AgentId, text: &str) -> Value {
+    let mut value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return error_event(&ApiError::BadCommand(e.to_string()), None),
+    };
+    let r#ref = value.as_object_mut().and_then(|o| o.remove("ref"));
+    let result = match parse(value) {
+        Ok(command) => carry_out(state, agent, command).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(extra) => {
+            let mut ack = json!({"event": "ack"});
+            if let Some(r) = r#ref {
+                ack["ref"] = r;
+            }
+            if let Some(seq) = extra {
+                ack["seq"] = json!(seq);
+            }
+            ack
+        }
+        Err(e) => {
+            let (_, code) = e.status_and_code();
+            state.metrics().api_error(code);
+            error_event(&e, r#ref.as_ref())
+        }
+    }
+}
+
+fn parse(value: Value) -> Result<AgentCommand, ApiError> {
+    let name = value
+        .get("command")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::BadCommand("`command` must be a string".into()))?
+        .to_string();
+    if LATER.contains(&name.as_str()) {
+        return Err(ApiError::NotImplemented(name));
+    }
+    if !KNOWN.contains(&name.as_str()) {
+        return Err(ApiError::UnknownCommand(name));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::BadCommand(e.to_string()))
+}
+
+/// Returns the `seq` of the event the command produced, if any.
+async fn carry_out(
+    state: &AppState,
+    agent: &AgentId,
+    command: AgentCommand,
+) -> Result<Option<u64>, ApiError> {
+    let routing = state.routing();
+    let by = Party::Agent(agent.clone());
+    let (chat, command) = match command {
+        AgentCommand::SetState { state: presence } => {
+            routing.set_presence(agent, presence).await?;
+            return Ok(None);
+        }
+        AgentCommand::Accept { chat_id } => {
+            return match routing.accept(&InteractionId(chat_id), agent).await {
+                Ok(()) => Ok(None),
+                Err(AcceptError::Routing(e)) => Err(e.into()),
+                Err(AcceptError::Hub(e)) => Err(e.into()),
+            };
+        }
+        AgentCommand::Decline { chat_id } => {
+            routing.decline(&InteractionId(chat_id), agent).await?;
+            return Ok(None);
+        }
+        AgentCommand::SendMessage {
+            chat_id,
+            msg_id,
+            msg,
+        } => (chat_id, Command::SendMessage { msg_id, text: msg }),
+        AgentCommand::SendFile { chat_id, file_id } => {
+            let device = AppState::agent_device(agent);
+            let file = state
+                .store()
+                .file(&file_id)
+                .await?
+                .filter(|f| f.device == device)
+                .ok_or(ApiError::FileNotFound)?;
+            state.metrics().files.inc();
+            let command = Command::SendFile {
+                file_id: file.id,
+                file_name: file.name,
+                file_type: file.content_type,
+                size: file.size,
+            };
+            (chat_id, command)
+        }
+        AgentCommand::Typing { chat_id, typing } => (chat_id, Command::Typing(typing)),
+        AgentCommand::MarkRead { chat_id, msg_id } => (
+            chat_id,
+            Command::Receipt {
+                ref_msg_id: msg_id,
+                receipt: ReceiptKind::Read,
+            },
+        ),
+        AgentCommand::DisconnectChat { chat_id } => (chat_id, Command::DisconnectChat),
+        AgentCommand::EndSession { chat_id } => (chat_id, Command::EndSession),
+    };
+    let accepted = state
+        .hub()
+        .command(&InteractionId(chat), by, command)
+        .await?;
+    Ok(accepted.seq)
+}

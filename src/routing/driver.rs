@@ -1,0 +1,691 @@
+//! The tokio side of routing: one task owns the [`Router`]; one watcher task per interaction
+//! carries out the router's decisions on it and projects its events to agents.
+//!
+//! The interaction's event stream is the single source of what agents see: an `offer` is sent
+//! when the interaction says `offered`, `withdrawn` when it says so, and so on. Every tab of an
+//! agent listens to the same per-agent broadcast, so tabs stay consistent by construction.
+//! Commands to one interaction go through its watcher in order (offer before withdraw before
+//! accept), without making the router wait for the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::router::{Output, Presence, Router, RoutingError, Via, WithdrawReason};
+use crate::bridge::hub::{Handle, Hub};
+use crate::bridge::{
+    AgentId, Command, Customer, EventKind, InteractionId, LegKind, LegState, Party, Phase, Time,
+};
+
+/// What an agent is told, as JSON text shared by all their tabs.
+pub type AgentEvent = Arc<str>;
+
+/// An SMS offer for the mobile-operator side: the chat, the operator, and whether it stands.
+#[derive(Debug, Clone)]
+pub enum MobileOffer {
+    Offered {
+        chat: InteractionId,
+        agent: AgentId,
+        service: String,
+        customer: Customer,
+    },
+    Withdrawn {
+        chat: InteractionId,
+        agent: AgentId,
+    },
+}
+
+/// What the agent sees at connect time.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub presence: Presence,
+    pub load: u32,
+    pub offers: Vec<InteractionId>,
+    pub chats: Vec<InteractionId>,
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+enum Request {
+    Watched {
+        chat: InteractionId,
+        service: String,
+        agent: Option<AgentId>,
+        commands: mpsc::UnboundedSender<WatchCommand>,
+    },
+    Assigned {
+        chat: InteractionId,
+        service: String,
+        agent: AgentId,
+    },
+    Ended {
+        chat: InteractionId,
+    },
+    Call {
+        agent: AgentId,
+        up: bool,
+    },
+    Connect {
+        agent: AgentId,
+        reply: Reply<Result<Snapshot, RoutingError>>,
+    },
+    Disconnect {
+        agent: AgentId,
+    },
+    Presence {
+        agent: AgentId,
+        presence: Presence,
+        reply: Reply<Result<(), RoutingError>>,
+    },
+    Accept {
+        chat: InteractionId,
+        agent: AgentId,
+        reply: Reply<Result<(), crate::bridge::hub::HubError>>,
+        routed: Reply<Result<(), RoutingError>>,
+    },
+    Decline {
+        chat: InteractionId,
+        agent: AgentId,
+        reply: Reply<Result<(), RoutingError>>,
+    },
+}
+
+enum WatchCommand {
+    Offer(AgentId, Via),
+    Withdraw(AgentId, WithdrawReason),
+    Accept(
+        AgentId,
+        String,
+        Option<Reply<Result<(), crate::bridge::hub::HubError>>>,
+    ),
+    Requeue,
+    Status(u32, u64),
+    GiveUp,
+}
+
+struct AgentChannel {
+    events: broadcast::Sender<AgentEvent>,
+    display_name: String,
+}
+
+struct Inner {
+    requests: mpsc::UnboundedSender<Request>,
+    agents: HashMap<AgentId, AgentChannel>,
+    mobile: broadcast::Sender<MobileOffer>,
+}
+
+/// Routing for one node. Cheap to clone.
+#[derive(Clone)]
+pub struct Routing {
+    inner: Arc<Inner>,
+}
+
+impl Routing {
+    /// Starts the router task and watches every interaction already open.
+    pub fn start(hub: Hub) -> Routing {
+        let config = hub.config().clone();
+        let agents = config
+            .agents
+            .iter()
+            .map(|a| {
+                let channel = AgentChannel {
+                    events: broadcast::channel(1024).0,
+                    display_name: a.display_name().to_string(),
+                };
+                (AgentId(a.name.clone()), channel)
+            })
+            .collect();
+        let (requests, rx) = mpsc::unbounded_channel();
+        let routing = Routing {
+            inner: Arc::new(Inner {
+                requests,
+                agents,
+                mobile: broadcast::channel(1024).0,
+            }),
+        };
+        let router = Router::from_config(&config, Time::now());
+        tokio::spawn(run(router, rx, routing.clone()));
+        for handle in hub.handles() {
+            routing.watch(handle);
+        }
+        routing
+    }
+
+    /// Routes an interaction: it is offered to agents until one has it, and its events reach
+    /// that agent.
+    pub fn watch(&self, handle: Handle) {
+        tokio::spawn(watch(self.clone(), handle));
+    }
+
+    /// The agent's event stream (every tab subscribes to the same one).
+    pub fn subscribe(&self, agent: &AgentId) -> Option<broadcast::Receiver<AgentEvent>> {
+        Some(self.inner.agents.get(agent)?.events.subscribe())
+    }
+
+    /// SMS offers to mobile operators, for the SMS sender.
+    pub fn mobile_offers(&self) -> broadcast::Receiver<MobileOffer> {
+        self.inner.mobile.subscribe()
+    }
+
+    pub fn display_name(&self, agent: &AgentId) -> Option<&str> {
+        Some(&self.inner.agents.get(agent)?.display_name)
+    }
+
+    /// A desktop tab connected; answers with what the agent has now.
+    pub async fn connect(&self, agent: &AgentId) -> Result<Snapshot, RoutingError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Connect {
+            agent: agent.clone(),
+            reply,
+        });
+        answer.await.unwrap_or(Err(RoutingError::UnknownAgent))
+    }
+
+    pub fn disconnect(&self, agent: &AgentId) {
+        self.send(Request::Disconnect {
+            agent: agent.clone(),
+        });
+    }
+
+    pub async fn set_presence(
+        &self,
+        agent: &AgentId,
+        presence: Presence,
+    ) -> Result<(), RoutingError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Presence {
+            agent: agent.clone(),
+            presence,
+            reply,
+        });
+        answer.await.unwrap_or(Err(RoutingError::UnknownAgent))
+    }
+
+    /// Accepts a chat: the router decides atomically, then the interaction makes it so.
+    pub async fn accept(&self, chat: &InteractionId, agent: &AgentId) -> Result<(), AcceptError> {
+        let (reply, answer) = oneshot::channel();
+        let (routed, decided) = oneshot::channel();
+        self.send(Request::Accept {
+            chat: chat.clone(),
+            agent: agent.clone(),
+            reply,
+            routed,
+        });
+        decided
+            .await
+            .unwrap_or(Err(RoutingError::OfferNotAvailable))
+            .map_err(AcceptError::Routing)?;
+        answer
+            .await
+            .unwrap_or(Err(crate::bridge::hub::HubError::Closed))
+            .map_err(AcceptError::Hub)
+    }
+
+    pub async fn decline(&self, chat: &InteractionId, agent: &AgentId) -> Result<(), RoutingError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Decline {
+            chat: chat.clone(),
+            agent: agent.clone(),
+            reply,
+        });
+        answer.await.unwrap_or(Err(RoutingError::OfferNotAvailable))
+    }
+
+    fn send(&self, request: Request) {
+        let _ = self.inner.requests.send(request);
+    }
+
+    fn tell(&self, agent: &AgentId, event: Value) {
+        if let Some(channel) = self.inner.agents.get(agent) {
+            let _ = channel.events.send(Arc::from(event.to_string()));
+        }
+    }
+}
+
+/// Why an accept failed: routing refused it, or the interaction did.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error(transparent)]
+    Routing(RoutingError),
+    #[error(transparent)]
+    Hub(crate::bridge::hub::HubError),
+}
+
+/// The router's task: requests and timers in, decisions out.
+async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routing: Routing) {
+    let mut watchers: HashMap<InteractionId, mpsc::UnboundedSender<WatchCommand>> = HashMap::new();
+    let mut accept_replies: HashMap<
+        InteractionId,
+        Reply<Result<(), crate::bridge::hub::HubError>>,
+    > = HashMap::new();
+    let mut clock = Time(0);
+    loop {
+        let sleep = match router.poll_timeout() {
+            Some(at) => tokio::time::Instant::now() + at.since(Time::now()),
+            None => tokio::time::Instant::now() + Duration::from_secs(86_400),
+        };
+        let request = tokio::select! {
+            request = rx.recv() => match request {
+                Some(r) => Some(r),
+                None => return,
+            },
+            _ = tokio::time::sleep_until(sleep) => None,
+        };
+        clock = clock.max(Time::now());
+        let now = clock;
+        match request {
+            None => router.handle_timeout(now),
+            Some(request) => match request {
+                Request::Watched {
+                    chat,
+                    service,
+                    agent,
+                    commands,
+                } => {
+                    watchers.insert(chat.clone(), commands);
+                    match agent {
+                        Some(agent) => router.handle_assigned(now, &chat, &service, &agent),
+                        None => router.handle_new_chat(now, chat, &service),
+                    }
+                }
+                Request::Assigned {
+                    chat,
+                    service,
+                    agent,
+                } => router.handle_assigned(now, &chat, &service, &agent),
+                Request::Ended { chat } => {
+                    watchers.remove(&chat);
+                    router.handle_chat_ended(now, &chat);
+                }
+                Request::Call { agent, up } => router.handle_call(now, &agent, up),
+                Request::Connect { agent, reply } => {
+                    let result = router.handle_connect(now, &agent).map(|()| {
+                        let (offers, chats) = router.agent_chats(&agent);
+                        Snapshot {
+                            presence: router.presence(&agent).unwrap_or(Presence::Offline),
+                            load: router.load(&agent).unwrap_or(0),
+                            offers,
+                            chats,
+                        }
+                    });
+                    let _ = reply.send(result);
+                }
+                Request::Disconnect { agent } => router.handle_disconnect(now, &agent),
+                Request::Presence {
+                    agent,
+                    presence,
+                    reply,
+                } => {
+                    let result = router.handle_presence(now, &agent, presence);
+                    if result.is_ok() {
+                        let load = router.load(&agent).unwrap_or(0);
+                        let presence = router.presence(&agent).unwrap_or(presence);
+                        routing.tell(
+                            &agent,
+                            json!({"event": "state", "state": presence, "load": load}),
+                        );
+                    }
+                    let _ = reply.send(result);
+                }
+                Request::Accept {
+                    chat,
+                    agent,
+                    reply,
+                    routed,
+                } => {
+                    let result = router.handle_accept(now, &chat, &agent);
+                    if result.is_ok() {
+                        accept_replies.insert(chat.clone(), reply);
+                    }
+                    let _ = routed.send(result);
+                }
+                Request::Decline { chat, agent, reply } => {
+                    let _ = reply.send(router.handle_decline(now, &chat, &agent));
+                }
+            },
+        }
+        while let Some(output) = router.poll_output() {
+            let (chat, command) = match output {
+                Output::Offer { chat, agent, via } => (chat, WatchCommand::Offer(agent, via)),
+                Output::Withdraw {
+                    chat,
+                    agent,
+                    reason,
+                } => (chat, WatchCommand::Withdraw(agent, reason)),
+                Output::Assign { chat, agent } => {
+                    let name = routing.display_name(&agent).unwrap_or(&agent.0).to_string();
+                    let reply = accept_replies.remove(&chat);
+                    (chat, WatchCommand::Accept(agent, name, reply))
+                }
+                Output::Requeue { chat, .. } => (chat, WatchCommand::Requeue),
+                Output::QueueStatus {
+                    chat,
+                    position,
+                    ewt,
+                } => (chat, WatchCommand::Status(position, ewt.as_secs())),
+                Output::NobodyAvailable { chat } => (chat, WatchCommand::GiveUp),
+            };
+            if let Some(watcher) = watchers.get(&chat) {
+                let _ = watcher.send(command);
+            }
+        }
+    }
+}
+
+/// What a watcher knows about its interaction.
+struct Watched {
+    id: InteractionId,
+    service: String,
+    customer: Customer,
+    context: Value,
+    agent: Option<AgentId>,
+    offered_via: HashMap<AgentId, Via>,
+    withdraw_reasons: HashMap<AgentId, WithdrawReason>,
+    live_calls: HashMap<u32, bool>,
+    closing: bool,
+}
+
+/// One interaction's watcher: carries out routing's commands in order and tells agents what
+/// happens in it.
+async fn watch(routing: Routing, handle: Handle) {
+    let Ok(mut sub) = handle.subscribe(0).await else {
+        return;
+    };
+    let mut w = Watched {
+        id: handle.id.clone(),
+        service: handle.service.clone(),
+        customer: Customer::default(),
+        context: Value::Null,
+        agent: None,
+        offered_via: HashMap::new(),
+        withdraw_reasons: HashMap::new(),
+        live_calls: HashMap::new(),
+        closing: false,
+    };
+    // The history sets the scene; agents are only told what happens from now on.
+    for event in &sub.backlog {
+        match &event.kind {
+            EventKind::Created {
+                customer, context, ..
+            } => {
+                w.customer = customer.clone();
+                w.context = context.clone();
+            }
+            EventKind::Context { data } => merge(&mut w.context, data),
+            EventKind::PartyJoined {
+                party: Party::Agent(a),
+                ..
+            } => w.agent = Some(a.clone()),
+            EventKind::PartyLeft {
+                party: Party::Agent(_),
+                ..
+            } => w.agent = None,
+            _ => {}
+        }
+    }
+    if matches!(sub.phase, Phase::Closing | Phase::Closed) {
+        return;
+    }
+    let (commands, mut queue) = mpsc::unbounded_channel();
+    routing.send(Request::Watched {
+        chat: w.id.clone(),
+        service: w.service.clone(),
+        agent: w.agent.clone().filter(|_| sub.phase == Phase::Active),
+        commands,
+    });
+    loop {
+        tokio::select! {
+            event = sub.live.recv() => match event {
+                Ok(event) => {
+                    if !project(&routing, &mut w, &event.kind, event.seq, event.at) {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(interaction = %w.id, "agent projection lagged by {n} events");
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            command = queue.recv() => {
+                let Some(command) = command else { break };
+                carry_out(&handle, &mut w, command).await;
+            }
+        }
+    }
+    routing.send(Request::Ended { chat: w.id.clone() });
+}
+
+async fn carry_out(handle: &Handle, w: &mut Watched, command: WatchCommand) {
+    let command = match command {
+        WatchCommand::Offer(agent, via) => {
+            w.offered_via.insert(agent.clone(), via);
+            Command::Offer { agent }
+        }
+        WatchCommand::Withdraw(agent, reason) => {
+            w.withdraw_reasons.insert(agent.clone(), reason);
+            Command::Withdraw { agent }
+        }
+        WatchCommand::Accept(agent, display_name, reply) => {
+            let result = handle
+                .command(Party::Agent(agent), Command::Accept { display_name })
+                .await
+                .map(|_| ());
+            if let Err(e) = &result {
+                tracing::info!(interaction = %w.id, "accept refused: {e}");
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+            return;
+        }
+        WatchCommand::Requeue => Command::Requeue,
+        WatchCommand::Status(position, ewt_s) => Command::QueueStatus { position, ewt_s },
+        WatchCommand::GiveUp => Command::NoAgentAvailable,
+    };
+    if let Err(e) = handle.command(Party::System, command).await {
+        tracing::debug!(interaction = %w.id, "routing command refused: {e}");
+    }
+}
+
+/// Tells agents about one event; `false` once the interaction is over.
+fn project(
+    routing: &Routing,
+    w: &mut Watched,
+    kind: &EventKind,
+    seq: Option<u64>,
+    at: Time,
+) -> bool {
+    let chat = w.id.0.clone();
+    let to_agent = |agent: &AgentId, mut event: Value| {
+        event["chat_id"] = json!(chat);
+        if let Some(seq) = seq {
+            event["seq"] = json!(seq);
+        }
+        event["timestamp"] = json!(at.millis());
+        routing.tell(agent, event);
+    };
+    match kind {
+        EventKind::Offered { agent, context } => {
+            let via = w.offered_via.get(agent).copied().unwrap_or(Via::Desktop);
+            if via == Via::Sms {
+                let _ = routing.inner.mobile.send(MobileOffer::Offered {
+                    chat: w.id.clone(),
+                    agent: agent.clone(),
+                    service: w.service.clone(),
+                    customer: w.customer.clone(),
+                });
+            }
+            to_agent(
+                agent,
+                json!({"event": "offer", "service": w.service, "customer": w.customer,
+                       "context": context, "via": via}),
+            );
+        }
+        EventKind::Withdrawn { agent } => {
+            let reason = w
+                .withdraw_reasons
+                .remove(agent)
+                .unwrap_or(WithdrawReason::Taken);
+            if w.offered_via.remove(agent) == Some(Via::Sms) {
+                let _ = routing.inner.mobile.send(MobileOffer::Withdrawn {
+                    chat: w.id.clone(),
+                    agent: agent.clone(),
+                });
+            }
+            to_agent(agent, json!({"event": "withdrawn", "reason": reason}));
+        }
+        EventKind::PartyJoined {
+            party: Party::Agent(agent),
+            display_name,
+        } => {
+            w.agent = Some(agent.clone());
+            for (other, via) in w.offered_via.drain() {
+                if via == Via::Sms && other != *agent {
+                    let _ = routing.inner.mobile.send(MobileOffer::Withdrawn {
+                        chat: w.id.clone(),
+                        agent: other,
+                    });
+                }
+            }
+            routing.send(Request::Assigned {
+                chat: w.id.clone(),
+                service: w.service.clone(),
+                agent: agent.clone(),
+            });
+            to_agent(
+                agent,
+                json!({"event": "accepted", "service": w.service, "customer": w.customer,
+                       "context": w.context, "display_name": display_name}),
+            );
+        }
+        EventKind::PartyLeft {
+            party: Party::Agent(agent),
+            ..
+        } => {
+            // Leaving outside the teardown is a re-queue.
+            if w.agent.as_ref() == Some(agent) && !w.closing {
+                to_agent(agent, json!({"event": "removed", "reason": "requeued"}));
+                w.agent = None;
+            }
+        }
+        EventKind::Context { data } => {
+            merge(&mut w.context, data);
+            if let Some(agent) = &w.agent {
+                to_agent(
+                    agent,
+                    json!({"event": "context", "data": data, "context": w.context}),
+                );
+            }
+        }
+        EventKind::Location {
+            latitude,
+            longitude,
+        } => {
+            let data = json!({"location": {"latitude": latitude, "longitude": longitude}});
+            merge(&mut w.context, &data);
+            if let Some(agent) = &w.agent {
+                to_agent(
+                    agent,
+                    json!({"event": "context", "data": data, "context": w.context}),
+                );
+            }
+        }
+        EventKind::Leg {
+            leg,
+            kind,
+            state,
+            reason,
+            ..
+        } => {
+            if *kind == LegKind::Voice
+                && let Some(agent) = &w.agent
+            {
+                let live = state.is_live() && *state != LegState::AwaitingApproval;
+                let was = w.live_calls.insert(leg.0, live).unwrap_or(false);
+                if live != was {
+                    routing.send(Request::Call {
+                        agent: agent.clone(),
+                        up: live,
+                    });
+                }
+            }
+            if let Some(agent) = &w.agent {
+                to_agent(
+                    agent,
+                    json!({"event": "call_state", "leg": leg.0, "kind": kind, "state": state,
+                           "reason": reason}),
+                );
+            }
+        }
+        EventKind::TeardownStarted { .. } => w.closing = true,
+        EventKind::ChatClosed { reason } => {
+            if let Some(agent) = &w.agent {
+                to_agent(
+                    agent,
+                    json!({"event": "ended", "reason": reason,
+                           "transcript": format!("/agent/v1/chats/{}/transcript", w.id)}),
+                );
+            }
+        }
+        EventKind::Status {
+            phase: Phase::Closed,
+        } => return false,
+        other => {
+            if let Some(agent) = &w.agent
+                && let Some(view) = chat_view(other)
+            {
+                to_agent(agent, view);
+            }
+        }
+    }
+    true
+}
+
+/// Chat content as the agent sees it.
+fn chat_view(kind: &EventKind) -> Option<Value> {
+    Some(match kind {
+        EventKind::Message { msg_id, from, text } => {
+            json!({"event": "message", "msg_id": msg_id, "from": from.party_id(), "msg": text})
+        }
+        EventKind::File {
+            file_id,
+            file_name,
+            file_type,
+            size,
+            from,
+        } => json!({"event": "file", "file_id": file_id, "file_name": file_name,
+                    "file_type": file_type, "size": size, "from": from.party_id()}),
+        EventKind::Typing { from, typing } => {
+            json!({"event": "typing", "from": from.party_id(), "typing": typing})
+        }
+        EventKind::Receipt {
+            ref_msg_id,
+            receipt,
+            by,
+        } => json!({"event": "receipt", "ref_msg_id": ref_msg_id, "receipt": receipt,
+                    "by": by.party_id()}),
+        EventKind::Signaling { from, data } if *from == Party::Customer => {
+            json!({"event": "signaling", "data": data})
+        }
+        EventKind::TimeoutWarning { remaining_s } => {
+            json!({"event": "timeout_warning", "remaining_s": remaining_s})
+        }
+        EventKind::Status { phase } => json!({"event": "status", "phase": phase}),
+        _ => return None,
+    })
+}
+
+/// Shallow merge of a JSON object (as the interaction merges context).
+fn merge(context: &mut Value, data: &Value) {
+    match (context, data) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (k, v) in from {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+        (context, data) => *context = data.clone(),
+    }
+}

@@ -1,0 +1,972 @@
+//! The router: who is offered which waiting chat, and when (sans-IO).
+//!
+//! Driving contract (as for the Interaction): feed it with `handle_*(now, …)`, drain
+//! [`Router::poll_output`], and call [`Router::handle_timeout`] at [`Router::poll_timeout`].
+//! It never reads a clock; its timers (offer timeouts, maximum waits, reconnect graces, the
+//! queue-status tick) are derived from its state, so a test drives it on a virtual clock.
+//!
+//! Model. A chat waits in one queue in arrival order (a re-queued chat keeps its place). Each
+//! service routes its chats in its mode:
+//! - `ring_all` offers a chat to every eligible agent at once; the first accept wins and the
+//!   others see it withdrawn. Offers stay until then (or the maximum wait).
+//! - `round_robin` offers to one agent at a time, taking turns over the department's agents in
+//!   config order; a decline or the offer timeout moves the chat to the next one.
+//! - `longest_idle` is one at a time as well, to the agent idle the longest.
+//!
+//! An agent is eligible when connected to the desktop, `available`, in the department, not
+//! yet offered or refused this chat, and with room: open chats, calls and pending offers count
+//! against the capacity (a chat takes `chat_load`, a call `call_load`). When no agent of the
+//! department is connected, mobile operators on duty are offered the chat instead, by SMS
+//! ([`Via::Sms`]), one at a time or all at once by the same mode.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use crate::bridge::{AgentId, InteractionId, Time};
+use crate::config::{Config, MobileMode, RoutingMode, WeeklySchedule};
+
+/// A refused agent action, with the stable code the agent API shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    /// The chat is not waiting any more (taken by someone else, ended) or was never offered.
+    #[error("the offer is not available any more")]
+    OfferNotAvailable,
+    /// Accepting would put the agent over their capacity.
+    #[error("no capacity left for another chat")]
+    OverCapacity,
+    /// The agent does not take this chat's department.
+    #[error("not in this chat's department")]
+    NotInDepartment,
+    /// No such agent in the configuration.
+    #[error("unknown agent")]
+    UnknownAgent,
+}
+
+impl RoutingError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RoutingError::OfferNotAvailable => "offer_not_available",
+            RoutingError::OverCapacity => "over_capacity",
+            RoutingError::NotInDepartment => "not_in_department",
+            RoutingError::UnknownAgent => "unknown_agent",
+        }
+    }
+}
+
+/// An agent's presence. `Offline` is also what others see while no desktop is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    Offline,
+    Available,
+    Away,
+    Busy,
+}
+
+/// How an offer reaches the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    Desktop,
+    /// A text with a one-time link to the mobile chat page.
+    Sms,
+}
+
+/// Why an offer was withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithdrawReason {
+    /// Another agent accepted it first.
+    Taken,
+    Declined,
+    Timeout,
+    /// The agent logged out, went away or lost the desktop.
+    AgentLeft,
+    /// The chat ended or gave up waiting.
+    Ended,
+}
+
+/// Work for the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Offer {
+        chat: InteractionId,
+        agent: AgentId,
+        via: Via,
+    },
+    Withdraw {
+        chat: InteractionId,
+        agent: AgentId,
+        reason: WithdrawReason,
+    },
+    /// The agent won the chat: make them its party.
+    Assign { chat: InteractionId, agent: AgentId },
+    /// The agent did not come back in time: take the chat from them; it waits again.
+    Requeue { chat: InteractionId, agent: AgentId },
+    /// Tell the waiting customer where they stand.
+    QueueStatus {
+        chat: InteractionId,
+        position: u32,
+        ewt: Duration,
+    },
+    /// Nobody took the chat within the maximum wait: tell the customer and close it.
+    NobodyAvailable { chat: InteractionId },
+}
+
+/// The router's settings, from `[routing]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub chat_load: u32,
+    pub call_load: u32,
+    pub offer_timeout: Duration,
+    pub max_wait: Duration,
+    pub reconnect_grace: Duration,
+    pub status_interval: Duration,
+    pub default_handle_time: Duration,
+}
+
+/// One agent as the router sees it.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    pub id: AgentId,
+    pub departments: Vec<String>,
+    pub capacity: u32,
+    pub mobile: MobileDuty,
+}
+
+/// When an agent takes offers by SMS.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MobileDuty {
+    Never,
+    Always,
+    Schedule(WeeklySchedule),
+}
+
+impl MobileDuty {
+    fn on_duty(&self, now: Time) -> bool {
+        match self {
+            MobileDuty::Never => false,
+            MobileDuty::Always => true,
+            MobileDuty::Schedule(s) => s.is_open(now.millis()),
+        }
+    }
+}
+
+/// How one service routes.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub department: String,
+    pub mode: RoutingMode,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Settings {
+        let r = &config.routing;
+        Settings {
+            chat_load: r.chat_load_percent,
+            call_load: r.call_load_percent,
+            offer_timeout: Duration::from_secs(r.offer_timeout_s),
+            max_wait: Duration::from_secs(r.max_wait_s),
+            reconnect_grace: Duration::from_secs(r.reconnect_grace_s),
+            status_interval: Duration::from_secs(r.queue_status_interval_s),
+            default_handle_time: Duration::from_secs(r.default_handle_time_s),
+        }
+    }
+}
+
+struct Agent {
+    spec: AgentSpec,
+    presence: Presence,
+    /// Desktop connections (tabs) open now.
+    sessions: u32,
+    /// Set while the desktop is gone and chats are kept for the agent.
+    gone_until: Option<Time>,
+    chats: HashSet<InteractionId>,
+    calls: u32,
+    offers: HashSet<InteractionId>,
+    idle_since: Time,
+}
+
+impl Agent {
+    fn load(&self, s: &Settings) -> u32 {
+        (self.chats.len() + self.offers.len()) as u32 * s.chat_load + self.calls * s.call_load
+    }
+    fn has_room(&self, s: &Settings) -> bool {
+        self.load(s) + s.chat_load <= self.spec.capacity
+    }
+    fn connected(&self) -> bool {
+        self.sessions > 0
+    }
+    fn takes(&self, department: &str) -> bool {
+        self.spec.departments.iter().any(|d| d == department)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Stage {
+    /// Waiting; `offers` are the outstanding ones with their expiry (ring-all: none).
+    Waiting {
+        offers: BTreeMap<AgentId, (Via, Option<Time>)>,
+        /// Agents who declined or let an offer lapse this round.
+        tried: HashSet<AgentId>,
+        /// Nobody was left to try: the next round starts here.
+        retry_at: Option<Time>,
+    },
+    Assigned {
+        agent: AgentId,
+        since: Time,
+    },
+}
+
+struct Chat {
+    service: ServiceSpec,
+    /// Queue order: arrival time, then a counter.
+    order: (Time, u64),
+    give_up_at: Time,
+    stage: Stage,
+    last_status: Option<(u32, u64)>,
+}
+
+/// Who gets which chat. See the module docs.
+pub struct Router {
+    settings: Settings,
+    services: HashMap<String, ServiceSpec>,
+    agents: BTreeMap<AgentId, Agent>,
+    /// Agents of each department in config order (the round-robin ring) and the next turn.
+    rings: HashMap<String, (Vec<AgentId>, usize)>,
+    chats: HashMap<InteractionId, Chat>,
+    /// Waiting chats in queue order.
+    queue: BTreeMap<(Time, u64), InteractionId>,
+    arrivals: u64,
+    /// Chats new in the queue since the last dispatch.
+    fresh: Vec<InteractionId>,
+    next_status: Option<Time>,
+    /// Moving average of how long an accepted chat lasts.
+    handle_time: Duration,
+    outputs: std::collections::VecDeque<Output>,
+}
+
+impl Router {
+    pub fn new(
+        settings: Settings,
+        services: HashMap<String, ServiceSpec>,
+        agents: Vec<AgentSpec>,
+        now: Time,
+    ) -> Router {
+        let mut rings: HashMap<String, (Vec<AgentId>, usize)> = HashMap::new();
+        for a in &agents {
+            for d in &a.departments {
+                rings.entry(d.clone()).or_default().0.push(a.id.clone());
+            }
+        }
+        let agents = agents
+            .into_iter()
+            .map(|spec| {
+                let agent = Agent {
+                    spec,
+                    presence: Presence::Offline,
+                    sessions: 0,
+                    gone_until: None,
+                    chats: HashSet::new(),
+                    calls: 0,
+                    offers: HashSet::new(),
+                    idle_since: now,
+                };
+                (agent.spec.id.clone(), agent)
+            })
+            .collect();
+        Router {
+            handle_time: settings.default_handle_time,
+            settings,
+            services,
+            agents,
+            rings,
+            chats: HashMap::new(),
+            queue: BTreeMap::new(),
+            arrivals: 0,
+            fresh: Vec::new(),
+            next_status: None,
+            outputs: Default::default(),
+        }
+    }
+
+    /// A router for a configuration.
+    pub fn from_config(config: &Config, now: Time) -> Router {
+        let services = config
+            .services
+            .iter()
+            .map(|s| {
+                let spec = ServiceSpec {
+                    department: s.department.clone(),
+                    mode: s.routing,
+                };
+                (s.name.clone(), spec)
+            })
+            .collect();
+        let agents = config
+            .agents
+            .iter()
+            .map(|a| AgentSpec {
+                id: AgentId(a.name.clone()),
+                departments: a.departments.clone(),
+                capacity: a.capacity_percent,
+                mobile: match (a.mobile_mode, &a.mobile_schedule) {
+                    (MobileMode::On, _) => MobileDuty::Always,
+                    (MobileMode::Schedule, Some(s)) => MobileDuty::Schedule(s.clone()),
+                    _ => MobileDuty::Never,
+                },
+            })
+            .collect();
+        Router::new(Settings::from_config(config), services, agents, now)
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    // ---- what agents do ----
+
+    /// A desktop connection (one tab) opened.
+    pub fn handle_connect(&mut self, now: Time, agent: &AgentId) -> Result<(), RoutingError> {
+        let a = self
+            .agents
+            .get_mut(agent)
+            .ok_or(RoutingError::UnknownAgent)?;
+        a.sessions += 1;
+        a.gone_until = None;
+        if a.presence == Presence::Offline {
+            // A fresh login starts not ready; the agent says when to send chats.
+            a.presence = Presence::Away;
+        }
+        // Operators on the desktop take no SMS: withdraw texts sent to them.
+        let sms: Vec<InteractionId> = a.offers.iter().cloned().collect();
+        for chat in sms {
+            if self.offer_via(&chat, agent) == Some(Via::Sms) {
+                self.withdraw(&chat, agent, WithdrawReason::AgentLeft);
+            }
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// A desktop connection closed. When it was the last one, the agent's offers go to others
+    /// and their chats wait `reconnect_grace` for them to come back.
+    pub fn handle_disconnect(&mut self, now: Time, agent: &AgentId) {
+        let grace = self.settings.reconnect_grace;
+        let Some(a) = self.agents.get_mut(agent) else {
+            return;
+        };
+        a.sessions = a.sessions.saturating_sub(1);
+        if a.sessions > 0 {
+            return;
+        }
+        if !a.chats.is_empty() {
+            a.gone_until = Some(now + grace);
+        }
+        self.withdraw_desktop_offers(agent, WithdrawReason::AgentLeft);
+        self.dispatch(now);
+    }
+
+    /// The agent's presence. `Offline` is a logout: offers are withdrawn and chats re-queued now.
+    pub fn handle_presence(
+        &mut self,
+        now: Time,
+        agent: &AgentId,
+        presence: Presence,
+    ) -> Result<(), RoutingError> {
+        let a = self
+            .agents
+            .get_mut(agent)
+            .ok_or(RoutingError::UnknownAgent)?;
+        let was = a.presence;
+        a.presence = presence;
+        if presence == Presence::Available && was != Presence::Available && a.chats.is_empty() {
+            a.idle_since = now;
+        }
+        if presence != Presence::Available {
+            self.withdraw_desktop_offers(agent, WithdrawReason::AgentLeft);
+        }
+        if presence == Presence::Offline {
+            let chats: Vec<InteractionId> = self.agents[agent].chats.iter().cloned().collect();
+            for chat in chats {
+                self.requeue(now, &chat, agent);
+            }
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// The agent accepts a chat: atomically theirs, or refused.
+    pub fn handle_accept(
+        &mut self,
+        now: Time,
+        chat_id: &InteractionId,
+        agent: &AgentId,
+    ) -> Result<(), RoutingError> {
+        let settings = self.settings.clone();
+        let a = self.agents.get(agent).ok_or(RoutingError::UnknownAgent)?;
+        let chat = self
+            .chats
+            .get(chat_id)
+            .ok_or(RoutingError::OfferNotAvailable)?;
+        let Stage::Waiting { offers, .. } = &chat.stage else {
+            return Err(RoutingError::OfferNotAvailable);
+        };
+        if !offers.contains_key(agent) {
+            // Picking up a waiting chat that was not offered to them (e.g. an operator who just
+            // logged in): allowed within their departments and capacity.
+            if !a.takes(&chat.service.department) {
+                return Err(RoutingError::NotInDepartment);
+            }
+            if !a.has_room(&settings) {
+                return Err(RoutingError::OverCapacity);
+            }
+        }
+        let others: Vec<AgentId> = offers.keys().filter(|o| *o != agent).cloned().collect();
+        for other in others {
+            self.withdraw(chat_id, &other, WithdrawReason::Taken);
+        }
+        let a = self.agents.get_mut(agent).expect("checked");
+        a.offers.remove(chat_id);
+        a.chats.insert(chat_id.clone());
+        self.assigned(now, chat_id, agent);
+        self.outputs.push_back(Output::Assign {
+            chat: chat_id.clone(),
+            agent: agent.clone(),
+        });
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// The agent declines an offer: the chat moves on to the next agent.
+    pub fn handle_decline(
+        &mut self,
+        now: Time,
+        chat: &InteractionId,
+        agent: &AgentId,
+    ) -> Result<(), RoutingError> {
+        if self.offer_via(chat, agent).is_none() {
+            return Err(RoutingError::OfferNotAvailable);
+        }
+        self.withdraw(chat, agent, WithdrawReason::Declined);
+        self.mark_tried(chat, agent);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// A voice call of the agent started or ended (it takes `call_load`).
+    pub fn handle_call(&mut self, now: Time, agent: &AgentId, up: bool) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            if up {
+                a.calls += 1;
+            } else {
+                a.calls = a.calls.saturating_sub(1);
+            }
+        }
+        self.dispatch(now);
+    }
+
+    // ---- what chats do ----
+
+    /// A new chat for `service` waits for an agent.
+    pub fn handle_new_chat(&mut self, now: Time, chat: InteractionId, service: &str) {
+        if self.chats.contains_key(&chat) {
+            return;
+        }
+        self.insert_chat(now, chat.clone(), service);
+        self.fresh.push(chat);
+        self.dispatch(now);
+    }
+
+    fn insert_chat(&mut self, now: Time, chat: InteractionId, service: &str) {
+        let spec = self.services.get(service).cloned().unwrap_or(ServiceSpec {
+            department: service.to_string(),
+            mode: RoutingMode::RingAll,
+        });
+        self.arrivals += 1;
+        let order = (now, self.arrivals);
+        self.queue.insert(order, chat.clone());
+        self.chats.insert(
+            chat,
+            Chat {
+                service: spec,
+                order,
+                give_up_at: now + self.settings.max_wait,
+                stage: Stage::Waiting {
+                    offers: BTreeMap::new(),
+                    tried: HashSet::new(),
+                    retry_at: None,
+                },
+                last_status: None,
+            },
+        );
+    }
+
+    /// The chat was accepted outside the router (restored, or picked by an operator tool).
+    pub fn handle_assigned(
+        &mut self,
+        now: Time,
+        chat: &InteractionId,
+        service: &str,
+        agent: &AgentId,
+    ) {
+        if !self.chats.contains_key(chat) {
+            self.insert_chat(now, chat.clone(), service);
+        }
+        let Some(c) = self.chats.get(chat) else {
+            return;
+        };
+        if matches!(&c.stage, Stage::Assigned { agent: a, .. } if a == agent) {
+            return;
+        }
+        if let Stage::Waiting { offers, .. } = &c.stage {
+            let others: Vec<AgentId> = offers.keys().filter(|o| *o != agent).cloned().collect();
+            for other in others {
+                self.withdraw(chat, &other, WithdrawReason::Taken);
+            }
+        }
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.offers.remove(chat);
+            a.chats.insert(chat.clone());
+        }
+        self.assigned(now, chat, agent);
+        self.dispatch(now);
+    }
+
+    /// The chat is over (or gone): free its agent and its place.
+    pub fn handle_chat_ended(&mut self, now: Time, chat: &InteractionId) {
+        let Some(c) = self.chats.remove(chat) else {
+            return;
+        };
+        self.queue.remove(&c.order);
+        match c.stage {
+            Stage::Waiting { offers, .. } => {
+                for agent in offers.keys() {
+                    if let Some(a) = self.agents.get_mut(agent) {
+                        a.offers.remove(chat);
+                    }
+                    self.outputs.push_back(Output::Withdraw {
+                        chat: chat.clone(),
+                        agent: agent.clone(),
+                        reason: WithdrawReason::Ended,
+                    });
+                }
+            }
+            Stage::Assigned { agent, since } => {
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.chats.remove(chat);
+                    if a.chats.is_empty() {
+                        a.idle_since = now;
+                    }
+                }
+                // An exponential moving average, weight 1/8 per chat.
+                let took = now.since(since).as_millis() as u64;
+                let avg = self.handle_time.as_millis() as u64;
+                self.handle_time = Duration::from_millis((avg * 7 + took) / 8);
+            }
+        }
+        self.dispatch(now);
+    }
+
+    // ---- timers ----
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let mut next = self.next_status;
+        let mut consider = |t: Time| next = Some(next.map_or(t, |n: Time| n.min(t)));
+        for a in self.agents.values() {
+            if let Some(t) = a.gone_until {
+                consider(t);
+            }
+        }
+        for c in self.chats.values() {
+            if let Stage::Waiting {
+                offers, retry_at, ..
+            } = &c.stage
+            {
+                consider(c.give_up_at);
+                for (_, expiry) in offers.values() {
+                    if let Some(t) = expiry {
+                        consider(*t);
+                    }
+                }
+                if let Some(t) = retry_at {
+                    consider(*t);
+                }
+            }
+        }
+        next
+    }
+
+    /// Fires everything due at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        // Agents who did not come back: their chats wait for someone else.
+        let gone: Vec<AgentId> = self
+            .agents
+            .values()
+            .filter(|a| a.gone_until.is_some_and(|t| t <= now))
+            .map(|a| a.spec.id.clone())
+            .collect();
+        for agent in gone {
+            let a = self.agents.get_mut(&agent).expect("listed");
+            a.gone_until = None;
+            let chats: Vec<InteractionId> = a.chats.iter().cloned().collect();
+            for chat in chats {
+                self.requeue(now, &chat, &agent);
+            }
+        }
+        let mut expired = Vec::new();
+        let mut given_up = Vec::new();
+        for (id, c) in &mut self.chats {
+            if let Stage::Waiting {
+                offers, retry_at, ..
+            } = &mut c.stage
+            {
+                if c.give_up_at <= now {
+                    given_up.push(id.clone());
+                    continue;
+                }
+                for (agent, (_, expiry)) in offers.iter() {
+                    if expiry.is_some_and(|t| t <= now) {
+                        expired.push((id.clone(), agent.clone()));
+                    }
+                }
+                if retry_at.is_some_and(|t| t <= now) {
+                    *retry_at = None;
+                }
+            }
+        }
+        for (chat, agent) in expired {
+            self.withdraw(&chat, &agent, WithdrawReason::Timeout);
+            self.mark_tried(&chat, &agent);
+        }
+        for chat in given_up {
+            self.handle_chat_ended(now, &chat);
+            self.outputs.push_back(Output::NobodyAvailable { chat });
+        }
+        self.dispatch(now);
+        if self.next_status.is_some_and(|t| t <= now) {
+            self.next_status = None;
+            let waiting: Vec<InteractionId> = self.queue.values().cloned().collect();
+            for chat in waiting {
+                self.push_status(now, &chat);
+            }
+        }
+    }
+
+    // ---- views ----
+
+    pub fn presence(&self, agent: &AgentId) -> Option<Presence> {
+        let a = self.agents.get(agent)?;
+        Some(if a.connected() {
+            a.presence
+        } else {
+            Presence::Offline
+        })
+    }
+
+    /// The agent's load in percent (chats, calls and pending offers).
+    pub fn load(&self, agent: &AgentId) -> Option<u32> {
+        Some(self.agents.get(agent)?.load(&self.settings))
+    }
+
+    /// The chats the agent has been offered and has accepted.
+    pub fn agent_chats(&self, agent: &AgentId) -> (Vec<InteractionId>, Vec<InteractionId>) {
+        let Some(a) = self.agents.get(agent) else {
+            return Default::default();
+        };
+        let mut offers: Vec<_> = a.offers.iter().cloned().collect();
+        let mut chats: Vec<_> = a.chats.iter().cloned().collect();
+        offers.sort();
+        chats.sort();
+        (offers, chats)
+    }
+
+    /// The chats waiting, in queue order.
+    pub fn waiting(&self) -> Vec<InteractionId> {
+        self.queue.values().cloned().collect()
+    }
+
+    // ---- internals ----
+
+    fn offer_via(&self, chat: &InteractionId, agent: &AgentId) -> Option<Via> {
+        match &self.chats.get(chat)?.stage {
+            Stage::Waiting { offers, .. } => offers.get(agent).map(|(via, _)| *via),
+            Stage::Assigned { .. } => None,
+        }
+    }
+
+    fn assigned(&mut self, now: Time, chat: &InteractionId, agent: &AgentId) {
+        let c = self.chats.get_mut(chat).expect("known chat");
+        self.queue.remove(&c.order);
+        c.stage = Stage::Assigned {
+            agent: agent.clone(),
+            since: now,
+        };
+    }
+
+    fn withdraw(&mut self, chat: &InteractionId, agent: &AgentId, reason: WithdrawReason) {
+        if let Some(Chat {
+            stage: Stage::Waiting { offers, .. },
+            ..
+        }) = self.chats.get_mut(chat)
+            && offers.remove(agent).is_some()
+        {
+            if let Some(a) = self.agents.get_mut(agent) {
+                a.offers.remove(chat);
+            }
+            self.outputs.push_back(Output::Withdraw {
+                chat: chat.clone(),
+                agent: agent.clone(),
+                reason,
+            });
+        }
+    }
+
+    fn withdraw_desktop_offers(&mut self, agent: &AgentId, reason: WithdrawReason) {
+        let offers: Vec<InteractionId> = self.agents[agent].offers.iter().cloned().collect();
+        for chat in offers {
+            if self.offer_via(&chat, agent) == Some(Via::Desktop) {
+                self.withdraw(&chat, agent, reason);
+            }
+        }
+    }
+
+    fn mark_tried(&mut self, chat: &InteractionId, agent: &AgentId) {
+        if let Some(Chat {
+            stage: Stage::Waiting { tried, .. },
+            ..
+        }) = self.chats.get_mut(chat)
+        {
+            tried.insert(agent.clone());
+        }
+    }
+
+    /// Takes the chat back from `agent`; it waits again in its old place.
+    fn requeue(&mut self, now: Time, chat: &InteractionId, agent: &AgentId) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.chats.remove(chat);
+        }
+        let Some(c) = self.chats.get_mut(chat) else {
+            return;
+        };
+        c.stage = Stage::Waiting {
+            offers: BTreeMap::new(),
+            tried: HashSet::from([agent.clone()]),
+            retry_at: None,
+        };
+        c.give_up_at = now + self.settings.max_wait;
+        c.last_status = None;
+        self.queue.insert(c.order, chat.clone());
+        self.outputs.push_back(Output::Requeue {
+            chat: chat.clone(),
+            agent: agent.clone(),
+        });
+        self.fresh.push(chat.clone());
+    }
+
+    /// Offers waiting chats, in queue order, to whoever may take them now.
+    fn dispatch(&mut self, now: Time) {
+        // Departments where nobody eligible is left: skip their chats quickly.
+        let mut exhausted: HashSet<String> = HashSet::new();
+        let mut staffed: HashMap<String, bool> = HashMap::new();
+        let waiting: Vec<InteractionId> = self.queue.values().cloned().collect();
+        for chat in waiting {
+            let department = self.chats[&chat].service.department.clone();
+            if exhausted.contains(&department) {
+                continue;
+            }
+            let desktop = *staffed.entry(department.clone()).or_insert_with(|| {
+                self.agents
+                    .values()
+                    .any(|a| a.connected() && a.takes(&department))
+            });
+            let via = if desktop { Via::Desktop } else { Via::Sms };
+            let candidates = self.candidates(now, &chat, &department, via);
+            if candidates.is_empty() && !self.any_room(now, &department, via) {
+                exhausted.insert(department.clone());
+            }
+            let c = &self.chats[&chat];
+            let Stage::Waiting {
+                offers, retry_at, ..
+            } = &c.stage
+            else {
+                continue;
+            };
+            let mode = c.service.mode;
+            let one_at_a_time = mode != RoutingMode::RingAll;
+            if one_at_a_time && !offers.is_empty() {
+                continue;
+            }
+            if retry_at.is_some() {
+                continue;
+            }
+            let picked: Vec<AgentId> = match mode {
+                RoutingMode::RingAll => candidates,
+                RoutingMode::RoundRobin => self.next_in_ring(&department, &candidates),
+                RoutingMode::LongestIdle => candidates
+                    .iter()
+                    .min_by_key(|a| (self.agents[*a].idle_since, (*a).clone()))
+                    .cloned()
+                    .into_iter()
+                    .collect(),
+            };
+            if picked.is_empty() {
+                self.start_new_round(now, &chat, &department, via);
+                continue;
+            }
+            let expiry =
+                (one_at_a_time || via == Via::Sms).then(|| now + self.settings.offer_timeout);
+            for agent in picked {
+                self.offer(&chat, &agent, via, expiry);
+            }
+        }
+        // Chats that just started waiting and found nobody hear where they stand at once.
+        for chat in std::mem::take(&mut self.fresh) {
+            self.push_status(now, &chat);
+        }
+    }
+
+    /// When everyone eligible has declined or let the offer lapse, the chat waits one offer
+    /// timeout and goes round again.
+    fn start_new_round(&mut self, now: Time, chat: &InteractionId, department: &str, via: Via) {
+        let timeout = self.settings.offer_timeout;
+        let any = self.any_room(now, department, via);
+        if let Some(Chat {
+            stage:
+                Stage::Waiting {
+                    tried,
+                    retry_at,
+                    offers,
+                },
+            ..
+        }) = self.chats.get_mut(chat)
+            && offers.is_empty()
+            && !tried.is_empty()
+            && any
+        {
+            tried.clear();
+            *retry_at = Some(now + timeout);
+        }
+    }
+
+    /// Whether some agent of the department could take a chat at all (ignoring who tried).
+    fn any_room(&self, now: Time, department: &str, via: Via) -> bool {
+        self.agents
+            .values()
+            .any(|a| self.could_take(now, a, department, via))
+    }
+
+    fn could_take(&self, now: Time, a: &Agent, department: &str, via: Via) -> bool {
+        if !a.takes(department) || !a.has_room(&self.settings) {
+            return false;
+        }
+        match via {
+            Via::Desktop => a.connected() && a.presence == Presence::Available,
+            Via::Sms => !a.connected() && a.spec.mobile.on_duty(now),
+        }
+    }
+
+    /// Eligible agents for this chat, in the department's ring order.
+    fn candidates(
+        &self,
+        now: Time,
+        chat: &InteractionId,
+        department: &str,
+        via: Via,
+    ) -> Vec<AgentId> {
+        let Some((ring, _)) = self.rings.get(department) else {
+            return Vec::new();
+        };
+        let Stage::Waiting { offers, tried, .. } = &self.chats[chat].stage else {
+            return Vec::new();
+        };
+        ring.iter()
+            .filter(|id| !offers.contains_key(*id) && !tried.contains(*id))
+            .filter(|id| self.could_take(now, &self.agents[*id], department, via))
+            .cloned()
+            .collect()
+    }
+
+    /// The next candidate at or after the department's turn; the turn moves past them.
+    fn next_in_ring(&mut self, department: &str, candidates: &[AgentId]) -> Vec<AgentId> {
+        let Some((ring, turn)) = self.rings.get_mut(department) else {
+            return Vec::new();
+        };
+        let n = ring.len();
+        for step in 0..n {
+            let i = (*turn + step) % n;
+            if candidates.contains(&ring[i]) {
+                *turn = (i + 1) % n;
+                return vec![ring[i].clone()];
+            }
+        }
+        Vec::new()
+    }
+
+    fn offer(&mut self, chat: &InteractionId, agent: &AgentId, via: Via, expiry: Option<Time>) {
+        if let Some(Chat {
+            stage: Stage::Waiting { offers, .. },
+            ..
+        }) = self.chats.get_mut(chat)
+        {
+            offers.insert(agent.clone(), (via, expiry));
+        }
+        self.agents
+            .get_mut(agent)
+            .expect("candidate")
+            .offers
+            .insert(chat.clone());
+        self.outputs.push_back(Output::Offer {
+            chat: chat.clone(),
+            agent: agent.clone(),
+            via,
+        });
+    }
+
+    /// Pushes position and estimated wait to a waiting customer nobody is being offered to yet,
+    /// when they changed, and arms the next tick.
+    fn push_status(&mut self, now: Time, chat: &InteractionId) {
+        let Some(c) = self.chats.get(chat) else {
+            return;
+        };
+        let Stage::Waiting { offers, .. } = &c.stage else {
+            return;
+        };
+        if !offers.is_empty() {
+            return;
+        }
+        let department = c.service.department.clone();
+        let position = 1 + self
+            .queue
+            .range(..c.order)
+            .filter(|(_, id)| self.chats[*id].service.department == department)
+            .count() as u32;
+        let ewt = self.estimated_wait(&department, position);
+        let key = (position, ewt.as_secs());
+        let c = self.chats.get_mut(chat).expect("known");
+        if c.last_status != Some(key) {
+            c.last_status = Some(key);
+            self.outputs.push_back(Output::QueueStatus {
+                chat: chat.clone(),
+                position,
+                ewt,
+            });
+        }
+        if self.next_status.is_none() {
+            self.next_status = Some(now + self.settings.status_interval);
+        }
+    }
+
+    /// Position × average handle time ÷ the chats the department's connected agents can hold.
+    fn estimated_wait(&self, department: &str, position: u32) -> Duration {
+        let slots: u32 = self
+            .agents
+            .values()
+            .filter(|a| a.takes(department) && a.connected())
+            .map(|a| (a.spec.capacity / self.settings.chat_load).max(1))
+            .sum();
+        let per = self.handle_time.as_millis() as u64 * position as u64 / slots.max(1) as u64;
+        Duration::from_secs(per.div_ceil(1000))
+    }
+}
