@@ -28,9 +28,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use std::os::fd::AsRawFd;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::batch::{self, RecvBatch};
 use super::dtmf::DtmfDetector;
 use super::engine::{Forwarding, LegId, MediaEvent, Route};
 use super::g711;
@@ -277,6 +280,7 @@ impl LegTask {
             mut state,
         } = self;
         let mut buf = vec![0u8; BUFFER];
+        let mut batch = RecvBatch::default();
         let timer = tokio::time::sleep(state.next_report_in());
         tokio::pin!(timer);
         loop {
@@ -292,7 +296,7 @@ impl LegTask {
                         state.apply(&leg, message);
                     }
                     if ready.is_ok() {
-                        state.drain_rtp(&leg, &mut buf);
+                        state.drain_rtp(&leg, &mut batch);
                     }
                 }
                 ready = rtcp.readable() => {
@@ -317,12 +321,29 @@ impl LegTask {
 }
 
 impl LegState {
-    fn drain_rtp(&mut self, leg: &LegShared, buf: &mut [u8]) {
-        for _ in 0..BATCH {
-            match leg.rtp.try_recv_from(buf) {
-                Ok((len, source)) => self.on_datagram(leg, Instant::now(), source, &mut buf[..len]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => return,
+    /// Reads what is queued, a few datagrams per system call. A short batch means the queue
+    /// was empty: the closure then reports `WouldBlock`, so tokio clears the readiness it saw
+    /// before the call (a datagram arriving after it raises readiness again) and no extra empty
+    /// read is needed to learn that.
+    fn drain_rtp(&mut self, leg: &LegShared, batch: &mut RecvBatch) {
+        let fd = leg.rtp.as_raw_fd();
+        for _ in 0..BATCH / batch::BATCH {
+            let mut received = 0;
+            let outcome = leg.rtp.try_io(Interest::READABLE, || {
+                received = batch.recv(fd)?;
+                if received < batch::BATCH {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+            let now = Instant::now();
+            for i in 0..received {
+                if let Some((packet, source)) = batch.packet(i) {
+                    self.on_datagram(leg, now, source, packet);
+                }
+            }
+            if outcome.is_err() {
+                return;
             }
         }
     }

@@ -3,6 +3,7 @@
 //! statistics and the call recorder. Apart from the engine and the recorder's writer thread, none
 //! of them reads a clock or touches a socket: time and packets are arguments.
 
+pub mod batch;
 pub mod dtmf;
 pub mod engine;
 pub mod g711;
