@@ -45,12 +45,20 @@ fn agent(gateway: &common::Gateway, calls: &str) -> (common::Sipp, u16) {
     (agent, port)
 }
 
+/// A gateway that records bridged calls into `dir`.
+fn recording_gateway(dir: &std::path::Path) -> common::Gateway {
+    common::Gateway::start(&format!(
+        "[sip]\nrecording_dir = \"{}\"\n{}",
+        dir.display(),
+        CONFIG.trim_start_matches("[sip]\nagent_answer_timeout_s = 10\n")
+    ))
+}
+
 #[test]
 fn a_trunk_call_reaches_the_registered_agent_and_audio_flows_both_ways() {
     let gateway = common::Gateway::start(CONFIG);
     let (agent, _) = agent(&gateway, "2");
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
+    let dir = common::pcap_dir();
     let trunk = common::sipp_in(
         dir.path(),
         gateway.sip,
@@ -63,23 +71,13 @@ fn a_trunk_call_reaches_the_registered_agent_and_audio_flows_both_ways() {
     // Every leg carried audio both ways: the trunk's packets reached the agent, and the
     // agent's echo came back to the trunk.
     let log = gateway.log_text();
-    let closed: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("media leg closed"))
-        .collect();
-    assert_eq!(closed.len(), 4, "{log}");
-    for line in closed {
-        let number = |key: &str| -> u64 {
-            let at = line.find(key).unwrap() + key.len();
-            line[at..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        assert!(number("packets_in: ") > 100, "{line}");
-        assert!(number("packets_out: ") > 100, "{line}");
+    let legs = gateway.closed_legs();
+    assert_eq!(legs.len(), 4, "{log}");
+    for (inbound, outbound) in legs {
+        assert!(
+            inbound > 100 && outbound > 100,
+            "{inbound} in, {outbound} out"
+        );
     }
 }
 
@@ -100,15 +98,9 @@ fn a_hold_reinvite_passes_through_the_bridge() {
 #[test]
 fn a_bridged_call_is_recorded_as_a_two_channel_wav() {
     let recordings = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[sip]\nrecording_dir = \"{}\"\n{}",
-        recordings.path().display(),
-        CONFIG.trim_start_matches("[sip]\nagent_answer_timeout_s = 10\n")
-    );
-    let gateway = common::Gateway::start(&config);
+    let gateway = recording_gateway(recordings.path());
     let (agent, _) = agent(&gateway, "1");
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
+    let dir = common::pcap_dir();
     let trunk = common::sipp_in(
         dir.path(),
         gateway.sip,
@@ -154,15 +146,9 @@ fn a_bridged_call_is_recorded_as_a_two_channel_wav() {
 #[test]
 fn a_recording_survives_the_gateway_being_killed_mid_call() {
     let recordings = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[sip]\nrecording_dir = \"{}\"\n{}",
-        recordings.path().display(),
-        CONFIG.trim_start_matches("[sip]\nagent_answer_timeout_s = 10\n")
-    );
-    let gateway = common::Gateway::start(&config);
+    let gateway = recording_gateway(recordings.path());
     let (agent, _) = agent(&gateway, "1");
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
+    let dir = common::pcap_dir();
     let trunk = common::sipp_spawn_in_dir(
         dir.path(),
         gateway.sip,

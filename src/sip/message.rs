@@ -33,6 +33,22 @@ pub fn response(req: &Request, status: StatusCode, to_tag: Option<&str>) -> Resp
     }
 }
 
+/// The option tags a request's `Require` lists that are not in `supported`
+/// (RFC 3261 §8.2.2.3: such a request gets 420 with `Unsupported`).
+pub fn unsupported_requirements(headers: &Headers, supported: &[&str]) -> Vec<String> {
+    headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::Require(r) => Some(r.value()),
+            _ => None,
+        })
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !supported.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .map(String::from)
+        .collect()
+}
+
 /// A status code whose reason phrase says what went wrong (e.g. `400 Missing Call-ID`).
 pub fn status_with_reason(code: u16, reason: &str) -> StatusCode {
     let clean: String = reason.chars().filter(|c| !c.is_control()).collect();

@@ -26,7 +26,7 @@ use sha2::Sha256;
 
 use crate::config::RegistrarConfig;
 use crate::sip::digest::{self, Algorithm, AuthError, DigestAuth};
-use crate::sip::message::{response, status_with_reason};
+use crate::sip::message::{response, status_with_reason, unsupported_requirements};
 use crate::sip::wire::Meta;
 
 /// Bindings one address of record may hold; more are refused with 403.
@@ -251,19 +251,8 @@ impl Registrar {
         if req.method != Method::Register {
             return Err(RegisterError::NotRegister);
         }
-        // Step 2: we support no extension, so any Require is unsupported.
-        let required: Vec<String> = req
-            .headers
-            .iter()
-            .filter_map(|h| match h {
-                Header::Require(r) => Some(r.value()),
-                _ => None,
-            })
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
+        // Step 2: the registrar supports no extension, so any Require is unsupported.
+        let required = unsupported_requirements(&req.headers, &[]);
         if !required.is_empty() {
             return Err(RegisterError::BadExtension(required));
         }

@@ -148,6 +148,25 @@ impl Gateway {
         panic!("/metrics never showed {line:?}:\n{metrics}");
     }
 
+    /// `(packets_in, packets_out)` of every media leg the gateway closed, from its log.
+    pub fn closed_legs(&self) -> Vec<(u64, u64)> {
+        let log = self.log_text();
+        log.lines()
+            .filter(|l| l.contains("media leg closed"))
+            .map(|line| {
+                let number = |key: &str| -> u64 {
+                    let at = line.find(key).expect("leg stats in the log") + key.len();
+                    line[at..]
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .expect("a number")
+                };
+                (number("packets_in: "), number("packets_out: "))
+            })
+            .collect()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -222,6 +241,13 @@ pub struct SippStats {
     pub failed: u64,
     pub retransmissions: u64,
     pub output: String,
+}
+
+/// A directory with `pcap/` pointing at SIPp's shipped captures, for `uac_pcap` to run from.
+pub fn pcap_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
+    dir
 }
 
 /// Where the scenario files live.

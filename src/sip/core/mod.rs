@@ -19,7 +19,7 @@ use rsipstack::sip::{Header, Headers, Method, Request, Response, StatusCode, Uri
 
 use super::dialog::{Dialog, DialogId};
 use super::ids;
-use super::message::{response, set_body, status_with_reason};
+use super::message::{response, set_body, status_with_reason, unsupported_requirements};
 use super::peer::{Peer, Transmit, TransportKind};
 use super::registrar::Registrar;
 use super::sdp::{self, Direction, LocalMedia, SdpSession};
@@ -30,6 +30,8 @@ use crate::media::ports::PortPool;
 
 /// Methods we implement; `Allow` lists them (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+/// The option tags we support: RFC 4028 session timers.
+pub const SUPPORTED: &[&str] = &["timer"];
 /// The body types we read.
 pub const ACCEPT: &str = "application/sdp";
 
@@ -487,7 +489,9 @@ impl SipCore {
 
     fn on_request(&mut self, now: Instant, tx: ServerTxId, req: Request, meta: Meta, peer: Peer) {
         // RFC 3261 §8.2.2.3: an option tag we do not support in Require gets 420.
-        if let Some(unsupported) = required_extensions(&req.headers) {
+        let unsupported = unsupported_requirements(&req.headers, SUPPORTED);
+        if !unsupported.is_empty() {
+            let unsupported = unsupported.join(", ");
             let mut resp = response(&req, StatusCode::BadExtension, Some(&ids::new_tag()));
             resp.headers
                 .push(Header::Unsupported(rsipstack::sip::Unsupported::new(
@@ -1206,22 +1210,9 @@ enum Target {
 fn capabilities(headers: &mut Headers) {
     headers.push(Header::Allow(rsipstack::sip::Allow::new(ALLOW)));
     headers.push(Header::Accept(rsipstack::sip::Accept::new(ACCEPT)));
-    headers.push(Header::Supported(rsipstack::sip::Supported::new("")));
-}
-
-/// The option tags of `Require` that we do not support, comma-joined (we support none yet).
-fn required_extensions(headers: &Headers) -> Option<String> {
-    let tags: Vec<&str> = headers
-        .iter()
-        .filter_map(|h| match h {
-            Header::Require(r) => Some(r.value()),
-            _ => None,
-        })
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect();
-    (!tags.is_empty()).then(|| tags.join(", "))
+    headers.push(Header::Supported(rsipstack::sip::Supported::new(
+        SUPPORTED.join(", "),
+    )));
 }
 
 #[cfg(test)]

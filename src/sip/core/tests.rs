@@ -668,3 +668,23 @@ fn update_and_info_in_a_dialog_are_answered() {
     phone.send(&info);
     assert_eq!(phone.statuses(), vec![200]);
 }
+
+#[test]
+fn a_required_session_timer_is_supported() {
+    let now = Instant::now();
+    let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
+    let invite = phone.request(
+        "INVITE",
+        "sip:echo@127.0.0.1",
+        "rt1",
+        1,
+        None,
+        "Require: timer\r\nSession-Expires: 1800\r\n",
+        OFFER,
+    );
+    phone.send(&invite);
+    let got = phone.received();
+    assert!(got[2].starts_with("SIP/2.0 200 "), "{got:?}");
+    assert!(got[2].contains("Session-Expires: 1800;refresher=uac\r\n"));
+    assert!(got[2].contains("Supported: timer\r\n"));
+}

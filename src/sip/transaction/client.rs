@@ -249,6 +249,20 @@ impl ClientTx {
     /// The ACK for a non-2xx final (RFC 3261 §17.1.1.3): the INVITE's Request-URI, Call-ID,
     /// From, top Via and Route, the response's To, CSeq number with method ACK.
     fn ack_for(&self, response: &Response) -> Request {
+        let to = response.headers.iter().find(|h| matches!(h, Header::To(_)));
+        self.derived_request(Method::Ack, to)
+    }
+
+    /// The CANCEL for this INVITE (RFC 3261 §9.1): same Request-URI, Call-ID, To, From, CSeq
+    /// number, top Via and Route.
+    pub fn cancel_request(&self) -> Request {
+        self.derived_request(Method::Cancel, None)
+    }
+
+    /// A request that reuses the INVITE's identity: its Request-URI, top Via (so it matches the
+    /// same transaction at the far end), From, Call-ID, Route and CSeq number. `to` replaces the
+    /// INVITE's To when given.
+    fn derived_request(&self, method: Method, to: Option<&Header>) -> Request {
         let invite = self
             .request
             .as_ref()
@@ -261,57 +275,22 @@ impl ClientTx {
                     seen_via = true;
                     headers.push(header.clone());
                 }
+                Header::To(_) if to.is_none() => headers.push(header.clone()),
                 Header::From(_) | Header::CallId(_) | Header::Route(_) | Header::MaxForwards(_) => {
                     headers.push(header.clone())
                 }
-                Header::CSeq(cseq) => headers.push(with_cseq_method(cseq, Method::Ack)),
+                Header::CSeq(cseq) => headers.push(with_cseq_method(cseq, method)),
                 _ => {}
             }
         }
-        if let Some(to) = response.headers.iter().find(|h| matches!(h, Header::To(_))) {
+        if let Some(to) = to {
             headers.push(to.clone());
         }
         headers.push(Header::ContentLength(rsipstack::sip::ContentLength::new(
             "0",
         )));
         Request {
-            method: Method::Ack,
-            uri: invite.uri.clone(),
-            version: invite.version,
-            headers,
-            body: Vec::new(),
-        }
-    }
-
-    /// The CANCEL for this INVITE (RFC 3261 §9.1): same Request-URI, Call-ID, To, From, CSeq
-    /// number, top Via and Route.
-    pub fn cancel_request(&self) -> Request {
-        let invite = self
-            .request
-            .as_ref()
-            .expect("only INVITE transactions are cancelled");
-        let mut headers = Headers::default();
-        let mut seen_via = false;
-        for header in invite.headers.iter() {
-            match header {
-                Header::Via(_) if !seen_via => {
-                    seen_via = true;
-                    headers.push(header.clone());
-                }
-                Header::From(_)
-                | Header::To(_)
-                | Header::CallId(_)
-                | Header::Route(_)
-                | Header::MaxForwards(_) => headers.push(header.clone()),
-                Header::CSeq(cseq) => headers.push(with_cseq_method(cseq, Method::Cancel)),
-                _ => {}
-            }
-        }
-        headers.push(Header::ContentLength(rsipstack::sip::ContentLength::new(
-            "0",
-        )));
-        Request {
-            method: Method::Cancel,
+            method,
             uri: invite.uri.clone(),
             version: invite.version,
             headers,
