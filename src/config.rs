@@ -84,6 +84,8 @@ pub struct SipConfig {
     pub tcp_idle_timeout_s: u64,
     pub max_calls: usize,
     pub retry_after_s: u32,
+    /// Server transactions kept at once; beyond it requests get a stateless 503.
+    pub max_transactions: usize,
     pub echo_ring_ms: u64,
     /// How long an agent's softphone may ring before the caller hears 480.
     pub agent_answer_timeout_s: u64,
@@ -509,6 +511,7 @@ impl Default for SipConfig {
             tcp_idle_timeout_s: 120,
             max_calls: 10_000,
             retry_after_s: 5,
+            max_transactions: 200_000,
             echo_ring_ms: 0,
             agent_answer_timeout_s: 30,
             min_session_expires_s: 90,
@@ -613,6 +616,9 @@ impl Config {
                     );
                 }
             }
+        }
+        if sip.max_transactions < 100 {
+            return invalid("sip.max_transactions", "must be at least 100");
         }
         if sip.agent_answer_timeout_s == 0 {
             return invalid("sip.agent_answer_timeout_s", "must be positive");

@@ -68,6 +68,7 @@ impl CoreConfig {
                 t1: sip.t1(),
                 t2: sip.t2(),
                 t4: sip.t4(),
+                max_server_transactions: sip.max_transactions,
             },
             advertised,
             domain: sip

@@ -38,6 +38,9 @@ pub struct TimerConfig {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
+    /// Server transactions kept at once; beyond it new requests get a stateless 503, so a
+    /// flood cannot make us hold 64·T1 worth of state without bound.
+    pub max_server_transactions: usize,
 }
 
 impl Default for TimerConfig {
@@ -46,6 +49,7 @@ impl Default for TimerConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            max_server_transactions: 200_000,
         }
     }
 }
@@ -306,6 +310,8 @@ impl TransactionLayer {
             _ => {
                 if let Some(&id) = self.server_index.get(&key) {
                     self.server_retransmission(id);
+                } else if self.servers.len() >= self.config.max_server_transactions {
+                    self.refuse_overload(&request, &meta, peer);
                 } else if self.is_merged(&meta, request.method, &key) {
                     // RFC 3261 §8.2.2.2: the same request reached us twice by different paths.
                     let id = self.new_server_tx(&request, &meta, peer, key);
@@ -326,6 +332,20 @@ impl TransactionLayer {
                 }
             }
         }
+    }
+
+    /// A stateless 503 (RFC 3261 §21.5.4) for a request we have no room to keep.
+    fn refuse_overload(&mut self, request: &Request, meta: &Meta, peer: Peer) {
+        let mut reply = message::response(
+            request,
+            StatusCode::ServiceUnavailable,
+            Some(&super::ids::new_tag()),
+        );
+        reply
+            .headers
+            .push(Header::RetryAfter(rsipstack::sip::RetryAfter::new("5")));
+        let to = response_destination(meta, peer);
+        self.send(to, Bytes::from(reply.to_bytes()));
     }
 
     fn is_merged(&self, meta: &Meta, method: Method, key: &ServerKey) -> bool {

@@ -751,3 +751,24 @@ fn a_client_and_a_server_complete_an_invite_over_a_lossy_link() {
         .collect();
     assert_eq!(codes, vec![100, 200]);
 }
+
+#[test]
+fn beyond_the_transaction_limit_new_requests_get_a_stateless_503() {
+    let mut s = Server::new();
+    s.layer = TransactionLayer::new(TimerConfig {
+        max_server_transactions: 2,
+        ..TimerConfig::default()
+    });
+    for branch in ["z9hG4bK-l1", "z9hG4bK-l2"] {
+        let options = request_text("OPTIONS", branch, "").replace("call-1", branch);
+        s.receive(&options, Peer::udp(client_addr()));
+    }
+    assert_eq!(s.events().len(), 2);
+    let third = request_text("OPTIONS", "z9hG4bK-l3", "").replace("call-1", "l3");
+    s.receive(&third, Peer::udp(client_addr()));
+    assert!(s.events().is_empty(), "the TU never sees it");
+    let sent = s.transmits();
+    assert_eq!(sent.iter().map(status_of).collect::<Vec<_>>(), vec![503]);
+    assert!(String::from_utf8_lossy(&sent[0].payload).contains("Retry-After: 5"));
+    assert_eq!(s.layer.len(), (2, 0), "nothing kept for it");
+}
