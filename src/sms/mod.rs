@@ -1,0 +1,3 @@
+//! SMS: how texts are cut into segments ([`gsm`]).
+
+pub mod gsm;
