@@ -1,3 +1,5 @@
-//! SMS: how texts are cut into segments ([`gsm`]).
+//! SMS: how texts are cut into segments ([`gsm`]) and the provider that sends them
+//! ([`provider`]).
 
 pub mod gsm;
+pub mod provider;
