@@ -1,5 +1,9 @@
-//! SMS: how texts are cut into segments ([`gsm`]) and the provider that sends them
-//! ([`provider`]).
+//! SMS: how texts are cut into segments ([`gsm`]), the provider that sends them
+//! ([`provider`]), and mobile operators who take chats from a link in an SMS ([`mobile`]).
+//!
+//! The mobile chat page and its JSON API on the link's token live with the other HTTP routes
+//! in `api/mobile.rs`.
 
 pub mod gsm;
+pub mod mobile;
 pub mod provider;
