@@ -89,6 +89,12 @@ pub enum ApiError {
     /// A mobile operator's link or session cannot be used.
     #[error(transparent)]
     Mobile(#[from] MobileError),
+    /// Inbound SMS are not configured (`sms.inbound_secret`, `sms.inbound_service`).
+    #[error("inbound SMS are not enabled")]
+    SmsInboundDisabled,
+    /// The inbound SMS webhook was called without the shared secret.
+    #[error("missing or wrong shared secret")]
+    BadSecret,
     /// No route here.
     #[error("no such endpoint")]
     NoSuchEndpoint,
@@ -175,6 +181,8 @@ impl ApiError {
                 (status, e.code())
             }
             ApiError::Store(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::SmsInboundDisabled => (S::NOT_FOUND, "sms_inbound_disabled"),
+            ApiError::BadSecret => (S::UNAUTHORIZED, "bad_secret"),
             ApiError::NoSuchEndpoint => (S::NOT_FOUND, "no_such_endpoint"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),

@@ -13,6 +13,7 @@ pub mod auth;
 mod customer;
 mod error;
 mod mobile;
+mod sms;
 pub mod wire;
 mod ws;
 
@@ -59,6 +60,7 @@ struct Shared {
     sockets: Arc<Semaphore>,
     /// Links texted to mobile operators.
     links: Links,
+    sms: Provider,
 }
 
 /// The router's state: a few `Arc`s, cheap to clone.
@@ -80,11 +82,13 @@ impl AppState {
         let routing = Routing::start(hub.clone());
         let links = Links::default();
         let sms = Provider::new(&hub.config().sms);
-        crate::sms::mobile::start(&routing, hub.config().clone(), links.clone(), sms);
+        crate::sms::mobile::start(&routing, hub.config().clone(), links.clone(), sms.clone());
+        crate::sms::channel::resume(&hub, &sms);
         AppState {
             shared: Arc::new(Shared {
                 routing,
                 links,
+                sms,
                 tokens: Mutex::new(HashMap::new()),
                 hub,
                 files,
@@ -200,6 +204,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/clientweb/api/v1", customer)
         .nest("/m", operator)
+        .route(
+            "/sms/v1/inbound",
+            post(sms::inbound).layer(DefaultBodyLimit::max(json_limit)),
+        )
         .nest("/admin/v1", admin)
         .nest("/agent/v1", agent)
         .route("/healthz", get(admin::healthz))
