@@ -45,6 +45,7 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     pub routing: RoutingConfig,
     pub agents: Vec<AgentConfig>,
+    pub sms: SmsConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -165,6 +166,57 @@ pub struct HttpConfig {
     pub long_poll_timeout_s: u64,
     /// WebSockets open at once over all chats.
     pub max_websockets: usize,
+    /// How people outside reach this server (`https://cc.example.com`), for links sent by SMS;
+    /// defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+}
+
+/// The SMS provider: a generic JSON webhook that takes `POST {to, body, from, …}`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsConfig {
+    /// The provider's endpoint; unset, no SMS leaves (what would be sent is logged).
+    pub url: Option<String>,
+    /// One header line sent with every request, e.g. `Authorization: Bearer …`.
+    pub auth_header: Option<String>,
+    /// The sender number or name, passed on as `from`.
+    pub from: Option<String>,
+    /// Attempts per SMS (the first one included) on network errors, 5xx and 429.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles after each failure.
+    pub backoff_ms: u64,
+    /// The longest wait between attempts.
+    pub max_backoff_ms: u64,
+    /// One request's time limit.
+    pub timeout_ms: u64,
+    /// The shared secret of the inbound webhook (`/sms/v1/inbound`); unset, it is refused.
+    pub inbound_secret: Option<String>,
+    /// The service that chats opened by an inbound SMS belong to.
+    pub inbound_service: Option<String>,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig {
+            url: None,
+            auth_header: None,
+            from: None,
+            max_attempts: 4,
+            backoff_ms: 500,
+            max_backoff_ms: 8000,
+            timeout_ms: 5000,
+            inbound_secret: None,
+            inbound_service: None,
+        }
+    }
+}
+
+impl SmsConfig {
+    /// `auth_header` split into name and value.
+    pub fn auth(&self) -> Option<(&str, &str)> {
+        let (name, value) = self.auth_header.as_deref()?.split_once(':')?;
+        Some((name.trim(), value.trim()))
+    }
 }
 
 /// Where interactions and their transcripts are kept.
@@ -444,6 +496,7 @@ impl Default for HttpConfig {
             max_long_polls: 10_000,
             long_poll_timeout_s: 25,
             max_websockets: 10_000,
+            public_url: None,
         }
     }
 }
@@ -761,7 +814,62 @@ impl Config {
                 }
             }
         }
+        self.validate_sms()?;
         self.validate_agents()
+    }
+
+    fn validate_sms(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        let is_http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        if let Some(url) = &self.http.public_url
+            && (!is_http(url) || url.contains(char::is_whitespace))
+        {
+            return invalid("http.public_url", "must be an http:// or https:// URL");
+        }
+        let sms = &self.sms;
+        if let Some(url) = &sms.url
+            && (!is_http(url) || url.contains(char::is_whitespace))
+        {
+            return invalid("sms.url", "must be an http:// or https:// URL");
+        }
+        if sms.auth_header.is_some() {
+            let ok = sms.auth().is_some_and(|(name, value)| {
+                axum::http::HeaderName::try_from(name).is_ok()
+                    && axum::http::HeaderValue::try_from(value).is_ok()
+            });
+            if !ok {
+                return invalid(
+                    "sms.auth_header",
+                    "must be one header line, \"Name: value\"",
+                );
+            }
+        }
+        if sms.max_attempts == 0 || sms.max_attempts > 20 {
+            return invalid("sms.max_attempts", "must be between 1 and 20");
+        }
+        if sms.backoff_ms == 0 || sms.max_backoff_ms < sms.backoff_ms {
+            return invalid(
+                "sms.backoff_ms",
+                "must be positive and not above sms.max_backoff_ms",
+            );
+        }
+        if sms.timeout_ms == 0 {
+            return invalid("sms.timeout_ms", "must be positive");
+        }
+        if sms.inbound_secret.as_deref().is_some_and(|s| s.len() < 16) {
+            return invalid("sms.inbound_secret", "must be at least 16 characters");
+        }
+        if let Some(service) = &sms.inbound_service
+            && self.service(service).is_none()
+        {
+            return invalid("sms.inbound_service", "names no configured service");
+        }
+        Ok(())
     }
 
     fn validate_agents(&self) -> Result<(), ConfigError> {
@@ -956,6 +1064,18 @@ mod tests {
         assert!(hours.is_open(monday_0730_utc));
         assert!(!hours.is_open(monday_0730_utc - 3_600_000));
         assert!(!hours.is_open(monday_0730_utc + 24 * 3_600_000));
+    }
+
+    #[test]
+    fn bad_sms_settings_are_named() {
+        let err = Config::parse("[sms]\nurl = \"ftp://x\"\n").unwrap_err();
+        assert!(err.to_string().contains("sms.url"), "{err}");
+        let err = Config::parse("[sms]\nauth_header = \"Bearer x\"\n").unwrap_err();
+        assert!(err.to_string().contains("sms.auth_header"), "{err}");
+        let ok = Config::parse("[sms]\nauth_header = \"X-Api-Key: k\"\n").unwrap();
+        assert_eq!(ok.sms.auth(), Some(("X-Api-Key", "k")));
+        let err = Config::parse("[sms]\ninbound_service = \"nope\"\n").unwrap_err();
+        assert!(err.to_string().contains("sms.inbound_service"), "{err}");
     }
 
     #[test]

@@ -12,4 +12,5 @@ pub mod metrics;
 pub mod routing;
 pub mod server;
 pub mod sip;
+pub mod sms;
 pub mod telemetry;

@@ -11,6 +11,7 @@ use crate::bridge::hub::HubError;
 use crate::chat::files::FileError;
 use crate::chat::store::StoreError;
 use crate::routing::router::RoutingError;
+use crate::sms::mobile::MobileError;
 
 /// Everything a client can be told went wrong. Clients get `{"error": {"code", "message"}}`;
 /// the logs get the detail.
@@ -85,6 +86,15 @@ pub enum ApiError {
     /// Routing refused an agent's accept or decline.
     #[error(transparent)]
     Routing(#[from] RoutingError),
+    /// A mobile operator's link or session cannot be used.
+    #[error(transparent)]
+    Mobile(#[from] MobileError),
+    /// Inbound SMS are not configured (`sms.inbound_secret`, `sms.inbound_service`).
+    #[error("inbound SMS are not enabled")]
+    SmsInboundDisabled,
+    /// The inbound SMS webhook was called without the shared secret.
+    #[error("missing or wrong shared secret")]
+    BadSecret,
     /// No route here.
     #[error("no such endpoint")]
     NoSuchEndpoint,
@@ -161,7 +171,18 @@ impl ApiError {
             ApiError::UnknownCommand(_) => (S::BAD_REQUEST, "unknown_command"),
             ApiError::NotImplemented(_) => (S::NOT_IMPLEMENTED, "not_implemented"),
             ApiError::Routing(e) => (S::CONFLICT, e.code()),
+            ApiError::Mobile(e) => {
+                let status = match e {
+                    MobileError::LinkNotFound => S::NOT_FOUND,
+                    MobileError::AlreadyTaken => S::CONFLICT,
+                    MobileError::LinkExpired => S::GONE,
+                    MobileError::SessionInvalid => S::UNAUTHORIZED,
+                };
+                (status, e.code())
+            }
             ApiError::Store(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::SmsInboundDisabled => (S::NOT_FOUND, "sms_inbound_disabled"),
+            ApiError::BadSecret => (S::UNAUTHORIZED, "bad_secret"),
             ApiError::NoSuchEndpoint => (S::NOT_FOUND, "no_such_endpoint"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),

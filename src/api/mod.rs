@@ -12,6 +12,8 @@ mod agent_ws;
 pub mod auth;
 mod customer;
 mod error;
+mod mobile;
+mod sms;
 pub mod wire;
 mod ws;
 
@@ -37,6 +39,8 @@ use crate::chat::store::{Store, StoreError};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::routing::driver::Routing;
+use crate::sms::mobile::Links;
+use crate::sms::provider::Provider;
 
 /// Per-chat long-poll bookkeeping: one poll at a time, and where the last one stopped.
 #[derive(Default)]
@@ -54,6 +58,9 @@ struct Shared {
     polls: Mutex<HashMap<InteractionId, PollSlot>>,
     long_polls: Arc<Semaphore>,
     sockets: Arc<Semaphore>,
+    /// Links texted to mobile operators.
+    links: Links,
+    sms: Provider,
 }
 
 /// The router's state: a few `Arc`s, cheap to clone.
@@ -72,9 +79,16 @@ impl AppState {
     pub fn new(hub: Hub, files: FileStore) -> AppState {
         let http = &hub.config().http;
         let (long_polls, sockets) = (http.max_long_polls, http.max_websockets);
+        let routing = Routing::start(hub.clone());
+        let links = Links::default();
+        let sms = Provider::new(&hub.config().sms);
+        crate::sms::mobile::start(&routing, hub.config().clone(), links.clone(), sms.clone());
+        crate::sms::channel::resume(&hub, &sms);
         AppState {
             shared: Arc::new(Shared {
-                routing: Routing::start(hub.clone()),
+                routing,
+                links,
+                sms,
                 tokens: Mutex::new(HashMap::new()),
                 hub,
                 files,
@@ -177,8 +191,23 @@ pub fn app(state: AppState) -> Router {
         .route("/interactions/{id}/transcript", get(admin::transcript))
         .layer(DefaultBodyLimit::max(json_limit));
 
+    // The mobile operator's page and its chat API on the link's token.
+    let operator = Router::new()
+        .route("/{token}", get(mobile::page))
+        .route("/{token}/claim", post(mobile::claim))
+        .route("/{token}/events", get(mobile::events))
+        .route("/{token}/messages", post(mobile::send_message))
+        .route("/{token}/end", post(mobile::end))
+        .route("/{token}/transcript", get(mobile::transcript))
+        .layer(DefaultBodyLimit::max(json_limit));
+
     Router::new()
         .nest("/clientweb/api/v1", customer)
+        .nest("/m", operator)
+        .route(
+            "/sms/v1/inbound",
+            post(sms::inbound).layer(DefaultBodyLimit::max(json_limit)),
+        )
         .nest("/admin/v1", admin)
         .nest("/agent/v1", agent)
         .route("/healthz", get(admin::healthz))
@@ -223,17 +252,8 @@ pub struct Http {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Opens the store, restores open interactions, binds and serves.
+/// Binds, opens the store, restores open interactions and serves.
 pub async fn start(config: &Config) -> Result<Http, StartError> {
-    let metrics = Arc::new(Metrics::default());
-    let store = Store::open(
-        &config.store.url,
-        config.store.max_connections,
-        metrics.clone(),
-    )
-    .await?;
-    let hub = Hub::open(Arc::new(config.clone()), store, metrics.clone(), None).await?;
-    let state = AppState::new(hub, FileStore::new(&config.files.dir));
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -244,6 +264,19 @@ pub async fn start(config: &Config) -> Result<Http, StartError> {
         addr: config.http.listen,
         source,
     })?;
+    // Links sent by SMS name the address actually bound (port 0 picks one).
+    let mut config = config.clone();
+    config.http.listen = addr;
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::open(
+        &config.store.url,
+        config.store.max_connections,
+        metrics.clone(),
+    )
+    .await?;
+    let files = FileStore::new(&config.files.dir);
+    let hub = Hub::open(Arc::new(config), store, metrics.clone(), None).await?;
+    let state = AppState::new(hub, files);
     tracing::info!(%addr, "HTTP listening");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

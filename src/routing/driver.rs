@@ -35,6 +35,7 @@ pub enum MobileOffer {
     Withdrawn {
         chat: InteractionId,
         agent: AgentId,
+        reason: WithdrawReason,
     },
 }
 
@@ -83,6 +84,8 @@ enum Request {
     Accept {
         chat: InteractionId,
         agent: AgentId,
+        /// Only a standing SMS offer may be taken (a claim from a link).
+        by_sms: bool,
         reply: Reply<Result<(), crate::bridge::hub::HubError>>,
         routed: Reply<Result<(), RoutingError>>,
     },
@@ -115,6 +118,8 @@ struct Inner {
     requests: mpsc::UnboundedSender<Request>,
     agents: HashMap<AgentId, AgentChannel>,
     mobile: broadcast::Sender<MobileOffer>,
+    /// Subscribed before the first watcher starts, so that the SMS sender misses no offer.
+    first_mobile: std::sync::Mutex<Option<broadcast::Receiver<MobileOffer>>>,
 }
 
 /// Routing for one node. Cheap to clone.
@@ -139,11 +144,13 @@ impl Routing {
             })
             .collect();
         let (requests, rx) = mpsc::unbounded_channel();
+        let (mobile, first_mobile) = broadcast::channel(1024);
         let routing = Routing {
             inner: Arc::new(Inner {
                 requests,
                 agents,
-                mobile: broadcast::channel(1024).0,
+                mobile,
+                first_mobile: std::sync::Mutex::new(Some(first_mobile)),
             }),
         };
         let router = Router::from_config(&config, Time::now());
@@ -165,9 +172,11 @@ impl Routing {
         Some(self.inner.agents.get(agent)?.events.subscribe())
     }
 
-    /// SMS offers to mobile operators, for the SMS sender.
+    /// SMS offers to mobile operators, for the SMS sender. The first caller gets every offer
+    /// since the start; later callers get those from now on.
     pub fn mobile_offers(&self) -> broadcast::Receiver<MobileOffer> {
-        self.inner.mobile.subscribe()
+        let first = self.inner.first_mobile.lock().expect("mobile").take();
+        first.unwrap_or_else(|| self.inner.mobile.subscribe())
     }
 
     pub fn display_name(&self, agent: &AgentId) -> Option<&str> {
@@ -206,11 +215,30 @@ impl Routing {
 
     /// Accepts a chat: the router decides atomically, then the interaction makes it so.
     pub async fn accept(&self, chat: &InteractionId, agent: &AgentId) -> Result<(), AcceptError> {
+        self.accept_as(chat, agent, false).await
+    }
+
+    /// Takes a chat from the link of an SMS offer: refused unless that offer still stands.
+    pub async fn claim_by_sms(
+        &self,
+        chat: &InteractionId,
+        agent: &AgentId,
+    ) -> Result<(), AcceptError> {
+        self.accept_as(chat, agent, true).await
+    }
+
+    async fn accept_as(
+        &self,
+        chat: &InteractionId,
+        agent: &AgentId,
+        by_sms: bool,
+    ) -> Result<(), AcceptError> {
         let (reply, answer) = oneshot::channel();
         let (routed, decided) = oneshot::channel();
         self.send(Request::Accept {
             chat: chat.clone(),
             agent: agent.clone(),
+            by_sms,
             reply,
             routed,
         });
@@ -333,10 +361,15 @@ async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routi
                 Request::Accept {
                     chat,
                     agent,
+                    by_sms,
                     reply,
                     routed,
                 } => {
-                    let result = router.handle_accept(now, &chat, &agent);
+                    let result = if by_sms {
+                        router.handle_claim_by_sms(now, &chat, &agent)
+                    } else {
+                        router.handle_accept(now, &chat, &agent)
+                    };
                     if result.is_ok() {
                         accept_replies.insert(chat.clone(), reply);
                     }
@@ -533,6 +566,7 @@ fn project(
                 let _ = routing.inner.mobile.send(MobileOffer::Withdrawn {
                     chat: w.id.clone(),
                     agent: agent.clone(),
+                    reason,
                 });
             }
             to_agent(agent, json!({"event": "withdrawn", "reason": reason}));
@@ -547,6 +581,7 @@ fn project(
                     let _ = routing.inner.mobile.send(MobileOffer::Withdrawn {
                         chat: w.id.clone(),
                         agent: other,
+                        reason: WithdrawReason::Taken,
                     });
                 }
             }

@@ -396,6 +396,20 @@ impl Router {
         Ok(())
     }
 
+    /// A mobile operator claims the chat from the link of an SMS offer: as an accept, but only
+    /// while that SMS offer stands (a link expires with its offer).
+    pub fn handle_claim_by_sms(
+        &mut self,
+        now: Time,
+        chat: &InteractionId,
+        agent: &AgentId,
+    ) -> Result<(), RoutingError> {
+        if self.offer_via(chat, agent) != Some(Via::Sms) {
+            return Err(RoutingError::OfferNotAvailable);
+        }
+        self.handle_accept(now, chat, agent)
+    }
+
     /// The agent accepts a chat: atomically theirs, or refused.
     pub fn handle_accept(
         &mut self,

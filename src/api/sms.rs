@@ -1,0 +1,70 @@
+//! `POST /sms/v1/inbound`: the SMS provider hands over a text from a customer's phone.
+//!
+//! The provider proves itself with the shared secret in `X-Sms-Secret` (`sms.inbound_secret`).
+//! The body is `{from, body, message_id?}`; `message_id`, when the provider gives one, makes its
+//! retries idempotent. The text opens a chat of `sms.inbound_service` for the number, or
+//! continues the number's open chat; agents' replies go back by SMS.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiJson, AppState};
+use crate::sms::channel;
+
+#[derive(Deserialize)]
+pub struct Inbound {
+    from: String,
+    body: String,
+    message_id: Option<String>,
+    /// Our number the text was sent to (informational).
+    #[serde(default)]
+    #[allow(dead_code)]
+    to: Option<String>,
+}
+
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `POST /sms/v1/inbound` → `{chat_id, seq}`.
+pub async fn inbound(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(text): ApiJson<Inbound>,
+) -> Result<Json<Value>, ApiError> {
+    let sms = &state.config().sms;
+    let (Some(secret), Some(service)) = (&sms.inbound_secret, &sms.inbound_service) else {
+        return Err(ApiError::SmsInboundDisabled);
+    };
+    let given = headers
+        .get("x-sms-secret")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !same_secret(given, secret.as_bytes()) {
+        return Err(ApiError::BadSecret);
+    }
+    let number = text.from.trim().to_string();
+    let is_number = |s: &str| {
+        let digits = s.strip_prefix('+').unwrap_or(s);
+        (3..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !is_number(&number) {
+        return Err(ApiError::BadJson("`from` must be a phone number".into()));
+    }
+    let handle = match channel::open_chat(state.hub(), &number) {
+        Some(handle) => handle,
+        None => {
+            let handle = channel::open(state.hub(), service, &number).await?;
+            state.routing().watch(handle.clone());
+            channel::relay(handle.clone(), number.clone(), state.shared.sms.clone());
+            tracing::info!(interaction = %handle.id, "chat opened by SMS");
+            handle
+        }
+    };
+    let msg_id = text.message_id.map(|id| format!("sms-{id}"));
+    let seq = channel::deliver(&handle, msg_id, text.body).await?;
+    Ok(Json(json!({"chat_id": handle.id, "seq": seq})))
+}
