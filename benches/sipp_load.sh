@@ -25,7 +25,7 @@ level = "warn"
 listen = "127.0.0.1:$port"
 max_calls = 1000000
 [media]
-rtp_port_min = 10000
+rtp_port_min = 30000
 rtp_port_max = 65000
 TOML
 target/release/tandem run --config "$work/tandem.toml" 2>"$work/tandem.log" &
