@@ -1,0 +1,264 @@
+//! A burst of new customer chats routed to many agents, end to end over loopback.
+//!
+//! Agents log in over HTTP, open the agent WebSocket and go available. Then every customer
+//! `POST`s a new chat at once. Measured per chat: from the `POST` to the first `offer` frame
+//! read on any agent's socket, and from the agent sending `accept` to its `ack`. The burst runs
+//! once with a `ring_all` service and once with `round_robin`, each on a fresh gateway.
+//!
+//! `cargo bench --bench routing_burst` runs 1000 chats over 200 agents; without `--bench` (as
+//! under `cargo test --all-targets`) it runs a small pass as a smoke test.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tandem::api::{AppState, app};
+use tandem::bridge::hub::Hub;
+use tandem::chat::files::FileStore;
+use tandem::chat::store::Store;
+use tandem::config::Config;
+use tandem::metrics::Metrics;
+use tandem::routing::password;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Chats one agent can hold: capacity 200 % at 20 % a chat. Twice what an even spread needs,
+/// so that ring-all's first-come claiming below never runs an agent out of room.
+const CHATS_PER_AGENT: usize = 10;
+
+fn config(agents: usize, mode: &str, hash: &str) -> String {
+    let mut text = format!(
+        "[routing]\nchat_load_percent = 20\nmax_wait_s = 600\n\
+         [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n\
+         routing = \"{mode}\"\n"
+    );
+    for a in 0..agents {
+        text.push_str(&format!(
+            "[[agents]]\nname = \"agent-{a}\"\npassword_hash = \"{hash}\"\n\
+             departments = [\"claims\"]\ncapacity_percent = 200\n"
+        ));
+    }
+    text
+}
+
+/// What the agents' sockets saw, keyed by chat id.
+#[derive(Default)]
+struct Seen {
+    first_offer: HashMap<String, Instant>,
+    /// Which agent accepts each chat: the first one with room to read its offer.
+    claimed: HashMap<String, usize>,
+    claims: Vec<usize>,
+    accept_sent: HashMap<String, Instant>,
+    accept: Vec<Duration>,
+    failures: Vec<String>,
+}
+
+async fn agent(
+    http: reqwest::Client,
+    addr: std::net::SocketAddr,
+    index: usize,
+    seen: Arc<Mutex<Seen>>,
+    ring_all: bool,
+    done: tokio::sync::mpsc::UnboundedSender<()>,
+) -> tokio::task::JoinHandle<()> {
+    let login: Value = http
+        .post(format!("http://{addr}/agent/v1/login"))
+        .json(&json!({"name": format!("agent-{index}"), "password": "desk"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().expect("a login token");
+    let (ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/agent/v1/ws?token={token}"))
+            .await
+            .unwrap();
+    let (mut tx, mut rx) = ws.split();
+    tx.send(Message::Text(
+        json!({"command": "set_state", "state": "available", "ref": "ready"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        let frame = rx.next().await.expect("socket open").unwrap();
+        let Message::Text(text) = frame else { continue };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        if v["ref"] == "ready" {
+            assert_eq!(v["event"], "ack", "{v}");
+            break;
+        }
+    }
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = rx.next().await {
+            let at = Instant::now();
+            let Message::Text(text) = frame else { continue };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            match v["event"].as_str() {
+                Some("offer") => {
+                    let chat = v["chat_id"].as_str().unwrap().to_string();
+                    let mine = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.first_offer.entry(chat.clone()).or_insert(at);
+                        let room = !ring_all || seen.claims[index] < CHATS_PER_AGENT;
+                        if room && !seen.claimed.contains_key(&chat) {
+                            seen.claimed.insert(chat.clone(), index);
+                            seen.claims[index] += 1;
+                            seen.accept_sent.insert(chat.clone(), Instant::now());
+                            true
+                        } else {
+                            false
+                        }
+                    };
+                    if mine {
+                        let accept = json!({"command": "accept", "chat_id": chat, "ref": chat});
+                        tx.send(Message::Text(accept.to_string().into()))
+                            .await
+                            .unwrap();
+                    }
+                }
+                Some("ack") => {
+                    let chat = v["ref"].as_str().unwrap_or_default();
+                    let mut seen = seen.lock().unwrap();
+                    if let Some(sent) = seen.accept_sent.get(chat).copied() {
+                        seen.accept.push(at - sent);
+                        let _ = done.send(());
+                    }
+                }
+                Some("error") => {
+                    seen.lock().unwrap().failures.push(v.to_string());
+                    let _ = done.send(());
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+fn pct(samples: &mut [Duration], p: f64) -> f64 {
+    samples.sort();
+    samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1e3
+}
+
+async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::parse(&config(agents, mode, hash)).unwrap();
+    config.store.url = format!("sqlite://{}/tandem.db", dir.path().display());
+    config.files.dir = format!("{}/files", dir.path().display());
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::open(&config.store.url, 8, metrics.clone())
+        .await
+        .unwrap();
+    let hub = Hub::open(Arc::new(config), store, metrics, None)
+        .await
+        .unwrap();
+    let state = AppState::new(hub, FileStore::new(dir.path().join("files")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    let http = reqwest::Client::new();
+
+    let seen = Arc::new(Mutex::new(Seen {
+        claims: vec![0; agents],
+        ..Seen::default()
+    }));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let setup = Instant::now();
+    let mut logins = Vec::new();
+    for index in 0..agents {
+        let (http, seen, done) = (http.clone(), seen.clone(), done_tx.clone());
+        let ring_all = mode == "ring_all";
+        logins.push(tokio::spawn(agent(http, addr, index, seen, ring_all, done)));
+    }
+    let mut readers = Vec::new();
+    for l in logins {
+        readers.push(l.await.unwrap());
+    }
+    let setup = setup.elapsed();
+
+    let started = Instant::now();
+    let mut posts = Vec::new();
+    for c in 0..chats {
+        let http = http.clone();
+        posts.push(tokio::spawn(async move {
+            let auth =
+                format!(r#"MOBILE-API-140-327-PLAIN appId="claims-app", clientId="burst-{c}""#);
+            let t0 = Instant::now();
+            let r = http
+                .post(format!("http://{addr}/clientweb/api/v1/chats"))
+                .header("authorization", auth)
+                .json(&json!({"from": "Carol", "parameters": {"policy": c}}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            assert!(status.is_success(), "{status} {body}");
+            (body["chat_id"].as_str().unwrap().to_string(), t0)
+        }));
+    }
+    let mut posted = HashMap::new();
+    for p in posts {
+        let (chat, t0) = p.await.unwrap();
+        posted.insert(chat, t0);
+    }
+    let mut answered = 0;
+    while answered < chats {
+        match tokio::time::timeout(Duration::from_secs(60), done_rx.recv()).await {
+            Ok(Some(())) => answered += 1,
+            _ => break,
+        }
+    }
+    let total = started.elapsed();
+
+    let mut seen = seen.lock().unwrap();
+    let mut offer: Vec<Duration> = posted
+        .iter()
+        .filter_map(|(chat, t0)| seen.first_offer.get(chat).map(|at| *at - *t0))
+        .collect();
+    let busiest = seen.claims.iter().max().copied().unwrap_or(0);
+    println!(
+        "{mode}: {chats} chats over {agents} agents (logins {:.1} s); all accepted in {:.2} s; \
+         POST→offer p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} offered); \
+         accept→ack p50 {:.2} ms, p99 {:.2} ms ({} acked, {} errors); busiest agent {busiest}",
+        setup.as_secs_f64(),
+        total.as_secs_f64(),
+        pct(&mut offer, 0.50),
+        pct(&mut offer, 0.99),
+        offer.last().unwrap().as_secs_f64() * 1e3,
+        offer.len(),
+        pct(&mut seen.accept, 0.50),
+        pct(&mut seen.accept, 0.99),
+        seen.accept.len(),
+        seen.failures.len(),
+    );
+    if let Some(f) = seen.failures.first() {
+        println!("  first error: {f}");
+    }
+    drop(seen);
+    for r in readers {
+        r.abort();
+    }
+    server.abort();
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // One hash for every agent: argon2 is deliberately slow and the logins verify it anyway.
+    let hash = password::hash("desk");
+    let (agents, chats) = if full { (200, 1000) } else { (4, 20) };
+    runtime.block_on(async {
+        for mode in ["ring_all", "round_robin"] {
+            burst(mode, agents, chats, &hash).await;
+        }
+    });
+}
