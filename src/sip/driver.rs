@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::core::{CoreConfig, CoreStats, MediaCommand, SipCore};
+use super::core::{CoreConfig, MediaCommand, SipCore};
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
 use super::registrar::Registrar;
 use super::wire::{self, Frame, Incoming};
@@ -46,16 +46,10 @@ pub struct SipHandle {
     pub udp_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
     pub counters: Arc<TransportCounters>,
-    stats: tokio::sync::watch::Receiver<CoreStats>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SipHandle {
-    /// The core's counters as of its last loop.
-    pub fn stats(&self) -> CoreStats {
-        *self.stats.borrow()
-    }
-
     /// Waits for the driver to stop (after the shutdown token fired).
     pub async fn join(self) {
         let _ = self.task.await;
@@ -111,7 +105,6 @@ pub async fn start(
         threads: config.media.threads,
     })?;
     let counters = Arc::new(TransportCounters::default());
-    let (stats_tx, stats_rx) = tokio::sync::watch::channel(core.stats());
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let udp_addr = udp.as_ref().map(|s| s.local_addr()).transpose()?;
     let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
@@ -139,7 +132,6 @@ pub async fn start(
             connections: HashMap::new(),
             by_addr: HashMap::new(),
             counters: counters.clone(),
-            stats: stats_tx,
             max_message_size: sip.max_message_size,
         }
         .run(shutdown),
@@ -149,7 +141,6 @@ pub async fn start(
         udp_addr,
         tcp_addr,
         counters,
-        stats: stats_rx,
         task,
     })
 }
@@ -179,7 +170,6 @@ struct CoreLoop {
     connections: HashMap<ConnId, mpsc::Sender<Bytes>>,
     by_addr: HashMap<SocketAddr, ConnId>,
     counters: Arc<TransportCounters>,
-    stats: tokio::sync::watch::Sender<CoreStats>,
     max_message_size: usize,
 }
 
@@ -236,7 +226,6 @@ impl CoreLoop {
             }
             self.apply_media();
             self.flush().await;
-            self.stats.send_replace(self.core.stats());
         }
     }
 
