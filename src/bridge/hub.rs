@@ -70,6 +70,17 @@ pub struct Summary {
     pub customer: Customer,
 }
 
+/// A served command waiting for its events to be stored: whom to answer, the outcome, and
+/// whether it was a chat message (for the metrics).
+type Answered = (
+    oneshot::Sender<Result<Accepted, RuleError>>,
+    Result<Accepted, RuleError>,
+    bool,
+);
+
+/// Commands served with one store write at most.
+const MAX_BATCH: usize = 256;
+
 enum Request {
     Command {
         by: Party,
@@ -103,6 +114,16 @@ impl Handle {
             .await
             .map_err(|_| HubError::Closed)?;
         Ok(answer.await.map_err(|_| HubError::Closed)??)
+    }
+
+    /// Queues a command without waiting for its outcome. Its events are still persisted before
+    /// anyone is told about them; use this where nothing needs the answer (routing's offers).
+    pub async fn send(&self, by: Party, command: Command) -> Result<(), HubError> {
+        let (reply, _unheard) = oneshot::channel();
+        self.tx
+            .send(Request::Command { by, command, reply })
+            .await
+            .map_err(|_| HubError::Closed)
     }
 
     /// The durable events after `after`, then the live stream.
@@ -344,7 +365,7 @@ impl Task {
             tokio::select! {
                 request = rx.recv() => {
                     let Some(request) = request else { break };
-                    self.serve(&mut it, request).await;
+                    self.serve_batch(&mut it, request, &mut rx).await;
                 }
                 _ = tokio::time::sleep_until(sleep) => {
                     let now = self.now();
@@ -362,17 +383,62 @@ impl Task {
         self.hub.inner.metrics.open_interactions.dec();
     }
 
+    /// Serves `first` and the commands already queued behind it with one store write: their
+    /// events are persisted together, then each command is acknowledged. A burst (a chat
+    /// offered to many agents) thus costs one commit, not one per command.
+    async fn serve_batch(
+        &mut self,
+        it: &mut Interaction,
+        first: Request,
+        rx: &mut mpsc::Receiver<Request>,
+    ) {
+        let mut answered = Vec::new();
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            let Request::Command { by, command, reply } = request else {
+                // A read sees everything acknowledged before it.
+                self.acknowledge(it, &mut answered).await;
+                return self.serve(it, request).await;
+            };
+            answered.push(self.handle(it, by, command, reply));
+            if answered.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        self.acknowledge(it, &mut answered).await;
+    }
+
+    fn handle(
+        &mut self,
+        it: &mut Interaction,
+        by: Party,
+        command: Command,
+        reply: oneshot::Sender<Result<Accepted, RuleError>>,
+    ) -> Answered {
+        let now = self.now();
+        let is_message = matches!(command, Command::SendMessage { .. });
+        (reply, it.handle_command(now, &by, command), is_message)
+    }
+
+    /// Persists the events of the commands served, then answers each.
+    async fn acknowledge(&mut self, it: &mut Interaction, answered: &mut Vec<Answered>) {
+        if answered.is_empty() {
+            return;
+        }
+        self.flush(it).await;
+        for (reply, result, is_message) in answered.drain(..) {
+            if is_message && matches!(result, Ok(a) if !a.duplicate) {
+                self.hub.inner.metrics.messages.inc();
+            }
+            let _ = reply.send(result);
+        }
+    }
+
     async fn serve(&mut self, it: &mut Interaction, request: Request) {
         match request {
             Request::Command { by, command, reply } => {
-                let now = self.now();
-                let is_message = matches!(command, Command::SendMessage { .. });
-                let result = it.handle_command(now, &by, command);
-                self.flush(it).await;
-                if is_message && matches!(result, Ok(a) if !a.duplicate) {
-                    self.hub.inner.metrics.messages.inc();
-                }
-                let _ = reply.send(result);
+                let mut answered = vec![self.handle(it, by, command, reply)];
+                self.acknowledge(it, &mut answered).await;
             }
             Request::Subscribe { after, reply } => {
                 let start = self.log.partition_point(|e| e.seq.unwrap_or(0) <= after);

@@ -518,8 +518,10 @@ async fn carry_out(handle: &Handle, w: &mut Watched, command: WatchCommand) {
         WatchCommand::Status(position, ewt_s) => Command::QueueStatus { position, ewt_s },
         WatchCommand::GiveUp => Command::NoAgentAvailable,
     };
-    if let Err(e) = handle.command(Party::System, command).await {
-        tracing::debug!(interaction = %w.id, "routing command refused: {e}");
+    // Nothing waits for an offer's outcome, so offers to many agents are queued back to back
+    // and the interaction stores them with one write.
+    if let Err(e) = handle.send(Party::System, command).await {
+        tracing::debug!(interaction = %w.id, "routing command not delivered: {e}");
     }
 }
 
