@@ -211,20 +211,13 @@ async fn a_ring_all_chat_is_won_by_one_agent_and_carried_to_its_end() {
     let msg = until(&mut alice, |v| v["event"] == "message").await;
     assert_eq!(msg["msg"], "my car is dented");
     assert_eq!(msg["from"], "customer");
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(api::png(b"dent")).file_name("dent.png"),
-    );
-    let file: Value = http
-        .post(format!("{base}/clientweb/api/v1/files"))
-        .header("authorization", &auth)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let file = api::upload_png(
+        http.post(format!("{base}/clientweb/api/v1/files"))
+            .header("authorization", &auth),
+        b"dent",
+        "dent.png",
+    )
+    .await;
     http.post(&customer_events)
         .header("authorization", &auth)
         .json(&json!({"events": [{"event": "chat_session_file", "file_id": file["file_id"]}]}))
@@ -255,20 +248,13 @@ async fn a_ring_all_chat_is_won_by_one_agent_and_carried_to_its_end() {
     assert_eq!(read["event"], "ack", "{read}");
     let said = command(&mut alice, json!({"command": "send_message", "chat_id": chat, "msg_id": "a-1", "msg": "send me a photo of the plate"})).await;
     assert_eq!(said["event"], "ack", "{said}");
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(api::png(b"form")).file_name("form.png"),
-    );
-    let mine: Value = http
-        .post(format!("{base}/agent/v1/files"))
-        .bearer_auth(&alice_token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine = api::upload_png(
+        http.post(format!("{base}/agent/v1/files"))
+            .bearer_auth(&alice_token),
+        b"form",
+        "form.png",
+    )
+    .await;
     let sent = command(
         &mut alice,
         json!({"command": "send_file", "chat_id": chat, "file_id": mine["file_id"]}),

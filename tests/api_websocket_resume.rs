@@ -99,20 +99,13 @@ async fn a_reconnecting_app_resumes_from_its_last_seq_without_loss_or_duplicates
     assert_eq!(err["error"]["code"], "unknown_event");
 
     // An image over real HTTP multipart.
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(api::png(b"photo")).file_name("dent.png"),
-    );
-    let file: Value = http
-        .post(format!("{base}/files"))
-        .header("authorization", &auth)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let file = api::upload_png(
+        http.post(format!("{base}/files"))
+            .header("authorization", &auth),
+        b"photo",
+        "dent.png",
+    )
+    .await;
     assert_eq!(file["file_type"], "image/png");
     let posted = http
         .post(format!("{base}/chats/{chat}/events"))

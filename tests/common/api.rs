@@ -61,6 +61,20 @@ pub fn png(extra: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// Uploads a small PNG named `name` as multipart over real HTTP with `request` (its URL and
+/// authorization already set) and returns the JSON answer.
+pub async fn upload_png(request: reqwest::RequestBuilder, extra: &[u8], name: &str) -> Value {
+    let part = reqwest::multipart::Part::bytes(png(extra)).file_name(name.to_string());
+    request
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 impl Api {
     pub async fn new() -> Api {
         Api::with_config(CONFIG).await
