@@ -248,6 +248,8 @@ pub struct ChatConfig {
     pub max_message_bytes: usize,
     /// How long the teardown waits for legs to confirm their release (64·T1 by default).
     pub teardown_timeout_s: u64,
+    /// How long a customer's call or video request waits for the agent before it is rejected.
+    pub call_request_timeout_s: u64,
     /// Open interactions per device (clientId).
     pub max_chats_per_device: usize,
     /// Open interactions in all.
@@ -533,6 +535,7 @@ impl Default for ChatConfig {
         ChatConfig {
             max_message_bytes: 64 * 1024,
             teardown_timeout_s: 32,
+            call_request_timeout_s: 60,
             max_chats_per_device: 4,
             max_open_interactions: 100_000,
         }

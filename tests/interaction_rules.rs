@@ -126,6 +126,9 @@ fn calls_carry_the_service_and_can_be_repeated_one_at_a_time() {
 fn an_agent_cannot_disconnect_the_chat_while_a_call_is_up() {
     let mut h = Harness::active(rules());
     h.ok(Party::Customer, Command::RequestCall);
+    // A pending request is already a leg: the agent answers it first.
+    h.refused(alice(), Command::DisconnectChat, "release_call_before_chat");
+    h.ok(alice(), Command::AcceptCall);
     leg_up(&mut h, 1);
     h.refused(alice(), Command::DisconnectChat, "release_call_before_chat");
     h.ok(alice(), Command::ReleaseCall);
@@ -198,6 +201,7 @@ fn video_can_be_forbidden_by_the_service() {
 fn only_the_customer_may_drop_video_alone() {
     let mut h = Harness::active(rules());
     h.ok(Party::Customer, Command::RequestCall);
+    h.ok(alice(), Command::AcceptCall);
     leg_up(&mut h, 1);
     h.ok(Party::Customer, Command::RequestVideo);
     h.ok(alice(), Command::AllowVideo);

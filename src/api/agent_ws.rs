@@ -8,7 +8,10 @@
 //! The client sends commands `{"command": "…", "ref": any, …}` and gets `{"event": "ack",
 //! "ref"}` or `{"event": "error", "ref", "error": {"code", "message"}}`: `set_state`, `accept`,
 //! `decline`, `send_message`, `send_file`, `typing`, `mark_read`, `disconnect_chat`,
-//! `end_session`; the call and video commands answer `not_implemented` for now. The session
+//! `end_session`, `accept_call`/`decline_call` (the customer's call request), `release_call`,
+//! `allow_video`/`decline_video`, `drop_video` (always refused: only the customer may) and
+//! `webrtc_signaling` (the answer of the agent's own WebRTC leg to the gateway's offer, which
+//! arrives as a `webrtc_signaling` event); `call_customer` answers `not_implemented`. The session
 //! is generic over a `Sink` and a `Stream` of text frames so tests can drive it with channels.
 
 use axum::extract::State;
@@ -92,6 +95,30 @@ enum AgentCommand {
     EndSession {
         chat_id: String,
     },
+    AcceptCall {
+        chat_id: String,
+    },
+    DeclineCall {
+        chat_id: String,
+    },
+    ReleaseCall {
+        chat_id: String,
+    },
+    AllowVideo {
+        chat_id: String,
+    },
+    DeclineVideo {
+        chat_id: String,
+    },
+    /// Always refused: only the customer may drop video alone.
+    DropVideo {
+        chat_id: String,
+    },
+    /// The agent's own WebRTC leg: its answer to the gateway's offer, or a candidate.
+    WebrtcSignaling {
+        chat_id: String,
+        data: Value,
+    },
 }
 
 const KNOWN: &[&str] = &[
@@ -104,15 +131,16 @@ const KNOWN: &[&str] = &[
     "mark_read",
     "disconnect_chat",
     "end_session",
-];
-/// Call and video commands the agent API will carry (WebRTC and SIP legs for agents).
-const LATER: &[&str] = &[
-    "call_customer",
+    "accept_call",
+    "decline_call",
     "release_call",
     "allow_video",
     "decline_video",
+    "drop_video",
     "webrtc_signaling",
 ];
+/// Commands the agent API will carry (calls to the customer's phone).
+const LATER: &[&str] = &["call_customer"];
 
 /// Runs one agent tab until it closes.
 pub(crate) async fn session<Tx, Rx>(mut tx: Tx, mut rx: Rx, state: AppState, agent: AgentId)
@@ -303,6 +331,18 @@ async fn carry_out(
         ),
         AgentCommand::DisconnectChat { chat_id } => (chat_id, Command::DisconnectChat),
         AgentCommand::EndSession { chat_id } => (chat_id, Command::EndSession),
+        AgentCommand::AcceptCall { chat_id } => (chat_id, Command::AcceptCall),
+        AgentCommand::DeclineCall { chat_id } => (chat_id, Command::DeclineCall),
+        AgentCommand::ReleaseCall { chat_id } => (chat_id, Command::ReleaseCall),
+        AgentCommand::AllowVideo { chat_id } => (chat_id, Command::AllowVideo),
+        AgentCommand::DeclineVideo { chat_id } => (chat_id, Command::DeclineVideo),
+        AgentCommand::DropVideo { chat_id } => (chat_id, Command::DropVideo),
+        AgentCommand::WebrtcSignaling { chat_id, data } => {
+            if !data.is_object() {
+                return Err(ApiError::BadCommand("`data` must be an object".into()));
+            }
+            (chat_id, Command::Signal(data))
+        }
     };
     let accepted = state
         .hub()

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::ApiError;
 use crate::bridge::{
-    Command, EndReason, Event, EventKind, LegKind, LegState, Party, Phase, ReceiptKind,
+    Command, EndReason, Event, EventKind, LegKind, LegState, LegTarget, Party, Phase, ReceiptKind,
 };
 
 /// A client event before the file lookup: `chat_session_file` only names an uploaded file.
@@ -176,18 +176,40 @@ pub fn customer_view(event: &Event) -> Option<Value> {
             };
             json!({"event": name, "ref_msg_id": ref_msg_id, "party_id": by.party_id()})
         }
-        EventKind::Signaling { from, data } if *from != Party::Customer => {
-            json!({"event": "chat_session_signaling", "party_id": from.party_id(), "data": data})
-        }
+        EventKind::Signaling {
+            from,
+            to: Party::Customer,
+            data,
+        } => json!({"event": "chat_session_signaling", "party_id": from.party_id(), "data": data}),
+        // A request the agent declined or left unanswered.
         EventKind::Leg {
-            kind: LegKind::Video,
+            kind,
             state: LegState::Released,
             reason: Some(reason),
             ..
-        } if reason == "declined" => json!({"event": "chat_session_signaling",
-            "party_id": "system",
-            "data": {"type": "CALL_REJECTED", "reason_code": "declined",
-                     "reason": "the agent declined video"}}),
+        } if reason == "declined" || reason == "expired" => {
+            let what = match kind {
+                LegKind::Voice => "call",
+                LegKind::Video => "video",
+            };
+            let text = if reason == "declined" {
+                format!("the agent declined the {what}")
+            } else {
+                format!("the {what} request was not answered in time")
+            };
+            json!({"event": "chat_session_signaling", "party_id": "system",
+                   "data": {"type": "CALL_REJECTED", "reason_code": reason, "reason": text,
+                            "video": *kind == LegKind::Video}})
+        }
+        // The app's call ended on the gateway's side (the agent, the far end, a timeout).
+        EventKind::Leg {
+            kind: LegKind::Voice,
+            state: LegState::Released,
+            target: Some(LegTarget::App),
+            reason,
+            ..
+        } => json!({"event": "chat_session_signaling", "party_id": "system",
+                    "data": {"type": "END_CALL", "reason": reason}}),
         EventKind::TimeoutWarning { remaining_s } => json!({
             "event": "chat_session_timeout_warning", "remaining_s": remaining_s,
             "msg": format!("The chat will close in {remaining_s} s without a message")}),
@@ -225,6 +247,60 @@ mod tests {
             parse_client_event(&e),
             Err(ApiError::UnknownEvent(_))
         ));
+    }
+
+    fn view(kind: EventKind) -> Option<Value> {
+        customer_view(&Event {
+            seq: None,
+            at: crate::bridge::Time(0),
+            kind,
+        })
+    }
+
+    #[test]
+    fn the_app_sees_offers_rejections_and_the_end_of_its_call() {
+        let offer = json!({"type": "OFFER_CALL", "offerVideo": true, "sdp": "v=0"});
+        let to_app = view(EventKind::Signaling {
+            from: Party::System,
+            to: Party::Customer,
+            data: offer.clone(),
+        })
+        .unwrap();
+        assert_eq!(to_app["event"], "chat_session_signaling");
+        assert_eq!(to_app["data"], offer);
+        let to_agent = EventKind::Signaling {
+            from: Party::System,
+            to: Party::Agent("alice".into()),
+            data: offer,
+        };
+        assert_eq!(view(to_agent), None, "the agent's offer is not the app's");
+
+        let leg = |kind, state, target, reason: Option<&str>| EventKind::Leg {
+            leg: crate::bridge::LegId(1),
+            kind,
+            state,
+            target,
+            reason: reason.map(str::to_string),
+        };
+        for (kind, reason) in [(LegKind::Voice, "declined"), (LegKind::Video, "expired")] {
+            let v = view(leg(kind, LegState::Released, None, Some(reason))).unwrap();
+            assert_eq!(v["data"]["type"], "CALL_REJECTED");
+            assert_eq!(v["data"]["reason_code"], reason);
+        }
+        let ended = leg(
+            LegKind::Voice,
+            LegState::Released,
+            Some(LegTarget::App),
+            Some("ended by the agent"),
+        );
+        assert_eq!(view(ended).unwrap()["data"]["type"], "END_CALL");
+        let phone = leg(
+            LegKind::Voice,
+            LegState::Released,
+            Some(LegTarget::Phone("+1".into())),
+            None,
+        );
+        assert_eq!(view(phone), None, "a phone call ends on the phone");
     }
 
     #[test]

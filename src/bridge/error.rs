@@ -19,6 +19,9 @@ pub enum RuleError {
     /// Video is offered to the app only after the agent allowed it.
     #[error("video requires the agent's approval")]
     VideoRequiresAgentApproval,
+    /// A call is offered to the app only after the agent accepted the customer's request.
+    #[error("the call requires the agent's acceptance")]
+    CallRequiresAgentApproval,
     /// The interaction's service does not allow video.
     #[error("video is not allowed for this service")]
     VideoNotAllowed,
@@ -28,6 +31,9 @@ pub enum RuleError {
     /// One call at a time: a voice leg is already up or being set up.
     #[error("a call is already in progress")]
     CallInProgress,
+    /// Accept/decline of a call without a pending call request.
+    #[error("there is no pending call request")]
+    NoCallRequest,
     /// Release of a call that does not exist.
     #[error("there is no call to release")]
     NoCall,
@@ -63,9 +69,11 @@ impl RuleError {
             RuleError::ReleaseCallBeforeChat => "release_call_before_chat",
             RuleError::OnlyCustomerMayDropVideo => "only_customer_may_drop_video",
             RuleError::VideoRequiresAgentApproval => "video_requires_agent_approval",
+            RuleError::CallRequiresAgentApproval => "call_requires_agent_approval",
             RuleError::VideoNotAllowed => "video_not_allowed",
             RuleError::NoVideoRequest => "no_video_request",
             RuleError::CallInProgress => "call_in_progress",
+            RuleError::NoCallRequest => "no_call_request",
             RuleError::NoCall => "no_call",
             RuleError::NoPhoneNumber => "no_phone_number",
             RuleError::AlreadyAccepted => "already_accepted",

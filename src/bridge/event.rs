@@ -200,9 +200,10 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// Ephemeral WebRTC signalling passed between the parties.
+    /// Ephemeral WebRTC signalling from the gateway to one party.
     Signaling {
         from: Party,
+        to: Party,
         data: Value,
     },
     /// Half of the inactivity timeout has passed without a message.

@@ -173,6 +173,7 @@ pub fn rules_for(config: &Config, service: &str) -> Rules {
         inactivity_timeout: Duration::from_secs(s.map_or(600, |s| s.inactivity_timeout_s)),
         max_message_bytes: config.chat.max_message_bytes,
         teardown_timeout: Duration::from_secs(config.chat.teardown_timeout_s),
+        call_request_timeout: Duration::from_secs(config.chat.call_request_timeout_s),
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Rules {
     /// How long the teardown waits for each group of legs to confirm their release
     /// (64·T1, the SIP transaction timeout, by default).
     pub teardown_timeout: Duration,
+    /// How long a customer's call or video request waits for the agent's answer before it is
+    /// rejected as expired.
+    pub call_request_timeout: Duration,
 }
 
 /// What a party asks of the interaction. Who may send which is checked against the [`Party`].
@@ -88,10 +91,21 @@ pub enum Command {
         ref_msg_id: String,
         receipt: ReceiptKind,
     },
-    /// WebRTC signalling relayed as it is.
+    /// WebRTC signalling from a party (an answer, a candidate) for the leg driver: the gateway
+    /// is the offerer of every leg, so parties never signal to each other.
     Signal(Value),
-    /// The customer asks for a voice call from the app.
+    /// WebRTC signalling from the leg driver to one party (an offer) (system).
+    SignalTo {
+        to: Party,
+        data: Value,
+    },
+    /// The customer asks for a voice call from the app; it waits for the agent (rule 5 for
+    /// voice too: nothing is offered to the app before the agent says yes).
     RequestCall,
+    /// The agent accepts the pending voice request: the gateway offers the call to the app.
+    AcceptCall,
+    /// The agent declines the pending voice request.
+    DeclineCall,
     /// The customer asks to be called on the phone.
     RequestPhoneCall,
     /// The agent calls the customer's phone — again and again if needed (rule 3).
@@ -137,6 +151,8 @@ pub enum Action {
     },
     /// Release a leg (BYE/CANCEL, close the peer) and report `LegReleased`.
     ReleaseLeg { leg: LegId },
+    /// Signalling from a party for the legs it has (an SDP answer, an ICE candidate).
+    Signal { from: Party, data: Value },
     /// The transcript is complete: mark it closed in the store and retire the interaction.
     PersistTranscript,
 }
@@ -155,6 +171,8 @@ pub struct Leg {
     pub kind: LegKind,
     pub state: LegState,
     pub target: Option<LegTarget>,
+    /// When it entered its current state (a request expires from here).
+    pub since: Time,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +207,8 @@ pub enum Timer {
     InactivityWarning,
     Inactivity,
     Teardown,
+    /// The oldest call or video request the agent has not answered expires.
+    RequestExpiry,
 }
 
 struct MessageRecord {
@@ -349,6 +369,18 @@ impl Interaction {
             State::Closing { deadline, .. } => timers.push((Timer::Teardown, *deadline)),
             _ => {}
         }
+        let oldest_request = self
+            .legs
+            .values()
+            .filter(|l| l.state == LegState::AwaitingApproval)
+            .map(|l| l.since)
+            .min();
+        if let (State::Active { .. }, Some(since)) = (&self.state, oldest_request) {
+            timers.push((
+                Timer::RequestExpiry,
+                since + self.rules.call_request_timeout,
+            ));
+        }
         timers
     }
 
@@ -391,6 +423,20 @@ impl Interaction {
                         self.emit_leg(now, leg, LegState::Released, Some("timeout".into()));
                     }
                     self.advance_teardown(now);
+                }
+                Timer::RequestExpiry => {
+                    let expired: Vec<LegId> = self
+                        .legs
+                        .iter()
+                        .filter(|(_, l)| {
+                            l.state == LegState::AwaitingApproval
+                                && l.since + self.rules.call_request_timeout <= now
+                        })
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for leg in expired {
+                        self.emit_leg(now, leg, LegState::Released, Some("expired".into()));
+                    }
                 }
             }
         }
@@ -616,14 +662,55 @@ impl Interaction {
             }
             Command::Signal(data) => {
                 self.require_party(by)?;
+                let answerable = self.legs.values().any(|l| {
+                    l.target == Some(LegTarget::App)
+                        && matches!(l.state, LegState::Connecting | LegState::Up)
+                });
+                if !answerable {
+                    return Err(RuleError::NoCall);
+                }
                 let from = by.clone();
-                Ok(done(self.emit(now, EventKind::Signaling { from, data })))
+                self.actions.push_back(Action::Signal { from, data });
+                Ok(done(None))
+            }
+            Command::SignalTo { to, data } => {
+                self.require_system(by)?;
+                let from = Party::System;
+                Ok(done(
+                    self.emit(now, EventKind::Signaling { from, to, data }),
+                ))
             }
             Command::RequestCall => {
                 self.require_customer(by)?;
                 self.require_active()?;
                 self.require_no_call()?;
-                Ok(done(self.start_leg(now, LegKind::Voice, LegTarget::App)))
+                let leg = self.next_leg_id();
+                let kind = EventKind::Leg {
+                    leg,
+                    kind: LegKind::Voice,
+                    state: LegState::AwaitingApproval,
+                    target: Some(LegTarget::App),
+                    reason: None,
+                };
+                Ok(done(self.emit(now, kind)))
+            }
+            Command::AcceptCall | Command::DeclineCall => {
+                self.require_agent(by)?;
+                let leg = self
+                    .awaiting(LegKind::Voice)
+                    .ok_or(RuleError::NoCallRequest)?;
+                if command == Command::DeclineCall {
+                    let reason = Some("declined".to_string());
+                    return Ok(done(self.emit_leg(now, leg, LegState::Released, reason)));
+                }
+                let seq = self.emit_leg(now, leg, LegState::Connecting, None);
+                self.actions.push_back(Action::StartLeg {
+                    leg,
+                    kind: LegKind::Voice,
+                    target: LegTarget::App,
+                    service: self.rules.service.clone(),
+                });
+                Ok(done(seq))
             }
             Command::RequestPhoneCall | Command::CallCustomer => {
                 if command == Command::CallCustomer {
@@ -645,10 +732,17 @@ impl Interaction {
                 )))
             }
             Command::ReleaseCall => {
+                // The call is its voice and the video that rides with it; dropping video
+                // alone is `DropVideo`.
                 self.require_party(by)?;
-                let call = self.live_legs(Some(LegKind::Voice));
-                let leg = *call.first().ok_or(RuleError::NoCall)?;
-                Ok(done(self.release_leg(now, leg)))
+                let voice = self.live_legs(Some(LegKind::Voice));
+                let leg = *voice.first().ok_or(RuleError::NoCall)?;
+                let why = ended_by(by);
+                let mut seq = self.release_leg(now, leg, why.clone());
+                for video in self.live_legs(Some(LegKind::Video)) {
+                    seq = self.release_leg(now, video, why.clone()).or(seq);
+                }
+                Ok(done(seq))
             }
             Command::RequestVideo => {
                 self.require_customer(by)?;
@@ -670,17 +764,20 @@ impl Interaction {
             Command::AllowVideo | Command::DeclineVideo => {
                 self.require_agent(by)?;
                 let leg = self
-                    .legs
-                    .iter()
-                    .find(|(_, l)| l.state == LegState::AwaitingApproval)
-                    .map(|(id, _)| *id)
+                    .awaiting(LegKind::Video)
                     .ok_or(RuleError::NoVideoRequest)?;
                 if command == Command::DeclineVideo {
                     let reason = Some("declined".to_string());
                     return Ok(done(self.emit_leg(now, leg, LegState::Released, reason)));
                 }
-                let seq = self.emit_leg(now, leg, LegState::Connecting, None);
-                self.legs.get_mut(&leg).expect("leg").target = Some(LegTarget::App);
+                let kind = EventKind::Leg {
+                    leg,
+                    kind: LegKind::Video,
+                    state: LegState::Connecting,
+                    target: Some(LegTarget::App),
+                    reason: None,
+                };
+                let seq = self.emit(now, kind);
                 self.actions.push_back(Action::StartLeg {
                     leg,
                     kind: LegKind::Video,
@@ -696,7 +793,7 @@ impl Interaction {
                 self.require_customer(by)?;
                 let video = self.live_legs(Some(LegKind::Video));
                 let leg = *video.first().ok_or(RuleError::UnknownLeg)?;
-                Ok(done(self.release_leg(now, leg)))
+                Ok(done(self.release_leg(now, leg, ended_by(by))))
             }
             Command::DisconnectChat => {
                 self.require_agent(by)?;
@@ -731,7 +828,13 @@ impl Interaction {
                     None | Some(LegState::Released) | Some(LegState::Releasing) => {
                         Err(RuleError::UnknownLeg)
                     }
-                    Some(LegState::AwaitingApproval) => Err(RuleError::VideoRequiresAgentApproval),
+                    Some(LegState::AwaitingApproval) => {
+                        if self.legs[&leg].kind == LegKind::Voice {
+                            Err(RuleError::CallRequiresAgentApproval)
+                        } else {
+                            Err(RuleError::VideoRequiresAgentApproval)
+                        }
+                    }
                     Some(LegState::Up) => Ok(Accepted {
                         seq: None,
                         duplicate: true,
@@ -786,7 +889,8 @@ impl Interaction {
         seq
     }
 
-    fn release_leg(&mut self, now: Time, leg: LegId) -> Option<u64> {
+    /// Asks the driver to release `leg`; `why` (who ended it) goes into the transcript.
+    fn release_leg(&mut self, now: Time, leg: LegId, why: Option<String>) -> Option<u64> {
         if self.legs[&leg].state == LegState::AwaitingApproval {
             // Nothing was set up yet: the request is simply withdrawn.
             return self.emit_leg(now, leg, LegState::Released, Some("withdrawn".into()));
@@ -794,7 +898,7 @@ impl Interaction {
         if self.legs[&leg].state == LegState::Releasing {
             return None;
         }
-        let seq = self.emit_leg(now, leg, LegState::Releasing, None);
+        let seq = self.emit_leg(now, leg, LegState::Releasing, why);
         self.actions.push_back(Action::ReleaseLeg { leg });
         seq
     }
@@ -835,7 +939,7 @@ impl Interaction {
             let live = self.live_legs(Some(kind));
             if !live.is_empty() {
                 for leg in live {
-                    self.release_leg(now, leg);
+                    self.release_leg(now, leg, Some("session ending".into()));
                 }
                 return;
             }
@@ -872,6 +976,14 @@ impl Interaction {
         }
     }
 
+    /// The pending request of a kind, if any.
+    fn awaiting(&self, kind: LegKind) -> Option<LegId> {
+        self.legs
+            .iter()
+            .find(|(_, l)| l.kind == kind && l.state == LegState::AwaitingApproval)
+            .map(|(id, _)| *id)
+    }
+
     fn next_leg_id(&self) -> LegId {
         LegId(self.legs.keys().last().map_or(1, |l| l.0 + 1))
     }
@@ -892,14 +1004,18 @@ impl Interaction {
         state: LegState,
         reason: Option<String>,
     ) -> Option<u64> {
-        let kind = self.legs.get(&leg).map_or(LegKind::Video, |l| l.kind);
+        // Every leg event names the target, so each one reads alone (the app's views).
+        let (kind, target) = self
+            .legs
+            .get(&leg)
+            .map_or((LegKind::Video, None), |l| (l.kind, l.target.clone()));
         self.emit(
             now,
             EventKind::Leg {
                 leg,
                 kind,
                 state,
-                target: None,
+                target,
                 reason,
             },
         )
@@ -1066,7 +1182,11 @@ impl Interaction {
                     kind: *kind,
                     state: *state,
                     target: None,
+                    since: event.at,
                 });
+                if entry.state != *state {
+                    entry.since = event.at;
+                }
                 entry.state = *state;
                 if target.is_some() {
                     entry.target = target.clone();
@@ -1103,6 +1223,15 @@ fn merge_context(context: &mut Value, data: &Value) {
         }
         (context, data) => *context = data.clone(),
     }
+}
+
+/// Who released a leg, as the transcript says it.
+fn ended_by(by: &Party) -> Option<String> {
+    Some(match by {
+        Party::Customer => "ended by the customer".into(),
+        Party::Agent(_) => "ended by the agent".into(),
+        Party::System => "ended by the gateway".into(),
+    })
 }
 
 fn done(seq: Option<u64>) -> Accepted {

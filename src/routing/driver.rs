@@ -657,6 +657,12 @@ fn project(
                 );
             }
         }
+        // The gateway's offers to the agent's own WebRTC leg.
+        EventKind::Signaling {
+            to: Party::Agent(agent),
+            data,
+            ..
+        } => to_agent(agent, json!({"event": "webrtc_signaling", "data": data})),
         EventKind::TeardownStarted { .. } => w.closing = true,
         EventKind::ChatClosed { reason } => {
             if let Some(agent) = &w.agent {
@@ -704,9 +710,6 @@ fn chat_view(kind: &EventKind) -> Option<Value> {
             by,
         } => json!({"event": "receipt", "ref_msg_id": ref_msg_id, "receipt": receipt,
                     "by": by.party_id()}),
-        EventKind::Signaling { from, data } if *from == Party::Customer => {
-            json!({"event": "signaling", "data": data})
-        }
         EventKind::TimeoutWarning { remaining_s } => {
             json!({"event": "timeout_warning", "remaining_s": remaining_s})
         }

@@ -17,6 +17,7 @@ pub fn rules() -> Rules {
         inactivity_timeout: Duration::from_secs(600),
         max_message_bytes: 65536,
         teardown_timeout: Duration::from_secs(32),
+        call_request_timeout: Duration::from_secs(60),
     }
 }
 

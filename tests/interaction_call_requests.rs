@@ -1,0 +1,210 @@
+//! The app's call and video requests wait for the agent, expire, and are signalled through the
+//! leg driver, on a virtual clock.
+
+#[path = "common/interaction.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Harness, alice, rules};
+use serde_json::json;
+use tandem::bridge::{Action, Command, EventKind, LegId, LegKind, LegState, LegTarget, Party};
+
+fn leg_state(h: &Harness, leg: u32) -> LegState {
+    h.it.legs()[&LegId(leg)].state
+}
+
+fn started(h: &Harness) -> Vec<(LegId, LegKind)> {
+    h.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartLeg { leg, kind, .. } => Some((*leg, *kind)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_call_request_waits_for_the_agent_to_accept() {
+    let mut h = Harness::active(rules());
+    h.ok(Party::Customer, Command::RequestCall);
+    assert_eq!(leg_state(&h, 1), LegState::AwaitingApproval);
+    assert!(
+        started(&h).is_empty(),
+        "nothing is offered before the agent accepts"
+    );
+    h.refused(
+        Party::System,
+        Command::LegUp { leg: LegId(1) },
+        "call_requires_agent_approval",
+    );
+    h.refused(Party::Customer, Command::AcceptCall, "not_permitted");
+    h.refused(Party::Customer, Command::RequestCall, "call_in_progress");
+    h.ok(alice(), Command::AcceptCall);
+    assert_eq!(started(&h), vec![(LegId(1), LegKind::Voice)]);
+    assert!(matches!(
+        h.actions.last(),
+        Some(Action::StartLeg { target: LegTarget::App, service, .. }) if service == "claims"
+    ));
+    h.refused(alice(), Command::AcceptCall, "no_call_request");
+}
+
+#[test]
+fn a_declined_call_request_is_rejected_with_a_reason() {
+    let mut h = Harness::active(rules());
+    h.refused(alice(), Command::DeclineCall, "no_call_request");
+    h.ok(Party::Customer, Command::RequestCall);
+    h.ok(alice(), Command::DeclineCall);
+    assert!(matches!(
+        h.last(),
+        EventKind::Leg { kind: LegKind::Voice, state: LegState::Released, reason: Some(r), .. }
+            if r == "declined"
+    ));
+    // The chat goes on and the customer may ask again.
+    h.ok(Party::Customer, Command::RequestCall);
+    assert_eq!(leg_state(&h, 2), LegState::AwaitingApproval);
+}
+
+#[test]
+fn unanswered_requests_expire_after_the_consent_timeout() {
+    let mut h = Harness::active(rules());
+    h.ok(Party::Customer, Command::RequestCall);
+    h.advance(Duration::from_secs(30));
+    h.ok(Party::Customer, Command::RequestVideo);
+    h.advance(Duration::from_secs(29));
+    assert_eq!(leg_state(&h, 1), LegState::AwaitingApproval);
+    // The voice request is 60 s old: it expires; the video request has 30 s left.
+    assert!(h.progress());
+    assert_eq!(leg_state(&h, 1), LegState::Released);
+    assert_eq!(leg_state(&h, 2), LegState::AwaitingApproval);
+    assert!(matches!(
+        h.last(),
+        EventKind::Leg { state: LegState::Released, reason: Some(r), .. } if r == "expired"
+    ));
+    assert!(h.progress());
+    assert_eq!(leg_state(&h, 2), LegState::Released);
+    h.refused(alice(), Command::AcceptCall, "no_call_request");
+    h.refused(alice(), Command::AllowVideo, "no_video_request");
+    assert!(started(&h).is_empty());
+}
+
+#[test]
+fn an_accepted_request_does_not_expire() {
+    let mut h = Harness::active(rules());
+    h.ok(Party::Customer, Command::RequestCall);
+    h.ok(alice(), Command::AcceptCall);
+    h.advance(Duration::from_secs(120));
+    assert_eq!(leg_state(&h, 1), LegState::Connecting);
+}
+
+#[test]
+fn signalling_goes_to_the_leg_driver_and_offers_go_to_one_party() {
+    let mut h = Harness::active(rules());
+    let answer = json!({"type": "ANSWER_CALL", "sdp": "v=0"});
+    // No call, nothing to answer.
+    h.refused(Party::Customer, Command::Signal(answer.clone()), "no_call");
+    h.ok(Party::Customer, Command::RequestCall);
+    h.refused(Party::Customer, Command::Signal(answer.clone()), "no_call");
+    h.ok(alice(), Command::AcceptCall);
+
+    let offer = json!({"type": "OFFER_CALL", "offerVideo": false, "sdp": "v=0"});
+    h.refused(
+        Party::Customer,
+        Command::SignalTo {
+            to: alice(),
+            data: offer.clone(),
+        },
+        "not_permitted",
+    );
+    let accepted = h.ok(
+        Party::System,
+        Command::SignalTo {
+            to: Party::Customer,
+            data: offer.clone(),
+        },
+    );
+    assert_eq!(accepted.seq, None, "signalling is never stored");
+    assert_eq!(
+        h.last(),
+        &EventKind::Signaling {
+            from: Party::System,
+            to: Party::Customer,
+            data: offer
+        }
+    );
+
+    let before = h.events.len();
+    h.ok(Party::Customer, Command::Signal(answer.clone()));
+    h.ok(alice(), Command::Signal(answer.clone()));
+    assert_eq!(
+        h.events.len(),
+        before,
+        "answers are for the driver, not the other party"
+    );
+    let signals: Vec<&Action> = h
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Signal { .. }))
+        .collect();
+    assert_eq!(
+        signals,
+        vec![
+            &Action::Signal {
+                from: Party::Customer,
+                data: answer.clone()
+            },
+            &Action::Signal {
+                from: alice(),
+                data: answer
+            },
+        ]
+    );
+}
+
+#[test]
+fn releasing_the_call_takes_its_video_and_says_who_ended_it() {
+    let mut h = Harness::active(rules());
+    h.ok(Party::Customer, Command::RequestCall);
+    h.ok(Party::Customer, Command::RequestVideo);
+    h.ok(alice(), Command::AcceptCall);
+    h.ok(alice(), Command::AllowVideo);
+    assert_eq!(
+        started(&h),
+        vec![(LegId(1), LegKind::Voice), (LegId(2), LegKind::Video)]
+    );
+    for leg in [1, 2] {
+        h.ok(Party::System, Command::LegUp { leg: LegId(leg) });
+    }
+    h.ok(Party::Customer, Command::ReleaseCall);
+    assert_eq!(leg_state(&h, 1), LegState::Releasing);
+    assert_eq!(leg_state(&h, 2), LegState::Releasing);
+    let reasons: Vec<&str> = h
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Leg {
+                state: LegState::Releasing,
+                reason: Some(r),
+                ..
+            } => Some(r.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, vec!["ended by the customer"; 2]);
+}
+
+#[test]
+fn an_allowed_video_leg_names_its_target_after_a_restore() {
+    let mut h = Harness::active(rules());
+    h.ok(Party::Customer, Command::RequestVideo);
+    h.ok(alice(), Command::AllowVideo);
+    let stored: Vec<_> = h
+        .events
+        .iter()
+        .filter(|e| e.seq.is_some())
+        .cloned()
+        .collect();
+    let restored = tandem::bridge::Interaction::restore(h.now, h.it.id().clone(), rules(), stored)
+        .expect("restores");
+    assert_eq!(restored.legs()[&LegId(1)].target, Some(LegTarget::App));
+}
