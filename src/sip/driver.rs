@@ -6,6 +6,10 @@
 //! mandatory) and writes what the core sends on that connection, so responses leave on the
 //! connection their request came on. Idle connections are closed, and so are connections over
 //! the configured limit.
+//!
+//! The rest of the gateway places calls through [`SipControl`]: an application call is dialled
+//! by the core task, and everything that happens to it comes back on the caller's own channel
+//! as [`SipCallEvent`]s.
 
 use std::collections::HashMap;
 use std::io;
@@ -17,12 +21,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::core::{CoreConfig, MediaCommand, SipCore};
+use super::core::{AppDial, CallRef, CoreConfig, CoreEvent, DialError, MediaCommand, SipCore};
+use super::dialog::DialogId;
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
 use super::registrar::Registrar;
+use super::sdp::Codec;
 use super::wire::{self, Frame, Incoming};
 use crate::config::Config;
 use crate::media::engine::{Forwarding, LegId, MediaEngine, MediaEvent, MediaSettings, Route};
@@ -46,7 +52,83 @@ pub struct SipHandle {
     pub udp_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
     pub counters: Arc<TransportCounters>,
+    pub control: SipControl,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What happens to an application call, in order; `Ended` or `Failed` is the last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipCallEvent {
+    Progress {
+        call: CallRef,
+        code: u16,
+    },
+    /// Answered: the local endpoint sends and receives `codec` from now on.
+    Answered {
+        call: CallRef,
+        codec: Codec,
+    },
+    Failed {
+        call: CallRef,
+        code: u16,
+    },
+    Ended {
+        call: CallRef,
+        by_peer: bool,
+    },
+    Dtmf {
+        call: CallRef,
+        digit: char,
+        duration_ms: u32,
+    },
+}
+
+/// A placed application call: where the local endpoint exchanges the call's RTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialedCall {
+    pub call: CallRef,
+    pub media: SocketAddr,
+}
+
+enum Control {
+    Dial {
+        dial: AppDial,
+        events: mpsc::UnboundedSender<SipCallEvent>,
+        reply: oneshot::Sender<Result<DialedCall, DialError>>,
+    },
+    Hangup(CallRef),
+}
+
+/// Places and ends application calls (a cheap handle to the SIP task).
+#[derive(Clone)]
+pub struct SipControl {
+    tx: mpsc::Sender<Control>,
+}
+
+impl SipControl {
+    /// Dials; the call's events go to `events`.
+    pub async fn dial(
+        &self,
+        dial: AppDial,
+        events: mpsc::UnboundedSender<SipCallEvent>,
+    ) -> Result<DialedCall, DialError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Control::Dial {
+            dial,
+            events,
+            reply,
+        };
+        self.tx
+            .send(request)
+            .await
+            .map_err(|_| DialError::NotSent)?;
+        answer.await.map_err(|_| DialError::NotSent)?
+    }
+
+    /// BYE or CANCEL; the end arrives as `Ended` or `Failed`.
+    pub async fn hangup(&self, call: CallRef) {
+        let _ = self.tx.send(Control::Hangup(call)).await;
+    }
 }
 
 impl SipHandle {
@@ -105,6 +187,7 @@ pub async fn start(
         threads: config.media.threads,
     })?;
     let counters = Arc::new(TransportCounters::default());
+    let (control_tx, control_rx) = mpsc::channel(1024);
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let udp_addr = udp.as_ref().map(|s| s.local_addr()).transpose()?;
     let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
@@ -133,6 +216,10 @@ pub async fn start(
             by_addr: HashMap::new(),
             counters: counters.clone(),
             max_message_size: sip.max_message_size,
+            control: control_rx,
+            media_ip: listen.ip(),
+            app_calls: HashMap::new(),
+            app_dialogs: HashMap::new(),
         }
         .run(shutdown),
     );
@@ -141,6 +228,7 @@ pub async fn start(
         udp_addr,
         tcp_addr,
         counters,
+        control: SipControl { tx: control_tx },
         task,
     })
 }
@@ -171,6 +259,12 @@ struct CoreLoop {
     by_addr: HashMap<SocketAddr, ConnId>,
     counters: Arc<TransportCounters>,
     max_message_size: usize,
+    control: mpsc::Receiver<Control>,
+    /// Where local media legs are bound.
+    media_ip: std::net::IpAddr,
+    /// Whom to tell about each application call.
+    app_calls: HashMap<CallRef, mpsc::UnboundedSender<SipCallEvent>>,
+    app_dialogs: HashMap<DialogId, CallRef>,
 }
 
 /// Datagrams read in one go before the core's output is flushed.
@@ -205,6 +299,7 @@ impl CoreLoop {
                     }
                 }
                 Some(message) = self.inbound.recv() => self.on_inbound(message),
+                Some(request) = self.control.recv() => self.on_control(request),
                 Some(event) = self.media_events.recv() => match event {
                     MediaEvent::Dtmf { leg, digit, duration_ms } => {
                         self.core.media_dtmf(leg.0, digit, duration_ms);
@@ -224,8 +319,86 @@ impl CoreLoop {
                     );
                 }
             }
+            self.deliver_events();
             self.apply_media();
             self.flush().await;
+        }
+    }
+
+    fn on_control(&mut self, request: Control) {
+        let now = Instant::now();
+        match request {
+            Control::Dial {
+                dial,
+                events,
+                reply,
+            } => {
+                let placed = self.core.dial(now, dial).map(|placed| {
+                    self.app_calls.insert(placed.call, events);
+                    DialedCall {
+                        call: placed.call,
+                        media: SocketAddr::new(self.media_ip, placed.local_port),
+                    }
+                });
+                let _ = reply.send(placed);
+            }
+            Control::Hangup(call) => self.core.hangup_app_call(now, call),
+        }
+    }
+
+    /// Hands the core's events to whoever placed the call; the rest are logged. Draining them
+    /// also lets the core bridge and free application calls.
+    fn deliver_events(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            let (call, out) = match event {
+                CoreEvent::Progress { call, code } => {
+                    (Some(call), SipCallEvent::Progress { call, code })
+                }
+                CoreEvent::Answered { call, dialog } => {
+                    let codec = self.core.app_call_codec(call).unwrap_or(Codec::Pcmu);
+                    if self.app_calls.contains_key(&call) {
+                        self.app_dialogs.insert(dialog, call);
+                    }
+                    (Some(call), SipCallEvent::Answered { call, codec })
+                }
+                CoreEvent::Failed { call, code } => {
+                    (Some(call), SipCallEvent::Failed { call, code })
+                }
+                CoreEvent::Ended { dialog, by_peer } => {
+                    let call = self.app_dialogs.remove(&dialog);
+                    let Some(call) = call else { continue };
+                    (Some(call), SipCallEvent::Ended { call, by_peer })
+                }
+                CoreEvent::Dtmf {
+                    dialog,
+                    digit,
+                    duration_ms,
+                } => {
+                    let Some(call) = self.app_dialogs.get(&dialog).copied() else {
+                        continue;
+                    };
+                    (
+                        Some(call),
+                        SipCallEvent::Dtmf {
+                            call,
+                            digit,
+                            duration_ms,
+                        },
+                    )
+                }
+            };
+            let Some(call) = call else { continue };
+            let last = matches!(
+                out,
+                SipCallEvent::Failed { .. } | SipCallEvent::Ended { .. }
+            );
+            let Some(events) = self.app_calls.get(&call) else {
+                continue;
+            };
+            let _ = events.send(out);
+            if last {
+                self.app_calls.remove(&call);
+            }
         }
     }
 

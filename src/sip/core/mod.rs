@@ -28,6 +28,8 @@ use super::wire::{Incoming, Meta};
 use crate::config::{Config, TrunkConfig};
 use crate::media::ports::PortPool;
 
+pub use app_calls::{AppCall, AppDial, DialError, DialTarget};
+
 /// Methods we implement; `Allow` lists them (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
 /// The option tags we support: RFC 4028 session timers.
@@ -279,6 +281,9 @@ pub struct SipCore {
     /// Trunk calls waiting for the agent's softphone to answer.
     bridges: HashMap<CallRef, b2bua::PendingBridge>,
     bridge_by_tx: HashMap<ServerTxId, CallRef>,
+    /// Calls placed for the application, bridged to a local RTP leg.
+    app_calls: HashMap<CallRef, app_calls::AppCallState>,
+    app_call_by_dialog: HashMap<DialogId, CallRef>,
     /// Open media legs by RTP port, and the call each belongs to.
     legs: HashMap<u16, DialogId>,
     next_call: u64,
@@ -301,6 +306,8 @@ impl SipCore {
             media: VecDeque::new(),
             bridges: HashMap::new(),
             bridge_by_tx: HashMap::new(),
+            app_calls: HashMap::new(),
+            app_call_by_dialog: HashMap::new(),
             legs: HashMap::new(),
             next_call: 1,
             rejected_over_limit: 0,
@@ -328,8 +335,12 @@ impl SipCore {
         self.tx.poll_transmit()
     }
 
+    /// The next event for the application. Application calls are bridged (or their local leg
+    /// freed) as their events pass here, so the driver must drain this after every input.
     pub fn poll_event(&mut self) -> Option<CoreEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        self.track_app_call(&event);
+        Some(event)
     }
 
     pub fn poll_media(&mut self) -> Option<MediaCommand> {
@@ -1222,5 +1233,6 @@ mod tests;
 #[cfg(test)]
 mod tests_b2bua;
 
+mod app_calls;
 mod b2bua;
 mod session_timer;

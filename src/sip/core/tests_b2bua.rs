@@ -499,3 +499,133 @@ fn a_register_over_tcp_is_answered_on_its_connection() {
     );
     assert!(String::from_utf8_lossy(&sent[0].payload).starts_with("SIP/2.0 401"));
 }
+
+fn events(world: &mut World) -> Vec<CoreEvent> {
+    std::iter::from_fn(|| world.core.poll_event()).collect()
+}
+
+fn dial_alice(world: &mut World) -> AppCall {
+    let dial = AppDial {
+        target: DialTarget::Registered("alice".into()),
+        from_user: "claims".into(),
+        extra_headers: vec![("X-Interaction-Id".into(), "i-42".into())],
+    };
+    world.core.dial(world.now, dial).expect("dialled")
+}
+
+#[test]
+fn an_application_call_rings_the_softphone_and_bridges_its_local_leg() {
+    let mut world = World::new(|_| {});
+    world.register_agent();
+    let placed = dial_alice(&mut world);
+    world.collect();
+    let invite = world.take(AGENT).remove(0);
+    assert!(
+        invite.starts_with("INVITE sip:alice@127.0.0.1:5090"),
+        "{invite}"
+    );
+    assert_eq!(
+        header(&invite, "X-Interaction-Id:"),
+        "X-Interaction-Id: i-42"
+    );
+    assert!(header(&invite, "From:").contains("sip:claims@127.0.0.1"));
+    assert_eq!(
+        world.media(),
+        vec![MediaCommand::Open {
+            port: placed.local_port,
+            remote: None
+        }],
+        "the local leg waits for its endpoint to send first"
+    );
+
+    world.agent_answers(&invite, 200, "OK");
+    let answered = events(&mut world);
+    let dialog = match answered.as_slice() {
+        [CoreEvent::Answered { call, dialog }] if *call == placed.call => dialog.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(
+        world.core.app_call_codec(placed.call),
+        Some(sdp::Codec::Pcmu)
+    );
+    let media = world.media();
+    let sip_port = match media.as_slice() {
+        [
+            MediaCommand::Open { port, .. },
+            MediaCommand::Bridge {
+                a,
+                b,
+                transcode: None,
+                ..
+            },
+            MediaCommand::DetectDtmf { .. },
+        ] if a == &placed.local_port && b == port => *port,
+        other => panic!("unexpected {other:?}"),
+    };
+
+    assert!(world.take(AGENT)[0].starts_with("ACK "));
+    world.core.hangup_app_call(world.now, placed.call);
+    world.collect();
+    let bye = world.take(AGENT).remove(0);
+    assert!(bye.starts_with("BYE "), "{bye}");
+    world.agent_answers(&bye, 200, "OK");
+    assert_eq!(
+        events(&mut world),
+        vec![CoreEvent::Ended {
+            dialog,
+            by_peer: false
+        }]
+    );
+    let closed: Vec<u16> = world
+        .media()
+        .into_iter()
+        .filter_map(|c| match c {
+            MediaCommand::Close { port } => Some(port),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed.len(), 2);
+    assert!(closed.contains(&sip_port) && closed.contains(&placed.local_port));
+    assert_eq!(world.core.ports.in_use(), 0);
+    assert_eq!(world.core.app_calls(), 0);
+}
+
+#[test]
+fn an_application_call_hung_up_while_ringing_is_cancelled() {
+    let mut world = World::new(|_| {});
+    world.register_agent();
+    let placed = dial_alice(&mut world);
+    world.collect();
+    let invite = world.take(AGENT).remove(0);
+    world.agent_answers(&invite, 180, "Ringing");
+    world.core.hangup_app_call(world.now, placed.call);
+    world.collect();
+    let cancel = world.take(AGENT).remove(0);
+    assert!(cancel.starts_with("CANCEL "), "{cancel}");
+    world.agent_answers(&cancel, 200, "OK");
+    world.agent_answers(&invite, 487, "Request Terminated");
+    assert!(events(&mut world).contains(&CoreEvent::Failed {
+        call: placed.call,
+        code: 487
+    }));
+    assert!(world.media().contains(&MediaCommand::Close {
+        port: placed.local_port
+    }));
+    assert_eq!(world.core.ports.in_use(), 0);
+    assert_eq!(world.core.app_calls(), 0);
+}
+
+#[test]
+fn an_application_call_to_an_unregistered_user_is_refused_at_once() {
+    let mut world = World::new(|_| {});
+    let dial = AppDial {
+        target: DialTarget::Registered("alice".into()),
+        from_user: "claims".into(),
+        extra_headers: Vec::new(),
+    };
+    assert_eq!(
+        world.core.dial(world.now, dial),
+        Err(DialError::NotRegistered("alice".into()))
+    );
+    assert_eq!(world.core.ports.in_use(), 0);
+}

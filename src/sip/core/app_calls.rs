@@ -1,0 +1,209 @@
+//! Outgoing calls on behalf of the application: a leg driver dials a registered softphone (or
+//! a URI) and gets the call's audio on a local RTP leg of the media engine.
+//!
+//! Each application call has two engine legs. The SIP leg faces the far end, as for any call
+//! we place. The local leg faces a process-local endpoint (a WebRTC peer's plain-RTP side);
+//! it opens with no remote address and latches to the first source that sends to it. When the
+//! far end answers, the two are bridged in the engine, so recording, DTMF detection and
+//! latching work for these calls exactly as for SIP-to-SIP bridges. The local endpoint sends
+//! the codec the answer negotiated ([`SipCore::app_call_codec`]), so nothing is transcoded.
+
+use std::time::Instant;
+
+use rsipstack::sip::{Header, Uri};
+
+use super::{CoreEvent, MediaCommand, OutgoingCall, SipCore};
+use crate::sip::core::CallRef;
+use crate::sip::dialog::DialogId;
+use crate::sip::peer::Peer;
+use crate::sip::sdp::Codec;
+
+/// Where an application call goes.
+#[derive(Debug, Clone)]
+pub enum DialTarget {
+    /// The most preferred live binding of a registered user (an agent's softphone).
+    Registered(String),
+    /// A URI, sent to this next hop.
+    Uri { uri: Uri, via: Peer },
+}
+
+/// An application call to place.
+#[derive(Debug, Clone)]
+pub struct AppDial {
+    pub target: DialTarget,
+    /// The user part of our From (the caller id).
+    pub from_user: String,
+    /// Extra headers (name, value) carried by the INVITE.
+    pub extra_headers: Vec<(String, String)>,
+}
+
+/// Why a call could not be placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DialError {
+    #[error("{0} is not registered")]
+    NotRegistered(String),
+    #[error("the registered contact is not a SIP URI")]
+    BadContact,
+    #[error("no free RTP port")]
+    NoPorts,
+    #[error("the INVITE could not be sent")]
+    NotSent,
+}
+
+/// A placed application call: its reference, and the local RTP port its audio is bridged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppCall {
+    pub call: CallRef,
+    pub local_port: u16,
+}
+
+#[derive(Debug)]
+pub(super) struct AppCallState {
+    local_port: u16,
+    dialog: Option<DialogId>,
+}
+
+impl SipCore {
+    /// Places `dial` and opens its local leg; its progress arrives as [`CoreEvent`]s naming
+    /// the returned call.
+    pub fn dial(&mut self, now: Instant, dial: AppDial) -> Result<AppCall, DialError> {
+        let (target, to) = match dial.target {
+            DialTarget::Registered(user) => {
+                let binding = self
+                    .registrar
+                    .lookup(now, &user)
+                    .into_iter()
+                    .next()
+                    .ok_or(DialError::NotRegistered(user))?;
+                let uri = rsipstack::sip::parse_uri(&binding.contact)
+                    .map_err(|_| DialError::BadContact)?;
+                let peer = match binding.transport.to_ascii_uppercase().as_str() {
+                    "TCP" => Peer::tcp(binding.source, None),
+                    _ => Peer::udp(binding.source),
+                };
+                (uri, peer)
+            }
+            DialTarget::Uri { uri, via } => (uri, via),
+        };
+        let rtp_port = self.ports.allocate().ok_or(DialError::NoPorts)?;
+        let Some(local_port) = self.ports.allocate() else {
+            self.ports.release(rtp_port);
+            return Err(DialError::NoPorts);
+        };
+        let extra_headers = dial
+            .extra_headers
+            .into_iter()
+            .map(|(name, value)| Header::Other(name, value))
+            .collect();
+        let from = format!("<sip:{}@{}>", dial.from_user, self.config.domain);
+        let placed = self.place_call(
+            now,
+            OutgoingCall {
+                target,
+                to,
+                from,
+                rtp_port,
+                codecs: vec![Codec::Pcmu, Codec::Pcma],
+                extra_headers,
+            },
+        );
+        let Some(call) = placed else {
+            self.ports.release(rtp_port);
+            self.ports.release(local_port);
+            return Err(DialError::NotSent);
+        };
+        self.media.push_back(MediaCommand::Open {
+            port: local_port,
+            remote: None,
+        });
+        self.app_calls.insert(
+            call,
+            AppCallState {
+                local_port,
+                dialog: None,
+            },
+        );
+        Ok(AppCall { call, local_port })
+    }
+
+    /// Ends an application call: BYE once answered, CANCEL before. Its end arrives as
+    /// [`CoreEvent::Ended`] or [`CoreEvent::Failed`].
+    pub fn hangup_app_call(&mut self, now: Instant, call: CallRef) {
+        let Some(state) = self.app_calls.get(&call) else {
+            return;
+        };
+        match state.dialog.clone() {
+            Some(dialog) => self.hangup(now, &dialog),
+            None => {
+                if let Some(tx) = self.outgoing.get(&call).map(|o| o.tx) {
+                    let _ = self.tx.cancel(now, tx);
+                }
+            }
+        }
+        self.drain_transactions(now);
+    }
+
+    /// The codec the far end chose, once answered: what the local endpoint must send.
+    pub fn app_call_codec(&self, call: CallRef) -> Option<Codec> {
+        self.outgoing
+            .get(&call)
+            .and_then(|o| o.negotiated.as_ref())
+            .map(|n| n.codec)
+    }
+
+    /// Application calls in progress.
+    pub fn app_calls(&self) -> usize {
+        self.app_calls.len()
+    }
+
+    /// Bridges an answered application call, and frees the local leg of one that ended.
+    pub(super) fn track_app_call(&mut self, event: &CoreEvent) {
+        match event {
+            CoreEvent::Answered { call, dialog } => {
+                let Some(state) = self.app_calls.get_mut(call) else {
+                    return;
+                };
+                state.dialog = Some(dialog.clone());
+                self.app_call_by_dialog.insert(dialog.clone(), *call);
+                let local_port = state.local_port;
+                let Some(sip_port) = self.calls.get(dialog).map(|c| c.media.rtp_port) else {
+                    return;
+                };
+                let telephone_event = self
+                    .outgoing
+                    .get(call)
+                    .and_then(|o| o.negotiated.as_ref())
+                    .and_then(|n| n.telephone_event_pt);
+                self.media.push_back(MediaCommand::Bridge {
+                    a: local_port,
+                    b: sip_port,
+                    transcode: None,
+                    telephone_event: (None, telephone_event),
+                });
+                self.media.push_back(MediaCommand::DetectDtmf {
+                    port: sip_port,
+                    payload_type: telephone_event,
+                });
+            }
+            CoreEvent::Failed { call, .. } => self.forget_app_call(*call),
+            CoreEvent::Ended { dialog, .. } => {
+                if let Some(call) = self.app_call_by_dialog.remove(dialog) {
+                    self.forget_app_call(call);
+                }
+            }
+            CoreEvent::Progress { .. } | CoreEvent::Dtmf { .. } => {}
+        }
+    }
+
+    fn forget_app_call(&mut self, call: CallRef) {
+        if let Some(state) = self.app_calls.remove(&call) {
+            if let Some(dialog) = &state.dialog {
+                self.app_call_by_dialog.remove(dialog);
+            }
+            self.media.push_back(MediaCommand::Close {
+                port: state.local_port,
+            });
+            self.ports.release(state.local_port);
+        }
+    }
+}
