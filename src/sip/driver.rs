@@ -92,7 +92,7 @@ pub struct DialedCall {
 
 enum Control {
     Dial {
-        dial: AppDial,
+        dial: Box<AppDial>,
         events: mpsc::UnboundedSender<SipCallEvent>,
         reply: oneshot::Sender<Result<DialedCall, DialError>>,
     },
@@ -114,7 +114,7 @@ impl SipControl {
     ) -> Result<DialedCall, DialError> {
         let (reply, answer) = oneshot::channel();
         let request = Control::Dial {
-            dial,
+            dial: Box::new(dial),
             events,
             reply,
         };
@@ -333,7 +333,7 @@ impl CoreLoop {
                 events,
                 reply,
             } => {
-                let placed = self.core.dial(now, dial).map(|placed| {
+                let placed = self.core.dial(now, *dial).map(|placed| {
                     self.app_calls.insert(placed.call, events);
                     DialedCall {
                         call: placed.call,
