@@ -10,6 +10,7 @@ pub mod config;
 pub mod media;
 pub mod metrics;
 pub mod routing;
+pub mod rtc;
 pub mod server;
 pub mod sip;
 pub mod sms;
