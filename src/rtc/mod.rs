@@ -31,6 +31,7 @@
 //! Control calls are answered by the peer's own task, so they never race its media.
 
 pub mod demux;
+mod driver;
 pub mod peer;
 pub mod rtp_bridge;
 pub mod transcode;
@@ -41,6 +42,7 @@ mod testing;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use driver::RtcService;
 
 /// G.711, the codecs of SIP legs a WebRTC peer can be bridged to.
 pub use crate::sip::sdp::Codec as G711;

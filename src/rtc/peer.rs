@@ -468,7 +468,7 @@ impl Peer {
         let Some(writer) = mid.and_then(|mid| self.rtc.writer(mid)) else {
             return false;
         };
-        let Some(pt) = writer.match_params(media.params.clone()) else {
+        let Some(pt) = writer.match_params(media.params) else {
             return false;
         };
         writer
