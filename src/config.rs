@@ -39,6 +39,7 @@ pub struct Config {
     pub registrar: RegistrarConfig,
     pub media: MediaConfig,
     pub http: HttpConfig,
+    pub rtc: RtcConfig,
     pub store: StoreConfig,
     pub files: FilesConfig,
     pub chat: ChatConfig,
@@ -149,6 +150,24 @@ pub struct MediaConfig {
     pub inactivity_timeout_s: u64,
     /// A latched RTP source that has been silent this long may be replaced by a new one.
     pub relatch_after_ms: u64,
+}
+
+/// WebRTC: one UDP socket for all peers, ICE-lite, DTLS-SRTP.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtcConfig {
+    /// The one UDP socket every WebRTC peer talks to.
+    pub listen: SocketAddr,
+    /// The address put in our host candidate when Tandem sits behind 1:1 NAT; defaults to the
+    /// listen IP. The port is always the listen port.
+    pub public_ip: Option<IpAddr>,
+    /// STUN/TURN URLs handed to clients for their own candidates (we are ICE-lite and use none).
+    pub ice_servers: Vec<String>,
+    /// A peer from which no STUN binding request (RFC 7675 consent) arrives for this long is
+    /// ended; so is one whose ICE does not connect this long after its answer.
+    pub consent_timeout_s: u64,
+    /// WebRTC peers open at once; beyond it new ones are refused.
+    pub max_peers: usize,
 }
 
 /// The HTTP/WebSocket server and the limits on what a client can make us allocate.
@@ -503,6 +522,32 @@ impl Default for HttpConfig {
     }
 }
 
+impl Default for RtcConfig {
+    fn default() -> Self {
+        RtcConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50000)),
+            public_ip: None,
+            ice_servers: Vec::new(),
+            consent_timeout_s: 30,
+            max_peers: 2000,
+        }
+    }
+}
+
+impl RtcConfig {
+    /// The address of our host candidate: `public_ip` (or the listen IP) and the listen port.
+    pub fn candidate_addr(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.public_ip.unwrap_or(self.listen.ip()),
+            self.listen.port(),
+        )
+    }
+
+    pub fn consent_timeout(&self) -> Duration {
+        Duration::from_secs(self.consent_timeout_s)
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
@@ -817,8 +862,44 @@ impl Config {
                 }
             }
         }
+        self.validate_rtc()?;
         self.validate_sms()?;
         self.validate_agents()
+    }
+
+    fn validate_rtc(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        let rtc = &self.rtc;
+        if rtc.consent_timeout_s == 0 {
+            return invalid("rtc.consent_timeout_s", "must be positive");
+        }
+        if rtc.max_peers == 0 {
+            return invalid("rtc.max_peers", "must be positive");
+        }
+        if rtc.public_ip.is_some_and(|ip| ip.is_unspecified()) {
+            return invalid("rtc.public_ip", "must be an address peers can reach");
+        }
+        if rtc.public_ip.is_none() && rtc.listen.ip().is_unspecified() {
+            return invalid(
+                "rtc.public_ip",
+                "is needed when rtc.listen is a wildcard address (it goes into the host candidate)",
+            );
+        }
+        let schemes = ["stun:", "stuns:", "turn:", "turns:"];
+        for url in &rtc.ice_servers {
+            if !schemes.iter().any(|s| url.starts_with(s)) || url.len() > 512 {
+                return invalid(
+                    "rtc.ice_servers",
+                    &format!("{url:?} is not a stun:, stuns:, turn: or turns: URL"),
+                );
+            }
+        }
+        Ok(())
     }
 
     fn validate_sms(&self) -> Result<(), ConfigError> {
@@ -1079,6 +1160,25 @@ mod tests {
         assert_eq!(ok.sms.auth(), Some(("X-Api-Key", "k")));
         let err = Config::parse("[sms]\ninbound_service = \"nope\"\n").unwrap_err();
         assert!(err.to_string().contains("sms.inbound_service"), "{err}");
+    }
+
+    #[test]
+    fn rtc_settings_are_read_and_checked() {
+        let text = "[rtc]\nlisten = \"0.0.0.0:40000\"\npublic_ip = \"203.0.113.7\"\n\
+                    ice_servers = [\"stun:stun.example.com:3478\"]\nconsent_timeout_s = 10\n";
+        let rtc = Config::parse(text).unwrap().rtc;
+        assert_eq!(rtc.candidate_addr(), "203.0.113.7:40000".parse().unwrap());
+        assert_eq!(rtc.ice_servers, ["stun:stun.example.com:3478"]);
+        assert_eq!(rtc.consent_timeout(), Duration::from_secs(10));
+        assert_eq!(rtc.max_peers, 2000);
+        let err = Config::parse("[rtc]\nice_servers = [\"http://x\"]\n").unwrap_err();
+        assert!(err.to_string().contains("rtc.ice_servers"), "{err}");
+        let err = Config::parse("[rtc]\nlisten = \"0.0.0.0:40000\"\n").unwrap_err();
+        assert!(err.to_string().contains("rtc.public_ip"), "{err}");
+        let err = Config::parse("[rtc]\nconsent_timeout_s = 0\n").unwrap_err();
+        assert!(err.to_string().contains("rtc.consent_timeout_s"), "{err}");
+        let err = Config::parse("[rtc]\nmax_peer = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_peer"), "{err}");
     }
 
     #[test]

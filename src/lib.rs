@@ -11,6 +11,7 @@ pub mod legs;
 pub mod media;
 pub mod metrics;
 pub mod routing;
+pub mod rtc;
 pub mod server;
 pub mod sip;
 pub mod sms;

@@ -46,6 +46,8 @@ pub struct Gateway {
     child: Child,
     pub sip: SocketAddr,
     pub http: SocketAddr,
+    /// The WebRTC socket (`[rtc] listen`), private to this instance like the others.
+    pub rtc: SocketAddr,
     pub dir: tempfile::TempDir,
     pub log: PathBuf,
 }
@@ -61,9 +63,10 @@ impl Gateway {
         let rtp = 30000 + (port % 1000) * 20;
         let data = dir.path().display();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let rtc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = format!(
             "[sip]\nlisten = \"{sip}\"\n{extra}\n[media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
-             [http]\nlisten = \"{http}\"\n[store]\nurl = \"sqlite://{data}/tandem.db\"\n\
+             [http]\nlisten = \"{http}\"\n[rtc]\nlisten = \"{rtc}\"\n[store]\nurl = \"sqlite://{data}/tandem.db\"\n\
              [files]\ndir = \"{data}/files\"\n",
             rtp + 19
         );
@@ -83,6 +86,7 @@ impl Gateway {
             child,
             sip,
             http,
+            rtc,
             dir,
             log,
         };

@@ -1,0 +1,564 @@
+//! One WebRTC peer: a str0m `Rtc` with the session rules Tandem keeps around it.
+//!
+//! Sans-IO, like the `Rtc` it wraps: feed it datagrams and timeouts with
+//! [`Peer::handle_input`], then call [`Peer::poll_output`] until it returns
+//! [`Output::Timeout`], the next moment it wants a [`Input::Timeout`]. Time is an argument.
+//!
+//! What it adds to str0m:
+//! - Tandem's role: ICE-lite with one host candidate, always the offerer ([`Peer::offer`],
+//!   [`Peer::set_video`]), though a client's own re-offer is accepted too ([`Peer::accept_offer`]).
+//! - Its codecs: Opus and PCMU for audio (PCMU is off in str0m by default), VP8 and H.264 for
+//!   video; and tolerance of `a=rtpmap:0 PCMU/8000/1` ([`normalize_sdp`]).
+//! - Its end-of-leg rules, as one [`CloseReason`]: RFC 7675 consent (no binding request from the
+//!   client for `consent_timeout`), ICE that never connects, DTLS failure, close by either side.
+//!   str0m's own ICE-lite state goes `Disconnected` after 15 s without a check and comes back
+//!   with the next one; that is not the end of a leg here, only consent is.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceCreds, Rtc};
+
+use super::{CloseReason, MediaSpec, RtcError, demux};
+
+/// How a peer is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerConfig {
+    /// Our host candidate: where the client sends (the listen port, at `public_ip` if set).
+    pub local: SocketAddr,
+    pub consent_timeout: Duration,
+}
+
+/// What a peer is fed.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// Time passed; due at the instant the last [`Output::Timeout`] named (earlier is harmless).
+    Timeout,
+    /// A datagram the demux routed to this peer.
+    Datagram {
+        source: SocketAddr,
+        contents: &'a [u8],
+    },
+}
+
+/// A datagram to send from the shared socket.
+#[derive(Debug)]
+pub struct Transmit {
+    pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Transmit(Transmit),
+    Event(PeerEvent),
+    /// Nothing more until this instant or the next input.
+    Timeout(Instant),
+}
+
+/// A frame (video) or packet (audio) the client sent us.
+#[derive(Debug, Clone)]
+pub struct MediaIn {
+    pub kind: MediaKind,
+    /// The payload type on this peer's session and what it stands for; another peer maps it to
+    /// its own payload type with [`Peer::forward`].
+    pub pt: Pt,
+    pub params: PayloadParams,
+    pub codec: Codec,
+    /// RTP time, in the codec's clock (48 kHz Opus, 8 kHz G.711, 90 kHz video).
+    pub time: MediaTime,
+    /// When the last packet of it arrived.
+    pub network_time: Instant,
+    pub data: Arc<[u8]>,
+    pub keyframe: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum PeerEvent {
+    /// ICE and DTLS are up.
+    Connected,
+    Media(MediaIn),
+    /// The client lost video we send it (PLI) or needs a fresh start (FIR): whoever feeds
+    /// this peer's video should ask its own source for a keyframe.
+    KeyframeRequest(KeyframeRequestKind),
+    /// The client's offer or answer made video inactive or rejected it.
+    VideoDropped,
+    /// The leg is over; nothing more comes out of this peer but queued transmits.
+    Closed(CloseReason),
+}
+
+/// An instant so far ahead it never fires, for a peer with nothing left to time.
+const IDLE: Duration = Duration::from_secs(3600);
+
+pub struct Peer {
+    rtc: Rtc,
+    local: SocketAddr,
+    ufrag: String,
+    consent_timeout: Duration,
+    now: Instant,
+    pending: Option<SdpPendingOffer>,
+    audio: Option<Mid>,
+    video: Option<Mid>,
+    /// Video is negotiated and not inactive, as far as the last offer/answer says.
+    video_on: bool,
+    /// Until connected: when ICE is given up (the answer's time plus the consent timeout).
+    ice_deadline: Option<Instant>,
+    /// When the client last asked for consent (a binding request to our ufrag).
+    last_consent: Option<Instant>,
+    connected: bool,
+    closed: bool,
+    queue: VecDeque<Output>,
+    #[cfg(test)]
+    pub(crate) panic_on_input: bool,
+}
+
+impl Peer {
+    /// Creates a peer and its first offer.
+    pub fn offer(
+        spec: MediaSpec,
+        config: PeerConfig,
+        now: Instant,
+    ) -> Result<(Peer, String), RtcError> {
+        if !spec.audio && !spec.video {
+            return Err(RtcError::BadSdp("an offer needs audio or video".into()));
+        }
+        let creds = IceCreds::new();
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_local_ice_credentials(creds.clone())
+            .clear_codecs()
+            // Opus first: it is what we prefer between WebRTC peers. PCMU lets a client that
+            // talks to a SIP leg skip transcoding.
+            .enable_opus(true, false)
+            .enable_pcmu(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .build(now);
+        let candidate = Candidate::host(config.local, "udp")
+            .map_err(|e| RtcError::Io(format!("host candidate {}: {e}", config.local)))?;
+        rtc.add_local_candidate(candidate);
+        let mut api = rtc.sdp_api();
+        let audio = spec
+            .audio
+            .then(|| api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None));
+        let video = spec
+            .video
+            .then(|| api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
+        let (offer, pending) = api.apply().expect("new media is a change");
+        let peer = Peer {
+            rtc,
+            local: config.local,
+            ufrag: creds.ufrag,
+            consent_timeout: config.consent_timeout,
+            now,
+            pending: Some(pending),
+            audio,
+            video,
+            video_on: spec.video,
+            ice_deadline: None,
+            last_consent: None,
+            connected: false,
+            closed: false,
+            queue: VecDeque::new(),
+            #[cfg(test)]
+            panic_on_input: false,
+        };
+        Ok((peer, offer.to_sdp_string()))
+    }
+
+    /// Our ICE username fragment: binding requests to this peer carry it (see [`demux`]).
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    pub fn has_video(&self) -> bool {
+        self.video_on
+    }
+
+    /// Applies the client's answer to our pending offer.
+    pub fn accept_answer(&mut self, now: Instant, sdp: &str) -> Result<(), RtcError> {
+        let answer = SdpAnswer::from_sdp_string(&normalize_sdp(sdp))
+            .map_err(|e| RtcError::BadSdp(e.to_string()))?;
+        let pending = self.pending.take().ok_or(RtcError::NoPendingOffer)?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| RtcError::BadSdp(e.to_string()))?;
+        self.after_negotiation(now);
+        Ok(())
+    }
+
+    /// Answers an offer the client made (to drop or add video itself). An offer of ours that
+    /// is still pending is abandoned: the client's wins the glare, as it must for ICE-lite.
+    pub fn accept_offer(&mut self, now: Instant, sdp: &str) -> Result<String, RtcError> {
+        let offer = SdpOffer::from_sdp_string(&normalize_sdp(sdp))
+            .map_err(|e| RtcError::BadSdp(e.to_string()))?;
+        self.pending = None;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| RtcError::BadSdp(e.to_string()))?;
+        self.after_negotiation(now);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Offers video (a new m-line, or the old one made `sendrecv` again) or makes it inactive.
+    /// The answer comes back through [`Peer::accept_answer`].
+    pub fn set_video(&mut self, on: bool) -> Result<String, RtcError> {
+        if self.pending.is_some() {
+            return Err(RtcError::OfferPending);
+        }
+        let mut api = self.rtc.sdp_api();
+        match (on, self.video) {
+            (true, None) => {
+                self.video =
+                    Some(api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
+            }
+            (true, Some(mid)) => api.set_direction(mid, Direction::SendRecv),
+            (false, Some(mid)) => api.set_direction(mid, Direction::Inactive),
+            (false, None) => {}
+        }
+        let (offer, pending) = api.apply().ok_or(RtcError::Unchanged)?;
+        self.pending = Some(pending);
+        self.video_on = on;
+        Ok(offer.to_sdp_string())
+    }
+
+    fn after_negotiation(&mut self, now: Instant) {
+        if !self.connected && self.ice_deadline.is_none() {
+            self.ice_deadline = Some(now + self.consent_timeout);
+        }
+        self.check_video();
+    }
+
+    /// Reports video that the client negotiated away, once.
+    fn check_video(&mut self) {
+        let Some(mid) = self.video else { return };
+        let live = self
+            .rtc
+            .media(mid)
+            .is_some_and(|m| !m.disabled() && m.direction() != Direction::Inactive);
+        if self.video_on && !live {
+            self.queue.push_back(Output::Event(PeerEvent::VideoDropped));
+        }
+        self.video_on = live;
+    }
+
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        if self.closed {
+            return;
+        }
+        #[cfg(test)]
+        if self.panic_on_input {
+            panic!("peer told to panic");
+        }
+        self.now = self.now.max(now);
+        let result = match input {
+            Input::Timeout => {
+                if let Some(reason) = self.expired(now) {
+                    self.close(reason);
+                    return;
+                }
+                self.rtc.handle_input(str0m::Input::Timeout(now))
+            }
+            Input::Datagram { source, contents } => {
+                // RFC 7675: a binding request to our ufrag is the client's consent. str0m
+                // checks its MESSAGE-INTEGRITY; a forged one buys at most one more timeout.
+                if demux::binding_request_target(contents) == Some(self.ufrag.as_str()) {
+                    self.last_consent = Some(now);
+                }
+                let Ok(contents) = contents.try_into() else {
+                    // Neither STUN, DTLS nor RTP: nothing str0m would take.
+                    return;
+                };
+                let receive = Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: self.local,
+                    contents,
+                };
+                self.rtc.handle_input(str0m::Input::Receive(now, receive))
+            }
+        };
+        if let Err(e) = result {
+            self.fail(e);
+        }
+    }
+
+    /// Whether a leg-ending deadline has passed.
+    fn expired(&self, now: Instant) -> Option<CloseReason> {
+        if !self.connected {
+            return self
+                .ice_deadline
+                .is_some_and(|d| now >= d)
+                .then_some(CloseReason::IceFailed);
+        }
+        self.last_consent
+            .is_some_and(|t| now >= t + self.consent_timeout)
+            .then_some(CloseReason::ConsentTimeout)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        if self.connected {
+            self.last_consent.map(|t| t + self.consent_timeout)
+        } else {
+            self.ice_deadline
+        }
+    }
+
+    /// Drain until [`Output::Timeout`].
+    pub fn poll_output(&mut self) -> Output {
+        loop {
+            if let Some(out) = self.queue.pop_front() {
+                return out;
+            }
+            if self.closed {
+                return Output::Timeout(self.now + IDLE);
+            }
+            match self.rtc.poll_output() {
+                Ok(str0m::Output::Transmit(t)) => {
+                    return Output::Transmit(Transmit {
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                    });
+                }
+                Ok(str0m::Output::Timeout(t)) => {
+                    let t = match self.deadline() {
+                        Some(d) => t.min(d),
+                        None => t,
+                    };
+                    return Output::Timeout(t);
+                }
+                Ok(str0m::Output::Event(e)) => self.on_event(e),
+                Err(e) => self.fail(e),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let out = match event {
+            Event::Connected => {
+                self.connected = true;
+                self.ice_deadline = None;
+                self.last_consent.get_or_insert(self.now);
+                PeerEvent::Connected
+            }
+            Event::MediaData(data) => {
+                let Some(kind) = self.rtc.media(data.mid).map(|m| m.kind()) else {
+                    return;
+                };
+                let keyframe = data.is_keyframe();
+                PeerEvent::Media(MediaIn {
+                    kind,
+                    pt: data.pt,
+                    codec: data.params.spec().codec,
+                    params: data.params,
+                    time: data.time,
+                    network_time: data.network_time,
+                    data: data.data,
+                    keyframe,
+                })
+            }
+            Event::KeyframeRequest(req) if Some(req.mid) == self.video => {
+                PeerEvent::KeyframeRequest(req.kind)
+            }
+            Event::MediaAdded(added) => {
+                match added.kind {
+                    MediaKind::Audio if self.audio.is_none() => self.audio = Some(added.mid),
+                    MediaKind::Video if self.video.is_none() => {
+                        self.video = Some(added.mid);
+                        self.video_on = added.direction != Direction::Inactive;
+                    }
+                    _ => {}
+                }
+                return;
+            }
+            Event::MediaChanged(_) => {
+                self.check_video();
+                return;
+            }
+            Event::Closed => {
+                self.close(CloseReason::RemoteClosed);
+                return;
+            }
+            _ => return,
+        };
+        self.queue.push_back(Output::Event(out));
+    }
+
+    /// str0m refused to go on: the leg ends.
+    fn fail(&mut self, error: str0m::RtcError) {
+        tracing::debug!(%error, "WebRTC peer failed");
+        let reason = match error {
+            str0m::RtcError::Ice(_) => CloseReason::IceFailed,
+            other => CloseReason::DtlsFailed(other.to_string()),
+        };
+        self.close(reason);
+    }
+
+    /// Ends the leg: DTLS close_notify and RTCP BYE are queued, then [`PeerEvent::Closed`].
+    pub fn close(&mut self, reason: CloseReason) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let _ = self.rtc.close();
+        // The closing drain is a handful of datagrams; the bound guards against a loop.
+        for _ in 0..64 {
+            match self.rtc.poll_output() {
+                Ok(str0m::Output::Transmit(t)) => {
+                    self.queue.push_back(Output::Transmit(Transmit {
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                    }))
+                }
+                Ok(str0m::Output::Event(_)) => {}
+                Ok(str0m::Output::Timeout(_)) | Err(_) => break,
+            }
+            if !self.rtc.is_alive() {
+                break;
+            }
+        }
+        self.rtc.disconnect();
+        self.queue
+            .push_back(Output::Event(PeerEvent::Closed(reason)));
+    }
+
+    /// The audio codecs the client accepts from us, in our order of preference.
+    pub fn audio_codecs(&mut self) -> Vec<(Pt, Codec)> {
+        let Some(mid) = self.audio else {
+            return Vec::new();
+        };
+        let Some(writer) = self.rtc.writer(mid) else {
+            return Vec::new();
+        };
+        writer
+            .payload_params()
+            .map(|p| (p.pt(), p.spec().codec))
+            .collect()
+    }
+
+    /// Sends media another peer received, mapped to this session's payload type. `false` when
+    /// this peer cannot take it now (no such m-line, not sending, no common codec).
+    pub fn forward(&mut self, media: &MediaIn) -> bool {
+        let mid = match media.kind {
+            MediaKind::Audio => self.audio,
+            MediaKind::Video if self.video_on => self.video,
+            MediaKind::Video => None,
+        };
+        let Some(writer) = mid.and_then(|mid| self.rtc.writer(mid)) else {
+            return false;
+        };
+        let Some(pt) = writer.match_params(media.params) else {
+            return false;
+        };
+        writer
+            .write(pt, media.network_time, media.time, media.data.clone())
+            .is_ok()
+    }
+
+    /// Sends one audio packet of payload type `pt` (one of [`Peer::audio_codecs`]).
+    pub fn write_audio(
+        &mut self,
+        pt: Pt,
+        wallclock: Instant,
+        time: MediaTime,
+        data: &[u8],
+    ) -> bool {
+        let Some(writer) = self.audio.and_then(|mid| self.rtc.writer(mid)) else {
+            return false;
+        };
+        writer.write(pt, wallclock, time, data.to_vec()).is_ok()
+    }
+
+    /// Asks the client for a keyframe of the video it sends us (because a peer we forward it
+    /// to asked us). Ignored when the client did not negotiate that kind of feedback.
+    pub fn request_keyframe(&mut self, kind: KeyframeRequestKind) -> bool {
+        let Some(mut writer) = self.video.and_then(|mid| self.rtc.writer(mid)) else {
+            return false;
+        };
+        // A client that negotiated only one kind gets that one.
+        let kind = if writer.is_request_keyframe_possible(kind) {
+            kind
+        } else {
+            KeyframeRequestKind::Pli
+        };
+        writer.request_keyframe(None, kind).is_ok()
+    }
+}
+
+/// Makes a client's SDP acceptable to str0m where it is stricter than the clients.
+///
+/// - `a=rtpmap:<pt> PCMU/8000/1` (and PCMA, G722): some clients spell out the channel count
+///   of mono codecs. str0m parses it as one channel and then fails to match it against its own
+///   G.711 parameters, which have none (RFC 3551 leaves the count out for mono), so the codec
+///   would be dropped from the answer. The trailing `/1` is removed.
+pub fn normalize_sdp(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let (body, end) = match line.strip_suffix("\r\n") {
+            Some(body) => (body, "\r\n"),
+            None => match line.strip_suffix('\n') {
+                Some(body) => (body, "\n"),
+                None => (line, ""),
+            },
+        };
+        out.push_str(strip_mono_channels(body).unwrap_or(body));
+        out.push_str(end);
+    }
+    out
+}
+
+/// `a=rtpmap:0 PCMU/8000/1` → `a=rtpmap:0 PCMU/8000`, for the mono codecs str0m knows.
+fn strip_mono_channels(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("a=rtpmap:")?;
+    let (_, encoding) = rest.split_once(' ')?;
+    let name = encoding.split('/').next()?;
+    let mono = ["PCMU", "PCMA", "G722"]
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name));
+    if mono && encoding.matches('/').count() == 2 {
+        line.strip_suffix("/1")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mono_channel_counts_of_g711_are_removed_and_the_rest_kept() {
+        let sdp = "v=0\r\na=rtpmap:0 PCMU/8000/1\r\na=rtpmap:8 pcma/8000/1\r\n\
+                   a=rtpmap:111 opus/48000/2\r\na=rtpmap:9 G722/8000\r\n";
+        assert_eq!(
+            normalize_sdp(sdp),
+            "v=0\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 pcma/8000\r\n\
+             a=rtpmap:111 opus/48000/2\r\na=rtpmap:9 G722/8000\r\n"
+        );
+        assert_eq!(
+            normalize_sdp("a=rtpmap:0 PCMU/8000/1\n"),
+            "a=rtpmap:0 PCMU/8000\n"
+        );
+    }
+}

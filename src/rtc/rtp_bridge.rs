@@ -1,0 +1,323 @@
+//! A WebRTC peer's audio as plain RTP towards a SIP media leg, and back.
+//!
+//! The SIP side is a media-engine leg like any other (recording, DTMF detection and latching
+//! apply unchanged); it sees a G.711 stream from one SSRC. When the client negotiated G.711,
+//! packets pass through with new RTP headers (and a µ↔A-law table lookup if the laws differ);
+//! when it negotiated only Opus, [`Transcoder`] converts. Sans-IO: packets in, packets out.
+
+use str0m::format::Codec;
+use str0m::media::{Frequency, MediaTime, Pt};
+
+use super::G711;
+use super::peer::MediaIn;
+use super::transcode::{OPUS_TICKS_PER_SAMPLE, Transcoder};
+use crate::media::g711;
+
+const RTP_HEADER: usize = 12;
+
+/// What to send the client: a payload type of its session and the codec behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAudio {
+    pub pt: Pt,
+    pub codec: Codec,
+}
+
+impl PeerAudio {
+    /// G.711 if the client takes it (no transcoding), else Opus; `None` if neither.
+    pub fn choose(codecs: &[(Pt, Codec)]) -> Option<PeerAudio> {
+        let find = |want: Codec| codecs.iter().find(|(_, c)| *c == want);
+        find(Codec::PCMU)
+            .or_else(|| find(Codec::PCMA))
+            .or_else(|| find(Codec::Opus))
+            .map(|&(pt, codec)| PeerAudio { pt, codec })
+    }
+}
+
+pub struct RtpBridge {
+    /// The SIP leg's law.
+    law: G711,
+    to_peer: Option<PeerAudio>,
+    transcoder: Option<Transcoder>,
+    ssrc: u32,
+    seq: u16,
+    ts_offset: u32,
+    /// The last plain RTP timestamp received and its unwrapped value.
+    last_in: Option<(u32, u64)>,
+    scratch: Vec<u8>,
+}
+
+/// A G.711 codec of str0m's, if it is one.
+fn law_of(codec: Codec) -> Option<G711> {
+    match codec {
+        Codec::PCMU => Some(G711::Pcmu),
+        Codec::PCMA => Some(G711::Pcma),
+        _ => None,
+    }
+}
+
+fn static_pt(law: G711) -> u8 {
+    match law {
+        G711::Pcmu => 0,
+        G711::Pcma => 8,
+    }
+}
+
+impl RtpBridge {
+    /// `ssrc`, `first_seq` and `ts_offset` should be random (RFC 3550 §5.1).
+    pub fn new(law: G711, ssrc: u32, first_seq: u16, ts_offset: u32) -> RtpBridge {
+        RtpBridge {
+            law,
+            to_peer: None,
+            transcoder: None,
+            ssrc,
+            seq: first_seq,
+            ts_offset,
+            last_in: None,
+            scratch: Vec::with_capacity(1500),
+        }
+    }
+
+    /// What the client accepts now (after each negotiation).
+    pub fn set_peer_audio(&mut self, audio: Option<PeerAudio>) {
+        self.to_peer = audio;
+    }
+
+    fn transcoder(&mut self) -> Option<&mut Transcoder> {
+        if self.transcoder.is_none() {
+            match Transcoder::new() {
+                Ok(t) => self.transcoder = Some(t),
+                Err(error) => {
+                    tracing::warn!(%error, "no Opus transcoder; bridged audio is dropped");
+                    return None;
+                }
+            }
+        }
+        self.transcoder.as_mut()
+    }
+
+    /// Turns audio the client sent into one plain RTP packet in `out` (cleared first).
+    /// `false` when there is nothing to send (an unknown codec, undecodable Opus).
+    pub fn to_rtp(&mut self, media: &MediaIn, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        out.extend_from_slice(&[0; RTP_HEADER]);
+        let law = self.law;
+        let ticks_8k = media.time.rebase(Frequency::EIGHT_KHZ).numer();
+        if let Some(from) = law_of(media.codec) {
+            let start = out.len();
+            out.extend_from_slice(&media.data);
+            g711::transcode_in_place(&mut out[start..], from, law);
+        } else if media.codec == Codec::Opus {
+            let Some(t) = self.transcoder() else {
+                return false;
+            };
+            if t.opus_to_g711(&media.data, law, out).is_err() {
+                return false;
+            }
+        } else {
+            return false;
+        }
+        let ts = self.ts_offset.wrapping_add(ticks_8k as u32);
+        out[0] = 0x80;
+        out[1] = static_pt(law);
+        out[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        out[4..8].copy_from_slice(&ts.to_be_bytes());
+        out[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.seq = self.seq.wrapping_add(1);
+        true
+    }
+
+    /// Takes one plain RTP packet from the SIP leg and calls `emit` with what to write to the
+    /// client: its payload type, RTP time and payload. Packets of other payload types
+    /// (telephone-events, comfort noise) and malformed ones are ignored.
+    pub fn from_rtp(&mut self, packet: &[u8], mut emit: impl FnMut(Pt, MediaTime, &[u8])) {
+        let Some((pt, ts, payload)) = parse_rtp(packet) else {
+            return;
+        };
+        if pt != static_pt(self.law) || payload.is_empty() {
+            return;
+        }
+        let Some(to) = self.to_peer else { return };
+        let ext = self.unwrap_ts(ts);
+        let law = self.law;
+        if let Some(to_law) = law_of(to.codec) {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            scratch.extend_from_slice(payload);
+            g711::transcode_in_place(&mut scratch, law, to_law);
+            emit(to.pt, MediaTime::new(ext, Frequency::EIGHT_KHZ), &scratch);
+            self.scratch = scratch;
+        } else if to.codec == Codec::Opus {
+            let Some(t) = self.transcoder() else { return };
+            // Frames start where the samples still waiting from earlier packets began.
+            let mut next =
+                ext.saturating_sub(t.pending_samples() as u64) * OPUS_TICKS_PER_SAMPLE as u64;
+            let _ = t.g711_to_opus(payload, law, |frame| {
+                emit(
+                    to.pt,
+                    MediaTime::new(next, Frequency::FORTY_EIGHT_KHZ),
+                    frame,
+                );
+                next += (super::transcode::FRAME_SAMPLES as u64) * OPUS_TICKS_PER_SAMPLE as u64;
+            });
+        }
+    }
+
+    /// RTP timestamps wrap at 2³²; str0m wants a monotonic 64-bit time.
+    fn unwrap_ts(&mut self, ts: u32) -> u64 {
+        let ext = match self.last_in {
+            // Start a wrap above zero so a slightly older packet cannot go negative.
+            None => (1u64 << 32) + ts as u64,
+            Some((last, last_ext)) => {
+                let delta = ts.wrapping_sub(last) as i32 as i64;
+                last_ext.saturating_add_signed(delta)
+            }
+        };
+        self.last_in = Some((ts, ext));
+        ext
+    }
+}
+
+/// (payload type, timestamp, payload) of an RTP packet (RFC 3550 §5.1), or `None`.
+pub fn parse_rtp(packet: &[u8]) -> Option<(u8, u32, &[u8])> {
+    let header = packet.get(..RTP_HEADER)?;
+    if header[0] >> 6 != 2 {
+        return None;
+    }
+    let csrcs = (header[0] & 0x0f) as usize;
+    let mut start = RTP_HEADER + 4 * csrcs;
+    if header[0] & 0x10 != 0 {
+        let ext = packet.get(start..start + 4)?;
+        start += 4 + 4 * u16::from_be_bytes([ext[2], ext[3]]) as usize;
+    }
+    let mut end = packet.len();
+    if header[0] & 0x20 != 0 {
+        let padding = *packet.last()? as usize;
+        end = end.checked_sub(padding)?;
+    }
+    let payload = packet.get(start..end)?;
+    let ts = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    Some((header[1] & 0x7f, ts, payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use str0m::format::CodecSpec;
+    use str0m::format::FormatParams;
+    use str0m::format::PayloadParams;
+    use str0m::media::MediaKind;
+
+    use super::*;
+
+    fn media(codec: Codec, pt: u8, time: MediaTime, data: &[u8]) -> MediaIn {
+        let spec = CodecSpec {
+            codec,
+            clock_rate: time.frequency(),
+            channels: None,
+            format: FormatParams::default(),
+        };
+        MediaIn {
+            kind: MediaKind::Audio,
+            pt: pt.into(),
+            params: PayloadParams::new(pt.into(), None, spec),
+            codec,
+            time,
+            network_time: Instant::now(),
+            data: Arc::from(data),
+            keyframe: false,
+        }
+    }
+
+    fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&[1, 2, 3, 4]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn pcmu_from_the_client_passes_through_with_new_headers() {
+        let mut bridge = RtpBridge::new(G711::Pcmu, 0xabcd, 100, 1000);
+        let mut out = Vec::new();
+        let m = media(
+            Codec::PCMU,
+            0,
+            MediaTime::new(160, Frequency::EIGHT_KHZ),
+            &[0x55; 160],
+        );
+        assert!(bridge.to_rtp(&m, &mut out));
+        let (pt, ts, payload) = parse_rtp(&out).unwrap();
+        assert_eq!((pt, ts), (0, 1160));
+        assert_eq!(payload, &[0x55; 160][..]);
+        assert_eq!(u16::from_be_bytes([out[2], out[3]]), 100);
+        assert!(bridge.to_rtp(&m, &mut out));
+        assert_eq!(u16::from_be_bytes([out[2], out[3]]), 101);
+    }
+
+    #[test]
+    fn a_pcma_leg_gets_the_law_converted() {
+        let mut bridge = RtpBridge::new(G711::Pcma, 1, 0, 0);
+        let mut out = Vec::new();
+        let m = media(
+            Codec::PCMU,
+            0,
+            MediaTime::new(0, Frequency::EIGHT_KHZ),
+            &[0xff; 160],
+        );
+        assert!(bridge.to_rtp(&m, &mut out));
+        let (pt, _, payload) = parse_rtp(&out).unwrap();
+        assert_eq!(pt, 8);
+        // µ-law silence becomes A-law silence.
+        assert!(payload.iter().all(|&b| b == g711::silence(G711::Pcma)));
+    }
+
+    #[test]
+    fn sip_audio_goes_to_an_opus_client_in_20ms_frames_on_a_48khz_clock() {
+        let mut bridge = RtpBridge::new(G711::Pcmu, 1, 0, 0);
+        bridge.set_peer_audio(PeerAudio::choose(&[(111.into(), Codec::Opus)]));
+        let mut frames = Vec::new();
+        for i in 0..4u32 {
+            // 30 ms packets: three of them make four and a half Opus frames.
+            let p = rtp(0, i as u16, 5000 + 240 * i, &[0xff; 240]);
+            bridge.from_rtp(&p, |pt, t, data| frames.push((pt, t, data.len())));
+        }
+        assert_eq!(frames.len(), 6);
+        assert!(frames.iter().all(|(pt, t, len)| *pt == 111.into()
+            && t.frequency() == Frequency::FORTY_EIGHT_KHZ
+            && *len > 0));
+        let steps: Vec<u64> = frames
+            .windows(2)
+            .map(|w| w[1].1.numer() - w[0].1.numer())
+            .collect();
+        assert!(steps.iter().all(|s| *s == 960), "{steps:?}");
+    }
+
+    #[test]
+    fn sip_audio_to_a_pcmu_client_is_not_transcoded_and_other_payload_types_are_ignored() {
+        let mut bridge = RtpBridge::new(G711::Pcmu, 1, 0, 0);
+        bridge.set_peer_audio(PeerAudio::choose(&[
+            (111.into(), Codec::Opus),
+            (0.into(), Codec::PCMU),
+        ]));
+        let mut got = Vec::new();
+        bridge.from_rtp(&rtp(0, 1, u32::MAX - 79, &[0x11; 160]), |pt, t, d| {
+            got.push((pt, t.numer(), d.to_vec()))
+        });
+        // Across the timestamp wrap, time keeps going up.
+        bridge.from_rtp(&rtp(0, 2, 80, &[0x11; 160]), |pt, t, d| {
+            got.push((pt, t.numer(), d.to_vec()))
+        });
+        bridge.from_rtp(&rtp(101, 3, 80, &[0x11; 4]), |pt, t, d| {
+            got.push((pt, t.numer(), d.to_vec()))
+        });
+        bridge.from_rtp(&[0x80, 0], |_, _, _| panic!("a runt is not audio"));
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, 0.into());
+        assert_eq!(got[1].1 - got[0].1, 160);
+        assert_eq!(got[1].2, vec![0x11; 160]);
+    }
+}

@@ -1,0 +1,171 @@
+//! Opus ↔ G.711 for a WebRTC peer bridged to a SIP leg that speaks only G.711.
+//!
+//! libopus (through `audiopus`) decodes straight to 8 kHz mono and encodes from it, so no
+//! resampler is needed: Opus carries its own band limit and the decoder downsamples inside.
+//! Opus frames must be 2.5–60 ms long, so G.711 audio is gathered into 20 ms (160-sample)
+//! frames before it is encoded, whatever the SIP side's packet time.
+//!
+//! Buffers belong to the caller (`&mut Vec` out), and every length a packet can claim is
+//! bounded by the fixed-size decode buffer: no input can make us allocate more.
+
+use audiopus::coder::{Decoder, Encoder};
+use audiopus::packet::Packet;
+use audiopus::{Application, Channels, MutSignals, SampleRate};
+
+use super::G711;
+use crate::media::g711;
+
+/// 20 ms at 8 kHz.
+pub const FRAME_SAMPLES: usize = 160;
+/// Opus RTP timestamps always run at 48 kHz (RFC 7587 §4.1), six ticks per 8 kHz sample.
+pub const OPUS_TICKS_PER_SAMPLE: u32 = 6;
+/// The longest Opus packet (120 ms) at 8 kHz.
+const MAX_DECODED: usize = 960;
+/// Comfortably above what 20 ms of voice at our bitrate needs (RFC 6716 §3.2.1 caps a frame at 1275).
+const MAX_OPUS_PACKET: usize = 1500;
+
+#[derive(Debug, thiserror::Error)]
+#[error("opus: {0}")]
+pub struct TranscodeError(#[from] audiopus::Error);
+
+/// One direction's Opus decoder and the other's encoder, for one bridged peer.
+pub struct Transcoder {
+    decoder: Decoder,
+    encoder: Encoder,
+    pcm: Vec<i16>,
+    /// G.711 samples waiting to fill an Opus frame.
+    pending: Vec<i16>,
+}
+
+impl Transcoder {
+    pub fn new() -> Result<Transcoder, TranscodeError> {
+        let decoder = Decoder::new(SampleRate::Hz8000, Channels::Mono)?;
+        let encoder = Encoder::new(SampleRate::Hz8000, Channels::Mono, Application::Voip)?;
+        Ok(Transcoder {
+            decoder,
+            encoder,
+            pcm: vec![0; MAX_DECODED],
+            pending: Vec::with_capacity(2 * FRAME_SAMPLES),
+        })
+    }
+
+    /// Decodes one Opus packet and appends it as G.711 `law` to `out`; returns the number of
+    /// samples (8 kHz) it covered.
+    pub fn opus_to_g711(
+        &mut self,
+        opus: &[u8],
+        law: G711,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, TranscodeError> {
+        let packet = Packet::try_from(opus)?;
+        let signals = MutSignals::try_from(&mut self.pcm[..])?;
+        let n = self.decoder.decode(Some(packet), signals, false)?;
+        g711::encode(law, &self.pcm[..n], out);
+        Ok(n)
+    }
+
+    /// Takes G.711 `law` audio of any length and calls `emit` with each complete 20 ms Opus
+    /// frame it completes; the remainder waits for the next call.
+    pub fn g711_to_opus(
+        &mut self,
+        payload: &[u8],
+        law: G711,
+        mut emit: impl FnMut(&[u8]),
+    ) -> Result<(), TranscodeError> {
+        g711::decode(law, payload, &mut self.pending);
+        let mut buf = [0u8; MAX_OPUS_PACKET];
+        let mut start = 0;
+        while self.pending.len() - start >= FRAME_SAMPLES {
+            let frame = &self.pending[start..start + FRAME_SAMPLES];
+            let n = self.encoder.encode(frame, &mut buf)?;
+            emit(&buf[..n]);
+            start += FRAME_SAMPLES;
+        }
+        self.pending.drain(..start);
+        Ok(())
+    }
+
+    /// Samples waiting for a full frame (at most one frame's worth less one).
+    pub fn pending_samples(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::sdp::Codec;
+
+    fn sine(freq: f64, samples: usize) -> Vec<i16> {
+        (0..samples)
+            .map(|i| {
+                (8000.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / 8000.0).sin()) as i16
+            })
+            .collect()
+    }
+
+    fn energy(pcm: &[i16]) -> f64 {
+        pcm.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / pcm.len() as f64
+    }
+
+    /// The strength of `freq` in `pcm` (one Goertzel bin), normalised by length.
+    fn tone(pcm: &[i16], freq: f64) -> f64 {
+        let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &x in pcm {
+            let s = x as f64 + 2.0 * w.cos() * s1 - s2;
+            s2 = s1;
+            s1 = s;
+        }
+        (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2).sqrt() / pcm.len() as f64
+    }
+
+    #[test]
+    fn a_tone_survives_pcmu_to_opus_and_back() {
+        let mut there = Transcoder::new().unwrap();
+        let mut back = Transcoder::new().unwrap();
+        let input = sine(440.0, 8000);
+        let mut pcmu = Vec::new();
+        g711::encode(Codec::Pcmu, &input, &mut pcmu);
+
+        // 30 ms packets on the SIP side: frames must be regrouped into 20 ms.
+        let mut packets = Vec::new();
+        for chunk in pcmu.chunks(240) {
+            there
+                .g711_to_opus(chunk, Codec::Pcmu, |p| packets.push(p.to_vec()))
+                .unwrap();
+        }
+        assert_eq!(packets.len(), 8000 / FRAME_SAMPLES);
+        assert_eq!(there.pending_samples(), 0);
+
+        let mut out = Vec::new();
+        let mut samples = 0;
+        for p in &packets {
+            samples += back.opus_to_g711(p, Codec::Pcmu, &mut out).unwrap();
+        }
+        assert_eq!(samples, 8000);
+        let mut decoded = Vec::new();
+        g711::decode(Codec::Pcmu, &out, &mut decoded);
+        // Skip the codec's start-up; compare the steady state.
+        let steady = &decoded[1600..];
+        let (e_in, e_out) = (energy(&input[1600..]), energy(steady));
+        assert!(
+            e_out > 0.5 * e_in && e_out < 1.5 * e_in,
+            "energy {e_in} -> {e_out}"
+        );
+        assert!(
+            tone(steady, 440.0) > 5.0 * tone(steady, 1000.0),
+            "the 440 Hz tone is gone"
+        );
+    }
+
+    #[test]
+    fn garbage_opus_is_an_error_not_a_panic() {
+        let mut t = Transcoder::new().unwrap();
+        let mut out = Vec::new();
+        for garbage in [&[][..], &[0xff; 3][..], &[0x0b; 1400][..]] {
+            let _ = t.opus_to_g711(garbage, Codec::Pcma, &mut out);
+        }
+        assert!(out.len() <= 3 * MAX_DECODED);
+    }
+}
