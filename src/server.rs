@@ -1,9 +1,11 @@
 //! The running gateway: starts every part from one configuration and stops them on a signal.
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Http;
 use crate::config::Config;
+use crate::rtc::RtcService;
 use crate::sip::driver::{self, SipHandle};
 
 /// Why the gateway could not run.
@@ -24,22 +26,42 @@ pub enum ServerError {
 pub struct Gateway {
     pub sip: SipHandle,
     pub http: Http,
+    pub rtc: RtcService,
+    legs: tokio::task::JoinHandle<()>,
     shutdown: CancellationToken,
 }
 
 impl Gateway {
     pub async fn start(config: &Config) -> Result<Gateway, ServerError> {
         let shutdown = CancellationToken::new();
-        let http = crate::api::start(config).await?;
+        let (rtc, rtc_events) =
+            RtcService::start(&config.rtc)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    what: format!("WebRTC {}", config.rtc.listen),
+                    source,
+                })?;
+        let (legs_tx, legs_rx) = mpsc::unbounded_channel();
+        let http = crate::api::start(config, Some(legs_tx)).await?;
         let sip = driver::start(config, http.metrics.clone(), shutdown.clone())
             .await
             .map_err(|source| ServerError::Bind {
                 what: format!("SIP {}", config.sip.listen),
                 source,
             })?;
+        let legs = crate::legs::start(
+            http.hub.clone(),
+            rtc.clone(),
+            rtc_events,
+            sip.control.clone(),
+            legs_rx,
+            shutdown.clone(),
+        );
         Ok(Gateway {
             sip,
             http,
+            rtc,
+            legs,
             shutdown,
         })
     }
@@ -47,6 +69,7 @@ impl Gateway {
     /// Stops every part and waits for them.
     pub async fn stop(self) {
         self.shutdown.cancel();
+        let _ = self.legs.await;
         self.http.stop().await;
         self.sip.join().await;
     }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use harness::{Harness, alice, rules};
 use serde_json::json;
-use tandem::bridge::{Action, Command, EventKind, LegId, LegKind, LegState, LegTarget, Party};
+use tandem::bridge::{
+    Action, AgentDevice, Command, EventKind, LegId, LegKind, LegState, LegTarget, Party,
+};
 
 fn leg_state(h: &Harness, leg: u32) -> LegState {
     h.it.legs()[&LegId(leg)].state
@@ -38,15 +40,32 @@ fn a_call_request_waits_for_the_agent_to_accept() {
         Command::LegUp { leg: LegId(1) },
         "call_requires_agent_approval",
     );
-    h.refused(Party::Customer, Command::AcceptCall, "not_permitted");
+    h.refused(
+        Party::Customer,
+        Command::AcceptCall {
+            device: AgentDevice::Browser,
+        },
+        "not_permitted",
+    );
     h.refused(Party::Customer, Command::RequestCall, "call_in_progress");
-    h.ok(alice(), Command::AcceptCall);
+    h.ok(
+        alice(),
+        Command::AcceptCall {
+            device: AgentDevice::Browser,
+        },
+    );
     assert_eq!(started(&h), vec![(LegId(1), LegKind::Voice)]);
     assert!(matches!(
         h.actions.last(),
         Some(Action::StartLeg { target: LegTarget::App, service, .. }) if service == "claims"
     ));
-    h.refused(alice(), Command::AcceptCall, "no_call_request");
+    h.refused(
+        alice(),
+        Command::AcceptCall {
+            device: AgentDevice::Browser,
+        },
+        "no_call_request",
+    );
 }
 
 #[test]
@@ -83,7 +102,13 @@ fn unanswered_requests_expire_after_the_consent_timeout() {
     ));
     assert!(h.progress());
     assert_eq!(leg_state(&h, 2), LegState::Released);
-    h.refused(alice(), Command::AcceptCall, "no_call_request");
+    h.refused(
+        alice(),
+        Command::AcceptCall {
+            device: AgentDevice::Browser,
+        },
+        "no_call_request",
+    );
     h.refused(alice(), Command::AllowVideo, "no_video_request");
     assert!(started(&h).is_empty());
 }
@@ -92,7 +117,12 @@ fn unanswered_requests_expire_after_the_consent_timeout() {
 fn an_accepted_request_does_not_expire() {
     let mut h = Harness::active(rules());
     h.ok(Party::Customer, Command::RequestCall);
-    h.ok(alice(), Command::AcceptCall);
+    h.ok(
+        alice(),
+        Command::AcceptCall {
+            device: AgentDevice::Browser,
+        },
+    );
     h.advance(Duration::from_secs(120));
     assert_eq!(leg_state(&h, 1), LegState::Connecting);
 }
@@ -105,7 +135,12 @@ fn signalling_goes_to_the_leg_driver_and_offers_go_to_one_party() {
     h.refused(Party::Customer, Command::Signal(answer.clone()), "no_call");
     h.ok(Party::Customer, Command::RequestCall);
     h.refused(Party::Customer, Command::Signal(answer.clone()), "no_call");
-    h.ok(alice(), Command::AcceptCall);
+    h.ok(
+        alice(),
+        Command::AcceptCall {
+            device: AgentDevice::Browser,
+        },
+    );
 
     let offer = json!({"type": "OFFER_CALL", "offerVideo": false, "sdp": "v=0"});
     h.refused(
@@ -166,7 +201,12 @@ fn releasing_the_call_takes_its_video_and_says_who_ended_it() {
     let mut h = Harness::active(rules());
     h.ok(Party::Customer, Command::RequestCall);
     h.ok(Party::Customer, Command::RequestVideo);
-    h.ok(alice(), Command::AcceptCall);
+    h.ok(
+        alice(),
+        Command::AcceptCall {
+            device: AgentDevice::Browser,
+        },
+    );
     h.ok(alice(), Command::AllowVideo);
     assert_eq!(
         started(&h),

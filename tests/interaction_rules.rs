@@ -5,7 +5,8 @@ mod harness;
 
 use harness::{Harness, alice, rules};
 use tandem::bridge::{
-    Action, AgentId, Command, EventKind, LegId, LegKind, LegState, LegTarget, Party, Phase,
+    Action, AgentDevice, AgentId, Command, EventKind, LegId, LegKind, LegState, LegTarget, Party,
+    Phase,
 };
 
 fn leg_up(h: &mut Harness, leg: u32) {
@@ -95,6 +96,7 @@ fn calls_carry_the_service_and_can_be_repeated_one_at_a_time() {
                 kind: LegKind::Voice,
                 target: LegTarget::Phone("+15550100".into()),
                 service: "claims".into(),
+                device: AgentDevice::Browser,
             })
         );
         h.refused(alice(), Command::CallCustomer, "call_in_progress");
@@ -128,7 +130,12 @@ fn an_agent_cannot_disconnect_the_chat_while_a_call_is_up() {
     h.ok(Party::Customer, Command::RequestCall);
     // A pending request is already a leg: the agent answers it first.
     h.refused(alice(), Command::DisconnectChat, "release_call_before_chat");
-    h.ok(alice(), Command::AcceptCall);
+    h.ok(
+        alice(),
+        Command::AcceptCall {
+            device: AgentDevice::Browser,
+        },
+    );
     leg_up(&mut h, 1);
     h.refused(alice(), Command::DisconnectChat, "release_call_before_chat");
     h.ok(alice(), Command::ReleaseCall);
@@ -201,7 +208,12 @@ fn video_can_be_forbidden_by_the_service() {
 fn only_the_customer_may_drop_video_alone() {
     let mut h = Harness::active(rules());
     h.ok(Party::Customer, Command::RequestCall);
-    h.ok(alice(), Command::AcceptCall);
+    h.ok(
+        alice(),
+        Command::AcceptCall {
+            device: AgentDevice::Browser,
+        },
+    );
     leg_up(&mut h, 1);
     h.ok(Party::Customer, Command::RequestVideo);
     h.ok(alice(), Command::AllowVideo);

@@ -24,7 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::agent::Agent;
 use super::{ApiError, AppState};
-use crate::bridge::{AgentId, Command, InteractionId, Party, ReceiptKind};
+use crate::bridge::{AgentDevice, AgentId, Command, InteractionId, Party, ReceiptKind};
 use crate::routing::driver::AcceptError;
 use crate::routing::router::Presence;
 
@@ -97,6 +97,9 @@ enum AgentCommand {
     },
     AcceptCall {
         chat_id: String,
+        /// `browser` (the default) or `softphone`.
+        #[serde(default)]
+        device: AgentDevice,
     },
     DeclineCall {
         chat_id: String,
@@ -331,7 +334,7 @@ async fn carry_out(
         ),
         AgentCommand::DisconnectChat { chat_id } => (chat_id, Command::DisconnectChat),
         AgentCommand::EndSession { chat_id } => (chat_id, Command::EndSession),
-        AgentCommand::AcceptCall { chat_id } => (chat_id, Command::AcceptCall),
+        AgentCommand::AcceptCall { chat_id, device } => (chat_id, Command::AcceptCall { device }),
         AgentCommand::DeclineCall { chat_id } => (chat_id, Command::DeclineCall),
         AgentCommand::ReleaseCall { chat_id } => (chat_id, Command::ReleaseCall),
         AgentCommand::AllowVideo { chat_id } => (chat_id, Command::AllowVideo),

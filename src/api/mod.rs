@@ -32,7 +32,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use error::{ApiError, ErrorCode};
 
-use crate::bridge::hub::{Handle, Hub, HubError};
+use crate::bridge::hub::{Handle, Hub, HubError, LegActions};
 use crate::bridge::{AgentId, InteractionId, Time};
 use crate::chat::files::FileStore;
 use crate::chat::store::{Store, StoreError};
@@ -248,12 +248,15 @@ pub struct Http {
     pub addr: SocketAddr,
     /// The metrics `/metrics` serves; other parts publish theirs here.
     pub metrics: Arc<Metrics>,
+    /// The running interactions.
+    pub hub: Hub,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Binds, opens the store, restores open interactions and serves.
-pub async fn start(config: &Config) -> Result<Http, StartError> {
+/// Binds, opens the store, restores open interactions and serves. Leg actions of the
+/// interactions go to `legs`.
+pub async fn start(config: &Config, legs: Option<LegActions>) -> Result<Http, StartError> {
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -275,8 +278,8 @@ pub async fn start(config: &Config) -> Result<Http, StartError> {
     )
     .await?;
     let files = FileStore::new(&config.files.dir);
-    let hub = Hub::open(Arc::new(config), store, metrics.clone(), None).await?;
-    let state = AppState::new(hub, files);
+    let hub = Hub::open(Arc::new(config), store, metrics.clone(), legs).await?;
+    let state = AppState::new(hub.clone(), files);
     tracing::info!(%addr, "HTTP listening");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -290,6 +293,7 @@ pub async fn start(config: &Config) -> Result<Http, StartError> {
     Ok(Http {
         addr,
         metrics,
+        hub,
         stop,
         task,
     })

@@ -52,6 +52,17 @@ pub enum LegTarget {
     Phone(String),
 }
 
+/// Where the agent takes a call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentDevice {
+    /// The agent desktop's own WebRTC leg.
+    #[default]
+    Browser,
+    /// The SIP softphone registered under the agent's name.
+    Softphone,
+}
+
 /// The life of one leg. A leg is live until it is `Released`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -17,7 +17,8 @@ use serde_json::Value;
 
 use super::error::RuleError;
 use super::event::{
-    EndReason, Event, EventKind, LegKind, LegState, LegTarget, Phase, ReceiptKind, TeardownStep,
+    AgentDevice, EndReason, Event, EventKind, LegKind, LegState, LegTarget, Phase, ReceiptKind,
+    TeardownStep,
 };
 use super::types::{AgentId, Customer, InteractionId, LegId, Party, Time};
 
@@ -102,8 +103,11 @@ pub enum Command {
     /// The customer asks for a voice call from the app; it waits for the agent (rule 5 for
     /// voice too: nothing is offered to the app before the agent says yes).
     RequestCall,
-    /// The agent accepts the pending voice request: the gateway offers the call to the app.
-    AcceptCall,
+    /// The agent accepts the pending voice request on one of its devices: the gateway offers
+    /// the call to the app.
+    AcceptCall {
+        device: AgentDevice,
+    },
     /// The agent declines the pending voice request.
     DeclineCall,
     /// The customer asks to be called on the phone.
@@ -148,6 +152,8 @@ pub enum Action {
         kind: LegKind,
         target: LegTarget,
         service: String,
+        /// Where the agent's side of the leg goes.
+        device: AgentDevice,
     },
     /// Release a leg (BYE/CANCEL, close the peer) and report `LegReleased`.
     ReleaseLeg { leg: LegId },
@@ -694,7 +700,7 @@ impl Interaction {
                 };
                 Ok(done(self.emit(now, kind)))
             }
-            Command::AcceptCall | Command::DeclineCall => {
+            Command::AcceptCall { .. } | Command::DeclineCall => {
                 self.require_agent(by)?;
                 let leg = self
                     .awaiting(LegKind::Voice)
@@ -703,12 +709,16 @@ impl Interaction {
                     let reason = Some("declined".to_string());
                     return Ok(done(self.emit_leg(now, leg, LegState::Released, reason)));
                 }
+                let Command::AcceptCall { device } = command else {
+                    unreachable!("matched above")
+                };
                 let seq = self.emit_leg(now, leg, LegState::Connecting, None);
                 self.actions.push_back(Action::StartLeg {
                     leg,
                     kind: LegKind::Voice,
                     target: LegTarget::App,
                     service: self.rules.service.clone(),
+                    device,
                 });
                 Ok(done(seq))
             }
@@ -783,6 +793,8 @@ impl Interaction {
                     kind: LegKind::Video,
                     target: LegTarget::App,
                     service: self.rules.service.clone(),
+                    // Video is shown on the agent's desktop.
+                    device: AgentDevice::Browser,
                 });
                 Ok(done(seq))
             }
@@ -885,6 +897,7 @@ impl Interaction {
             kind,
             target,
             service: self.rules.service.clone(),
+            device: AgentDevice::default(),
         });
         seq
     }

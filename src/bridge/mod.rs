@@ -19,7 +19,8 @@ mod types;
 
 pub use error::RuleError;
 pub use event::{
-    EndReason, Event, EventKind, LegKind, LegState, LegTarget, Phase, ReceiptKind, TeardownStep,
+    AgentDevice, EndReason, Event, EventKind, LegKind, LegState, LegTarget, Phase, ReceiptKind,
+    TeardownStep,
 };
 pub use interaction::{Accepted, Action, Command, Interaction, Leg, Rules, Timer};
 pub use types::{AgentId, Customer, InteractionId, LegId, Party, Time, random_hex};

@@ -15,9 +15,17 @@
 pub mod webrtc;
 
 use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::bridge::hub::Hub;
-use crate::bridge::{AgentId, Command, InteractionId, Party};
+use crate::bridge::{Action, AgentId, Command, InteractionId, Party};
+use crate::rtc::{MediaSpec, PeerId, RtcEvent, RtcService};
+use crate::sip::core::{AppDial, CallRef, DialTarget};
+use crate::sip::driver::{SipCallEvent, SipControl};
+use crate::sip::sdp::Codec;
 
 /// What a leg driver needs of the interactions: to command them as the system, and to know
 /// which agent holds one.
@@ -44,4 +52,130 @@ impl Interactions for Hub {
         let summary = self.get(id)?.summary().await.ok()?;
         summary.agent.map(AgentId)
     }
+}
+
+impl webrtc::Peers for RtcService {
+    type Id = PeerId;
+
+    async fn create(&self, audio: bool, video: bool) -> Result<(PeerId, String), String> {
+        let spec = MediaSpec { audio, video };
+        self.create_peer(spec).await.map_err(|e| e.to_string())
+    }
+
+    async fn answer(&self, peer: PeerId, sdp: String) -> Result<(), String> {
+        self.accept_answer(peer, sdp)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn set_video(&self, peer: PeerId, on: bool) -> Result<String, String> {
+        RtcService::set_video(self, peer, on)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn link(&self, a: PeerId, b: PeerId) -> Result<(), String> {
+        self.connect(a, b).await.map_err(|e| e.to_string())
+    }
+
+    async fn bridge_rtp(
+        &self,
+        peer: PeerId,
+        remote: SocketAddr,
+        codec: Codec,
+    ) -> Result<(), String> {
+        RtcService::bridge_rtp(self, peer, remote, codec)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn close(&self, peer: PeerId) {
+        RtcService::close(self, peer).await;
+    }
+
+    fn ice_servers(&self) -> Vec<String> {
+        RtcService::ice_servers(self).to_vec()
+    }
+}
+
+/// Calls to agents' softphones through the SIP task; their events go to the driver's channel.
+pub struct SipPhones {
+    pub control: SipControl,
+    pub events: mpsc::UnboundedSender<SipCallEvent>,
+}
+
+impl webrtc::Phones for SipPhones {
+    async fn dial_agent(
+        &self,
+        agent: &AgentId,
+        interaction: &InteractionId,
+        service: &str,
+    ) -> Result<(CallRef, SocketAddr), String> {
+        let dial = AppDial {
+            target: DialTarget::Registered(agent.0.clone()),
+            from_user: service.to_string(),
+            extra_headers: service_headers(interaction, service),
+        };
+        let dialed = self
+            .control
+            .dial(dial, self.events.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((dialed.call, dialed.media))
+    }
+
+    async fn hangup(&self, call: CallRef) {
+        self.control.hangup(call).await;
+    }
+}
+
+/// The headers every INVITE of an interaction carries: its id, its service, and the id again
+/// as RFC 7433 User-to-User data (hex-encoded), for equipment that only passes UUI.
+pub fn service_headers(interaction: &InteractionId, service: &str) -> Vec<(String, String)> {
+    vec![
+        ("X-Interaction-Id".into(), interaction.0.clone()),
+        ("X-Service".into(), service.to_string()),
+        (
+            "User-to-User".into(),
+            format!("{};encoding=hex", hex::encode(interaction.0.as_bytes())),
+        ),
+    ]
+}
+
+/// Starts the WebRTC leg driver; it runs until `shutdown`.
+pub fn start(
+    hub: Hub,
+    rtc: RtcService,
+    mut rtc_events: mpsc::Receiver<RtcEvent>,
+    sip: SipControl,
+    actions: mpsc::UnboundedReceiver<(InteractionId, Action)>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (sip_tx, sip_rx) = mpsc::unbounded_channel();
+    let (peer_tx, peer_rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        while let Some(event) = rtc_events.recv().await {
+            let event = match event {
+                RtcEvent::Connected { peer } => webrtc::PeerEvent::Connected(peer),
+                RtcEvent::Closed { peer, reason } => webrtc::PeerEvent::Closed {
+                    peer,
+                    reason: reason.to_string(),
+                },
+                RtcEvent::VideoDropped { peer } => {
+                    tracing::debug!(%peer, "the client renegotiated video away");
+                    continue;
+                }
+            };
+            if peer_tx.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    let phones = SipPhones {
+        control: sip,
+        events: sip_tx,
+    };
+    let driver = webrtc::Driver::new(rtc, phones, hub);
+    tokio::spawn(driver.run(actions, peer_rx, sip_rx, shutdown))
 }

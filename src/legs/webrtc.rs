@@ -1,29 +1,39 @@
-//! The WebRTC leg driver: the app's call and video, and the agent browser's own leg.
+//! The WebRTC leg driver: the app's call and video, and the agent's side of them.
 //!
-//! A call from the app is two peers of the WebRTC service: one for the customer's app, one for
-//! the agent's browser. The gateway offers both (it is ICE-lite and always the offerer): the
-//! app's offer goes out as `OFFER_CALL` in the chat, the agent's as a `webrtc_signaling` event
-//! on the agent socket; the answers come back as [`Action::Signal`]. When both peers are
-//! connected they are linked (audio and video forwarded between them) and the voice leg is up.
+//! A call from the app is one peer of the WebRTC service for the customer's app, and on the
+//! agent's side either a second peer for the agent's browser or a SIP call to the softphone
+//! registered under the agent's name. The gateway offers every peer (it is ICE-lite and always
+//! the offerer): the app's offer goes out as `OFFER_CALL` in the chat, the browser's as a
+//! `webrtc_signaling` event on the agent socket; the answers come back as [`Action::Signal`].
+//! When both sides are ready the media is joined — two peers are linked (audio and video
+//! forwarded between them), a softphone is bridged through the media engine (the app's audio
+//! as plain RTP in the codec the softphone chose) — and the voice leg is up.
 //!
 //! Video rides on the same two peers: allowing it renegotiates both with a video section, and
 //! dropping it renegotiates it away. A peer has at most one offer outstanding; a change wanted
-//! meanwhile is offered when the answer arrives.
+//! meanwhile is offered when the answer arrives. A softphone has no video.
 //!
-//! A peer that closes (ICE consent lost, DTLS failure, a contained panic) ends the whole call:
-//! both peers are closed and every leg of the call is reported released with the reason.
+//! Whatever side ends (ICE consent lost, DTLS failure, a contained panic, the softphone's BYE
+//! or its refusal) ends the whole call: the other side is released too and every leg of the
+//! call is reported released with the reason.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
+use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Interactions;
-use crate::bridge::{Action, AgentId, Command, InteractionId, LegId, LegKind, LegTarget, Party};
+use crate::bridge::{
+    Action, AgentDevice, AgentId, Command, InteractionId, LegId, LegKind, LegTarget, Party,
+};
+use crate::sip::core::CallRef;
+use crate::sip::driver::SipCallEvent;
+use crate::sip::sdp::Codec;
 
 /// What the driver needs of the WebRTC service.
 pub trait Peers: Send + Sync + 'static {
@@ -48,9 +58,28 @@ pub trait Peers: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, String>> + Send;
     /// Forwards media between two connected peers, both ways.
     fn link(&self, a: Self::Id, b: Self::Id) -> impl Future<Output = Result<(), String>> + Send;
+    /// Sends the peer's audio as plain RTP in `codec` to `remote`, and plays what comes back.
+    fn bridge_rtp(
+        &self,
+        peer: Self::Id,
+        remote: SocketAddr,
+        codec: Codec,
+    ) -> impl Future<Output = Result<(), String>> + Send;
     fn close(&self, peer: Self::Id) -> impl Future<Output = ()> + Send;
     /// STUN/TURN URLs handed to clients with every offer.
     fn ice_servers(&self) -> Vec<String>;
+}
+
+/// What the driver needs of SIP: calls to an agent's softphone, their audio on a local RTP
+/// address, their progress as [`SipCallEvent`]s on the driver's channel.
+pub trait Phones: Send + Sync + 'static {
+    fn dial_agent(
+        &self,
+        agent: &AgentId,
+        interaction: &InteractionId,
+        service: &str,
+    ) -> impl Future<Output = Result<(CallRef, SocketAddr), String>> + Send;
+    fn hangup(&self, call: CallRef) -> impl Future<Output = ()> + Send;
 }
 
 /// What happens to peers on their own.
@@ -76,43 +105,80 @@ struct PeerState<Id> {
     offered_video: bool,
 }
 
-/// One call from the app: its two peers and the interaction's legs it carries.
+impl<Id> PeerState<Id> {
+    fn new(id: Id, video: bool) -> Self {
+        PeerState {
+            id,
+            connected: false,
+            awaiting_answer: true,
+            offered_video: video,
+        }
+    }
+}
+
+/// The agent's side of a call.
+enum Staff<Id> {
+    Browser(PeerState<Id>),
+    Softphone {
+        call: CallRef,
+        /// Where the engine takes the call's audio.
+        media: SocketAddr,
+        /// What the softphone answered with; `None` while it rings.
+        codec: Option<Codec>,
+    },
+}
+
+/// One call from the app: its peers and the interaction's legs it carries.
 struct Call<Id> {
     agent: AgentId,
     customer: PeerState<Id>,
-    staff: PeerState<Id>,
+    staff: Staff<Id>,
     voice: Option<LegId>,
     video: Option<LegId>,
     want_video: bool,
-    linked: bool,
+    joined: bool,
     voice_up: bool,
     video_up: bool,
 }
 
 impl<Id> Call<Id> {
-    fn side(&mut self, side: Side) -> &mut PeerState<Id> {
-        match side {
-            Side::Customer => &mut self.customer,
-            Side::Agent => &mut self.staff,
+    fn peer(&mut self, side: Side) -> Option<&mut PeerState<Id>> {
+        match (side, &mut self.staff) {
+            (Side::Customer, _) => Some(&mut self.customer),
+            (Side::Agent, Staff::Browser(peer)) => Some(peer),
+            (Side::Agent, Staff::Softphone { .. }) => None,
+        }
+    }
+
+    fn settled(&self, side: Side) -> bool {
+        match (side, &self.staff) {
+            (Side::Customer, _) => !self.customer.awaiting_answer,
+            (Side::Agent, Staff::Browser(p)) => !p.awaiting_answer,
+            (Side::Agent, Staff::Softphone { .. }) => true,
         }
     }
 }
 
-/// The driver's state; [`Driver::run`] feeds it from the hub's actions and the peers' events.
-pub struct Driver<P: Peers, I: Interactions> {
+/// The driver's state; [`Driver::run`] feeds it from the hub's actions, the peers' events and
+/// the softphones' calls.
+pub struct Driver<P: Peers, S: Phones, I: Interactions> {
     peers: P,
+    phones: S,
     interactions: I,
     calls: HashMap<InteractionId, Call<P::Id>>,
     by_peer: HashMap<P::Id, (InteractionId, Side)>,
+    by_sip_call: HashMap<CallRef, InteractionId>,
 }
 
-impl<P: Peers, I: Interactions> Driver<P, I> {
-    pub fn new(peers: P, interactions: I) -> Self {
+impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
+    pub fn new(peers: P, phones: S, interactions: I) -> Self {
         Driver {
             peers,
+            phones,
             interactions,
             calls: HashMap::new(),
             by_peer: HashMap::new(),
+            by_sip_call: HashMap::new(),
         }
     }
 
@@ -121,11 +187,12 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
         self.calls.len()
     }
 
-    /// Serves until `shutdown`, or until both inputs are gone.
+    /// Serves until `shutdown`, or until the hub's actions end.
     pub async fn run(
         mut self,
         mut actions: mpsc::UnboundedReceiver<(InteractionId, Action)>,
         mut events: mpsc::Receiver<PeerEvent<P::Id>>,
+        mut sip: mpsc::UnboundedReceiver<SipCallEvent>,
         shutdown: CancellationToken,
     ) {
         loop {
@@ -134,16 +201,14 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
                     Some((id, action)) => self.handle_action(id, action).await,
                     None => break,
                 },
-                event = events.recv() => match event {
-                    Some(event) => self.handle_event(event).await,
-                    None => break,
-                },
+                Some(event) = events.recv() => self.handle_event(event).await,
+                Some(event) = sip.recv() => self.handle_sip(event).await,
                 _ = shutdown.cancelled() => break,
             }
         }
-        for (_, call) in self.calls.drain() {
-            self.peers.close(call.customer.id).await;
-            self.peers.close(call.staff.id).await;
+        let ids: Vec<InteractionId> = self.calls.keys().cloned().collect();
+        for id in ids {
+            self.end_call(&id, "gateway stopping", false).await;
         }
     }
 
@@ -153,8 +218,9 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
                 leg,
                 kind,
                 target: LegTarget::App,
-                ..
-            } => self.start(id, leg, kind).await,
+                service,
+                device,
+            } => self.start(id, leg, kind, &service, device).await,
             Action::StartLeg { leg, .. } => {
                 // Calls to the customer's phone belong to the SIP leg driver.
                 self.released(&id, leg, "no driver for this leg").await;
@@ -171,8 +237,8 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
                 let Some((id, side)) = self.by_peer.get(&peer).cloned() else {
                     return;
                 };
-                if let Some(call) = self.calls.get_mut(&id) {
-                    call.side(side).connected = true;
+                if let Some(p) = self.calls.get_mut(&id).and_then(|c| c.peer(side)) {
+                    p.connected = true;
                 }
                 self.progress(&id).await;
             }
@@ -181,14 +247,69 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
                     return;
                 };
                 tracing::info!(interaction = %id, %reason, "WebRTC peer closed");
-                self.end_call(&id, &reason).await;
+                self.end_call(&id, &reason, false).await;
             }
         }
     }
 
-    async fn start(&mut self, id: InteractionId, leg: LegId, kind: LegKind) {
+    pub async fn handle_sip(&mut self, event: SipCallEvent) {
+        let call = match &event {
+            SipCallEvent::Progress { call, .. }
+            | SipCallEvent::Answered { call, .. }
+            | SipCallEvent::Failed { call, .. }
+            | SipCallEvent::Ended { call, .. }
+            | SipCallEvent::Dtmf { call, .. } => *call,
+        };
+        let Some(id) = self.by_sip_call.get(&call).cloned() else {
+            return;
+        };
+        match event {
+            SipCallEvent::Answered { codec, .. } => {
+                if let Some(Call {
+                    staff: Staff::Softphone { codec: c, .. },
+                    ..
+                }) = self.calls.get_mut(&id)
+                {
+                    *c = Some(codec);
+                }
+                self.progress(&id).await;
+            }
+            SipCallEvent::Failed { code, .. } => {
+                self.by_sip_call.remove(&call);
+                let reason = match code {
+                    486 | 600 | 603 => "the agent's softphone is busy".to_string(),
+                    408 | 480 => "the agent's softphone did not answer".to_string(),
+                    code => format!("the agent's softphone refused ({code})"),
+                };
+                self.end_call(&id, &reason, true).await;
+            }
+            SipCallEvent::Ended { by_peer, .. } => {
+                self.by_sip_call.remove(&call);
+                let reason = if by_peer {
+                    "the agent's softphone hung up"
+                } else {
+                    "released"
+                };
+                self.end_call(&id, reason, true).await;
+            }
+            SipCallEvent::Progress { .. } | SipCallEvent::Dtmf { .. } => {}
+        }
+    }
+
+    async fn start(
+        &mut self,
+        id: InteractionId,
+        leg: LegId,
+        kind: LegKind,
+        service: &str,
+        device: AgentDevice,
+    ) {
         if let Some(call) = self.calls.get_mut(&id) {
             match kind {
+                LegKind::Video if matches!(call.staff, Staff::Softphone { .. }) => {
+                    self.released(&id, leg, "video needs the agent's browser")
+                        .await;
+                }
                 LegKind::Video if call.video.is_none() => {
                     call.video = Some(leg);
                     call.want_video = true;
@@ -204,6 +325,7 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
             return;
         };
         let (audio, video) = (kind == LegKind::Voice, kind == LegKind::Video);
+        let device = if video { AgentDevice::Browser } else { device };
         let customer = match self.peers.create(audio, video).await {
             Ok(p) => p,
             Err(e) => {
@@ -212,38 +334,61 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
                 return;
             }
         };
-        let staff = match self.peers.create(audio, video).await {
-            Ok(p) => p,
+        let staff = match device {
+            AgentDevice::Browser => self
+                .peers
+                .create(audio, video)
+                .await
+                .map(|(peer, offer)| (Staff::Browser(PeerState::new(peer, video)), Some(offer))),
+            AgentDevice::Softphone => {
+                self.phones
+                    .dial_agent(&agent, &id, service)
+                    .await
+                    .map(|(call, media)| {
+                        let staff = Staff::Softphone {
+                            call,
+                            media,
+                            codec: None,
+                        };
+                        (staff, None)
+                    })
+            }
+        };
+        let (staff, staff_offer) = match staff {
+            Ok(s) => s,
             Err(e) => {
                 self.peers.close(customer.0).await;
-                self.released(&id, leg, &format!("media unavailable: {e}"))
+                self.released(&id, leg, &format!("agent side unavailable: {e}"))
                     .await;
                 return;
             }
         };
-        let peer = |id| PeerState {
-            id,
-            connected: false,
-            awaiting_answer: true,
-            offered_video: video,
-        };
+        match &staff {
+            Staff::Browser(peer) => {
+                self.by_peer.insert(peer.id, (id.clone(), Side::Agent));
+            }
+            Staff::Softphone { call, .. } => {
+                self.by_sip_call.insert(*call, id.clone());
+            }
+        }
+        self.by_peer
+            .insert(customer.0, (id.clone(), Side::Customer));
         let call = Call {
             agent,
-            customer: peer(customer.0),
-            staff: peer(staff.0),
+            customer: PeerState::new(customer.0, video),
+            staff,
             voice: audio.then_some(leg),
             video: video.then_some(leg),
             want_video: video,
-            linked: false,
+            joined: false,
             voice_up: false,
             video_up: false,
         };
-        self.by_peer
-            .insert(customer.0, (id.clone(), Side::Customer));
-        self.by_peer.insert(staff.0, (id.clone(), Side::Agent));
         self.calls.insert(id.clone(), call);
         self.offer(&id, Side::Customer, customer.1, video).await;
-        self.offer(&id, Side::Agent, staff.1, video).await;
+        if let Some(offer) = staff_offer {
+            self.offer(&id, Side::Agent, offer, video).await;
+        }
     }
 
     async fn release(&mut self, id: InteractionId, leg: LegId) {
@@ -259,14 +404,14 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
             self.renegotiate(&id).await;
             self.released(&id, leg, "released").await;
         } else if call.voice == Some(leg) || call.video == Some(leg) {
-            self.end_call(&id, "released").await;
+            self.end_call(&id, "released", false).await;
         } else {
             self.released(&id, leg, "released").await;
         }
     }
 
     async fn signal(&mut self, id: InteractionId, from: Party, data: Value) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let side = match &from {
@@ -283,8 +428,9 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
         let Some(sdp) = data.get("sdp").and_then(Value::as_str) else {
             return;
         };
-        let call = self.calls.get_mut(&id).expect("call");
-        let peer = call.side(side);
+        let Some(peer) = call.peer(side) else {
+            return;
+        };
         if !peer.awaiting_answer {
             tracing::debug!(interaction = %id, "answer without an offer ignored");
             return;
@@ -292,15 +438,15 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
         let peer_id = peer.id;
         match self.peers.answer(peer_id, sdp.to_string()).await {
             Ok(()) => {
-                if let Some(call) = self.calls.get_mut(&id) {
-                    call.side(side).awaiting_answer = false;
+                if let Some(p) = self.calls.get_mut(&id).and_then(|c| c.peer(side)) {
+                    p.awaiting_answer = false;
                 }
                 self.renegotiate(&id).await;
                 self.progress(&id).await;
             }
             Err(e) => {
                 tracing::info!(interaction = %id, "unusable SDP answer: {e}");
-                self.end_call(&id, "unusable SDP answer").await;
+                self.end_call(&id, "unusable SDP answer", false).await;
             }
         }
     }
@@ -312,7 +458,9 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
                 return;
             };
             let want = call.want_video;
-            let peer = call.side(side);
+            let Some(peer) = call.peer(side) else {
+                continue;
+            };
             if peer.awaiting_answer || peer.offered_video == want {
                 continue;
             }
@@ -323,27 +471,38 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
                 Ok(sdp) => self.offer(id, side, sdp, want).await,
                 Err(e) => {
                     tracing::warn!(interaction = %id, "cannot renegotiate video: {e}");
-                    self.end_call(id, "renegotiation failed").await;
+                    self.end_call(id, "renegotiation failed", false).await;
                     return;
                 }
             }
         }
     }
 
-    /// Links the peers once both are connected and reports legs up as their media flows.
+    /// Joins the media once both sides are ready and reports legs up as their media flows.
     async fn progress(&mut self, id: &InteractionId) {
         let Some(call) = self.calls.get_mut(id) else {
             return;
         };
-        if !(call.customer.connected && call.staff.connected) {
+        let agent_ready = match &call.staff {
+            Staff::Browser(peer) => peer.connected,
+            Staff::Softphone { codec, .. } => codec.is_some(),
+        };
+        if !(call.customer.connected && agent_ready) {
             return;
         }
-        if !call.linked {
-            call.linked = true;
-            let (a, b) = (call.customer.id, call.staff.id);
-            if let Err(e) = self.peers.link(a, b).await {
-                tracing::warn!(interaction = %id, "cannot link peers: {e}");
-                self.end_call(id, "media path failed").await;
+        if !call.joined {
+            call.joined = true;
+            let customer = call.customer.id;
+            let joined = match &call.staff {
+                Staff::Browser(peer) => self.peers.link(customer, peer.id).await,
+                Staff::Softphone { media, codec, .. } => {
+                    let codec = codec.expect("checked above");
+                    self.peers.bridge_rtp(customer, *media, codec).await
+                }
+            };
+            if let Err(e) = joined {
+                tracing::warn!(interaction = %id, "cannot join the media: {e}");
+                self.end_call(id, "media path failed", false).await;
                 return;
             }
         }
@@ -356,10 +515,9 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
             up.push(leg);
         }
         let video_settled = call.want_video
-            && !call.customer.awaiting_answer
-            && !call.staff.awaiting_answer
-            && call.customer.offered_video
-            && call.staff.offered_video;
+            && call.settled(Side::Customer)
+            && call.settled(Side::Agent)
+            && call.customer.offered_video;
         if let Some(leg) = call.video
             && video_settled
             && !call.video_up
@@ -374,14 +532,25 @@ impl<P: Peers, I: Interactions> Driver<P, I> {
         }
     }
 
-    /// Closes both peers and reports every leg of the call released.
-    async fn end_call(&mut self, id: &InteractionId, reason: &str) {
+    /// Releases both sides and reports every leg of the call released. `sip_gone` when the
+    /// softphone's call has already ended by itself.
+    async fn end_call(&mut self, id: &InteractionId, reason: &str, sip_gone: bool) {
         let Some(call) = self.calls.remove(id) else {
             return;
         };
-        for peer in [call.customer.id, call.staff.id] {
-            self.by_peer.remove(&peer);
-            self.peers.close(peer).await;
+        self.by_peer.remove(&call.customer.id);
+        self.peers.close(call.customer.id).await;
+        match call.staff {
+            Staff::Browser(peer) => {
+                self.by_peer.remove(&peer.id);
+                self.peers.close(peer.id).await;
+            }
+            Staff::Softphone { call: sip, .. } => {
+                self.by_sip_call.remove(&sip);
+                if !sip_gone {
+                    self.phones.hangup(sip).await;
+                }
+            }
         }
         for leg in [call.voice, call.video].into_iter().flatten() {
             self.released(id, leg, reason).await;
@@ -430,7 +599,10 @@ mod tests {
         Answer(u32),
         SetVideo(u32, bool),
         Link(u32, u32),
+        Bridge(u32, Codec),
         Close(u32),
+        Dial(String, String),
+        Hangup(u64),
     }
 
     #[derive(Clone, Default)]
@@ -467,11 +639,38 @@ mod tests {
             self.ops.lock().unwrap().push(Op::Link(a, b));
             Ok(())
         }
+        async fn bridge_rtp(
+            &self,
+            peer: u32,
+            _remote: SocketAddr,
+            codec: Codec,
+        ) -> Result<(), String> {
+            self.ops.lock().unwrap().push(Op::Bridge(peer, codec));
+            Ok(())
+        }
         async fn close(&self, peer: u32) {
             self.ops.lock().unwrap().push(Op::Close(peer));
         }
         fn ice_servers(&self) -> Vec<String> {
             vec!["stun:stun.example.net".into()]
+        }
+    }
+
+    impl Phones for FakePeers {
+        async fn dial_agent(
+            &self,
+            agent: &AgentId,
+            _interaction: &InteractionId,
+            service: &str,
+        ) -> Result<(CallRef, SocketAddr), String> {
+            self.ops
+                .lock()
+                .unwrap()
+                .push(Op::Dial(agent.0.clone(), service.to_string()));
+            Ok((CallRef(77), "127.0.0.1:30000".parse().unwrap()))
+        }
+        async fn hangup(&self, call: CallRef) {
+            self.ops.lock().unwrap().push(Op::Hangup(call.0));
         }
     }
 
@@ -491,7 +690,7 @@ mod tests {
     }
 
     struct Rig {
-        driver: Driver<FakePeers, FakeInteractions>,
+        driver: Driver<FakePeers, FakePeers, FakeInteractions>,
         peers: FakePeers,
         it: FakeInteractions,
         id: InteractionId,
@@ -501,7 +700,7 @@ mod tests {
         let peers = FakePeers::default();
         let it = FakeInteractions::default();
         Rig {
-            driver: Driver::new(peers.clone(), it.clone()),
+            driver: Driver::new(peers.clone(), peers.clone(), it.clone()),
             peers,
             it,
             id: InteractionId::from("i-1"),
@@ -521,11 +720,15 @@ mod tests {
             self.driver.handle_action(self.id.clone(), action).await;
         }
         async fn start(&mut self, leg: u32, kind: LegKind) {
+            self.start_on(leg, kind, AgentDevice::Browser).await;
+        }
+        async fn start_on(&mut self, leg: u32, kind: LegKind, device: AgentDevice) {
             let action = Action::StartLeg {
                 leg: LegId(leg),
                 kind,
                 target: LegTarget::App,
                 service: "claims".into(),
+                device,
             };
             self.act(action).await;
         }
@@ -696,7 +899,7 @@ mod tests {
 
         let mut r = rig();
         r.peers.refuse_answers = true;
-        r.driver = Driver::new(r.peers.clone(), r.it.clone());
+        r.driver = Driver::new(r.peers.clone(), r.peers.clone(), r.it.clone());
         r.start(1, LegKind::Voice).await;
         r.act(Action::Signal {
             from: Party::Customer,
@@ -715,9 +918,78 @@ mod tests {
             kind: LegKind::Voice,
             target: LegTarget::Phone("+1555".into()),
             service: "claims".into(),
+            device: AgentDevice::Browser,
         };
         r.act(action).await;
         assert_eq!(r.released().len(), 1);
         assert!(r.ops().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_softphone_call_bridges_the_app_once_both_answer() {
+        let mut r = rig();
+        r.start_on(1, LegKind::Voice, AgentDevice::Softphone).await;
+        assert!(r.ops().contains(&Op::Dial("alice".into(), "claims".into())));
+        assert_eq!(
+            r.offers(),
+            vec![(Party::Customer, false, "offer-1".into())],
+            "only the app gets an offer"
+        );
+        r.act(Action::Signal {
+            from: Party::Customer,
+            data: answer(),
+        })
+        .await;
+        r.driver.handle_event(PeerEvent::Connected(1)).await;
+        assert!(r.ups().is_empty(), "the softphone still rings");
+        r.driver
+            .handle_sip(SipCallEvent::Answered {
+                call: CallRef(77),
+                codec: Codec::Pcma,
+            })
+            .await;
+        assert!(r.ops().contains(&Op::Bridge(1, Codec::Pcma)));
+        assert_eq!(r.ups(), vec![1]);
+        // Video cannot ride on a softphone.
+        r.start(2, LegKind::Video).await;
+        assert_eq!(
+            r.released(),
+            vec![(2, "video needs the agent's browser".into())]
+        );
+        // The softphone hangs up: the app's peer goes and the call is released.
+        r.driver
+            .handle_sip(SipCallEvent::Ended {
+                call: CallRef(77),
+                by_peer: true,
+            })
+            .await;
+        assert!(r.ops().contains(&Op::Close(1)));
+        assert!(!r.ops().contains(&Op::Hangup(77)), "nothing to hang up");
+        assert_eq!(r.released()[1], (1, "the agent's softphone hung up".into()));
+        assert_eq!(r.driver.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_busy_softphone_ends_the_call_and_a_release_hangs_it_up() {
+        let mut r = rig();
+        r.start_on(1, LegKind::Voice, AgentDevice::Softphone).await;
+        r.driver
+            .handle_sip(SipCallEvent::Failed {
+                call: CallRef(77),
+                code: 486,
+            })
+            .await;
+        assert_eq!(
+            r.released(),
+            vec![(1, "the agent's softphone is busy".into())]
+        );
+        assert!(r.ops().contains(&Op::Close(1)));
+
+        let mut r = rig();
+        r.start_on(1, LegKind::Voice, AgentDevice::Softphone).await;
+        r.act(Action::ReleaseLeg { leg: LegId(1) }).await;
+        assert!(r.ops().contains(&Op::Hangup(77)));
+        assert!(r.ops().contains(&Op::Close(1)));
+        assert_eq!(r.released(), vec![(1, "released".into())]);
     }
 }

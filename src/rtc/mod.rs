@@ -81,6 +81,19 @@ pub enum CloseReason {
     Panicked,
 }
 
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::ConsentTimeout => f.write_str("ICE consent expired"),
+            CloseReason::IceFailed => f.write_str("ICE did not connect"),
+            CloseReason::DtlsFailed(why) => write!(f, "DTLS failed: {why}"),
+            CloseReason::RemoteClosed => f.write_str("closed by the client"),
+            CloseReason::ClosedByUs => f.write_str("closed"),
+            CloseReason::Panicked => f.write_str("internal error"),
+        }
+    }
+}
+
 /// What the service reports to whoever owns the interactions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RtcEvent {
