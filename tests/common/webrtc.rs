@@ -51,7 +51,8 @@ const VIDEO_FRAME: Duration = Duration::from_millis(66);
 /// A keyframe every this many video frames (one a second at 15 fps).
 const KEYFRAME_EVERY: u64 = 15;
 
-/// The audio codec the client prefers: the only one it puts in its answer (or offer).
+/// The audio codec the client sends and the only one it registers, so its answer (or offer)
+/// names it alone and the other side must send it too. An offer without it is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudioCodec {
     Opus,
@@ -295,13 +296,14 @@ impl WebRtcClient {
     pub async fn new(options: ClientOptions) -> WebRtcClient {
         let shared = Arc::new(Shared::new());
         let mut media = MediaEngine::default();
-        let (first, second) = match options.audio_codec {
-            AudioCodec::Opus => (opus(), pcmu()),
-            AudioCodec::Pcmu => (pcmu(), opus()),
+        // Only the chosen audio codec: as an answerer webrtc-rs lists every registered codec the
+        // offer has, whatever the transceiver's codec preferences say.
+        let audio = match options.audio_codec {
+            AudioCodec::Opus => opus(),
+            AudioCodec::Pcmu => pcmu(),
         };
         for (codec, kind) in [
-            (first, RtpCodecKind::Audio),
-            (second, RtpCodecKind::Audio),
+            (audio, RtpCodecKind::Audio),
             (vp8(), RtpCodecKind::Video),
             (h264(), RtpCodecKind::Video),
         ] {
@@ -407,6 +409,16 @@ impl WebRtcClient {
     /// Sets the remote offer, answers it and returns the answer SDP with our candidates.
     /// Also the way to take a re-offer (see [`Self::renegotiate`]).
     pub async fn answer(&self, offer_sdp: &str) -> String {
+        let name = match self.options.audio_codec {
+            AudioCodec::Opus => " opus/48000",
+            AudioCodec::Pcmu => " pcmu/8000",
+        };
+        assert!(
+            offer_sdp
+                .lines()
+                .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains(name)),
+            "the offer has no{name}:\n{offer_sdp}"
+        );
         self.ensure_track(RtpCodecKind::Audio).await;
         if self.options.video && offer_sdp.contains("\nm=video ") {
             self.ensure_track(RtpCodecKind::Video).await;
