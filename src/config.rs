@@ -1076,7 +1076,10 @@ mod tests {
     #[test]
     fn the_embedded_default_is_valid_and_complete() {
         let config = Config::parse(EMBEDDED_DEFAULT).unwrap();
-        assert_eq!(config.sip.listen, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(
+            config.sip.listen,
+            "127.0.0.1:5060".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(config.registrar.accounts.len(), 2);
         // Every key of the embedded file matches the built-in defaults except the sample accounts.
         let mut expected = Config::default();
@@ -1167,7 +1170,10 @@ mod tests {
         let text = "[rtc]\nlisten = \"0.0.0.0:40000\"\npublic_ip = \"203.0.113.7\"\n\
                     ice_servers = [\"stun:stun.example.com:3478\"]\nconsent_timeout_s = 10\n";
         let rtc = Config::parse(text).unwrap().rtc;
-        assert_eq!(rtc.candidate_addr(), "203.0.113.7:40000".parse().unwrap());
+        assert_eq!(
+            rtc.candidate_addr(),
+            "203.0.113.7:40000".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(rtc.ice_servers, ["stun:stun.example.com:3478"]);
         assert_eq!(rtc.consent_timeout(), Duration::from_secs(10));
         assert_eq!(rtc.max_peers, 2000);

@@ -1,5 +1,6 @@
 //! The customer API handlers (`/clientweb/api/v1/…`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -9,13 +10,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::auth::Client;
 use super::wire::{ClientEvent, customer_view, parse_client_event};
 use super::{ApiError, ApiJson, AppState, ChatRef};
 use crate::bridge::hub::Handle;
-use crate::bridge::{Accepted, Command, Customer, InteractionId, Party, Time, random_hex};
+use crate::bridge::{Accepted, Command, Customer, Event, InteractionId, Party, Time, random_hex};
 use crate::chat::files;
 use crate::chat::store::{FileRecord, Write};
 
@@ -192,24 +193,26 @@ pub async fn poll_events(
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::TooMany("long polls"))?;
-    let cursor = {
+    let (cursor, kept) = {
         let mut polls = state.shared.polls.lock().expect("polls");
         let slot = polls.entry(id.clone()).or_default();
         if slot.busy {
             return Err(ApiError::PollInProgress);
         }
         slot.busy = true;
-        slot.cursor
+        (slot.cursor, slot.live.take())
     };
     let _guard = PollGuard {
         state: state.clone(),
         id: id.clone(),
     };
+    // A client that asks for a position of its own gets exactly that, from the store.
+    let kept = kept.filter(|_| query.after_seq.is_none_or(|a| a == cursor));
     let after = query.after_seq.unwrap_or(cursor);
-    let (events, last) = match chat {
+    let (events, last, live) = match chat {
         ChatRef::Live(handle) => {
             let wait = Duration::from_secs(state.config().http.long_poll_timeout_s);
-            wait_for_events(&handle, after, wait).await?
+            wait_for_events(&handle, after, kept, wait).await?
         }
         ChatRef::Stored => {
             let stored = state.store().events(&id, after).await?;
@@ -219,51 +222,72 @@ pub async fn poll_events(
                 state.shared.polls.lock().expect("polls").remove(&id);
                 return Err(crate::bridge::RuleError::InteractionClosed.into());
             }
-            (views, last)
+            (views, last, None)
         }
     };
     if let Some(slot) = state.shared.polls.lock().expect("polls").get_mut(&id) {
         slot.cursor = slot.cursor.max(last);
+        slot.live = live;
     }
     Ok(Json(json!({"events": events})))
 }
 
-/// The customer's events after `after`, waiting up to `wait` for the first one.
+/// The customer's events after `after`, waiting up to `wait` for the first one. `kept` is the
+/// live stream the previous poll left off, when it is still good: it carries the ephemeral
+/// events emitted between the polls. Returns the stream to keep for the next poll.
 async fn wait_for_events(
     handle: &Handle,
     after: u64,
+    kept: Option<broadcast::Receiver<Arc<Event>>>,
     wait: Duration,
-) -> Result<(Vec<Value>, u64), ApiError> {
-    let mut sub = handle.subscribe(after).await?;
+) -> Result<(Vec<Value>, u64, Option<broadcast::Receiver<Arc<Event>>>), ApiError> {
     let mut last = after;
     let mut out = Vec::new();
-    for event in sub.backlog.iter().take(MAX_EVENTS_PER_POLL) {
-        last = event.seq.unwrap_or(last);
-        out.extend(customer_view(event));
-    }
+    let mut live = match kept {
+        Some(live) => live,
+        None => {
+            let sub = handle.subscribe(after).await?;
+            for event in sub.backlog.iter().take(MAX_EVENTS_PER_POLL) {
+                last = event.seq.unwrap_or(last);
+                out.extend(customer_view(event));
+            }
+            if sub.backlog.len() > MAX_EVENTS_PER_POLL {
+                // More backlog than one answer: the next poll reads the rest from it.
+                return Ok((out, last, None));
+            }
+            sub.live
+        }
+    };
+    // Durable events the backlog already gave (or the client has) are skipped.
+    let take = |event: &Event, out: &mut Vec<Value>, last: &mut u64| match event.seq {
+        Some(seq) if seq <= *last => {}
+        seq => {
+            *last = seq.unwrap_or(*last);
+            out.extend(customer_view(event));
+        }
+    };
+    let mut keep = true;
     let deadline = tokio::time::Instant::now() + wait;
     while out.is_empty() {
-        match tokio::time::timeout_at(deadline, sub.live.recv()).await {
+        match tokio::time::timeout_at(deadline, live.recv()).await {
             Err(_) => break,
-            Ok(Ok(event)) => {
-                last = event.seq.unwrap_or(last);
-                out.extend(customer_view(&event));
-            }
+            Ok(Ok(event)) => take(&event, &mut out, &mut last),
             // Behind or over: the next poll resumes from `last` via the backlog.
-            Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => break,
+            Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => {
+                keep = false;
+                break;
+            }
         }
     }
     // Take what else is already there.
-    while out.len() < MAX_EVENTS_PER_POLL {
-        match sub.live.try_recv() {
-            Ok(event) => {
-                last = event.seq.unwrap_or(last);
-                out.extend(customer_view(&event));
-            }
-            Err(_) => break,
+    while keep && out.len() < MAX_EVENTS_PER_POLL {
+        match live.try_recv() {
+            Ok(event) => take(&event, &mut out, &mut last),
+            Err(broadcast::error::TryRecvError::Empty) => break,
+            Err(_) => keep = false,
         }
     }
-    Ok((out, last))
+    Ok((out, last, keep.then_some(live)))
 }
 
 /// `GET chats/{id}/history`: every customer-visible durable event.

@@ -47,6 +47,10 @@ use crate::sms::provider::Provider;
 struct PollSlot {
     busy: bool,
     cursor: u64,
+    /// The live stream the last poll read, kept between polls: ephemeral events (typing, the
+    /// gateway's call offers) are never stored, so one emitted while no poll was waiting
+    /// would otherwise be lost. Bounded by the interaction's broadcast capacity.
+    live: Option<tokio::sync::broadcast::Receiver<Arc<crate::bridge::Event>>>,
 }
 
 struct Shared {

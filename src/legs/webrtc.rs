@@ -304,6 +304,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         service: &str,
         device: AgentDevice,
     ) {
+        tracing::debug!(interaction = %id, %leg, ?kind, ?device, "start leg");
         if let Some(call) = self.calls.get_mut(&id) {
             match kind {
                 LegKind::Video if matches!(call.staff, Staff::Softphone { .. }) => {
@@ -411,6 +412,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
     }
 
     async fn signal(&mut self, id: InteractionId, from: Party, data: Value) {
+        tracing::debug!(interaction = %id, ?from, kind = ?data.get("type"), "signal");
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -561,6 +563,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         let Some(call) = self.calls.get(id) else {
             return;
         };
+        tracing::debug!(interaction = %id, ?side, video, "offer");
         let data = json!({"type": "OFFER_CALL", "offerVideo": video, "sdp": sdp,
                           "iceServers": self.peers.ice_servers()});
         let to = match side {

@@ -771,8 +771,14 @@ mod tests {
         assert!(lines(&reply.sdp).contains(&"a=rtpmap:0 PCMU/8000"));
         assert!(!reply.sdp.contains("telephone-event"));
         let media = reply.media;
-        assert_eq!(media.remote_rtp, "127.0.0.1:6000".parse().unwrap());
-        assert_eq!(media.remote_rtcp, "127.0.0.1:6001".parse().unwrap());
+        assert_eq!(
+            media.remote_rtp,
+            "127.0.0.1:6000".parse::<std::net::SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            media.remote_rtcp,
+            "127.0.0.1:6001".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!((media.codec, media.payload_type), (Codec::Pcmu, 0));
         assert_eq!(media.telephone_event_pt, None);
         assert_eq!(media.ptime_ms, 20);
@@ -790,7 +796,10 @@ mod tests {
         for dropped in ["opus", "G722", "PCMA", "ssrc", "label", "tool"] {
             assert!(!reply.sdp.contains(dropped), "{dropped} in\n{}", reply.sdp);
         }
-        assert_eq!(reply.media.remote_rtp, "192.0.2.10:10396".parse().unwrap());
+        assert_eq!(
+            reply.media.remote_rtp,
+            "192.0.2.10:10396".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(reply.media.codec, Codec::Pcmu);
         assert_eq!(reply.media.telephone_event_pt, Some(101));
     }
@@ -806,7 +815,10 @@ mod tests {
         let media = reply.media;
         assert_eq!((media.codec, media.payload_type), (Codec::Pcma, 8));
         assert_eq!(media.telephone_event_pt, Some(100));
-        assert_eq!(media.remote_rtcp, "198.51.100.7:7079".parse().unwrap());
+        assert_eq!(
+            media.remote_rtcp,
+            "198.51.100.7:7079".parse::<std::net::SocketAddr>().unwrap()
+        );
     }
 
     #[test]
@@ -879,7 +891,10 @@ mod tests {
                 "m=audio 0 RTP/AVP 0",
             ]
         );
-        assert_eq!(reply.media.remote_rtp, "192.0.2.1:4004".parse().unwrap());
+        assert_eq!(
+            reply.media.remote_rtp,
+            "192.0.2.1:4004".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert!(!reply.sdp.contains("crypto"));
     }
 
@@ -974,7 +989,10 @@ mod tests {
     fn media_level_connection_overrides_the_session_level_one() {
         let offer = offer_with("0", "c=IN IP4 192.0.2.99\r\na=ptime:30\r\n");
         let media = answer_to(&offer).media;
-        assert_eq!(media.remote_rtp, "192.0.2.99:4000".parse().unwrap());
+        assert_eq!(
+            media.remote_rtp,
+            "192.0.2.99:4000".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(media.ptime_ms, 30);
 
         let only_media_level = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n\
@@ -1005,11 +1023,15 @@ mod tests {
         let reply = answer(offer, &ours, &mut SdpSession::new(1)).unwrap();
         assert_eq!(
             reply.media.remote_rtp,
-            "[2001:db8::1]:4000".parse().unwrap()
+            "[2001:db8::1]:4000"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
         );
         assert_eq!(
             reply.media.remote_rtcp,
-            "[2001:db8::2]:4001".parse().unwrap()
+            "[2001:db8::2]:4001"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
         );
         let lines = lines(&reply.sdp);
         assert!(lines.contains(&"c=IN IP6 2001:db8::5"), "{}", reply.sdp);
@@ -1095,11 +1117,17 @@ mod tests {
         let bob = local();
         let offer_sdp = offer(&alice, Direction::SendRecv, &mut SdpSession::new(1));
         let reply = answer(&offer_sdp, &bob, &mut SdpSession::new(2)).unwrap();
-        assert_eq!(reply.media.remote_rtp, "192.0.2.1:30000".parse().unwrap());
+        assert_eq!(
+            reply.media.remote_rtp,
+            "192.0.2.1:30000".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(reply.media.codec, Codec::Pcma);
 
         let media = accept_answer(&alice, Direction::SendRecv, &reply.sdp).unwrap();
-        assert_eq!(media.remote_rtp, "203.0.113.5:20000".parse().unwrap());
+        assert_eq!(
+            media.remote_rtp,
+            "203.0.113.5:20000".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!((media.codec, media.payload_type), (Codec::Pcma, 8));
         assert_eq!(media.telephone_event_pt, Some(TELEPHONE_EVENT_PT));
         assert_eq!(media.local_direction, Direction::SendRecv);

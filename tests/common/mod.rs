@@ -77,7 +77,11 @@ impl Gateway {
         let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
             .args(["run", "--config"])
             .arg(&path)
-            .env("RUST_LOG", "info,tandem::sip::driver=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("TANDEM_TEST_LOG")
+                    .unwrap_or_else(|_| "info,tandem::sip::driver=debug".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -436,7 +436,7 @@ fn responses_go_to_the_source_port_only_when_rport_asks() {
     let sent = s.transmits();
     assert_eq!(
         sent[0].to.addr,
-        "127.0.0.9:5070".parse().unwrap(),
+        "127.0.0.9:5070".parse::<std::net::SocketAddr>().unwrap(),
         "Via port, source IP"
     );
 
