@@ -29,6 +29,16 @@ pub struct Metrics {
     pub sip_refused: Family<Vec<(String, String)>, Gauge>,
     /// Open RTP legs (each holds an RTP and an RTCP port).
     pub media_legs: Gauge,
+    /// Open WebRTC peers.
+    pub webrtc_peers: Gauge,
+    /// WebRTC peers whose task panicked (each ended alone).
+    pub webrtc_panics: Gauge,
+    /// WebRTC datagrams and bridged RTP packets so far, by direction.
+    pub webrtc_packets: Family<Vec<(String, String)>, Gauge>,
+    /// WebRTC datagrams dropped, by reason (`unknown` source, peer `queue_full`).
+    pub webrtc_dropped: Family<Vec<(String, String)>, Gauge>,
+    /// Calls from the app in progress (a customer peer and its agent side).
+    pub app_calls: Gauge,
 }
 
 impl Default for Metrics {
@@ -45,6 +55,32 @@ impl Default for Metrics {
         let sip_rejected_over_limit = Gauge::default();
         let sip_refused = Family::default();
         let media_legs = Gauge::default();
+        let webrtc_peers = Gauge::default();
+        let webrtc_panics = Gauge::default();
+        let webrtc_packets = Family::default();
+        let webrtc_dropped = Family::default();
+        let app_calls = Gauge::default();
+        registry.register("webrtc_peers", "Open WebRTC peers", webrtc_peers.clone());
+        registry.register(
+            "webrtc_panics",
+            "WebRTC peers whose task panicked",
+            webrtc_panics.clone(),
+        );
+        registry.register(
+            "webrtc_packets",
+            "WebRTC datagrams and bridged RTP packets, by direction",
+            webrtc_packets.clone(),
+        );
+        registry.register(
+            "webrtc_dropped",
+            "WebRTC datagrams dropped, by reason",
+            webrtc_dropped.clone(),
+        );
+        registry.register(
+            "app_calls",
+            "Calls from the app in progress",
+            app_calls.clone(),
+        );
         registry.register("sip_calls", "SIP calls with a dialog", sip_calls.clone());
         registry.register(
             "sip_transactions",
@@ -93,6 +129,11 @@ impl Default for Metrics {
             sip_rejected_over_limit,
             sip_refused,
             media_legs,
+            webrtc_peers,
+            webrtc_panics,
+            webrtc_packets,
+            webrtc_dropped,
+            app_calls,
         }
     }
 }
@@ -130,6 +171,31 @@ impl Metrics {
             .get_or_create(&label("outcome", "answered"))
             .set(rejected as i64);
         self.media_legs.set(legs as i64);
+    }
+
+    /// Publishes the WebRTC service's counters (called about once a second).
+    pub fn set_rtc(&self, stats: &crate::rtc::RtcStats) {
+        let label = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        self.webrtc_peers.set(stats.peers_open as i64);
+        self.webrtc_panics.set(stats.peers_panicked as i64);
+        for (direction, n) in [
+            ("in", stats.packets_in),
+            ("out", stats.packets_out),
+            ("rtp_bridge_in", stats.rtp_bridge_in),
+            ("rtp_bridge_out", stats.rtp_bridge_out),
+        ] {
+            self.webrtc_packets
+                .get_or_create(&label("direction", direction))
+                .set(n as i64);
+        }
+        for (reason, n) in [
+            ("unknown", stats.dropped_unknown),
+            ("queue_full", stats.dropped_queue_full),
+        ] {
+            self.webrtc_dropped
+                .get_or_create(&label("reason", reason))
+                .set(n as i64);
+        }
     }
 
     /// The text exposition format.

@@ -30,10 +30,12 @@ use crate::sip::sdp::Codec;
 /// What a leg driver needs of the interactions: to command them as the system, and to know
 /// which agent holds one.
 pub trait Interactions: Send + Sync + 'static {
-    /// Sends `command` as [`Party::System`]; a refusal is returned as its stable code.
+    /// Sends `command` as `by` (the system, or the customer whose client acted through its
+    /// media, as in a renegotiation); a refusal is returned as its stable code.
     fn command(
         &self,
         id: &InteractionId,
+        by: Party,
         command: Command,
     ) -> impl Future<Output = Result<(), String>> + Send;
     /// The agent who accepted the interaction, if any.
@@ -41,8 +43,8 @@ pub trait Interactions: Send + Sync + 'static {
 }
 
 impl Interactions for Hub {
-    async fn command(&self, id: &InteractionId, command: Command) -> Result<(), String> {
-        match Hub::command(self, id, Party::System, command).await {
+    async fn command(&self, id: &InteractionId, by: Party, command: Command) -> Result<(), String> {
+        match Hub::command(self, id, by, command).await {
             Ok(_) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
@@ -162,10 +164,7 @@ pub fn start(
                     peer,
                     reason: reason.to_string(),
                 },
-                RtcEvent::VideoDropped { peer } => {
-                    tracing::debug!(%peer, "the client renegotiated video away");
-                    continue;
-                }
+                RtcEvent::VideoDropped { peer } => webrtc::PeerEvent::VideoDropped(peer),
             };
             if peer_tx.send(event).await.is_err() {
                 break;
@@ -176,6 +175,18 @@ pub fn start(
         control: sip,
         events: sip_tx,
     };
-    let driver = webrtc::Driver::new(rtc, phones, hub);
+    let metrics = hub.metrics().clone();
+    let publish = (rtc.clone(), metrics.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let (rtc, metrics, shutdown) = publish;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => metrics.set_rtc(&rtc.counters()),
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    });
+    let driver = webrtc::Driver::new(rtc, phones, hub).with_metrics(metrics);
     tokio::spawn(driver.run(actions, peer_rx, sip_rx, shutdown))
 }

@@ -22,6 +22,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -31,6 +32,7 @@ use super::Interactions;
 use crate::bridge::{
     Action, AgentDevice, AgentId, Command, InteractionId, LegId, LegKind, LegTarget, Party,
 };
+use crate::metrics::Metrics;
 use crate::sip::core::CallRef;
 use crate::sip::driver::SipCallEvent;
 use crate::sip::sdp::Codec;
@@ -86,7 +88,12 @@ pub trait Phones: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerEvent<Id> {
     Connected(Id),
-    Closed { peer: Id, reason: String },
+    /// The client answered a video offer with video rejected or inactive.
+    VideoDropped(Id),
+    Closed {
+        peer: Id,
+        reason: String,
+    },
 }
 
 /// Which side of a call a peer serves.
@@ -168,6 +175,7 @@ pub struct Driver<P: Peers, S: Phones, I: Interactions> {
     calls: HashMap<InteractionId, Call<P::Id>>,
     by_peer: HashMap<P::Id, (InteractionId, Side)>,
     by_sip_call: HashMap<CallRef, InteractionId>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
@@ -179,7 +187,14 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             calls: HashMap::new(),
             by_peer: HashMap::new(),
             by_sip_call: HashMap::new(),
+            metrics: None,
         }
+    }
+
+    /// Publishes the number of calls in progress as `app_calls`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Calls in progress (for metrics and leak checks).
@@ -204,6 +219,9 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                 Some(event) = events.recv() => self.handle_event(event).await,
                 Some(event) = sip.recv() => self.handle_sip(event).await,
                 _ = shutdown.cancelled() => break,
+            }
+            if let Some(metrics) = &self.metrics {
+                metrics.app_calls.set(self.calls.len() as i64);
             }
         }
         let ids: Vec<InteractionId> = self.calls.keys().cloned().collect();
@@ -241,6 +259,20 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                     p.connected = true;
                 }
                 self.progress(&id).await;
+            }
+            PeerEvent::VideoDropped(peer) => {
+                let Some((id, Side::Customer)) = self.by_peer.get(&peer).cloned() else {
+                    return;
+                };
+                // The customer may drop video alone (rule 6); their client did so by its answer.
+                let command = Command::DropVideo;
+                if let Err(e) = self
+                    .interactions
+                    .command(&id, Party::Customer, command)
+                    .await
+                {
+                    tracing::debug!(interaction = %id, "video drop not taken: {e}");
+                }
             }
             PeerEvent::Closed { peer, reason } => {
                 let Some((id, _)) = self.by_peer.remove(&peer) else {
@@ -528,7 +560,11 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             up.push(leg);
         }
         for leg in up {
-            if let Err(e) = self.interactions.command(id, Command::LegUp { leg }).await {
+            if let Err(e) = self
+                .interactions
+                .command(id, Party::System, Command::LegUp { leg })
+                .await
+            {
                 tracing::debug!(interaction = %id, "leg up not taken: {e}");
             }
         }
@@ -572,7 +608,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         };
         if let Err(e) = self
             .interactions
-            .command(id, Command::SignalTo { to, data })
+            .command(id, Party::System, Command::SignalTo { to, data })
             .await
         {
             tracing::debug!(interaction = %id, "offer not delivered: {e}");
@@ -584,7 +620,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             leg,
             reason: Some(reason.to_string()),
         };
-        if let Err(e) = self.interactions.command(id, command).await {
+        if let Err(e) = self.interactions.command(id, Party::System, command).await {
             tracing::debug!(interaction = %id, "leg release not taken: {e}");
         }
     }
@@ -680,11 +716,21 @@ mod tests {
     #[derive(Clone, Default)]
     struct FakeInteractions {
         commands: Arc<Mutex<Vec<Command>>>,
+        by_customer: Arc<Mutex<Vec<Command>>>,
     }
 
     impl Interactions for FakeInteractions {
-        async fn command(&self, _id: &InteractionId, command: Command) -> Result<(), String> {
-            self.commands.lock().unwrap().push(command);
+        async fn command(
+            &self,
+            _id: &InteractionId,
+            by: Party,
+            command: Command,
+        ) -> Result<(), String> {
+            if by == Party::Customer {
+                self.by_customer.lock().unwrap().push(command);
+            } else {
+                self.commands.lock().unwrap().push(command);
+            }
             Ok(())
         }
         async fn agent(&self, _id: &InteractionId) -> Option<AgentId> {
@@ -994,5 +1040,18 @@ mod tests {
         assert!(r.ops().contains(&Op::Hangup(77)));
         assert!(r.ops().contains(&Op::Close(1)));
         assert_eq!(r.released(), vec![(1, "released".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_answers_video_away_drops_it_as_the_customer() {
+        let mut r = rig();
+        r.start(1, LegKind::Voice).await;
+        r.driver.handle_event(PeerEvent::VideoDropped(2)).await;
+        assert!(
+            r.it.by_customer.lock().unwrap().is_empty(),
+            "only the customer's client can drop video"
+        );
+        r.driver.handle_event(PeerEvent::VideoDropped(1)).await;
+        assert_eq!(*r.it.by_customer.lock().unwrap(), vec![Command::DropVideo]);
     }
 }
