@@ -300,6 +300,12 @@ pub struct ServiceConfig {
     pub recording: bool,
     #[serde(default)]
     pub video_allowed: bool,
+    /// The `[[sip.trunks]]` entry calls to customers' phones leave through (its first address
+    /// is the next hop). Without one, the service cannot call phones.
+    pub trunk: Option<String>,
+    /// The user part of the From of those calls (the number customers see); the service's name
+    /// when absent.
+    pub caller_id: Option<String>,
     /// Overrides `files.max_bytes`.
     pub max_file_bytes: Option<u64>,
     /// Overrides `files.allowed_types`.
@@ -846,6 +852,26 @@ impl Config {
             if service.inactivity_timeout_s < 2 {
                 return invalid("services.inactivity_timeout_s", "must be at least 2");
             }
+            if let Some(trunk) = &service.trunk
+                && !self.sip.trunks.iter().any(|t| &t.name == trunk)
+            {
+                return invalid(
+                    "services.trunk",
+                    &format!("no [[sip.trunks]] is named {trunk:?}"),
+                );
+            }
+            if let Some(id) = &service.caller_id
+                && (id.is_empty()
+                    || id.len() > 32
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-_.".contains(c)))
+            {
+                return invalid(
+                    "services.caller_id",
+                    "must be 1 to 32 letters, digits or + - _ .",
+                );
+            }
             if let Some(hours) = &service.hours {
                 if hours.days.iter().any(|d| !DAYS.contains(&d.as_str())) {
                     return invalid("services.hours.days", "days are \"mon\" … \"sun\"");
@@ -1099,6 +1125,20 @@ mod tests {
     fn an_unknown_key_is_named() {
         let err = Config::parse("[sip]\nlisten_addr = \"127.0.0.1:5060\"\n").unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn a_service_names_an_existing_trunk() {
+        let service = "[[services]]\nname = \"s\"\nentries = [\"s-app\"]\ndepartment = \"d\"\n";
+        let err = Config::parse(&format!("{service}trunk = \"carrier\"\n")).unwrap_err();
+        assert!(err.to_string().contains("services.trunk"), "{err}");
+        let trunk = "[[sip.trunks]]\nname = \"carrier\"\naddresses = [\"127.0.0.1:5070\"]\n";
+        let ok = Config::parse(&format!(
+            "{trunk}{service}trunk = \"carrier\"\ncaller_id = \"+1555\"\n"
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
+        let err = Config::parse(&format!("{service}caller_id = \"a b\"\n")).unwrap_err();
+        assert!(err.to_string().contains("services.caller_id"), "{err}");
     }
 
     #[test]

@@ -190,13 +190,19 @@ async fn a_ring_all_chat_is_won_by_one_agent_and_carried_to_its_end() {
     )
     .await;
     assert_eq!(refused["error"]["code"], "not_permitted");
-    // Call commands are placeholders with a stable code.
-    let later = command(
+    // Refusals of call commands carry stable codes.
+    let refused = command(
         &mut alice,
-        json!({"command": "call_customer", "chat_id": chat}),
+        json!({"command": "call_customer", "chat_id": chat, "number": "call me"}),
     )
     .await;
-    assert_eq!(later["error"]["code"], "not_implemented");
+    assert_eq!(refused["error"]["code"], "invalid_number");
+    let refused = command(
+        &mut alice,
+        json!({"command": "drop_video", "chat_id": chat}),
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], "only_customer_may_drop_video");
 
     // Customer → agent: a message and an image.
     let customer_events = format!("{base}/clientweb/api/v1/chats/{chat}/events");

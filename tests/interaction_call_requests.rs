@@ -248,3 +248,31 @@ fn an_allowed_video_leg_names_its_target_after_a_restore() {
         .expect("restores");
     assert_eq!(restored.legs()[&LegId(1)].target, Some(LegTarget::App));
 }
+
+#[test]
+fn the_agent_may_call_another_number_and_ringing_is_recorded() {
+    let mut h = Harness::active(rules());
+    let call = |number: &str| Command::CallCustomer {
+        number: Some(number.into()),
+        device: AgentDevice::Browser,
+    };
+    h.refused(alice(), call("call me maybe"), "invalid_number");
+    h.refused(alice(), call(""), "invalid_number");
+    h.ok(alice(), call("+15550199"));
+    assert!(matches!(
+        h.actions.last(),
+        Some(Action::StartLeg { target: LegTarget::Phone(n), .. }) if n == "+15550199"
+    ));
+    let ringing = Command::LegProgress {
+        leg: LegId(1),
+        note: "ringing".into(),
+    };
+    h.refused(Party::Customer, ringing.clone(), "not_permitted");
+    h.ok(Party::System, ringing.clone());
+    assert!(matches!(
+        h.last(),
+        EventKind::Leg { state: LegState::Connecting, reason: Some(r), .. } if r == "ringing"
+    ));
+    h.ok(Party::System, Command::LegUp { leg: LegId(1) });
+    h.refused(Party::System, ringing, "unknown_leg");
+}

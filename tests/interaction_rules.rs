@@ -72,7 +72,14 @@ fn chat_is_primary_no_call_or_video_before_an_agent_accepts() {
         Command::RequestVideo,
         "interaction_not_active",
     );
-    h.refused(alice(), Command::CallCustomer, "interaction_not_active");
+    h.refused(
+        alice(),
+        Command::CallCustomer {
+            number: None,
+            device: AgentDevice::Browser,
+        },
+        "interaction_not_active",
+    );
     // The customer may still write while queued.
     h.ok(
         Party::Customer,
@@ -87,7 +94,13 @@ fn chat_is_primary_no_call_or_video_before_an_agent_accepts() {
 fn calls_carry_the_service_and_can_be_repeated_one_at_a_time() {
     let mut h = Harness::active(rules());
     for round in 0..3u32 {
-        h.ok(alice(), Command::CallCustomer);
+        h.ok(
+            alice(),
+            Command::CallCustomer {
+                number: None,
+                device: AgentDevice::Browser,
+            },
+        );
         let leg = LegId(round + 1);
         assert_eq!(
             h.actions.last(),
@@ -99,7 +112,14 @@ fn calls_carry_the_service_and_can_be_repeated_one_at_a_time() {
                 device: AgentDevice::Browser,
             })
         );
-        h.refused(alice(), Command::CallCustomer, "call_in_progress");
+        h.refused(
+            alice(),
+            Command::CallCustomer {
+                number: None,
+                device: AgentDevice::Browser,
+            },
+            "call_in_progress",
+        );
         h.refused(Party::Customer, Command::RequestCall, "call_in_progress");
         leg_up(&mut h, leg.0);
         h.ok(alice(), Command::ReleaseCall);
@@ -290,7 +310,14 @@ fn nothing_happens_in_a_closed_interaction() {
         },
         "interaction_closed",
     );
-    h.refused(alice(), Command::CallCustomer, "interaction_closed");
+    h.refused(
+        alice(),
+        Command::CallCustomer {
+            number: None,
+            device: AgentDevice::Browser,
+        },
+        "interaction_closed",
+    );
 }
 
 #[test]

@@ -5,13 +5,19 @@ mod harness;
 
 use harness::{Harness, alice, rules};
 use tandem::bridge::{
-    Action, Command, EndReason, EventKind, LegId, LegState, Party, Phase, TeardownStep,
+    Action, AgentDevice, Command, EndReason, EventKind, LegId, LegState, Party, Phase, TeardownStep,
 };
 
 /// A chat with a call (leg 1) and video (leg 2) up.
 fn multimedia() -> Harness {
     let mut h = Harness::active(rules());
-    h.ok(alice(), Command::CallCustomer);
+    h.ok(
+        alice(),
+        Command::CallCustomer {
+            number: None,
+            device: AgentDevice::Browser,
+        },
+    );
     h.ok(Party::System, Command::LegUp { leg: LegId(1) });
     h.ok(Party::Customer, Command::RequestVideo);
     h.ok(alice(), Command::AllowVideo);

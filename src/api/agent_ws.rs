@@ -11,7 +11,7 @@
 //! `end_session`, `accept_call`/`decline_call` (the customer's call request), `release_call`,
 //! `allow_video`/`decline_video`, `drop_video` (always refused: only the customer may) and
 //! `webrtc_signaling` (the answer of the agent's own WebRTC leg to the gateway's offer, which
-//! arrives as a `webrtc_signaling` event); `call_customer` answers `not_implemented`. The session
+//! arrives as a `webrtc_signaling` event) and `call_customer {chat_id, number?, device?}`. The session
 //! is generic over a `Sink` and a `Stream` of text frames so tests can drive it with channels.
 
 use axum::extract::State;
@@ -95,6 +95,13 @@ enum AgentCommand {
     EndSession {
         chat_id: String,
     },
+    CallCustomer {
+        chat_id: String,
+        /// Another number than the chat's.
+        number: Option<String>,
+        #[serde(default)]
+        device: AgentDevice,
+    },
     AcceptCall {
         chat_id: String,
         /// `browser` (the default) or `softphone`.
@@ -134,6 +141,7 @@ const KNOWN: &[&str] = &[
     "mark_read",
     "disconnect_chat",
     "end_session",
+    "call_customer",
     "accept_call",
     "decline_call",
     "release_call",
@@ -142,8 +150,6 @@ const KNOWN: &[&str] = &[
     "drop_video",
     "webrtc_signaling",
 ];
-/// Commands the agent API will carry (calls to the customer's phone).
-const LATER: &[&str] = &["call_customer"];
 
 /// Runs one agent tab until it closes.
 pub(crate) async fn session<Tx, Rx>(mut tx: Tx, mut rx: Rx, state: AppState, agent: AgentId)
@@ -269,9 +275,6 @@ fn parse(value: Value) -> Result<AgentCommand, ApiError> {
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::BadCommand("`command` must be a string".into()))?
         .to_string();
-    if LATER.contains(&name.as_str()) {
-        return Err(ApiError::NotImplemented(name));
-    }
     if !KNOWN.contains(&name.as_str()) {
         return Err(ApiError::UnknownCommand(name));
     }
@@ -334,6 +337,11 @@ async fn carry_out(
         ),
         AgentCommand::DisconnectChat { chat_id } => (chat_id, Command::DisconnectChat),
         AgentCommand::EndSession { chat_id } => (chat_id, Command::EndSession),
+        AgentCommand::CallCustomer {
+            chat_id,
+            number,
+            device,
+        } => (chat_id, Command::CallCustomer { number, device }),
         AgentCommand::AcceptCall { chat_id, device } => (chat_id, Command::AcceptCall { device }),
         AgentCommand::DeclineCall { chat_id } => (chat_id, Command::DeclineCall),
         AgentCommand::ReleaseCall { chat_id } => (chat_id, Command::ReleaseCall),

@@ -80,9 +80,6 @@ pub enum ApiError {
     /// An agent command with an unknown name.
     #[error("unknown command {0:?}")]
     UnknownCommand(String),
-    /// A command the gateway does not carry out yet.
-    #[error("{0} is not implemented yet")]
-    NotImplemented(String),
     /// Routing refused an agent's accept or decline.
     #[error(transparent)]
     Routing(#[from] RoutingError),
@@ -169,7 +166,6 @@ impl ApiError {
             ApiError::TokenInvalid => (S::UNAUTHORIZED, "token_invalid"),
             ApiError::BadCommand(_) => (S::BAD_REQUEST, "bad_command"),
             ApiError::UnknownCommand(_) => (S::BAD_REQUEST, "unknown_command"),
-            ApiError::NotImplemented(_) => (S::NOT_IMPLEMENTED, "not_implemented"),
             ApiError::Routing(e) => (S::CONFLICT, e.code()),
             ApiError::Mobile(e) => {
                 let status = match e {

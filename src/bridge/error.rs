@@ -40,6 +40,9 @@ pub enum RuleError {
     /// Auto-dial or a call to the customer's phone without a phone number.
     #[error("the customer has no phone number")]
     NoPhoneNumber,
+    /// A phone number that is not one (digits, `*`, `#`, an optional leading `+`).
+    #[error("not a phone number")]
+    InvalidNumber,
     /// The chat was already accepted by an agent.
     #[error("the chat was already accepted")]
     AlreadyAccepted,
@@ -76,6 +79,7 @@ impl RuleError {
             RuleError::NoCallRequest => "no_call_request",
             RuleError::NoCall => "no_call",
             RuleError::NoPhoneNumber => "no_phone_number",
+            RuleError::InvalidNumber => "invalid_number",
             RuleError::AlreadyAccepted => "already_accepted",
             RuleError::NotPermitted => "not_permitted",
             RuleError::EmptyMessage => "empty_message",

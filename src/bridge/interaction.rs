@@ -112,8 +112,17 @@ pub enum Command {
     DeclineCall,
     /// The customer asks to be called on the phone.
     RequestPhoneCall,
-    /// The agent calls the customer's phone — again and again if needed (rule 3).
-    CallCustomer,
+    /// The agent calls the customer's phone — again and again if needed (rule 3): the chat's
+    /// number unless the agent gives another; the agent talks on `device`.
+    CallCustomer {
+        number: Option<String>,
+        device: AgentDevice,
+    },
+    /// A leg driver reports progress of a leg being set up (`ringing`) (system).
+    LegProgress {
+        leg: LegId,
+        note: String,
+    },
     /// End the current call, keeping the chat (agent or customer).
     ReleaseCall,
     /// The customer asks for video (rule 5).
@@ -570,7 +579,8 @@ impl Interaction {
                 if self.rules.auto_dial
                     && let Some(phone) = self.customer.phone.clone()
                 {
-                    self.start_leg(now, LegKind::Voice, LegTarget::Phone(phone));
+                    let target = LegTarget::Phone(phone);
+                    self.start_leg(now, LegKind::Voice, target, AgentDevice::default());
                 }
                 Ok(done(seq))
             }
@@ -722,12 +732,8 @@ impl Interaction {
                 });
                 Ok(done(seq))
             }
-            Command::RequestPhoneCall | Command::CallCustomer => {
-                if command == Command::CallCustomer {
-                    self.require_agent(by)?;
-                } else {
-                    self.require_customer(by)?;
-                }
+            Command::RequestPhoneCall => {
+                self.require_customer(by)?;
                 self.require_active()?;
                 self.require_no_call()?;
                 let phone = self
@@ -735,11 +741,33 @@ impl Interaction {
                     .phone
                     .clone()
                     .ok_or(RuleError::NoPhoneNumber)?;
-                Ok(done(self.start_leg(
-                    now,
-                    LegKind::Voice,
-                    LegTarget::Phone(phone),
-                )))
+                let target = LegTarget::Phone(phone);
+                let device = AgentDevice::default();
+                Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
+            }
+            Command::CallCustomer { number, device } => {
+                self.require_agent(by)?;
+                self.require_active()?;
+                self.require_no_call()?;
+                let phone = match number {
+                    Some(number) => valid_number(number)?,
+                    None => self
+                        .customer
+                        .phone
+                        .clone()
+                        .ok_or(RuleError::NoPhoneNumber)?,
+                };
+                let target = LegTarget::Phone(phone);
+                Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
+            }
+            Command::LegProgress { leg, note } => {
+                self.require_system(by)?;
+                match self.legs.get(&leg).map(|l| l.state) {
+                    Some(LegState::Connecting) => {}
+                    _ => return Err(RuleError::UnknownLeg),
+                }
+                let seq = self.emit_leg(now, leg, LegState::Connecting, Some(note));
+                Ok(done(seq))
             }
             Command::ReleaseCall => {
                 // The call is its voice and the video that rides with it; dropping video
@@ -880,7 +908,13 @@ impl Interaction {
         Ok(done(seq))
     }
 
-    fn start_leg(&mut self, now: Time, kind: LegKind, target: LegTarget) -> Option<u64> {
+    fn start_leg(
+        &mut self,
+        now: Time,
+        kind: LegKind,
+        target: LegTarget,
+        device: AgentDevice,
+    ) -> Option<u64> {
         let leg = self.next_leg_id();
         let seq = self.emit(
             now,
@@ -897,7 +931,7 @@ impl Interaction {
             kind,
             target,
             service: self.rules.service.clone(),
-            device: AgentDevice::default(),
+            device,
         });
         seq
     }
@@ -1236,6 +1270,20 @@ fn merge_context(context: &mut Value, data: &Value) {
         }
         (context, data) => *context = data.clone(),
     }
+}
+
+/// A number the agent typed: E.164-ish digits, at most 32 characters.
+fn valid_number(number: String) -> Result<String, RuleError> {
+    let digits = number.strip_prefix('+').unwrap_or(&number);
+    if digits.is_empty()
+        || number.len() > 32
+        || !digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+    {
+        return Err(RuleError::InvalidNumber);
+    }
+    Ok(number)
 }
 
 /// Who released a leg, as the transcript says it.

@@ -10,21 +10,24 @@
 //! even for a leg the driver never knew, so a teardown never waits for nothing.
 //!
 //! The driver depends on two narrow traits rather than on the hub and the WebRTC service
-//! themselves, so its bookkeeping is tested in memory ([`Interactions`], [`webrtc::Peers`]).
+//! themselves, so its bookkeeping is tested in memory ([`Interactions`], [`calls::Peers`]).
 
-pub mod webrtc;
+pub mod calls;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::hub::Hub;
 use crate::bridge::{Action, AgentId, Command, InteractionId, Party};
+use crate::config::Config;
 use crate::rtc::{MediaSpec, PeerId, RtcEvent, RtcService};
 use crate::sip::core::{AppDial, CallRef, DialTarget};
 use crate::sip::driver::{SipCallEvent, SipControl};
+use crate::sip::peer::Peer;
 use crate::sip::sdp::Codec;
 
 /// What a leg driver needs of the interactions: to command them as the system, and to know
@@ -56,7 +59,7 @@ impl Interactions for Hub {
     }
 }
 
-impl webrtc::Peers for RtcService {
+impl calls::Peers for RtcService {
     type Id = PeerId;
 
     async fn create(&self, audio: bool, video: bool) -> Result<(PeerId, String), String> {
@@ -101,30 +104,82 @@ impl webrtc::Peers for RtcService {
     }
 }
 
-/// Calls to agents' softphones through the SIP task; their events go to the driver's channel.
+/// Calls to agents' softphones and customers' phones through the SIP task; their events go to
+/// the driver's channel.
 pub struct SipPhones {
     pub control: SipControl,
     pub events: mpsc::UnboundedSender<SipCallEvent>,
+    pub config: Arc<Config>,
 }
 
-impl webrtc::Phones for SipPhones {
-    async fn dial_agent(
-        &self,
-        agent: &AgentId,
-        interaction: &InteractionId,
-        service: &str,
-    ) -> Result<(CallRef, SocketAddr), String> {
-        let dial = AppDial {
-            target: DialTarget::Registered(agent.0.clone()),
-            from_user: service.to_string(),
-            extra_headers: service_headers(interaction, service),
-        };
+impl SipPhones {
+    async fn dial(&self, dial: AppDial) -> Result<(CallRef, SocketAddr), String> {
         let dialed = self
             .control
             .dial(dial, self.events.clone())
             .await
             .map_err(|e| e.to_string())?;
         Ok((dialed.call, dialed.media))
+    }
+}
+
+impl calls::Phones for SipPhones {
+    async fn dial_agent(
+        &self,
+        agent: &AgentId,
+        interaction: &InteractionId,
+        service: &str,
+    ) -> Result<(CallRef, SocketAddr), String> {
+        let from_user = self
+            .config
+            .service(service)
+            .and_then(|s| s.caller_id.clone())
+            .unwrap_or_else(|| service.to_string());
+        self.dial(AppDial {
+            target: DialTarget::Registered(agent.0.clone()),
+            from_user,
+            extra_headers: service_headers(interaction, service),
+        })
+        .await
+    }
+
+    async fn dial_number(
+        &self,
+        number: &str,
+        interaction: &InteractionId,
+        service: &str,
+    ) -> Result<(CallRef, SocketAddr), String> {
+        let config = self.config.service(service);
+        let trunk_name = config
+            .and_then(|s| s.trunk.as_deref())
+            .ok_or_else(|| format!("the service {service} has no trunk"))?;
+        let trunk = self
+            .config
+            .sip
+            .trunks
+            .iter()
+            .find(|t| t.name == trunk_name)
+            .ok_or_else(|| format!("no trunk {trunk_name}"))?;
+        // The first address is the next hop; a bare IP means the SIP port.
+        let first = trunk.addresses.first().ok_or("the trunk has no address")?;
+        let hop: SocketAddr = first
+            .parse()
+            .or_else(|_| first.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 5060)))
+            .map_err(|_| format!("bad trunk address {first}"))?;
+        let uri = rsipstack::sip::parse_uri(&format!("sip:{number}@{hop}"))
+            .map_err(|_| format!("cannot call {number}"))?;
+        let from_user = config
+            .and_then(|s| s.caller_id.clone())
+            .unwrap_or_else(|| service.to_string());
+        self.dial(AppDial {
+            target: DialTarget::Uri {
+                uri,
+                via: Peer::udp(hop),
+            },
+            from_user,
+            extra_headers: service_headers(interaction, service),
+        })
+        .await
     }
 
     async fn hangup(&self, call: CallRef) {
@@ -159,12 +214,12 @@ pub fn start(
     tokio::spawn(async move {
         while let Some(event) = rtc_events.recv().await {
             let event = match event {
-                RtcEvent::Connected { peer } => webrtc::PeerEvent::Connected(peer),
-                RtcEvent::Closed { peer, reason } => webrtc::PeerEvent::Closed {
+                RtcEvent::Connected { peer } => calls::PeerEvent::Connected(peer),
+                RtcEvent::Closed { peer, reason } => calls::PeerEvent::Closed {
                     peer,
                     reason: reason.to_string(),
                 },
-                RtcEvent::VideoDropped { peer } => webrtc::PeerEvent::VideoDropped(peer),
+                RtcEvent::VideoDropped { peer } => calls::PeerEvent::VideoDropped(peer),
             };
             if peer_tx.send(event).await.is_err() {
                 break;
@@ -174,6 +229,7 @@ pub fn start(
     let phones = SipPhones {
         control: sip,
         events: sip_tx,
+        config: hub.config().clone(),
     };
     let metrics = hub.metrics().clone();
     let publish = (rtc.clone(), metrics.clone(), shutdown.clone());
@@ -187,6 +243,6 @@ pub fn start(
             }
         }
     });
-    let driver = webrtc::Driver::new(rtc, phones, hub).with_metrics(metrics);
+    let driver = calls::Driver::new(rtc, phones, hub).with_metrics(metrics);
     tokio::spawn(driver.run(actions, peer_rx, sip_rx, shutdown))
 }

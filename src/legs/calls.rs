@@ -1,20 +1,24 @@
-//! The WebRTC leg driver: the app's call and video, and the agent's side of them.
+//! The call driver: the media ends of every call of an interaction, and how they are joined.
 //!
-//! A call from the app is one peer of the WebRTC service for the customer's app, and on the
-//! agent's side either a second peer for the agent's browser or a SIP call to the softphone
-//! registered under the agent's name. The gateway offers every peer (it is ICE-lite and always
-//! the offerer): the app's offer goes out as `OFFER_CALL` in the chat, the browser's as a
-//! `webrtc_signaling` event on the agent socket; the answers come back as [`Action::Signal`].
-//! When both sides are ready the media is joined — two peers are linked (audio and video
-//! forwarded between them), a softphone is bridged through the media engine (the app's audio
-//! as plain RTP in the codec the softphone chose) — and the voice leg is up.
+//! A call has two ends. The customer's end is the app (a WebRTC peer) or the customer's phone
+//! (a SIP call through the service's trunk); the agent's end is the agent's browser (a second
+//! WebRTC peer) or the SIP softphone registered under the agent's name. The gateway offers every
+//! peer (it is ICE-lite and always the offerer): the app's offer goes out as `OFFER_CALL` in the
+//! chat, the browser's as a `webrtc_signaling` event on the agent socket, and the answers come
+//! back as [`Action::Signal`]. SIP ends are dialled with the interaction's headers and deliver
+//! their audio on a local RTP address of the media engine.
 //!
-//! Video rides on the same two peers: allowing it renegotiates both with a video section, and
-//! dropping it renegotiates it away. A peer has at most one offer outstanding; a change wanted
-//! meanwhile is offered when the answer arrives. A softphone has no video.
+//! When both ends are ready the media is joined: two peers are linked (audio and video forwarded
+//! between them); a peer and a SIP end are bridged (the peer's audio as plain RTP in the codec
+//! the SIP side chose, so the engine's recording and DTMF work unchanged). Then the voice leg is
+//! up.
 //!
-//! Whatever side ends (ICE consent lost, DTLS failure, a contained panic, the softphone's BYE
-//! or its refusal) ends the whole call: the other side is released too and every leg of the
+//! Video rides on the two peers of an app call: allowing it renegotiates both with a video
+//! section, and dropping it renegotiates it away. A peer has at most one offer outstanding; a
+//! change wanted meanwhile is offered when the answer arrives. SIP ends carry no video.
+//!
+//! Whatever end goes (ICE consent lost, DTLS failure, a contained panic, a BYE, a busy or
+//! unanswered phone) ends the whole call: the other end is released too and every leg of the
 //! call is reported released with the reason.
 
 use std::collections::HashMap;
@@ -72,12 +76,20 @@ pub trait Peers: Send + Sync + 'static {
     fn ice_servers(&self) -> Vec<String>;
 }
 
-/// What the driver needs of SIP: calls to an agent's softphone, their audio on a local RTP
-/// address, their progress as [`SipCallEvent`]s on the driver's channel.
+/// What the driver needs of SIP: calls whose audio arrives on a local RTP address, and whose
+/// progress comes back as [`SipCallEvent`]s on the driver's channel.
 pub trait Phones: Send + Sync + 'static {
+    /// Calls the softphone registered under the agent's name.
     fn dial_agent(
         &self,
         agent: &AgentId,
+        interaction: &InteractionId,
+        service: &str,
+    ) -> impl Future<Output = Result<(CallRef, SocketAddr), String>> + Send;
+    /// Calls a customer's number through the service's trunk.
+    fn dial_number(
+        &self,
+        number: &str,
         interaction: &InteractionId,
         service: &str,
     ) -> impl Future<Output = Result<(CallRef, SocketAddr), String>> + Send;
@@ -96,7 +108,7 @@ pub enum PeerEvent<Id> {
     },
 }
 
-/// Which side of a call a peer serves.
+/// Which end of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
     Customer,
@@ -112,34 +124,57 @@ struct PeerState<Id> {
     offered_video: bool,
 }
 
-impl<Id> PeerState<Id> {
-    fn new(id: Id, video: bool) -> Self {
-        PeerState {
-            id,
-            connected: false,
-            awaiting_answer: true,
-            offered_video: video,
-        }
-    }
-}
-
-/// The agent's side of a call.
-enum Staff<Id> {
-    Browser(PeerState<Id>),
-    Softphone {
+/// One end of a call.
+enum End<Id> {
+    Peer(PeerState<Id>),
+    Sip {
         call: CallRef,
         /// Where the engine takes the call's audio.
         media: SocketAddr,
-        /// What the softphone answered with; `None` while it rings.
+        /// What the far end answered with; `None` while it rings.
         codec: Option<Codec>,
     },
 }
 
-/// One call from the app: its peers and the interaction's legs it carries.
+impl<Id: Copy> End<Id> {
+    fn peer(id: Id, video: bool) -> Self {
+        End::Peer(PeerState {
+            id,
+            connected: false,
+            awaiting_answer: true,
+            offered_video: video,
+        })
+    }
+
+    fn as_peer(&mut self) -> Option<&mut PeerState<Id>> {
+        match self {
+            End::Peer(p) => Some(p),
+            End::Sip { .. } => None,
+        }
+    }
+
+    /// Media can flow: the peer is connected, or the SIP call answered.
+    fn ready(&self) -> bool {
+        match self {
+            End::Peer(p) => p.connected,
+            End::Sip { codec, .. } => codec.is_some(),
+        }
+    }
+
+    /// No offer is outstanding.
+    fn settled(&self) -> bool {
+        match self {
+            End::Peer(p) => !p.awaiting_answer,
+            End::Sip { .. } => true,
+        }
+    }
+}
+
+/// One call: its two ends and the interaction's legs it carries.
 struct Call<Id> {
     agent: AgentId,
-    customer: PeerState<Id>,
-    staff: Staff<Id>,
+    customer: End<Id>,
+    staff: End<Id>,
     voice: Option<LegId>,
     video: Option<LegId>,
     want_video: bool,
@@ -149,32 +184,23 @@ struct Call<Id> {
 }
 
 impl<Id> Call<Id> {
-    fn peer(&mut self, side: Side) -> Option<&mut PeerState<Id>> {
-        match (side, &mut self.staff) {
-            (Side::Customer, _) => Some(&mut self.customer),
-            (Side::Agent, Staff::Browser(peer)) => Some(peer),
-            (Side::Agent, Staff::Softphone { .. }) => None,
-        }
-    }
-
-    fn settled(&self, side: Side) -> bool {
-        match (side, &self.staff) {
-            (Side::Customer, _) => !self.customer.awaiting_answer,
-            (Side::Agent, Staff::Browser(p)) => !p.awaiting_answer,
-            (Side::Agent, Staff::Softphone { .. }) => true,
+    fn end(&mut self, side: Side) -> &mut End<Id> {
+        match side {
+            Side::Customer => &mut self.customer,
+            Side::Agent => &mut self.staff,
         }
     }
 }
 
 /// The driver's state; [`Driver::run`] feeds it from the hub's actions, the peers' events and
-/// the softphones' calls.
+/// the SIP calls' events.
 pub struct Driver<P: Peers, S: Phones, I: Interactions> {
     peers: P,
     phones: S,
     interactions: I,
     calls: HashMap<InteractionId, Call<P::Id>>,
     by_peer: HashMap<P::Id, (InteractionId, Side)>,
-    by_sip_call: HashMap<CallRef, InteractionId>,
+    by_sip_call: HashMap<CallRef, (InteractionId, Side)>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -202,7 +228,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         self.calls.len()
     }
 
-    /// Serves until `shutdown`, or until the hub's actions end.
+    /// Serves until `shutdown`, or until the hub's actions end; then releases every call.
     pub async fn run(
         mut self,
         mut actions: mpsc::UnboundedReceiver<(InteractionId, Action)>,
@@ -226,7 +252,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         }
         let ids: Vec<InteractionId> = self.calls.keys().cloned().collect();
         for id in ids {
-            self.end_call(&id, "gateway stopping", false).await;
+            self.end_call(&id, "gateway stopping").await;
         }
     }
 
@@ -235,14 +261,10 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             Action::StartLeg {
                 leg,
                 kind,
-                target: LegTarget::App,
+                target,
                 service,
                 device,
-            } => self.start(id, leg, kind, &service, device).await,
-            Action::StartLeg { leg, .. } => {
-                // Calls to the customer's phone belong to the SIP leg driver.
-                self.released(&id, leg, "no driver for this leg").await;
-            }
+            } => self.start(id, leg, kind, target, &service, device).await,
             Action::ReleaseLeg { leg } => self.release(id, leg).await,
             Action::Signal { from, data } => self.signal(id, from, data).await,
             Action::PersistTranscript => {}
@@ -255,7 +277,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                 let Some((id, side)) = self.by_peer.get(&peer).cloned() else {
                     return;
                 };
-                if let Some(p) = self.calls.get_mut(&id).and_then(|c| c.peer(side)) {
+                if let Some(p) = self.calls.get_mut(&id).and_then(|c| c.end(side).as_peer()) {
                     p.connected = true;
                 }
                 self.progress(&id).await;
@@ -279,7 +301,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                     return;
                 };
                 tracing::info!(interaction = %id, %reason, "WebRTC peer closed");
-                self.end_call(&id, &reason, false).await;
+                self.end_call(&id, &reason).await;
             }
         }
     }
@@ -292,15 +314,34 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             | SipCallEvent::Ended { call, .. }
             | SipCallEvent::Dtmf { call, .. } => *call,
         };
-        let Some(id) = self.by_sip_call.get(&call).cloned() else {
+        let Some((id, side)) = self.by_sip_call.get(&call).cloned() else {
             return;
         };
+        let who = match side {
+            Side::Customer => "the customer's phone",
+            Side::Agent => "the agent's softphone",
+        };
         match event {
+            SipCallEvent::Progress { code, .. } => {
+                let note = match code {
+                    180 => "ringing",
+                    183 => "session progress",
+                    _ => return,
+                };
+                let Some(leg) = self.calls.get(&id).and_then(|c| c.voice) else {
+                    return;
+                };
+                let command = Command::LegProgress {
+                    leg,
+                    note: note.to_string(),
+                };
+                if let Err(e) = self.interactions.command(&id, Party::System, command).await {
+                    tracing::debug!(interaction = %id, "progress not taken: {e}");
+                }
+            }
             SipCallEvent::Answered { codec, .. } => {
-                if let Some(Call {
-                    staff: Staff::Softphone { codec: c, .. },
-                    ..
-                }) = self.calls.get_mut(&id)
+                if let Some(End::Sip { codec: c, .. }) =
+                    self.calls.get_mut(&id).map(|call| call.end(side))
                 {
                     *c = Some(codec);
                 }
@@ -309,22 +350,22 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             SipCallEvent::Failed { code, .. } => {
                 self.by_sip_call.remove(&call);
                 let reason = match code {
-                    486 | 600 | 603 => "the agent's softphone is busy".to_string(),
-                    408 | 480 => "the agent's softphone did not answer".to_string(),
-                    code => format!("the agent's softphone refused ({code})"),
+                    486 | 600 | 603 => format!("{who} is busy"),
+                    408 | 480 | 487 => format!("{who} did not answer"),
+                    code => format!("{who} refused the call ({code})"),
                 };
-                self.end_call(&id, &reason, true).await;
+                self.end_call(&id, &reason).await;
             }
             SipCallEvent::Ended { by_peer, .. } => {
                 self.by_sip_call.remove(&call);
                 let reason = if by_peer {
-                    "the agent's softphone hung up"
+                    format!("{who} hung up")
                 } else {
-                    "released"
+                    "released".to_string()
                 };
-                self.end_call(&id, reason, true).await;
+                self.end_call(&id, &reason).await;
             }
-            SipCallEvent::Progress { .. } | SipCallEvent::Dtmf { .. } => {}
+            SipCallEvent::Dtmf { .. } => {}
         }
     }
 
@@ -333,14 +374,16 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         id: InteractionId,
         leg: LegId,
         kind: LegKind,
+        target: LegTarget,
         service: &str,
         device: AgentDevice,
     ) {
-        tracing::debug!(interaction = %id, %leg, ?kind, ?device, "start leg");
+        tracing::debug!(interaction = %id, %leg, ?kind, ?target, ?device, "start leg");
         if let Some(call) = self.calls.get_mut(&id) {
+            let peers = matches!(call.customer, End::Peer(_)) && matches!(call.staff, End::Peer(_));
             match kind {
-                LegKind::Video if matches!(call.staff, Staff::Softphone { .. }) => {
-                    self.released(&id, leg, "video needs the agent's browser")
+                LegKind::Video if !peers => {
+                    self.released(&id, leg, "video needs the app and the agent's browser")
                         .await;
                 }
                 LegKind::Video if call.video.is_none() => {
@@ -359,56 +402,60 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         };
         let (audio, video) = (kind == LegKind::Voice, kind == LegKind::Video);
         let device = if video { AgentDevice::Browser } else { device };
-        let customer = match self.peers.create(audio, video).await {
-            Ok(p) => p,
+        let customer = match &target {
+            LegTarget::App => self.open_peer(audio, video).await,
+            LegTarget::Phone(number) => self
+                .phones
+                .dial_number(number, &id, service)
+                .await
+                .map(|(call, media)| (sip_end(call, media), None)),
+        };
+        let (customer, customer_offer) = match customer {
+            Ok(end) => end,
             Err(e) => {
-                self.released(&id, leg, &format!("media unavailable: {e}"))
+                self.released(&id, leg, &format!("the customer cannot be reached: {e}"))
                     .await;
                 return;
             }
         };
         let staff = match device {
-            AgentDevice::Browser => self
-                .peers
-                .create(audio, video)
+            AgentDevice::Browser => self.open_peer(audio, video).await,
+            AgentDevice::Softphone => self
+                .phones
+                .dial_agent(&agent, &id, service)
                 .await
-                .map(|(peer, offer)| (Staff::Browser(PeerState::new(peer, video)), Some(offer))),
-            AgentDevice::Softphone => {
-                self.phones
-                    .dial_agent(&agent, &id, service)
-                    .await
-                    .map(|(call, media)| {
-                        let staff = Staff::Softphone {
-                            call,
-                            media,
-                            codec: None,
-                        };
-                        (staff, None)
-                    })
-            }
+                .map(|(call, media)| (sip_end(call, media), None)),
         };
         let (staff, staff_offer) = match staff {
-            Ok(s) => s,
+            Ok(end) => end,
             Err(e) => {
-                self.peers.close(customer.0).await;
-                self.released(&id, leg, &format!("agent side unavailable: {e}"))
+                self.close_end(customer).await;
+                self.released(&id, leg, &format!("the agent cannot be reached: {e}"))
                     .await;
                 return;
             }
         };
-        match &staff {
-            Staff::Browser(peer) => {
-                self.by_peer.insert(peer.id, (id.clone(), Side::Agent));
-            }
-            Staff::Softphone { call, .. } => {
-                self.by_sip_call.insert(*call, id.clone());
+        if matches!((&customer, &staff), (End::Sip { .. }, End::Sip { .. })) {
+            // Two SIP ends would be bridged in the engine directly; not offered yet.
+            self.close_end(customer).await;
+            self.close_end(staff).await;
+            self.released(&id, leg, "a phone call needs the agent's browser")
+                .await;
+            return;
+        }
+        for (end, side) in [(&customer, Side::Customer), (&staff, Side::Agent)] {
+            match end {
+                End::Peer(p) => {
+                    self.by_peer.insert(p.id, (id.clone(), side));
+                }
+                End::Sip { call, .. } => {
+                    self.by_sip_call.insert(*call, (id.clone(), side));
+                }
             }
         }
-        self.by_peer
-            .insert(customer.0, (id.clone(), Side::Customer));
         let call = Call {
             agent,
-            customer: PeerState::new(customer.0, video),
+            customer,
             staff,
             voice: audio.then_some(leg),
             video: video.then_some(leg),
@@ -418,9 +465,28 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             video_up: false,
         };
         self.calls.insert(id.clone(), call);
-        self.offer(&id, Side::Customer, customer.1, video).await;
+        if let Some(offer) = customer_offer {
+            self.offer(&id, Side::Customer, offer, video).await;
+        }
         if let Some(offer) = staff_offer {
             self.offer(&id, Side::Agent, offer, video).await;
+        }
+    }
+
+    /// A new peer as one end of a call, with the offer to send.
+    async fn open_peer(
+        &self,
+        audio: bool,
+        video: bool,
+    ) -> Result<(End<P::Id>, Option<String>), String> {
+        let (peer, offer) = self.peers.create(audio, video).await?;
+        Ok((End::peer(peer, video), Some(offer)))
+    }
+
+    async fn close_end(&self, end: End<P::Id>) {
+        match end {
+            End::Peer(p) => self.peers.close(p.id).await,
+            End::Sip { call, .. } => self.phones.hangup(call).await,
         }
     }
 
@@ -437,14 +503,13 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             self.renegotiate(&id).await;
             self.released(&id, leg, "released").await;
         } else if call.voice == Some(leg) || call.video == Some(leg) {
-            self.end_call(&id, "released", false).await;
+            self.end_call(&id, "released").await;
         } else {
             self.released(&id, leg, "released").await;
         }
     }
 
     async fn signal(&mut self, id: InteractionId, from: Party, data: Value) {
-        tracing::debug!(interaction = %id, ?from, kind = ?data.get("type"), "signal");
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -462,7 +527,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         let Some(sdp) = data.get("sdp").and_then(Value::as_str) else {
             return;
         };
-        let Some(peer) = call.peer(side) else {
+        let Some(peer) = call.end(side).as_peer() else {
             return;
         };
         if !peer.awaiting_answer {
@@ -472,7 +537,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         let peer_id = peer.id;
         match self.peers.answer(peer_id, sdp.to_string()).await {
             Ok(()) => {
-                if let Some(p) = self.calls.get_mut(&id).and_then(|c| c.peer(side)) {
+                if let Some(p) = self.calls.get_mut(&id).and_then(|c| c.end(side).as_peer()) {
                     p.awaiting_answer = false;
                 }
                 self.renegotiate(&id).await;
@@ -480,7 +545,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             }
             Err(e) => {
                 tracing::info!(interaction = %id, "unusable SDP answer: {e}");
-                self.end_call(&id, "unusable SDP answer", false).await;
+                self.end_call(&id, "unusable SDP answer").await;
             }
         }
     }
@@ -492,7 +557,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                 return;
             };
             let want = call.want_video;
-            let Some(peer) = call.peer(side) else {
+            let Some(peer) = call.end(side).as_peer() else {
                 continue;
             };
             if peer.awaiting_answer || peer.offered_video == want {
@@ -505,38 +570,35 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                 Ok(sdp) => self.offer(id, side, sdp, want).await,
                 Err(e) => {
                     tracing::warn!(interaction = %id, "cannot renegotiate video: {e}");
-                    self.end_call(id, "renegotiation failed", false).await;
+                    self.end_call(id, "renegotiation failed").await;
                     return;
                 }
             }
         }
     }
 
-    /// Joins the media once both sides are ready and reports legs up as their media flows.
+    /// Joins the media once both ends are ready and reports legs up as their media flows.
     async fn progress(&mut self, id: &InteractionId) {
         let Some(call) = self.calls.get_mut(id) else {
             return;
         };
-        let agent_ready = match &call.staff {
-            Staff::Browser(peer) => peer.connected,
-            Staff::Softphone { codec, .. } => codec.is_some(),
-        };
-        if !(call.customer.connected && agent_ready) {
+        if !(call.customer.ready() && call.staff.ready()) {
             return;
         }
         if !call.joined {
             call.joined = true;
-            let customer = call.customer.id;
-            let joined = match &call.staff {
-                Staff::Browser(peer) => self.peers.link(customer, peer.id).await,
-                Staff::Softphone { media, codec, .. } => {
-                    let codec = codec.expect("checked above");
-                    self.peers.bridge_rtp(customer, *media, codec).await
+            let joined = match (&call.customer, &call.staff) {
+                (End::Peer(a), End::Peer(b)) => self.peers.link(a.id, b.id).await,
+                (End::Peer(p), End::Sip { media, codec, .. })
+                | (End::Sip { media, codec, .. }, End::Peer(p)) => {
+                    let codec = codec.expect("a ready SIP end has its codec");
+                    self.peers.bridge_rtp(p.id, *media, codec).await
                 }
+                (End::Sip { .. }, End::Sip { .. }) => Err("two SIP ends".to_string()),
             };
             if let Err(e) = joined {
                 tracing::warn!(interaction = %id, "cannot join the media: {e}");
-                self.end_call(id, "media path failed", false).await;
+                self.end_call(id, "media path failed").await;
                 return;
             }
         }
@@ -549,9 +611,9 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             up.push(leg);
         }
         let video_settled = call.want_video
-            && call.settled(Side::Customer)
-            && call.settled(Side::Agent)
-            && call.customer.offered_video;
+            && call.customer.settled()
+            && call.staff.settled()
+            && call.customer.as_peer().is_some_and(|p| p.offered_video);
         if let Some(leg) = call.video
             && video_settled
             && !call.video_up
@@ -560,33 +622,29 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             up.push(leg);
         }
         for leg in up {
-            if let Err(e) = self
-                .interactions
-                .command(id, Party::System, Command::LegUp { leg })
-                .await
-            {
+            let command = Command::LegUp { leg };
+            if let Err(e) = self.interactions.command(id, Party::System, command).await {
                 tracing::debug!(interaction = %id, "leg up not taken: {e}");
             }
         }
     }
 
-    /// Releases both sides and reports every leg of the call released. `sip_gone` when the
-    /// softphone's call has already ended by itself.
-    async fn end_call(&mut self, id: &InteractionId, reason: &str, sip_gone: bool) {
+    /// Releases both ends (a SIP end that already ended is no longer mapped and is left alone)
+    /// and reports every leg of the call released.
+    async fn end_call(&mut self, id: &InteractionId, reason: &str) {
         let Some(call) = self.calls.remove(id) else {
             return;
         };
-        self.by_peer.remove(&call.customer.id);
-        self.peers.close(call.customer.id).await;
-        match call.staff {
-            Staff::Browser(peer) => {
-                self.by_peer.remove(&peer.id);
-                self.peers.close(peer.id).await;
-            }
-            Staff::Softphone { call: sip, .. } => {
-                self.by_sip_call.remove(&sip);
-                if !sip_gone {
-                    self.phones.hangup(sip).await;
+        for end in [call.customer, call.staff] {
+            match end {
+                End::Peer(p) => {
+                    self.by_peer.remove(&p.id);
+                    self.peers.close(p.id).await;
+                }
+                End::Sip { call, .. } => {
+                    if self.by_sip_call.remove(&call).is_some() {
+                        self.phones.hangup(call).await;
+                    }
                 }
             }
         }
@@ -606,11 +664,8 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             Side::Customer => Party::Customer,
             Side::Agent => Party::Agent(call.agent.clone()),
         };
-        if let Err(e) = self
-            .interactions
-            .command(id, Party::System, Command::SignalTo { to, data })
-            .await
-        {
+        let command = Command::SignalTo { to, data };
+        if let Err(e) = self.interactions.command(id, Party::System, command).await {
             tracing::debug!(interaction = %id, "offer not delivered: {e}");
         }
     }
@@ -623,6 +678,14 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         if let Err(e) = self.interactions.command(id, Party::System, command).await {
             tracing::debug!(interaction = %id, "leg release not taken: {e}");
         }
+    }
+}
+
+fn sip_end<Id>(call: CallRef, media: SocketAddr) -> End<Id> {
+    End::Sip {
+        call,
+        media,
+        codec: None,
     }
 }
 
@@ -707,6 +770,18 @@ mod tests {
                 .unwrap()
                 .push(Op::Dial(agent.0.clone(), service.to_string()));
             Ok((CallRef(77), "127.0.0.1:30000".parse().unwrap()))
+        }
+        async fn dial_number(
+            &self,
+            number: &str,
+            _interaction: &InteractionId,
+            service: &str,
+        ) -> Result<(CallRef, SocketAddr), String> {
+            self.ops
+                .lock()
+                .unwrap()
+                .push(Op::Dial(number.to_string(), service.to_string()));
+            Ok((CallRef(88), "127.0.0.1:30002".parse().unwrap()))
         }
         async fn hangup(&self, call: CallRef) {
             self.ops.lock().unwrap().push(Op::Hangup(call.0));
@@ -960,18 +1035,90 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn phone_legs_are_not_taken() {
+    async fn a_call_to_the_customers_phone_rings_and_joins_the_agents_browser() {
         let mut r = rig();
         let action = Action::StartLeg {
             leg: LegId(1),
             kind: LegKind::Voice,
-            target: LegTarget::Phone("+1555".into()),
+            target: LegTarget::Phone("+15550100".into()),
             service: "claims".into(),
             device: AgentDevice::Browser,
         };
         r.act(action).await;
-        assert_eq!(r.released().len(), 1);
-        assert!(r.ops().is_empty());
+        assert!(
+            r.ops()
+                .contains(&Op::Dial("+15550100".into(), "claims".into()))
+        );
+        assert_eq!(
+            r.offers(),
+            vec![(alice(), false, "offer-1".into())],
+            "only the agent's browser gets an offer"
+        );
+        r.driver
+            .handle_sip(SipCallEvent::Progress {
+                call: CallRef(88),
+                code: 180,
+            })
+            .await;
+        assert!(r.commands().contains(&Command::LegProgress {
+            leg: LegId(1),
+            note: "ringing".into()
+        }));
+        r.act(Action::Signal {
+            from: alice(),
+            data: answer(),
+        })
+        .await;
+        r.driver.handle_event(PeerEvent::Connected(1)).await;
+        assert!(r.ups().is_empty(), "the phone still rings");
+        r.driver
+            .handle_sip(SipCallEvent::Answered {
+                call: CallRef(88),
+                codec: Codec::Pcmu,
+            })
+            .await;
+        assert!(r.ops().contains(&Op::Bridge(1, Codec::Pcmu)));
+        assert_eq!(r.ups(), vec![1]);
+        // The agent releases: the phone gets its BYE.
+        r.act(Action::ReleaseLeg { leg: LegId(1) }).await;
+        assert!(r.ops().contains(&Op::Hangup(88)) && r.ops().contains(&Op::Close(1)));
+        assert_eq!(r.released(), vec![(1, "released".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_busy_phone_is_reported_and_two_sip_ends_are_refused() {
+        let mut r = rig();
+        let phone = |device| Action::StartLeg {
+            leg: LegId(1),
+            kind: LegKind::Voice,
+            target: LegTarget::Phone("+15550100".into()),
+            service: "claims".into(),
+            device,
+        };
+        r.act(phone(AgentDevice::Browser)).await;
+        r.driver
+            .handle_sip(SipCallEvent::Failed {
+                call: CallRef(88),
+                code: 486,
+            })
+            .await;
+        assert_eq!(
+            r.released(),
+            vec![(1, "the customer's phone is busy".into())]
+        );
+        assert!(
+            !r.ops().contains(&Op::Hangup(88)),
+            "a failed call needs no BYE"
+        );
+
+        let mut r = rig();
+        r.act(phone(AgentDevice::Softphone)).await;
+        assert_eq!(
+            r.released(),
+            vec![(1, "a phone call needs the agent's browser".into())]
+        );
+        assert!(r.ops().contains(&Op::Hangup(88)) && r.ops().contains(&Op::Hangup(77)));
+        assert_eq!(r.driver.calls(), 0);
     }
 
     #[tokio::test]
@@ -1003,7 +1150,7 @@ mod tests {
         r.start(2, LegKind::Video).await;
         assert_eq!(
             r.released(),
-            vec![(2, "video needs the agent's browser".into())]
+            vec![(2, "video needs the app and the agent's browser".into())]
         );
         // The softphone hangs up: the app's peer goes and the call is released.
         r.driver
