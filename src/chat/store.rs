@@ -371,40 +371,82 @@ async fn write_loop(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, metrics: Arc<M
     }
 }
 
+/// A query on any backend, before it runs.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Row counts of the multi-row `INSERT`s: a batch is cut greedily into these, so that a few
+/// prepared statements serve every batch size and the statement cache stays small.
+const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// Inserts `rows` with one statement per chunk: `head` is `INSERT INTO t (c1, …, cn)`, each
+/// row binds `columns` values. A burst of writes is then a handful of statements, not one
+/// round trip to the database per row.
+async fn insert_rows<T>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    head: &str,
+    columns: usize,
+    rows: &[T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &T) -> AnyQuery<'q>,
+) -> Result<(), sqlx::Error> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = CHUNKS
+            .into_iter()
+            .find(|&n| n <= rest.len())
+            .expect("chunks end with 1");
+        let (chunk, after) = rest.split_at(n);
+        let values: Vec<String> = (0..n)
+            .map(|r| {
+                let cells: Vec<String> = (1..=columns)
+                    .map(|c| format!("${}", r * columns + c))
+                    .collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        let sql = format!("{head} VALUES {}", values.join(", "));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut **tx).await?;
+        rest = after;
+    }
+    Ok(())
+}
+
+/// Applies `writes` in one transaction. New interactions go first and events last, each kind
+/// in multi-row statements; the rest in order between them. The tables have no constraints
+/// between each other, so this is the same as applying the writes one by one.
 async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let mut interactions = Vec::new();
+    let mut events = Vec::new();
     for write in writes {
         match write {
-            Write::NewInteraction(r) => {
-                sqlx::query(
-                    "INSERT INTO interactions \
-                     (id, service, device, phase, created_at, closed_at, last_seq) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(r.id.0.clone())
+            Write::NewInteraction(r) => interactions.push(r),
+            Write::Event(id, event) => events.push((id, event)),
+            _ => {}
+        }
+    }
+    insert_rows(
+        &mut tx,
+        "INSERT INTO interactions (id, service, device, phase, created_at, closed_at, last_seq)",
+        7,
+        &interactions,
+        |q, r| {
+            q.bind(r.id.0.clone())
                 .bind(r.service.clone())
                 .bind(r.device.clone())
                 .bind(phase_name(r.phase))
                 .bind(r.created_at as i64)
                 .bind(r.closed_at.map(|t| t as i64))
                 .bind(r.last_seq as i64)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Write::Event(id, event) => {
-                let body = serde_json::to_string(event).expect("events serialize");
-                sqlx::query(
-                    "INSERT INTO events (interaction_id, seq, at, kind, body) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(id.0.clone())
-                .bind(event.seq.unwrap_or(0) as i64)
-                .bind(event.at.millis() as i64)
-                .bind(event.kind.name())
-                .bind(body)
-                .execute(&mut *tx)
-                .await?;
-            }
+        },
+    )
+    .await?;
+    for write in writes {
+        match write {
+            Write::NewInteraction(_) | Write::Event(..) => {}
             Write::Progress {
                 id,
                 phase,
@@ -451,5 +493,20 @@ async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
             }
         }
     }
+    insert_rows(
+        &mut tx,
+        "INSERT INTO events (interaction_id, seq, at, kind, body)",
+        5,
+        &events,
+        |q, (id, event)| {
+            let body = serde_json::to_string(event).expect("events serialize");
+            q.bind(id.0.clone())
+                .bind(event.seq.unwrap_or(0) as i64)
+                .bind(event.at.millis() as i64)
+                .bind(event.kind.name())
+                .bind(body)
+        },
+    )
+    .await?;
     tx.commit().await
 }

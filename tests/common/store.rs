@@ -86,6 +86,18 @@ pub async fn scenario(url: &str) {
     assert_eq!(rec.last_seq, 2);
     assert_eq!(store.open_interactions().await.unwrap().len(), 51);
 
+    // A burst of events in one write (more than one multi-row statement holds) lands whole.
+    let bulk = InteractionId::from("bulk");
+    let mut writes = vec![Write::NewInteraction(record("bulk"))];
+    writes.extend((1..=90).map(|seq| Write::Event(bulk.clone(), event(seq, "offer"))));
+    store.write(writes).await.unwrap();
+    let stored = store.events(&bulk, 0).await.unwrap();
+    assert_eq!(
+        stored,
+        (1..=90).map(|seq| event(seq, "offer")).collect::<Vec<_>>()
+    );
+
+
     let file = FileRecord {
         id: "f-1".into(),
         sha256: "ab".repeat(32),
@@ -123,11 +135,12 @@ pub async fn scenario(url: &str) {
 
     // Reopening (and migrating again) keeps everything.
     let store = Store::open(url, 2, metrics.clone()).await.expect("reopen");
-    assert_eq!(store.open_interactions().await.unwrap().len(), 50);
+    assert_eq!(store.open_interactions().await.unwrap().len(), 51);
     let rec = store.interaction(&id).await.unwrap().unwrap();
     assert_eq!(rec.phase, Phase::Closed);
     assert_eq!(rec.closed_at, Some(1_700_000_001_000));
     assert_eq!(store.events(&id, 0).await.unwrap().len(), 2);
+    assert_eq!(store.events(&bulk, 0).await.unwrap().len(), 90);
     assert_eq!(store.recent_interactions(5).await.unwrap().len(), 5);
     assert!(metrics.render().contains("tandem_store_latency_seconds"));
 }
