@@ -1,4 +1,5 @@
-//! The durable store: interactions, their transcripts (the durable events) and file records.
+//! The durable store: interactions, their transcripts (the durable events), file records and
+//! the links texted to mobile operators.
 //!
 //! **Why sqlx's `Any` driver.** SQLite (the embedded default) and PostgreSQL (several nodes) run
 //! the *same* SQL here: the schema uses only `TEXT` and `BIGINT`, queries use `$n` placeholders
@@ -78,6 +79,19 @@ pub struct FileRecord {
     pub created_at: u64,
 }
 
+/// A link texted to a mobile operator, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MobileLinkRecord {
+    pub token: String,
+    pub chat: InteractionId,
+    pub agent: String,
+    /// `offered`, `claimed`, `taken` or `expired`.
+    pub state: String,
+    /// The key the claim handed out.
+    pub session: Option<String>,
+    pub sent_at: u64,
+}
+
 /// One write; a batch of them commits atomically.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -96,6 +110,12 @@ pub enum Write {
         file_id: String,
         id: InteractionId,
     },
+    /// A mobile operator's link, new or changed.
+    MobileLink(MobileLinkRecord),
+    /// Mobile links sent before this time (ms) are forgotten.
+    ForgetMobileLinks {
+        sent_before: u64,
+    },
 }
 
 struct Job {
@@ -112,13 +132,22 @@ pub struct Store {
 
 fn migrator() -> Migrator {
     Migrator {
-        migrations: Cow::Owned(vec![Migration::new(
-            1,
-            "interactions".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../../migrations/0001_interactions.sql")),
-            false,
-        )]),
+        migrations: Cow::Owned(vec![
+            Migration::new(
+                1,
+                "interactions".into(),
+                MigrationType::Simple,
+                SqlStr::from_static(include_str!("../../migrations/0001_interactions.sql")),
+                false,
+            ),
+            Migration::new(
+                2,
+                "mobile links".into(),
+                MigrationType::Simple,
+                SqlStr::from_static(include_str!("../../migrations/0002_mobile_links.sql")),
+                false,
+            ),
+        ]),
         ..Migrator::DEFAULT
     }
 }
@@ -277,6 +306,36 @@ impl Store {
         }))
     }
 
+    /// The mobile link with this token.
+    pub async fn mobile_link(&self, token: &str) -> Result<Option<MobileLinkRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT token, interaction_id, agent, state, session, sent_at \
+             FROM mobile_links WHERE token = $1",
+        )
+        .bind(token.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(mobile_link_from_row).transpose()
+    }
+
+    /// The latest link texted for the offer of `chat` to `agent`.
+    pub async fn mobile_link_for_offer(
+        &self,
+        chat: &InteractionId,
+        agent: &str,
+    ) -> Result<Option<MobileLinkRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT token, interaction_id, agent, state, session, sent_at \
+             FROM mobile_links WHERE interaction_id = $1 AND agent = $2 \
+             ORDER BY sent_at DESC LIMIT 1",
+        )
+        .bind(chat.0.clone())
+        .bind(agent.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(mobile_link_from_row).transpose()
+    }
+
     /// Whether a file was sent into an interaction.
     pub async fn is_linked(&self, file_id: &str, id: &InteractionId) -> Result<bool, StoreError> {
         let row = sqlx::query(
@@ -301,6 +360,17 @@ fn record_from_row(row: &sqlx::any::AnyRow) -> Result<InteractionRecord, StoreEr
             .try_get::<Option<i64>, _>("closed_at")?
             .map(|t| t as u64),
         last_seq: row.try_get::<i64, _>("last_seq")? as u64,
+    })
+}
+
+fn mobile_link_from_row(row: &sqlx::any::AnyRow) -> Result<MobileLinkRecord, StoreError> {
+    Ok(MobileLinkRecord {
+        token: row.try_get("token")?,
+        chat: InteractionId(row.try_get("interaction_id")?),
+        agent: row.try_get("agent")?,
+        state: row.try_get("state")?,
+        session: row.try_get("session")?,
+        sent_at: row.try_get::<i64, _>("sent_at")? as u64,
     })
 }
 
@@ -490,6 +560,28 @@ async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
                 .bind(id.0.clone())
                 .execute(&mut *tx)
                 .await?;
+            }
+            Write::MobileLink(l) => {
+                sqlx::query(
+                    "INSERT INTO mobile_links \
+                     (token, interaction_id, agent, state, session, sent_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (token) DO UPDATE SET state = $4, session = $5",
+                )
+                .bind(l.token.clone())
+                .bind(l.chat.0.clone())
+                .bind(l.agent.clone())
+                .bind(l.state.clone())
+                .bind(l.session.clone())
+                .bind(l.sent_at as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Write::ForgetMobileLinks { sent_before } => {
+                sqlx::query("DELETE FROM mobile_links WHERE sent_at < $1")
+                    .bind(*sent_before as i64)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tandem::bridge::{Event, EventKind, InteractionId, Phase, Time};
-use tandem::chat::store::{FileRecord, InteractionRecord, Store, Write};
+use tandem::chat::store::{FileRecord, InteractionRecord, MobileLinkRecord, Store, Write};
 use tandem::metrics::Metrics;
 
 fn event(seq: u64, text: &str) -> Event {
@@ -97,6 +97,41 @@ pub async fn scenario(url: &str) {
         (1..=90).map(|seq| event(seq, "offer")).collect::<Vec<_>>()
     );
 
+    // Mobile links: stored, updated in place, found by token or offer, forgotten when old.
+    let link = |token: &str, state: &str, session: Option<&str>, sent_at: u64| MobileLinkRecord {
+        token: token.into(),
+        chat: id.clone(),
+        agent: "olga".into(),
+        state: state.into(),
+        session: session.map(Into::into),
+        sent_at,
+    };
+    store
+        .write(vec![
+            Write::MobileLink(link("old", "expired", None, 10)),
+            Write::MobileLink(link("t-1", "offered", None, 1_000)),
+        ])
+        .await
+        .unwrap();
+    let claimed = link("t-1", "claimed", Some("key"), 1_000);
+    store
+        .write(vec![Write::MobileLink(claimed.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.mobile_link("t-1").await.unwrap(),
+        Some(claimed.clone())
+    );
+    assert_eq!(
+        store.mobile_link_for_offer(&id, "olga").await.unwrap(),
+        Some(claimed)
+    );
+    store
+        .write(vec![Write::ForgetMobileLinks { sent_before: 500 }])
+        .await
+        .unwrap();
+    assert_eq!(store.mobile_link("old").await.unwrap(), None);
+    assert!(store.mobile_link("t-1").await.unwrap().is_some());
 
     let file = FileRecord {
         id: "f-1".into(),
@@ -141,6 +176,7 @@ pub async fn scenario(url: &str) {
     assert_eq!(rec.closed_at, Some(1_700_000_001_000));
     assert_eq!(store.events(&id, 0).await.unwrap().len(), 2);
     assert_eq!(store.events(&bulk, 0).await.unwrap().len(), 90);
+    assert!(store.mobile_link("t-1").await.unwrap().is_some());
     assert_eq!(store.recent_interactions(5).await.unwrap().len(), 5);
     assert!(metrics.render().contains("tandem_store_latency_seconds"));
 }
