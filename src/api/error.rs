@@ -11,7 +11,7 @@ use crate::bridge::hub::HubError;
 use crate::chat::files::FileError;
 use crate::chat::store::StoreError;
 use crate::routing::router::RoutingError;
-use crate::sms::mobile::MobileError;
+use crate::sms::mobile::{LinkError, MobileError};
 
 /// Everything a client can be told went wrong. Clients get `{"error": {"code", "message"}}`;
 /// the logs get the detail.
@@ -114,6 +114,15 @@ impl From<HubError> for ApiError {
                 _ => "chats",
             }),
             HubError::Store(s) => ApiError::Store(s),
+        }
+    }
+}
+
+impl From<LinkError> for ApiError {
+    fn from(e: LinkError) -> ApiError {
+        match e {
+            LinkError::Mobile(m) => ApiError::Mobile(m),
+            LinkError::Store(s) => ApiError::Store(s),
         }
     }
 }

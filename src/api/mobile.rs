@@ -47,7 +47,7 @@ pub async fn claim(
     Path(token): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let links = &state.shared.links;
-    let claim = links.claim(&token)?;
+    let claim = links.claim(&token).await?;
     match state
         .routing()
         .claim_by_sms(&claim.chat, &claim.agent)
@@ -66,15 +66,15 @@ pub async fn claim(
             } else {
                 MobileError::LinkExpired
             };
-            links.ended(&token, error);
+            links.ended(&token, error).await?;
             return Err(error.into());
         }
         Err(AcceptError::Routing(e)) => {
-            links.lost(&token);
+            links.lost(&token).await?;
             return Err(e.into());
         }
         Err(AcceptError::Hub(e)) => {
-            links.lost(&token);
+            links.lost(&token).await?;
             return Err(e.into());
         }
     }
@@ -123,7 +123,9 @@ impl axum::extract::FromRequestParts<AppState> for Operator {
             .ok_or(MobileError::LinkNotFound)?;
         let session =
             session_of(&parts.headers, parts.uri.query()).ok_or(MobileError::SessionInvalid)?;
-        Ok(Operator(state.shared.links.session(&token, &session)?))
+        Ok(Operator(
+            state.shared.links.session(&token, &session).await?,
+        ))
     }
 }
 

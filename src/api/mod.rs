@@ -84,7 +84,7 @@ impl AppState {
         let http = &hub.config().http;
         let (long_polls, sockets) = (http.max_long_polls, http.max_websockets);
         let routing = Routing::start(hub.clone());
-        let links = Links::default();
+        let links = Links::new(hub.store().clone());
         let sms = Provider::new(&hub.config().sms);
         crate::sms::mobile::start(&routing, hub.config().clone(), links.clone(), sms.clone());
         crate::sms::channel::resume(&hub, &sms);

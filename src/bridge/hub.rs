@@ -238,21 +238,23 @@ impl Hub {
         let rules = rules_for(&self.inner.config, service);
         let device = customer.device.clone();
         let mut it = Interaction::new(now, id.clone(), rules, customer, context);
+        let mut task = Task::new(self, &it, Vec::new());
+        // The row is written as the first events leave it, in the same commit as them: a new
+        // chat costs one commit, and a failed one leaves nothing behind to clean up.
+        task.stored_phase = Some(it.phase());
+        let (emitted, mut writes) = task.stage(&mut it);
         let record = InteractionRecord {
             id: id.clone(),
             service: service.to_string(),
             device: device.clone(),
-            phase: Phase::Queued,
+            phase: it.phase(),
             created_at: now.millis(),
             closed_at: None,
-            last_seq: 0,
+            last_seq: it.last_seq(),
         };
-        self.inner
-            .store
-            .write(vec![Write::NewInteraction(record)])
-            .await?;
-        let mut task = Task::new(self, &it, Vec::new());
-        task.flush(&mut it).await;
+        writes.insert(0, Write::NewInteraction(record));
+        self.inner.store.write(writes).await?;
+        task.publish(&mut it, emitted);
         let phase = it.phase();
         self.spawn(task, it, device);
         Ok((id, phase))
@@ -466,6 +468,15 @@ impl Task {
 
     /// Persists what the machine emitted, then publishes it and hands out its actions.
     async fn flush(&mut self, it: &mut Interaction) {
+        let (emitted, writes) = self.stage(it);
+        if !writes.is_empty() {
+            self.persist(writes).await;
+        }
+        self.publish(it, emitted);
+    }
+
+    /// Drains what the machine emitted and the writes that make it durable.
+    fn stage(&mut self, it: &mut Interaction) -> (Vec<Arc<Event>>, Vec<Write>) {
         let mut emitted = Vec::new();
         while let Some(event) = it.poll_event() {
             emitted.push(Arc::new(event));
@@ -491,9 +502,11 @@ impl Task {
                 closed_at: closed.then(|| self.clock.millis()),
             });
         }
-        if !writes.is_empty() {
-            self.persist(writes).await;
-        }
+        (emitted, writes)
+    }
+
+    /// Publishes stored events and hands out the machine's actions.
+    fn publish(&mut self, it: &mut Interaction, emitted: Vec<Arc<Event>>) {
         for event in emitted {
             if event.seq.is_some() {
                 self.log.push(event.clone());

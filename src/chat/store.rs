@@ -1,4 +1,5 @@
-//! The durable store: interactions, their transcripts (the durable events) and file records.
+//! The durable store: interactions, their transcripts (the durable events), file records and
+//! the links texted to mobile operators.
 //!
 //! **Why sqlx's `Any` driver.** SQLite (the embedded default) and PostgreSQL (several nodes) run
 //! the *same* SQL here: the schema uses only `TEXT` and `BIGINT`, queries use `$n` placeholders
@@ -78,6 +79,19 @@ pub struct FileRecord {
     pub created_at: u64,
 }
 
+/// A link texted to a mobile operator, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MobileLinkRecord {
+    pub token: String,
+    pub chat: InteractionId,
+    pub agent: String,
+    /// `offered`, `claimed`, `taken` or `expired`.
+    pub state: String,
+    /// The key the claim handed out.
+    pub session: Option<String>,
+    pub sent_at: u64,
+}
+
 /// One write; a batch of them commits atomically.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -96,6 +110,12 @@ pub enum Write {
         file_id: String,
         id: InteractionId,
     },
+    /// A mobile operator's link, new or changed.
+    MobileLink(MobileLinkRecord),
+    /// Mobile links sent before this time (ms) are forgotten.
+    ForgetMobileLinks {
+        sent_before: u64,
+    },
 }
 
 struct Job {
@@ -112,13 +132,22 @@ pub struct Store {
 
 fn migrator() -> Migrator {
     Migrator {
-        migrations: Cow::Owned(vec![Migration::new(
-            1,
-            "interactions".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../../migrations/0001_interactions.sql")),
-            false,
-        )]),
+        migrations: Cow::Owned(vec![
+            Migration::new(
+                1,
+                "interactions".into(),
+                MigrationType::Simple,
+                SqlStr::from_static(include_str!("../../migrations/0001_interactions.sql")),
+                false,
+            ),
+            Migration::new(
+                2,
+                "mobile links".into(),
+                MigrationType::Simple,
+                SqlStr::from_static(include_str!("../../migrations/0002_mobile_links.sql")),
+                false,
+            ),
+        ]),
         ..Migrator::DEFAULT
     }
 }
@@ -277,6 +306,36 @@ impl Store {
         }))
     }
 
+    /// The mobile link with this token.
+    pub async fn mobile_link(&self, token: &str) -> Result<Option<MobileLinkRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT token, interaction_id, agent, state, session, sent_at \
+             FROM mobile_links WHERE token = $1",
+        )
+        .bind(token.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(mobile_link_from_row).transpose()
+    }
+
+    /// The latest link texted for the offer of `chat` to `agent`.
+    pub async fn mobile_link_for_offer(
+        &self,
+        chat: &InteractionId,
+        agent: &str,
+    ) -> Result<Option<MobileLinkRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT token, interaction_id, agent, state, session, sent_at \
+             FROM mobile_links WHERE interaction_id = $1 AND agent = $2 \
+             ORDER BY sent_at DESC LIMIT 1",
+        )
+        .bind(chat.0.clone())
+        .bind(agent.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(mobile_link_from_row).transpose()
+    }
+
     /// Whether a file was sent into an interaction.
     pub async fn is_linked(&self, file_id: &str, id: &InteractionId) -> Result<bool, StoreError> {
         let row = sqlx::query(
@@ -301,6 +360,17 @@ fn record_from_row(row: &sqlx::any::AnyRow) -> Result<InteractionRecord, StoreEr
             .try_get::<Option<i64>, _>("closed_at")?
             .map(|t| t as u64),
         last_seq: row.try_get::<i64, _>("last_seq")? as u64,
+    })
+}
+
+fn mobile_link_from_row(row: &sqlx::any::AnyRow) -> Result<MobileLinkRecord, StoreError> {
+    Ok(MobileLinkRecord {
+        token: row.try_get("token")?,
+        chat: InteractionId(row.try_get("interaction_id")?),
+        agent: row.try_get("agent")?,
+        state: row.try_get("state")?,
+        session: row.try_get("session")?,
+        sent_at: row.try_get::<i64, _>("sent_at")? as u64,
     })
 }
 
@@ -371,40 +441,82 @@ async fn write_loop(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, metrics: Arc<M
     }
 }
 
+/// A query on any backend, before it runs.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Row counts of the multi-row `INSERT`s: a batch is cut greedily into these, so that a few
+/// prepared statements serve every batch size and the statement cache stays small.
+const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// Inserts `rows` with one statement per chunk: `head` is `INSERT INTO t (c1, …, cn)`, each
+/// row binds `columns` values. A burst of writes is then a handful of statements, not one
+/// round trip to the database per row.
+async fn insert_rows<T>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    head: &str,
+    columns: usize,
+    rows: &[T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &T) -> AnyQuery<'q>,
+) -> Result<(), sqlx::Error> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = CHUNKS
+            .into_iter()
+            .find(|&n| n <= rest.len())
+            .expect("chunks end with 1");
+        let (chunk, after) = rest.split_at(n);
+        let values: Vec<String> = (0..n)
+            .map(|r| {
+                let cells: Vec<String> = (1..=columns)
+                    .map(|c| format!("${}", r * columns + c))
+                    .collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        let sql = format!("{head} VALUES {}", values.join(", "));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut **tx).await?;
+        rest = after;
+    }
+    Ok(())
+}
+
+/// Applies `writes` in one transaction. New interactions go first and events last, each kind
+/// in multi-row statements; the rest in order between them. The tables have no constraints
+/// between each other, so this is the same as applying the writes one by one.
 async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let mut interactions = Vec::new();
+    let mut events = Vec::new();
     for write in writes {
         match write {
-            Write::NewInteraction(r) => {
-                sqlx::query(
-                    "INSERT INTO interactions \
-                     (id, service, device, phase, created_at, closed_at, last_seq) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(r.id.0.clone())
+            Write::NewInteraction(r) => interactions.push(r),
+            Write::Event(id, event) => events.push((id, event)),
+            _ => {}
+        }
+    }
+    insert_rows(
+        &mut tx,
+        "INSERT INTO interactions (id, service, device, phase, created_at, closed_at, last_seq)",
+        7,
+        &interactions,
+        |q, r| {
+            q.bind(r.id.0.clone())
                 .bind(r.service.clone())
                 .bind(r.device.clone())
                 .bind(phase_name(r.phase))
                 .bind(r.created_at as i64)
                 .bind(r.closed_at.map(|t| t as i64))
                 .bind(r.last_seq as i64)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Write::Event(id, event) => {
-                let body = serde_json::to_string(event).expect("events serialize");
-                sqlx::query(
-                    "INSERT INTO events (interaction_id, seq, at, kind, body) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(id.0.clone())
-                .bind(event.seq.unwrap_or(0) as i64)
-                .bind(event.at.millis() as i64)
-                .bind(event.kind.name())
-                .bind(body)
-                .execute(&mut *tx)
-                .await?;
-            }
+        },
+    )
+    .await?;
+    for write in writes {
+        match write {
+            Write::NewInteraction(_) | Write::Event(..) => {}
             Write::Progress {
                 id,
                 phase,
@@ -449,7 +561,44 @@ async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
                 .execute(&mut *tx)
                 .await?;
             }
+            Write::MobileLink(l) => {
+                sqlx::query(
+                    "INSERT INTO mobile_links \
+                     (token, interaction_id, agent, state, session, sent_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (token) DO UPDATE SET state = $4, session = $5",
+                )
+                .bind(l.token.clone())
+                .bind(l.chat.0.clone())
+                .bind(l.agent.clone())
+                .bind(l.state.clone())
+                .bind(l.session.clone())
+                .bind(l.sent_at as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Write::ForgetMobileLinks { sent_before } => {
+                sqlx::query("DELETE FROM mobile_links WHERE sent_at < $1")
+                    .bind(*sent_before as i64)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
     }
+    insert_rows(
+        &mut tx,
+        "INSERT INTO events (interaction_id, seq, at, kind, body)",
+        5,
+        &events,
+        |q, (id, event)| {
+            let body = serde_json::to_string(event).expect("events serialize");
+            q.bind(id.0.clone())
+                .bind(event.seq.unwrap_or(0) as i64)
+                .bind(event.at.millis() as i64)
+                .bind(event.kind.name())
+                .bind(body)
+        },
+    )
+    .await?;
     tx.commit().await
 }

@@ -282,13 +282,22 @@ pub enum AcceptError {
     Hub(crate::bridge::hub::HubError),
 }
 
+/// Requests served before the router's decisions go out and its next timer is computed.
+const MAX_BATCH: usize = 256;
+
+/// What the router's task keeps besides the router.
+#[derive(Default)]
+struct Desk {
+    watchers: HashMap<InteractionId, mpsc::UnboundedSender<WatchCommand>>,
+    accept_replies: HashMap<InteractionId, Reply<Result<(), crate::bridge::hub::HubError>>>,
+}
+
 /// The router's task: requests and timers in, decisions out.
+///
+/// The requests queued meanwhile are served together before the decisions are carried out, so
+/// a burst of new chats or accepts costs one look at the router's timers, not one per request.
 async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routing: Routing) {
-    let mut watchers: HashMap<InteractionId, mpsc::UnboundedSender<WatchCommand>> = HashMap::new();
-    let mut accept_replies: HashMap<
-        InteractionId,
-        Reply<Result<(), crate::bridge::hub::HubError>>,
-    > = HashMap::new();
+    let mut desk = Desk::default();
     let mut clock = Time(0);
     loop {
         let sleep = match router.poll_timeout() {
@@ -306,79 +315,13 @@ async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routi
         let now = clock;
         match request {
             None => router.handle_timeout(now),
-            Some(request) => match request {
-                Request::Watched {
-                    chat,
-                    service,
-                    agent,
-                    commands,
-                } => {
-                    watchers.insert(chat.clone(), commands);
-                    match agent {
-                        Some(agent) => router.handle_assigned(now, &chat, &service, &agent),
-                        None => router.handle_new_chat(now, chat, &service),
-                    }
+            Some(request) => {
+                serve(&mut router, &mut desk, &routing, now, request);
+                for _ in 1..MAX_BATCH {
+                    let Ok(request) = rx.try_recv() else { break };
+                    serve(&mut router, &mut desk, &routing, now, request);
                 }
-                Request::Assigned {
-                    chat,
-                    service,
-                    agent,
-                } => router.handle_assigned(now, &chat, &service, &agent),
-                Request::Ended { chat } => {
-                    watchers.remove(&chat);
-                    router.handle_chat_ended(now, &chat);
-                }
-                Request::Call { agent, up } => router.handle_call(now, &agent, up),
-                Request::Connect { agent, reply } => {
-                    let result = router.handle_connect(now, &agent).map(|()| {
-                        let (offers, chats) = router.agent_chats(&agent);
-                        Snapshot {
-                            presence: router.presence(&agent).unwrap_or(Presence::Offline),
-                            load: router.load(&agent).unwrap_or(0),
-                            offers,
-                            chats,
-                        }
-                    });
-                    let _ = reply.send(result);
-                }
-                Request::Disconnect { agent } => router.handle_disconnect(now, &agent),
-                Request::Presence {
-                    agent,
-                    presence,
-                    reply,
-                } => {
-                    let result = router.handle_presence(now, &agent, presence);
-                    if result.is_ok() {
-                        let load = router.load(&agent).unwrap_or(0);
-                        let presence = router.presence(&agent).unwrap_or(presence);
-                        routing.tell(
-                            &agent,
-                            json!({"event": "state", "state": presence, "load": load}),
-                        );
-                    }
-                    let _ = reply.send(result);
-                }
-                Request::Accept {
-                    chat,
-                    agent,
-                    by_sms,
-                    reply,
-                    routed,
-                } => {
-                    let result = if by_sms {
-                        router.handle_claim_by_sms(now, &chat, &agent)
-                    } else {
-                        router.handle_accept(now, &chat, &agent)
-                    };
-                    if result.is_ok() {
-                        accept_replies.insert(chat.clone(), reply);
-                    }
-                    let _ = routed.send(result);
-                }
-                Request::Decline { chat, agent, reply } => {
-                    let _ = reply.send(router.handle_decline(now, &chat, &agent));
-                }
-            },
+            }
         }
         while let Some(output) = router.poll_output() {
             let (chat, command) = match output {
@@ -390,7 +333,7 @@ async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routi
                 } => (chat, WatchCommand::Withdraw(agent, reason)),
                 Output::Assign { chat, agent } => {
                     let name = routing.display_name(&agent).unwrap_or(&agent.0).to_string();
-                    let reply = accept_replies.remove(&chat);
+                    let reply = desk.accept_replies.remove(&chat);
                     (chat, WatchCommand::Accept(agent, name, reply))
                 }
                 Output::Requeue { chat, .. } => (chat, WatchCommand::Requeue),
@@ -401,9 +344,86 @@ async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routi
                 } => (chat, WatchCommand::Status(position, ewt.as_secs())),
                 Output::NobodyAvailable { chat } => (chat, WatchCommand::GiveUp),
             };
-            if let Some(watcher) = watchers.get(&chat) {
+            if let Some(watcher) = desk.watchers.get(&chat) {
                 let _ = watcher.send(command);
             }
+        }
+    }
+}
+
+/// Feeds one request to the router.
+fn serve(router: &mut Router, desk: &mut Desk, routing: &Routing, now: Time, request: Request) {
+    match request {
+        Request::Watched {
+            chat,
+            service,
+            agent,
+            commands,
+        } => {
+            desk.watchers.insert(chat.clone(), commands);
+            match agent {
+                Some(agent) => router.handle_assigned(now, &chat, &service, &agent),
+                None => router.handle_new_chat(now, chat, &service),
+            }
+        }
+        Request::Assigned {
+            chat,
+            service,
+            agent,
+        } => router.handle_assigned(now, &chat, &service, &agent),
+        Request::Ended { chat } => {
+            desk.watchers.remove(&chat);
+            router.handle_chat_ended(now, &chat);
+        }
+        Request::Call { agent, up } => router.handle_call(now, &agent, up),
+        Request::Connect { agent, reply } => {
+            let result = router.handle_connect(now, &agent).map(|()| {
+                let (offers, chats) = router.agent_chats(&agent);
+                Snapshot {
+                    presence: router.presence(&agent).unwrap_or(Presence::Offline),
+                    load: router.load(&agent).unwrap_or(0),
+                    offers,
+                    chats,
+                }
+            });
+            let _ = reply.send(result);
+        }
+        Request::Disconnect { agent } => router.handle_disconnect(now, &agent),
+        Request::Presence {
+            agent,
+            presence,
+            reply,
+        } => {
+            let result = router.handle_presence(now, &agent, presence);
+            if result.is_ok() {
+                let load = router.load(&agent).unwrap_or(0);
+                let presence = router.presence(&agent).unwrap_or(presence);
+                routing.tell(
+                    &agent,
+                    json!({"event": "state", "state": presence, "load": load}),
+                );
+            }
+            let _ = reply.send(result);
+        }
+        Request::Accept {
+            chat,
+            agent,
+            by_sms,
+            reply,
+            routed,
+        } => {
+            let result = if by_sms {
+                router.handle_claim_by_sms(now, &chat, &agent)
+            } else {
+                router.handle_accept(now, &chat, &agent)
+            };
+            if result.is_ok() {
+                desk.accept_replies.insert(chat.clone(), reply);
+            }
+            let _ = routed.send(result);
+        }
+        Request::Decline { chat, agent, reply } => {
+            let _ = reply.send(router.handle_decline(now, &chat, &agent));
         }
     }
 }

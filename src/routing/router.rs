@@ -227,6 +227,22 @@ struct Chat {
     last_status: Option<(u32, u64)>,
 }
 
+impl Chat {
+    /// Whether dispatching could offer this chat to anyone now: it waits, is not between two
+    /// rounds, and (one at a time) has no offer out.
+    fn may_get_offers(&self) -> bool {
+        match &self.stage {
+            Stage::Waiting {
+                offers, retry_at, ..
+            } => {
+                retry_at.is_none()
+                    && (self.service.mode == RoutingMode::RingAll || offers.is_empty())
+            }
+            Stage::Assigned { .. } => false,
+        }
+    }
+}
+
 /// Who gets which chat. See the module docs.
 pub struct Router {
     settings: Settings,
@@ -780,55 +796,54 @@ impl Router {
     }
 
     /// Offers waiting chats, in queue order, to whoever may take them now.
+    ///
+    /// Called after every input, so it must stay cheap with a long queue: chats that cannot get
+    /// an offer now (one at a time with an offer out, or between rounds) are passed over before
+    /// any agent is looked at, and a department where no agent has room is not looked at again.
     fn dispatch(&mut self, now: Time) {
-        // Departments where nobody eligible is left: skip their chats quickly.
         let mut exhausted: HashSet<String> = HashSet::new();
         let mut staffed: HashMap<String, bool> = HashMap::new();
-        let waiting: Vec<InteractionId> = self.queue.values().cloned().collect();
+        let waiting: Vec<InteractionId> = self
+            .queue
+            .values()
+            .filter(|chat| self.chats[*chat].may_get_offers())
+            .cloned()
+            .collect();
         for chat in waiting {
-            let department = self.chats[&chat].service.department.clone();
-            if exhausted.contains(&department) {
+            let c = &self.chats[&chat];
+            if exhausted.contains(&c.service.department) {
                 continue;
             }
+            let department = c.service.department.clone();
+            let mode = c.service.mode;
             let desktop = *staffed.entry(department.clone()).or_insert_with(|| {
                 self.agents
                     .values()
                     .any(|a| a.connected() && a.takes(&department))
             });
             let via = if desktop { Via::Desktop } else { Via::Sms };
-            let candidates = self.candidates(now, &chat, &department, via);
-            if candidates.is_empty() && !self.any_room(now, &department, via) {
-                exhausted.insert(department.clone());
-            }
-            let c = &self.chats[&chat];
-            let Stage::Waiting {
-                offers, retry_at, ..
-            } = &c.stage
-            else {
-                continue;
-            };
-            let mode = c.service.mode;
-            let one_at_a_time = mode != RoutingMode::RingAll;
-            if one_at_a_time && !offers.is_empty() {
-                continue;
-            }
-            if retry_at.is_some() {
-                continue;
-            }
             let picked: Vec<AgentId> = match mode {
-                RoutingMode::RingAll => candidates,
-                RoutingMode::RoundRobin => self.next_in_ring(&department, &candidates),
-                RoutingMode::LongestIdle => candidates
-                    .iter()
-                    .min_by_key(|a| (self.agents[*a].idle_since, (*a).clone()))
-                    .cloned()
+                RoutingMode::RingAll => self.candidates(now, &chat, &department, via),
+                RoutingMode::RoundRobin => self
+                    .next_in_ring(now, &chat, &department, via)
+                    .into_iter()
+                    .collect(),
+                RoutingMode::LongestIdle => self
+                    .candidates(now, &chat, &department, via)
+                    .into_iter()
+                    .min_by_key(|a| (self.agents[a].idle_since, a.clone()))
                     .into_iter()
                     .collect(),
             };
             if picked.is_empty() {
+                if !self.any_room(now, &department, via) {
+                    exhausted.insert(department);
+                    continue;
+                }
                 self.start_new_round(now, &chat, &department, via);
                 continue;
             }
+            let one_at_a_time = mode != RoutingMode::RingAll;
             let expiry =
                 (one_at_a_time || via == Via::Sms).then(|| now + self.settings.offer_timeout);
             for agent in picked {
@@ -881,6 +896,17 @@ impl Router {
         }
     }
 
+    /// Whether `agent` may be offered `chat` now: not offered or tried this round, and able to
+    /// take it.
+    fn eligible(&self, now: Time, chat: &Chat, agent: &AgentId, via: Via) -> bool {
+        let Stage::Waiting { offers, tried, .. } = &chat.stage else {
+            return false;
+        };
+        !offers.contains_key(agent)
+            && !tried.contains(agent)
+            && self.could_take(now, &self.agents[agent], &chat.service.department, via)
+    }
+
     /// Eligible agents for this chat, in the department's ring order.
     fn candidates(
         &self,
@@ -892,30 +918,32 @@ impl Router {
         let Some((ring, _)) = self.rings.get(department) else {
             return Vec::new();
         };
-        let Stage::Waiting { offers, tried, .. } = &self.chats[chat].stage else {
-            return Vec::new();
-        };
+        let c = &self.chats[chat];
         ring.iter()
-            .filter(|id| !offers.contains_key(*id) && !tried.contains(*id))
-            .filter(|id| self.could_take(now, &self.agents[*id], department, via))
+            .filter(|id| self.eligible(now, c, id, via))
             .cloned()
             .collect()
     }
 
-    /// The next candidate at or after the department's turn; the turn moves past them.
-    fn next_in_ring(&mut self, department: &str, candidates: &[AgentId]) -> Vec<AgentId> {
-        let Some((ring, turn)) = self.rings.get_mut(department) else {
-            return Vec::new();
-        };
+    /// The first eligible agent at or after the department's turn; the turn moves past them.
+    fn next_in_ring(
+        &mut self,
+        now: Time,
+        chat: &InteractionId,
+        department: &str,
+        via: Via,
+    ) -> Option<AgentId> {
+        let (ring, turn) = self.rings.get(department)?;
+        let c = &self.chats[chat];
         let n = ring.len();
-        for step in 0..n {
-            let i = (*turn + step) % n;
-            if candidates.contains(&ring[i]) {
-                *turn = (i + 1) % n;
-                return vec![ring[i].clone()];
-            }
+        let i = (0..n)
+            .map(|step| (turn + step) % n)
+            .find(|&i| self.eligible(now, c, &ring[i], via))?;
+        let agent = ring[i].clone();
+        if let Some((_, turn)) = self.rings.get_mut(department) {
+            *turn = (i + 1) % n;
         }
-        Vec::new()
+        Some(agent)
     }
 
     fn offer(&mut self, chat: &InteractionId, agent: &AgentId, via: Via, expiry: Option<Time>) {

@@ -18,6 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::gsm;
 use super::provider::Provider;
 use crate::bridge::{AgentId, Customer, InteractionId, Time, random_hex};
+use crate::chat::store::{MobileLinkRecord, Store, StoreError, Write};
 use crate::config::Config;
 use crate::routing::driver::{MobileOffer, Routing};
 use crate::routing::router::WithdrawReason;
@@ -50,6 +51,15 @@ impl MobileError {
     }
 }
 
+/// Why a link operation failed: the link's own answer, or the store behind it.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Mobile(#[from] MobileError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Where one link stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum LinkState {
@@ -57,6 +67,17 @@ enum LinkState {
     Claimed { session: String },
     Taken,
     Expired,
+}
+
+impl LinkState {
+    fn name(&self) -> &'static str {
+        match self {
+            LinkState::Offered => "offered",
+            LinkState::Claimed { .. } => "claimed",
+            LinkState::Taken => "taken",
+            LinkState::Expired => "expired",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -67,19 +88,64 @@ struct Link {
     since: Time,
 }
 
+impl Link {
+    fn record(&self, token: &str) -> MobileLinkRecord {
+        MobileLinkRecord {
+            token: token.to_string(),
+            chat: self.chat.clone(),
+            agent: self.agent.0.clone(),
+            state: self.state.name().to_string(),
+            session: match &self.state {
+                LinkState::Claimed { session } => Some(session.clone()),
+                _ => None,
+            },
+            sent_at: self.since.millis(),
+        }
+    }
+
+    fn from_record(r: MobileLinkRecord) -> Link {
+        let state = match (r.state.as_str(), r.session) {
+            ("offered", _) => LinkState::Offered,
+            ("claimed", Some(session)) => LinkState::Claimed { session },
+            ("taken", _) => LinkState::Taken,
+            _ => LinkState::Expired,
+        };
+        Link {
+            chat: r.chat,
+            agent: AgentId(r.agent),
+            state,
+            since: Time(r.sent_at),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Table {
     links: HashMap<String, Link>,
     by_offer: HashMap<(InteractionId, AgentId), String>,
 }
 
+impl Table {
+    fn insert(&mut self, token: &str, link: Link) {
+        self.by_offer
+            .insert((link.chat.clone(), link.agent.clone()), token.to_string());
+        self.links.insert(token.to_string(), link);
+    }
+}
+
 /// Links are forgotten this long after they were sent.
 const KEEP: Duration = Duration::from_secs(48 * 3600);
 
 /// Every link of this node. Cheap to clone.
+///
+/// With a store, every change is written through before it is acted on (a link is stored
+/// before it is texted, a claim before its session is handed out), and a link this node does
+/// not hold in memory (it was sent before a restart) is looked up there. So a link, and the
+/// chat an operator claimed with it, survive a restart.
 #[derive(Clone, Default)]
 pub struct Links {
     table: Arc<Mutex<Table>>,
+    store: Option<Store>,
 }
 
 /// A claimed link: the chat, the operator, and the key for the chat API.
@@ -91,10 +157,69 @@ pub struct Claim {
 }
 
 impl Links {
-    /// A new link for an SMS offer.
-    pub fn offered(&self, now: Time, chat: &InteractionId, agent: &AgentId) -> String {
+    /// Links kept in `store`.
+    pub fn new(store: Store) -> Links {
+        Links {
+            table: Arc::default(),
+            store: Some(store),
+        }
+    }
+
+    /// Stores the link as it is now in memory.
+    async fn save(&self, token: &str, link: &Link) -> Result<(), StoreError> {
+        match &self.store {
+            Some(store) => {
+                store
+                    .write(vec![Write::MobileLink(link.record(token))])
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The link, from memory or else from the store (sent before a restart).
+    async fn load(&self, token: &str) -> Result<Option<Link>, StoreError> {
+        if let Some(link) = self.table.lock().expect("links").links.get(token) {
+            return Ok(Some(link.clone()));
+        }
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let Some(record) = store.mobile_link(token).await? else {
+            return Ok(None);
+        };
+        let mut t = self.table.lock().expect("links");
+        // Someone else may have loaded (and changed) it meanwhile: theirs is newer.
+        if !t.links.contains_key(token) {
+            t.insert(token, Link::from_record(record));
+        }
+        Ok(t.links.get(token).cloned())
+    }
+
+    /// A new link for an SMS offer, stored before it is returned (and texted).
+    pub async fn offered(
+        &self,
+        now: Time,
+        chat: &InteractionId,
+        agent: &AgentId,
+    ) -> Result<String, StoreError> {
         // 96 random bits: unguessable, and short enough to leave room in one SMS.
         let token = random_hex(12);
+        let link = Link {
+            chat: chat.clone(),
+            agent: agent.clone(),
+            state: LinkState::Offered,
+            since: now,
+        };
+        if let Some(store) = &self.store {
+            let sent_before = now.millis().saturating_sub(KEEP.as_millis() as u64);
+            store
+                .write(vec![
+                    Write::ForgetMobileLinks { sent_before },
+                    Write::MobileLink(link.record(&token)),
+                ])
+                .await?;
+        }
         let mut t = self.table.lock().expect("links");
         let stale: Vec<String> = t
             .links
@@ -107,82 +232,126 @@ impl Links {
                 t.by_offer.remove(&(l.chat, l.agent));
             }
         }
-        let link = Link {
-            chat: chat.clone(),
-            agent: agent.clone(),
-            state: LinkState::Offered,
-            since: now,
-        };
-        t.links.insert(token.clone(), link);
-        t.by_offer
-            .insert((chat.clone(), agent.clone()), token.clone());
-        token
+        t.insert(&token, link);
+        Ok(token)
     }
 
     /// The offer behind a link ended: taken by someone else, or expired.
-    pub fn withdrawn(&self, chat: &InteractionId, agent: &AgentId, reason: WithdrawReason) {
-        let mut t = self.table.lock().expect("links");
-        let Some(token) = t.by_offer.get(&(chat.clone(), agent.clone())).cloned() else {
-            return;
+    pub async fn withdrawn(
+        &self,
+        chat: &InteractionId,
+        agent: &AgentId,
+        reason: WithdrawReason,
+    ) -> Result<(), StoreError> {
+        let offer = (chat.clone(), agent.clone());
+        let known = self
+            .table
+            .lock()
+            .expect("links")
+            .by_offer
+            .get(&offer)
+            .cloned();
+        let token = match (known, &self.store) {
+            (Some(token), _) => token,
+            (None, Some(store)) => match store.mobile_link_for_offer(chat, &agent.0).await? {
+                Some(record) => record.token,
+                None => return Ok(()),
+            },
+            (None, None) => return Ok(()),
         };
-        if let Some(link) = t.links.get_mut(&token)
-            && link.state == LinkState::Offered
+        let Some(mut link) = self.load(&token).await? else {
+            return Ok(());
+        };
         {
-            link.state = match reason {
+            let mut t = self.table.lock().expect("links");
+            let Some(current) = t.links.get_mut(&token) else {
+                return Ok(());
+            };
+            if current.state != LinkState::Offered {
+                return Ok(());
+            }
+            current.state = match reason {
                 WithdrawReason::Taken => LinkState::Taken,
                 _ => LinkState::Expired,
             };
+            link.state = current.state.clone();
         }
+        self.save(&token, &link).await
     }
 
-    /// Starts a claim: the first one for a standing offer gets a session, every other is
-    /// refused. The caller then accepts the chat and reports a failure with [`Links::lost`].
-    pub fn claim(&self, token: &str) -> Result<Claim, MobileError> {
-        let mut t = self.table.lock().expect("links");
-        let link = t.links.get_mut(token).ok_or(MobileError::LinkNotFound)?;
-        match link.state {
-            LinkState::Offered => {
-                let session = random_hex(16);
-                link.state = LinkState::Claimed {
-                    session: session.clone(),
-                };
-                Ok(Claim {
-                    chat: link.chat.clone(),
-                    agent: link.agent.clone(),
-                    session,
-                })
+    /// Starts a claim: the first one for a standing offer gets a session, stored before it is
+    /// returned; every other is refused. The caller then accepts the chat and reports a failure
+    /// with [`Links::lost`].
+    pub async fn claim(&self, token: &str) -> Result<Claim, LinkError> {
+        let link = self.load(token).await?.ok_or(MobileError::LinkNotFound)?;
+        let session = random_hex(16);
+        {
+            let mut t = self.table.lock().expect("links");
+            let Some(current) = t.links.get_mut(token) else {
+                return Err(MobileError::LinkNotFound.into());
+            };
+            match current.state {
+                LinkState::Offered => {}
+                LinkState::Claimed { .. } | LinkState::Taken => {
+                    return Err(MobileError::AlreadyTaken.into());
+                }
+                LinkState::Expired => return Err(MobileError::LinkExpired.into()),
             }
-            LinkState::Claimed { .. } | LinkState::Taken => Err(MobileError::AlreadyTaken),
-            LinkState::Expired => Err(MobileError::LinkExpired),
+            current.state = LinkState::Claimed {
+                session: session.clone(),
+            };
         }
+        let claimed = Link {
+            state: LinkState::Claimed {
+                session: session.clone(),
+            },
+            ..link
+        };
+        if let Err(e) = self.save(token, &claimed).await {
+            // Not stored, so not handed out: the link stands for another try.
+            if let Some(current) = self.table.lock().expect("links").links.get_mut(token) {
+                current.state = LinkState::Offered;
+            }
+            return Err(e.into());
+        }
+        Ok(Claim {
+            chat: claimed.chat,
+            agent: claimed.agent,
+            session,
+        })
     }
 
     /// The claim could not accept the chat: someone else was faster.
-    pub fn lost(&self, token: &str) {
-        self.ended(token, MobileError::AlreadyTaken);
+    pub async fn lost(&self, token: &str) -> Result<(), StoreError> {
+        self.ended(token, MobileError::AlreadyTaken).await
     }
 
     /// The claim found the offer over: later claims get the same answer.
-    pub fn ended(&self, token: &str, why: MobileError) {
-        if let Some(link) = self.table.lock().expect("links").links.get_mut(token) {
+    pub async fn ended(&self, token: &str, why: MobileError) -> Result<(), StoreError> {
+        let link = {
+            let mut t = self.table.lock().expect("links");
+            let Some(link) = t.links.get_mut(token) else {
+                return Ok(());
+            };
             link.state = match why {
                 MobileError::LinkExpired => LinkState::Expired,
                 _ => LinkState::Taken,
             };
-        }
+            link.clone()
+        };
+        self.save(token, &link).await
     }
 
     /// The chat and operator of a claimed link, if `session` is its key.
-    pub fn session(&self, token: &str, session: &str) -> Result<Claim, MobileError> {
-        let t = self.table.lock().expect("links");
-        let link = t.links.get(token).ok_or(MobileError::LinkNotFound)?;
-        match &link.state {
-            LinkState::Claimed { session: key } if constant_time_eq(key, session) => Ok(Claim {
-                chat: link.chat.clone(),
-                agent: link.agent.clone(),
-                session: key.clone(),
+    pub async fn session(&self, token: &str, session: &str) -> Result<Claim, LinkError> {
+        let link = self.load(token).await?.ok_or(MobileError::LinkNotFound)?;
+        match link.state {
+            LinkState::Claimed { session: key } if constant_time_eq(&key, session) => Ok(Claim {
+                chat: link.chat,
+                agent: link.agent,
+                session: key,
             }),
-            _ => Err(MobileError::SessionInvalid),
+            _ => Err(MobileError::SessionInvalid.into()),
         }
     }
 }
@@ -233,7 +402,13 @@ pub fn start(routing: &Routing, config: Arc<Config>, links: Links, provider: Pro
                         tracing::warn!(%agent, interaction = %chat, "SMS offer to an operator without a mobile number");
                         continue;
                     };
-                    let token = links.offered(Time::now(), &chat, &agent);
+                    let token = match links.offered(Time::now(), &chat, &agent).await {
+                        Ok(token) => token,
+                        Err(e) => {
+                            tracing::error!(%agent, interaction = %chat, "SMS offer not sent, its link cannot be stored: {e}");
+                            continue;
+                        }
+                    };
                     let text = offer_text(&service, &customer, &format!("{base}/m/{token}"));
                     let provider = provider.clone();
                     tracing::info!(%agent, interaction = %chat, "texting an offer");
@@ -247,7 +422,13 @@ pub fn start(routing: &Routing, config: Arc<Config>, links: Links, provider: Pro
                     chat,
                     agent,
                     reason,
-                }) => links.withdrawn(&chat, &agent, reason),
+                }) => {
+                    if let Err(e) = links.withdrawn(&chat, &agent, reason).await {
+                        // The link stays `offered` in the store; a claim still asks routing,
+                        // which refuses it.
+                        tracing::warn!(%agent, interaction = %chat, "withdrawn link not stored: {e}");
+                    }
+                }
                 Err(RecvError::Lagged(n)) => {
                     tracing::error!("the SMS sender missed {n} mobile offers");
                 }
@@ -265,37 +446,66 @@ mod tests {
         (InteractionId::from("c1"), AgentId::from("olga"))
     }
 
-    #[test]
-    fn the_first_claim_wins_and_later_ones_are_told_it_is_taken() {
-        let links = Links::default();
-        let (chat, agent) = ids();
-        let token = links.offered(Time(0), &chat, &agent);
-        let claim = links.claim(&token).unwrap();
-        assert_eq!(claim.chat, chat);
-        assert_eq!(links.claim(&token).unwrap_err(), MobileError::AlreadyTaken);
-        assert!(links.session(&token, &claim.session).is_ok());
-        assert_eq!(
-            links.session(&token, "guess").unwrap_err(),
-            MobileError::SessionInvalid
-        );
-        assert_eq!(links.claim("nope").unwrap_err(), MobileError::LinkNotFound);
+    /// The link's own refusal, if that is why `result` failed.
+    fn refusal<T>(result: Result<T, LinkError>) -> Option<MobileError> {
+        match result {
+            Err(LinkError::Mobile(e)) => Some(e),
+            _ => None,
+        }
     }
 
-    #[test]
-    fn a_withdrawn_offer_leaves_a_taken_or_expired_link() {
+    #[tokio::test]
+    async fn the_first_claim_wins_and_later_ones_are_told_it_is_taken() {
         let links = Links::default();
         let (chat, agent) = ids();
-        let taken = links.offered(Time(0), &chat, &agent);
-        links.withdrawn(&chat, &agent, WithdrawReason::Taken);
-        assert_eq!(links.claim(&taken).unwrap_err(), MobileError::AlreadyTaken);
-        let lapsed = links.offered(Time(0), &chat, &agent);
-        links.withdrawn(&chat, &agent, WithdrawReason::Timeout);
-        assert_eq!(links.claim(&lapsed).unwrap_err(), MobileError::LinkExpired);
+        let token = links.offered(Time(0), &chat, &agent).await.unwrap();
+        let claim = links.claim(&token).await.unwrap();
+        assert_eq!(claim.chat, chat);
+        assert_eq!(
+            refusal(links.claim(&token).await),
+            Some(MobileError::AlreadyTaken)
+        );
+        assert!(links.session(&token, &claim.session).await.is_ok());
+        assert_eq!(
+            refusal(links.session(&token, "guess").await),
+            Some(MobileError::SessionInvalid)
+        );
+        assert_eq!(
+            refusal(links.claim("nope").await),
+            Some(MobileError::LinkNotFound)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_offer_leaves_a_taken_or_expired_link() {
+        let links = Links::default();
+        let (chat, agent) = ids();
+        let taken = links.offered(Time(0), &chat, &agent).await.unwrap();
+        links
+            .withdrawn(&chat, &agent, WithdrawReason::Taken)
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(links.claim(&taken).await),
+            Some(MobileError::AlreadyTaken)
+        );
+        let lapsed = links.offered(Time(0), &chat, &agent).await.unwrap();
+        links
+            .withdrawn(&chat, &agent, WithdrawReason::Timeout)
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(links.claim(&lapsed).await),
+            Some(MobileError::LinkExpired)
+        );
         // A claimed link stays claimed when the router later withdraws nothing for it.
-        let won = links.offered(Time(0), &chat, &agent);
-        let claim = links.claim(&won).unwrap();
-        links.withdrawn(&chat, &agent, WithdrawReason::Ended);
-        assert!(links.session(&won, &claim.session).is_ok());
+        let won = links.offered(Time(0), &chat, &agent).await.unwrap();
+        let claim = links.claim(&won).await.unwrap();
+        links
+            .withdrawn(&chat, &agent, WithdrawReason::Ended)
+            .await
+            .unwrap();
+        assert!(links.session(&won, &claim.session).await.is_ok());
     }
 
     #[test]

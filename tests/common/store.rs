@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tandem::bridge::{Event, EventKind, InteractionId, Phase, Time};
-use tandem::chat::store::{FileRecord, InteractionRecord, Store, Write};
+use tandem::chat::store::{FileRecord, InteractionRecord, MobileLinkRecord, Store, Write};
 use tandem::metrics::Metrics;
 
 fn event(seq: u64, text: &str) -> Event {
@@ -86,6 +86,53 @@ pub async fn scenario(url: &str) {
     assert_eq!(rec.last_seq, 2);
     assert_eq!(store.open_interactions().await.unwrap().len(), 51);
 
+    // A burst of events in one write (more than one multi-row statement holds) lands whole.
+    let bulk = InteractionId::from("bulk");
+    let mut writes = vec![Write::NewInteraction(record("bulk"))];
+    writes.extend((1..=90).map(|seq| Write::Event(bulk.clone(), event(seq, "offer"))));
+    store.write(writes).await.unwrap();
+    let stored = store.events(&bulk, 0).await.unwrap();
+    assert_eq!(
+        stored,
+        (1..=90).map(|seq| event(seq, "offer")).collect::<Vec<_>>()
+    );
+
+    // Mobile links: stored, updated in place, found by token or offer, forgotten when old.
+    let link = |token: &str, state: &str, session: Option<&str>, sent_at: u64| MobileLinkRecord {
+        token: token.into(),
+        chat: id.clone(),
+        agent: "olga".into(),
+        state: state.into(),
+        session: session.map(Into::into),
+        sent_at,
+    };
+    store
+        .write(vec![
+            Write::MobileLink(link("old", "expired", None, 10)),
+            Write::MobileLink(link("t-1", "offered", None, 1_000)),
+        ])
+        .await
+        .unwrap();
+    let claimed = link("t-1", "claimed", Some("key"), 1_000);
+    store
+        .write(vec![Write::MobileLink(claimed.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.mobile_link("t-1").await.unwrap(),
+        Some(claimed.clone())
+    );
+    assert_eq!(
+        store.mobile_link_for_offer(&id, "olga").await.unwrap(),
+        Some(claimed)
+    );
+    store
+        .write(vec![Write::ForgetMobileLinks { sent_before: 500 }])
+        .await
+        .unwrap();
+    assert_eq!(store.mobile_link("old").await.unwrap(), None);
+    assert!(store.mobile_link("t-1").await.unwrap().is_some());
+
     let file = FileRecord {
         id: "f-1".into(),
         sha256: "ab".repeat(32),
@@ -123,11 +170,13 @@ pub async fn scenario(url: &str) {
 
     // Reopening (and migrating again) keeps everything.
     let store = Store::open(url, 2, metrics.clone()).await.expect("reopen");
-    assert_eq!(store.open_interactions().await.unwrap().len(), 50);
+    assert_eq!(store.open_interactions().await.unwrap().len(), 51);
     let rec = store.interaction(&id).await.unwrap().unwrap();
     assert_eq!(rec.phase, Phase::Closed);
     assert_eq!(rec.closed_at, Some(1_700_000_001_000));
     assert_eq!(store.events(&id, 0).await.unwrap().len(), 2);
+    assert_eq!(store.events(&bulk, 0).await.unwrap().len(), 90);
+    assert!(store.mobile_link("t-1").await.unwrap().is_some());
     assert_eq!(store.recent_interactions(5).await.unwrap().len(), 5);
     assert!(metrics.render().contains("tandem_store_latency_seconds"));
 }
