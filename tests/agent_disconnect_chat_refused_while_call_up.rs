@@ -1,9 +1,9 @@
 //! Ordered teardown through the agent API: `disconnect_chat` is refused with
 //! `release_call_before_chat` while a call leg is up, and goes through once it is released.
 //!
-//! No leg can be brought up from outside without SIP or WebRTC peers, so the customer asks for
-//! a call over the customer API and the leg driver's report (`LegUp`, then `LegReleased`) is
-//! sent to the interaction as the system, as the driver does.
+//! The API runs in process without leg drivers, so the customer asks for a call over the
+//! customer API, the agent accepts it, and the leg driver's reports (`LegUp`, then
+//! `LegReleased`) are sent to the interaction as the system, as the driver does.
 
 #[path = "common/agent.rs"]
 mod agent;
@@ -58,6 +58,17 @@ async fn disconnect_chat_is_refused_until_the_call_is_released() {
         )
         .await;
     assert_eq!(asked.0, StatusCode::OK, "{}", asked.1);
+    let requested = tab.event("call_state", &chat).await;
+    assert_eq!(requested["state"], "awaiting_approval", "{requested}");
+    // A pending request already holds the chat.
+    let refused = tab
+        .command(json!({"command": "disconnect_chat", "chat_id": chat}))
+        .await;
+    assert_eq!(refused["error"]["code"], "release_call_before_chat");
+    let ack = tab
+        .command(json!({"command": "accept_call", "chat_id": chat}))
+        .await;
+    assert_eq!(ack["event"], "ack", "{ack}");
     let connecting = tab.event("call_state", &chat).await;
     assert_eq!(connecting["state"], "connecting", "{connecting}");
     let leg = LegId(connecting["leg"].as_u64().unwrap() as u32);
