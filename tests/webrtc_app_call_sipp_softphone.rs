@@ -284,6 +284,14 @@ async fn audio_received(client: &WebRtcClient, count: u64) -> bool {
     false
 }
 
+/// Waits (bounded) until the gateway holds no SIP call and no media leg: nothing leaked.
+fn nothing_left(gateway: &common::Gateway) {
+    tokio::task::block_in_place(|| {
+        gateway.wait_for_metric("tandem_sip_calls 0");
+        gateway.wait_for_metric("tandem_media_legs 0");
+    });
+}
+
 /// Who ends the call.
 #[derive(Debug, Clone, Copy)]
 enum Release {
@@ -413,6 +421,7 @@ async fn app_hears_itself_through_the_softphone(codec: AudioCodec, release: Rele
         "the INVITE's headers name chat {}: {logged:?}",
         app.chat
     );
+    nothing_left(&gateway);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,6 +453,7 @@ async fn a_softphone_that_is_not_registered_ends_the_app_call_with_a_reason() {
             .is_some_and(|r| r.contains("not registered")),
         "{released}"
     );
+    nothing_left(&gateway);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,4 +493,5 @@ async fn a_busy_softphone_ends_the_app_call_as_busy() {
         (0, 1, 0),
         "softphone: {stats:?}"
     );
+    nothing_left(&gateway);
 }
