@@ -303,6 +303,9 @@ pub struct ServiceConfig {
     /// The `[[sip.trunks]]` entry calls to customers' phones leave through (its first address
     /// is the next hop). Without one, the service cannot call phones.
     pub trunk: Option<String>,
+    /// DTMF from the customer's phone is recorded masked (card numbers, PINs).
+    #[serde(default)]
+    pub sensitive_dtmf: bool,
     /// The user part of the From of those calls (the number customers see); the service's name
     /// when absent.
     pub caller_id: Option<String>,

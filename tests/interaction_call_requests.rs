@@ -276,3 +276,35 @@ fn the_agent_may_call_another_number_and_ringing_is_recorded() {
     h.ok(Party::System, Command::LegUp { leg: LegId(1) });
     h.refused(Party::System, ringing, "unknown_leg");
 }
+
+#[test]
+fn digits_the_customer_keys_are_recorded_and_masked_for_sensitive_services() {
+    for (mask, shown) in [(false, '7'), (true, '•')] {
+        let mut r = rules();
+        r.mask_dtmf = mask;
+        let mut h = Harness::active(r);
+        let dtmf = Command::Dtmf {
+            leg: LegId(1),
+            digit: '7',
+        };
+        h.refused(Party::System, dtmf.clone(), "unknown_leg");
+        h.ok(
+            alice(),
+            Command::CallCustomer {
+                number: None,
+                device: AgentDevice::Browser,
+            },
+        );
+        h.ok(Party::System, Command::LegUp { leg: LegId(1) });
+        h.refused(Party::Customer, dtmf.clone(), "not_permitted");
+        let accepted = h.ok(Party::System, dtmf);
+        assert!(accepted.seq.is_some(), "digits are part of the record");
+        assert_eq!(
+            h.last(),
+            &EventKind::Dtmf {
+                leg: LegId(1),
+                digit: shown
+            }
+        );
+    }
+}

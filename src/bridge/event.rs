@@ -211,6 +211,11 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A digit the customer keyed on a call (`•` when the service masks them).
+    Dtmf {
+        leg: LegId,
+        digit: char,
+    },
     /// Ephemeral WebRTC signalling from the gateway to one party.
     Signaling {
         from: Party,
@@ -257,6 +262,7 @@ impl EventKind {
             EventKind::FormData { .. } => "form_data",
             EventKind::Receipt { .. } => "receipt",
             EventKind::Leg { .. } => "leg",
+            EventKind::Dtmf { .. } => "dtmf",
             EventKind::Signaling { .. } => "signaling",
             EventKind::TimeoutWarning { .. } => "timeout_warning",
             EventKind::InactivityTimeout => "inactivity_timeout",

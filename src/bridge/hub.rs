@@ -174,6 +174,7 @@ pub fn rules_for(config: &Config, service: &str) -> Rules {
         max_message_bytes: config.chat.max_message_bytes,
         teardown_timeout: Duration::from_secs(config.chat.teardown_timeout_s),
         call_request_timeout: Duration::from_secs(config.chat.call_request_timeout_s),
+        mask_dtmf: s.is_some_and(|s| s.sensitive_dtmf),
     }
 }
 

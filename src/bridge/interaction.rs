@@ -35,6 +35,8 @@ pub struct Rules {
     /// How long the teardown waits for each group of legs to confirm their release
     /// (64·T1, the SIP transaction timeout, by default).
     pub teardown_timeout: Duration,
+    /// Digits the customer keys in are recorded as `*` (card numbers, PINs).
+    pub mask_dtmf: bool,
     /// How long a customer's call or video request waits for the agent's answer before it is
     /// rejected as expired.
     pub call_request_timeout: Duration,
@@ -117,6 +119,11 @@ pub enum Command {
     CallCustomer {
         number: Option<String>,
         device: AgentDevice,
+    },
+    /// The customer keyed a digit on the call's leg (RFC 4733) (system).
+    Dtmf {
+        leg: LegId,
+        digit: char,
     },
     /// A leg driver reports progress of a leg being set up (`ringing`) (system).
     LegProgress {
@@ -760,6 +767,15 @@ impl Interaction {
                 let target = LegTarget::Phone(phone);
                 Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
             }
+            Command::Dtmf { leg, digit } => {
+                self.require_system(by)?;
+                match self.legs.get(&leg).map(|l| l.state) {
+                    Some(LegState::Up) => {}
+                    _ => return Err(RuleError::UnknownLeg),
+                }
+                let digit = if self.rules.mask_dtmf { '•' } else { digit };
+                Ok(done(self.emit(now, EventKind::Dtmf { leg, digit })))
+            }
             Command::LegProgress { leg, note } => {
                 self.require_system(by)?;
                 match self.legs.get(&leg).map(|l| l.state) {
@@ -1254,6 +1270,7 @@ impl Interaction {
             | EventKind::Typing { .. }
             | EventKind::FormData { .. }
             | EventKind::Signaling { .. }
+            | EventKind::Dtmf { .. }
             | EventKind::Queue { .. }
             | EventKind::InactivityTimeout => {}
         }

@@ -90,6 +90,7 @@ pub fn line(event: &Event, customer: &str) -> Option<String> {
                 .replace("Voice", "call")
                 .replace("Video", "video")
         }
+        EventKind::Dtmf { leg, digit } => format!("* call {leg}: the customer keyed {digit}"),
         EventKind::TimeoutWarning { remaining_s } => {
             format!("* inactivity warning: {remaining_s} s left")
         }

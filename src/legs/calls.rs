@@ -365,7 +365,16 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                 };
                 self.end_call(&id, &reason).await;
             }
-            SipCallEvent::Dtmf { .. } => {}
+            SipCallEvent::Dtmf { digit, .. } => {
+                // Only what the customer keys belongs in the chat's record.
+                let leg = self.calls.get(&id).and_then(|c| c.voice);
+                if let (Side::Customer, Some(leg)) = (side, leg) {
+                    let command = Command::Dtmf { leg, digit };
+                    if let Err(e) = self.interactions.command(&id, Party::System, command).await {
+                        tracing::debug!(interaction = %id, "digit not taken: {e}");
+                    }
+                }
+            }
         }
     }
 
@@ -1200,5 +1209,37 @@ mod tests {
         );
         r.driver.handle_event(PeerEvent::VideoDropped(1)).await;
         assert_eq!(*r.it.by_customer.lock().unwrap(), vec![Command::DropVideo]);
+    }
+
+    #[tokio::test]
+    async fn only_the_customers_digits_are_recorded() {
+        let mut r = rig();
+        let action = Action::StartLeg {
+            leg: LegId(1),
+            kind: LegKind::Voice,
+            target: LegTarget::Phone("+15550100".into()),
+            service: "claims".into(),
+            device: AgentDevice::Browser,
+        };
+        r.act(action).await;
+        let dtmf = |call| SipCallEvent::Dtmf {
+            call: CallRef(call),
+            digit: '5',
+            duration_ms: 100,
+        };
+        r.driver.handle_sip(dtmf(88)).await;
+        r.driver.handle_sip(dtmf(99)).await;
+        let digits: Vec<_> = r
+            .commands()
+            .into_iter()
+            .filter(|c| matches!(c, Command::Dtmf { .. }))
+            .collect();
+        assert_eq!(
+            digits,
+            vec![Command::Dtmf {
+                leg: LegId(1),
+                digit: '5'
+            }]
+        );
     }
 }

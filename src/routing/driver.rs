@@ -730,6 +730,7 @@ fn chat_view(kind: &EventKind) -> Option<Value> {
             by,
         } => json!({"event": "receipt", "ref_msg_id": ref_msg_id, "receipt": receipt,
                     "by": by.party_id()}),
+        EventKind::Dtmf { leg, digit } => json!({"event": "dtmf", "leg": leg.0, "digit": digit}),
         EventKind::TimeoutWarning { remaining_s } => {
             json!({"event": "timeout_warning", "remaining_s": remaining_s})
         }

@@ -18,6 +18,7 @@ pub fn rules() -> Rules {
         max_message_bytes: 65536,
         teardown_timeout: Duration::from_secs(32),
         call_request_timeout: Duration::from_secs(60),
+        mask_dtmf: false,
     }
 }
 
