@@ -1,5 +1,7 @@
 //! The running gateway: starts every part from one configuration and stops them on a signal.
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +31,7 @@ pub struct Gateway {
     pub rtc: RtcService,
     legs: tokio::task::JoinHandle<()>,
     shutdown: CancellationToken,
+    teardown_timeout_s: u64,
 }
 
 impl Gateway {
@@ -63,11 +66,19 @@ impl Gateway {
             rtc,
             legs,
             shutdown,
+            teardown_timeout_s: config.chat.teardown_timeout_s,
         })
     }
 
-    /// Stops every part and waits for them.
+    /// Stops every part and waits for them. Every open interaction is ended first, in order,
+    /// while the leg drivers and SIP still run, so calls get their BYE and nothing dangles
+    /// after a restart; that takes at most `chat.teardown_timeout_s` (plus a margin).
     pub async fn stop(self) {
+        let within = Duration::from_secs(self.teardown_timeout_s * 2 + 1);
+        let left = self.http.hub.close_all(within).await;
+        if left > 0 {
+            tracing::warn!(left, "interactions still closing at shutdown");
+        }
         self.shutdown.cancel();
         let _ = self.legs.await;
         self.http.stop().await;

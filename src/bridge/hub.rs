@@ -213,6 +213,33 @@ impl Hub {
         Ok(hub)
     }
 
+    /// Ends every running interaction with its ordered teardown (calls released, then video,
+    /// then the chat, then the transcript), and waits until they are all closed or `within` has
+    /// passed. Returns how many were still running at the deadline.
+    pub async fn close_all(&self, within: Duration) -> usize {
+        let handles: Vec<Handle> = self
+            .inner
+            .live
+            .lock()
+            .expect("hub lock")
+            .values()
+            .cloned()
+            .collect();
+        let deadline = tokio::time::Instant::now() + within;
+        let closing = handles.into_iter().map(|handle| async move {
+            // A refusal means it is closing already.
+            let _ = handle.command(Party::System, Command::Close).await;
+        });
+        let _ = tokio::time::timeout_at(deadline, futures_util::future::join_all(closing)).await;
+        loop {
+            let left = self.inner.live.lock().expect("hub lock").len();
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Opens a new interaction, persisted before this returns.
     pub async fn create(
         &self,
