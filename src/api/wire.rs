@@ -201,6 +201,15 @@ pub fn customer_view(event: &Event) -> Option<Value> {
                    "data": {"type": "CALL_REJECTED", "reason_code": reason, "reason": text,
                             "video": *kind == LegKind::Video}})
         }
+        // A call to the customer's phone: the chat shows its progress (our addition).
+        EventKind::Leg {
+            leg,
+            state,
+            target: Some(LegTarget::Phone(_)),
+            reason,
+            ..
+        } => json!({"event": "chat_session_call_state", "call": leg.0, "state": state,
+                    "reason": reason}),
         // The app's call ended on the gateway's side (the agent, the far end, a timeout).
         EventKind::Leg {
             kind: LegKind::Voice,
@@ -300,7 +309,9 @@ mod tests {
             Some(LegTarget::Phone("+1".into())),
             None,
         );
-        assert_eq!(view(phone), None, "a phone call ends on the phone");
+        let phone = view(phone).expect("the chat shows the phone call");
+        assert_eq!(phone["event"], "chat_session_call_state");
+        assert_eq!(phone["state"], "released");
     }
 
     #[test]
