@@ -290,28 +290,25 @@ async fn wait_for_events(
     Ok((out, last, keep.then_some(live)))
 }
 
-/// `GET chats/{id}/history`: every customer-visible durable event.
+/// `GET chats/{id}/history`: every customer-visible durable event but signalling. A call's
+/// end or rejection reaches the app live as `chat_session_signaling`; the record of the call
+/// is the transcript's, not the chat history's.
 pub async fn history(
     State(state): State<AppState>,
     client: Client,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = InteractionId(id);
+    let visible = |e: &Event| customer_view(e).filter(|v| v["event"] != "chat_session_signaling");
     let events: Vec<Value> = match state.chat_for(&client.device, &id).await? {
         ChatRef::Live(handle) => {
             let sub = handle.subscribe(0).await?;
-            sub.backlog
-                .iter()
-                .filter_map(|e| customer_view(e))
-                .collect()
+            sub.backlog.iter().filter_map(|e| visible(e)).collect()
         }
-        ChatRef::Stored => state
-            .store()
-            .events(&id, 0)
-            .await?
-            .iter()
-            .filter_map(customer_view)
-            .collect(),
+        ChatRef::Stored => {
+            let events = state.store().events(&id, 0).await?;
+            events.iter().filter_map(visible).collect()
+        }
     };
     Ok(Json(json!({"events": events})))
 }
