@@ -904,8 +904,10 @@ impl Config {
             })
         };
         let rtc = &self.rtc;
-        if rtc.consent_timeout_s == 0 {
-            return invalid("rtc.consent_timeout_s", "must be positive");
+        // Browsers and other stacks check consent every 2 s or so (RFC 7675 §5.1 allows up to
+        // 5 s with jitter); anything shorter ends healthy calls.
+        if rtc.consent_timeout_s < 3 {
+            return invalid("rtc.consent_timeout_s", "must be at least 3");
         }
         if rtc.max_peers == 0 {
             return invalid("rtc.max_peers", "must be positive");
