@@ -296,6 +296,9 @@ pub struct ServiceConfig {
     /// Dial the customer's phone as soon as an agent accepts.
     #[serde(default)]
     pub auto_dial: bool,
+    /// Seconds between the accept and the auto-dial (the agent may greet in the chat first).
+    #[serde(default)]
+    pub auto_dial_delay_s: u64,
     #[serde(default)]
     pub recording: bool,
     #[serde(default)]

@@ -308,3 +308,51 @@ fn digits_the_customer_keys_are_recorded_and_masked_for_sensitive_services() {
         );
     }
 }
+
+#[test]
+fn a_phone_call_request_is_dialled_when_the_agent_accepts() {
+    let mut h = Harness::active(rules());
+    h.ok(Party::Customer, Command::RequestPhoneCall);
+    assert_eq!(leg_state(&h, 1), LegState::AwaitingApproval);
+    assert!(
+        started(&h).is_empty(),
+        "nothing is dialled before the agent says yes"
+    );
+    h.ok(
+        alice(),
+        Command::AcceptCall {
+            device: AgentDevice::Browser,
+        },
+    );
+    assert!(matches!(
+        h.actions.last(),
+        Some(Action::StartLeg { target: LegTarget::Phone(n), .. }) if n == "+15550100"
+    ));
+}
+
+#[test]
+fn a_delayed_auto_dial_waits_and_gives_way_to_a_call_made_meanwhile() {
+    let mut r = rules();
+    r.auto_dial = true;
+    r.auto_dial_delay = Duration::from_secs(10);
+    let mut h = Harness::active(r.clone());
+    assert!(started(&h).is_empty(), "the agent may greet first");
+    h.advance(Duration::from_secs(9));
+    assert!(started(&h).is_empty());
+    assert!(h.progress());
+    assert!(matches!(
+        h.actions.last(),
+        Some(Action::StartLeg { target: LegTarget::Phone(n), .. }) if n == "+15550100"
+    ));
+
+    let mut h = Harness::active(r);
+    h.ok(
+        alice(),
+        Command::CallCustomer {
+            number: None,
+            device: AgentDevice::Browser,
+        },
+    );
+    h.advance(Duration::from_secs(30));
+    assert_eq!(started(&h).len(), 1, "no second call on top of the agent's");
+}

@@ -170,6 +170,7 @@ pub fn rules_for(config: &Config, service: &str) -> Rules {
         service: service.to_string(),
         video_allowed: s.is_some_and(|s| s.video_allowed),
         auto_dial: s.is_some_and(|s| s.auto_dial),
+        auto_dial_delay: Duration::from_secs(s.map_or(0, |s| s.auto_dial_delay_s)),
         inactivity_timeout: Duration::from_secs(s.map_or(600, |s| s.inactivity_timeout_s)),
         max_message_bytes: config.chat.max_message_bytes,
         teardown_timeout: Duration::from_secs(config.chat.teardown_timeout_s),

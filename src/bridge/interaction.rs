@@ -27,8 +27,10 @@ use super::types::{AgentId, Customer, InteractionId, LegId, Party, Time};
 pub struct Rules {
     pub service: String,
     pub video_allowed: bool,
-    /// Dial the customer's phone as soon as an agent accepts (rule 7).
+    /// Dial the customer's phone once an agent accepts (rule 7)…
     pub auto_dial: bool,
+    /// …this long after (zero: at once), unless a call was made meanwhile.
+    pub auto_dial_delay: Duration,
     /// No message for this long closes the chat; a warning comes at half-time.
     pub inactivity_timeout: Duration,
     pub max_message_bytes: usize,
@@ -231,6 +233,8 @@ pub enum Timer {
     Teardown,
     /// The oldest call or video request the agent has not answered expires.
     RequestExpiry,
+    /// The delayed auto-dial after the agent accepted.
+    AutoDial,
 }
 
 struct MessageRecord {
@@ -252,6 +256,8 @@ pub struct Interaction {
     customer_messages: HashMap<String, MessageRecord>,
     staff_messages: HashMap<String, MessageRecord>,
     last_activity: Time,
+    /// When the agent joined (the delayed auto-dial counts from here).
+    joined_at: Option<Time>,
     warned: bool,
     events: VecDeque<Event>,
     actions: VecDeque<Action>,
@@ -327,6 +333,7 @@ impl Interaction {
             customer_messages: HashMap::new(),
             staff_messages: HashMap::new(),
             last_activity: now,
+            joined_at: None,
             warned: false,
             events: VecDeque::new(),
             actions: VecDeque::new(),
@@ -391,6 +398,11 @@ impl Interaction {
             State::Closing { deadline, .. } => timers.push((Timer::Teardown, *deadline)),
             _ => {}
         }
+        if let (State::Active { .. }, Some(joined)) = (&self.state, self.joined_at)
+            && self.auto_dial_pending()
+        {
+            timers.push((Timer::AutoDial, joined + self.rules.auto_dial_delay));
+        }
         let oldest_request = self
             .legs
             .values()
@@ -446,6 +458,7 @@ impl Interaction {
                     }
                     self.advance_teardown(now);
                 }
+                Timer::AutoDial => self.auto_dial(now),
                 Timer::RequestExpiry => {
                     let expired: Vec<LegId> = self
                         .legs
@@ -583,11 +596,8 @@ impl Interaction {
                         phase: Phase::Active,
                     },
                 );
-                if self.rules.auto_dial
-                    && let Some(phone) = self.customer.phone.clone()
-                {
-                    let target = LegTarget::Phone(phone);
-                    self.start_leg(now, LegKind::Voice, target, AgentDevice::default());
+                if self.rules.auto_dial_delay.is_zero() {
+                    self.auto_dial(now);
                 }
                 Ok(done(seq))
             }
@@ -729,17 +739,20 @@ impl Interaction {
                 let Command::AcceptCall { device } = command else {
                     unreachable!("matched above")
                 };
+                // The app's own call, or the phone call the customer asked for.
+                let target = self.legs[&leg].target.clone().unwrap_or(LegTarget::App);
                 let seq = self.emit_leg(now, leg, LegState::Connecting, None);
                 self.actions.push_back(Action::StartLeg {
                     leg,
                     kind: LegKind::Voice,
-                    target: LegTarget::App,
+                    target,
                     service: self.rules.service.clone(),
                     device,
                 });
                 Ok(done(seq))
             }
             Command::RequestPhoneCall => {
+                // The agent is told and dials by accepting, like any call request.
                 self.require_customer(by)?;
                 self.require_active()?;
                 self.require_no_call()?;
@@ -748,9 +761,15 @@ impl Interaction {
                     .phone
                     .clone()
                     .ok_or(RuleError::NoPhoneNumber)?;
-                let target = LegTarget::Phone(phone);
-                let device = AgentDevice::default();
-                Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
+                let leg = self.next_leg_id();
+                let kind = EventKind::Leg {
+                    leg,
+                    kind: LegKind::Voice,
+                    state: LegState::AwaitingApproval,
+                    target: Some(LegTarget::Phone(phone)),
+                    reason: None,
+                };
+                Ok(done(self.emit(now, kind)))
             }
             Command::CallCustomer { number, device } => {
                 self.require_agent(by)?;
@@ -1039,6 +1058,25 @@ impl Interaction {
         }
     }
 
+    /// A delayed auto-dial is still to come: no leg was made since the agent joined.
+    fn auto_dial_pending(&self) -> bool {
+        self.rules.auto_dial
+            && !self.rules.auto_dial_delay.is_zero()
+            && self.legs.is_empty()
+            && self.customer.phone.is_some()
+    }
+
+    /// Calls the customer's phone for a service that dials on accept (rule 7).
+    fn auto_dial(&mut self, now: Time) {
+        if !self.rules.auto_dial || !self.legs.is_empty() {
+            return;
+        }
+        if let Some(phone) = self.customer.phone.clone() {
+            let target = LegTarget::Phone(phone);
+            self.start_leg(now, LegKind::Voice, target, AgentDevice::default());
+        }
+    }
+
     /// The pending request of a kind, if any.
     fn awaiting(&self, kind: LegKind) -> Option<LegId> {
         self.legs
@@ -1177,6 +1215,7 @@ impl Interaction {
                 display_name,
             } => {
                 self.agent = Some((agent.clone(), display_name.clone()));
+                self.joined_at = Some(event.at);
                 self.state = State::Active {
                     agent: agent.clone(),
                     display_name: display_name.clone(),

@@ -14,6 +14,7 @@ pub fn rules() -> Rules {
         service: "claims".into(),
         video_allowed: true,
         auto_dial: false,
+        auto_dial_delay: Duration::ZERO,
         inactivity_timeout: Duration::from_secs(600),
         max_message_bytes: 65536,
         teardown_timeout: Duration::from_secs(32),
