@@ -269,6 +269,11 @@ fn the_agent_may_call_another_number_and_ringing_is_recorded() {
     };
     h.refused(Party::Customer, ringing.clone(), "not_permitted");
     h.ok(Party::System, ringing.clone());
+    // The agent's browser answers the gateway's offer; the customer has no peer on this call.
+    let answer = || Command::Signal(json!({"type": "ANSWER_CALL", "sdp": "v=0"}));
+    h.ok(alice(), answer());
+    assert!(matches!(h.actions.last(), Some(Action::Signal { .. })));
+    h.refused(Party::Customer, answer(), "no_call");
     assert!(matches!(
         h.last(),
         EventKind::Leg { state: LegState::Connecting, reason: Some(r), .. } if r == "ringing"

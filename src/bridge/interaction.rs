@@ -695,9 +695,11 @@ impl Interaction {
             }
             Command::Signal(data) => {
                 self.require_party(by)?;
+                // The agent's browser has a peer on every call; the customer only on a call
+                // from the app (a phone call has no WebRTC side for the customer).
                 let answerable = self.legs.values().any(|l| {
-                    l.target == Some(LegTarget::App)
-                        && matches!(l.state, LegState::Connecting | LegState::Up)
+                    matches!(l.state, LegState::Connecting | LegState::Up)
+                        && (l.target == Some(LegTarget::App) || matches!(by, Party::Agent(_)))
                 });
                 if !answerable {
                     return Err(RuleError::NoCall);

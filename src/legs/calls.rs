@@ -19,7 +19,9 @@
 //!
 //! Whatever end goes (ICE consent lost, DTLS failure, a contained panic, a BYE, a busy or
 //! unanswered phone) ends the whole call: the other end is released too and every leg of the
-//! call is reported released with the reason.
+//! call is reported released with the reason. An answered SIP end is released by a BYE, and
+//! its legs are reported released only once the far end answered it (or the BYE timed out),
+//! so an ordered teardown moves on to the chat only after the call is really gone.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -201,6 +203,9 @@ pub struct Driver<P: Peers, S: Phones, I: Interactions> {
     calls: HashMap<InteractionId, Call<P::Id>>,
     by_peer: HashMap<P::Id, (InteractionId, Side)>,
     by_sip_call: HashMap<CallRef, (InteractionId, Side)>,
+    /// Answered SIP ends hung up and waiting for the answer to their BYE (or its timeout):
+    /// the legs to report released then, and why.
+    releasing: HashMap<CallRef, (InteractionId, Vec<LegId>, String)>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -213,6 +218,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             calls: HashMap::new(),
             by_peer: HashMap::new(),
             by_sip_call: HashMap::new(),
+            releasing: HashMap::new(),
             metrics: None,
         }
     }
@@ -253,6 +259,13 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         let ids: Vec<InteractionId> = self.calls.keys().cloned().collect();
         for id in ids {
             self.end_call(&id, "gateway stopping").await;
+        }
+        // Nobody is left to deliver the answers to the BYEs.
+        let releasing: Vec<_> = self.releasing.drain().map(|(_, r)| r).collect();
+        for (id, legs, reason) in releasing {
+            for leg in legs {
+                self.released(&id, leg, &reason).await;
+            }
         }
     }
 
@@ -314,6 +327,17 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             | SipCallEvent::Ended { call, .. }
             | SipCallEvent::Dtmf { call, .. } => *call,
         };
+        if matches!(
+            event,
+            SipCallEvent::Failed { .. } | SipCallEvent::Ended { .. }
+        ) && let Some((id, legs, reason)) = self.releasing.remove(&call)
+        {
+            // The BYE was answered (or timed out): now the call is gone.
+            for leg in legs {
+                self.released(&id, leg, &reason).await;
+            }
+            return;
+        }
         let Some((id, side)) = self.by_sip_call.get(&call).cloned() else {
             return;
         };
@@ -639,26 +663,43 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
     }
 
     /// Releases both ends (a SIP end that already ended is no longer mapped and is left alone)
-    /// and reports every leg of the call released.
+    /// and reports every leg of the call released: at once, or, when an answered SIP end was
+    /// sent a BYE, once that BYE is answered or times out (the SIP core always reports one).
     async fn end_call(&mut self, id: &InteractionId, reason: &str) {
         let Some(call) = self.calls.remove(id) else {
             return;
         };
+        let legs: Vec<LegId> = [call.voice, call.video].into_iter().flatten().collect();
+        let mut bye = None;
         for end in [call.customer, call.staff] {
             match end {
                 End::Peer(p) => {
                     self.by_peer.remove(&p.id);
                     self.peers.close(p.id).await;
                 }
-                End::Sip { call, .. } => {
-                    if self.by_sip_call.remove(&call).is_some() {
-                        self.phones.hangup(call).await;
+                End::Sip {
+                    call: sip, codec, ..
+                } => {
+                    if self.by_sip_call.remove(&sip).is_some() {
+                        self.phones.hangup(sip).await;
+                        // Answered: a BYE went out. Ringing: a CANCEL, not waited for.
+                        if codec.is_some() {
+                            bye = Some(sip);
+                        }
                     }
                 }
             }
         }
-        for leg in [call.voice, call.video].into_iter().flatten() {
-            self.released(id, leg, reason).await;
+        match bye {
+            Some(sip) => {
+                self.releasing
+                    .insert(sip, (id.clone(), legs, reason.to_string()));
+            }
+            None => {
+                for leg in legs {
+                    self.released(id, leg, reason).await;
+                }
+            }
         }
     }
 
@@ -1088,9 +1129,18 @@ mod tests {
             .await;
         assert!(r.ops().contains(&Op::Bridge(1, Codec::Pcmu)));
         assert_eq!(r.ups(), vec![1]);
-        // The agent releases: the phone gets its BYE.
+        // The agent releases: the phone gets its BYE, and the call is released once the
+        // phone answered it.
         r.act(Action::ReleaseLeg { leg: LegId(1) }).await;
         assert!(r.ops().contains(&Op::Hangup(88)) && r.ops().contains(&Op::Close(1)));
+        assert!(r.released().is_empty(), "the BYE is not answered yet");
+        assert_eq!(r.driver.calls(), 0);
+        r.driver
+            .handle_sip(SipCallEvent::Ended {
+                call: CallRef(88),
+                by_peer: false,
+            })
+            .await;
         assert_eq!(r.released(), vec![(1, "released".into())]);
     }
 

@@ -1,0 +1,446 @@
+//! Click to call: the agent calls the customer's phone from the chat, through the service's
+//! trunk, and talks on the browser.
+//!
+//! The customer's phone is SIPp listening on the trunk's address. Every scenario fails the call
+//! unless the INVITE dials the chat's number from the service's caller id and carries the
+//! interaction's headers (`X-Interaction-Id`, `X-Service`, `User-to-User` as hex); the
+//! answering ones echo RTP (`-rtp_echo`). The agent is the webrtc-rs client answering the
+//! gateway's offer on the agent socket, and the customer's app holds the chat's WebSocket.
+//!
+//! Proven here: repeated calls in one chat, each with audio both ways and released by the
+//! agent (a second call while one is up is refused), all listed in the transcript; a busy and
+//! an unanswered phone reported with their reasons; the customer hanging up while the chat goes
+//! on; `end_session` ending the chat for the customer only after the phone answered the BYE;
+//! and nothing left behind in `/metrics` after each.
+//!
+//! Every wait is bounded; the assertions are on events, their order, packet counts and SIPp's
+//! results, never on time.
+
+mod common;
+#[path = "common/agent_desk.rs"]
+mod desk;
+#[path = "common/webrtc.rs"]
+mod webrtc_client;
+
+use std::path::Path;
+use std::time::Duration;
+
+use desk::{Customer, Desk, EVENT_TIMEOUT};
+use serde_json::{Value, json};
+use tandem::routing::password;
+use webrtc_client::{AudioCodec, ClientOptions, WebRtcClient};
+
+/// The chat's phone number, which SIPp checks in the request URI.
+const NUMBER: &str = "+15550123";
+/// Echoed audio packets the agent must receive per call: three seconds at 50 packets a second.
+const ECHOED: u64 = 150;
+/// What the agent must hear before the phone that hangs up by itself does so (it echoes for
+/// eight seconds from its answer; the agent's peer connects meanwhile): one second's worth.
+const ECHOED_BEFORE_HANGUP: u64 = 50;
+
+/// The gateway's config: the `claims` service dials through the trunk `carrier`, whose next
+/// hop is the phone (SIPp) on `phone_port`, as caller id +15550100.
+fn config(phone_port: u16) -> String {
+    let hash = password::hash("desk");
+    format!(
+        r#"
+[[sip.trunks]]
+name = "carrier"
+addresses = ["127.0.0.1:{phone_port}"]
+
+[[services]]
+name = "claims"
+entries = ["claims-app"]
+department = "claims"
+routing = "ring_all"
+trunk = "carrier"
+caller_id = "+15550100"
+
+[[agents]]
+name = "alice"
+display_name = "Alice"
+password_hash = "{hash}"
+departments = ["claims"]
+"#
+    )
+}
+
+/// The gateway with its trunk pointing at a free port, the agent logged in and the customer's
+/// chat accepted by her.
+struct Rig {
+    gateway: common::Gateway,
+    phone_port: u16,
+    http: reqwest::Client,
+    desk: Desk,
+    customer: Customer,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        let phone_port = common::free_port();
+        let gateway = common::Gateway::start(&config(phone_port));
+        let http = reqwest::Client::new();
+        let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
+        let mut customer =
+            Customer::open(&http, gateway.http, "claims-app", "click-to-call", NUMBER).await;
+        desk.accept(&mut customer).await;
+        Rig {
+            gateway,
+            phone_port,
+            http,
+            desk,
+            customer,
+        }
+    }
+
+    /// Starts SIPp as the customer's phone on the trunk's address with `scenario`, for `calls`
+    /// calls; the log actions go to `log`.
+    fn phone(
+        &self,
+        scenario: &str,
+        calls: u32,
+        log: &Path,
+    ) -> tokio::task::JoinHandle<common::SippStats> {
+        let scenario = common::scenario(scenario);
+        let calls = calls.to_string();
+        let phone = common::sipp_spawn_on(
+            self.phone_port,
+            self.gateway.sip,
+            &[
+                "-sf",
+                scenario.to_str().unwrap(),
+                "-rtp_echo",
+                "-m",
+                &calls,
+                "-trace_logs",
+                "-log_file",
+                log.to_str().unwrap(),
+            ],
+        );
+        tokio::task::spawn_blocking(move || phone.wait())
+    }
+
+    fn chat(&self) -> String {
+        self.customer.chat.clone()
+    }
+
+    /// `call_customer` on the chat's number; its answer.
+    async fn call_customer(&mut self) -> Value {
+        let chat = self.chat();
+        self.desk
+            .command(json!({"command": "call_customer", "chat_id": chat}))
+            .await
+    }
+
+    /// Answers the gateway's offer for the agent's browser with a new client sending `codec`,
+    /// and waits until the client is connected and sending.
+    async fn answer_on_browser(&mut self, codec: AudioCodec) -> WebRtcClient {
+        let chat = self.chat();
+        let offer = self
+            .desk
+            .until(|v| {
+                v["event"] == "webrtc_signaling"
+                    && v["chat_id"] == chat.as_str()
+                    && v["data"]["type"] == "OFFER_CALL"
+            })
+            .await;
+        assert_eq!(offer["data"]["offerVideo"], false, "{offer}");
+        let client = WebRtcClient::new(ClientOptions {
+            audio_codec: codec,
+            video: false,
+        })
+        .await;
+        let sdp = client.answer(offer["data"]["sdp"].as_str().unwrap()).await;
+        let answered = self
+            .desk
+            .command(json!({"command": "webrtc_signaling", "chat_id": chat,
+                            "data": {"type": "ANSWER_CALL", "sdp": sdp}}))
+            .await;
+        assert_eq!(
+            answered["event"],
+            "ack",
+            "{answered}\nagent saw: {:#?}\ngateway log:\n{}",
+            self.desk.seen,
+            self.gateway.log_text()
+        );
+        assert!(
+            client.wait_connected(EVENT_TIMEOUT).await,
+            "the agent's peer connects\n{}",
+            self.gateway.log_text()
+        );
+        client.start_sending_audio().await;
+        client
+    }
+
+    /// Places a call the phone answers: the agent's browser connects, the call is up, and the
+    /// agent hears more than `echoed` packets of her own audio back from the phone's echo.
+    async fn call_and_talk(&mut self, codec: AudioCodec, echoed: u64) -> WebRtcClient {
+        let called = self.call_customer().await;
+        assert_eq!(called["event"], "ack", "call_customer: {called}");
+        let client = self.answer_on_browser(codec).await;
+        let chat = self.chat();
+        self.desk.call_state(&chat, "up").await;
+        let heard = audio_received(&client, echoed).await;
+        assert!(
+            heard,
+            "the agent got {} audio packets back (sent {})\ngateway log:\n{}",
+            client.audio_packets_received(),
+            client.audio_packets_sent(),
+            self.gateway.log_text()
+        );
+        client
+    }
+
+    /// Waits (bounded) until the gateway holds no SIP call, media leg, WebRTC peer or call.
+    fn nothing_left(&self) {
+        tokio::task::block_in_place(|| {
+            for line in [
+                "tandem_sip_calls 0",
+                "tandem_media_legs 0",
+                "tandem_webrtc_peers 0",
+                "tandem_app_calls 0",
+            ] {
+                self.gateway.wait_for_metric(line);
+            }
+        });
+    }
+}
+
+/// Waits (bounded) until `client` has received more than `count` audio packets.
+async fn audio_received(client: &WebRtcClient, count: u64) -> bool {
+    for _ in 0..300 {
+        if client.audio_packets_received() > count {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// SIPp's result, within its own timeout.
+async fn phone_result(phone: tokio::task::JoinHandle<common::SippStats>) -> common::SippStats {
+    tokio::time::timeout(Duration::from_secs(90), phone)
+        .await
+        .expect("SIPp ends within its own timeout")
+        .unwrap()
+}
+
+/// The lines SIPp's log actions wrote for the INVITEs: one per call, naming `chat`.
+fn invites_logged(log: &Path, chat: &str) -> usize {
+    let logged = std::fs::read_to_string(log).unwrap_or_default();
+    let expected = format!(
+        "X-Interaction-Id={chat} User-to-User={}",
+        hex::encode(chat.as_bytes())
+    );
+    let invites: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("X-Interaction-Id="))
+        .collect();
+    assert!(
+        invites.iter().all(|l| l.ends_with(&expected)),
+        "every INVITE names chat {chat}: {logged:?}"
+    );
+    invites.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_calls_the_customer_three_times_in_one_chat() {
+    let mut rig = Rig::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("phone.log");
+    let phone = rig.phone("phone_answer.xml", 3, &log);
+    let chat = rig.chat();
+
+    for (n, codec) in [AudioCodec::Pcmu, AudioCodec::Opus, AudioCodec::Pcmu]
+        .into_iter()
+        .enumerate()
+    {
+        let client = rig.call_and_talk(codec, ECHOED).await;
+        // One call at a time.
+        let again = rig.call_customer().await;
+        assert_eq!(again["event"], "error", "call {n}: {again}");
+        assert_eq!(again["error"]["code"], "call_in_progress", "{again}");
+        // The agent hangs up; the phone gets the BYE.
+        let released = rig
+            .desk
+            .command(json!({"command": "release_call", "chat_id": chat}))
+            .await;
+        assert_eq!(released["event"], "ack", "release_call: {released}");
+        let ended = rig.desk.call_state(&chat, "released").await;
+        assert_eq!(ended["kind"], "voice", "{ended}");
+        client.close().await;
+    }
+
+    // Every call rang before it was answered.
+    let ringing = rig
+        .desk
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "call_state" && v["reason"] == "ringing")
+        .count();
+    assert_eq!(ringing, 3, "{:#?}", rig.desk.seen);
+
+    // The phone took three calls, each INVITE with the headers, each ended by our BYE.
+    let stats = phone_result(phone).await;
+    assert_eq!(
+        (stats.exit_code, stats.successful, stats.failed),
+        (0, 3, 0),
+        "phone: {stats:?}\ngateway log:\n{}",
+        rig.gateway.log_text()
+    );
+    assert_eq!(invites_logged(&log, &chat), 3);
+
+    // The transcript lists three calls to the phone, each up and then ended.
+    let events = rig
+        .desk
+        .transcript(&rig.http, rig.gateway.http, &chat)
+        .await;
+    let calls = |state: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e["event"] == "leg"
+                    && e["kind"] == "voice"
+                    && e["state"] == state
+                    && (state != "connecting" || e["target"]["number"] == NUMBER)
+            })
+            .filter_map(|e| e["leg"].as_u64())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (placed, up, ended) = (calls("connecting"), calls("up"), calls("released"));
+    assert_eq!(placed.len(), 3, "{events:#?}");
+    assert_eq!((&up, &ended), (&placed, &placed), "{events:#?}");
+    rig.nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_phone_and_a_phone_nobody_answers_are_reported_to_the_agent() {
+    let mut rig = Rig::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let chat = rig.chat();
+
+    for (scenario, reason) in [
+        ("phone_busy.xml", "the customer's phone is busy"),
+        ("phone_no_answer.xml", "the customer's phone did not answer"),
+    ] {
+        let log = logs.path().join(scenario).with_extension("log");
+        let phone = rig.phone(scenario, 1, &log);
+        let called = rig.call_customer().await;
+        assert_eq!(called["event"], "ack", "call_customer: {called}");
+        let released = rig.desk.call_state(&chat, "released").await;
+        assert_eq!(released["reason"], reason, "{released}");
+        let stats = phone_result(phone).await;
+        assert_eq!(
+            (stats.exit_code, stats.successful, stats.failed),
+            (0, 1, 0),
+            "{scenario}: {stats:?}"
+        );
+        assert_eq!(invites_logged(&log, &chat), 1);
+        rig.nothing_left();
+    }
+    // The unanswered phone rang first.
+    assert!(
+        rig.desk
+            .seen
+            .iter()
+            .any(|v| v["event"] == "call_state" && v["reason"] == "ringing"),
+        "{:#?}",
+        rig.desk.seen
+    );
+    // The chat goes on.
+    rig.customer.say("are you still there?").await;
+    rig.desk
+        .until(|v| v["event"] == "message" && v["msg"] == "are you still there?")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_customer_hangs_up_and_the_chat_goes_on() {
+    let mut rig = Rig::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("phone.log");
+    let phone = rig.phone("phone_hangs_up.xml", 1, &log);
+    let chat = rig.chat();
+
+    let client = rig
+        .call_and_talk(AudioCodec::Opus, ECHOED_BEFORE_HANGUP)
+        .await;
+    let released = rig.desk.call_state(&chat, "released").await;
+    assert_eq!(
+        released["reason"], "the customer's phone hung up",
+        "{released}"
+    );
+    client.close().await;
+    let stats = phone_result(phone).await;
+    assert_eq!(
+        (stats.exit_code, stats.successful, stats.failed),
+        (0, 1, 0),
+        "phone: {stats:?}\ngateway log:\n{}",
+        rig.gateway.log_text()
+    );
+    assert_eq!(invites_logged(&log, &chat), 1);
+
+    // The chat is still on, both ways.
+    rig.customer.say("sorry, the line dropped").await;
+    rig.desk
+        .until(|v| v["event"] == "message" && v["msg"] == "sorry, the line dropped")
+        .await;
+    let sent = rig
+        .desk
+        .command(json!({"command": "send_message", "chat_id": chat, "msg": "no problem"}))
+        .await;
+    assert_eq!(sent["event"], "ack", "{sent}");
+    rig.customer
+        .until(|v| v["event"] == "chat_session_message" && v["msg"] == "no problem")
+        .await;
+    rig.nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_session_ends_the_chat_only_after_the_phone_answered_the_bye() {
+    let mut rig = Rig::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("phone.log");
+    // The phone answers the BYE a second late, logging just before its 200 goes out.
+    let phone = rig.phone("phone_answer.xml", 1, &log);
+    let chat = rig.chat();
+
+    let client = rig.call_and_talk(AudioCodec::Pcmu, ECHOED).await;
+    let ended = rig
+        .desk
+        .command(json!({"command": "end_session", "chat_id": chat}))
+        .await;
+    assert_eq!(ended["event"], "ack", "end_session: {ended}");
+
+    // When the customer learns the chat ended, the phone has already answered the BYE.
+    rig.customer
+        .until(|v| v["event"] == "chat_session_ended")
+        .await;
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("call 1 answering BYE"),
+        "the chat ended before the phone answered the BYE; phone log: {logged:?}\ngateway log:\n{}",
+        rig.gateway.log_text()
+    );
+    // The agent saw the call released before the chat ended.
+    let released = rig.desk.call_state(&chat, "released").await;
+    let closed = rig
+        .desk
+        .until(|v| v["event"] == "ended" && v["chat_id"] == chat.as_str())
+        .await;
+    let (released_at, closed_at) = (released["seq"].as_u64(), closed["seq"].as_u64());
+    assert!(
+        released_at.is_some() && released_at < closed_at,
+        "{released} then {closed}"
+    );
+    client.close().await;
+
+    let stats = phone_result(phone).await;
+    assert_eq!(
+        (stats.exit_code, stats.successful, stats.failed),
+        (0, 1, 0),
+        "phone: {stats:?}"
+    );
+    assert_eq!(invites_logged(&log, &chat), 1);
+    rig.nothing_left();
+}
