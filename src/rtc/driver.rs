@@ -38,6 +38,11 @@ const PEER_QUEUE: usize = 256;
 const EVENTS_CAPACITY: usize = 1024;
 /// Larger than any datagram a WebRTC client sends (str0m's MTU is below 1500).
 const MAX_DATAGRAM: usize = 2048;
+/// Kernel buffers of the shared socket. Every peer's media arrives on it, so the default
+/// (~200 kB, some 200 small datagrams: about 10 ms of 300 audio legs) overflows whenever the
+/// reader is off the CPU for longer; 4 MB holds a few hundred ms. The kernel caps it at
+/// `net.core.rmem_max` / `wmem_max`.
+const SOCKET_BUFFER: usize = 4 << 20;
 
 enum PeerMsg {
     Datagram {
@@ -107,7 +112,7 @@ impl RtcService {
     pub async fn start(
         config: &config::RtcConfig,
     ) -> io::Result<(RtcService, mpsc::Receiver<RtcEvent>)> {
-        let socket = Arc::new(UdpSocket::bind(config.listen).await?);
+        let socket = Arc::new(bind_shared(config.listen)?);
         let local_addr = socket.local_addr()?;
         let (events, events_rx) = mpsc::channel(EVENTS_CAPACITY);
         let (demux, demux_rx) = mpsc::unbounded_channel();
@@ -283,6 +288,20 @@ impl RtcService {
     pub fn counters(&self) -> RtcStats {
         self.inner.counters.snapshot()
     }
+}
+
+/// Binds the shared socket with [`SOCKET_BUFFER`]-sized kernel buffers (where allowed).
+fn bind_shared(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 async fn read_loop(

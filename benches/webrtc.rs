@@ -1,0 +1,787 @@
+//! WebRTC legs end to end over loopback: str0m clients (full ICE, DTLS client, as browsers
+//! are) against Tandem's `RtcService`.
+//!
+//! `cargo bench --bench webrtc` measures, in one process:
+//! 1. Setup: 100 clients join at once; from `create_peer` to `RtcEvent::Connected` (ICE and
+//!    DTLS), p50/p99, and Tandem's CPU per join.
+//! 2. Audio legs bridged to SIP per core: N clients each talk 50 packets/s to a Tandem peer that
+//!    is `bridge_rtp`'d to a plain UDP "SIP side" which echoes every RTP packet back, so each
+//!    leg carries 50 packets/s both ways. Once with PCMU clients (pass-through) and once with
+//!    Opus clients (Opus ↔ PCMU transcoding both ways), N = 100 and 300.
+//!    legs per core = N / (Tandem's CPU seconds / wall seconds).
+//! 3. Video: two peers `connect`ed; one client sends VP8 (12 kB frames, ~11 packets each, at
+//!    250 frames/s, ~2750 packets/s); Tandem's CPU per packet forwarded to the other client.
+//!
+//! How Tandem's CPU is told apart: the service runs in its own tokio runtime (one worker
+//! thread, threads named `tandem-rtc`); the clients run in another (one worker, `rtc-client`)
+//! and the SIP echo on its own thread. Tandem's CPU is its threads' time on CPU from
+//! `/proc/self/task/TID/schedstat` over a measured window after a second of warm-up. On
+//! loopback the kernel delivers a datagram in the sender's system call, so Tandem is charged
+//! for delivering what it sends and not for what it receives; a leg sends as many datagrams as
+//! it receives both ways, so this is close to the cost of a real leg's receive and send paths.
+//! The machine has few cores and everything shares them; the run prints the CPU of each part.
+//!
+//! Without `--bench` (as under `cargo test`) it runs a small smoke pass.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use audiopus::coder::Encoder;
+use audiopus::{Application, Channels, SampleRate};
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Rtc, RtcConfig};
+use tandem::config;
+use tandem::rtc::{G711, MediaSpec, PeerId, RtcEvent, RtcService};
+use tokio::net::UdpSocket;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+const AUDIO: MediaSpec = MediaSpec {
+    audio: true,
+    video: false,
+};
+const VIDEO: MediaSpec = MediaSpec {
+    audio: false,
+    video: true,
+};
+const PTIME: Duration = Duration::from_millis(20);
+const VIDEO_FRAME: usize = 12_000;
+const VIDEO_FPS: u64 = 250;
+/// Legs being opened at once while a load run starts.
+const OPENING_AT_ONCE: usize = 20;
+/// How long any wait for the service (connecting, answers) may take before the run fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (joins, mut legs, seconds, video_seconds) = if full {
+        (100, vec![100, 300], 5.0, 5.0)
+    } else {
+        (10, vec![4], 0.5, 0.5)
+    };
+    // Words after the flags pick runs: `setup`, `pcmu`, `opus`, `video` (all by default);
+    // numbers replace the audio runs' leg counts.
+    let (numbers, picked): (Vec<String>, Vec<String>) = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .partition(|a| a.parse::<usize>().is_ok());
+    if !numbers.is_empty() {
+        legs = numbers.iter().map(|n| n.parse().unwrap()).collect();
+    }
+    let run = |name: &str| picked.is_empty() || picked.iter().any(|p| p == name);
+    let rts = Runtimes::new();
+
+    if run("setup") {
+        let setup = rts.setup_time(joins);
+        println!(
+            "setup, {joins} clients at once: create_peer -> Connected p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} failed | Tandem CPU {:.2} ms per join",
+            setup.p50.as_secs_f64() * 1e3,
+            setup.p99.as_secs_f64() * 1e3,
+            setup.max.as_secs_f64() * 1e3,
+            setup.failed,
+            setup.cpu.as_secs_f64() * 1e3 / joins as f64,
+        );
+    }
+
+    for codec in [Codec::PCMU, Codec::Opus] {
+        if !run(&codec_name(codec).to_lowercase()) {
+            continue;
+        }
+        for &n in &legs {
+            let m = rts.bridged_audio(n, codec, seconds);
+            // A leg's 20 ms is one packet each way; count those carried, so that datagrams
+            // lost to full socket buffers (a loaded machine) do not flatter the figure.
+            let carried = (m.to_sip + m.from_sip) as f64 / 2.0;
+            let per_leg_period = m.tandem_cpu.as_secs_f64() / carried.max(1.0);
+            println!(
+                "{n:>4} {} legs bridged to SIP: Tandem {:.1}% CPU, {:.1} µs per leg per 20 ms => {:.0} legs per core | carried {:.0}% of {}/s each way (to SIP {:.0}/s, from SIP {:.0}/s, clients heard {:.0}/s) | drops: Tandem socket {}, SIP socket {}, peer queues {} | failed to connect {} | clients {:.0}% CPU, SIP echo {:.0}% CPU",
+                codec_name(codec),
+                m.tandem_fraction() * 100.0,
+                per_leg_period * 1e6,
+                1.0 / (per_leg_period * 50.0),
+                m.rate(carried as u64) * 100.0 / (n * 50) as f64,
+                n * 50,
+                m.rate(m.to_sip),
+                m.rate(m.from_sip),
+                m.rate(m.heard),
+                m.tandem_socket_drops,
+                m.sip_socket_drops,
+                m.queue_drops,
+                m.failed,
+                m.fraction(m.client_cpu) * 100.0,
+                m.fraction(m.echo_cpu) * 100.0,
+            );
+            assert!(m.heard > 0, "no bridged audio came back to the clients");
+        }
+    }
+
+    if !run("video") {
+        return;
+    }
+    let m = rts.video(video_seconds);
+    println!(
+        "video, one VP8 sender to one receiver: {:.0} packets/s forwarded, Tandem {:.1}% CPU => {:.2} µs per forwarded packet | clients {:.0}% CPU | drops: Tandem socket {}, peer queues {}",
+        m.rate(m.heard),
+        m.tandem_fraction() * 100.0,
+        m.tandem_cpu.as_secs_f64() * 1e6 / m.heard.max(1) as f64,
+        m.fraction(m.client_cpu) * 100.0,
+        m.tandem_socket_drops,
+        m.queue_drops,
+    );
+    assert!(m.heard > 0, "no video was forwarded");
+}
+
+fn codec_name(codec: Codec) -> &'static str {
+    match codec {
+        Codec::PCMU => "PCMU",
+        _ => "Opus",
+    }
+}
+
+struct Runtimes {
+    tandem: Runtime,
+    clients: Runtime,
+}
+
+struct Setup {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    cpu: Duration,
+    failed: usize,
+}
+
+/// What one measured window saw.
+struct Window {
+    wall: Duration,
+    tandem_cpu: Duration,
+    client_cpu: Duration,
+    echo_cpu: Duration,
+    to_sip: u64,
+    from_sip: u64,
+    /// Audio packets (or video RTP datagrams) the clients received.
+    heard: u64,
+    queue_drops: u64,
+    /// Datagrams the kernel dropped because the receive buffer of Tandem's shared socket, or
+    /// of the SIP echo's socket, was full.
+    tandem_socket_drops: u64,
+    sip_socket_drops: u64,
+    /// Legs that never connected.
+    failed: usize,
+}
+
+impl Window {
+    fn fraction(&self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() / self.wall.as_secs_f64()
+    }
+    fn tandem_fraction(&self) -> f64 {
+        self.fraction(self.tandem_cpu)
+    }
+    fn rate(&self, count: u64) -> f64 {
+        count as f64 / self.wall.as_secs_f64()
+    }
+}
+
+/// What the clients of a run count.
+#[derive(Default)]
+struct ClientStats {
+    /// Audio packets received.
+    audio_in: AtomicU64,
+    /// Video RTP datagrams received (the datagrams too large for anything else).
+    video_in: AtomicU64,
+}
+
+impl Runtimes {
+    fn new() -> Runtimes {
+        let runtime = |name: &str| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(name)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        Runtimes {
+            tandem: runtime("tandem-rtc"),
+            clients: runtime("rtc-client"),
+        }
+    }
+
+    /// Runs `f` as a task of Tandem's runtime, so its control calls are charged to Tandem.
+    fn on_tandem<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
+        self.tandem.block_on(self.tandem.spawn(f)).unwrap()
+    }
+
+    fn setup_time(&self, n: usize) -> Setup {
+        let clients = self.clients.handle().clone();
+        let stop = CancellationToken::new();
+        let stats = Arc::new(ClientStats::default());
+        let cpu0 = cpu_of("tandem-rtc");
+        let (service, setup, failed) = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            self.on_tandem(async move {
+                let (service, mut events) = RtcService::start(&service_config()).await.unwrap();
+                let started = Arc::new(Mutex::new(HashMap::new()));
+                for _ in 0..n {
+                    let (service, started) = (service.clone(), started.clone());
+                    let (clients, stop, stats) = (clients.clone(), stop.clone(), stats.clone());
+                    tokio::spawn(async move {
+                        let t0 = Instant::now();
+                        let (peer, _) =
+                            join(&service, &clients, AUDIO, Plan::pcmu(), stats, stop).await;
+                        started.lock().unwrap().insert(peer, t0);
+                    });
+                }
+                let (mut connected, mut failed) = (Vec::new(), 0);
+                while connected.len() + failed < n {
+                    match tokio::time::timeout(PATIENCE, events.recv()).await {
+                        Ok(Some(RtcEvent::Connected { peer })) => {
+                            connected.push((peer, Instant::now()))
+                        }
+                        Ok(Some(RtcEvent::Closed { .. })) => failed += 1,
+                        Ok(Some(_)) => {}
+                        _ => panic!("only {} of {n} peers connected", connected.len()),
+                    }
+                }
+                assert!(!connected.is_empty(), "no peer connected");
+                let started = started.lock().unwrap();
+                let mut times: Vec<Duration> = connected
+                    .iter()
+                    .map(|(peer, at)| at.duration_since(started[peer]))
+                    .collect();
+                times.sort();
+                (service, times, failed)
+            })
+        };
+        let cpu = cpu_of("tandem-rtc") - cpu0;
+        stop.cancel();
+        self.on_tandem(async move { drop(service) });
+        let pick = |q: f64| setup[((setup.len() - 1) as f64 * q).round() as usize];
+        Setup {
+            p50: pick(0.5),
+            p99: pick(0.99),
+            max: *setup.last().unwrap(),
+            cpu: Duration::from_nanos(cpu),
+            failed,
+        }
+    }
+
+    fn bridged_audio(&self, n: usize, codec: Codec, seconds: f64) -> Window {
+        let echo = Echo::start();
+        let sip = echo.addr;
+        let plan = match codec {
+            Codec::PCMU => Plan::pcmu(),
+            _ => Plan::opus(),
+        };
+        self.run(
+            seconds,
+            Some(&echo),
+            move |service, clients, stats, stop| {
+                Box::pin(async move {
+                    // Legs open a few at a time, as calls arrive; the setup run measures a crowd.
+                    let opening = Arc::new(tokio::sync::Semaphore::new(OPENING_AT_ONCE));
+                    let mut joins = Vec::new();
+                    for _ in 0..n {
+                        let (service, clients) = (service.clone(), clients.clone());
+                        let (plan, stats, stop) = (plan.clone(), stats.clone(), stop.clone());
+                        let opening = opening.clone();
+                        joins.push(tokio::spawn(async move {
+                            let _turn = opening.acquire().await.unwrap();
+                            let (peer, connected) =
+                                join(&service, &clients, AUDIO, plan, stats, stop).await;
+                            service.bridge_rtp(peer, sip, G711::Pcmu).await.unwrap();
+                            let _ = tokio::time::timeout(PATIENCE, connected).await;
+                        }));
+                    }
+                    for j in joins {
+                        j.await.unwrap();
+                    }
+                    n
+                })
+            },
+        )
+    }
+
+    fn video(&self, seconds: f64) -> Window {
+        self.run(seconds, None, |service, clients, stats, stop| {
+            Box::pin(async move {
+                let (a, _) = join(
+                    &service,
+                    &clients,
+                    VIDEO,
+                    Plan::vp8(),
+                    stats.clone(),
+                    stop.clone(),
+                )
+                .await;
+                let (b, _) = join(&service, &clients, VIDEO, Plan::Listen, stats, stop).await;
+                service.connect(a, b).await.unwrap();
+                2
+            })
+        })
+    }
+
+    /// Starts a service, opens legs with `open` (which returns how many peers will connect),
+    /// waits for them all to connect and for a second of warm-up, then measures.
+    fn run(
+        &self,
+        seconds: f64,
+        echo: Option<&Echo>,
+        open: impl FnOnce(
+            RtcService,
+            tokio::runtime::Handle,
+            Arc<ClientStats>,
+            CancellationToken,
+        ) -> std::pin::Pin<Box<dyn Future<Output = usize> + Send>>
+        + Send
+        + 'static,
+    ) -> Window {
+        let clients = self.clients.handle().clone();
+        let stop = CancellationToken::new();
+        let stats = Arc::new(ClientStats::default());
+        let service = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            self.on_tandem(async move {
+                let (service, mut events) = RtcService::start(&service_config()).await.unwrap();
+                let n = open(service.clone(), clients, stats, stop.clone()).await;
+                let (mut connected, mut failed) = (0, 0);
+                while connected + failed < n {
+                    match tokio::time::timeout(PATIENCE, events.recv()).await {
+                        Ok(Some(RtcEvent::Connected { .. })) => connected += 1,
+                        // On a loaded machine a handshake can lose every retry; it is reported.
+                        Ok(Some(RtcEvent::Closed { .. })) => failed += 1,
+                        Ok(Some(_)) => {}
+                        _ => panic!("only {connected} of {n} peers connected"),
+                    }
+                }
+                assert!(connected > 0, "no peer connected");
+                // Keep draining, so that no peer ever waits on a full event queue.
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = async { while events.recv().await.is_some() {} } => {}
+                    }
+                });
+                (service, failed)
+            })
+        };
+        let (service, failed) = service;
+        std::thread::sleep(Duration::from_secs(1));
+        let echo_cpu = || echo.map_or(0, |e| cpu_of_tid(e.tid));
+        let sample = || {
+            let c = service.counters();
+            (
+                Instant::now(),
+                cpu_of("tandem-rtc"),
+                cpu_of("rtc-client"),
+                echo_cpu(),
+                c.rtp_bridge_out,
+                c.rtp_bridge_in,
+                stats.audio_in.load(Ordering::Relaxed) + stats.video_in.load(Ordering::Relaxed),
+                c.dropped_queue_full,
+                socket_drops(service.local_addr().port()),
+                echo.map_or(0, |e| socket_drops(e.addr.port())),
+            )
+        };
+        let s0 = sample();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        let s1 = sample();
+        stop.cancel();
+        self.on_tandem(async move { drop(service) });
+        let ns = |a: u64, b: u64| Duration::from_nanos(b - a);
+        Window {
+            wall: s1.0 - s0.0,
+            tandem_cpu: ns(s0.1, s1.1),
+            client_cpu: ns(s0.2, s1.2),
+            echo_cpu: ns(s0.3, s1.3),
+            to_sip: s1.4 - s0.4,
+            from_sip: s1.5 - s0.5,
+            heard: s1.6 - s0.6,
+            queue_drops: s1.7 - s0.7,
+            tandem_socket_drops: s1.8 - s0.8,
+            sip_socket_drops: s1.9 - s0.9,
+            failed,
+        }
+    }
+}
+
+fn service_config() -> config::RtcConfig {
+    config::RtcConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_peers: 2000,
+        ..Default::default()
+    }
+}
+
+/// Creates a peer, has a client on the clients' runtime answer it, and applies the answer;
+/// the receiver tells when the client is connected.
+async fn join(
+    service: &RtcService,
+    clients: &tokio::runtime::Handle,
+    spec: MediaSpec,
+    plan: Plan,
+    stats: Arc<ClientStats>,
+    stop: CancellationToken,
+) -> (PeerId, oneshot::Receiver<()>) {
+    let (peer, offer) = service.create_peer(spec).await.unwrap();
+    let (answer_tx, answer) = oneshot::channel();
+    let (connected_tx, connected) = oneshot::channel();
+    clients.spawn(client(offer, answer_tx, connected_tx, plan, stats, stop));
+    let answer = tokio::time::timeout(PATIENCE, answer)
+        .await
+        .expect("an answer")
+        .unwrap();
+    service.accept_answer(peer, answer).await.unwrap();
+    (peer, connected)
+}
+
+/// What a client sends once connected.
+#[derive(Clone)]
+enum Plan {
+    Audio {
+        codec: Codec,
+        /// Payloads of 20 ms each, sent in turn.
+        frames: Arc<Vec<Arc<[u8]>>>,
+    },
+    Video {
+        frame: Arc<[u8]>,
+    },
+    /// Receives only.
+    Listen,
+}
+
+impl Plan {
+    fn pcmu() -> Plan {
+        // A 400 Hz tone in µ-law; Tandem passes it through untouched.
+        let pcm: Vec<i16> = (0..160)
+            .map(|i| (6000.0 * (i as f64 * 400.0 / 8000.0 * std::f64::consts::TAU).sin()) as i16)
+            .collect();
+        let mut ulaw = Vec::new();
+        tandem::media::g711::encode(G711::Pcmu, &pcm, &mut ulaw);
+        Plan::Audio {
+            codec: Codec::PCMU,
+            frames: Arc::new(vec![Arc::from(ulaw)]),
+        }
+    }
+
+    /// A second of voice-like Opus, as a browser sends it: 48 kHz, 20 ms, VoIP mode.
+    fn opus() -> Plan {
+        let encoder = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip).unwrap();
+        let mut frames = Vec::new();
+        let mut buf = [0u8; 1500];
+        for f in 0..50 {
+            let pcm: Vec<i16> = (0..960)
+                .map(|i| {
+                    let t = (f * 960 + i) as f64 / 48000.0;
+                    // A 140 Hz voice with a few harmonics, its loudness moving at syllable rate.
+                    let envelope = 0.6 + 0.4 * (t * 4.0 * std::f64::consts::TAU).sin();
+                    let voice: f64 = (1..6)
+                        .map(|h| (t * 140.0 * h as f64 * std::f64::consts::TAU).sin() / h as f64)
+                        .sum();
+                    (5000.0 * envelope * voice) as i16
+                })
+                .collect();
+            let n = encoder.encode(&pcm, &mut buf).unwrap();
+            frames.push(Arc::from(&buf[..n]));
+        }
+        Plan::Audio {
+            codec: Codec::Opus,
+            frames: Arc::new(frames),
+        }
+    }
+
+    fn vp8() -> Plan {
+        let mut frame = vec![0x5a; VIDEO_FRAME];
+        // A VP8 key frame's first bytes (RFC 6386 §9.1): show_frame set, key frame bit clear.
+        frame[..3].copy_from_slice(&[0x10, 0x02, 0x00]);
+        frame[3..6].copy_from_slice(&[0x9d, 0x01, 0x2a]);
+        Plan::Video {
+            frame: Arc::from(frame),
+        }
+    }
+
+    fn config(&self) -> RtcConfig {
+        let config = Rtc::builder().clear_codecs();
+        match self {
+            Plan::Audio {
+                codec: Codec::PCMU, ..
+            } => config.enable_pcmu(true, false),
+            Plan::Audio { .. } => config.enable_opus(true, false),
+            Plan::Video { .. } | Plan::Listen => config.enable_vp8(true),
+        }
+    }
+
+    fn interval(&self) -> Option<Duration> {
+        match self {
+            Plan::Audio { .. } => Some(PTIME),
+            Plan::Video { .. } => Some(Duration::from_micros(1_000_000 / VIDEO_FPS)),
+            Plan::Listen => None,
+        }
+    }
+}
+
+/// A browser-like client: full ICE from its own loopback socket, DTLS client, sending as
+/// `plan` says once connected, until `stop`.
+async fn client(
+    offer: String,
+    answer: oneshot::Sender<String>,
+    connected: oneshot::Sender<()>,
+    plan: Plan,
+    stats: Arc<ClientStats>,
+    stop: CancellationToken,
+) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let mut rtc = plan.config().build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+    let offer = SdpOffer::from_sdp_string(&offer).unwrap();
+    let sdp = rtc.sdp_api().accept_offer(offer).unwrap();
+    if answer.send(sdp.to_sdp_string()).is_err() {
+        return;
+    }
+    let mut c = Client {
+        rtc,
+        socket,
+        mid: None,
+        connected: Some(connected),
+        stats,
+    };
+    let mut buf = vec![0u8; 2048];
+    let mut next_send: Option<Instant> = None;
+    let mut seq = 0u64;
+    loop {
+        let Some(timeout) = c.drain() else { return };
+        if c.connected.is_none() && next_send.is_none() {
+            // Clients talk at random phases, as independent callers do; in step, they would
+            // make one burst of every leg's packet each 20 ms.
+            next_send = plan
+                .interval()
+                .map(|i| Instant::now() + i.mul_f64(rand::random::<f64>()));
+        }
+        let wake = next_send.map_or(timeout, |s| s.min(timeout));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = c.socket.readable() => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        loop {
+            match c.socket.try_recv_from(&mut buf) {
+                Ok((n, source)) => {
+                    c.stats.video_in.fetch_add(
+                        u64::from(matches!(plan, Plan::Listen) && n > 200),
+                        Ordering::Relaxed,
+                    );
+                    let Ok(contents) = buf[..n].try_into() else {
+                        continue;
+                    };
+                    let receive = Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: addr,
+                        contents,
+                    };
+                    if c.rtc
+                        .handle_input(str0m::Input::Receive(Instant::now(), receive))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    if c.drain().is_none() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => break,
+            }
+        }
+        let now = Instant::now();
+        if let (Some(at), Some(interval)) = (next_send, plan.interval())
+            && now >= at
+        {
+            c.send(&plan, seq, now);
+            seq += 1;
+            // Keep the pace without bursting after a stall.
+            next_send = Some((at + interval).max(now - interval));
+        }
+        if now >= timeout && c.rtc.handle_input(str0m::Input::Timeout(now)).is_err() {
+            return;
+        }
+    }
+}
+
+struct Client {
+    rtc: Rtc,
+    socket: UdpSocket,
+    mid: Option<Mid>,
+    /// Told when ICE and DTLS are up; `None` from then on.
+    connected: Option<oneshot::Sender<()>>,
+    stats: Arc<ClientStats>,
+}
+
+impl Client {
+    /// Sends what str0m has to send; `None` once it has failed.
+    fn drain(&mut self) -> Option<Instant> {
+        loop {
+            match self.rtc.poll_output().ok()? {
+                str0m::Output::Timeout(t) => return Some(t),
+                str0m::Output::Transmit(t) => {
+                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                }
+                str0m::Output::Event(Event::Connected) => {
+                    if let Some(tell) = self.connected.take() {
+                        let _ = tell.send(());
+                    }
+                }
+                str0m::Output::Event(Event::MediaAdded(m)) => self.mid = Some(m.mid),
+                str0m::Output::Event(Event::MediaData(d)) => {
+                    if d.params.spec().codec.is_audio() {
+                        self.stats.audio_in.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                str0m::Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn send(&mut self, plan: &Plan, seq: u64, now: Instant) {
+        let Some(writer) = self.mid.and_then(|mid| self.rtc.writer(mid)) else {
+            return;
+        };
+        let (codec, data) = match plan {
+            Plan::Audio { codec, frames } => (*codec, frames[seq as usize % frames.len()].clone()),
+            Plan::Video { frame } => (Codec::Vp8, frame.clone()),
+            Plan::Listen => return,
+        };
+        let Some(params) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .copied()
+        else {
+            return;
+        };
+        let freq = params.spec().clock_rate;
+        let ticks = match plan {
+            Plan::Video { .. } => seq * freq.get() as u64 / VIDEO_FPS,
+            _ => seq * freq.get() as u64 / 50,
+        };
+        let _ = writer.write(params.pt(), now, MediaTime::new(ticks, freq), data);
+    }
+}
+
+/// The SIP side: one plain UDP socket that sends every RTP packet back where it came from.
+struct Echo {
+    addr: SocketAddr,
+    tid: u64,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Echo {
+    fn start() -> Echo {
+        // A media engine's sockets get large buffers; so does this stand-in for one.
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
+        let _ = socket.set_recv_buffer_size(4 << 20);
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let socket = std::net::UdpSocket::from(socket);
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("sip-echo".into())
+                .spawn(move || {
+                    tid_tx.send(gettid()).unwrap();
+                    let mut buf = [0u8; 2048];
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                            let _ = socket.send_to(&buf[..n], from);
+                        }
+                    }
+                })
+                .unwrap()
+        };
+        Echo {
+            addr,
+            tid: tid_rx.recv().unwrap(),
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Time on CPU, in ns, of this process's threads whose name starts with `prefix`.
+fn cpu_of(prefix: &str) -> u64 {
+    threads()
+        .filter(|(_, comm)| comm.starts_with(prefix))
+        .map(|(tid, _)| cpu_of_tid(tid))
+        .sum()
+}
+
+fn threads() -> impl Iterator<Item = (u64, String)> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_string_lossy().parse().ok()?;
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            Some((tid, comm.trim().to_string()))
+        })
+}
+
+fn cpu_of_tid(tid: u64) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Datagrams dropped so far at the loopback UDP socket bound to `port` (`/proc/net/udp`).
+fn socket_drops(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .find(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(&local))
+        })
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn gettid() -> u64 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .expect("thread id")
+}
