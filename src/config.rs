@@ -89,7 +89,8 @@ pub struct SipConfig {
     /// Server transactions kept at once; beyond it requests get a stateless 503.
     pub max_transactions: usize,
     pub echo_ring_ms: u64,
-    /// How long an agent's softphone may ring before the caller hears 480.
+    /// How long a call the gateway places may ring before it is cancelled (a trunk caller
+    /// bridged to an agent then hears 480).
     pub agent_answer_timeout_s: u64,
     /// RFC 4028: the smallest session interval we accept (`Min-SE`).
     pub min_session_expires_s: u32,

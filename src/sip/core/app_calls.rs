@@ -7,12 +7,14 @@
 //! far end answers, the two are bridged in the engine, so recording, DTMF detection and
 //! latching work for these calls exactly as for SIP-to-SIP bridges. The local endpoint sends
 //! the codec the answer negotiated ([`SipCore::app_call_codec`]), so nothing is transcoded.
-
-use std::time::Instant;
+//! A call still unanswered after `sip.agent_answer_timeout_s` is cancelled.
 
 use rsipstack::sip::{Header, Uri};
+use std::time::Instant;
 
-use super::{CoreEvent, MediaCommand, OutgoingCall, SipCore};
+use std::cmp::Reverse;
+
+use super::{CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore};
 use crate::sip::core::CallRef;
 use crate::sip::dialog::DialogId;
 use crate::sip::peer::Peer;
@@ -116,6 +118,10 @@ impl SipCore {
             port: local_port,
             remote: None,
         });
+        // Nobody rings forever: unanswered, the INVITE is cancelled (and fails with 487).
+        let deadline = now + self.config.agent_answer_timeout;
+        self.timers
+            .push(Reverse((deadline, CoreTimer::NoAnswer(call))));
         self.app_calls.insert(
             call,
             AppCallState {
@@ -141,6 +147,18 @@ impl SipCore {
             }
         }
         self.drain_transactions(now);
+    }
+
+    /// The ring timer of an application call fired: cancel it if still unanswered.
+    pub(super) fn app_call_no_answer(&mut self, now: Instant, call: CallRef) {
+        if self
+            .app_calls
+            .get(&call)
+            .is_some_and(|s| s.dialog.is_none())
+        {
+            tracing::info!(?call, "no answer; cancelling");
+            self.hangup_app_call(now, call);
+        }
     }
 
     /// The codec the far end chose, once answered: what the local endpoint must send.

@@ -430,7 +430,10 @@ impl SipCore {
             };
             match timer {
                 CoreTimer::RetransmitOk(id) => self.retransmit_ok(now, at, id),
-                CoreTimer::NoAnswer(call) => self.agent_no_answer(now, call),
+                CoreTimer::NoAnswer(call) => {
+                    self.agent_no_answer(now, call);
+                    self.app_call_no_answer(now, call);
+                }
                 CoreTimer::SessionExpired(id) => self.session_expired(now, at, &id),
                 CoreTimer::Answer(tx) => {
                     if self.pending.get(&tx).is_some_and(|p| p.answer_at == at) {

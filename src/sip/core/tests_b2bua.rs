@@ -629,3 +629,25 @@ fn an_application_call_to_an_unregistered_user_is_refused_at_once() {
     );
     assert_eq!(world.core.ports.in_use(), 0);
 }
+
+#[test]
+fn an_application_call_nobody_answers_is_cancelled_after_the_answer_timeout() {
+    let mut world = World::new(|c| c.agent_answer_timeout = Duration::from_secs(5));
+    world.register_agent();
+    let placed = dial_alice(&mut world);
+    world.collect();
+    let invite = world.take(AGENT).remove(0);
+    world.agent_answers(&invite, 180, "Ringing");
+    world.advance(Duration::from_secs(4));
+    assert!(world.take(AGENT).is_empty(), "still ringing");
+    world.advance(Duration::from_secs(1));
+    let cancel = world.take(AGENT).remove(0);
+    assert!(cancel.starts_with("CANCEL "), "{cancel}");
+    world.agent_answers(&cancel, 200, "OK");
+    world.agent_answers(&invite, 487, "Request Terminated");
+    assert!(events(&mut world).contains(&CoreEvent::Failed {
+        call: placed.call,
+        code: 487
+    }));
+    assert_eq!(world.core.ports.in_use(), 0);
+}
