@@ -444,3 +444,107 @@ async fn end_session_ends_the_chat_only_after_the_phone_answered_the_bye() {
     assert_eq!(invites_logged(&log, &chat), 1);
     rig.nothing_left();
 }
+
+/// The customer's phone calling the gateway for chat `chat` from `caller` (SIPp as a UAC),
+/// holding an answered call for `hold_ms`.
+fn phone_calls_in(
+    rig: &Rig,
+    chat: &str,
+    caller: &str,
+    hold_ms: u32,
+) -> tokio::task::JoinHandle<common::SippStats> {
+    let scenario = common::scenario("phone_calls_in.xml");
+    let hold = hold_ms.to_string();
+    let phone = common::sipp_spawn_on(
+        common::free_port(),
+        rig.gateway.sip,
+        &[
+            "-sf",
+            scenario.to_str().unwrap(),
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-key",
+            "interaction",
+            chat,
+            "-key",
+            "caller",
+            caller,
+            "-d",
+            &hold,
+        ],
+    );
+    tokio::task::spawn_blocking(move || phone.wait())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_customer_calling_in_for_the_chat_reaches_the_agent_and_strangers_do_not() {
+    let mut rig = Rig::start().await;
+    let chat = rig.chat();
+
+    // Someone else calling in with the chat's id is refused, with a Reason.
+    let stranger = phone_calls_in(&rig, &chat, "+15559999", 1);
+    let stats = phone_result(stranger).await;
+    assert_eq!(
+        (stats.exit_code, stats.failed),
+        (0, 0),
+        "stranger: {stats:?}"
+    );
+    assert!(
+        !rig.desk.seen.iter().any(|v| v["event"] == "call_state"),
+        "no call for a stranger: {:#?}",
+        rig.desk.seen
+    );
+
+    // The customer's own phone joins as the chat's voice leg and reaches the agent's browser.
+    let phone = phone_calls_in(&rig, &chat, NUMBER, 8000);
+    let connecting = rig.desk.call_state(&chat, "connecting").await;
+    assert_eq!(connecting["kind"], "voice", "{connecting}");
+    let client = rig.answer_on_browser(AudioCodec::Pcmu).await;
+    rig.desk.call_state(&chat, "up").await;
+    assert!(
+        audio_received(&client, ECHOED_BEFORE_HANGUP).await,
+        "the agent hears her audio back through the phone's echo ({} packets)\n{}",
+        client.audio_packets_received(),
+        rig.gateway.log_text()
+    );
+    // The phone hangs up; the chat goes on.
+    let released = rig.desk.call_state(&chat, "released").await;
+    assert_eq!(
+        released["reason"], "the customer's phone hung up",
+        "{released}"
+    );
+    let stats = phone_result(phone).await;
+    assert_eq!(
+        (stats.exit_code, stats.successful, stats.failed),
+        (0, 1, 0),
+        "phone: {stats:?}\ngateway log:\n{}",
+        rig.gateway.log_text()
+    );
+    client.close().await;
+
+    // Once the chat is over, a call for it gets 480 with a Reason.
+    let ended = rig
+        .desk
+        .command(json!({"command": "end_session", "chat_id": chat}))
+        .await;
+    assert_eq!(ended["event"], "ack", "{ended}");
+    rig.desk.until(|v| v["event"] == "ended").await;
+    let late = phone_calls_in(&rig, &chat, NUMBER, 1);
+    let stats = phone_result(late).await;
+    assert_eq!(
+        (stats.exit_code, stats.failed),
+        (0, 0),
+        "late call: {stats:?}"
+    );
+    let log = rig.gateway.log_text();
+    let refused = |code: &str| {
+        log.lines()
+            .any(|l| l.contains("incoming call refused") && l.contains(code))
+    };
+    assert!(
+        refused("code=not_permitted") && refused("code=interaction_closed"),
+        "the stranger and the late call were refused for their reasons:\n{log}"
+    );
+    rig.nothing_left();
+}

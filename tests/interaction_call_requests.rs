@@ -361,3 +361,19 @@ fn a_delayed_auto_dial_waits_and_gives_way_to_a_call_made_meanwhile() {
     h.advance(Duration::from_secs(30));
     assert_eq!(started(&h).len(), 1, "no second call on top of the agent's");
 }
+
+#[test]
+fn the_customer_calling_in_joins_as_the_voice_leg_and_strangers_do_not() {
+    let mut h = Harness::active(rules());
+    let join = |caller: &str| Command::JoinCall {
+        caller: caller.into(),
+    };
+    h.refused(Party::Customer, join("+15550100"), "not_permitted");
+    h.refused(Party::System, join("+15550999"), "not_permitted");
+    h.ok(Party::System, join("15550100"));
+    assert!(matches!(
+        h.actions.last(),
+        Some(Action::StartLeg { target: LegTarget::Phone(n), .. }) if n == "15550100"
+    ));
+    h.refused(Party::System, join("+15550100"), "call_in_progress");
+}

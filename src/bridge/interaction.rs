@@ -122,6 +122,11 @@ pub enum Command {
         number: Option<String>,
         device: AgentDevice,
     },
+    /// The customer called in for this chat (the INVITE named it) from `caller` (system): it
+    /// joins as the chat's voice leg when the caller is the chat's phone number.
+    JoinCall {
+        caller: String,
+    },
     /// The customer keyed a digit on the call's leg (RFC 4733) (system).
     Dtmf {
         leg: LegId,
@@ -786,6 +791,19 @@ impl Interaction {
                         .ok_or(RuleError::NoPhoneNumber)?,
                 };
                 let target = LegTarget::Phone(phone);
+                Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
+            }
+            Command::JoinCall { caller } => {
+                self.require_system(by)?;
+                self.require_active()?;
+                self.require_no_call()?;
+                let digits = |n: &str| n.trim_start_matches('+').to_string();
+                match &self.customer.phone {
+                    Some(phone) if digits(phone) == digits(&caller) && !caller.is_empty() => {}
+                    _ => return Err(RuleError::NotPermitted),
+                }
+                let target = LegTarget::Phone(caller);
+                let device = AgentDevice::default();
                 Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
             }
             Command::Dtmf { leg, digit } => {

@@ -40,8 +40,9 @@ use crate::bridge::{
 };
 use crate::metrics::Metrics;
 use crate::sip::core::CallRef;
-use crate::sip::driver::SipCallEvent;
+use crate::sip::driver::{IncomingCall, SipCallEvent};
 use crate::sip::sdp::Codec;
+use crate::sip::transaction::ServerTxId;
 
 /// What the driver needs of the WebRTC service.
 pub trait Peers: Send + Sync + 'static {
@@ -96,6 +97,18 @@ pub trait Phones: Send + Sync + 'static {
         service: &str,
     ) -> impl Future<Output = Result<(CallRef, SocketAddr), String>> + Send;
     fn hangup(&self, call: CallRef) -> impl Future<Output = ()> + Send;
+    /// Answers a call that came in for an interaction.
+    fn accept_incoming(
+        &self,
+        incoming: ServerTxId,
+    ) -> impl Future<Output = Result<(CallRef, SocketAddr, Codec), String>> + Send;
+    /// Refuses a call that came in for an interaction.
+    fn reject_incoming(
+        &self,
+        incoming: ServerTxId,
+        code: u16,
+        why: &str,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// What happens to peers on their own.
@@ -206,6 +219,8 @@ pub struct Driver<P: Peers, S: Phones, I: Interactions> {
     /// Answered SIP ends hung up and waiting for the answer to their BYE (or its timeout):
     /// the legs to report released then, and why.
     releasing: HashMap<CallRef, (InteractionId, Vec<LegId>, String)>,
+    /// Calls that came in for an interaction, waiting for it to start their leg.
+    inbound: HashMap<InteractionId, ServerTxId>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -219,6 +234,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             by_peer: HashMap::new(),
             by_sip_call: HashMap::new(),
             releasing: HashMap::new(),
+            inbound: HashMap::new(),
             metrics: None,
         }
     }
@@ -240,10 +256,12 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         mut actions: mpsc::UnboundedReceiver<(InteractionId, Action)>,
         mut events: mpsc::Receiver<PeerEvent<P::Id>>,
         mut sip: mpsc::UnboundedReceiver<SipCallEvent>,
+        mut incoming: mpsc::UnboundedReceiver<IncomingCall>,
         shutdown: CancellationToken,
     ) {
         loop {
             tokio::select! {
+                Some(call) = incoming.recv() => self.handle_incoming(call).await,
                 action = actions.recv() => match action {
                     Some((id, action)) => self.handle_action(id, action).await,
                     None => break,
@@ -316,6 +334,35 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                 tracing::info!(interaction = %id, %reason, "WebRTC peer closed");
                 self.end_call(&id, &reason).await;
             }
+        }
+    }
+
+    /// A call came in naming an interaction: the interaction decides whether it joins (the
+    /// caller must be the chat's customer, the chat active and without a call); if it does,
+    /// its leg starts with this call as the customer's end.
+    pub async fn handle_incoming(&mut self, call: IncomingCall) {
+        let id = InteractionId(call.interaction.clone());
+        if self.calls.contains_key(&id) || self.inbound.contains_key(&id) {
+            self.phones
+                .reject_incoming(call.incoming, 486, "Call In Progress")
+                .await;
+            return;
+        }
+        self.inbound.insert(id.clone(), call.incoming);
+        let command = Command::JoinCall {
+            caller: call.caller.clone(),
+        };
+        if let Err(code) = self.interactions.command(&id, Party::System, command).await {
+            self.inbound.remove(&id);
+            let (status, why) = match code.as_str() {
+                "not_permitted" => (403, "Not The Customer Of This Interaction"),
+                "call_in_progress" => (486, "Call In Progress"),
+                _ => (480, "Interaction Not Active"),
+            };
+            tracing::info!(interaction = %id, caller = %call.caller, %code, "incoming call refused");
+            self.phones
+                .reject_incoming(call.incoming, status, why)
+                .await;
         }
     }
 
@@ -435,9 +482,22 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         };
         let (audio, video) = (kind == LegKind::Voice, kind == LegKind::Video);
         let device = if video { AgentDevice::Browser } else { device };
-        let customer = match &target {
-            LegTarget::App => self.open_peer(audio, video).await,
-            LegTarget::Phone(number) => self
+        let customer = match (&target, self.inbound.remove(&id)) {
+            (LegTarget::App, _) => self.open_peer(audio, video).await,
+            // The customer called in: answer that call.
+            (LegTarget::Phone(_), Some(incoming)) => self
+                .phones
+                .accept_incoming(incoming)
+                .await
+                .map(|(call, media, codec)| {
+                    let end = End::Sip {
+                        call,
+                        media,
+                        codec: Some(codec),
+                    };
+                    (end, None)
+                }),
+            (LegTarget::Phone(number), None) => self
                 .phones
                 .dial_number(number, &id, service)
                 .await
@@ -755,6 +815,8 @@ mod tests {
         Close(u32),
         Dial(String, String),
         Hangup(u64),
+        Accept(u64),
+        Reject(u64, u16),
     }
 
     #[derive(Clone, Default)]
@@ -835,6 +897,16 @@ mod tests {
         }
         async fn hangup(&self, call: CallRef) {
             self.ops.lock().unwrap().push(Op::Hangup(call.0));
+        }
+        async fn accept_incoming(
+            &self,
+            incoming: ServerTxId,
+        ) -> Result<(CallRef, SocketAddr, Codec), String> {
+            self.ops.lock().unwrap().push(Op::Accept(incoming.0));
+            Ok((CallRef(66), "127.0.0.1:30004".parse().unwrap(), Codec::Pcma))
+        }
+        async fn reject_incoming(&self, incoming: ServerTxId, code: u16, _why: &str) {
+            self.ops.lock().unwrap().push(Op::Reject(incoming.0, code));
         }
     }
 
@@ -1291,5 +1363,41 @@ mod tests {
                 digit: '5'
             }]
         );
+    }
+
+    #[tokio::test]
+    async fn a_customer_calling_in_is_answered_once_the_interaction_starts_the_leg() {
+        let mut r = rig();
+        let call = |n| IncomingCall {
+            incoming: ServerTxId(n),
+            interaction: "i-1".into(),
+            caller: "+15550100".into(),
+        };
+        r.driver.handle_incoming(call(5)).await;
+        assert!(r.commands().contains(&Command::JoinCall {
+            caller: "+15550100".into()
+        }));
+        // A second call for the same chat meanwhile is busy.
+        r.driver.handle_incoming(call(6)).await;
+        assert!(r.ops().contains(&Op::Reject(6, 486)));
+        // The interaction starts the leg: the waiting call is answered, not a new one dialled.
+        let action = Action::StartLeg {
+            leg: LegId(1),
+            kind: LegKind::Voice,
+            target: LegTarget::Phone("+15550100".into()),
+            service: "claims".into(),
+            device: AgentDevice::Browser,
+        };
+        r.act(action).await;
+        assert!(r.ops().contains(&Op::Accept(5)));
+        assert!(!r.ops().iter().any(|o| matches!(o, Op::Dial(..))));
+        r.act(Action::Signal {
+            from: alice(),
+            data: answer(),
+        })
+        .await;
+        r.driver.handle_event(PeerEvent::Connected(1)).await;
+        assert!(r.ops().contains(&Op::Bridge(1, Codec::Pcma)));
+        assert_eq!(r.ups(), vec![1]);
     }
 }

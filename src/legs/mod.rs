@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::bridge::hub::Hub;
+use crate::bridge::hub::{Hub, HubError};
 use crate::bridge::{Action, AgentId, Command, InteractionId, Party};
 use crate::config::Config;
 use crate::rtc::{MediaSpec, PeerId, RtcEvent, RtcService};
@@ -29,12 +29,14 @@ use crate::sip::core::{AppDial, CallRef, DialTarget};
 use crate::sip::driver::{SipCallEvent, SipControl};
 use crate::sip::peer::Peer;
 use crate::sip::sdp::Codec;
+use crate::sip::transaction::ServerTxId;
 
 /// What a leg driver needs of the interactions: to command them as the system, and to know
 /// which agent holds one.
 pub trait Interactions: Send + Sync + 'static {
     /// Sends `command` as `by` (the system, or the customer whose client acted through its
-    /// media, as in a renegotiation); a refusal is returned as its stable code.
+    /// media, as in a renegotiation); a refusal is returned as its stable code
+    /// (`interaction_closed` for one that is over or unknown).
     fn command(
         &self,
         id: &InteractionId,
@@ -49,6 +51,8 @@ impl Interactions for Hub {
     async fn command(&self, id: &InteractionId, by: Party, command: Command) -> Result<(), String> {
         match Hub::command(self, id, by, command).await {
             Ok(_) => Ok(()),
+            Err(HubError::Rule(rule)) => Err(rule.code().to_string()),
+            Err(HubError::NotFound | HubError::Closed) => Err("interaction_closed".to_string()),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -185,6 +189,22 @@ impl calls::Phones for SipPhones {
     async fn hangup(&self, call: CallRef) {
         self.control.hangup(call).await;
     }
+
+    async fn accept_incoming(
+        &self,
+        incoming: ServerTxId,
+    ) -> Result<(CallRef, SocketAddr, Codec), String> {
+        let (call, codec) = self
+            .control
+            .accept(incoming, self.events.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((call.call, call.media, codec))
+    }
+
+    async fn reject_incoming(&self, incoming: ServerTxId, code: u16, why: &str) {
+        self.control.reject(incoming, code, why).await;
+    }
 }
 
 /// The headers every INVITE of an interaction carries: its id, its service, and the id again
@@ -210,6 +230,7 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let (sip_tx, sip_rx) = mpsc::unbounded_channel();
+    let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
     let (peer_tx, peer_rx) = mpsc::channel(1024);
     tokio::spawn(async move {
         while let Some(event) = rtc_events.recv().await {
@@ -226,6 +247,8 @@ pub fn start(
             }
         }
     });
+    let subscribe = sip.clone();
+    tokio::spawn(async move { subscribe.subscribe(incoming_tx).await });
     let phones = SipPhones {
         control: sip,
         events: sip_tx,
@@ -244,5 +267,5 @@ pub fn start(
         }
     });
     let driver = calls::Driver::new(rtc, phones, hub).with_metrics(metrics);
-    tokio::spawn(driver.run(actions, peer_rx, sip_rx, shutdown))
+    tokio::spawn(driver.run(actions, peer_rx, sip_rx, incoming_rx, shutdown))
 }

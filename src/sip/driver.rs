@@ -29,6 +29,7 @@ use super::dialog::DialogId;
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
 use super::registrar::Registrar;
 use super::sdp::Codec;
+use super::transaction::ServerTxId;
 use super::wire::{self, Frame, Incoming};
 use crate::config::Config;
 use crate::media::engine::{Forwarding, LegId, MediaEngine, MediaEvent, MediaSettings, Route};
@@ -97,6 +98,28 @@ enum Control {
         reply: oneshot::Sender<Result<DialedCall, DialError>>,
     },
     Hangup(CallRef),
+    /// Incoming calls for interactions go to this channel from now on.
+    Subscribe(mpsc::UnboundedSender<IncomingCall>),
+    Accept {
+        incoming: ServerTxId,
+        events: mpsc::UnboundedSender<SipCallEvent>,
+        reply: oneshot::Sender<Result<(DialedCall, Codec), DialError>>,
+    },
+    Reject {
+        incoming: ServerTxId,
+        code: u16,
+        why: String,
+    },
+}
+
+/// An INVITE that names an interaction, waiting for [`SipControl::accept`] or
+/// [`SipControl::reject`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingCall {
+    pub incoming: ServerTxId,
+    pub interaction: String,
+    /// The caller's user part (a phone number from a trunk).
+    pub caller: String,
 }
 
 /// Places and ends application calls (a cheap handle to the SIP task).
@@ -128,6 +151,44 @@ impl SipControl {
     /// BYE or CANCEL; the end arrives as `Ended` or `Failed`.
     pub async fn hangup(&self, call: CallRef) {
         let _ = self.tx.send(Control::Hangup(call)).await;
+    }
+
+    /// Incoming calls for interactions are sent to `to`; without a subscriber they get 480.
+    pub async fn subscribe(&self, to: mpsc::UnboundedSender<IncomingCall>) {
+        let _ = self.tx.send(Control::Subscribe(to)).await;
+    }
+
+    /// Answers an incoming call; its audio is at the returned address in the returned codec,
+    /// and its events go to `events`.
+    pub async fn accept(
+        &self,
+        incoming: ServerTxId,
+        events: mpsc::UnboundedSender<SipCallEvent>,
+    ) -> Result<(DialedCall, Codec), DialError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Control::Accept {
+            incoming,
+            events,
+            reply,
+        };
+        self.tx
+            .send(request)
+            .await
+            .map_err(|_| DialError::NotSent)?;
+        answer.await.map_err(|_| DialError::NotSent)?
+    }
+
+    /// Refuses an incoming call with `code`, saying `why`.
+    pub async fn reject(&self, incoming: ServerTxId, code: u16, why: &str) {
+        let why = why.to_string();
+        let _ = self
+            .tx
+            .send(Control::Reject {
+                incoming,
+                code,
+                why,
+            })
+            .await;
     }
 }
 
@@ -220,6 +281,7 @@ pub async fn start(
             media_ip: listen.ip(),
             app_calls: HashMap::new(),
             app_dialogs: HashMap::new(),
+            incoming: None,
         }
         .run(shutdown),
     );
@@ -265,6 +327,8 @@ struct CoreLoop {
     /// Whom to tell about each application call.
     app_calls: HashMap<CallRef, mpsc::UnboundedSender<SipCallEvent>>,
     app_dialogs: HashMap<DialogId, CallRef>,
+    /// Where incoming calls for interactions go.
+    incoming: Option<mpsc::UnboundedSender<IncomingCall>>,
 }
 
 /// Datagrams read in one go before the core's output is flushed.
@@ -343,6 +407,32 @@ impl CoreLoop {
                 let _ = reply.send(placed);
             }
             Control::Hangup(call) => self.core.hangup_app_call(now, call),
+            Control::Subscribe(to) => self.incoming = Some(to),
+            Control::Accept {
+                incoming,
+                events,
+                reply,
+            } => {
+                let accepted =
+                    self.core
+                        .accept_incoming(now, incoming)
+                        .map(|(placed, codec, dialog)| {
+                            self.app_calls.insert(placed.call, events);
+                            self.app_dialogs.insert(dialog, placed.call);
+                            let media = SocketAddr::new(self.media_ip, placed.local_port);
+                            let call = DialedCall {
+                                call: placed.call,
+                                media,
+                            };
+                            (call, codec)
+                        });
+                let _ = reply.send(accepted);
+            }
+            Control::Reject {
+                incoming,
+                code,
+                why,
+            } => self.core.reject_incoming(now, incoming, code, &why),
         }
     }
 
@@ -351,6 +441,27 @@ impl CoreLoop {
     fn deliver_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
             let (call, out) = match event {
+                CoreEvent::Incoming {
+                    incoming,
+                    interaction,
+                    caller,
+                } => {
+                    let call = IncomingCall {
+                        incoming,
+                        interaction,
+                        caller,
+                    };
+                    let taken = self
+                        .incoming
+                        .as_ref()
+                        .is_some_and(|to| to.send(call).is_ok());
+                    if !taken {
+                        let now = Instant::now();
+                        self.core
+                            .reject_incoming(now, incoming, 480, "No Interactions Here");
+                    }
+                    continue;
+                }
                 CoreEvent::Progress { call, code } => {
                     (Some(call), SipCallEvent::Progress { call, code })
                 }

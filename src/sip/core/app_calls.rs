@@ -14,11 +14,14 @@ use std::time::Instant;
 
 use std::cmp::Reverse;
 
-use super::{CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore};
+use super::{Call, CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore};
 use crate::sip::core::CallRef;
+use crate::sip::core::{ServerTxId, response, status_with_reason};
+use crate::sip::dialog::Dialog;
 use crate::sip::dialog::DialogId;
 use crate::sip::peer::Peer;
 use crate::sip::sdp::Codec;
+use crate::sip::sdp::LocalMedia;
 
 /// Where an application call goes.
 #[derive(Debug, Clone)]
@@ -209,7 +212,7 @@ impl SipCore {
                     self.forget_app_call(call);
                 }
             }
-            CoreEvent::Progress { .. } | CoreEvent::Dtmf { .. } => {}
+            CoreEvent::Progress { .. } | CoreEvent::Dtmf { .. } | CoreEvent::Incoming { .. } => {}
         }
     }
 
@@ -223,5 +226,122 @@ impl SipCore {
             });
             self.ports.release(state.local_port);
         }
+    }
+}
+
+impl SipCore {
+    /// Answers an [`CoreEvent::Incoming`] call: its audio is bridged to a new local leg, as
+    /// for a call we placed; from now on it is an application call like the others.
+    pub fn accept_incoming(
+        &mut self,
+        now: Instant,
+        incoming: ServerTxId,
+    ) -> Result<(AppCall, Codec, DialogId), DialError> {
+        let Some(pending) = self.pending.get(&incoming) else {
+            // The caller gave up meanwhile.
+            return Err(DialError::NotSent);
+        };
+        if !pending.incoming {
+            return Err(DialError::NotSent);
+        }
+        let codec = pending.codec.unwrap_or(Codec::Pcmu);
+        let dtmf_pt = pending.dtmf_pt;
+        let local_port = self.ports.allocate().ok_or(DialError::NoPorts)?;
+        let Some(mut pending) = self.pending.remove(&incoming) else {
+            self.ports.release(local_port);
+            return Err(DialError::NotSent);
+        };
+        let Some(dialog) = Dialog::uas(
+            &pending.request,
+            &pending.meta,
+            &pending.local_tag,
+            pending.peer,
+        ) else {
+            self.ports.release(local_port);
+            self.release_leg(pending.media.rtp_port);
+            let resp = response(
+                &pending.request,
+                status_with_reason(400, "Missing Contact"),
+                Some(&pending.local_tag),
+            );
+            self.reply(now, incoming, resp);
+            return Err(DialError::NotSent);
+        };
+        let body = pending.answer.take().unwrap_or_default();
+        let ok = self.ok_with_sdp(
+            &pending.request,
+            &pending.local_tag,
+            pending.peer.transport,
+            body,
+        );
+        let state = self.await_ack(now, &dialog.id, &ok, pending.meta.cseq);
+        self.reply(now, incoming, ok);
+        let sip_port = pending.media.rtp_port;
+        self.open_leg(sip_port, pending.remote, &dialog.id);
+        self.media.push_back(MediaCommand::Open {
+            port: local_port,
+            remote: None,
+        });
+        self.media.push_back(MediaCommand::Bridge {
+            a: local_port,
+            b: sip_port,
+            transcode: None,
+            telephone_event: (None, dtmf_pt),
+        });
+        self.media.push_back(MediaCommand::DetectDtmf {
+            port: sip_port,
+            payload_type: dtmf_pt,
+        });
+        let session_expires = self.start_session_timer(now, &dialog.id, &pending.request);
+        let call = CallRef(self.next_call);
+        self.next_call += 1;
+        self.app_calls.insert(
+            call,
+            AppCallState {
+                local_port,
+                dialog: Some(dialog.id.clone()),
+            },
+        );
+        self.app_call_by_dialog.insert(dialog.id.clone(), call);
+        self.calls.insert(
+            dialog.id.clone(),
+            Call {
+                dialog,
+                state,
+                sdp: pending.sdp,
+                media: LocalMedia {
+                    codecs: vec![codec],
+                    ..pending.media
+                },
+                outgoing: None,
+                partner: None,
+                session_expires,
+            },
+        );
+        self.drain_transactions(now);
+        let id = self.app_calls[&call].dialog.clone().expect("set above");
+        Ok((AppCall { call, local_port }, codec, id))
+    }
+
+    /// Refuses an [`CoreEvent::Incoming`] call with `code`, saying why in the reason phrase and
+    /// in an RFC 3326 Reason header.
+    pub fn reject_incoming(&mut self, now: Instant, incoming: ServerTxId, code: u16, why: &str) {
+        let Some(pending) = self.pending.remove(&incoming) else {
+            return;
+        };
+        self.release_leg(pending.media.rtp_port);
+        let mut resp = response(
+            &pending.request,
+            status_with_reason(code, why),
+            Some(&pending.local_tag),
+        );
+        let text = why.replace(['"', '\\', '\r', '\n'], " ");
+        resp.headers.push(Header::Other(
+            "Reason".into(),
+            format!("SIP;cause={code};text=\"{text}\""),
+        ));
+        let resp = self.decorate(resp);
+        self.reply(now, incoming, resp);
+        self.drain_transactions(now);
     }
 }

@@ -176,7 +176,7 @@ impl SipCore {
             CoreEvent::Progress { call, .. }
             | CoreEvent::Answered { call, .. }
             | CoreEvent::Failed { call, .. } => *call,
-            CoreEvent::Ended { .. } | CoreEvent::Dtmf { .. } => {
+            CoreEvent::Ended { .. } | CoreEvent::Dtmf { .. } | CoreEvent::Incoming { .. } => {
                 return self.events.push_back(event);
             }
         };
@@ -187,7 +187,7 @@ impl SipCore {
             CoreEvent::Progress { code, .. } => self.relay_progress(now, call, code),
             CoreEvent::Answered { dialog, .. } => self.complete_bridge(now, call, dialog),
             CoreEvent::Failed { code, .. } => self.fail_bridge(now, call, code),
-            CoreEvent::Ended { .. } | CoreEvent::Dtmf { .. } => {}
+            CoreEvent::Ended { .. } | CoreEvent::Dtmf { .. } | CoreEvent::Incoming { .. } => {}
         }
     }
 

@@ -108,6 +108,15 @@ pub enum CoreEvent {
     Answered { call: CallRef, dialog: DialogId },
     /// An outgoing call failed with this final status (408 for a transaction timeout).
     Failed { call: CallRef, code: u16 },
+    /// An INVITE names an interaction (`X-Interaction-Id`, or RFC 7433 User-to-User): the
+    /// application accepts it ([`SipCore::accept_incoming`]) or rejects it
+    /// ([`SipCore::reject_incoming`]); unanswered, it is rejected after the answer timeout.
+    Incoming {
+        incoming: ServerTxId,
+        interaction: String,
+        /// The caller's user part (a phone number from a trunk).
+        caller: String,
+    },
     /// A call's dialog ended; `by_peer` when the far end hung up.
     Ended { dialog: DialogId, by_peer: bool },
     /// An RFC 4733 digit arrived on the call's media.
@@ -214,6 +223,10 @@ struct PendingInvite {
     dtmf_pt: Option<u8>,
     sdp: SdpSession,
     media: LocalMedia,
+    /// The codec the answer chose (none for a delayed offer).
+    codec: Option<sdp::Codec>,
+    /// Waiting for the application (an interaction's call), not for the echo's ring.
+    incoming: bool,
 }
 
 /// An INVITE we sent.
@@ -435,11 +448,13 @@ impl SipCore {
                     self.app_call_no_answer(now, call);
                 }
                 CoreTimer::SessionExpired(id) => self.session_expired(now, at, &id),
-                CoreTimer::Answer(tx) => {
-                    if self.pending.get(&tx).is_some_and(|p| p.answer_at == at) {
-                        self.answer_echo(now, tx);
+                CoreTimer::Answer(tx) => match self.pending.get(&tx) {
+                    Some(p) if p.answer_at == at && p.incoming => {
+                        self.reject_incoming(now, tx, 480, "No Answer");
                     }
-                }
+                    Some(p) if p.answer_at == at => self.answer_echo(now, tx),
+                    _ => {}
+                },
             }
         }
         self.drain_transactions(now);
@@ -568,6 +583,8 @@ impl SipCore {
 
     fn on_invite(&mut self, now: Instant, tx: ServerTxId, req: Request, meta: Meta, peer: Peer) {
         match self.target(&req.uri) {
+            // A call for an interaction goes to the application, whatever number it dials.
+            _ if app_call_interaction(&req).is_some() => {}
             Target::Echo => {}
             Target::Unknown | Target::Gateway => {
                 return self.reply_status(now, tx, &req, StatusCode::NotFound);
@@ -588,7 +605,8 @@ impl SipCore {
         if let Some(interval) = self.too_small_session_interval(&req) {
             return self.reply_session_interval_too_small(now, tx, &req, interval);
         }
-        if matches!(self.target(&req.uri), Target::Account) {
+        if matches!(self.target(&req.uri), Target::Account) && app_call_interaction(&req).is_none()
+        {
             return self.bridge_to_agent(now, tx, req, meta, peer);
         }
         let Some(rtp_port) = self.ports.allocate() else {
@@ -601,15 +619,22 @@ impl SipCore {
             telephone_event: true,
         };
         let mut session = SdpSession::new(rand::random());
-        let (answer, remote, dtmf_pt) = if req.body.is_empty() {
+        let incoming = app_call_interaction(&req);
+        if incoming.is_some() && req.body.is_empty() {
+            self.ports.release(rtp_port);
+            let status = status_with_reason(488, "Offer Required");
+            return self.reply_status(now, tx, &req, status);
+        }
+        let (answer, remote, dtmf_pt, codec) = if req.body.is_empty() {
             // A delayed offer: our 200 carries the offer and the ACK the answer (RFC 3261 §13.2.1).
-            (None, None, None)
+            (None, None, None, None)
         } else {
             match sdp::answer(&String::from_utf8_lossy(&req.body), &media, &mut session) {
                 Ok(answer) => (
                     Some(answer.sdp.into_bytes()),
                     Some(answer.media.remote_rtp),
                     answer.media.telephone_event_pt,
+                    Some(answer.media.codec),
                 ),
                 Err(e) => {
                     self.release_leg(rtp_port);
@@ -632,7 +657,11 @@ impl SipCore {
             )));
         let ringing = self.decorate(ringing);
         self.reply(now, tx, ringing);
-        let answer_at = now + self.config.echo_ring;
+        let answer_at = match incoming {
+            Some(_) => now + self.config.agent_answer_timeout,
+            None => now + self.config.echo_ring,
+        };
+        let caller = caller_user(&req);
         self.pending.insert(
             tx,
             PendingInvite {
@@ -646,8 +675,20 @@ impl SipCore {
                 dtmf_pt,
                 sdp: session,
                 media,
+                codec,
+                incoming: incoming.is_some(),
             },
         );
+        if let Some(interaction) = incoming {
+            self.timers
+                .push(Reverse((answer_at, CoreTimer::Answer(tx))));
+            self.events.push_back(CoreEvent::Incoming {
+                incoming: tx,
+                interaction,
+                caller,
+            });
+            return;
+        }
         if self.config.echo_ring.is_zero() {
             self.answer_echo(now, tx);
         } else {
@@ -1239,3 +1280,46 @@ mod tests_b2bua;
 mod app_calls;
 mod b2bua;
 mod session_timer;
+
+/// The interaction an INVITE names: `X-Interaction-Id`, else RFC 7433 User-to-User with hex
+/// encoding (what our own INVITEs carry).
+fn app_call_interaction(req: &Request) -> Option<String> {
+    let mut uui = None;
+    for header in req.headers.iter() {
+        match header {
+            Header::Other(name, value) if name.eq_ignore_ascii_case("X-Interaction-Id") => {
+                let id = value.trim();
+                return (!id.is_empty() && id.len() <= 64).then(|| id.to_string());
+            }
+            Header::UserToUser(value) => uui = Some(value.value().to_string()),
+            _ => {}
+        }
+    }
+    let uui = uui?;
+    let mut parts = uui.split(';');
+    let data = parts.next()?.trim();
+    let hex_encoded = parts.any(|p| p.trim().eq_ignore_ascii_case("encoding=hex"));
+    if !hex_encoded || data.len() > 128 {
+        return None;
+    }
+    let bytes = hex::decode(data).ok()?;
+    let id = String::from_utf8(bytes).ok()?;
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then_some(id)
+}
+
+/// The user part of the From URI (the caller's number).
+fn caller_user(req: &Request) -> String {
+    req.headers
+        .iter()
+        .find_map(|h| match h {
+            Header::From(f) => {
+                let value = f.value();
+                let start = value.find("sip:").map(|i| i + 4)?;
+                let rest = &value[start..];
+                let end = rest.find(['@', '>', ';']).unwrap_or(rest.len());
+                Some(rest[..end].to_string())
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}

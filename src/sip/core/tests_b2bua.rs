@@ -651,3 +651,75 @@ fn an_application_call_nobody_answers_is_cancelled_after_the_answer_timeout() {
     }));
     assert_eq!(world.core.ports.in_use(), 0);
 }
+
+fn incoming(world: &mut World) -> Vec<(ServerTxId, String, String)> {
+    events(world)
+        .into_iter()
+        .filter_map(|e| match e {
+            CoreEvent::Incoming {
+                incoming,
+                interaction,
+                caller,
+            } => Some((incoming, interaction, caller)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_invite_naming_an_interaction_goes_to_the_application() {
+    let mut world = World::new(|_| {});
+    // Refused: the application says why, in the status and in a Reason header.
+    world.trunk_invite("join-1", "X-Interaction-Id: i-42\r\n");
+    let calls = incoming(&mut world);
+    assert_eq!(calls.len(), 1);
+    let (tx, interaction, caller) = calls[0].clone();
+    assert_eq!(
+        (interaction.as_str(), caller.as_str()),
+        ("i-42", "+15551234")
+    );
+    world
+        .core
+        .reject_incoming(world.now, tx, 480, "Interaction Closed");
+    world.collect();
+    let refused = world.take(TRUNK).pop().unwrap();
+    assert!(
+        refused.starts_with("SIP/2.0 480 Interaction Closed"),
+        "{refused}"
+    );
+    assert!(refused.contains("Reason: SIP;cause=480;text=\"Interaction Closed\""));
+    assert_eq!(world.core.ports.in_use(), 0);
+
+    // User-to-User in hex names it too; accepted, the call is answered and bridged locally.
+    let uui = format!("User-to-User: {};encoding=hex\r\n", hex::encode("i-42"));
+    world.trunk_invite("join-2", &uui);
+    let (tx, interaction, _) = incoming(&mut world).remove(0);
+    assert_eq!(interaction, "i-42");
+    world.take(TRUNK);
+    world.media();
+    let (placed, codec, _) = world.core.accept_incoming(world.now, tx).expect("accepted");
+    world.collect();
+    let ok = world.take(TRUNK).pop().unwrap();
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    assert_eq!(codec, sdp::Codec::Pcma, "the trunk offered PCMA");
+    let media = world.media();
+    assert!(media.contains(&MediaCommand::Open {
+        port: placed.local_port,
+        remote: None
+    }));
+    assert!(media.iter().any(|m| matches!(m,
+        MediaCommand::Bridge { a, .. } if *a == placed.local_port)));
+    assert_eq!(world.core.app_calls(), 1);
+}
+
+#[test]
+fn an_incoming_call_the_application_leaves_unanswered_gets_480() {
+    let mut world = World::new(|c| c.agent_answer_timeout = Duration::from_secs(5));
+    world.trunk_invite("join-3", "X-Interaction-Id: i-42\r\n");
+    assert_eq!(incoming(&mut world).len(), 1);
+    world.take(TRUNK);
+    world.advance(Duration::from_secs(5));
+    let refused = world.take(TRUNK).pop().unwrap();
+    assert!(refused.starts_with("SIP/2.0 480 No Answer"), "{refused}");
+    assert_eq!(world.core.ports.in_use(), 0);
+}

@@ -92,7 +92,7 @@ pub enum Timer {
 
 /// A server transaction, as the TU names it when it responds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServerTxId(u64);
+pub struct ServerTxId(pub(crate) u64);
 
 /// A client transaction, as responses to it are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
