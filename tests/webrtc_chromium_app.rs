@@ -8,43 +8,19 @@
 //! agent's socket, so media flows both ways. Missing Chromium, Node or playwright-core fail the
 //! test: nothing is skipped.
 
-#[path = "common/agent_desk.rs"]
-mod agent_desk;
 mod common;
-#[path = "common/webrtc.rs"]
-mod webrtc_client;
+#[path = "common/desk.rs"]
+mod desk;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use agent_desk::Desk;
+use desk::{AudioCodec, ClientOptions, Desk, WebRtcClient, config};
 use serde_json::{Value, json};
-use tandem::routing::password;
-use webrtc_client::{AudioCodec, ClientOptions, WebRtcClient};
 
 /// How long the browser may take from launch to media on both kinds.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(45);
-
-fn config() -> String {
-    let hash = password::hash("desk");
-    format!(
-        r#"
-[[services]]
-name = "claims"
-entries = ["claims-app"]
-department = "claims"
-routing = "ring_all"
-video_allowed = true
-
-[[agents]]
-name = "alice"
-display_name = "Alice"
-password_hash = "{hash}"
-departments = ["claims"]
-"#
-    )
-}
 
 /// The SDP of an offer the gateway signals to the agent, if `event` is one.
 fn offer_sdp(event: &Value) -> Option<String> {
@@ -69,7 +45,7 @@ async fn the_app_in_chromium_gets_voice_and_video_from_the_agent() {
         "{chromium} is missing: run scripts/test (apt-get install chromium)"
     );
 
-    let gateway = common::Gateway::start(&config());
+    let gateway = common::Gateway::start(&config(""));
     let base = format!("http://{}", gateway.http);
     let http = reqwest::Client::new();
     let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
