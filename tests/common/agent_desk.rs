@@ -148,6 +148,24 @@ impl Events {
     }
 }
 
+/// Lets a client be used as the [`Events`] socket it holds in `events`.
+macro_rules! on_events {
+    ($client:ty) => {
+        impl Deref for $client {
+            type Target = Events;
+            fn deref(&self) -> &Events {
+                &self.events
+            }
+        }
+
+        impl DerefMut for $client {
+            fn deref_mut(&mut self) -> &mut Events {
+                &mut self.events
+            }
+        }
+    };
+}
+
 /// Logs `name` in with `password` and returns the token.
 pub async fn login(http: &reqwest::Client, addr: SocketAddr, name: &str, password: &str) -> String {
     let body: Value = http
@@ -168,18 +186,7 @@ pub struct Desk {
     events: Events,
 }
 
-impl Deref for Desk {
-    type Target = Events;
-    fn deref(&self) -> &Events {
-        &self.events
-    }
-}
-
-impl DerefMut for Desk {
-    fn deref_mut(&mut self) -> &mut Events {
-        &mut self.events
-    }
-}
+on_events!(Desk);
 
 impl Desk {
     /// Logs `name` in with `password`, opens the socket and sets the agent available.
@@ -311,18 +318,7 @@ pub struct Customer {
     events: Events,
 }
 
-impl Deref for Customer {
-    type Target = Events;
-    fn deref(&self) -> &Events {
-        &self.events
-    }
-}
-
-impl DerefMut for Customer {
-    fn deref_mut(&mut self) -> &mut Events {
-        &mut self.events
-    }
-}
+on_events!(Customer);
 
 impl Customer {
     /// Opens a chat on `entry` (the service's app id) from `device`, giving `phone_number`.
