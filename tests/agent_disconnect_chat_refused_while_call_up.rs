@@ -5,12 +5,12 @@
 //! customer API, the agent accepts it, and the leg driver's reports (`LegUp`, then
 //! `LegReleased`) are sent to the interaction as the system, as the driver does.
 
-#[path = "common/agent.rs"]
+#[path = "common/agent_desk.rs"]
 mod agent;
 #[path = "common/api.rs"]
 mod api;
 
-use agent::Tab;
+use agent::Desk;
 use axum::http::StatusCode;
 use serde_json::json;
 use tandem::bridge::{Command, InteractionId, LegId, Party};
@@ -38,8 +38,8 @@ async fn disconnect_chat_is_refused_until_the_call_is_released() {
     let api = api::Api::with_config(&config()).await;
     let (addr, server) = agent::serve(api.router.clone()).await;
     let http = reqwest::Client::new();
-    let token = agent::login(&http, addr, "alice").await;
-    let (mut tab, _) = Tab::open(addr, &token).await;
+    let token = agent::login(&http, addr, "alice", "desk").await;
+    let (mut tab, _) = Desk::open(addr, &token).await;
     tab.available().await;
 
     let chat = api.create_chat("dev-1").await;

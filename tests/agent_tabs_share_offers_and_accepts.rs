@@ -1,12 +1,12 @@
 //! An agent with two desktop tabs open: both are offered the chat, an accept on one is seen on
 //! the other, and what happens in the chat reaches both; the other tab cannot take it again.
 
-#[path = "common/agent.rs"]
+#[path = "common/agent_desk.rs"]
 mod agent;
 #[path = "common/api.rs"]
 mod api;
 
-use agent::Tab;
+use agent::Desk;
 use serde_json::json;
 use tandem::routing::password;
 
@@ -34,9 +34,9 @@ async fn two_tabs_of_one_agent_see_the_same_offer_accept_and_messages() {
     let api = api::Api::with_config(&config()).await;
     let (addr, server) = agent::serve(api.router.clone()).await;
     let http = reqwest::Client::new();
-    let token = agent::login(&http, addr, "alice").await;
-    let (mut first, _) = Tab::open(addr, &token).await;
-    let (mut second, hello) = Tab::open(addr, &token).await;
+    let token = agent::login(&http, addr, "alice", "desk").await;
+    let (mut first, _) = Desk::open(addr, &token).await;
+    let (mut second, hello) = Desk::open(addr, &token).await;
     assert_eq!(hello["state"], "away");
     first.available().await;
     // The presence change is the agent's, so the other tab hears it too.

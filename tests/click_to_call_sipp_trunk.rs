@@ -160,7 +160,7 @@ impl Rig {
             answered["event"],
             "ack",
             "{answered}\nagent saw: {:#?}\ngateway log:\n{}",
-            self.desk.seen,
+            self.desk.log,
             self.gateway.log_text()
         );
         assert!(
@@ -274,11 +274,11 @@ async fn the_agent_calls_the_customer_three_times_in_one_chat() {
     // Every call rang before it was answered.
     let ringing = rig
         .desk
-        .seen
+        .log
         .iter()
         .filter(|v| v["event"] == "call_state" && v["reason"] == "ringing")
         .count();
-    assert_eq!(ringing, 3, "{:#?}", rig.desk.seen);
+    assert_eq!(ringing, 3, "{:#?}", rig.desk.log);
 
     // The phone took three calls, each INVITE with the headers, each ended by our BYE.
     let stats = phone_result(phone).await;
@@ -341,11 +341,11 @@ async fn a_busy_phone_and_a_phone_nobody_answers_are_reported_to_the_agent() {
     // The unanswered phone rang first.
     assert!(
         rig.desk
-            .seen
+            .log
             .iter()
             .any(|v| v["event"] == "call_state" && v["reason"] == "ringing"),
         "{:#?}",
-        rig.desk.seen
+        rig.desk.log
     );
     // The chat goes on.
     rig.customer.say("are you still there?").await;

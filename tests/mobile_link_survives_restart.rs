@@ -2,60 +2,16 @@
 //! of an SMS offer; after a restart the same link and session still carry the chat, and the
 //! other operator's link still says the chat is taken.
 
+#[path = "common/restart.rs"]
+mod restart;
 #[path = "common/sms.rs"]
 mod sms;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use restart::{free_port, start, wait_ready};
 use serde_json::{Value, json};
 use tandem::routing::password;
-
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn start(dir: &std::path::Path, config: &std::path::Path) -> Gateway {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("tandem.log"))
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["run", "--config"])
-        .arg(config)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start tandem");
-    Gateway(child)
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str, dir: &std::path::Path) {
-    for _ in 0..300 {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "tandem did not become ready: {}",
-        std::fs::read_to_string(dir.join("tandem.log")).unwrap_or_default()
-    );
-}
 
 fn config(port: u16, provider: &str) -> String {
     let hash = password::hash("desk");

@@ -1,6 +1,8 @@
 //! SIGTERM ends every open interaction with its ordered teardown before the process exits: a
 //! customer waiting on its chat is told the chat ended, and the exit is clean.
 
+#[path = "common/agent_desk.rs"]
+mod agent_desk;
 mod common;
 
 use std::time::Duration;
@@ -16,20 +18,13 @@ async fn sigterm_closes_open_chats_before_exiting() {
     );
     let base = format!("http://{}/clientweb/api/v1", gateway.http);
     let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/chats"))
-        .header("authorization", AUTH)
-        .json(&json!({"phone_number": "+15550100", "from": "Carol"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let chat = created["chat_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a chat id: {created}"))
-        .to_string();
+    let chat = agent_desk::create_chat(
+        &http,
+        gateway.http,
+        AUTH,
+        json!({"phone_number": "+15550100", "from": "Carol"}),
+    )
+    .await;
 
     // The customer keeps polling, as an app does, and notes every event it gets.
     let events_url = format!("{base}/chats/{chat}/events");

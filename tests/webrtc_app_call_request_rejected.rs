@@ -13,13 +13,16 @@ use serde_json::Value;
 async fn rejected_and_chat_goes_on(s: &mut Session, reason_code: &str) {
     let rejected = s
         .app
-        .until(|v| signal_type(v) == Some("CALL_REJECTED"))
+        .until_keeping(|v| signal_type(v) == Some("CALL_REJECTED"))
         .await;
     let data = signal(&rejected).unwrap();
     assert_eq!(data["reason_code"], reason_code, "{rejected}");
     assert_eq!(data["video"], false, "{rejected}");
     assert!(data["reason"].as_str().is_some_and(|r| !r.is_empty()));
-    let released = s.desk.until(|v| call_state(v, "voice", "released")).await;
+    let released = s
+        .desk
+        .until_keeping(|v| call_state(v, "voice", "released"))
+        .await;
     assert_eq!(released["reason"], reason_code, "{released}");
 
     let ack = s.agent_command("accept_call").await;
@@ -28,18 +31,20 @@ async fn rejected_and_chat_goes_on(s: &mut Session, reason_code: &str) {
     let ack = s.customer_says("m-after", "no call then").await;
     assert_eq!(ack["event"], "ack", "{ack}");
     s.desk
-        .until(|v| v["event"] == "message" && v["msg"] == "no call then")
+        .until_keeping(|v| v["event"] == "message" && v["msg"] == "no call then")
         .await;
     let ack = s
         .desk
-        .send(
+        .command(
             serde_json::json!({"command": "send_message", "chat_id": s.chat,
                                  "msg": "I will call you later"}),
         )
         .await;
     assert_eq!(ack["event"], "ack", "{ack}");
     s.app
-        .until(|v| v["event"] == "chat_session_message" && v["msg"] == "I will call you later")
+        .until_keeping(|v| {
+            v["event"] == "chat_session_message" && v["msg"] == "I will call you later"
+        })
         .await;
 
     let offered = |log: &[Value]| log.iter().any(is_offer);

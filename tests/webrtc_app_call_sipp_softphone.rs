@@ -9,25 +9,19 @@
 //!
 //! Every wait is bounded; the assertions are on packet counts and SIPp's results, not on time.
 
+#[path = "common/agent_desk.rs"]
+mod agent_desk;
 mod common;
 #[path = "common/webrtc.rs"]
 mod webrtc_client;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use agent_desk::{Customer, Desk, EVENT_TIMEOUT};
 use serde_json::{Value, json};
 use tandem::routing::password;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use webrtc_client::{AudioCodec, ClientOptions, WebRtcClient};
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The bound on any one awaited event.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Echoed audio packets the app must receive: three seconds' worth at 50 packets a second.
 const ECHOED: u64 = 150;
 
@@ -60,164 +54,42 @@ departments = ["claims"]
     )
 }
 
-/// A JSON text frame from `ws` within `within`; `None` on timeout or a closed socket.
-async fn frame(ws: &mut Socket, within: Duration) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(within, ws.next()).await.ok()?? {
-            Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
-            Ok(_) => continue,
-            Err(_) => return None,
-        }
-    }
+/// The `call_state` event that releases the voice call.
+async fn call_released(desk: &mut Desk) -> Value {
+    desk.until(|v| v["event"] == "call_state" && v["state"] == "released")
+        .await
 }
 
-/// The agent's desktop socket; events that arrive while a command waits for its answer are
-/// kept for later.
-struct Desk {
-    ws: Socket,
-    pending: VecDeque<Value>,
+/// The app's chat from a device of its own.
+async fn open_app(http: &reqwest::Client, gateway: &common::Gateway) -> Customer {
+    Customer::open_with(
+        http,
+        gateway.http,
+        "claims-app",
+        "softphone-test",
+        json!({"from": "Carol"}),
+    )
+    .await
 }
 
-impl Desk {
-    async fn login(http: &reqwest::Client, gateway: &common::Gateway) -> Desk {
-        let login: Value = http
-            .post(format!("http://{}/agent/v1/login", gateway.http))
-            .json(&json!({"name": "alice", "password": "desk"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["token"].as_str().expect("a token");
-        let url = format!("ws://{}/agent/v1/ws?token={token}", gateway.http);
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut desk = Desk {
-            ws,
-            pending: VecDeque::new(),
-        };
-        assert_eq!(desk.next().await["event"], "hello");
-        let ack = desk
-            .command(json!({"command": "set_state", "state": "available"}))
-            .await;
-        assert_eq!(ack["event"], "ack", "{ack}");
-        desk
-    }
+/// The app asks for a call the softphone cannot take: the agent's `accept_call` is
+/// acknowledged, and both the app (`END_CALL`) and the agent (`released`) get a reason that
+/// says `why`.
+async fn call_ends_with_reason(gateway: &common::Gateway, why: &str) {
+    let http = reqwest::Client::new();
+    let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
+    let mut app = open_app(&http, gateway).await;
+    let call = request_call_on_softphone(&mut desk, &mut app).await;
+    assert_eq!(call["event"], "ack", "accept_call: {call}");
 
-    async fn next(&mut self) -> Value {
-        if let Some(v) = self.pending.pop_front() {
-            return v;
-        }
-        frame(&mut self.ws, EVENT_TIMEOUT)
-            .await
-            .expect("an agent event within the bound")
-    }
-
-    async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let v = self.next().await;
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
-
-    /// Sends a command and returns its `ack` or `error`.
-    async fn command(&mut self, command: Value) -> Value {
-        self.ws
-            .send(Message::Text(command.to_string().into()))
-            .await
-            .unwrap();
-        loop {
-            let v = frame(&mut self.ws, EVENT_TIMEOUT)
-                .await
-                .expect("an answer within the bound");
-            if v["event"] == "ack" || v["event"] == "error" {
-                return v;
-            }
-            self.pending.push_back(v);
-        }
-    }
-
-    /// Repeats `command` until it is acknowledged (the request it answers may not have reached
-    /// the interaction yet), at most 20 times; the last answer.
-    async fn command_until_ack(&mut self, command: Value) -> Value {
-        let mut reply = Value::Null;
-        for _ in 0..20 {
-            reply = self.command(command.clone()).await;
-            if reply["event"] == "ack" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        reply
-    }
-
-    /// The `call_state` event that releases the voice call.
-    async fn call_released(&mut self) -> Value {
-        self.until(|v| v["event"] == "call_state" && v["state"] == "released")
-            .await
-    }
-}
-
-/// The customer's app on the customer API: its chat and the chat's WebSocket.
-struct App {
-    chat: String,
-    ws: Socket,
-}
-
-impl App {
-    async fn open(http: &reqwest::Client, gateway: &common::Gateway) -> App {
-        let auth = r#"MOBILE-API-140-327-PLAIN appId="claims-app", clientId="softphone-test""#;
-        let created: Value = http
-            .post(format!("http://{}/clientweb/api/v1/chats", gateway.http))
-            .header("authorization", auth)
-            .json(&json!({"from": "Carol"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let chat = created["chat_id"].as_str().expect("a chat id").to_string();
-        let url = format!("ws://{}/clientweb/api/v1/chats/{chat}/ws", gateway.http);
-        let mut request = url.into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", auth.parse().unwrap());
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        App { chat, ws }
-    }
-
-    async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let v = frame(&mut self.ws, EVENT_TIMEOUT)
-                .await
-                .expect("an app event within the bound");
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
-
-    /// Sends a signalling message from the app; the gateway acknowledges every batch.
-    async fn signal(&mut self, data: Value) {
-        let batch = json!({"events": [{"event": "chat_session_signaling", "data": data}]});
-        self.ws
-            .send(Message::Text(batch.to_string().into()))
-            .await
-            .unwrap();
-        let ack = self
-            .until(|v| v["event"] == "ack" || v["event"] == "error")
-            .await;
-        assert_eq!(ack["event"], "ack", "{ack}");
-    }
-
-    /// The next signalling message of `kind` the gateway sends the app.
-    async fn signalled(&mut self, kind: &str) -> Value {
-        self.until(|v| v["event"] == "chat_session_signaling" && v["data"]["type"] == kind)
-            .await
-    }
+    let ended = app.signalled("END_CALL").await;
+    let reason = ended["data"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(why), "{ended}");
+    let released = call_released(&mut desk).await;
+    assert!(
+        released["reason"].as_str().is_some_and(|r| r.contains(why)),
+        "{released}"
+    );
 }
 
 /// Registers alice from a fresh port with SIPp (digest, MD5); the port to answer calls on.
@@ -255,20 +127,13 @@ fn register_softphone(gateway: &common::Gateway) -> u16 {
 
 /// The chat is offered to the agent, who takes it; the app sees it connected and asks for a
 /// call without video; the agent accepts it on the softphone. The answer to `accept_call`.
-async fn request_call_on_softphone(desk: &mut Desk, app: &mut App) -> Value {
-    let offer = desk
-        .until(|v| v["event"] == "offer" && v["chat_id"] == app.chat.as_str())
-        .await;
-    let accepted = desk
-        .command(json!({"command": "accept", "chat_id": offer["chat_id"]}))
-        .await;
-    assert_eq!(accepted["event"], "ack", "{accepted}");
-    app.until(|v| v["event"] == "chat_session_status" && v["state"] == "connected")
-        .await;
+async fn request_call_on_softphone(desk: &mut Desk, app: &mut Customer) -> Value {
+    desk.accept(app).await;
     app.signal(json!({"type": "REQUEST_CALL", "offerVideo": false}))
         .await;
     desk.command_until_ack(
         json!({"command": "accept_call", "chat_id": app.chat, "device": "softphone"}),
+        Duration::from_secs(5),
     )
     .await
 }
@@ -326,8 +191,8 @@ async fn app_hears_itself_through_the_softphone(codec: AudioCodec, release: Rele
     let softphone = tokio::task::spawn_blocking(move || softphone.wait());
 
     let http = reqwest::Client::new();
-    let mut desk = Desk::login(&http, &gateway).await;
-    let mut app = App::open(&http, &gateway).await;
+    let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
+    let mut app = open_app(&http, &gateway).await;
     let call = request_call_on_softphone(&mut desk, &mut app).await;
     assert_eq!(call["event"], "ack", "accept_call: {call}");
 
@@ -381,7 +246,7 @@ async fn app_hears_itself_through_the_softphone(codec: AudioCodec, release: Rele
             assert!(ended["data"]["reason"].is_string(), "{ended}");
         }
     }
-    let released = desk.call_released().await;
+    let released = call_released(&mut desk).await;
     assert_eq!(released["kind"], "voice", "{released}");
     client.close().await;
 
@@ -437,22 +302,7 @@ async fn an_app_call_in_opus_is_transcoded_to_the_softphone_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_softphone_that_is_not_registered_ends_the_app_call_with_a_reason() {
     let gateway = common::Gateway::start(&config());
-    let http = reqwest::Client::new();
-    let mut desk = Desk::login(&http, &gateway).await;
-    let mut app = App::open(&http, &gateway).await;
-    let call = request_call_on_softphone(&mut desk, &mut app).await;
-    assert_eq!(call["event"], "ack", "accept_call: {call}");
-
-    let ended = app.signalled("END_CALL").await;
-    let reason = ended["data"]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("not registered"), "{ended}");
-    let released = desk.call_released().await;
-    assert!(
-        released["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("not registered")),
-        "{released}"
-    );
+    call_ends_with_reason(&gateway, "not registered").await;
     nothing_left(&gateway);
 }
 
@@ -468,22 +318,7 @@ async fn a_busy_softphone_ends_the_app_call_as_busy() {
     );
     let softphone = tokio::task::spawn_blocking(move || softphone.wait());
 
-    let http = reqwest::Client::new();
-    let mut desk = Desk::login(&http, &gateway).await;
-    let mut app = App::open(&http, &gateway).await;
-    let call = request_call_on_softphone(&mut desk, &mut app).await;
-    assert_eq!(call["event"], "ack", "accept_call: {call}");
-
-    let ended = app.signalled("END_CALL").await;
-    let reason = ended["data"]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("busy"), "{ended}");
-    let released = desk.call_released().await;
-    assert!(
-        released["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("busy")),
-        "{released}"
-    );
+    call_ends_with_reason(&gateway, "busy").await;
     let stats = tokio::time::timeout(Duration::from_secs(90), softphone)
         .await
         .expect("SIPp ends within its own timeout")

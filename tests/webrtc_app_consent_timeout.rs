@@ -124,7 +124,10 @@ async fn a_vanished_app_loses_its_call_on_consent_timeout_and_keeps_its_chat() {
         s.agent.is_closed()
     })
     .await;
-    let ended = s.app.until(|v| signal_type(v) == Some("END_CALL")).await;
+    let ended = s
+        .app
+        .until_keeping(|v| signal_type(v) == Some("END_CALL"))
+        .await;
     assert_eq!(
         signal(&ended).unwrap()["reason"],
         reason.as_str(),
@@ -139,7 +142,7 @@ async fn a_vanished_app_loses_its_call_on_consent_timeout_and_keeps_its_chat() {
     let ack = s.customer_says("m-back", "my signal dropped").await;
     assert_eq!(ack["event"], "ack", "{ack}");
     s.desk
-        .until(|v| v["event"] == "message" && v["msg"] == "my signal dropped")
+        .until_keeping(|v| v["event"] == "message" && v["msg"] == "my signal dropped")
         .await;
     assert!(!s.app.saw(|v| v["event"] == "chat_session_ended"));
     assert!(!s.desk.saw(|v| v["event"] == "ended"));

@@ -35,8 +35,10 @@ async fn ending_the_session_releases_the_call_and_video_before_the_chat() {
 
     let ack = s.agent_command("end_session").await;
     assert_eq!(ack["event"], "ack", "end_session: {ack}");
-    s.app.until(|v| v["event"] == "chat_session_ended").await;
-    s.desk.until(|v| v["event"] == "ended").await;
+    s.app
+        .until_keeping(|v| v["event"] == "chat_session_ended")
+        .await;
+    s.desk.until_keeping(|v| v["event"] == "ended").await;
 
     // The customer's stream: the call ends, then the chat.
     let app = &s.app.log;

@@ -16,12 +16,15 @@ async fn declined_video_is_rejected_and_voice_goes_on() {
     assert_eq!(ack["event"], "ack", "decline_video: {ack}");
     let rejected = s
         .app
-        .until(|v| signal_type(v) == Some("CALL_REJECTED"))
+        .until_keeping(|v| signal_type(v) == Some("CALL_REJECTED"))
         .await;
     let data = signal(&rejected).unwrap();
     assert_eq!(data["reason_code"], "declined", "{rejected}");
     assert_eq!(data["video"], true, "{rejected}");
-    let released = s.desk.until(|v| call_state(v, "video", "released")).await;
+    let released = s
+        .desk
+        .until_keeping(|v| call_state(v, "video", "released"))
+        .await;
     assert_eq!(released["reason"], "declined", "{released}");
 
     let ack = s.agent_command("accept_call").await;

@@ -56,7 +56,7 @@ async fn voice_flows_both_ways_and_only_the_call_outcome_is_kept() {
     assert_eq!(ack["event"], "ack", "{ack}");
     let message = s
         .desk
-        .until(|v| v["event"] == "message" && v["msg_id"] == "m-after")
+        .until_keeping(|v| v["event"] == "message" && v["msg_id"] == "m-after")
         .await;
     assert_eq!(message["msg"], "still there?");
 

@@ -9,148 +9,18 @@
 //! test: nothing is skipped.
 
 mod common;
-#[path = "common/webrtc.rs"]
-mod webrtc_client;
+#[path = "common/desk.rs"]
+mod desk;
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use desk::{AudioCodec, ClientOptions, Desk, WebRtcClient, config};
 use serde_json::{Value, json};
-use tandem::routing::password;
-use tokio_tungstenite::tungstenite::Message;
-use webrtc_client::{AudioCodec, ClientOptions, WebRtcClient};
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// How long the browser may take from launch to media on both kinds.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(45);
-
-fn config() -> String {
-    let hash = password::hash("desk");
-    format!(
-        r#"
-[[services]]
-name = "claims"
-entries = ["claims-app"]
-department = "claims"
-routing = "ring_all"
-video_allowed = true
-
-[[agents]]
-name = "alice"
-display_name = "Alice"
-password_hash = "{hash}"
-departments = ["claims"]
-"#
-    )
-}
-
-/// The agent's desktop socket; events that arrive while a command waits for its answer are
-/// kept for later.
-struct Desk {
-    ws: Socket,
-    pending: VecDeque<Value>,
-    closed: bool,
-}
-
-impl Desk {
-    async fn login(http: &reqwest::Client, base: &str, ws_base: &str) -> Desk {
-        let login: Value = http
-            .post(format!("{base}/agent/v1/login"))
-            .json(&json!({"name": "alice", "password": "desk"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["token"].as_str().expect("a token").to_string();
-        let (ws, _) =
-            tokio_tungstenite::connect_async(format!("{ws_base}/agent/v1/ws?token={token}"))
-                .await
-                .unwrap();
-        let mut desk = Desk {
-            ws,
-            pending: VecDeque::new(),
-            closed: false,
-        };
-        assert_eq!(desk.next().await["event"], "hello");
-        let ack = desk
-            .command(json!({"command": "set_state", "state": "available"}))
-            .await;
-        assert_eq!(ack["event"], "ack", "{ack}");
-        desk
-    }
-
-    /// The next event within `within`; `None` on timeout or once the socket is closed.
-    async fn frame(&mut self, within: Duration) -> Option<Value> {
-        loop {
-            let frame = match tokio::time::timeout(within, self.ws.next()).await.ok()? {
-                Some(Ok(frame)) => frame,
-                Some(Err(_)) | None => {
-                    self.closed = true;
-                    return None;
-                }
-            };
-            if let Message::Text(text) = frame {
-                return Some(serde_json::from_str(&text).unwrap());
-            }
-        }
-    }
-
-    async fn next(&mut self) -> Value {
-        if let Some(v) = self.pending.pop_front() {
-            return v;
-        }
-        self.frame(Duration::from_secs(20))
-            .await
-            .expect("an agent event within 20 s")
-    }
-
-    async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let v = self.next().await;
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
-
-    /// Sends a command and returns its `ack` or `error`.
-    async fn command(&mut self, command: Value) -> Value {
-        self.ws
-            .send(Message::Text(command.to_string().into()))
-            .await
-            .unwrap();
-        loop {
-            let v = self
-                .frame(Duration::from_secs(20))
-                .await
-                .expect("an answer within 20 s");
-            if v["event"] == "ack" || v["event"] == "error" {
-                return v;
-            }
-            self.pending.push_back(v);
-        }
-    }
-
-    /// Repeats `command` until it is acknowledged: the customer's request it answers may not
-    /// have reached the interaction yet.
-    async fn command_until_ack(&mut self, command: Value, within: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let reply = self.command(command.clone()).await;
-            if reply["event"] == "ack" || tokio::time::Instant::now() > deadline {
-                return reply;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-}
 
 /// The SDP of an offer the gateway signals to the agent, if `event` is one.
 fn offer_sdp(event: &Value) -> Option<String> {
@@ -175,10 +45,10 @@ async fn the_app_in_chromium_gets_voice_and_video_from_the_agent() {
         "{chromium} is missing: run scripts/test (apt-get install chromium)"
     );
 
-    let gateway = common::Gateway::start(&config());
+    let gateway = common::Gateway::start(&config(""));
     let base = format!("http://{}", gateway.http);
     let http = reqwest::Client::new();
-    let mut desk = Desk::login(&http, &base, &format!("ws://{}", gateway.http)).await;
+    let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
 
     let browser = tokio::process::Command::new("node")
         .arg(browser_dir.join("webrtc_app.mjs"))

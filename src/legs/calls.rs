@@ -1027,6 +1027,33 @@ mod tests {
                 })
                 .collect()
         }
+
+        /// `from`'s peer answers and connects while the SIP side still rings (`ringing`
+        /// names it), then SIP call `call` answers with `codec`: only then is leg 1 bridged
+        /// and up.
+        async fn up_once_sip_answers(
+            &mut self,
+            from: Party,
+            ringing: &str,
+            call: u64,
+            codec: Codec,
+        ) {
+            self.act(Action::Signal {
+                from,
+                data: answer(),
+            })
+            .await;
+            self.driver.handle_event(PeerEvent::Connected(1)).await;
+            assert!(self.ups().is_empty(), "{ringing}");
+            self.driver
+                .handle_sip(SipCallEvent::Answered {
+                    call: CallRef(call),
+                    codec,
+                })
+                .await;
+            assert!(self.ops().contains(&Op::Bridge(1, codec)));
+            assert_eq!(self.ups(), vec![1]);
+        }
     }
 
     #[tokio::test]
@@ -1186,21 +1213,8 @@ mod tests {
             leg: LegId(1),
             note: "ringing".into()
         }));
-        r.act(Action::Signal {
-            from: alice(),
-            data: answer(),
-        })
-        .await;
-        r.driver.handle_event(PeerEvent::Connected(1)).await;
-        assert!(r.ups().is_empty(), "the phone still rings");
-        r.driver
-            .handle_sip(SipCallEvent::Answered {
-                call: CallRef(88),
-                codec: Codec::Pcmu,
-            })
+        r.up_once_sip_answers(alice(), "the phone still rings", 88, Codec::Pcmu)
             .await;
-        assert!(r.ops().contains(&Op::Bridge(1, Codec::Pcmu)));
-        assert_eq!(r.ups(), vec![1]);
         // The agent releases: the phone gets its BYE, and the call is released once the
         // phone answered it.
         r.act(Action::ReleaseLeg { leg: LegId(1) }).await;
@@ -1262,21 +1276,13 @@ mod tests {
             vec![(Party::Customer, false, "offer-1".into())],
             "only the app gets an offer"
         );
-        r.act(Action::Signal {
-            from: Party::Customer,
-            data: answer(),
-        })
+        r.up_once_sip_answers(
+            Party::Customer,
+            "the softphone still rings",
+            77,
+            Codec::Pcma,
+        )
         .await;
-        r.driver.handle_event(PeerEvent::Connected(1)).await;
-        assert!(r.ups().is_empty(), "the softphone still rings");
-        r.driver
-            .handle_sip(SipCallEvent::Answered {
-                call: CallRef(77),
-                codec: Codec::Pcma,
-            })
-            .await;
-        assert!(r.ops().contains(&Op::Bridge(1, Codec::Pcma)));
-        assert_eq!(r.ups(), vec![1]);
         // Video cannot ride on a softphone.
         r.start(2, LegKind::Video).await;
         assert_eq!(

@@ -10,26 +10,22 @@
 //! events seen and the gateway's log.
 #![allow(dead_code)] // each test file uses a part of the session
 
+#[path = "agent_desk.rs"]
+pub mod agent_desk;
 #[path = "webrtc.rs"]
 pub mod webrtc;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tandem::routing::password;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::common::Gateway;
+pub use agent_desk::{Customer, Desk};
 pub use webrtc::{AudioCodec, ClientOptions, WebRtcClient};
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// How long one step (an event, an answer, a connection) may take: a guard against hanging.
-pub const STEP: Duration = Duration::from_secs(20);
+pub const STEP: Duration = agent_desk::EVENT_TIMEOUT;
 /// Packets each side must receive of the other's media: over a second of audio.
 pub const ENOUGH_PACKETS: u64 = 50;
 
@@ -58,100 +54,7 @@ departments = ["claims"]
 }
 
 pub fn auth() -> String {
-    format!(r#"MOBILE-API-140-327-PLAIN appId="claims-app", clientId="{DEVICE}""#)
-}
-
-/// A socket of JSON events and commands, as both the desk and the app use it. Every event
-/// received is in `log`, in order; those no wait has taken yet are in `pending`.
-pub struct Events {
-    ws: Socket,
-    pub pending: VecDeque<Value>,
-    pub log: Vec<Value>,
-    pub closed: bool,
-    name: &'static str,
-}
-
-impl Events {
-    fn new(ws: Socket, name: &'static str) -> Events {
-        Events {
-            ws,
-            pending: VecDeque::new(),
-            log: Vec::new(),
-            closed: false,
-            name,
-        }
-    }
-
-    /// The next frame within `within`, logged; `None` on timeout or once the socket is closed.
-    pub async fn frame(&mut self, within: Duration) -> Option<Value> {
-        if self.closed {
-            tokio::time::sleep(within).await;
-            return None;
-        }
-        loop {
-            let frame = match tokio::time::timeout(within, self.ws.next()).await.ok()? {
-                Some(Ok(frame)) => frame,
-                Some(Err(_)) | None => {
-                    self.closed = true;
-                    return None;
-                }
-            };
-            if let Message::Text(text) = frame {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                self.log.push(value.clone());
-                return Some(value);
-            }
-        }
-    }
-
-    /// Takes the first pending event that matches.
-    pub fn take(&mut self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        let at = self.pending.iter().position(pred)?;
-        self.pending.remove(at)
-    }
-
-    /// The first event matching `pred`, pending or new; others stay pending.
-    pub async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(v) = self.take(&pred) {
-            return v;
-        }
-        let deadline = tokio::time::Instant::now() + STEP;
-        while tokio::time::Instant::now() < deadline {
-            if let Some(v) = self.frame(Duration::from_millis(200)).await {
-                if pred(&v) {
-                    return v;
-                }
-                self.pending.push_back(v);
-            }
-        }
-        panic!(
-            "the {} saw no awaited event within {STEP:?}; it saw:\n{:#?}",
-            self.name, self.log
-        );
-    }
-
-    /// Sends `command` and returns its `ack` or `error`; other events stay pending.
-    pub async fn send(&mut self, command: Value) -> Value {
-        self.ws
-            .send(Message::Text(command.to_string().into()))
-            .await
-            .unwrap();
-        let deadline = tokio::time::Instant::now() + STEP;
-        while tokio::time::Instant::now() < deadline {
-            if let Some(v) = self.frame(Duration::from_millis(200)).await {
-                if v["event"] == "ack" || v["event"] == "error" {
-                    return v;
-                }
-                self.pending.push_back(v);
-            }
-        }
-        panic!("the {} got no answer to {command}", self.name);
-    }
-
-    /// Whether any event seen so far matches.
-    pub fn saw(&self, pred: impl Fn(&Value) -> bool) -> bool {
-        self.log.iter().any(pred)
-    }
+    agent_desk::auth("claims-app", DEVICE)
 }
 
 /// The signalling payload of an event from either socket (`data` of `webrtc_signaling` or
@@ -184,8 +87,8 @@ pub struct Session {
     pub gateway: Gateway,
     pub http: reqwest::Client,
     pub base: String,
-    pub desk: Events,
-    pub app: Events,
+    pub desk: Desk,
+    pub app: Customer,
     pub chat: String,
     pub customer: WebRtcClient,
     pub agent: WebRtcClient,
@@ -202,61 +105,27 @@ impl Session {
     pub async fn open(extra: &str) -> Session {
         let gateway = Gateway::start(&config(extra));
         let base = format!("http://{}", gateway.http);
-        let ws_base = format!("ws://{}", gateway.http);
         let http = reqwest::Client::new();
 
-        let login: Value = http
-            .post(format!("{base}/agent/v1/login"))
-            .json(&json!({"name": "alice", "password": "desk"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["token"].as_str().expect("a token");
-        let (ws, _) =
-            tokio_tungstenite::connect_async(format!("{ws_base}/agent/v1/ws?token={token}"))
-                .await
-                .unwrap();
-        let mut desk = Events::new(ws, "agent's desk");
-        desk.until(|v| v["event"] == "hello").await;
-        let ack = desk
-            .send(json!({"command": "set_state", "state": "available"}))
-            .await;
-        assert_eq!(ack["event"], "ack", "{ack}");
+        let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
+        let mut app = Customer::open_with(
+            &http,
+            gateway.http,
+            "claims-app",
+            DEVICE,
+            json!({"phone_number": "+15550100", "from": "Carol",
+                   "parameters": {"policy": "P-1"}}),
+        )
+        .await;
+        let chat = app.chat.clone();
 
-        let created: Value = http
-            .post(format!("{base}/clientweb/api/v1/chats"))
-            .header("authorization", auth())
-            .json(&json!({"phone_number": "+15550100", "from": "Carol",
-                          "parameters": {"policy": "P-1"}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let chat = created["chat_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("a chat: {created}"))
-            .to_string();
-        let mut request = format!("{ws_base}/clientweb/api/v1/chats/{chat}/ws")
-            .into_client_request()
-            .unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", auth().parse().unwrap());
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        let mut app = Events::new(ws, "customer's app");
-
-        let offer = desk.until(|v| v["event"] == "offer").await;
+        let offer = desk.until_keeping(|v| v["event"] == "offer").await;
         assert_eq!(offer["chat_id"], chat.as_str());
         let accepted = desk
-            .send(json!({"command": "accept", "chat_id": chat}))
+            .command(json!({"command": "accept", "chat_id": chat}))
             .await;
         assert_eq!(accepted["event"], "ack", "{accepted}");
-        app.until(|v| v["event"] == "chat_session_status" && v["state"] == "connected")
+        app.until_keeping(|v| v["event"] == "chat_session_status" && v["state"] == "connected")
             .await;
 
         let options = ClientOptions {
@@ -281,14 +150,14 @@ impl Session {
     /// A `chat_session_signaling` event from the customer; the ack or error.
     pub async fn customer_signal(&mut self, data: Value) -> Value {
         self.app
-            .send(json!({"events": [{"event": "chat_session_signaling", "data": data}]}))
+            .command(json!({"events": [{"event": "chat_session_signaling", "data": data}]}))
             .await
     }
 
     /// An agent command on this chat; the ack or error.
     pub async fn agent_command(&mut self, command: &str) -> Value {
         self.desk
-            .send(json!({"command": command, "chat_id": self.chat}))
+            .command(json!({"command": command, "chat_id": self.chat}))
             .await
     }
 
@@ -299,11 +168,11 @@ impl Session {
             .await;
         assert_eq!(ack["event"], "ack", "REQUEST_CALL: {ack}");
         self.desk
-            .until(|v| call_state(v, "voice", "awaiting_approval"))
+            .until_keeping(|v| call_state(v, "voice", "awaiting_approval"))
             .await;
         if video {
             self.desk
-                .until(|v| call_state(v, "video", "awaiting_approval"))
+                .until_keeping(|v| call_state(v, "video", "awaiting_approval"))
                 .await;
         }
     }
@@ -401,7 +270,7 @@ impl Session {
         self.agent_offers.push(data);
         let reply = self
             .desk
-            .send(json!({"command": "webrtc_signaling", "chat_id": self.chat,
+            .command(json!({"command": "webrtc_signaling", "chat_id": self.chat,
                          "data": {"type": "ANSWER_CALL", "sdp": answer}}))
             .await;
         assert_eq!(reply["event"], "ack", "the agent's answer: {reply}");
@@ -432,7 +301,7 @@ impl Session {
     /// A chat message from the customer; the ack.
     pub async fn customer_says(&mut self, msg_id: &str, text: &str) -> Value {
         self.app
-            .send(
+            .command(
                 json!({"events": [{"event": "chat_session_message", "msg_id": msg_id,
                                       "msg": text}]}),
             )

@@ -513,13 +513,26 @@ fn dial_alice(world: &mut World) -> AppCall {
     world.core.dial(world.now, dial).expect("dialled")
 }
 
+/// alice registers and is dialled; the call and the INVITE her softphone got.
+fn ring_alice(world: &mut World) -> (AppCall, String) {
+    world.register_agent();
+    let placed = dial_alice(world);
+    world.collect();
+    let invite = world.take(AGENT).remove(0);
+    (placed, invite)
+}
+
+/// The application hangs `placed` up; the request that reaches the softphone.
+fn hang_up(world: &mut World, placed: &AppCall) -> String {
+    world.core.hangup_app_call(world.now, placed.call);
+    world.collect();
+    world.take(AGENT).remove(0)
+}
+
 #[test]
 fn an_application_call_rings_the_softphone_and_bridges_its_local_leg() {
     let mut world = World::new(|_| {});
-    world.register_agent();
-    let placed = dial_alice(&mut world);
-    world.collect();
-    let invite = world.take(AGENT).remove(0);
+    let (placed, invite) = ring_alice(&mut world);
     assert!(
         invite.starts_with("INVITE sip:alice@127.0.0.1:5090"),
         "{invite}"
@@ -564,9 +577,7 @@ fn an_application_call_rings_the_softphone_and_bridges_its_local_leg() {
     };
 
     assert!(world.take(AGENT)[0].starts_with("ACK "));
-    world.core.hangup_app_call(world.now, placed.call);
-    world.collect();
-    let bye = world.take(AGENT).remove(0);
+    let bye = hang_up(&mut world, &placed);
     assert!(bye.starts_with("BYE "), "{bye}");
     world.agent_answers(&bye, 200, "OK");
     assert_eq!(
@@ -593,14 +604,9 @@ fn an_application_call_rings_the_softphone_and_bridges_its_local_leg() {
 #[test]
 fn an_application_call_hung_up_while_ringing_is_cancelled() {
     let mut world = World::new(|_| {});
-    world.register_agent();
-    let placed = dial_alice(&mut world);
-    world.collect();
-    let invite = world.take(AGENT).remove(0);
+    let (placed, invite) = ring_alice(&mut world);
     world.agent_answers(&invite, 180, "Ringing");
-    world.core.hangup_app_call(world.now, placed.call);
-    world.collect();
-    let cancel = world.take(AGENT).remove(0);
+    let cancel = hang_up(&mut world, &placed);
     assert!(cancel.starts_with("CANCEL "), "{cancel}");
     world.agent_answers(&cancel, 200, "OK");
     world.agent_answers(&invite, 487, "Request Terminated");
@@ -633,10 +639,7 @@ fn an_application_call_to_an_unregistered_user_is_refused_at_once() {
 #[test]
 fn an_application_call_nobody_answers_is_cancelled_after_the_answer_timeout() {
     let mut world = World::new(|c| c.agent_answer_timeout = Duration::from_secs(5));
-    world.register_agent();
-    let placed = dial_alice(&mut world);
-    world.collect();
-    let invite = world.take(AGENT).remove(0);
+    let (placed, invite) = ring_alice(&mut world);
     world.agent_answers(&invite, 180, "Ringing");
     world.advance(Duration::from_secs(4));
     assert!(world.take(AGENT).is_empty(), "still ringing");
