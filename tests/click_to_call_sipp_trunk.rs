@@ -491,9 +491,9 @@ async fn the_customer_calling_in_for_the_chat_reaches_the_agent_and_strangers_do
         "stranger: {stats:?}"
     );
     assert!(
-        !rig.desk.seen.iter().any(|v| v["event"] == "call_state"),
+        !rig.desk.saw(|v| v["event"] == "call_state"),
         "no call for a stranger: {:#?}",
-        rig.desk.seen
+        rig.desk.log
     );
 
     // The customer's own phone joins as the chat's voice leg and reaches the agent's browser.
