@@ -968,6 +968,17 @@ mod tests {
         async fn start(&mut self, leg: u32, kind: LegKind) {
             self.start_on(leg, kind, AgentDevice::Browser).await;
         }
+        /// The interaction asks for a call to the customer's phone, +15550100.
+        async fn start_phone(&mut self, leg: u32, device: AgentDevice) {
+            let action = Action::StartLeg {
+                leg: LegId(leg),
+                kind: LegKind::Voice,
+                target: LegTarget::Phone("+15550100".into()),
+                service: "claims".into(),
+                device,
+            };
+            self.act(action).await;
+        }
         async fn start_on(&mut self, leg: u32, kind: LegKind, device: AgentDevice) {
             let action = Action::StartLeg {
                 leg: LegId(leg),
@@ -1186,14 +1197,7 @@ mod tests {
     #[tokio::test]
     async fn a_call_to_the_customers_phone_rings_and_joins_the_agents_browser() {
         let mut r = rig();
-        let action = Action::StartLeg {
-            leg: LegId(1),
-            kind: LegKind::Voice,
-            target: LegTarget::Phone("+15550100".into()),
-            service: "claims".into(),
-            device: AgentDevice::Browser,
-        };
-        r.act(action).await;
+        r.start_phone(1, AgentDevice::Browser).await;
         assert!(
             r.ops()
                 .contains(&Op::Dial("+15550100".into(), "claims".into()))
@@ -1233,14 +1237,7 @@ mod tests {
     #[tokio::test]
     async fn a_busy_phone_is_reported_and_two_sip_ends_are_refused() {
         let mut r = rig();
-        let phone = |device| Action::StartLeg {
-            leg: LegId(1),
-            kind: LegKind::Voice,
-            target: LegTarget::Phone("+15550100".into()),
-            service: "claims".into(),
-            device,
-        };
-        r.act(phone(AgentDevice::Browser)).await;
+        r.start_phone(1, AgentDevice::Browser).await;
         r.driver
             .handle_sip(SipCallEvent::Failed {
                 call: CallRef(88),
@@ -1257,7 +1254,7 @@ mod tests {
         );
 
         let mut r = rig();
-        r.act(phone(AgentDevice::Softphone)).await;
+        r.start_phone(1, AgentDevice::Softphone).await;
         assert_eq!(
             r.released(),
             vec![(1, "a phone call needs the agent's browser".into())]
@@ -1342,14 +1339,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_customers_digits_are_recorded() {
         let mut r = rig();
-        let action = Action::StartLeg {
-            leg: LegId(1),
-            kind: LegKind::Voice,
-            target: LegTarget::Phone("+15550100".into()),
-            service: "claims".into(),
-            device: AgentDevice::Browser,
-        };
-        r.act(action).await;
+        r.start_phone(1, AgentDevice::Browser).await;
         let dtmf = |call| SipCallEvent::Dtmf {
             call: CallRef(call),
             digit: '5',
@@ -1387,14 +1377,7 @@ mod tests {
         r.driver.handle_incoming(call(6)).await;
         assert!(r.ops().contains(&Op::Reject(6, 486)));
         // The interaction starts the leg: the waiting call is answered, not a new one dialled.
-        let action = Action::StartLeg {
-            leg: LegId(1),
-            kind: LegKind::Voice,
-            target: LegTarget::Phone("+15550100".into()),
-            service: "claims".into(),
-            device: AgentDevice::Browser,
-        };
-        r.act(action).await;
+        r.start_phone(1, AgentDevice::Browser).await;
         assert!(r.ops().contains(&Op::Accept(5)));
         assert!(!r.ops().iter().any(|o| matches!(o, Op::Dial(..))));
         r.act(Action::Signal {

@@ -17,7 +17,6 @@ use std::cmp::Reverse;
 use super::{Call, CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore};
 use crate::sip::core::CallRef;
 use crate::sip::core::{ServerTxId, response, status_with_reason};
-use crate::sip::dialog::Dialog;
 use crate::sip::dialog::DialogId;
 use crate::sip::peer::Peer;
 use crate::sip::sdp::Codec;
@@ -251,20 +250,8 @@ impl SipCore {
             self.ports.release(local_port);
             return Err(DialError::NotSent);
         };
-        let Some(dialog) = Dialog::uas(
-            &pending.request,
-            &pending.meta,
-            &pending.local_tag,
-            pending.peer,
-        ) else {
+        let Some(dialog) = self.pending_dialog(now, incoming, &pending) else {
             self.ports.release(local_port);
-            self.release_leg(pending.media.rtp_port);
-            let resp = response(
-                &pending.request,
-                status_with_reason(400, "Missing Contact"),
-                Some(&pending.local_tag),
-            );
-            self.reply(now, incoming, resp);
             return Err(DialError::NotSent);
         };
         let body = pending.answer.take().unwrap_or_default();

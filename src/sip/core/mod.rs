@@ -697,23 +697,38 @@ impl SipCore {
         }
     }
 
-    fn answer_echo(&mut self, now: Instant, tx: ServerTxId) {
-        let Some(mut pending) = self.pending.remove(&tx) else {
-            return;
-        };
-        let Some(dialog) = Dialog::uas(
+    /// The dialog a pending INVITE creates, or `None` once it is answered 400 (it has no
+    /// Contact) and its port is freed.
+    fn pending_dialog(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        pending: &PendingInvite,
+    ) -> Option<Dialog> {
+        let dialog = Dialog::uas(
             &pending.request,
             &pending.meta,
             &pending.local_tag,
             pending.peer,
-        ) else {
+        );
+        if dialog.is_none() {
             self.release_leg(pending.media.rtp_port);
             let resp = response(
                 &pending.request,
                 status_with_reason(400, "Missing Contact"),
                 Some(&pending.local_tag),
             );
-            return self.reply(now, tx, resp);
+            self.reply(now, tx, resp);
+        }
+        dialog
+    }
+
+    fn answer_echo(&mut self, now: Instant, tx: ServerTxId) {
+        let Some(mut pending) = self.pending.remove(&tx) else {
+            return;
+        };
+        let Some(dialog) = self.pending_dialog(now, tx, &pending) else {
+            return;
         };
         let body = pending.answer.take().unwrap_or_else(|| {
             sdp::offer(&pending.media, Direction::SendRecv, &mut pending.sdp).into_bytes()
