@@ -12,29 +12,7 @@ const CONFIG: &str = "[sip]\nagent_answer_timeout_s = 10\n\
 /// Registers alice from `port`, then answers calls there with RTP echo.
 fn agent(gateway: &common::Gateway, calls: &str) -> (common::Sipp, u16) {
     let port = common::free_port();
-    let register = common::scenario("register_only.xml");
-    let registered = common::sipp_on(
-        port,
-        gateway.sip,
-        &[
-            "-sf",
-            register.to_str().unwrap(),
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "alice-secret",
-            "-m",
-            "1",
-        ],
-    )
-    .wait();
-    assert_eq!(
-        (registered.successful, registered.failed),
-        (1, 0),
-        "{registered:?}"
-    );
+    common::register_on(port, gateway.sip, "alice", "alice-secret");
     let uas = common::scenario("uas_agent.xml");
     let agent = common::sipp_spawn_on(
         port,

@@ -95,33 +95,7 @@ async fn call_ends_with_reason(gateway: &common::Gateway, why: &str) {
 /// Registers alice from a fresh port with SIPp (digest, MD5); the port to answer calls on.
 fn register_softphone(gateway: &common::Gateway) -> u16 {
     let port = common::free_port();
-    let register = common::scenario("register_only.xml");
-    let registered = common::sipp_on(
-        port,
-        gateway.sip,
-        &[
-            "-sf",
-            register.to_str().unwrap(),
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "alice-secret",
-            "-m",
-            "1",
-        ],
-    )
-    .wait();
-    assert_eq!(
-        (
-            registered.exit_code,
-            registered.successful,
-            registered.failed
-        ),
-        (0, 1, 0),
-        "registration: {registered:?}"
-    );
+    common::register_on(port, gateway.sip, "alice", "alice-secret");
     port
 }
 

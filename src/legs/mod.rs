@@ -117,6 +117,14 @@ pub struct SipPhones {
 }
 
 impl SipPhones {
+    /// The user part of the From of a service's calls: its caller id, else its name.
+    fn caller_id(&self, service: &str) -> String {
+        self.config
+            .service(service)
+            .and_then(|s| s.caller_id.clone())
+            .unwrap_or_else(|| service.to_string())
+    }
+
     async fn dial(&self, dial: AppDial) -> Result<(CallRef, SocketAddr), String> {
         let dialed = self
             .control
@@ -134,14 +142,9 @@ impl calls::Phones for SipPhones {
         interaction: &InteractionId,
         service: &str,
     ) -> Result<(CallRef, SocketAddr), String> {
-        let from_user = self
-            .config
-            .service(service)
-            .and_then(|s| s.caller_id.clone())
-            .unwrap_or_else(|| service.to_string());
         self.dial(AppDial {
             target: DialTarget::Registered(agent.0.clone()),
-            from_user,
+            from_user: self.caller_id(service),
             extra_headers: service_headers(interaction, service),
         })
         .await
@@ -172,15 +175,12 @@ impl calls::Phones for SipPhones {
             .map_err(|_| format!("bad trunk address {first}"))?;
         let uri = rsipstack::sip::parse_uri(&format!("sip:{number}@{hop}"))
             .map_err(|_| format!("cannot call {number}"))?;
-        let from_user = config
-            .and_then(|s| s.caller_id.clone())
-            .unwrap_or_else(|| service.to_string());
         self.dial(AppDial {
             target: DialTarget::Uri {
                 uri,
                 via: Peer::udp(hop),
             },
-            from_user,
+            from_user: self.caller_id(service),
             extra_headers: service_headers(interaction, service),
         })
         .await

@@ -277,6 +277,38 @@ pub fn sipp_spawn(target: SocketAddr, args: &[&str]) -> Sipp {
 }
 
 /// Starts SIPp on local port `port` (e.g. the port an agent registered from).
+/// Registers `user` with digest authentication from local `port` (SIPp, `register_only.xml`),
+/// so calls to that user reach whatever listens on `port` next.
+pub fn register_on(port: u16, target: SocketAddr, user: &str, password: &str) {
+    let register = scenario("register_only.xml");
+    let registered = sipp_on(
+        port,
+        target,
+        &[
+            "-sf",
+            register.to_str().unwrap(),
+            "-s",
+            user,
+            "-au",
+            user,
+            "-ap",
+            password,
+            "-m",
+            "1",
+        ],
+    )
+    .wait();
+    assert_eq!(
+        (
+            registered.exit_code,
+            registered.successful,
+            registered.failed
+        ),
+        (0, 1, 0),
+        "registration of {user}: {registered:?}"
+    );
+}
+
 pub fn sipp_spawn_on(port: u16, target: SocketAddr, args: &[&str]) -> Sipp {
     let port = port.to_string();
     let mut all = vec!["-p", port.as_str()];
