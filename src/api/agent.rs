@@ -110,6 +110,11 @@ pub async fn login(
         .unwrap_or_else(|| DUMMY_HASH.to_string());
     let known = config.agent(&body.name).is_some();
     let password = body.password;
+    // Each verification holds argon2's 19 MiB while it runs; logins beyond the bound wait.
+    let _turn = VERIFYING
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let ok = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -135,6 +140,12 @@ pub async fn login(
         "display_name": display_name,
     })))
 }
+
+/// Password verifications running at once. Argon2 is memory-hard (19 MiB each at the default
+/// cost) and CPU-bound, so more at once would only let a burst of logins, right or wrong, grow
+/// the gateway's memory without answering any sooner.
+const VERIFY_AT_ONCE: usize = 4;
+static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(VERIFY_AT_ONCE);
 
 /// A valid argon2 hash, verified for unknown names so that they take as long as known ones.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ASwulphIuR6xSykcpKYTZA$T+NoHIVGJzSOJyqOd+6ALkaz2cTnWe2fOg1EstjoFHM";
