@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -41,6 +42,24 @@ pub fn free_udp_run(len: u16) -> u16 {
     panic!("no run of {len} free UDP ports between 10000 and 20000");
 }
 
+trait DieWithBench {
+    /// Has the kernel kill the child if the bench dies first (a signal, a timeout), when no
+    /// `Drop` runs.
+    fn die_with_bench(&mut self) -> &mut Self;
+}
+
+impl DieWithBench for Command {
+    fn die_with_bench(&mut self) -> &mut Self {
+        // SAFETY: prctl is async-signal-safe, as code between fork and exec must be.
+        unsafe {
+            self.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            })
+        }
+    }
+}
+
 /// The gateway binary run with a config file written for the bench, logging to a file.
 pub struct Gateway {
     child: Child,
@@ -69,6 +88,7 @@ impl Gateway {
         std::fs::write(&path, config).unwrap();
         let log = dir.path().join("tandem.log");
         let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .die_with_bench()
             .args(["run", "--config"])
             .arg(&path)
             // The driver's debug lines include each closed media leg's packet counts.
@@ -177,6 +197,7 @@ impl Sipp {
     ) -> Sipp {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new("sipp")
+            .die_with_bench()
             .args(["-sf", scenario.to_str().unwrap()])
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
             .args(["-mp", &media_port.to_string(), "-rtp_echo"])
@@ -278,4 +299,23 @@ pub fn load_average() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The machine's CPU time so far, in seconds: `(busy, all)` summed over every core
+/// (`/proc/stat`); busy is everything but idle and I/O wait.
+pub fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let all: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    ((all - idle) as f64 / hz, all as f64 / hz)
 }
