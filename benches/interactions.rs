@@ -30,6 +30,12 @@
 //! the window; the bench exits non-zero if any call failed, any message was lost, SIPp saw a
 //! failure or anything leaked.
 //!
+//! Choices: fifty agents holding ten interactions each (round robin, capacity to spare) rather
+//! than five hundred, since what is measured is the gateway's per-interaction cost, not the
+//! desks; every agent logs in at once, as a shift starts, which is itself a load worth seeing
+//! (each login is an argon2 check of 19 MiB); the phone answers PCMU, so each call is the
+//! plain SIP ↔ WebRTC bridge (the `webrtc` bench measures transcoding).
+//!
 //! The machine is small and shared: the clients (this process) and SIPp use CPU beside the
 //! gateway; the run prints their share and the load average so the numbers can be read as the
 //! ranges they are. Recording is off (it would measure the disk).
