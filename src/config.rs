@@ -402,7 +402,7 @@ pub struct AgentConfig {
     /// 100 = one call or four chats at the default loads.
     #[serde(default = "default_capacity")]
     pub capacity_percent: u32,
-    /// E.164 number that gets the SMS offers.
+    /// E.164 number that gets the SMS offers, and calls taken on the device `mobile`.
     pub mobile: Option<String>,
     #[serde(default)]
     pub mobile_mode: MobileMode,

@@ -1,4 +1,5 @@
-//! Health, readiness, metrics, and the operators' view of interactions and transcripts.
+//! Health, readiness, metrics, and the operators' view of interactions, transcripts and call
+//! recordings.
 //!
 //! These listen with everything else on the configured (loopback by default) address; put
 //! them behind the operators' proxy before exposing the port.
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use crate::bridge::InteractionId;
+use crate::bridge::{EventKind, InteractionId};
 use crate::chat::transcript;
 
 pub async fn healthz() -> &'static str {
@@ -96,4 +97,46 @@ pub async fn transcript(
         "json" => Json(json!({"interaction": record, "events": events})).into_response(),
         other => return Err(ApiError::BadJson(format!("unknown format {other:?}"))),
     })
+}
+
+/// `GET /admin/v1/interactions/{id}/recordings/{file}`: a call recording (two-channel WAV,
+/// customer left, agent right). Only a file the interaction's transcript lists is served, and
+/// only by a plain file name: anything that could name another path is refused first.
+pub async fn recording(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let plain = !file.starts_with('.')
+        && file.ends_with(".wav")
+        && file
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !plain || file.len() > 255 {
+        return Err(ApiError::BadRecordingName);
+    }
+    let id = InteractionId(id);
+    let events = state.store().events(&id, 0).await?;
+    let listed = events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Recording { file: f, .. } if *f == file));
+    let dir = state.config().sip.recording_dir.as_deref();
+    let (true, Some(dir)) = (listed, dir) else {
+        return Err(ApiError::RecordingNotFound);
+    };
+    let path = std::path::Path::new(dir).join(&file);
+    let opened = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::RecordingNotFound)?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(opened));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "audio/wav".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -92,6 +92,12 @@ pub enum ApiError {
     /// The inbound SMS webhook was called without the shared secret.
     #[error("missing or wrong shared secret")]
     BadSecret,
+    /// A recording's name that is not a plain `.wav` file name.
+    #[error("bad recording name")]
+    BadRecordingName,
+    /// No such recording for this interaction.
+    #[error("no such recording")]
+    RecordingNotFound,
     /// No route here.
     #[error("no such endpoint")]
     NoSuchEndpoint,
@@ -188,6 +194,8 @@ impl ApiError {
             ApiError::Store(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::SmsInboundDisabled => (S::NOT_FOUND, "sms_inbound_disabled"),
             ApiError::BadSecret => (S::UNAUTHORIZED, "bad_secret"),
+            ApiError::BadRecordingName => (S::BAD_REQUEST, "bad_recording_name"),
+            ApiError::RecordingNotFound => (S::NOT_FOUND, "recording_not_found"),
             ApiError::NoSuchEndpoint => (S::NOT_FOUND, "no_such_endpoint"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),

@@ -193,6 +193,10 @@ pub fn app(state: AppState) -> Router {
     let admin = Router::new()
         .route("/interactions", get(admin::interactions))
         .route("/interactions/{id}/transcript", get(admin::transcript))
+        .route(
+            "/interactions/{id}/recordings/{file}",
+            get(admin::recording),
+        )
         .layer(DefaultBodyLimit::max(json_limit));
 
     // The mobile operator's page and its chat API on the link's token.

@@ -61,6 +61,8 @@ pub enum AgentDevice {
     Browser,
     /// The SIP softphone registered under the agent's name.
     Softphone,
+    /// The agent's own mobile phone (`agents.mobile`), dialled through the service's trunk.
+    Mobile,
 }
 
 /// The life of one leg. A leg is live until it is `Released`.
@@ -211,6 +213,12 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A call was recorded: `file` is the WAV file's name in the recording directory
+    /// (customer left, agent right), fetched at `/admin/v1/interactions/{id}/recordings/{file}`.
+    Recording {
+        leg: LegId,
+        file: String,
+    },
     /// A digit the customer keyed on a call (`•` when the service masks them).
     Dtmf {
         leg: LegId,
@@ -262,6 +270,7 @@ impl EventKind {
             EventKind::FormData { .. } => "form_data",
             EventKind::Receipt { .. } => "receipt",
             EventKind::Leg { .. } => "leg",
+            EventKind::Recording { .. } => "recording",
             EventKind::Dtmf { .. } => "dtmf",
             EventKind::Signaling { .. } => "signaling",
             EventKind::TimeoutWarning { .. } => "timeout_warning",

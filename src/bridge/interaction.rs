@@ -132,6 +132,11 @@ pub enum Command {
         leg: LegId,
         digit: char,
     },
+    /// A leg driver reports the call on `leg` recorded into `file` (system).
+    LegRecorded {
+        leg: LegId,
+        file: String,
+    },
     /// A leg driver reports progress of a leg being set up (`ringing`) (system).
     LegProgress {
         leg: LegId,
@@ -815,6 +820,14 @@ impl Interaction {
                 let digit = if self.rules.mask_dtmf { '•' } else { digit };
                 Ok(done(self.emit(now, EventKind::Dtmf { leg, digit })))
             }
+            Command::LegRecorded { leg, file } => {
+                self.require_system(by)?;
+                match self.legs.get(&leg) {
+                    Some(l) if l.state.is_live() => {}
+                    _ => return Err(RuleError::UnknownLeg),
+                }
+                Ok(done(self.emit(now, EventKind::Recording { leg, file })))
+            }
             Command::LegProgress { leg, note } => {
                 self.require_system(by)?;
                 match self.legs.get(&leg).map(|l| l.state) {
@@ -1330,6 +1343,7 @@ impl Interaction {
             | EventKind::FormData { .. }
             | EventKind::Signaling { .. }
             | EventKind::Dtmf { .. }
+            | EventKind::Recording { .. }
             | EventKind::Queue { .. }
             | EventKind::InactivityTimeout => {}
         }

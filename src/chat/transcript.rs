@@ -91,6 +91,7 @@ pub fn line(event: &Event, customer: &str) -> Option<String> {
                 .replace("Video", "video")
         }
         EventKind::Dtmf { leg, digit } => format!("* call {leg}: the customer keyed {digit}"),
+        EventKind::Recording { leg, file } => format!("* call {leg} recorded: {file}"),
         EventKind::TimeoutWarning { remaining_s } => {
             format!("* inactivity warning: {remaining_s} s left")
         }

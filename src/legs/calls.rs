@@ -10,8 +10,10 @@
 //!
 //! When both ends are ready the media is joined: two peers are linked (audio and video forwarded
 //! between them); a peer and a SIP end are bridged (the peer's audio as plain RTP in the codec
-//! the SIP side chose, so the engine's recording and DTMF work unchanged). Then the voice leg is
-//! up.
+//! the SIP side chose, so the engine's recording and DTMF work unchanged); two SIP ends (the
+//! customer's phone and the agent's softphone or own mobile) are bridged to each other in the
+//! engine. Then the voice leg is up. A call of a service that records is recorded from then
+//! on, and the recording is reported to the interaction when the call ends.
 //!
 //! Video rides on the two peers of an app call: allowing it renegotiates both with a video
 //! section, and dropping it renegotiates it away. A peer has at most one offer outstanding; a
@@ -39,7 +41,7 @@ use crate::bridge::{
     Action, AgentDevice, AgentId, Command, InteractionId, LegId, LegKind, LegTarget, Party,
 };
 use crate::metrics::Metrics;
-use crate::sip::core::CallRef;
+use crate::sip::core::{AppLeg, CallRef};
 use crate::sip::driver::{IncomingCall, SipCallEvent};
 use crate::sip::sdp::Codec;
 use crate::sip::transaction::ServerTxId;
@@ -89,6 +91,13 @@ pub trait Phones: Send + Sync + 'static {
         interaction: &InteractionId,
         service: &str,
     ) -> impl Future<Output = Result<(CallRef, SocketAddr), String>> + Send;
+    /// Calls the agent's own mobile number through the service's trunk.
+    fn dial_mobile(
+        &self,
+        agent: &AgentId,
+        interaction: &InteractionId,
+        service: &str,
+    ) -> impl Future<Output = Result<(CallRef, SocketAddr), String>> + Send;
     /// Calls a customer's number through the service's trunk.
     fn dial_number(
         &self,
@@ -109,6 +118,22 @@ pub trait Phones: Send + Sync + 'static {
         code: u16,
         why: &str,
     ) -> impl Future<Output = ()> + Send;
+    /// Joins two answered calls to each other in the media engine.
+    fn bridge(
+        &self,
+        customer: CallRef,
+        agent: CallRef,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+    /// Records call `leg` of the interaction when its service records: `customer` on the
+    /// left, `agent` on the right. Returns the recording's file name.
+    fn record(
+        &self,
+        interaction: &InteractionId,
+        service: &str,
+        leg: LegId,
+        customer: AppLeg,
+        agent: AppLeg,
+    ) -> impl Future<Output = Option<String>> + Send;
 }
 
 /// What happens to peers on their own.
@@ -188,6 +213,11 @@ impl<Id: Copy> End<Id> {
 /// One call: its two ends and the interaction's legs it carries.
 struct Call<Id> {
     agent: AgentId,
+    /// Where the agent talks.
+    device: AgentDevice,
+    service: String,
+    /// The recording's file name, once recording.
+    recording: Option<String>,
     customer: End<Id>,
     staff: End<Id>,
     voice: Option<LegId>,
@@ -278,9 +308,12 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         for id in ids {
             self.end_call(&id, "gateway stopping").await;
         }
-        // Nobody is left to deliver the answers to the BYEs.
-        let releasing: Vec<_> = self.releasing.drain().map(|(_, r)| r).collect();
-        for (id, legs, reason) in releasing {
+        // Nobody is left to deliver the answers to the BYEs (both ends of a call may wait).
+        let mut releasing: HashMap<InteractionId, (Vec<LegId>, String)> = HashMap::new();
+        for (_, (id, legs, reason)) in self.releasing.drain() {
+            releasing.insert(id, (legs, reason));
+        }
+        for (id, (legs, reason)) in releasing {
             for leg in legs {
                 self.released(&id, leg, &reason).await;
             }
@@ -379,18 +412,23 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             SipCallEvent::Failed { .. } | SipCallEvent::Ended { .. }
         ) && let Some((id, legs, reason)) = self.releasing.remove(&call)
         {
-            // The BYE was answered (or timed out): now the call is gone.
-            for leg in legs {
-                self.released(&id, leg, &reason).await;
+            // The BYE was answered (or timed out): once the other end's is too, the call is
+            // gone.
+            if !self.releasing.values().any(|(other, ..)| *other == id) {
+                for leg in legs {
+                    self.released(&id, leg, &reason).await;
+                }
             }
             return;
         }
         let Some((id, side)) = self.by_sip_call.get(&call).cloned() else {
             return;
         };
-        let who = match side {
-            Side::Customer => "the customer's phone",
-            Side::Agent => "the agent's softphone",
+        let device = self.calls.get(&id).map(|c| c.device);
+        let who = match (side, device) {
+            (Side::Customer, _) => "the customer's phone",
+            (Side::Agent, Some(AgentDevice::Mobile)) => "the agent's mobile",
+            (Side::Agent, _) => "the agent's softphone",
         };
         match event {
             SipCallEvent::Progress { code, .. } => {
@@ -518,6 +556,11 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                 .dial_agent(&agent, &id, service)
                 .await
                 .map(|(call, media)| (sip_end(call, media), None)),
+            AgentDevice::Mobile => self
+                .phones
+                .dial_mobile(&agent, &id, service)
+                .await
+                .map(|(call, media)| (sip_end(call, media), None)),
         };
         let (staff, staff_offer) = match staff {
             Ok(end) => end,
@@ -528,14 +571,6 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                 return;
             }
         };
-        if matches!((&customer, &staff), (End::Sip { .. }, End::Sip { .. })) {
-            // Two SIP ends would be bridged in the engine directly; not offered yet.
-            self.close_end(customer).await;
-            self.close_end(staff).await;
-            self.released(&id, leg, "a phone call needs the agent's browser")
-                .await;
-            return;
-        }
         for (end, side) in [(&customer, Side::Customer), (&staff, Side::Agent)] {
             match end {
                 End::Peer(p) => {
@@ -548,6 +583,9 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         }
         let call = Call {
             agent,
+            device,
+            service: service.to_string(),
+            recording: None,
             customer,
             staff,
             voice: audio.then_some(leg),
@@ -687,13 +725,16 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                     let codec = codec.expect("a ready SIP end has its codec");
                     self.peers.bridge_rtp(p.id, *media, codec).await
                 }
-                (End::Sip { .. }, End::Sip { .. }) => Err("two SIP ends".to_string()),
+                (End::Sip { call: customer, .. }, End::Sip { call: agent, .. }) => {
+                    self.phones.bridge(*customer, *agent).await
+                }
             };
             if let Err(e) = joined {
                 tracing::warn!(interaction = %id, "cannot join the media: {e}");
                 self.end_call(id, "media path failed").await;
                 return;
             }
+            self.start_recording(id).await;
         }
         let call = self.calls.get_mut(id).expect("call");
         let mut up = Vec::new();
@@ -722,15 +763,46 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         }
     }
 
+    /// Records a joined voice call when its service records: the customer's side on the left,
+    /// the agent's on the right, whichever engine legs carry them.
+    async fn start_recording(&mut self, id: &InteractionId) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        let Some(leg) = call.voice else {
+            return;
+        };
+        let (customer, agent) = match (&call.customer, &call.staff) {
+            (End::Peer(_), End::Peer(_)) => return,
+            (End::Sip { call: sip, .. }, End::Peer(_)) => (AppLeg::Far(*sip), AppLeg::Local(*sip)),
+            (End::Peer(_), End::Sip { call: sip, .. }) => (AppLeg::Local(*sip), AppLeg::Far(*sip)),
+            (End::Sip { call: c, .. }, End::Sip { call: a, .. }) => {
+                (AppLeg::Far(*c), AppLeg::Far(*a))
+            }
+        };
+        let service = call.service.clone();
+        let file = self.phones.record(id, &service, leg, customer, agent).await;
+        if let Some(call) = self.calls.get_mut(id) {
+            call.recording = file;
+        }
+    }
+
     /// Releases both ends (a SIP end that already ended is no longer mapped and is left alone)
-    /// and reports every leg of the call released: at once, or, when an answered SIP end was
-    /// sent a BYE, once that BYE is answered or times out (the SIP core always reports one).
+    /// and reports every leg of the call released: at once, or, when answered SIP ends were
+    /// sent a BYE, once every BYE is answered or timed out (the SIP core always reports one).
+    /// A recording is reported first, so the call's end lists it.
     async fn end_call(&mut self, id: &InteractionId, reason: &str) {
         let Some(call) = self.calls.remove(id) else {
             return;
         };
+        if let (Some(leg), Some(file)) = (call.voice, call.recording.clone()) {
+            let command = Command::LegRecorded { leg, file };
+            if let Err(e) = self.interactions.command(id, Party::System, command).await {
+                tracing::debug!(interaction = %id, "recording not taken: {e}");
+            }
+        }
         let legs: Vec<LegId> = [call.voice, call.video].into_iter().flatten().collect();
-        let mut bye = None;
+        let mut byes = Vec::new();
         for end in [call.customer, call.staff] {
             match end {
                 End::Peer(p) => {
@@ -744,22 +816,21 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                         self.phones.hangup(sip).await;
                         // Answered: a BYE went out. Ringing: a CANCEL, not waited for.
                         if codec.is_some() {
-                            bye = Some(sip);
+                            byes.push(sip);
                         }
                     }
                 }
             }
         }
-        match bye {
-            Some(sip) => {
-                self.releasing
-                    .insert(sip, (id.clone(), legs, reason.to_string()));
+        if byes.is_empty() {
+            for leg in legs {
+                self.released(id, leg, reason).await;
             }
-            None => {
-                for leg in legs {
-                    self.released(id, leg, reason).await;
-                }
-            }
+            return;
+        }
+        for sip in byes {
+            let waiting = (id.clone(), legs.clone(), reason.to_string());
+            self.releasing.insert(sip, waiting);
         }
     }
 
@@ -817,6 +888,8 @@ mod tests {
         Hangup(u64),
         Accept(u64),
         Reject(u64, u16),
+        BridgeCalls(u64, u64),
+        Record(AppLeg, AppLeg),
     }
 
     #[derive(Clone, Default)]
@@ -883,6 +956,18 @@ mod tests {
                 .push(Op::Dial(agent.0.clone(), service.to_string()));
             Ok((CallRef(77), "127.0.0.1:30000".parse().unwrap()))
         }
+        async fn dial_mobile(
+            &self,
+            agent: &AgentId,
+            _interaction: &InteractionId,
+            service: &str,
+        ) -> Result<(CallRef, SocketAddr), String> {
+            self.ops
+                .lock()
+                .unwrap()
+                .push(Op::Dial(format!("mobile of {agent}"), service.to_string()));
+            Ok((CallRef(55), "127.0.0.1:30006".parse().unwrap()))
+        }
         async fn dial_number(
             &self,
             number: &str,
@@ -907,6 +992,26 @@ mod tests {
         }
         async fn reject_incoming(&self, incoming: ServerTxId, code: u16, _why: &str) {
             self.ops.lock().unwrap().push(Op::Reject(incoming.0, code));
+        }
+        async fn bridge(&self, customer: CallRef, agent: CallRef) -> Result<(), String> {
+            let op = Op::BridgeCalls(customer.0, agent.0);
+            self.ops.lock().unwrap().push(op);
+            Ok(())
+        }
+        /// Only the `claims` service records.
+        async fn record(
+            &self,
+            interaction: &InteractionId,
+            service: &str,
+            leg: LegId,
+            customer: AppLeg,
+            agent: AppLeg,
+        ) -> Option<String> {
+            if service != "claims" {
+                return None;
+            }
+            self.ops.lock().unwrap().push(Op::Record(customer, agent));
+            Some(format!("{interaction}-{}.wav", leg.0))
         }
     }
 
@@ -1235,7 +1340,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_busy_phone_is_reported_and_two_sip_ends_are_refused() {
+    async fn a_busy_phone_is_reported() {
         let mut r = rig();
         r.start_phone(1, AgentDevice::Browser).await;
         r.driver
@@ -1252,15 +1357,155 @@ mod tests {
             !r.ops().contains(&Op::Hangup(88)),
             "a failed call needs no BYE"
         );
+    }
 
+    fn answered(call: u64, codec: Codec) -> SipCallEvent {
+        SipCallEvent::Answered {
+            call: CallRef(call),
+            codec,
+        }
+    }
+
+    fn ended(call: u64, by_peer: bool) -> SipCallEvent {
+        SipCallEvent::Ended {
+            call: CallRef(call),
+            by_peer,
+        }
+    }
+
+    fn recorded(r: &Rig) -> Vec<(u32, String)> {
+        r.commands()
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::LegRecorded { leg, file } => Some((leg.0, file)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_phone_and_a_softphone_are_bridged_once_both_answer_and_recorded() {
         let mut r = rig();
         r.start_phone(1, AgentDevice::Softphone).await;
-        assert_eq!(
-            r.released(),
-            vec![(1, "a phone call needs the agent's browser".into())]
+        assert!(
+            r.ops()
+                .contains(&Op::Dial("+15550100".into(), "claims".into()))
         );
+        assert!(r.ops().contains(&Op::Dial("alice".into(), "claims".into())));
+        assert!(r.offers().is_empty(), "no WebRTC peer takes part");
+        r.driver.handle_sip(answered(77, Codec::Pcmu)).await;
+        assert!(r.ups().is_empty(), "the customer's phone still rings");
+        r.driver.handle_sip(answered(88, Codec::Pcma)).await;
+        assert!(r.ops().contains(&Op::BridgeCalls(88, 77)));
+        assert!(
+            r.ops().contains(&Op::Record(
+                AppLeg::Far(CallRef(88)),
+                AppLeg::Far(CallRef(77))
+            )),
+            "customer left, agent right"
+        );
+        assert_eq!(r.ups(), vec![1]);
+        assert!(!r.ops().iter().any(|o| matches!(o, Op::Create { .. })));
+
+        // The agent releases: both phones get a BYE, and the call is released once both
+        // BYEs are answered; the recording is reported before the end.
+        r.act(Action::ReleaseLeg { leg: LegId(1) }).await;
         assert!(r.ops().contains(&Op::Hangup(88)) && r.ops().contains(&Op::Hangup(77)));
+        assert_eq!(recorded(&r), vec![(1, "i-1-1.wav".into())]);
+        r.driver.handle_sip(ended(88, false)).await;
+        assert!(
+            r.released().is_empty(),
+            "the softphone's BYE is not answered yet"
+        );
+        r.driver.handle_sip(ended(77, false)).await;
+        assert_eq!(r.released(), vec![(1, "released".into())]);
         assert_eq!(r.driver.calls(), 0);
+        let last_two: Vec<_> = r.commands().into_iter().rev().take(2).collect();
+        assert!(
+            matches!(
+                last_two.as_slice(),
+                [Command::LegReleased { .. }, Command::LegRecorded { .. }]
+            ),
+            "{last_two:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn either_phone_hanging_up_ends_the_call_saying_who() {
+        for (gone, other, reason) in [
+            (88, 77, "the customer's phone hung up"),
+            (77, 88, "the agent's softphone hung up"),
+        ] {
+            let mut r = rig();
+            r.start_phone(1, AgentDevice::Softphone).await;
+            r.driver.handle_sip(answered(77, Codec::Pcmu)).await;
+            r.driver.handle_sip(answered(88, Codec::Pcmu)).await;
+            r.driver.handle_sip(ended(gone, true)).await;
+            assert!(r.ops().contains(&Op::Hangup(other)));
+            assert!(!r.ops().contains(&Op::Hangup(gone)), "nothing to hang up");
+            assert!(r.released().is_empty(), "the other BYE is not answered yet");
+            r.driver.handle_sip(ended(other, false)).await;
+            assert_eq!(r.released(), vec![(1, reason.into())]);
+            assert_eq!(r.driver.calls(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_agents_mobile_is_dialled_and_a_busy_one_ends_the_call() {
+        let mut r = rig();
+        r.start_phone(1, AgentDevice::Mobile).await;
+        assert!(
+            r.ops()
+                .contains(&Op::Dial("mobile of alice".into(), "claims".into()))
+        );
+        r.driver.handle_sip(answered(88, Codec::Pcmu)).await;
+        r.driver
+            .handle_sip(SipCallEvent::Failed {
+                call: CallRef(55),
+                code: 486,
+            })
+            .await;
+        assert!(r.ops().contains(&Op::Hangup(88)), "the customer gets a BYE");
+        assert!(!r.ops().iter().any(|o| matches!(o, Op::BridgeCalls(..))));
+        assert!(recorded(&r).is_empty(), "nothing was recorded");
+        r.driver.handle_sip(ended(88, false)).await;
+        assert_eq!(r.released(), vec![(1, "the agent's mobile is busy".into())]);
+
+        // An app call request the agent takes on the mobile: the app's peer is bridged to it.
+        let mut r = rig();
+        r.start_on(1, LegKind::Voice, AgentDevice::Mobile).await;
+        r.up_once_sip_answers(Party::Customer, "the mobile still rings", 55, Codec::Pcma)
+            .await;
+        assert!(
+            r.ops().contains(&Op::Record(
+                AppLeg::Local(CallRef(55)),
+                AppLeg::Far(CallRef(55))
+            )),
+            "the app's audio is on the local leg"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_ringing_agent_phone_is_cancelled_when_the_call_is_released() {
+        let mut r = rig();
+        r.start_phone(1, AgentDevice::Softphone).await;
+        r.driver.handle_sip(answered(88, Codec::Pcmu)).await;
+        r.act(Action::ReleaseLeg { leg: LegId(1) }).await;
+        assert!(r.ops().contains(&Op::Hangup(88)) && r.ops().contains(&Op::Hangup(77)));
+        assert!(
+            r.released().is_empty(),
+            "the customer's BYE is not answered yet"
+        );
+        // The CANCELled softphone's failure comes later and changes nothing.
+        r.driver
+            .handle_sip(SipCallEvent::Failed {
+                call: CallRef(77),
+                code: 487,
+            })
+            .await;
+        assert!(r.released().is_empty());
+        r.driver.handle_sip(ended(88, false)).await;
+        assert_eq!(r.released(), vec![(1, "released".into())]);
     }
 
     #[tokio::test]

@@ -22,10 +22,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::hub::{Hub, HubError};
-use crate::bridge::{Action, AgentId, Command, InteractionId, Party};
+use crate::bridge::{Action, AgentId, Command, InteractionId, LegId, Party};
 use crate::config::Config;
 use crate::rtc::{MediaSpec, PeerId, RtcEvent, RtcService};
-use crate::sip::core::{AppDial, CallRef, DialTarget};
+use crate::sip::core::{AppDial, AppLeg, CallRef, DialTarget};
 use crate::sip::driver::{SipCallEvent, SipControl};
 use crate::sip::peer::Peer;
 use crate::sip::sdp::Codec;
@@ -150,6 +150,20 @@ impl calls::Phones for SipPhones {
         .await
     }
 
+    async fn dial_mobile(
+        &self,
+        agent: &AgentId,
+        interaction: &InteractionId,
+        service: &str,
+    ) -> Result<(CallRef, SocketAddr), String> {
+        let mobile = self
+            .config
+            .agent(&agent.0)
+            .and_then(|a| a.mobile.clone())
+            .ok_or_else(|| format!("the agent {agent} has no mobile number"))?;
+        self.dial_number(&mobile, interaction, service).await
+    }
+
     async fn dial_number(
         &self,
         number: &str,
@@ -205,6 +219,41 @@ impl calls::Phones for SipPhones {
     async fn reject_incoming(&self, incoming: ServerTxId, code: u16, why: &str) {
         self.control.reject(incoming, code, why).await;
     }
+
+    async fn bridge(&self, customer: CallRef, agent: CallRef) -> Result<(), String> {
+        self.control
+            .bridge(customer, agent)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn record(
+        &self,
+        interaction: &InteractionId,
+        service: &str,
+        leg: LegId,
+        customer: AppLeg,
+        agent: AppLeg,
+    ) -> Option<String> {
+        let records = self.config.service(service).is_some_and(|s| s.recording);
+        if !records || self.config.sip.recording_dir.is_none() {
+            return None;
+        }
+        let name = recording_name(interaction, leg);
+        match self.control.record(customer, agent, name.clone()).await {
+            Ok(()) => Some(format!("{name}.wav")),
+            Err(e) => {
+                tracing::warn!(%interaction, %leg, "call not recorded: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// The stem of the recording of call `leg` of an interaction: its id and the call's number,
+/// reduced to characters safe in a file name.
+pub fn recording_name(interaction: &InteractionId, leg: LegId) -> String {
+    crate::media::recorder::file_stem(&format!("{}-{}", interaction.0, leg.0))
 }
 
 /// The headers every INVITE of an interaction carries: its id, its service, and the id again

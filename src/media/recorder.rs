@@ -353,7 +353,7 @@ impl std::fmt::Debug for Recording {
 /// The file stem for a call id: only `[A-Za-z0-9._-]`, everything else becomes `_`, no leading
 /// dot (no hidden files, no `..`), and bounded in length. A call id is remote input; it must not
 /// pick where the file goes.
-fn file_stem(call_id: &str) -> String {
+pub fn file_stem(call_id: &str) -> String {
     let mut stem: String = call_id
         .chars()
         .map(|c| match c {

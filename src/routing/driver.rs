@@ -438,6 +438,8 @@ struct Watched {
     offered_via: HashMap<AgentId, Via>,
     withdraw_reasons: HashMap<AgentId, WithdrawReason>,
     live_calls: HashMap<u32, bool>,
+    /// Recordings of calls, by leg: their link goes with the call's end.
+    recordings: HashMap<u32, String>,
     closing: bool,
 }
 
@@ -456,6 +458,7 @@ async fn watch(routing: Routing, handle: Handle) {
         offered_via: HashMap::new(),
         withdraw_reasons: HashMap::new(),
         live_calls: HashMap::new(),
+        recordings: HashMap::new(),
         closing: false,
     };
     // The history sets the scene; agents are only told what happens from now on.
@@ -670,12 +673,20 @@ fn project(
                 }
             }
             if let Some(agent) = &w.agent {
-                to_agent(
-                    agent,
-                    json!({"event": "call_state", "leg": leg.0, "kind": kind, "state": state,
-                           "reason": reason}),
-                );
+                let mut event = json!({"event": "call_state", "leg": leg.0, "kind": kind,
+                                       "state": state, "reason": reason});
+                if *state == LegState::Released
+                    && let Some(file) = w.recordings.remove(&leg.0)
+                {
+                    event["recording"] = json!(file);
+                    event["recording_url"] =
+                        json!(format!("/admin/v1/interactions/{}/recordings/{file}", w.id));
+                }
+                to_agent(agent, event);
             }
+        }
+        EventKind::Recording { leg, file } => {
+            w.recordings.insert(leg.0, file.clone());
         }
         // The gateway's offers to the agent's own WebRTC leg.
         EventKind::Signaling {

@@ -24,7 +24,9 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::core::{AppDial, CallRef, CoreConfig, CoreEvent, DialError, MediaCommand, SipCore};
+use super::core::{
+    AppDial, AppLeg, CallRef, CoreConfig, CoreEvent, DialError, MediaCommand, SipCore,
+};
 use super::dialog::DialogId;
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
 use super::registrar::Registrar;
@@ -110,6 +112,17 @@ enum Control {
         code: u16,
         why: String,
     },
+    Bridge {
+        customer: CallRef,
+        agent: CallRef,
+        reply: oneshot::Sender<Result<(), DialError>>,
+    },
+    Record {
+        customer: AppLeg,
+        agent: AppLeg,
+        name: String,
+        reply: oneshot::Sender<Result<(), DialError>>,
+    },
 }
 
 /// An INVITE that names an interaction, waiting for [`SipControl::accept`] or
@@ -189,6 +202,46 @@ impl SipControl {
                 why,
             })
             .await;
+    }
+}
+
+impl SipControl {
+    /// Joins two answered application calls to each other (see
+    /// [`SipCore::bridge_app_calls`]); each still ends on its own.
+    pub async fn bridge(&self, customer: CallRef, agent: CallRef) -> Result<(), DialError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Control::Bridge {
+            customer,
+            agent,
+            reply,
+        };
+        self.tx
+            .send(request)
+            .await
+            .map_err(|_| DialError::NotSent)?;
+        answer.await.map_err(|_| DialError::NotSent)?
+    }
+
+    /// Records answered calls into `sip.recording_dir` as `<name>.wav` (see
+    /// [`SipCore::record_app_calls`]); without a recording directory nothing is written.
+    pub async fn record(
+        &self,
+        customer: AppLeg,
+        agent: AppLeg,
+        name: String,
+    ) -> Result<(), DialError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Control::Record {
+            customer,
+            agent,
+            name,
+            reply,
+        };
+        self.tx
+            .send(request)
+            .await
+            .map_err(|_| DialError::NotSent)?;
+        answer.await.map_err(|_| DialError::NotSent)?
     }
 }
 
@@ -433,6 +486,21 @@ impl CoreLoop {
                 code,
                 why,
             } => self.core.reject_incoming(now, incoming, code, &why),
+            Control::Bridge {
+                customer,
+                agent,
+                reply,
+            } => {
+                let _ = reply.send(self.core.bridge_app_calls(customer, agent));
+            }
+            Control::Record {
+                customer,
+                agent,
+                name,
+                reply,
+            } => {
+                let _ = reply.send(self.core.record_app_calls(customer, agent, &name));
+            }
         }
     }
 

@@ -8,6 +8,11 @@
 //! latching work for these calls exactly as for SIP-to-SIP bridges. The local endpoint sends
 //! the codec the answer negotiated ([`SipCore::app_call_codec`]), so nothing is transcoded.
 //! A call still unanswered after `sip.agent_answer_timeout_s` is cancelled.
+//!
+//! Two answered application calls (the customer's phone and the agent's softphone or mobile)
+//! can instead be joined to each other ([`SipCore::bridge_app_calls`]): their SIP legs are
+//! bridged directly, transcoding G.711 when the two answered different laws, and their local
+//! legs are closed at once, since no local endpoint will ever use them.
 
 use rsipstack::sip::{Header, Uri};
 use std::time::Instant;
@@ -52,6 +57,18 @@ pub enum DialError {
     NoPorts,
     #[error("the INVITE could not be sent")]
     NotSent,
+    /// A call to bridge or record is unknown, not answered yet, or already bridged.
+    #[error("the call is not answered")]
+    NotAnswered,
+}
+
+/// One of the two engine legs of an application call, for [`SipCore::record_app_calls`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppLeg {
+    /// The SIP leg: what the far end sends.
+    Far(CallRef),
+    /// The local leg: what the local endpoint (a WebRTC peer) sends.
+    Local(CallRef),
 }
 
 /// A placed application call: its reference, and the local RTP port its audio is bridged to.
@@ -63,8 +80,11 @@ pub struct AppCall {
 
 #[derive(Debug)]
 pub(super) struct AppCallState {
-    local_port: u16,
+    /// `None` once the call is bridged to another application call.
+    local_port: Option<u16>,
     dialog: Option<DialogId>,
+    /// Once answered: the SIP leg's port, codec and telephone-event payload type.
+    answer: Option<(u16, Codec, Option<u8>)>,
 }
 
 impl SipCore {
@@ -127,8 +147,9 @@ impl SipCore {
         self.app_calls.insert(
             call,
             AppCallState {
-                local_port,
+                local_port: Some(local_port),
                 dialog: None,
+                answer: None,
             },
         );
         Ok(AppCall { call, local_port })
@@ -185,15 +206,18 @@ impl SipCore {
                 };
                 state.dialog = Some(dialog.clone());
                 self.app_call_by_dialog.insert(dialog.clone(), *call);
-                let local_port = state.local_port;
+                let Some(local_port) = state.local_port else {
+                    return;
+                };
                 let Some(sip_port) = self.calls.get(dialog).map(|c| c.media.rtp_port) else {
                     return;
                 };
-                let telephone_event = self
-                    .outgoing
-                    .get(call)
-                    .and_then(|o| o.negotiated.as_ref())
-                    .and_then(|n| n.telephone_event_pt);
+                let negotiated = self.outgoing.get(call).and_then(|o| o.negotiated.as_ref());
+                let telephone_event = negotiated.and_then(|n| n.telephone_event_pt);
+                let codec = negotiated.map_or(Codec::Pcmu, |n| n.codec);
+                if let Some(state) = self.app_calls.get_mut(call) {
+                    state.answer = Some((sip_port, codec, telephone_event));
+                }
                 self.media.push_back(MediaCommand::Bridge {
                     a: local_port,
                     b: sip_port,
@@ -220,11 +244,88 @@ impl SipCore {
             if let Some(dialog) = &state.dialog {
                 self.app_call_by_dialog.remove(dialog);
             }
-            self.media.push_back(MediaCommand::Close {
-                port: state.local_port,
-            });
-            self.ports.release(state.local_port);
+            if let Some(port) = state.local_port {
+                self.media.push_back(MediaCommand::Close { port });
+                self.ports.release(port);
+            }
         }
+    }
+
+    /// Joins two answered application calls to each other in the media engine: what the
+    /// customer's far end sends goes to the agent's and back, transcoded when they answered
+    /// different G.711 laws, telephone-events mapped between their payload types. Only the
+    /// customer's digits are reported. The local legs are closed and their ports freed; each
+    /// call still ends on its own (a BYE on one is for the application to act on).
+    pub fn bridge_app_calls(&mut self, customer: CallRef, agent: CallRef) -> Result<(), DialError> {
+        let answered = |call| {
+            self.app_calls
+                .get(&call)
+                .filter(|s| s.local_port.is_some())
+                .and_then(|s| s.answer)
+        };
+        let (Some(c), Some(a)) = (answered(customer), answered(agent)) else {
+            return Err(DialError::NotAnswered);
+        };
+        if customer == agent {
+            return Err(DialError::NotAnswered);
+        }
+        for call in [customer, agent] {
+            let port = self
+                .app_calls
+                .get_mut(&call)
+                .and_then(|s| s.local_port.take());
+            if let Some(port) = port {
+                // Closing it also stops the SIP leg forwarding to it.
+                self.media.push_back(MediaCommand::Close { port });
+                self.ports.release(port);
+            }
+        }
+        let (customer_port, customer_codec, customer_te) = c;
+        let (agent_port, agent_codec, agent_te) = a;
+        let transcode = (customer_codec != agent_codec).then_some((customer_codec, agent_codec));
+        self.media.push_back(MediaCommand::Bridge {
+            a: customer_port,
+            b: agent_port,
+            transcode,
+            telephone_event: (customer_te, agent_te),
+        });
+        self.media.push_back(MediaCommand::DetectDtmf {
+            port: agent_port,
+            payload_type: None,
+        });
+        tracing::info!(?customer, ?agent, ?transcode, "application calls bridged");
+        Ok(())
+    }
+
+    /// Records an answered call as a two-channel WAV file named after `name` (see
+    /// [`MediaCommand::Record`]): what `customer` receives on the left, `agent` on the right.
+    pub fn record_app_calls(
+        &mut self,
+        customer: AppLeg,
+        agent: AppLeg,
+        name: &str,
+    ) -> Result<(), DialError> {
+        let port = |leg| {
+            let (call, local) = match leg {
+                AppLeg::Far(call) => (call, false),
+                AppLeg::Local(call) => (call, true),
+            };
+            let state = self.app_calls.get(&call)?;
+            if local {
+                state.local_port.filter(|_| state.answer.is_some())
+            } else {
+                state.answer.map(|(port, ..)| port)
+            }
+        };
+        let (Some(customer), Some(agent)) = (port(customer), port(agent)) else {
+            return Err(DialError::NotAnswered);
+        };
+        self.media.push_back(MediaCommand::Record {
+            customer,
+            agent,
+            call_id: name.to_string(),
+        });
+        Ok(())
     }
 }
 
@@ -285,8 +386,9 @@ impl SipCore {
         self.app_calls.insert(
             call,
             AppCallState {
-                local_port,
+                local_port: Some(local_port),
                 dialog: Some(dialog.id.clone()),
+                answer: Some((sip_port, codec, dtmf_pt)),
             },
         );
         self.app_call_by_dialog.insert(dialog.id.clone(), call);

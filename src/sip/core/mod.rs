@@ -28,7 +28,7 @@ use super::wire::{Incoming, Meta};
 use crate::config::{Config, TrunkConfig};
 use crate::media::ports::PortPool;
 
-pub use app_calls::{AppCall, AppDial, DialError, DialTarget};
+pub use app_calls::{AppCall, AppDial, AppLeg, DialError, DialTarget};
 
 /// Methods we implement; `Allow` lists them (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
@@ -1291,6 +1291,9 @@ mod tests;
 
 #[cfg(test)]
 mod tests_b2bua;
+
+#[cfg(test)]
+mod tests_app_bridge;
 
 mod app_calls;
 mod b2bua;

@@ -9,21 +9,21 @@ use crate::config::{RegistrarConfig, SipAccount};
 use crate::sip::digest::{self, Algorithm, QopAuth};
 use crate::sip::wire::parse_datagram;
 
-const TRUNK: &str = "127.0.0.1:5070";
-const AGENT: &str = "127.0.0.1:5090";
+pub(super) const TRUNK: &str = "127.0.0.1:5070";
+pub(super) const AGENT: &str = "127.0.0.1:5090";
 const OFFER: &str = "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
     m=audio 7000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
 const AGENT_ANSWER_PCMU: &str = "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
     m=audio 9000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
-struct World {
-    core: SipCore,
-    now: Instant,
+pub(super) struct World {
+    pub(super) core: SipCore,
+    pub(super) now: Instant,
     /// Messages the core sent, not yet read, with their destination.
     outbox: Vec<(String, String)>,
 }
 
-fn header<'a>(message: &'a str, name: &str) -> &'a str {
+pub(super) fn header<'a>(message: &'a str, name: &str) -> &'a str {
     message
         .lines()
         .find(|l| l.starts_with(name))
@@ -35,7 +35,7 @@ fn status(message: &str) -> u16 {
 }
 
 impl World {
-    fn new(config_change: impl FnOnce(&mut CoreConfig)) -> World {
+    pub(super) fn new(config_change: impl FnOnce(&mut CoreConfig)) -> World {
         let now = Instant::now();
         let mut config = CoreConfig {
             timers: TimerConfig::default(),
@@ -71,14 +71,14 @@ impl World {
         }
     }
 
-    fn send(&mut self, from: &str, text: &str) {
+    pub(super) fn send(&mut self, from: &str, text: &str) {
         let message = parse_datagram(text.as_bytes()).expect("test message parses");
         self.core
             .handle_message(self.now, message, Peer::udp(from.parse().unwrap()));
         self.collect();
     }
 
-    fn collect(&mut self) {
+    pub(super) fn collect(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
             let text = String::from_utf8(t.payload.to_vec()).unwrap();
             self.outbox.push((t.to.addr.to_string(), text));
@@ -86,7 +86,7 @@ impl World {
     }
 
     /// What the core sent to `to`, in order.
-    fn take(&mut self, to: &str) -> Vec<String> {
+    pub(super) fn take(&mut self, to: &str) -> Vec<String> {
         let (mine, rest): (Vec<_>, Vec<_>) =
             self.outbox.drain(..).partition(|(addr, _)| addr == to);
         self.outbox = rest;
@@ -106,7 +106,7 @@ impl World {
         self.now = end;
     }
 
-    fn media(&mut self) -> Vec<MediaCommand> {
+    pub(super) fn media(&mut self) -> Vec<MediaCommand> {
         std::iter::from_fn(|| self.core.poll_media()).collect()
     }
 
@@ -165,7 +165,7 @@ impl World {
     }
 
     /// The agent's softphone answers the INVITE it got with `code` (and SDP on 2xx).
-    fn agent_answers(&mut self, invite: &str, code: u16, reason: &str) {
+    pub(super) fn agent_answers(&mut self, invite: &str, code: u16, reason: &str) {
         let copy = ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
             .iter()
             .map(|h| {
@@ -500,7 +500,7 @@ fn a_register_over_tcp_is_answered_on_its_connection() {
     assert!(String::from_utf8_lossy(&sent[0].payload).starts_with("SIP/2.0 401"));
 }
 
-fn events(world: &mut World) -> Vec<CoreEvent> {
+pub(super) fn events(world: &mut World) -> Vec<CoreEvent> {
     std::iter::from_fn(|| world.core.poll_event()).collect()
 }
 
@@ -514,7 +514,7 @@ fn dial_alice(world: &mut World) -> AppCall {
 }
 
 /// alice registers and is dialled; the call and the INVITE her softphone got.
-fn ring_alice(world: &mut World) -> (AppCall, String) {
+pub(super) fn ring_alice(world: &mut World) -> (AppCall, String) {
     world.register_agent();
     let placed = dial_alice(world);
     world.collect();
