@@ -809,15 +809,13 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                     self.by_peer.remove(&p.id);
                     self.peers.close(p.id).await;
                 }
-                End::Sip {
-                    call: sip, codec, ..
-                } => {
+                End::Sip { call: sip, .. } => {
                     if self.by_sip_call.remove(&sip).is_some() {
+                        // Answered: a BYE went out, and the call is gone once it is answered.
+                        // Ringing: a CANCEL, and the call is gone with the INVITE's final
+                        // answer (487, or a 2xx that crossed the CANCEL and was hung up).
                         self.phones.hangup(sip).await;
-                        // Answered: a BYE went out. Ringing: a CANCEL, not waited for.
-                        if codec.is_some() {
-                            byes.push(sip);
-                        }
+                        byes.push(sip);
                     }
                 }
             }
@@ -1565,6 +1563,16 @@ mod tests {
         r.act(Action::ReleaseLeg { leg: LegId(1) }).await;
         assert!(r.ops().contains(&Op::Hangup(77)));
         assert!(r.ops().contains(&Op::Close(1)));
+        assert!(
+            r.released().is_empty(),
+            "the CANCELled INVITE has no final answer yet"
+        );
+        r.driver
+            .handle_sip(SipCallEvent::Failed {
+                call: CallRef(77),
+                code: 487,
+            })
+            .await;
         assert_eq!(r.released(), vec![(1, "released".into())]);
     }
 

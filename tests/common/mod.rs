@@ -59,8 +59,9 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        // Disjoint from SIPp's signalling (21000–29999) and media (50000–63999) ports.
-        let rtp = 30000 + (port % 1000) * 20;
+        // Disjoint from SIPp's signalling (21000–29999) and media (50000–63999) ports, and
+        // below Linux's ephemeral range (32768–60999), where the tests' own clients bind.
+        let rtp = 1100 + (port % 990) * 20;
         let data = dir.path().display();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let rtc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();

@@ -85,6 +85,8 @@ pub(super) struct AppCallState {
     dialog: Option<DialogId>,
     /// Once answered: the SIP leg's port, codec and telephone-event payload type.
     answer: Option<(u16, Codec, Option<u8>)>,
+    /// Hung up while ringing: a 2xx that crosses our CANCEL is answered with a BYE.
+    cancelled: bool,
 }
 
 impl SipCore {
@@ -150,6 +152,7 @@ impl SipCore {
                 local_port: Some(local_port),
                 dialog: None,
                 answer: None,
+                cancelled: false,
             },
         );
         Ok(AppCall { call, local_port })
@@ -158,18 +161,41 @@ impl SipCore {
     /// Ends an application call: BYE once answered, CANCEL before. Its end arrives as
     /// [`CoreEvent::Ended`] or [`CoreEvent::Failed`].
     pub fn hangup_app_call(&mut self, now: Instant, call: CallRef) {
-        let Some(state) = self.app_calls.get(&call) else {
+        let Some(state) = self.app_calls.get_mut(&call) else {
             return;
         };
         match state.dialog.clone() {
             Some(dialog) => self.hangup(now, &dialog),
             None => {
+                state.cancelled = true;
                 if let Some(tx) = self.outgoing.get(&call).map(|o| o.tx) {
                     let _ = self.tx.cancel(now, tx);
                 }
             }
         }
         self.drain_transactions(now);
+    }
+
+    /// A 2xx for an application call we already cancelled: the CANCEL crossed it (RFC 3261
+    /// §9.1), so the call is up at the far end. It is ended with a BYE at once and never
+    /// reported answered; its [`CoreEvent::Ended`] follows once the BYE is answered.
+    pub(super) fn answered_after_cancel(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        dialog: &DialogId,
+    ) -> bool {
+        let Some(state) = self.app_calls.get_mut(&call) else {
+            return false;
+        };
+        if !state.cancelled {
+            return false;
+        }
+        tracing::info!(?call, "answered after our CANCEL; hanging up");
+        state.dialog = Some(dialog.clone());
+        self.app_call_by_dialog.insert(dialog.clone(), call);
+        self.hangup(now, dialog);
+        true
     }
 
     /// The ring timer of an application call fired: cancel it if still unanswered.
@@ -389,6 +415,7 @@ impl SipCore {
                 local_port: Some(local_port),
                 dialog: Some(dialog.id.clone()),
                 answer: Some((sip_port, codec, dtmf_pt)),
+                cancelled: false,
             },
         );
         self.app_call_by_dialog.insert(dialog.id.clone(), call);

@@ -180,6 +180,11 @@ impl SipCore {
                 return self.events.push_back(event);
             }
         };
+        if let CoreEvent::Answered { dialog, .. } = &event
+            && self.answered_after_cancel(now, call, dialog)
+        {
+            return;
+        }
         if !self.bridges.contains_key(&call) {
             return self.events.push_back(event);
         }

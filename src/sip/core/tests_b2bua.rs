@@ -622,6 +622,45 @@ fn an_application_call_hung_up_while_ringing_is_cancelled() {
 }
 
 #[test]
+fn a_2xx_that_crosses_our_cancel_is_hung_up_and_never_reported_answered() {
+    let mut world = World::new(|_| {});
+    let (placed, invite) = ring_alice(&mut world);
+    world.agent_answers(&invite, 180, "Ringing");
+    events(&mut world);
+    let cancel = hang_up(&mut world, &placed);
+    assert!(cancel.starts_with("CANCEL "), "{cancel}");
+    // The softphone answered before the CANCEL reached it: the CANCEL gets 481, the INVITE 200.
+    world.agent_answers(&invite, 200, "OK");
+    world.agent_answers(&cancel, 481, "Call/Transaction Does Not Exist");
+    assert_eq!(
+        events(&mut world),
+        vec![],
+        "a call we gave up is not reported answered"
+    );
+    let sent = world.take(AGENT);
+    assert!(sent.iter().any(|m| m.starts_with("ACK ")), "{sent:?}");
+    let bye = sent
+        .iter()
+        .find(|m| m.starts_with("BYE "))
+        .expect("the answered call is ended at once")
+        .clone();
+    assert!(
+        !world
+            .media()
+            .iter()
+            .any(|m| matches!(m, MediaCommand::Bridge { .. })),
+        "nothing is bridged to a call being ended"
+    );
+    world.agent_answers(&bye, 200, "OK");
+    assert!(matches!(
+        events(&mut world).as_slice(),
+        [CoreEvent::Ended { by_peer: false, .. }]
+    ));
+    assert_eq!(world.core.ports.in_use(), 0);
+    assert_eq!(world.core.app_calls(), 0);
+}
+
+#[test]
 fn an_application_call_to_an_unregistered_user_is_refused_at_once() {
     let mut world = World::new(|_| {});
     let dial = AppDial {
