@@ -39,6 +39,17 @@ pub struct Metrics {
     pub webrtc_dropped: Family<Vec<(String, String)>, Gauge>,
     /// Calls from the app in progress (a customer peer and its agent side).
     pub app_calls: Gauge,
+    /// RTP/RTCP ports taken from the SIP side's pool.
+    pub rtp_ports: Gauge,
+    /// SIP calls without a dialog yet, by kind (`invites` received, `outgoing` placed,
+    /// `bridges` waiting for a softphone).
+    pub sip_pending: Family<Vec<(String, String)>, Gauge>,
+    /// Calls the SIP core placed or accepted for the application.
+    pub sip_app_calls: Gauge,
+    /// Tasks alive on the gateway's tokio runtime (sampled when `/metrics` is read).
+    pub tasks: Gauge,
+    /// Open agent desktop sockets (tabs).
+    pub agent_sockets: Gauge,
 }
 
 impl Default for Metrics {
@@ -60,6 +71,32 @@ impl Default for Metrics {
         let webrtc_packets = Family::default();
         let webrtc_dropped = Family::default();
         let app_calls = Gauge::default();
+        let rtp_ports = Gauge::default();
+        let sip_pending = Family::default();
+        let sip_app_calls = Gauge::default();
+        let tasks = Gauge::default();
+        let agent_sockets = Gauge::default();
+        registry.register(
+            "agent_sockets",
+            "Open agent desktop sockets",
+            agent_sockets.clone(),
+        );
+        registry.register(
+            "rtp_ports",
+            "RTP/RTCP ports taken from the pool",
+            rtp_ports.clone(),
+        );
+        registry.register(
+            "sip_pending",
+            "SIP calls without a dialog yet, by kind",
+            sip_pending.clone(),
+        );
+        registry.register(
+            "sip_app_calls",
+            "Calls the SIP core placed or accepted for the application",
+            sip_app_calls.clone(),
+        );
+        registry.register("tasks", "Tasks alive on the tokio runtime", tasks.clone());
         registry.register("webrtc_peers", "Open WebRTC peers", webrtc_peers.clone());
         registry.register(
             "webrtc_panics",
@@ -134,6 +171,11 @@ impl Default for Metrics {
             webrtc_packets,
             webrtc_dropped,
             app_calls,
+            rtp_ports,
+            sip_pending,
+            sip_app_calls,
+            tasks,
+            agent_sockets,
         }
     }
 }
@@ -171,6 +213,27 @@ impl Metrics {
             .get_or_create(&label("outcome", "answered"))
             .set(rejected as i64);
         self.media_legs.set(legs as i64);
+    }
+
+    /// Publishes what the SIP core holds besides dialogs (called with [`Metrics::set_sip`]).
+    pub fn set_sip_held(&self, held: &crate::sip::core::CoreHeld) {
+        let label = |v: &str| vec![("kind".to_string(), v.to_string())];
+        self.rtp_ports.set(held.rtp_ports as i64);
+        for (kind, n) in [
+            ("invites", held.pending_invites),
+            ("outgoing", held.outgoing),
+            ("bridges", held.bridges),
+        ] {
+            self.sip_pending.get_or_create(&label(kind)).set(n as i64);
+        }
+        self.sip_app_calls.set(held.app_calls as i64);
+    }
+
+    /// Samples the tokio runtime this is called on (from the `/metrics` handler).
+    pub fn sample_runtime(&self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.tasks.set(runtime.metrics().num_alive_tasks() as i64);
+        }
     }
 
     /// Publishes the WebRTC service's counters (called about once a second).

@@ -17,231 +17,14 @@
 //! results, never on time.
 
 mod common;
-#[path = "common/agent_desk.rs"]
-mod desk;
-#[path = "common/webrtc.rs"]
-mod webrtc_client;
+#[path = "common/trunk_call.rs"]
+mod trunk;
 
-use std::path::Path;
-use std::time::Duration;
-
-use desk::{Customer, Desk, EVENT_TIMEOUT};
-use serde_json::{Value, json};
-use tandem::routing::password;
-use webrtc_client::{AudioCodec, ClientOptions, WebRtcClient};
-
-/// The chat's phone number, which SIPp checks in the request URI.
-const NUMBER: &str = "+15550123";
-/// Echoed audio packets the agent must receive per call: three seconds at 50 packets a second.
-const ECHOED: u64 = 150;
-/// What the agent must hear before the phone that hangs up by itself does so (it echoes for
-/// eight seconds from its answer; the agent's peer connects meanwhile): one second's worth.
-const ECHOED_BEFORE_HANGUP: u64 = 50;
-
-/// The gateway's config: the `claims` service dials through the trunk `carrier`, whose next
-/// hop is the phone (SIPp) on `phone_port`, as caller id +15550100.
-fn config(phone_port: u16) -> String {
-    let hash = password::hash("desk");
-    format!(
-        r#"
-[[sip.trunks]]
-name = "carrier"
-addresses = ["127.0.0.1:{phone_port}"]
-
-[[services]]
-name = "claims"
-entries = ["claims-app"]
-department = "claims"
-routing = "ring_all"
-trunk = "carrier"
-caller_id = "+15550100"
-
-[[agents]]
-name = "alice"
-display_name = "Alice"
-password_hash = "{hash}"
-departments = ["claims"]
-"#
-    )
-}
-
-/// The gateway with its trunk pointing at a free port, the agent logged in and the customer's
-/// chat accepted by her.
-struct Rig {
-    gateway: common::Gateway,
-    phone_port: u16,
-    http: reqwest::Client,
-    desk: Desk,
-    customer: Customer,
-}
-
-impl Rig {
-    async fn start() -> Rig {
-        let phone_port = common::free_port();
-        let gateway = common::Gateway::start(&config(phone_port));
-        let http = reqwest::Client::new();
-        let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
-        let mut customer =
-            Customer::open(&http, gateway.http, "claims-app", "click-to-call", NUMBER).await;
-        desk.accept(&mut customer).await;
-        Rig {
-            gateway,
-            phone_port,
-            http,
-            desk,
-            customer,
-        }
-    }
-
-    /// Starts SIPp as the customer's phone on the trunk's address with `scenario`, for `calls`
-    /// calls; the log actions go to `log`.
-    fn phone(
-        &self,
-        scenario: &str,
-        calls: u32,
-        log: &Path,
-    ) -> tokio::task::JoinHandle<common::SippStats> {
-        let scenario = common::scenario(scenario);
-        let calls = calls.to_string();
-        let phone = common::sipp_spawn_on(
-            self.phone_port,
-            self.gateway.sip,
-            &[
-                "-sf",
-                scenario.to_str().unwrap(),
-                "-rtp_echo",
-                "-m",
-                &calls,
-                "-trace_logs",
-                "-log_file",
-                log.to_str().unwrap(),
-            ],
-        );
-        tokio::task::spawn_blocking(move || phone.wait())
-    }
-
-    fn chat(&self) -> String {
-        self.customer.chat.clone()
-    }
-
-    /// `call_customer` on the chat's number; its answer.
-    async fn call_customer(&mut self) -> Value {
-        let chat = self.chat();
-        self.desk
-            .command(json!({"command": "call_customer", "chat_id": chat}))
-            .await
-    }
-
-    /// Answers the gateway's offer for the agent's browser with a new client sending `codec`,
-    /// and waits until the client is connected and sending.
-    async fn answer_on_browser(&mut self, codec: AudioCodec) -> WebRtcClient {
-        let chat = self.chat();
-        let offer = self
-            .desk
-            .until(|v| {
-                v["event"] == "webrtc_signaling"
-                    && v["chat_id"] == chat.as_str()
-                    && v["data"]["type"] == "OFFER_CALL"
-            })
-            .await;
-        assert_eq!(offer["data"]["offerVideo"], false, "{offer}");
-        let client = WebRtcClient::new(ClientOptions {
-            audio_codec: codec,
-            video: false,
-        })
-        .await;
-        let sdp = client.answer(offer["data"]["sdp"].as_str().unwrap()).await;
-        let answered = self
-            .desk
-            .command(json!({"command": "webrtc_signaling", "chat_id": chat,
-                            "data": {"type": "ANSWER_CALL", "sdp": sdp}}))
-            .await;
-        assert_eq!(
-            answered["event"],
-            "ack",
-            "{answered}\nagent saw: {:#?}\ngateway log:\n{}",
-            self.desk.log,
-            self.gateway.log_text()
-        );
-        assert!(
-            client.wait_connected(EVENT_TIMEOUT).await,
-            "the agent's peer connects\n{}",
-            self.gateway.log_text()
-        );
-        client.start_sending_audio().await;
-        client
-    }
-
-    /// Places a call the phone answers: the agent's browser connects, the call is up, and the
-    /// agent hears more than `echoed` packets of her own audio back from the phone's echo.
-    async fn call_and_talk(&mut self, codec: AudioCodec, echoed: u64) -> WebRtcClient {
-        let called = self.call_customer().await;
-        assert_eq!(called["event"], "ack", "call_customer: {called}");
-        let client = self.answer_on_browser(codec).await;
-        let chat = self.chat();
-        self.desk.call_state(&chat, "up").await;
-        let heard = audio_received(&client, echoed).await;
-        assert!(
-            heard,
-            "the agent got {} audio packets back (sent {})\ngateway log:\n{}",
-            client.audio_packets_received(),
-            client.audio_packets_sent(),
-            self.gateway.log_text()
-        );
-        client
-    }
-
-    /// Waits (bounded) until the gateway holds no SIP call, media leg, WebRTC peer or call.
-    fn nothing_left(&self) {
-        tokio::task::block_in_place(|| {
-            for line in [
-                "tandem_sip_calls 0",
-                "tandem_media_legs 0",
-                "tandem_webrtc_peers 0",
-                "tandem_app_calls 0",
-            ] {
-                self.gateway.wait_for_metric(line);
-            }
-        });
-    }
-}
-
-/// Waits (bounded) until `client` has received more than `count` audio packets.
-async fn audio_received(client: &WebRtcClient, count: u64) -> bool {
-    for _ in 0..300 {
-        if client.audio_packets_received() > count {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
-/// SIPp's result, within its own timeout.
-async fn phone_result(phone: tokio::task::JoinHandle<common::SippStats>) -> common::SippStats {
-    tokio::time::timeout(Duration::from_secs(90), phone)
-        .await
-        .expect("SIPp ends within its own timeout")
-        .unwrap()
-}
-
-/// The lines SIPp's log actions wrote for the INVITEs: one per call, naming `chat`.
-fn invites_logged(log: &Path, chat: &str) -> usize {
-    let logged = std::fs::read_to_string(log).unwrap_or_default();
-    let expected = format!(
-        "X-Interaction-Id={chat} User-to-User={}",
-        hex::encode(chat.as_bytes())
-    );
-    let invites: Vec<&str> = logged
-        .lines()
-        .filter(|l| l.contains("X-Interaction-Id="))
-        .collect();
-    assert!(
-        invites.iter().all(|l| l.ends_with(&expected)),
-        "every INVITE names chat {chat}: {logged:?}"
-    );
-    invites.len()
-}
+use serde_json::json;
+use trunk::webrtc::AudioCodec;
+use trunk::{
+    ECHOED, ECHOED_BEFORE_HANGUP, NUMBER, Rig, audio_received, invites_logged, phone_result,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_calls_the_customer_three_times_in_one_chat() {
@@ -357,6 +140,7 @@ async fn a_busy_phone_and_a_phone_nobody_answers_are_reported_to_the_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_customer_hangs_up_and_the_chat_goes_on() {
     let mut rig = Rig::start().await;
+    let idle = rig.idle();
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("phone.log");
     let phone = rig.phone("phone_hangs_up.xml", 1, &log);
@@ -393,7 +177,7 @@ async fn the_customer_hangs_up_and_the_chat_goes_on() {
     rig.customer
         .until(|v| v["event"] == "chat_session_message" && v["msg"] == "no problem")
         .await;
-    rig.nothing_left();
+    rig.idle_again(&idle);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

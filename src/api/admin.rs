@@ -31,6 +31,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics().sample_runtime();
     (
         [(
             header::CONTENT_TYPE,

@@ -182,6 +182,7 @@ where
         "offers": chat_cards(&state, &snapshot.offers).await,
         "chats": chat_cards(&state, &snapshot.chats).await,
     });
+    state.metrics().agent_sockets.inc();
     if tx.send(hello.to_string()).await.is_ok() {
         loop {
             tokio::select! {
@@ -210,6 +211,7 @@ where
             }
         }
     }
+    state.metrics().agent_sockets.dec();
     routing.disconnect(&agent);
     let _ = tx.close().await;
 }
@@ -223,7 +225,7 @@ async fn chat_cards(state: &AppState, chats: &[InteractionId]) -> Vec<Value> {
         {
             cards.push(
                 json!({"chat_id": id, "service": s.service, "customer": s.customer,
-                              "context": s.context, "phase": s.phase}),
+                              "context": s.context, "phase": s.phase, "legs": s.legs}),
             );
         }
     }

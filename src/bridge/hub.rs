@@ -68,6 +68,17 @@ pub struct Summary {
     pub agent: Option<String>,
     pub context: Value,
     pub customer: Customer,
+    /// The legs not released yet: what a reconnecting agent's desk shows, and what an
+    /// operator looks for when something seems left behind.
+    pub legs: Vec<LiveLeg>,
+}
+
+/// One live leg in a [`Summary`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveLeg {
+    pub leg: crate::bridge::LegId,
+    pub kind: crate::bridge::LegKind,
+    pub state: crate::bridge::LegState,
 }
 
 /// A served command waiting for its events to be stored: whom to answer, the outcome, and
@@ -490,6 +501,16 @@ impl Task {
                     agent: it.agent().map(|a| a.0.clone()),
                     context: it.context().clone(),
                     customer: it.customer().clone(),
+                    legs: it
+                        .legs()
+                        .iter()
+                        .filter(|(_, l)| l.state.is_live())
+                        .map(|(leg, l)| LiveLeg {
+                            leg: *leg,
+                            kind: l.kind,
+                            state: l.state,
+                        })
+                        .collect(),
                 });
             }
         }

@@ -56,7 +56,8 @@ pub enum Command {
         agent: AgentId,
     },
     /// Routing takes the chat back from its agent, who is gone; it waits again (system).
-    /// Refused while a call or video leg is up: the agent is still on it.
+    /// The agent's legs are released first (rule 4's order): the chat is re-queued once the
+    /// last of them is confirmed gone (or the teardown timeout passed).
     Requeue,
     /// Routing tells the waiting customer their place and estimated wait (system).
     QueueStatus {
@@ -245,6 +246,17 @@ pub enum Timer {
     RequestExpiry,
     /// The delayed auto-dial after the agent accepted.
     AutoDial,
+    /// The legs of a gone agent did not confirm their release in time.
+    Requeue,
+}
+
+/// A re-queue waiting for the gone agent's legs to be released.
+#[derive(Debug, Clone, PartialEq)]
+struct PendingRequeue {
+    /// Legs that have not confirmed by then are considered gone.
+    deadline: Time,
+    /// Offers routing made meanwhile, made once the chat waits again.
+    offers: Vec<AgentId>,
 }
 
 struct MessageRecord {
@@ -269,6 +281,8 @@ pub struct Interaction {
     /// When the agent joined (the delayed auto-dial counts from here).
     joined_at: Option<Time>,
     warned: bool,
+    /// Not durable: after a restart the legs are gone anyway and routing decides again.
+    requeue: Option<PendingRequeue>,
     events: VecDeque<Event>,
     actions: VecDeque<Action>,
 }
@@ -345,6 +359,7 @@ impl Interaction {
             last_activity: now,
             joined_at: None,
             warned: false,
+            requeue: None,
             events: VecDeque::new(),
             actions: VecDeque::new(),
         }
@@ -408,6 +423,9 @@ impl Interaction {
             State::Closing { deadline, .. } => timers.push((Timer::Teardown, *deadline)),
             _ => {}
         }
+        if let (State::Active { .. }, Some(pending)) = (&self.state, &self.requeue) {
+            timers.push((Timer::Requeue, pending.deadline));
+        }
         if let (State::Active { .. }, Some(joined)) = (&self.state, self.joined_at)
             && self.auto_dial_pending()
         {
@@ -469,6 +487,12 @@ impl Interaction {
                     self.advance_teardown(now);
                 }
                 Timer::AutoDial => self.auto_dial(now),
+                Timer::Requeue => {
+                    for leg in self.live_legs(None) {
+                        self.emit_leg(now, leg, LegState::Released, Some("timeout".into()));
+                    }
+                    self.finish_requeue(now);
+                }
                 Timer::RequestExpiry => {
                     let expired: Vec<LegId> = self
                         .legs
@@ -504,6 +528,13 @@ impl Interaction {
         match command {
             Command::Offer { agent } => {
                 self.require_system(by)?;
+                if let Some(pending) = &mut self.requeue {
+                    // Routing already counts the chat as waiting; the offer is made once it is.
+                    if !pending.offers.contains(&agent) {
+                        pending.offers.push(agent);
+                    }
+                    return Ok(done(None));
+                }
                 match &self.state {
                     State::Queued | State::Offered { .. } => {}
                     _ => return Err(RuleError::AlreadyAccepted),
@@ -521,6 +552,12 @@ impl Interaction {
             }
             Command::Withdraw { agent } => {
                 self.require_system(by)?;
+                if let Some(pending) = &mut self.requeue
+                    && pending.offers.contains(&agent)
+                {
+                    pending.offers.retain(|a| *a != agent);
+                    return Ok(done(None));
+                }
                 match &self.state {
                     State::Offered { agents } if agents.contains(&agent) => {}
                     _ => return Err(RuleError::NotPermitted),
@@ -538,31 +575,29 @@ impl Interaction {
             }
             Command::Requeue => {
                 self.require_system(by)?;
-                let State::Active {
-                    agent,
-                    display_name,
-                } = self.state.clone()
-                else {
+                if !matches!(self.state, State::Active { .. }) {
                     return Err(RuleError::NotActive);
-                };
-                if !self.live_legs(None).is_empty() {
-                    return Err(RuleError::CallInProgress);
                 }
-                let party = Party::Agent(agent);
-                let seq = self.emit(
-                    now,
-                    EventKind::PartyLeft {
-                        party,
-                        display_name,
-                    },
-                );
-                self.emit(
-                    now,
-                    EventKind::Status {
-                        phase: Phase::Queued,
-                    },
-                );
-                Ok(done(seq))
+                if self.requeue.is_some() {
+                    return Ok(Accepted {
+                        seq: None,
+                        duplicate: true,
+                    });
+                }
+                // No leg outlives its agent: calls and video are released first, and the chat
+                // waits again only once they are gone.
+                self.requeue = Some(PendingRequeue {
+                    deadline: now + self.rules.teardown_timeout,
+                    offers: Vec::new(),
+                });
+                let mut seq = None;
+                for leg in self.live_legs(None) {
+                    seq = self
+                        .release_leg(now, leg, Some("the agent is gone".into()))
+                        .or(seq);
+                }
+                let requeued = self.finish_requeue(now);
+                Ok(done(seq.or(requeued)))
             }
             Command::QueueStatus { position, ewt_s } => {
                 self.require_system(by)?;
@@ -972,8 +1007,54 @@ impl Interaction {
         let seq = self.emit_leg(now, leg, LegState::Released, reason);
         if matches!(self.state, State::Closing { .. }) {
             self.advance_teardown(now);
+        } else {
+            self.finish_requeue(now);
         }
         Ok(done(seq))
+    }
+
+    /// Re-queues the chat of a gone agent once none of its legs is live: the agent leaves, the
+    /// chat waits again, and the offers routing made meanwhile are made. Returns the `seq` of
+    /// the agent's leaving.
+    fn finish_requeue(&mut self, now: Time) -> Option<u64> {
+        if self.requeue.is_none() || !self.live_legs(None).is_empty() {
+            return None;
+        }
+        let pending = self.requeue.take()?;
+        let State::Active {
+            agent,
+            display_name,
+        } = self.state.clone()
+        else {
+            return None;
+        };
+        let party = Party::Agent(agent);
+        let seq = self.emit(
+            now,
+            EventKind::PartyLeft {
+                party,
+                display_name,
+            },
+        );
+        self.emit(
+            now,
+            EventKind::Status {
+                phase: Phase::Queued,
+            },
+        );
+        for agent in pending.offers {
+            if self.phase() == Phase::Queued {
+                self.emit(
+                    now,
+                    EventKind::Status {
+                        phase: Phase::Offered,
+                    },
+                );
+            }
+            let context = self.context.clone();
+            self.emit(now, EventKind::Offered { agent, context });
+        }
+        seq
     }
 
     fn start_leg(
@@ -1020,6 +1101,8 @@ impl Interaction {
 
     /// Begins the ordered teardown: one plan, then its steps as the legs answer.
     fn start_teardown(&mut self, now: Time, reason: EndReason) -> Option<u64> {
+        // A re-queue in progress gives way: the teardown releases the same legs.
+        self.requeue = None;
         let plan = vec![
             TeardownStep::ReleaseCalls {
                 legs: self.live_legs(Some(LegKind::Voice)),
@@ -1177,6 +1260,10 @@ impl Interaction {
     }
     /// The agent who accepted this chat.
     fn require_agent(&self, by: &Party) -> Result<(), RuleError> {
+        if self.requeue.is_some() && matches!(by, Party::Agent(_)) {
+            // Routing took the chat from its gone agent; it only waits for the legs.
+            return Err(RuleError::NotPermitted);
+        }
         match (by, &self.state) {
             (Party::Agent(a), State::Active { agent, .. }) if a == agent => Ok(()),
             (Party::Agent(_), State::Queued | State::Offered { .. }) => Err(RuleError::NotActive),

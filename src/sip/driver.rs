@@ -434,6 +434,7 @@ impl CoreLoop {
                         self.counters.rejected.load(Ordering::Relaxed),
                         self.media.open_legs(),
                     );
+                    self.metrics.set_sip_held(&self.core.held());
                 }
             }
             self.deliver_events();

@@ -142,6 +142,15 @@ impl Events {
         panic!("the {} got no answer to {command}", self.name);
     }
 
+    /// Closes the TCP connection under the socket without a close frame, as a crashed
+    /// browser or a dead network does; the socket reads as closed from then on.
+    pub fn kill(&mut self) {
+        if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+            let _ = socket2::SockRef::from(tcp).shutdown(std::net::Shutdown::Both);
+        }
+        self.closed = true;
+    }
+
     /// Whether any event seen so far matches.
     pub fn saw(&self, pred: impl Fn(&Value) -> bool) -> bool {
         self.log.iter().any(pred)

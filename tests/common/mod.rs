@@ -75,18 +75,7 @@ impl Gateway {
         let path = dir.path().join("tandem.toml");
         std::fs::write(&path, config).unwrap();
         let log = dir.path().join("tandem.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .env(
-                "RUST_LOG",
-                std::env::var("TANDEM_TEST_LOG")
-                    .unwrap_or_else(|_| "info,tandem::sip::driver=debug".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("tandem starts");
+        let child = spawn_binary(&path, std::fs::File::create(&log).unwrap());
         let gateway = Gateway {
             child,
             sip,
@@ -197,6 +186,51 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("gateway did not stop on SIGTERM");
+    }
+}
+
+/// `tandem run` on the config at `path`, logging to `log`.
+fn spawn_binary(path: &Path, log: std::fs::File) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["run", "--config"])
+        .arg(path)
+        .env(
+            "RUST_LOG",
+            std::env::var("TANDEM_TEST_LOG")
+                .unwrap_or_else(|_| "info,tandem::sip::driver=debug".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("tandem starts")
+}
+
+impl Gateway {
+    /// Sends SIGTERM and waits (up to a minute: the ordered teardown may wait for phones)
+    /// for the exit, keeping the data directory for [`Gateway::restart`].
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("gateway did not stop on SIGTERM; log:\n{}", self.log_text());
+    }
+
+    /// Starts the binary again on the same config and data (after [`Gateway::terminate`]);
+    /// its log goes on in the same file.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = spawn_binary(&self.dir.path().join("tandem.toml"), log);
+        self.wait_ready();
     }
 }
 

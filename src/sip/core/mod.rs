@@ -177,6 +177,20 @@ pub struct CoreStats {
     pub rejected_over_limit: u64,
 }
 
+/// See [`SipCore::held`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreHeld {
+    pub rtp_ports: usize,
+    /// INVITEs received and not answered finally yet.
+    pub pending_invites: usize,
+    /// Calls we placed that have no final answer yet.
+    pub outgoing: usize,
+    /// Trunk calls waiting for the agent's softphone.
+    pub bridges: usize,
+    /// Calls placed or accepted for the application.
+    pub app_calls: usize,
+}
+
 /// A call we answer or placed, once its dialog exists.
 #[derive(Debug)]
 struct Call {
@@ -341,6 +355,18 @@ impl SipCore {
             registrations: self.registrar.binding_count(),
             media_legs: self.legs.len(),
             rejected_over_limit: self.rejected_over_limit,
+        }
+    }
+
+    /// What the core holds besides dialogs and transactions, for the leak gauges: RTP ports
+    /// taken from the pool and calls not (or no longer) in a dialog.
+    pub fn held(&self) -> CoreHeld {
+        CoreHeld {
+            rtp_ports: self.ports.in_use(),
+            pending_invites: self.pending.len(),
+            outgoing: self.outgoing.len(),
+            bridges: self.bridges.len(),
+            app_calls: self.app_calls.len(),
         }
     }
 
