@@ -1,5 +1,7 @@
 //! Every rule of DESIGN §1 on the Interaction, allowed and refused, on a virtual clock.
 
+use std::time::Duration;
+
 #[path = "common/interaction.rs"]
 mod harness;
 
@@ -122,9 +124,24 @@ fn calls_carry_the_service_and_can_be_repeated_one_at_a_time() {
         );
         h.refused(Party::Customer, Command::RequestCall, "call_in_progress");
         leg_up(&mut h, leg.0);
+        let talked = 61 + u64::from(round);
+        h.advance(Duration::from_secs(talked));
         h.ok(alice(), Command::ReleaseCall);
         assert_eq!(h.actions.last(), Some(&Action::ReleaseLeg { leg }));
         h.ok(Party::System, Command::LegReleased { leg, reason: None });
+        // The end says how long the call was up.
+        assert!(
+            matches!(
+                h.last(),
+                EventKind::Leg {
+                    state: LegState::Released,
+                    duration_s: Some(d),
+                    ..
+                } if *d == talked
+            ),
+            "{:?}",
+            h.last()
+        );
     }
     h.refused(alice(), Command::ReleaseCall, "no_call");
     // Every call is in the transcript.

@@ -207,9 +207,10 @@ pub fn customer_view(event: &Event) -> Option<Value> {
             state,
             target: Some(LegTarget::Phone(_)),
             reason,
+            duration_s,
             ..
         } => json!({"event": "chat_session_call_state", "call": leg.0, "state": state,
-                    "reason": reason}),
+                    "reason": reason, "duration_s": duration_s}),
         // The app's call ended on the gateway's side (the agent, the far end, a timeout).
         EventKind::Leg {
             kind: LegKind::Voice,
@@ -290,6 +291,7 @@ mod tests {
             state,
             target,
             reason: reason.map(str::to_string),
+            duration_s: None,
         };
         for (kind, reason) in [(LegKind::Voice, "declined"), (LegKind::Video, "expired")] {
             let v = view(leg(kind, LegState::Released, None, Some(reason))).unwrap();

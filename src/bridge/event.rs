@@ -212,6 +212,9 @@ pub enum EventKind {
         target: Option<LegTarget>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// On release of a leg that was up: how long it was up, in whole seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_s: Option<u64>,
     },
     /// A call was recorded: `file` is the WAV file's name in the recording directory
     /// (customer left, agent right), fetched at `/admin/v1/interactions/{id}/recordings/{file}`.

@@ -208,6 +208,8 @@ pub struct Leg {
     pub target: Option<LegTarget>,
     /// When it entered its current state (a request expires from here).
     pub since: Time,
+    /// When it went up, if it did.
+    pub up_since: Option<Time>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -771,6 +773,7 @@ impl Interaction {
                     state: LegState::AwaitingApproval,
                     target: Some(LegTarget::App),
                     reason: None,
+                    duration_s: None,
                 };
                 Ok(done(self.emit(now, kind)))
             }
@@ -815,6 +818,7 @@ impl Interaction {
                     state: LegState::AwaitingApproval,
                     target: Some(LegTarget::Phone(phone)),
                     reason: None,
+                    duration_s: None,
                 };
                 Ok(done(self.emit(now, kind)))
             }
@@ -917,6 +921,7 @@ impl Interaction {
                     state: LegState::Connecting,
                     target: Some(LegTarget::App),
                     reason: None,
+                    duration_s: None,
                 };
                 let seq = self.emit(now, kind);
                 self.actions.push_back(Action::StartLeg {
@@ -1073,6 +1078,7 @@ impl Interaction {
                 state: LegState::Connecting,
                 target: Some(target.clone()),
                 reason: None,
+                duration_s: None,
             },
         );
         self.actions.push_back(Action::StartLeg {
@@ -1222,10 +1228,16 @@ impl Interaction {
         reason: Option<String>,
     ) -> Option<u64> {
         // Every leg event names the target, so each one reads alone (the app's views).
-        let (kind, target) = self
+        let (kind, target, up_since) = self
             .legs
             .get(&leg)
-            .map_or((LegKind::Video, None), |l| (l.kind, l.target.clone()));
+            .map_or((LegKind::Video, None, None), |l| {
+                (l.kind, l.target.clone(), l.up_since)
+            });
+        let duration_s = match state {
+            LegState::Released => up_since.map(|t| now.since(t).as_secs()),
+            _ => None,
+        };
         self.emit(
             now,
             EventKind::Leg {
@@ -1234,6 +1246,7 @@ impl Interaction {
                 state,
                 target,
                 reason,
+                duration_s,
             },
         )
     }
@@ -1405,9 +1418,13 @@ impl Interaction {
                     state: *state,
                     target: None,
                     since: event.at,
+                    up_since: None,
                 });
                 if entry.state != *state {
                     entry.since = event.at;
+                }
+                if *state == LegState::Up && entry.up_since.is_none() {
+                    entry.up_since = Some(event.at);
                 }
                 entry.state = *state;
                 if target.is_some() {

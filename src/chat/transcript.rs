@@ -74,6 +74,7 @@ pub fn line(event: &Event, customer: &str) -> Option<String> {
             kind,
             state,
             reason,
+            duration_s,
             ..
         } => {
             let state = match state {
@@ -83,9 +84,12 @@ pub fn line(event: &Event, customer: &str) -> Option<String> {
                 LegState::Releasing => "releasing",
                 LegState::Released => "ended",
             };
-            let reason = reason
-                .as_deref()
-                .map_or(String::new(), |r| format!(" ({r})"));
+            let reason = match (reason.as_deref(), duration_s) {
+                (Some(r), Some(d)) => format!(" ({r}, after {d} s)"),
+                (Some(r), None) => format!(" ({r})"),
+                (None, Some(d)) => format!(" (after {d} s)"),
+                (None, None) => String::new(),
+            };
             format!("* {kind:?} {leg} {state}{reason}")
                 .replace("Voice", "call")
                 .replace("Video", "video")

@@ -658,6 +658,7 @@ fn project(
             kind,
             state,
             reason,
+            duration_s,
             ..
         } => {
             if *kind == LegKind::Voice
@@ -675,6 +676,9 @@ fn project(
             if let Some(agent) = &w.agent {
                 let mut event = json!({"event": "call_state", "leg": leg.0, "kind": kind,
                                        "state": state, "reason": reason});
+                if let Some(duration) = duration_s {
+                    event["duration_s"] = json!(duration);
+                }
                 if *state == LegState::Released
                     && let Some(file) = w.recordings.remove(&leg.0)
                 {
