@@ -2,11 +2,12 @@
 //! for the agent who accepts, and a call naming a chat joins it from the chat's number or with
 //! the chat's join token.
 
-mod common;
+#[path = "common/interaction.rs"]
+mod harness;
 
 use std::time::Duration;
 
-use common::interaction::{Harness, alice, rules};
+use harness::{Harness, alice, rules};
 use serde_json::json;
 use tandem::bridge::{
     Action, AgentDevice, AgentId, Command, Customer, EndReason, EventKind, Interaction,
@@ -54,7 +55,7 @@ fn refusals(h: &Harness) -> Vec<(LegId, String)> {
     h.actions
         .iter()
         .filter_map(|a| match a {
-            Action::RefuseCall { leg, reason } => Some((*leg, reason.clone())),
+            Action::RefuseCall { leg, reason } => Some((leg.to_owned(), reason.clone())),
             _ => None,
         })
         .collect()
@@ -62,7 +63,7 @@ fn refusals(h: &Harness) -> Vec<(LegId, String)> {
 
 fn end_reason(h: &Harness) -> Option<EndReason> {
     h.events.iter().find_map(|e| match &e.kind {
-        EventKind::ChatClosed { reason } => Some(*reason),
+        EventKind::ChatClosed { reason } => Some(reason.to_owned()),
         _ => None,
     })
 }

@@ -244,6 +244,7 @@ async fn a_caller_who_hangs_up_in_the_queue_ends_the_interaction_and_its_offer()
     let offer = phone_offer(&mut desk).await;
     let chat = offer["chat_id"].as_str().unwrap().to_string();
     let withdrawn = desk.event("withdrawn", &chat).await;
+    assert_eq!(withdrawn["reason"], "ended", "{withdrawn}");
     let stats = sipp_result(phone).await;
     assert_eq!(
         (stats.exit_code, stats.successful, stats.failed),
@@ -256,12 +257,22 @@ async fn a_caller_who_hangs_up_in_the_queue_ends_the_interaction_and_its_offer()
         .command(json!({"command": "accept", "chat_id": chat}))
         .await;
     assert_eq!(late["event"], "error", "{late} after {withdrawn}");
-    let transcript = desk.transcript(&http, gateway.http, &chat).await;
+    // The stored transcript (the agent never joined, so the admin's view) says why it ended.
+    let path = format!("/admin/v1/interactions/{chat}/transcript");
+    let body = tokio::task::block_in_place(|| gateway.http_get(&path));
+    let transcript: Value = serde_json::from_str(&body).unwrap();
+    let events = transcript["events"].as_array().cloned().unwrap_or_default();
     assert!(
-        transcript
+        events
             .iter()
             .any(|e| e["event"] == "chat_closed" && e["reason"] == "abandoned"),
-        "{transcript:#?}"
+        "{transcript:#}"
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "leg"
+            && e["state"] == "released"
+            && e["reason"] == "caller hung up"),
+        "{transcript:#}"
     );
     nothing_left(&gateway);
 }
