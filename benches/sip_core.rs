@@ -59,6 +59,8 @@ fn bench(c: &mut Criterion) {
         agent_answer_timeout: Duration::from_secs(30),
         min_session_expires: 90,
         record: false,
+        service_numbers: HashSet::new(),
+        service_call_hold: Duration::from_secs(330),
     };
     let registrar = Registrar::with_random_secret(&RegistrarConfig::default(), now);
     let mut core = SipCore::new(config, registrar, PortPool::new(20000, 65000));

@@ -274,6 +274,11 @@ pub struct ChatConfig {
     pub max_chats_per_device: usize,
     /// Open interactions in all.
     pub max_open_interactions: usize,
+    /// The key of the join tokens (HMAC-SHA256 of the interaction id) handed to the app, with
+    /// which a call from any number joins its chat. Absent: a random key made at start, so
+    /// tokens do not survive a restart; set it (16+ characters) to keep them across restarts
+    /// and nodes.
+    pub join_token_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -321,6 +326,10 @@ pub struct ServiceConfig {
     pub inactivity_timeout_s: u64,
     /// Absent: always open.
     pub hours: Option<BusinessHours>,
+    /// The service numbers (DIDs) that reach it: a call from a trunk to one of them opens an
+    /// interaction of this service, routed like a chat, with the call waiting for the agent.
+    #[serde(default)]
+    pub numbers: Vec<String>,
 }
 
 /// Weekly opening hours in a fixed UTC offset.
@@ -477,6 +486,17 @@ fn default_closed_reason() -> String {
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 /// "HH:MM" as minutes of the day.
+/// A phone number as configured: 1 to 32 digits, optionally after a `+`.
+pub fn valid_phone_number(number: &str) -> bool {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    !digits.is_empty() && digits.len() <= 32 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The form numbers are compared in: without a leading `+`.
+pub fn number_key(number: &str) -> &str {
+    number.strip_prefix('+').unwrap_or(number)
+}
+
 fn parse_hhmm(s: &str) -> Option<u32> {
     let (h, m) = s.split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
@@ -518,6 +538,14 @@ impl Config {
     }
     pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The service a call to `number` (a DID) reaches; `+` and no `+` are the same number.
+    pub fn service_for_number(&self, number: &str) -> Option<&ServiceConfig> {
+        let key = number_key(number);
+        self.services
+            .iter()
+            .find(|s| s.numbers.iter().any(|n| number_key(n) == key))
     }
 }
 
@@ -596,6 +624,7 @@ impl Default for ChatConfig {
             call_request_timeout_s: 60,
             max_chats_per_device: 4,
             max_open_interactions: 100_000,
+            join_token_secret: None,
         }
     }
 }
@@ -833,9 +862,31 @@ impl Config {
         if chat.max_chats_per_device == 0 || chat.max_open_interactions == 0 {
             return invalid("chat.max_chats_per_device", "limits must be positive");
         }
+        if chat
+            .join_token_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 16)
+        {
+            return invalid("chat.join_token_secret", "must be at least 16 characters");
+        }
         let mut names = std::collections::HashSet::new();
         let mut entries = std::collections::HashSet::new();
+        let mut numbers = std::collections::HashSet::new();
         for service in &self.services {
+            for number in &service.numbers {
+                if !valid_phone_number(number) {
+                    return invalid(
+                        "services.numbers",
+                        &format!("{number:?} is not 1 to 32 digits, optionally after a +"),
+                    );
+                }
+                if !numbers.insert(number_key(number)) {
+                    return invalid(
+                        "services.numbers",
+                        &format!("number {number:?} reaches two services"),
+                    );
+                }
+            }
             if service.name.is_empty() || !names.insert(service.name.as_str()) {
                 return invalid(
                     "services.name",
@@ -1134,6 +1185,37 @@ mod tests {
     fn an_unknown_key_is_named() {
         let err = Config::parse("[sip]\nlisten_addr = \"127.0.0.1:5060\"\n").unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn service_numbers_are_numbers_and_reach_one_service() {
+        let service = |name: &str, numbers: &str| {
+            format!(
+                "[[services]]\nname = \"{name}\"\nentries = [\"{name}-app\"]\n\
+                 department = \"d\"\nnumbers = {numbers}\n"
+            )
+        };
+        let config = Config::parse(&format!(
+            "{}{}",
+            service("a", "[\"+15550100\"]"),
+            service("b", "[\"15550101\"]")
+        ))
+        .unwrap();
+        assert_eq!(config.service_for_number("15550100").unwrap().name, "a");
+        assert_eq!(config.service_for_number("+15550101").unwrap().name, "b");
+        assert!(config.service_for_number("15550102").is_none());
+        // The same number with and without + is one number.
+        let twice = format!(
+            "{}{}",
+            service("a", "[\"+15550100\"]"),
+            service("b", "[\"15550100\"]")
+        );
+        let err = Config::parse(&twice).unwrap_err();
+        assert!(err.to_string().contains("services.numbers"), "{err}");
+        let err = Config::parse(&service("a", "[\"sales\"]")).unwrap_err();
+        assert!(err.to_string().contains("services.numbers"), "{err}");
+        let err = Config::parse("[chat]\njoin_token_secret = \"short\"\n").unwrap_err();
+        assert!(err.to_string().contains("join_token_secret"), "{err}");
     }
 
     #[test]

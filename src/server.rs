@@ -54,6 +54,7 @@ impl Gateway {
             })?;
         let legs = crate::legs::start(
             http.hub.clone(),
+            http.routing.clone(),
             rtc.clone(),
             rtc_events,
             sip.control.clone(),

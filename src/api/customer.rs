@@ -80,7 +80,12 @@ pub async fn create_chat(
         state.routing().watch(handle);
     }
     tracing::info!(interaction = %id, service = %client.service, "chat created");
-    Ok(Json(json!({"chat_id": id, "state": "queued", "ewt": 0})))
+    // Our addition: with this token in `X-Interaction-Token`, a call that names the chat joins
+    // it from any number (a SIP client in the app, a withheld caller id).
+    let join_token = state.hub().join_token(&id);
+    Ok(Json(
+        json!({"chat_id": id, "state": "queued", "ewt": 0, "join_token": join_token}),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -258,6 +258,8 @@ pub struct Http {
     pub metrics: Arc<Metrics>,
     /// The running interactions.
     pub hub: Hub,
+    /// Routing of new interactions to agents (those that phone calls open, too).
+    pub routing: Routing,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -288,6 +290,7 @@ pub async fn start(config: &Config, legs: Option<LegActions>) -> Result<Http, St
     let files = FileStore::new(&config.files.dir);
     let hub = Hub::open(Arc::new(config), store, metrics.clone(), legs).await?;
     let state = AppState::new(hub.clone(), files);
+    let routing = state.routing().clone();
     tracing::info!(%addr, "HTTP listening");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -302,6 +305,7 @@ pub async fn start(config: &Config, legs: Option<LegActions>) -> Result<Http, St
         addr,
         metrics,
         hub,
+        routing,
         stop,
         task,
     })

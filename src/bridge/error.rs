@@ -61,6 +61,9 @@ pub enum RuleError {
     /// A leg report for a leg that does not exist or has ended.
     #[error("no such leg")]
     UnknownLeg,
+    /// A call carried a join token that is not the chat's.
+    #[error("the join token is not this chat's")]
+    BadJoinToken,
 }
 
 impl RuleError {
@@ -86,6 +89,7 @@ impl RuleError {
             RuleError::MessageTooLong { .. } => "message_too_long",
             RuleError::UnknownMessage => "unknown_message",
             RuleError::UnknownLeg => "unknown_leg",
+            RuleError::BadJoinToken => "bad_join_token",
         }
     }
 }

@@ -105,6 +105,8 @@ pub enum EndReason {
     Administrative,
     /// Nobody accepted it within the maximum wait.
     NoAgentAvailable,
+    /// The customer's phone call that opened it was hung up before an agent accepted.
+    Abandoned,
 }
 
 /// One step of the ordered teardown (DESIGN §1 rule 4).

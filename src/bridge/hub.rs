@@ -20,8 +20,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Instrument;
 
 use super::{
-    Accepted, Action, Command, Customer, Event, EventKind, Interaction, InteractionId, Party,
-    Phase, RuleError, Rules, Time,
+    Accepted, Action, Command, Customer, Event, EventKind, Interaction, InteractionId, JoinSecret,
+    Party, Phase, RuleError, Rules, Time,
 };
 use crate::chat::store::{InteractionRecord, Store, StoreError, Write};
 use crate::config::Config;
@@ -166,6 +166,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     live: Mutex<HashMap<InteractionId, Handle>>,
     legs: Option<LegActions>,
+    join_secret: JoinSecret,
 }
 
 /// All running interactions of this node.
@@ -174,8 +175,8 @@ pub struct Hub {
     inner: Arc<Inner>,
 }
 
-/// The machine rules of a service, from config.
-pub fn rules_for(config: &Config, service: &str) -> Rules {
+/// The machine rules of a service, from config (and the node's join-token key).
+pub fn rules_for(config: &Config, service: &str, join_secret: &JoinSecret) -> Rules {
     let s = config.service(service);
     Rules {
         service: service.to_string(),
@@ -187,6 +188,7 @@ pub fn rules_for(config: &Config, service: &str) -> Rules {
         teardown_timeout: Duration::from_secs(config.chat.teardown_timeout_s),
         call_request_timeout: Duration::from_secs(config.chat.call_request_timeout_s),
         mask_dtmf: s.is_some_and(|s| s.sensitive_dtmf),
+        join_secret: join_secret.clone(),
     }
 }
 
@@ -198,8 +200,10 @@ impl Hub {
         metrics: Arc<Metrics>,
         legs: Option<LegActions>,
     ) -> Result<Hub, HubError> {
+        let join_secret = JoinSecret::from_config(config.chat.join_token_secret.as_deref());
         let hub = Hub {
             inner: Arc::new(Inner {
+                join_secret,
                 config,
                 store,
                 metrics,
@@ -209,7 +213,7 @@ impl Hub {
         };
         for record in hub.inner.store.open_interactions().await? {
             let events = hub.inner.store.events(&record.id, 0).await?;
-            let rules = rules_for(&hub.inner.config, &record.service);
+            let rules = rules_for(&hub.inner.config, &record.service, &hub.inner.join_secret);
             let now = Time::now();
             let Some(mut it) = Interaction::restore(now, record.id.clone(), rules, events.clone())
             else {
@@ -252,12 +256,44 @@ impl Hub {
         }
     }
 
+    /// The token with which a call from any number joins this interaction.
+    pub fn join_token(&self, id: &InteractionId) -> String {
+        self.inner.join_secret.token(id)
+    }
+
     /// Opens a new interaction, persisted before this returns.
     pub async fn create(
         &self,
         service: &str,
         customer: Customer,
         context: Value,
+    ) -> Result<(InteractionId, Phase), HubError> {
+        self.open_new(service, customer, |now, id, rules, customer| {
+            Interaction::new(now, id, rules, customer, context)
+        })
+        .await
+    }
+
+    /// Opens a new interaction for a phone call from `caller` to a service number, with the
+    /// call waiting for the agent who accepts ([`Interaction::new_call`]).
+    pub async fn create_for_call(
+        &self,
+        service: &str,
+        customer: Customer,
+        context: Value,
+        caller: String,
+    ) -> Result<(InteractionId, Phase), HubError> {
+        self.open_new(service, customer, |now, id, rules, customer| {
+            Interaction::new_call(now, id, rules, customer, context, caller)
+        })
+        .await
+    }
+
+    async fn open_new(
+        &self,
+        service: &str,
+        customer: Customer,
+        new: impl FnOnce(Time, InteractionId, Rules, Customer) -> Interaction,
     ) -> Result<(InteractionId, Phase), HubError> {
         {
             let live = self.inner.live.lock().expect("hub lock");
@@ -275,9 +311,9 @@ impl Hub {
         }
         let id = InteractionId::random();
         let now = Time::now();
-        let rules = rules_for(&self.inner.config, service);
+        let rules = rules_for(&self.inner.config, service, &self.inner.join_secret);
         let device = customer.device.clone();
-        let mut it = Interaction::new(now, id.clone(), rules, customer, context);
+        let mut it = new(now, id.clone(), rules, customer);
         let mut task = Task::new(self, &it, Vec::new());
         // The row is written as the first events leave it, in the same commit as them: a new
         // chat costs one commit, and a failed one leaves nothing behind to clean up.

@@ -20,6 +20,7 @@ use super::event::{
     AgentDevice, EndReason, Event, EventKind, LegKind, LegState, LegTarget, Phase, ReceiptKind,
     TeardownStep,
 };
+use super::token::JoinSecret;
 use super::types::{AgentId, Customer, InteractionId, LegId, Party, Time};
 
 /// The service settings the rules depend on.
@@ -42,6 +43,8 @@ pub struct Rules {
     /// How long a customer's call or video request waits for the agent's answer before it is
     /// rejected as expired.
     pub call_request_timeout: Duration,
+    /// The key of the join tokens that let a call from another number join the chat.
+    pub join_secret: JoinSecret,
 }
 
 /// What a party asks of the interaction. Who may send which is checked against the [`Party`].
@@ -124,10 +127,15 @@ pub enum Command {
         device: AgentDevice,
     },
     /// The customer called in for this chat (the INVITE named it) from `caller` (system): it
-    /// joins as the chat's voice leg when the caller is the chat's phone number.
+    /// joins as the chat's voice leg when the caller is the chat's phone number, or from any
+    /// number with the chat's join token.
     JoinCall {
         caller: String,
+        token: Option<String>,
     },
+    /// The caller of the phone call that opened this interaction hung up before an agent
+    /// accepted it (system): the interaction ends, abandoned by the customer.
+    CallAbandoned,
     /// The customer keyed a digit on the call's leg (RFC 4733) (system).
     Dtmf {
         leg: LegId,
@@ -186,6 +194,9 @@ pub enum Action {
     },
     /// Release a leg (BYE/CANCEL, close the peer) and report `LegReleased`.
     ReleaseLeg { leg: LegId },
+    /// Refuse the phone call waiting on this leg, never answered (a SIP 480 saying `reason`),
+    /// and report `LegReleased`.
+    RefuseCall { leg: LegId, reason: String },
     /// Signalling from a party for the legs it has (an SDP answer, an ICE candidate).
     Signal { from: Party, data: Value },
     /// The transcript is complete: mark it closed in the store and retire the interaction.
@@ -311,6 +322,33 @@ impl Interaction {
             now,
             EventKind::Status {
                 phase: Phase::Queued,
+            },
+        );
+        it
+    }
+
+    /// A new interaction opened by a phone call from `caller` to a service number: queued for
+    /// routing like a chat, with the call waiting on a voice leg; the agent who accepts gets
+    /// the call on the browser, and if nobody does the call is refused.
+    pub fn new_call(
+        now: Time,
+        id: InteractionId,
+        rules: Rules,
+        customer: Customer,
+        context: Value,
+        caller: String,
+    ) -> Interaction {
+        let mut it = Interaction::new(now, id, rules, customer, context);
+        let leg = it.next_leg_id();
+        it.emit(
+            now,
+            EventKind::Leg {
+                leg,
+                kind: LegKind::Voice,
+                state: LegState::Connecting,
+                target: Some(LegTarget::Phone(caller)),
+                reason: Some("waiting for an agent".into()),
+                duration_s: None,
             },
         );
         it
@@ -626,6 +664,7 @@ impl Interaction {
                     }
                     _ => return Err(RuleError::AlreadyAccepted),
                 };
+                let held = self.held_call();
                 // Ring-all: the first to accept wins, the others see the offer withdrawn.
                 for other in others {
                     self.emit(now, EventKind::Withdrawn { agent: other });
@@ -643,7 +682,18 @@ impl Interaction {
                         phase: Phase::Active,
                     },
                 );
-                if self.rules.auto_dial_delay.is_zero() {
+                if let Some(leg) = held {
+                    // The call that opened the interaction is answered on the agent's browser.
+                    let target = self.legs[&leg].target.clone();
+                    let target = target.unwrap_or(LegTarget::App);
+                    self.actions.push_back(Action::StartLeg {
+                        leg,
+                        kind: LegKind::Voice,
+                        target,
+                        service: self.rules.service.clone(),
+                        device: AgentDevice::Browser,
+                    });
+                } else if self.rules.auto_dial_delay.is_zero() {
                     self.auto_dial(now);
                 }
                 Ok(done(seq))
@@ -837,18 +887,28 @@ impl Interaction {
                 let target = LegTarget::Phone(phone);
                 Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
             }
-            Command::JoinCall { caller } => {
+            Command::JoinCall { caller, token } => {
                 self.require_system(by)?;
                 self.require_active()?;
                 self.require_no_call()?;
                 let digits = |n: &str| n.trim_start_matches('+').to_string();
-                match &self.customer.phone {
-                    Some(phone) if digits(phone) == digits(&caller) && !caller.is_empty() => {}
-                    _ => return Err(RuleError::NotPermitted),
+                match (&token, &self.customer.phone) {
+                    // The token vouches for the caller, whatever number it shows.
+                    (Some(token), _) if self.rules.join_secret.verify(&self.id, token) => {}
+                    (Some(_), _) => return Err(RuleError::BadJoinToken),
+                    (None, Some(phone))
+                        if digits(phone) == digits(&caller) && !caller.is_empty() => {}
+                    (None, _) => return Err(RuleError::NotPermitted),
                 }
                 let target = LegTarget::Phone(caller);
                 let device = AgentDevice::default();
                 Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
+            }
+            Command::CallAbandoned => {
+                self.require_system(by)?;
+                let leg = self.held_call().ok_or(RuleError::NoCall)?;
+                self.emit_leg(now, leg, LegState::Released, Some("caller hung up".into()));
+                Ok(done(self.start_teardown(now, EndReason::Abandoned)))
             }
             Command::Dtmf { leg, digit } => {
                 self.require_system(by)?;
@@ -1100,6 +1160,24 @@ impl Interaction {
         if self.legs[&leg].state == LegState::Releasing {
             return None;
         }
+        if self.held_call() == Some(leg) {
+            // Nobody answered the call that opened the interaction: it is refused, saying why.
+            let reason = match self.state {
+                State::Closing {
+                    reason: EndReason::NoAgentAvailable,
+                    ..
+                } => "No Agent Available",
+                State::Closing {
+                    reason: EndReason::Administrative,
+                    ..
+                } => "Service Closing",
+                _ => "Interaction Ended",
+            };
+            let seq = self.emit_leg(now, leg, LegState::Releasing, why);
+            let reason = reason.to_string();
+            self.actions.push_back(Action::RefuseCall { leg, reason });
+            return seq;
+        }
         let seq = self.emit_leg(now, leg, LegState::Releasing, why);
         self.actions.push_back(Action::ReleaseLeg { leg });
         seq
@@ -1197,6 +1275,18 @@ impl Interaction {
             let target = LegTarget::Phone(phone);
             self.start_leg(now, LegKind::Voice, target, AgentDevice::default());
         }
+    }
+
+    /// The phone call that opened the interaction, still waiting for an agent: a voice leg
+    /// being set up before any agent joined (nothing else makes a leg before that).
+    fn held_call(&self) -> Option<LegId> {
+        if self.agent.is_some() {
+            return None;
+        }
+        self.legs
+            .iter()
+            .find(|(_, l)| l.kind == LegKind::Voice && l.state == LegState::Connecting)
+            .map(|(id, _)| *id)
     }
 
     /// The pending request of a kind, if any.

@@ -15,6 +15,7 @@ mod error;
 mod event;
 pub mod hub;
 mod interaction;
+mod token;
 mod types;
 
 pub use error::RuleError;
@@ -23,4 +24,5 @@ pub use event::{
     TeardownStep,
 };
 pub use interaction::{Accepted, Action, Command, Interaction, Leg, Rules, Timer};
+pub use token::JoinSecret;
 pub use types::{AgentId, Customer, InteractionId, LegId, Party, Time, random_hex};

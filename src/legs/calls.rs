@@ -42,7 +42,7 @@ use crate::bridge::{
 };
 use crate::metrics::Metrics;
 use crate::sip::core::{AppLeg, CallRef};
-use crate::sip::driver::{IncomingCall, SipCallEvent};
+use crate::sip::driver::{IncomingCall, IncomingEvent, SipCallEvent};
 use crate::sip::sdp::Codec;
 use crate::sip::transaction::ServerTxId;
 
@@ -249,7 +249,8 @@ pub struct Driver<P: Peers, S: Phones, I: Interactions> {
     /// Answered SIP ends hung up and waiting for the answer to their BYE (or its timeout):
     /// the legs to report released then, and why.
     releasing: HashMap<CallRef, (InteractionId, Vec<LegId>, String)>,
-    /// Calls that came in for an interaction, waiting for it to start their leg.
+    /// Calls that came in for an interaction (or opened one), waiting for it to start their
+    /// leg or refuse them.
     inbound: HashMap<InteractionId, ServerTxId>,
     metrics: Option<Arc<Metrics>>,
 }
@@ -286,12 +287,18 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         mut actions: mpsc::UnboundedReceiver<(InteractionId, Action)>,
         mut events: mpsc::Receiver<PeerEvent<P::Id>>,
         mut sip: mpsc::UnboundedReceiver<SipCallEvent>,
-        mut incoming: mpsc::UnboundedReceiver<IncomingCall>,
+        mut incoming: mpsc::UnboundedReceiver<IncomingEvent>,
         shutdown: CancellationToken,
     ) {
         loop {
             tokio::select! {
-                Some(call) = incoming.recv() => self.handle_incoming(call).await,
+                Some(call) = incoming.recv() => match call {
+                    IncomingEvent::Call(call) => self.handle_incoming(call).await,
+                    IncomingEvent::ServiceCall { incoming, number, caller } => {
+                        self.handle_service_call(incoming, &number, &caller).await
+                    }
+                    IncomingEvent::Cancelled(incoming) => self.handle_cancelled(incoming).await,
+                },
                 action = actions.recv() => match action {
                     Some((id, action)) => self.handle_action(id, action).await,
                     None => break,
@@ -330,6 +337,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                 device,
             } => self.start(id, leg, kind, target, &service, device).await,
             Action::ReleaseLeg { leg } => self.release(id, leg).await,
+            Action::RefuseCall { leg, reason } => self.refuse(id, leg, &reason).await,
             Action::Signal { from, data } => self.signal(id, from, data).await,
             Action::PersistTranscript => {}
         }
@@ -384,11 +392,13 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         self.inbound.insert(id.clone(), call.incoming);
         let command = Command::JoinCall {
             caller: call.caller.clone(),
+            token: call.token.clone(),
         };
         if let Err(code) = self.interactions.command(&id, Party::System, command).await {
             self.inbound.remove(&id);
             let (status, why) = match code.as_str() {
                 "not_permitted" => (403, "Not The Customer Of This Interaction"),
+                "bad_join_token" => (403, "Bad Join Token"),
                 "call_in_progress" => (486, "Call In Progress"),
                 _ => (480, "Interaction Not Active"),
             };
@@ -397,6 +407,54 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
                 .reject_incoming(call.incoming, status, why)
                 .await;
         }
+    }
+
+    /// A trunk call to a service number: it opens an interaction (the interaction routes it,
+    /// and starts its leg once an agent accepts, or refuses it); meanwhile it keeps ringing.
+    pub async fn handle_service_call(&mut self, incoming: ServerTxId, number: &str, caller: &str) {
+        match self.interactions.open_for_call(number, caller).await {
+            Ok(id) => {
+                self.inbound.insert(id, incoming);
+            }
+            Err(e) => {
+                tracing::warn!(%number, %caller, "cannot open an interaction for a call: {e}");
+                self.phones
+                    .reject_incoming(incoming, 480, "Cannot Open An Interaction")
+                    .await;
+            }
+        }
+    }
+
+    /// The caller of a waiting call hung up (the SIP side answered the CANCEL already).
+    pub async fn handle_cancelled(&mut self, incoming: ServerTxId) {
+        let Some(id) = self
+            .inbound
+            .iter()
+            .find(|(_, tx)| **tx == incoming)
+            .map(|(id, _)| id.clone())
+        else {
+            return;
+        };
+        match self
+            .interactions
+            .command(&id, Party::System, Command::CallAbandoned)
+            .await
+        {
+            Ok(()) => {
+                self.inbound.remove(&id);
+            }
+            // An agent accepted just before: the leg's start is on its way, and answering the
+            // call it finds gone releases the leg.
+            Err(code) => tracing::info!(interaction = %id, %code, "hang-up after the accept"),
+        }
+    }
+
+    /// The interaction refuses the call that opened it (nobody accepted it).
+    async fn refuse(&mut self, id: InteractionId, leg: LegId, reason: &str) {
+        if let Some(incoming) = self.inbound.remove(&id) {
+            self.phones.reject_incoming(incoming, 480, reason).await;
+        }
+        self.released(&id, leg, reason).await;
     }
 
     pub async fn handle_sip(&mut self, event: SipCallEvent) {
@@ -1036,6 +1094,16 @@ mod tests {
         async fn agent(&self, _id: &InteractionId) -> Option<AgentId> {
             Some(AgentId::from("alice"))
         }
+        async fn open_for_call(
+            &self,
+            number: &str,
+            _caller: &str,
+        ) -> Result<InteractionId, String> {
+            match number {
+                "+15550100" => Ok(InteractionId::from("i-1")),
+                _ => Err("no such number".into()),
+            }
+        }
     }
 
     struct Rig {
@@ -1621,10 +1689,12 @@ mod tests {
             incoming: ServerTxId(n),
             interaction: "i-1".into(),
             caller: "+15550100".into(),
+            token: None,
         };
         r.driver.handle_incoming(call(5)).await;
         assert!(r.commands().contains(&Command::JoinCall {
-            caller: "+15550100".into()
+            caller: "+15550100".into(),
+            token: None,
         }));
         // A second call for the same chat meanwhile is busy.
         r.driver.handle_incoming(call(6)).await;
@@ -1641,5 +1711,48 @@ mod tests {
         r.driver.handle_event(PeerEvent::Connected(1)).await;
         assert!(r.ops().contains(&Op::Bridge(1, Codec::Pcma)));
         assert_eq!(r.ups(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_call_to_a_service_number_waits_for_the_accept_or_is_refused() {
+        let mut r = rig();
+        r.driver
+            .handle_service_call(ServerTxId(7), "+15550100", "+15550199")
+            .await;
+        // Opened and held: nothing answered, nothing refused yet.
+        assert!(r.ops().is_empty(), "{:?}", r.ops());
+        // The interaction starts its leg once an agent accepts: the held call is answered.
+        r.start_phone(1, AgentDevice::Browser).await;
+        assert!(r.ops().contains(&Op::Accept(7)));
+        assert!(!r.ops().iter().any(|o| matches!(o, Op::Dial(..))));
+
+        // A number no service has is refused at once.
+        let mut r = rig();
+        r.driver
+            .handle_service_call(ServerTxId(8), "+15550999", "+15550199")
+            .await;
+        assert_eq!(r.ops(), vec![Op::Reject(8, 480)]);
+
+        // Nobody accepts: the interaction refuses the call, and its leg is reported released.
+        let mut r = rig();
+        r.driver
+            .handle_service_call(ServerTxId(9), "+15550100", "+15550199")
+            .await;
+        r.act(Action::RefuseCall {
+            leg: LegId(1),
+            reason: "No Agent Available".into(),
+        })
+        .await;
+        assert_eq!(r.ops(), vec![Op::Reject(9, 480)]);
+        assert_eq!(r.released(), vec![(1, "No Agent Available".to_string())]);
+
+        // The caller hangs up while waiting: the interaction hears it, nothing is left held.
+        let mut r = rig();
+        r.driver
+            .handle_service_call(ServerTxId(10), "+15550100", "+15550199")
+            .await;
+        r.driver.handle_cancelled(ServerTxId(10)).await;
+        assert!(r.commands().contains(&Command::CallAbandoned));
+        assert!(r.driver.inbound.is_empty());
     }
 }

@@ -22,14 +22,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::hub::{Hub, HubError};
-use crate::bridge::{Action, AgentId, Command, InteractionId, LegId, Party};
+use crate::bridge::{Action, AgentId, Command, Customer, InteractionId, LegId, Party};
 use crate::config::Config;
+use crate::routing::driver::Routing;
 use crate::rtc::{MediaSpec, PeerId, RtcEvent, RtcService};
 use crate::sip::core::{AppDial, AppLeg, CallRef, DialTarget};
 use crate::sip::driver::{SipCallEvent, SipControl};
 use crate::sip::peer::Peer;
 use crate::sip::sdp::Codec;
 use crate::sip::transaction::ServerTxId;
+use serde_json::json;
 
 /// What a leg driver needs of the interactions: to command them as the system, and to know
 /// which agent holds one.
@@ -45,11 +47,26 @@ pub trait Interactions: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), String>> + Send;
     /// The agent who accepted the interaction, if any.
     fn agent(&self, id: &InteractionId) -> impl Future<Output = Option<AgentId>> + Send;
+    /// Opens an interaction for a phone call from `caller` to the service number `number`,
+    /// routed to agents like a new chat, with the call waiting on its voice leg.
+    fn open_for_call(
+        &self,
+        number: &str,
+        caller: &str,
+    ) -> impl Future<Output = Result<InteractionId, String>> + Send;
 }
 
-impl Interactions for Hub {
+/// The interactions as the leg driver sees them: the hub, and routing for those that phone
+/// calls open.
+#[derive(Clone)]
+pub struct CallCentre {
+    pub hub: Hub,
+    pub routing: Routing,
+}
+
+impl Interactions for CallCentre {
     async fn command(&self, id: &InteractionId, by: Party, command: Command) -> Result<(), String> {
-        match Hub::command(self, id, by, command).await {
+        match self.hub.command(id, by, command).await {
             Ok(_) => Ok(()),
             Err(HubError::Rule(rule)) => Err(rule.code().to_string()),
             Err(HubError::NotFound | HubError::Closed) => Err("interaction_closed".to_string()),
@@ -58,8 +75,40 @@ impl Interactions for Hub {
     }
 
     async fn agent(&self, id: &InteractionId) -> Option<AgentId> {
-        let summary = self.get(id)?.summary().await.ok()?;
+        let summary = self.hub.get(id)?.summary().await.ok()?;
         summary.agent.map(AgentId)
+    }
+
+    async fn open_for_call(&self, number: &str, caller: &str) -> Result<InteractionId, String> {
+        let config = self.hub.config().clone();
+        let service = config
+            .service_for_number(number)
+            .ok_or_else(|| format!("no service has the number {number}"))?;
+        // The caller's number is the customer's phone (to call back); a withheld or odd one
+        // is not, and such callers are not grouped as one "device".
+        let phone = crate::config::valid_phone_number(caller).then(|| caller.to_string());
+        let device = match &phone {
+            Some(phone) => format!("phone:{phone}"),
+            None => format!("phone:withheld-{}", crate::bridge::random_hex(8)),
+        };
+        let customer = Customer {
+            device,
+            name: None,
+            phone,
+        };
+        // The offer's context shows the agent that this is a phone call, and from whom.
+        let context = json!({"channel": "phone", "caller": caller, "number": number});
+        let (id, _) = self
+            .hub
+            .create_for_call(&service.name, customer, context, caller.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(handle) = self.hub.get(&id) {
+            self.routing.watch(handle);
+        }
+        tracing::info!(interaction = %id, service = %service.name, %caller, %number,
+                       "phone call opened an interaction");
+        Ok(id)
     }
 }
 
@@ -272,6 +321,7 @@ pub fn service_headers(interaction: &InteractionId, service: &str) -> Vec<(Strin
 /// Starts the WebRTC leg driver; it runs until `shutdown`.
 pub fn start(
     hub: Hub,
+    routing: Routing,
     rtc: RtcService,
     mut rtc_events: mpsc::Receiver<RtcEvent>,
     sip: SipControl,
@@ -315,6 +365,7 @@ pub fn start(
             }
         }
     });
-    let driver = calls::Driver::new(rtc, phones, hub).with_metrics(metrics);
+    let interactions = CallCentre { hub, routing };
+    let driver = calls::Driver::new(rtc, phones, interactions).with_metrics(metrics);
     tokio::spawn(driver.run(actions, peer_rx, sip_rx, incoming_rx, shutdown))
 }

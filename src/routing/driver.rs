@@ -698,7 +698,22 @@ fn project(
             data,
             ..
         } => to_agent(agent, json!({"event": "webrtc_signaling", "data": data})),
-        EventKind::TeardownStarted { .. } => w.closing = true,
+        EventKind::TeardownStarted { .. } => {
+            w.closing = true;
+            // Offers still standing go with the chat (the caller hung up, the customer left):
+            // the router forgets them without a word to the interaction, so agents hear it here.
+            for (agent, via) in std::mem::take(&mut w.offered_via) {
+                let reason = WithdrawReason::Ended;
+                if via == Via::Sms {
+                    let _ = routing.inner.mobile.send(MobileOffer::Withdrawn {
+                        chat: w.id.clone(),
+                        agent: agent.clone(),
+                        reason,
+                    });
+                }
+                to_agent(&agent, json!({"event": "withdrawn", "reason": reason}));
+            }
+        }
         EventKind::ChatClosed { reason } => {
             if let Some(agent) = &w.agent {
                 to_agent(

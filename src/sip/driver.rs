@@ -101,7 +101,7 @@ enum Control {
     },
     Hangup(CallRef),
     /// Incoming calls for interactions go to this channel from now on.
-    Subscribe(mpsc::UnboundedSender<IncomingCall>),
+    Subscribe(mpsc::UnboundedSender<IncomingEvent>),
     Accept {
         incoming: ServerTxId,
         events: mpsc::UnboundedSender<SipCallEvent>,
@@ -133,6 +133,24 @@ pub struct IncomingCall {
     pub interaction: String,
     /// The caller's user part (a phone number from a trunk).
     pub caller: String,
+    /// The chat's join token the INVITE carried (`X-Interaction-Token`).
+    pub token: Option<String>,
+}
+
+/// Calls coming in for the application, each waiting for [`SipControl::accept`] or
+/// [`SipControl::reject`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncomingEvent {
+    /// An INVITE that names an interaction.
+    Call(IncomingCall),
+    /// A trunk's INVITE to a service number (it keeps ringing meanwhile).
+    ServiceCall {
+        incoming: ServerTxId,
+        number: String,
+        caller: String,
+    },
+    /// The caller of a waiting call hung up (CANCEL); it is answered already.
+    Cancelled(ServerTxId),
 }
 
 /// Places and ends application calls (a cheap handle to the SIP task).
@@ -167,7 +185,7 @@ impl SipControl {
     }
 
     /// Incoming calls for interactions are sent to `to`; without a subscriber they get 480.
-    pub async fn subscribe(&self, to: mpsc::UnboundedSender<IncomingCall>) {
+    pub async fn subscribe(&self, to: mpsc::UnboundedSender<IncomingEvent>) {
         let _ = self.tx.send(Control::Subscribe(to)).await;
     }
 
@@ -381,7 +399,7 @@ struct CoreLoop {
     app_calls: HashMap<CallRef, mpsc::UnboundedSender<SipCallEvent>>,
     app_dialogs: HashMap<DialogId, CallRef>,
     /// Where incoming calls for interactions go.
-    incoming: Option<mpsc::UnboundedSender<IncomingCall>>,
+    incoming: Option<mpsc::UnboundedSender<IncomingEvent>>,
 }
 
 /// Datagrams read in one go before the core's output is flushed.
@@ -505,6 +523,19 @@ impl CoreLoop {
         }
     }
 
+    /// Hands a call coming in to the application; without one it is refused with 480.
+    fn offer_incoming(&mut self, incoming: ServerTxId, call: IncomingEvent) {
+        let taken = self
+            .incoming
+            .as_ref()
+            .is_some_and(|to| to.send(call).is_ok());
+        if !taken {
+            let now = Instant::now();
+            self.core
+                .reject_incoming(now, incoming, 480, "No Interactions Here");
+        }
+    }
+
     /// Hands the core's events to whoever placed the call; the rest are logged. Draining them
     /// also lets the core bridge and free application calls.
     fn deliver_events(&mut self) {
@@ -514,20 +545,33 @@ impl CoreLoop {
                     incoming,
                     interaction,
                     caller,
+                    token,
                 } => {
-                    let call = IncomingCall {
+                    let call = IncomingEvent::Call(IncomingCall {
                         incoming,
                         interaction,
                         caller,
+                        token,
+                    });
+                    self.offer_incoming(incoming, call);
+                    continue;
+                }
+                CoreEvent::ServiceCall {
+                    incoming,
+                    number,
+                    caller,
+                } => {
+                    let call = IncomingEvent::ServiceCall {
+                        incoming,
+                        number,
+                        caller,
                     };
-                    let taken = self
-                        .incoming
-                        .as_ref()
-                        .is_some_and(|to| to.send(call).is_ok());
-                    if !taken {
-                        let now = Instant::now();
-                        self.core
-                            .reject_incoming(now, incoming, 480, "No Interactions Here");
+                    self.offer_incoming(incoming, call);
+                    continue;
+                }
+                CoreEvent::IncomingCancelled { incoming } => {
+                    if let Some(to) = &self.incoming {
+                        let _ = to.send(IncomingEvent::Cancelled(incoming));
                     }
                     continue;
                 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use tandem::bridge::{
     Accepted, Action, AgentId, Command, Customer, Event, EventKind, Interaction, InteractionId,
-    Party, RuleError, Rules, Time,
+    JoinSecret, Party, RuleError, Rules, Time,
 };
 
 pub fn rules() -> Rules {
@@ -20,6 +20,7 @@ pub fn rules() -> Rules {
         teardown_timeout: Duration::from_secs(32),
         call_request_timeout: Duration::from_secs(60),
         mask_dtmf: false,
+        join_secret: JoinSecret::new(b"the test join key"),
     }
 }
 

@@ -261,7 +261,11 @@ impl SipCore {
                     self.forget_app_call(call);
                 }
             }
-            CoreEvent::Progress { .. } | CoreEvent::Dtmf { .. } | CoreEvent::Incoming { .. } => {}
+            CoreEvent::Progress { .. }
+            | CoreEvent::Dtmf { .. }
+            | CoreEvent::Incoming { .. }
+            | CoreEvent::ServiceCall { .. }
+            | CoreEvent::IncomingCancelled { .. } => {}
         }
     }
 

@@ -50,7 +50,7 @@ pub(super) struct PendingBridge {
 
 impl SipCore {
     /// Whether `source` is one of the configured trunks.
-    fn is_trunk(&self, source: SocketAddr) -> bool {
+    pub(super) fn is_trunk(&self, source: SocketAddr) -> bool {
         self.config.trunks.iter().any(|t| t.matches(source))
     }
 
@@ -176,7 +176,11 @@ impl SipCore {
             CoreEvent::Progress { call, .. }
             | CoreEvent::Answered { call, .. }
             | CoreEvent::Failed { call, .. } => *call,
-            CoreEvent::Ended { .. } | CoreEvent::Dtmf { .. } | CoreEvent::Incoming { .. } => {
+            CoreEvent::Ended { .. }
+            | CoreEvent::Dtmf { .. }
+            | CoreEvent::Incoming { .. }
+            | CoreEvent::ServiceCall { .. }
+            | CoreEvent::IncomingCancelled { .. } => {
                 return self.events.push_back(event);
             }
         };
@@ -192,7 +196,11 @@ impl SipCore {
             CoreEvent::Progress { code, .. } => self.relay_progress(now, call, code),
             CoreEvent::Answered { dialog, .. } => self.complete_bridge(now, call, dialog),
             CoreEvent::Failed { code, .. } => self.fail_bridge(now, call, code),
-            CoreEvent::Ended { .. } | CoreEvent::Dtmf { .. } | CoreEvent::Incoming { .. } => {}
+            CoreEvent::Ended { .. }
+            | CoreEvent::Dtmf { .. }
+            | CoreEvent::Incoming { .. }
+            | CoreEvent::ServiceCall { .. }
+            | CoreEvent::IncomingCancelled { .. } => {}
         }
     }
 

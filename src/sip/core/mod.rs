@@ -36,6 +36,9 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDA
 pub const SUPPORTED: &[&str] = &["timer"];
 /// The body types we read.
 pub const ACCEPT: &str = "application/sdp";
+/// A held call rings again this often: RFC 3261 §13.3.1.1 asks for a provisional response every
+/// minute so that proxies (Timer C, at least 3 minutes) do not cancel it.
+const RING_AGAIN: Duration = Duration::from_secs(60);
 
 /// What the core needs from the configuration.
 #[derive(Debug, Clone)]
@@ -60,6 +63,12 @@ pub struct CoreConfig {
     pub min_session_expires: u32,
     /// Whether bridged calls are recorded.
     pub record: bool,
+    /// Service numbers (DIDs, compared without a leading `+`): a trunk's INVITE to one of them
+    /// is held for the application as a [`CoreEvent::ServiceCall`].
+    pub service_numbers: HashSet<String>,
+    /// How long such a call may wait for the application before it gets 480 (the routing's
+    /// maximum wait plus an agent's answer: the interaction normally decides first).
+    pub service_call_hold: Duration,
 }
 
 impl CoreConfig {
@@ -85,6 +94,15 @@ impl CoreConfig {
             agent_answer_timeout: Duration::from_secs(sip.agent_answer_timeout_s),
             min_session_expires: sip.min_session_expires_s,
             record: sip.recording_dir.is_some(),
+            service_numbers: config
+                .services
+                .iter()
+                .flat_map(|s| s.numbers.iter())
+                .map(|n| crate::config::number_key(n).to_string())
+                .collect(),
+            service_call_hold: Duration::from_secs(
+                config.routing.max_wait_s + sip.agent_answer_timeout_s,
+            ),
             accounts: config
                 .registrar
                 .accounts
@@ -116,7 +134,20 @@ pub enum CoreEvent {
         interaction: String,
         /// The caller's user part (a phone number from a trunk).
         caller: String,
+        /// `X-Interaction-Token`: lets a caller that is not the chat's number join it.
+        token: Option<String>,
     },
+    /// A trunk's INVITE to a service number: it rings (100, 180, a fresh 180 every minute)
+    /// until the application accepts or rejects it like an [`CoreEvent::Incoming`] call.
+    ServiceCall {
+        incoming: ServerTxId,
+        /// The number dialled, as the Request-URI (else the To) names it.
+        number: String,
+        /// The caller's user part.
+        caller: String,
+    },
+    /// The caller of a held `Incoming` or `ServiceCall` gave up (CANCEL, answered 487).
+    IncomingCancelled { incoming: ServerTxId },
     /// A call's dialog ended; `by_peer` when the far end hung up.
     Ended { dialog: DialogId, by_peer: bool },
     /// An RFC 4733 digit arrived on the call's media.
@@ -291,6 +322,8 @@ enum CoreTimer {
     NoAnswer(CallRef),
     /// RFC 4028: the session was not refreshed in time.
     SessionExpired(DialogId),
+    /// A held service call rings again, so proxies on the way keep it (RFC 3261 §13.3.1.1).
+    Ringing(ServerTxId),
 }
 
 pub struct SipCore {
@@ -474,6 +507,7 @@ impl SipCore {
                     self.app_call_no_answer(now, call);
                 }
                 CoreTimer::SessionExpired(id) => self.session_expired(now, at, &id),
+                CoreTimer::Ringing(tx) => self.ring_again(now, tx),
                 CoreTimer::Answer(tx) => match self.pending.get(&tx) {
                     Some(p) if p.answer_at == at && p.incoming => {
                         self.reject_incoming(now, tx, 480, "No Answer");
@@ -608,12 +642,27 @@ impl SipCore {
     }
 
     fn on_invite(&mut self, now: Instant, tx: ServerTxId, req: Request, meta: Meta, peer: Peer) {
+        let mut service_number = None;
         match self.target(&req.uri) {
             // A call for an interaction goes to the application, whatever number it dials.
             _ if app_call_interaction(&req).is_some() => {}
             Target::Echo => {}
             Target::Unknown | Target::Gateway => {
-                return self.reply_status(now, tx, &req, StatusCode::NotFound);
+                let Some(number) = self.service_number(&req) else {
+                    return self.reply_status(now, tx, &req, StatusCode::NotFound);
+                };
+                if !self.is_trunk(peer.addr) {
+                    let why = "Service Numbers Take Trunk Calls Only";
+                    let mut resp =
+                        response(&req, status_with_reason(403, why), Some(&ids::new_tag()));
+                    resp.headers.push(Header::Other(
+                        "Reason".into(),
+                        format!("SIP;cause=403;text=\"{why}\""),
+                    ));
+                    let resp = self.decorate(resp);
+                    return self.reply(now, tx, resp);
+                }
+                service_number = Some(number);
             }
             Target::Account => {}
         }
@@ -646,7 +695,8 @@ impl SipCore {
         };
         let mut session = SdpSession::new(rand::random());
         let incoming = app_call_interaction(&req);
-        if incoming.is_some() && req.body.is_empty() {
+        let held = incoming.is_some() || service_number.is_some();
+        if held && req.body.is_empty() {
             self.ports.release(rtp_port);
             let status = status_with_reason(488, "Offer Required");
             return self.reply_status(now, tx, &req, status);
@@ -683,9 +733,12 @@ impl SipCore {
             )));
         let ringing = self.decorate(ringing);
         self.reply(now, tx, ringing);
-        let answer_at = match incoming {
-            Some(_) => now + self.config.agent_answer_timeout,
-            None => now + self.config.echo_ring,
+        let answer_at = if service_number.is_some() {
+            now + self.config.service_call_hold
+        } else if incoming.is_some() {
+            now + self.config.agent_answer_timeout
+        } else {
+            now + self.config.echo_ring
         };
         let caller = caller_user(&req);
         self.pending.insert(
@@ -702,16 +755,42 @@ impl SipCore {
                 sdp: session,
                 media,
                 codec,
-                incoming: incoming.is_some(),
+                incoming: held,
             },
         );
+        if let Some(number) = service_number {
+            self.timers
+                .push(Reverse((answer_at, CoreTimer::Answer(tx))));
+            self.timers
+                .push(Reverse((now + RING_AGAIN, CoreTimer::Ringing(tx))));
+            self.events.push_back(CoreEvent::ServiceCall {
+                incoming: tx,
+                number,
+                caller,
+            });
+            return;
+        }
         if let Some(interaction) = incoming {
             self.timers
                 .push(Reverse((answer_at, CoreTimer::Answer(tx))));
+            let token = self.pending[&tx]
+                .request
+                .headers
+                .iter()
+                .find_map(|h| match h {
+                    Header::Other(name, value)
+                        if name.eq_ignore_ascii_case("X-Interaction-Token") =>
+                    {
+                        let value = value.trim();
+                        (!value.is_empty() && value.len() <= 128).then(|| value.to_string())
+                    }
+                    _ => None,
+                });
             self.events.push_back(CoreEvent::Incoming {
                 incoming: tx,
                 interaction,
                 caller,
+                token,
             });
             return;
         }
@@ -721,6 +800,40 @@ impl SipCore {
             self.timers
                 .push(Reverse((answer_at, CoreTimer::Answer(tx))));
         }
+    }
+
+    /// The service number an INVITE dials: the Request-URI's user, else the To URI's.
+    fn service_number(&self, req: &Request) -> Option<String> {
+        let known = |user: &str| {
+            let user = user.split(';').next().unwrap_or(user);
+            self.config
+                .service_numbers
+                .contains(crate::config::number_key(user))
+                .then(|| user.to_string())
+        };
+        let by_uri = req.uri.auth.as_ref().and_then(|a| known(a.user.as_str()));
+        by_uri.or_else(|| known(&to_user(req)))
+    }
+
+    /// A held service call is still waiting: ring again (a fresh 180 on its transaction).
+    fn ring_again(&mut self, now: Instant, tx: ServerTxId) {
+        let Some(pending) = self.pending.get(&tx) else {
+            return;
+        };
+        let mut ringing = response(
+            &pending.request,
+            StatusCode::Ringing,
+            Some(&pending.local_tag),
+        );
+        ringing
+            .headers
+            .push(Header::Contact(rsipstack::sip::Contact::new(
+                self.contact(pending.peer.transport),
+            )));
+        let ringing = self.decorate(ringing);
+        self.reply(now, tx, ringing);
+        self.timers
+            .push(Reverse((now + RING_AGAIN, CoreTimer::Ringing(tx))));
     }
 
     /// The dialog a pending INVITE creates, or `None` once it is answered 400 (it has no
@@ -901,6 +1014,10 @@ impl SipCore {
             );
             let resp = self.decorate(resp);
             self.reply(now, tx, resp);
+            if pending.incoming {
+                self.events
+                    .push_back(CoreEvent::IncomingCancelled { incoming: tx });
+            }
         }
     }
 
@@ -1356,14 +1473,27 @@ fn caller_user(req: &Request) -> String {
     req.headers
         .iter()
         .find_map(|h| match h {
-            Header::From(f) => {
-                let value = f.value();
-                let start = value.find("sip:").map(|i| i + 4)?;
-                let rest = &value[start..];
-                let end = rest.find(['@', '>', ';']).unwrap_or(rest.len());
-                Some(rest[..end].to_string())
-            }
+            Header::From(f) => uri_user(f.value()),
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// The user part of the To URI (the number dialled, where the Request-URI was rewritten).
+fn to_user(req: &Request) -> String {
+    req.headers
+        .iter()
+        .find_map(|h| match h {
+            Header::To(t) => uri_user(t.value()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The user part of the `sip:` URI in a From or To value.
+fn uri_user(value: &str) -> Option<String> {
+    let start = value.find("sip:").map(|i| i + 4)?;
+    let rest = &value[start..];
+    let end = rest.find(['@', '>', ';']).unwrap_or(rest.len());
+    Some(rest[..end].to_string())
 }

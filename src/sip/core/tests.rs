@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::config::RegistrarConfig;
+use crate::config::{RegistrarConfig, TrunkConfig};
 use crate::sip::wire::parse_datagram;
 
 const PHONE: &str = "127.0.0.1:5070";
@@ -26,6 +26,8 @@ fn config(max_calls: usize, echo_ring: Duration) -> CoreConfig {
         agent_answer_timeout: Duration::from_secs(30),
         min_session_expires: 90,
         record: false,
+        service_numbers: HashSet::new(),
+        service_call_hold: Duration::from_secs(330),
     }
 }
 
@@ -687,4 +689,212 @@ fn a_required_session_timer_is_supported() {
     assert!(got[2].starts_with("SIP/2.0 200 "), "{got:?}");
     assert!(got[2].contains("Session-Expires: 1800;refresher=uac\r\n"));
     assert!(got[2].contains("Supported: timer\r\n"));
+}
+
+/// A core that takes calls to the service number +15550100 from the phone, a trunk.
+fn service_core(now: Instant, trunk: bool) -> Phone {
+    let mut config = config(10, Duration::ZERO);
+    config.service_numbers = HashSet::from(["15550100".to_string()]);
+    if trunk {
+        config.trunks = vec![TrunkConfig {
+            name: "carrier".into(),
+            addresses: vec![PHONE.into()],
+        }];
+    }
+    let registrar = Registrar::with_random_secret(&RegistrarConfig::default(), now);
+    let core = SipCore::new(config, registrar, PortPool::new(30000, 30100));
+    Phone::new(core, now)
+}
+
+fn events(phone: &mut Phone) -> Vec<CoreEvent> {
+    std::iter::from_fn(|| phone.core.poll_event()).collect()
+}
+
+#[test]
+fn a_trunk_call_to_a_service_number_is_held_ringing_until_the_application_answers() {
+    let now = Instant::now();
+    let mut phone = service_core(now, true);
+    let invite = phone.request(
+        "INVITE",
+        "sip:+15550100@127.0.0.1",
+        "s1",
+        1,
+        None,
+        "",
+        OFFER,
+    );
+    phone.send(&invite);
+    assert_eq!(phone.statuses(), vec![100, 180]);
+    let held = events(&mut phone);
+    let [
+        CoreEvent::ServiceCall {
+            incoming,
+            number,
+            caller,
+        },
+    ] = held.as_slice()
+    else {
+        panic!("{held:?}");
+    };
+    assert_eq!((number.as_str(), caller.as_str()), ("+15550100", "phone"));
+    let incoming = *incoming;
+    // Minutes pass (longer than the agent answer timeout of 30 s): a fresh 180 every minute,
+    // never a final answer.
+    let waited = phone.advance(Duration::from_secs(150));
+    let codes: Vec<&str> = waited.iter().map(|m| &m[8..11]).collect();
+    assert_eq!(codes, vec!["180", "180"], "{waited:?}");
+    assert_eq!(phone.core.stats().pending_invites, 1);
+    // The application answers: 200 with SDP, and the ringing stops.
+    let (call, _codec, _dialog) = phone.core.accept_incoming(phone.now, incoming).unwrap();
+    let ok = phone.received();
+    assert!(
+        ok[0].starts_with("SIP/2.0 200 ") && ok[0].contains("m=audio"),
+        "{ok:?}"
+    );
+    let later = phone.advance(Duration::from_secs(1));
+    assert!(
+        later.iter().all(|m| m.starts_with("SIP/2.0 200")),
+        "only 2xx retransmissions"
+    );
+    phone.core.hangup_app_call(phone.now, call.call);
+}
+
+#[test]
+fn the_to_user_names_the_service_number_when_the_request_uri_does_not() {
+    let now = Instant::now();
+    let mut phone = service_core(now, true);
+    let invite = phone
+        .request("INVITE", "sip:127.0.0.1", "s1", 1, None, "", OFFER)
+        .replace("To: <sip:echo@127.0.0.1>", "To: <sip:15550100@127.0.0.1>");
+    phone.send(&invite);
+    assert_eq!(phone.statuses(), vec![100, 180]);
+    assert!(matches!(
+        events(&mut phone).as_slice(),
+        [CoreEvent::ServiceCall { number, .. }] if number == "15550100"
+    ));
+}
+
+#[test]
+fn a_cancel_while_a_service_call_is_held_is_answered_and_reported() {
+    let now = Instant::now();
+    let mut phone = service_core(now, true);
+    let invite = phone.request(
+        "INVITE",
+        "sip:+15550100@127.0.0.1",
+        "s1",
+        1,
+        None,
+        "",
+        OFFER,
+    );
+    phone.send(&invite);
+    phone.received();
+    let held = events(&mut phone);
+    let [CoreEvent::ServiceCall { incoming, .. }] = held.as_slice() else {
+        panic!("held");
+    };
+    let incoming = *incoming;
+    phone.advance(Duration::from_secs(70));
+    phone.received();
+    let cancel = phone.request("CANCEL", "sip:+15550100@127.0.0.1", "s1", 1, None, "", "");
+    phone.send(&cancel);
+    let got = phone.received();
+    assert!(got[0].starts_with("SIP/2.0 200 ") && got[0].contains("CSeq: 1 CANCEL"));
+    assert!(got[1].starts_with("SIP/2.0 487 ") && got[1].contains("CSeq: 1 INVITE"));
+    assert_eq!(
+        events(&mut phone),
+        vec![CoreEvent::IncomingCancelled { incoming }]
+    );
+    // Nothing rings any more, and an answer from the application comes too late.
+    let later = phone.advance(Duration::from_secs(120));
+    assert!(later.iter().all(|m| !m.contains(" 180 ")), "{later:?}");
+    assert!(phone.core.accept_incoming(phone.now, incoming).is_err());
+    assert_eq!(phone.core.stats().pending_invites, 0);
+    assert_eq!(phone.core.ports.in_use(), 0);
+}
+
+#[test]
+fn a_service_number_takes_calls_from_trunks_only() {
+    let now = Instant::now();
+    let mut phone = service_core(now, false);
+    let invite = phone.request(
+        "INVITE",
+        "sip:+15550100@127.0.0.1",
+        "s1",
+        1,
+        None,
+        "",
+        OFFER,
+    );
+    phone.send(&invite);
+    let got = phone.received();
+    let refused = got.last().unwrap();
+    assert!(
+        refused.starts_with("SIP/2.0 403 Service Numbers Take Trunk Calls Only"),
+        "{got:?}"
+    );
+    assert!(
+        refused.contains("Reason: SIP;cause=403;text=\"Service Numbers Take Trunk Calls Only\"")
+    );
+    assert!(events(&mut phone).is_empty());
+    assert_eq!(phone.core.ports.in_use(), 0);
+    // Another number is simply unknown.
+    let mut phone = service_core(now, true);
+    let invite = phone.request(
+        "INVITE",
+        "sip:+15550101@127.0.0.1",
+        "s2",
+        1,
+        None,
+        "",
+        OFFER,
+    );
+    phone.send(&invite);
+    assert_eq!(phone.statuses().last(), Some(&404));
+}
+
+#[test]
+fn a_held_service_call_is_refused_at_last_if_the_application_never_decides() {
+    let now = Instant::now();
+    let mut phone = service_core(now, true);
+    let invite = phone.request(
+        "INVITE",
+        "sip:+15550100@127.0.0.1",
+        "s1",
+        1,
+        None,
+        "",
+        OFFER,
+    );
+    phone.send(&invite);
+    phone.received();
+    let waited = phone.advance(Duration::from_secs(331));
+    assert!(
+        waited.iter().any(|m| m.starts_with("SIP/2.0 480 ")),
+        "{waited:?}"
+    );
+    assert_eq!(phone.core.stats().pending_invites, 0);
+    assert_eq!(phone.core.ports.in_use(), 0);
+}
+
+#[test]
+fn an_invite_naming_an_interaction_carries_its_join_token() {
+    let now = Instant::now();
+    let mut phone = service_core(now, true);
+    let extra = "X-Interaction-Id: i-42\r\nX-Interaction-Token: abc123\r\n";
+    let invite = phone.request(
+        "INVITE",
+        "sip:anyone@127.0.0.1",
+        "j1",
+        1,
+        None,
+        extra,
+        OFFER,
+    );
+    phone.send(&invite);
+    assert!(matches!(
+        events(&mut phone).as_slice(),
+        [CoreEvent::Incoming { interaction, token: Some(token), .. }]
+            if interaction == "i-42" && token == "abc123"
+    ));
 }

@@ -53,6 +53,8 @@ impl World {
             agent_answer_timeout: Duration::from_secs(20),
             min_session_expires: 90,
             record: true,
+            service_numbers: HashSet::from(["15550100".to_string()]),
+            service_call_hold: Duration::from_secs(330),
         };
         config_change(&mut config);
         let registrar_config = RegistrarConfig {
@@ -702,6 +704,7 @@ fn incoming(world: &mut World) -> Vec<(ServerTxId, String, String)> {
                 incoming,
                 interaction,
                 caller,
+                ..
             } => Some((incoming, interaction, caller)),
             _ => None,
         })
