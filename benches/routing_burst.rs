@@ -5,8 +5,9 @@
 //! read on any agent's socket, and from the agent sending `accept` to its `ack`. The burst runs
 //! once with a `ring_all` service and once with `round_robin`, each on a fresh gateway.
 //!
-//! `cargo bench --bench routing_burst` runs 1000 chats over 200 agents; without `--bench` (as
-//! under `cargo test --all-targets`) it runs a small pass as a smoke test.
+//! `cargo bench --bench routing_burst` runs 1000 chats over 200 agents (`-- round_robin` or
+//! `-- ring_all` runs one mode); without `--bench` (as under `cargo test --all-targets`) it runs
+//! a small pass as a smoke test. It prints "burst starts" on stderr for profilers to attach.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -150,6 +151,7 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
     config.store.url = format!("sqlite://{}/tandem.db", dir.path().display());
     config.files.dir = format!("{}/files", dir.path().display());
     let metrics = Arc::new(Metrics::default());
+    let observed = metrics.clone();
     let store = Store::open(&config.store.url, 8, metrics.clone())
         .await
         .unwrap();
@@ -180,6 +182,8 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
     }
     let setup = setup.elapsed();
 
+    // A mark for profilers attaching to the burst alone (the logins hash passwords).
+    eprintln!("{mode}: burst starts");
     let started = Instant::now();
     let mut posts = Vec::new();
     for c in 0..chats {
@@ -236,6 +240,21 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
         seen.accept.len(),
         seen.failures.len(),
     );
+    let rendered = observed.render();
+    let stat = |name: &str| {
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (commits, spent) = (
+        stat("tandem_store_latency_seconds_count"),
+        stat("tandem_store_latency_seconds_sum"),
+    );
+    println!(
+        "  store: {commits} commits since start, {:.2} ms each on average",
+        spent * 1e3 / commits.max(1.0)
+    );
     if let Some(f) = seen.failures.first() {
         println!("  first error: {f}");
     }
@@ -256,8 +275,16 @@ fn main() {
     // One hash for every agent: argon2 is deliberately slow and the logins verify it anyway.
     let hash = password::hash("desk");
     let (agents, chats) = if full { (200, 1000) } else { (4, 20) };
+    // `cargo bench --bench routing_burst -- round_robin` runs one mode.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     runtime.block_on(async {
         for mode in ["ring_all", "round_robin"] {
+            if !only.is_empty() && !only.iter().any(|m| m == mode) {
+                continue;
+            }
             burst(mode, agents, chats, &hash).await;
         }
     });

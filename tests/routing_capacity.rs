@@ -1,5 +1,5 @@
-//! Capacity: a chat takes 25 %, a call 100 %, pending offers count; a full agent is not
-//! offered more, and an accept over capacity is refused.
+//! Capacity: a chat takes 25 %, a call 100 %; an agent holds no more offers than it has free
+//! slots, a full agent is not offered more, and an accept over capacity is refused.
 
 #[path = "common/routing.rs"]
 mod routing;

@@ -11,8 +11,14 @@
 //! `end_session`, `accept_call`/`decline_call` (the customer's call request), `release_call`,
 //! `allow_video`/`decline_video`, `drop_video` (always refused: only the customer may) and
 //! `webrtc_signaling` (the answer of the agent's own WebRTC leg to the gateway's offer, which
-//! arrives as a `webrtc_signaling` event) and `call_customer {chat_id, number?, device?}`. The session
-//! is generic over a `Sink` and a `Stream` of text frames so tests can drive it with channels.
+//! arrives as a `webrtc_signaling` event) and `call_customer {chat_id, number?, device?}`. Commands
+//! run one at a time in the order sent, each answered in turn, while events keep flowing: a slow
+//! command (an accept) never holds back an offer. The session is generic over a `Sink` and a
+//! `Stream` of text frames so tests can drive it with channels.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -20,12 +26,13 @@ use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::agent::Agent;
 use super::{ApiError, AppState};
 use crate::bridge::{AgentDevice, AgentId, Command, InteractionId, Party, ReceiptKind};
-use crate::routing::driver::AcceptError;
+use crate::routing::driver::{AcceptError, AgentEvent};
 use crate::routing::router::Presence;
 
 pub async fn upgrade(
@@ -40,6 +47,9 @@ pub async fn upgrade(
         .try_acquire_owned()
         .map_err(|_| ApiError::TooMany("websockets"))?;
     let max = state.config().http.max_body_bytes;
+    // Commands are small: a read chunk of the default 128 KiB is zeroed on every read, which
+    // costs more CPU than the commands themselves (larger frames still arrive in several reads).
+    let ws = ws.read_buffer_size(AGENT_READ_CHUNK);
     Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(
         move |socket: WebSocket| async move {
             let (tx, rx) = socket.split();
@@ -184,36 +194,81 @@ where
     });
     state.metrics().agent_sockets.inc();
     if tx.send(hello.to_string()).await.is_ok() {
-        loop {
-            tokio::select! {
-                event = events.recv() => match event {
-                    Ok(text) => {
-                        if tx.send(text.to_string()).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(RecvError::Lagged(n)) => {
-                        // The tab fell behind: tell it to reload its state.
-                        let resync = json!({"event": "resync", "missed": n});
-                        if tx.send(resync.to_string()).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(RecvError::Closed) => break,
-                },
-                text = rx.next() => {
-                    let Some(text) = text else { break };
-                    let reply = answer(&state, &agent, &text).await;
-                    if tx.send(reply.to_string()).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
+        let answer = |text: String| {
+            let (state, agent) = (state.clone(), agent.clone());
+            async move { answer(&state, &agent, &text).await }
+        };
+        pump(&mut tx, &mut rx, &mut events, answer).await;
     }
     state.metrics().agent_sockets.dec();
     routing.disconnect(&agent);
     let _ = tx.close().await;
+}
+
+/// Bytes read from an agent's socket at a time.
+const AGENT_READ_CHUNK: usize = 8 * 1024;
+
+/// Commands read ahead of the one running; past this the socket is not read until one is done.
+const MAX_QUEUED_COMMANDS: usize = 32;
+
+/// Forwards the agent's events and answers its commands until either side ends.
+///
+/// The two are independent: a slow command (an accept waits for the router and the
+/// interaction) does not hold back the offers and messages meanwhile. Commands still run one at
+/// a time in the order sent, so their effects and their replies keep that order.
+async fn pump<Tx, Rx, A, F>(
+    tx: &mut Tx,
+    rx: &mut Rx,
+    events: &mut broadcast::Receiver<AgentEvent>,
+    answer: A,
+) where
+    Tx: Sink<String> + Unpin,
+    Rx: Stream<Item = String> + Unpin,
+    A: Fn(String) -> F,
+    F: Future<Output = Value>,
+{
+    let mut queued: VecDeque<String> = VecDeque::new();
+    let mut running: Option<Pin<Box<F>>> = None;
+    loop {
+        if running.is_none()
+            && let Some(text) = queued.pop_front()
+        {
+            running = Some(Box::pin(answer(text)));
+        }
+        let reply = async {
+            match running.as_mut() {
+                Some(command) => command.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(text) => {
+                    if tx.send(text.to_string()).await.is_err() {
+                        break;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    // The tab fell behind: tell it to reload its state.
+                    let resync = json!({"event": "resync", "missed": n});
+                    if tx.send(resync.to_string()).await.is_err() {
+                        break;
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            },
+            reply = reply => {
+                running = None;
+                if tx.send(reply.to_string()).await.is_err() {
+                    break;
+                }
+            }
+            text = rx.next(), if queued.len() < MAX_QUEUED_COMMANDS => {
+                let Some(text) = text else { break };
+                queued.push_back(text);
+            }
+        }
+    }
 }
 
 /// What the agent needs to show each chat: service, customer, context.
@@ -362,4 +417,109 @@ async fn carry_out(
         .command(&InteractionId(chat), by, command)
         .await?;
     Ok(accepted.seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::*;
+
+    /// A socket driven by channels: commands in, frames out; each command's answer waits for
+    /// the test to release it.
+    struct Desk {
+        commands: mpsc::UnboundedSender<String>,
+        frames: mpsc::UnboundedReceiver<String>,
+        events: broadcast::Sender<AgentEvent>,
+        release: mpsc::UnboundedReceiver<(String, oneshot::Sender<()>)>,
+    }
+
+    fn desk() -> Desk {
+        let (commands, rx) = mpsc::unbounded_channel::<String>();
+        let (frames_tx, frames) = mpsc::unbounded_channel::<String>();
+        let (events, mut subscribed) = broadcast::channel(16);
+        let (held, release) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut rx = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|text| (text, rx))
+            }));
+            let mut tx = Box::pin(futures_util::sink::unfold(
+                frames_tx,
+                |out, frame: String| async move {
+                    out.send(frame).map_err(|_| ())?;
+                    Ok::<_, ()>(out)
+                },
+            ));
+            let answer = move |text: String| {
+                let held = held.clone();
+                async move {
+                    let (go, wait) = oneshot::channel();
+                    let _ = held.send((text.clone(), go));
+                    let _ = wait.await;
+                    json!({"event": "ack", "ref": text})
+                }
+            };
+            pump(&mut tx, &mut rx, &mut subscribed, answer).await;
+        });
+        Desk {
+            commands,
+            frames,
+            events,
+            release,
+        }
+    }
+
+    #[tokio::test]
+    async fn events_flow_while_a_command_runs_and_replies_keep_their_order() {
+        let mut d = desk();
+        d.commands.send("first".into()).unwrap();
+        d.commands.send("second".into()).unwrap();
+        // The first command runs and waits; the second waits its turn.
+        let (text, first) = d.release.recv().await.unwrap();
+        assert_eq!(text, "first");
+        // An offer meanwhile reaches the desk at once.
+        d.events.send(Arc::from(r#"{"event":"offer"}"#)).unwrap();
+        let offer = tokio::time::timeout(std::time::Duration::from_secs(10), d.frames.recv());
+        let offer = offer
+            .await
+            .expect("the offer is not held back by the command");
+        assert_eq!(offer.unwrap(), r#"{"event":"offer"}"#);
+        // The second command has not started: one at a time, in order.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(d.release.try_recv().is_err());
+        first.send(()).unwrap();
+        let reply: Value = serde_json::from_str(&d.frames.recv().await.unwrap()).unwrap();
+        assert_eq!(reply["ref"], "first");
+        let (text, second) = d.release.recv().await.unwrap();
+        assert_eq!(text, "second");
+        second.send(()).unwrap();
+        let reply: Value = serde_json::from_str(&d.frames.recv().await.unwrap()).unwrap();
+        assert_eq!(reply["ref"], "second");
+    }
+
+    #[tokio::test]
+    async fn more_commands_than_the_queue_holds_are_all_answered_in_order() {
+        let mut d = desk();
+        for n in 0..MAX_QUEUED_COMMANDS + 10 {
+            d.commands.send(format!("c{n}")).unwrap();
+        }
+        let (_, first) = d.release.recv().await.unwrap();
+        // Events still flow while the reader is held back.
+        d.events.send(Arc::from("e")).unwrap();
+        assert_eq!(d.frames.recv().await.unwrap(), "e");
+        // Everything is answered in order in the end.
+        first.send(()).unwrap();
+        for n in 0..MAX_QUEUED_COMMANDS + 10 {
+            if n > 0 {
+                let (_, go) = d.release.recv().await.unwrap();
+                go.send(()).unwrap();
+            }
+            let reply: Value = serde_json::from_str(&d.frames.recv().await.unwrap()).unwrap();
+            assert_eq!(reply["ref"], format!("c{n}"));
+        }
+    }
 }

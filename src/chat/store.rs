@@ -16,6 +16,7 @@
 //! for the commit of its own write.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -458,6 +459,18 @@ async fn insert_rows<T>(
     rows: &[T],
     bind: impl for<'q> Fn(AnyQuery<'q>, &T) -> AnyQuery<'q>,
 ) -> Result<(), sqlx::Error> {
+    rows_statements(tx, head, "", columns, rows, bind).await
+}
+
+/// Runs `{head} VALUES (…), (…) {tail}` with one statement per chunk of `rows`.
+async fn rows_statements<T>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    head: &str,
+    tail: &str,
+    columns: usize,
+    rows: &[T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &T) -> AnyQuery<'q>,
+) -> Result<(), sqlx::Error> {
     let mut rest = rows;
     while !rest.is_empty() {
         let n = CHUNKS
@@ -473,7 +486,7 @@ async fn insert_rows<T>(
                 format!("({})", cells.join(", "))
             })
             .collect();
-        let sql = format!("{head} VALUES {}", values.join(", "));
+        let sql = format!("{head} VALUES {}{tail}", values.join(", "));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for row in chunk {
             query = bind(query, row);
@@ -484,9 +497,9 @@ async fn insert_rows<T>(
     Ok(())
 }
 
-/// Applies `writes` in one transaction. New interactions go first and events last, each kind
-/// in multi-row statements; the rest in order between them. The tables have no constraints
-/// between each other, so this is the same as applying the writes one by one.
+/// Applies `writes` in one transaction. New interactions go first, then the rows' progress, and
+/// events last, each kind in multi-row statements; the rest in order between them. The tables
+/// have no constraints between each other, so this is the same as applying the writes one by one.
 async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut interactions = Vec::new();
@@ -514,26 +527,47 @@ async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
         },
     )
     .await?;
+    // The interactions' rows change with one statement per chunk too; the last change of a row
+    // in the batch is the one that stands. Both backends name a VALUES list's columns
+    // `column1`, `column2`, … and take `UPDATE … FROM`.
+    let mut progress: Vec<(&InteractionId, Phase, u64, Option<u64>)> = Vec::new();
+    let mut at: HashMap<&InteractionId, usize> = HashMap::new();
     for write in writes {
-        match write {
-            Write::NewInteraction(_) | Write::Event(..) => {}
-            Write::Progress {
-                id,
-                phase,
-                last_seq,
-                closed_at,
-            } => {
-                sqlx::query(
-                    "UPDATE interactions SET phase = $1, last_seq = $2, closed_at = $3 \
-                     WHERE id = $4",
-                )
+        if let Write::Progress {
+            id,
+            phase,
+            last_seq,
+            closed_at,
+        } = write
+        {
+            let row = (id, *phase, *last_seq, *closed_at);
+            match at.get(id) {
+                Some(&i) => progress[i] = row,
+                None => {
+                    at.insert(id, progress.len());
+                    progress.push(row);
+                }
+            }
+        }
+    }
+    rows_statements(
+        &mut tx,
+        "UPDATE interactions SET phase = v.column2, last_seq = v.column3, \
+         closed_at = v.column4 FROM (",
+        ") AS v WHERE interactions.id = v.column1",
+        4,
+        &progress,
+        |q, (id, phase, last_seq, closed_at)| {
+            q.bind(id.0.clone())
                 .bind(phase_name(*phase))
                 .bind(*last_seq as i64)
                 .bind(closed_at.map(|t| t as i64))
-                .bind(id.0.clone())
-                .execute(&mut *tx)
-                .await?;
-            }
+        },
+    )
+    .await?;
+    for write in writes {
+        match write {
+            Write::NewInteraction(_) | Write::Event(..) | Write::Progress { .. } => {}
             Write::NewFile(f) => {
                 sqlx::query(
                     "INSERT INTO files \

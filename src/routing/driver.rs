@@ -294,8 +294,9 @@ struct Desk {
 
 /// The router's task: requests and timers in, decisions out.
 ///
-/// The requests queued meanwhile are served together before the decisions are carried out, so
-/// a burst of new chats or accepts costs one look at the router's timers, not one per request.
+/// The requests queued meanwhile are served together (one [`Router::batch`]) before the
+/// decisions are carried out, so a burst of new chats or accepts costs one pass over the queue
+/// and one look at the router's timers, not one per request.
 async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routing: Routing) {
     let mut desk = Desk::default();
     let mut clock = Time(0);
@@ -315,13 +316,13 @@ async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routi
         let now = clock;
         match request {
             None => router.handle_timeout(now),
-            Some(request) => {
-                serve(&mut router, &mut desk, &routing, now, request);
+            Some(request) => router.batch(now, |router| {
+                serve(router, &mut desk, &routing, now, request);
                 for _ in 1..MAX_BATCH {
                     let Ok(request) = rx.try_recv() else { break };
-                    serve(&mut router, &mut desk, &routing, now, request);
+                    serve(router, &mut desk, &routing, now, request);
                 }
-            }
+            }),
         }
         while let Some(output) = router.poll_output() {
             let (chat, command) = match output {

@@ -7,16 +7,31 @@
 //!
 //! Model. A chat waits in one queue in arrival order (a re-queued chat keeps its place). Each
 //! service routes its chats in its mode:
-//! - `ring_all` offers a chat to every eligible agent at once; the first accept wins and the
-//!   others see it withdrawn. Offers stay until then (or the maximum wait).
+//! - `ring_all` offers a chat to many eligible agents at once (its share, below); the first
+//!   accept wins and the others see it withdrawn. Offers stay until then (or the maximum wait).
 //! - `round_robin` offers to one agent at a time, taking turns over the department's agents in
 //!   config order; a decline or the offer timeout moves the chat to the next one.
 //! - `longest_idle` is one at a time as well, to the agent idle the longest.
 //!
-//! An agent is eligible when connected to the desktop, `available`, in the department, not
-//! yet offered or refused this chat, and with room: open chats, calls and pending offers count
-//! against the capacity (a chat takes `chat_load`, a call `call_load`). When no agent of the
-//! department is connected, mobile operators on duty are offered the chat instead, by SMS
+//! Capacity. An agent's load is its open chats and calls (a chat takes `chat_load`, a call
+//! `call_load`); its *free slots* are the chats that still fit in its capacity. An offer is a
+//! question, not a claim: it reserves nothing, and room is checked again when the agent accepts
+//! (refused with `over_capacity` when full, and that offer withdrawn). But an agent holds at most
+//! as many offers as it has free slots (and never more than [`MAX_OFFERS_PER_AGENT`]), so its
+//! desk is never asked more than it could take at once; when an accept or a call fills it, the
+//! offers that no longer fit are withdrawn (`no_room`).
+//!
+//! Ring-all shares the room out. Ringing the whole group for every chat would let the first few
+//! chats of a burst take every agent's offer slots while the rest wait for accepts. Instead the
+//! department's offer slots are divided among its waiting ring-all chats in queue order: each
+//! rings about `slots / waiting chats` agents (older chats get the remainder), at least one, and
+//! the whole group when the queue is short (the usual case). When the queue grows, chats over
+//! their share give back offers (`reshared`) so that no chat waits while an agent has room.
+//! Offers go to the agents with the fewest outstanding first.
+//!
+//! An agent is eligible when connected to the desktop, `available`, in the department, not yet
+//! offered or refused this chat, and holding fewer offers than its free slots. When no agent of
+//! the department is connected, mobile operators on duty are offered the chat instead, by SMS
 //! ([`Via::Sms`]), one at a time or all at once by the same mode.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -84,6 +99,10 @@ pub enum WithdrawReason {
     AgentLeft,
     /// The chat ended or gave up waiting.
     Ended,
+    /// The agent has no room for it any more (an accept or a call filled them).
+    NoRoom,
+    /// A burst: the chat's offers are shared out with other waiting chats.
+    Reshared,
 }
 
 /// Work for the driver.
@@ -187,12 +206,29 @@ struct Agent {
     idle_since: Time,
 }
 
+/// The most offers one agent holds at once, whatever its capacity: its desk shows each of them.
+pub const MAX_OFFERS_PER_AGENT: usize = 20;
+
 impl Agent {
+    /// What the agent carries: open chats and calls (offers reserve nothing).
     fn load(&self, s: &Settings) -> u32 {
-        (self.chats.len() + self.offers.len()) as u32 * s.chat_load + self.calls * s.call_load
+        self.chats.len() as u32 * s.chat_load + self.calls * s.call_load
     }
+    /// Chats that still fit in the agent's capacity.
+    fn free_slots(&self, s: &Settings) -> usize {
+        (self.spec.capacity.saturating_sub(self.load(s)) / s.chat_load.max(1)) as usize
+    }
+    /// Whether one more chat fits.
     fn has_room(&self, s: &Settings) -> bool {
-        self.load(s) + s.chat_load <= self.spec.capacity
+        self.free_slots(s) > 0
+    }
+    /// How many offers the agent may hold now.
+    fn offer_limit(&self, s: &Settings) -> usize {
+        self.free_slots(s).min(MAX_OFFERS_PER_AGENT)
+    }
+    /// Whether the agent may be asked one more chat.
+    fn may_be_offered(&self, s: &Settings) -> bool {
+        self.offers.len() < self.offer_limit(s)
     }
     fn connected(&self) -> bool {
         self.sessions > 0
@@ -260,6 +296,9 @@ pub struct Router {
     /// Moving average of how long an accepted chat lasts.
     handle_time: Duration,
     outputs: std::collections::VecDeque<Output>,
+    /// Inside [`Router::batch`]: dispatching waits for the end of the batch.
+    deferred: bool,
+    dispatch_due: bool,
 }
 
 impl Router {
@@ -303,6 +342,8 @@ impl Router {
             fresh: Vec::new(),
             next_status: None,
             outputs: Default::default(),
+            deferred: false,
+            dispatch_due: false,
         }
     }
 
@@ -334,6 +375,19 @@ impl Router {
             })
             .collect();
         Router::new(Settings::from_config(config), services, agents, now)
+    }
+
+    /// Feeds several inputs (as `f` calls `handle_*` with `now`) and dispatches once at the
+    /// end rather than after each: a burst of new chats or accepts costs one pass over the
+    /// queue. Views read inside `f` may not show the offers the batch leads to yet.
+    pub fn batch<R>(&mut self, now: Time, f: impl FnOnce(&mut Router) -> R) -> R {
+        let outer = std::mem::replace(&mut self.deferred, true);
+        let result = f(self);
+        self.deferred = outer;
+        if !outer && std::mem::take(&mut self.dispatch_due) {
+            self.dispatch(now);
+        }
+        result
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -442,15 +496,19 @@ impl Router {
         let Stage::Waiting { offers, .. } = &chat.stage else {
             return Err(RoutingError::OfferNotAvailable);
         };
-        if !offers.contains_key(agent) {
-            // Picking up a waiting chat that was not offered to them (e.g. an operator who just
-            // logged in): allowed within their departments and capacity.
-            if !a.takes(&chat.service.department) {
-                return Err(RoutingError::NotInDepartment);
+        let offered = offers.contains_key(agent);
+        // Picking up a waiting chat that was not offered to them (e.g. an operator who just
+        // logged in) is allowed within their departments.
+        if !offered && !a.takes(&chat.service.department) {
+            return Err(RoutingError::NotInDepartment);
+        }
+        // An offer reserved nothing: the room is checked now.
+        if !a.has_room(&settings) {
+            if offered {
+                self.withdraw(chat_id, agent, WithdrawReason::NoRoom);
+                self.dispatch(now);
             }
-            if !a.has_room(&settings) {
-                return Err(RoutingError::OverCapacity);
-            }
+            return Err(RoutingError::OverCapacity);
         }
         let others: Vec<AgentId> = offers.keys().filter(|o| *o != agent).cloned().collect();
         for other in others {
@@ -464,6 +522,7 @@ impl Router {
             chat: chat_id.clone(),
             agent: agent.clone(),
         });
+        self.fit_offers(agent);
         self.dispatch(now);
         Ok(())
     }
@@ -493,6 +552,7 @@ impl Router {
                 a.calls = a.calls.saturating_sub(1);
             }
         }
+        self.fit_offers(agent);
         self.dispatch(now);
     }
 
@@ -560,6 +620,7 @@ impl Router {
             a.chats.insert(chat.clone());
         }
         self.assigned(now, chat, agent);
+        self.fit_offers(agent);
         self.dispatch(now);
     }
 
@@ -695,7 +756,7 @@ impl Router {
         })
     }
 
-    /// The agent's load in percent (chats, calls and pending offers).
+    /// The agent's load in percent (open chats and calls; offers reserve nothing).
     pub fn load(&self, agent: &AgentId) -> Option<u32> {
         Some(self.agents.get(agent)?.load(&self.settings))
     }
@@ -762,6 +823,27 @@ impl Router {
         }
     }
 
+    /// Withdraws the agent's offers that no longer fit in its free slots, the newest chats'
+    /// first (they have waited the least).
+    fn fit_offers(&mut self, agent: &AgentId) {
+        let Some(a) = self.agents.get(agent) else {
+            return;
+        };
+        let limit = a.offer_limit(&self.settings);
+        if a.offers.len() <= limit {
+            return;
+        }
+        let mut held: Vec<((Time, u64), InteractionId)> = a
+            .offers
+            .iter()
+            .filter_map(|c| Some((self.chats.get(c)?.order, c.clone())))
+            .collect();
+        held.sort();
+        for (_, chat) in held.into_iter().skip(limit) {
+            self.withdraw(&chat, agent, WithdrawReason::NoRoom);
+        }
+    }
+
     fn mark_tried(&mut self, chat: &InteractionId, agent: &AgentId) {
         if let Some(Chat {
             stage: Stage::Waiting { tried, .. },
@@ -798,32 +880,44 @@ impl Router {
     /// Offers waiting chats, in queue order, to whoever may take them now.
     ///
     /// Called after every input, so it must stay cheap with a long queue: chats that cannot get
-    /// an offer now (one at a time with an offer out, or between rounds) are passed over before
-    /// any agent is looked at, and a department where no agent has room is not looked at again.
+    /// an offer now (one at a time with an offer out, between rounds, or ring-all with its share
+    /// out) are passed over before any agent is looked at, and a department where no agent can
+    /// hold another offer is not looked at again.
     fn dispatch(&mut self, now: Time) {
+        if self.deferred {
+            self.dispatch_due = true;
+            return;
+        }
         let mut exhausted: HashSet<String> = HashSet::new();
-        let mut staffed: HashMap<String, bool> = HashMap::new();
-        let waiting: Vec<InteractionId> = self
-            .queue
-            .values()
-            .filter(|chat| self.chats[*chat].may_get_offers())
-            .cloned()
-            .collect();
-        for chat in waiting {
+        let mut staffed: HashMap<String, Via> = HashMap::new();
+        let (waiting, shares) = self.waiting_with_shares(now, &mut staffed);
+        self.give_back_surplus(&waiting, &shares);
+        for ((chat, offers_out), share) in waiting.into_iter().zip(shares) {
+            // A ring-all chat with its share out: nothing to look at (the common case).
+            if share > 0 && offers_out >= share {
+                continue;
+            }
             let c = &self.chats[&chat];
             if exhausted.contains(&c.service.department) {
                 continue;
             }
             let department = c.service.department.clone();
             let mode = c.service.mode;
-            let desktop = *staffed.entry(department.clone()).or_insert_with(|| {
-                self.agents
-                    .values()
-                    .any(|a| a.connected() && a.takes(&department))
-            });
-            let via = if desktop { Via::Desktop } else { Via::Sms };
+            let via = self.via(&department, &mut staffed);
             let picked: Vec<AgentId> = match mode {
-                RoutingMode::RingAll => self.candidates(now, &chat, &department, via),
+                RoutingMode::RingAll => {
+                    let want = share.saturating_sub(self.offers_out(&chat));
+                    // Cheaper than looking for candidates when every agent is asked enough.
+                    if !self.any_room(now, &department, via) {
+                        exhausted.insert(department);
+                        continue;
+                    }
+                    let mut picked = self.candidates(now, &chat, &department, via);
+                    // Stable: agents with as many offers keep the ring order.
+                    picked.sort_by_key(|a| self.agents[a].offers.len());
+                    picked.truncate(want);
+                    picked
+                }
                 RoutingMode::RoundRobin => self
                     .next_in_ring(now, &chat, &department, via)
                     .into_iter()
@@ -853,6 +947,93 @@ impl Router {
         // Chats that just started waiting and found nobody hear where they stand at once.
         for chat in std::mem::take(&mut self.fresh) {
             self.push_status(now, &chat);
+        }
+    }
+
+    /// Desk agents when any of the department is connected, else mobile operators by SMS.
+    fn via(&self, department: &str, staffed: &mut HashMap<String, Via>) -> Via {
+        *staffed.entry(department.to_string()).or_insert_with(|| {
+            let desktop = self
+                .agents
+                .values()
+                .any(|a| a.connected() && a.takes(department));
+            if desktop { Via::Desktop } else { Via::Sms }
+        })
+    }
+
+    fn offers_out(&self, chat: &InteractionId) -> usize {
+        match &self.chats[chat].stage {
+            Stage::Waiting { offers, .. } => offers.len(),
+            Stage::Assigned { .. } => 0,
+        }
+    }
+
+    /// The chats dispatching could offer now (waiting, not between rounds, and one at a time
+    /// with no offer out), in queue order with the offers they have out, and how many agents
+    /// each rings if ring-all (zero for the other modes).
+    ///
+    /// A ring-all chat's share: its department's offer slots (the free slots of the agents who
+    /// could take a chat, at most [`MAX_OFFERS_PER_AGENT`] each) divided among its waiting
+    /// ring-all chats, the remainder to the oldest; at least one, at most the whole group.
+    fn waiting_with_shares(
+        &self,
+        now: Time,
+        staffed: &mut HashMap<String, Via>,
+    ) -> (Vec<(InteractionId, usize)>, Vec<usize>) {
+        let mut waiting = Vec::new();
+        let mut by_department: HashMap<&str, Vec<usize>> = HashMap::new();
+        for id in self.queue.values() {
+            let c = &self.chats[id];
+            if !c.may_get_offers() {
+                continue;
+            }
+            let Stage::Waiting { offers, .. } = &c.stage else {
+                continue;
+            };
+            if c.service.mode == RoutingMode::RingAll {
+                by_department
+                    .entry(&c.service.department)
+                    .or_default()
+                    .push(waiting.len());
+            }
+            waiting.push((id.clone(), offers.len()));
+        }
+        let mut shares = vec![0; waiting.len()];
+        for (department, chats) in by_department {
+            let via = self.via(department, staffed);
+            let (group, slots) = self
+                .agents
+                .values()
+                .filter(|a| self.in_group(now, a, department, via))
+                .fold((0, 0), |(group, slots), a| {
+                    (group + 1, slots + a.offer_limit(&self.settings))
+                });
+            let (base, extra) = (slots / chats.len(), slots % chats.len());
+            for (n, i) in chats.into_iter().enumerate() {
+                shares[i] = (base + usize::from(n < extra)).clamp(1, group.max(1));
+            }
+        }
+        (waiting, shares)
+    }
+
+    /// Ring-all chats holding more offers than their share give the surplus back, taken from
+    /// the agents with the most offers first.
+    fn give_back_surplus(&mut self, waiting: &[(InteractionId, usize)], shares: &[usize]) {
+        for ((chat, offers_out), &share) in waiting.iter().zip(shares) {
+            if share == 0 || *offers_out <= share {
+                continue;
+            }
+            let Stage::Waiting { offers, .. } = &self.chats[chat].stage else {
+                continue;
+            };
+            let mut held: Vec<AgentId> = offers.keys().cloned().collect();
+            held.sort_by_key(|a| {
+                std::cmp::Reverse(self.agents.get(a).map_or(0, |a| a.offers.len()))
+            });
+            let surplus = held.len() - share;
+            for agent in held.into_iter().take(surplus) {
+                self.withdraw(chat, &agent, WithdrawReason::Reshared);
+            }
         }
     }
 
@@ -886,7 +1067,14 @@ impl Router {
             .any(|a| self.could_take(now, a, department, via))
     }
 
+    /// Whether the agent may be offered one more chat of the department now.
     fn could_take(&self, now: Time, a: &Agent, department: &str, via: Via) -> bool {
+        a.may_be_offered(&self.settings) && self.in_group(now, a, department, via)
+    }
+
+    /// Whether the agent is among those who take the department's chats now (by `via`), with
+    /// room for one more chat, whatever offers they hold.
+    fn in_group(&self, now: Time, a: &Agent, department: &str, via: Via) -> bool {
         if !a.takes(department) || !a.has_room(&self.settings) {
             return false;
         }
@@ -902,9 +1090,9 @@ impl Router {
         let Stage::Waiting { offers, tried, .. } = &chat.stage else {
             return false;
         };
-        !offers.contains_key(agent)
+        self.could_take(now, &self.agents[agent], &chat.service.department, via)
+            && !offers.contains_key(agent)
             && !tried.contains(agent)
-            && self.could_take(now, &self.agents[agent], &chat.service.department, via)
     }
 
     /// Eligible agents for this chat, in the department's ring order.

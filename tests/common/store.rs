@@ -90,12 +90,31 @@ pub async fn scenario(url: &str) {
     let bulk = InteractionId::from("bulk");
     let mut writes = vec![Write::NewInteraction(record("bulk"))];
     writes.extend((1..=90).map(|seq| Write::Event(bulk.clone(), event(seq, "offer"))));
+    // Rows' progress is written in multi-row statements too; a row's last change stands.
+    let progress = |id: &InteractionId, phase, last_seq| Write::Progress {
+        id: id.clone(),
+        phase,
+        last_seq,
+        closed_at: None,
+    };
+    writes.push(progress(&bulk, Phase::Offered, 45));
+    writes
+        .extend((0..50).map(|n| progress(&InteractionId(format!("many-{n}")), Phase::Offered, 1)));
+    writes.push(progress(&bulk, Phase::Active, 90));
     store.write(writes).await.unwrap();
     let stored = store.events(&bulk, 0).await.unwrap();
     assert_eq!(
         stored,
         (1..=90).map(|seq| event(seq, "offer")).collect::<Vec<_>>()
     );
+    let rec = store.interaction(&bulk).await.unwrap().unwrap();
+    assert_eq!((rec.phase, rec.last_seq), (Phase::Active, 90));
+    let rec = store
+        .interaction(&InteractionId::from("many-49"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((rec.phase, rec.last_seq), (Phase::Offered, 1));
 
     // Mobile links: stored, updated in place, found by token or offer, forgotten when old.
     let link = |token: &str, state: &str, session: Option<&str>, sent_at: u64| MobileLinkRecord {
