@@ -20,7 +20,6 @@ pub struct Metrics {
     /// SIP calls with a dialog (a bridged call counts its two legs).
     pub sip_calls: Gauge,
     /// INVITEs not answered yet (ringing, or held for an agent).
-    pub sip_pending_invites: Gauge,
     /// SIP transactions alive, by side (`server`, `client`).
     pub sip_transactions: Family<Vec<(String, String)>, Gauge>,
     /// Registered softphone bindings.
@@ -63,7 +62,6 @@ impl Default for Metrics {
         let api_errors = Family::default();
         let store_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let sip_calls = Gauge::default();
-        let sip_pending_invites = Gauge::default();
         let sip_transactions = Family::default();
         let sip_registrations = Gauge::default();
         let sip_rejected_over_limit = Gauge::default();
@@ -123,11 +121,6 @@ impl Default for Metrics {
         );
         registry.register("sip_calls", "SIP calls with a dialog", sip_calls.clone());
         registry.register(
-            "sip_pending_invites",
-            "INVITEs not answered yet (ringing, or held for an agent)",
-            sip_pending_invites.clone(),
-        );
-        registry.register(
             "sip_transactions",
             "SIP transactions alive, by side",
             sip_transactions.clone(),
@@ -169,7 +162,6 @@ impl Default for Metrics {
             api_errors,
             store_latency,
             sip_calls,
-            sip_pending_invites,
             sip_transactions,
             sip_registrations,
             sip_rejected_over_limit,
@@ -206,7 +198,6 @@ impl Metrics {
     ) {
         let label = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
         self.sip_calls.set(stats.calls as i64);
-        self.sip_pending_invites.set(stats.pending_invites as i64);
         self.sip_transactions
             .get_or_create(&label("side", "server"))
             .set(stats.server_transactions as i64);

@@ -108,17 +108,8 @@ async fn the_agent_reconnecting_within_the_grace_keeps_chat_and_call() {
         rig.gateway.log_text()
     );
     // The chat goes on, both ways, and the customer never saw the agent leave.
-    rig.customer.say("are you there?").await;
     rig.desk
-        .until(|v| v["event"] == "message" && v["msg"] == "are you there?")
-        .await;
-    let sent = rig
-        .desk
-        .command(json!({"command": "send_message", "chat_id": chat, "msg": "still here"}))
-        .await;
-    assert_eq!(sent["event"], "ack", "{sent}");
-    rig.customer
-        .until(|v| v["event"] == "chat_session_message" && v["msg"] == "still here")
+        .chat_both_ways(&mut rig.customer, "are you there?", "still here")
         .await;
     assert!(
         !rig.customer

@@ -165,17 +165,8 @@ async fn the_customer_hangs_up_and_the_chat_goes_on() {
     assert_eq!(invites_logged(&log, &chat), 1);
 
     // The chat is still on, both ways.
-    rig.customer.say("sorry, the line dropped").await;
     rig.desk
-        .until(|v| v["event"] == "message" && v["msg"] == "sorry, the line dropped")
-        .await;
-    let sent = rig
-        .desk
-        .command(json!({"command": "send_message", "chat_id": chat, "msg": "no problem"}))
-        .await;
-    assert_eq!(sent["event"], "ack", "{sent}");
-    rig.customer
-        .until(|v| v["event"] == "chat_session_message" && v["msg"] == "no problem")
+        .chat_both_ways(&mut rig.customer, "sorry, the line dropped", "no problem")
         .await;
     rig.idle_again(&idle);
 }

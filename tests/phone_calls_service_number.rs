@@ -15,17 +15,14 @@
 //! Every wait is bounded; assertions are on events, packet counts and SIPp's results.
 
 mod common;
-#[path = "common/agent_desk.rs"]
-mod desk;
-#[path = "common/webrtc.rs"]
-mod webrtc_client;
+#[path = "common/trunk_call.rs"]
+mod trunk;
 
-use std::time::Duration;
-
-use desk::{Desk, EVENT_TIMEOUT};
 use serde_json::{Value, json};
 use tandem::routing::password;
-use webrtc_client::{AudioCodec, ClientOptions, WebRtcClient};
+use trunk::agent_desk::Desk;
+use trunk::webrtc::AudioCodec;
+use trunk::{answer_on_browser, audio_received, nothing_left, phone_result};
 
 /// The service number SIPp dials.
 const SERVICE_NUMBER: &str = "+15559000";
@@ -92,64 +89,14 @@ fn caller(
     tokio::task::spawn_blocking(move || phone.wait())
 }
 
-async fn sipp_result(phone: tokio::task::JoinHandle<common::SippStats>) -> common::SippStats {
-    tokio::time::timeout(Duration::from_secs(90), phone)
-        .await
-        .expect("SIPp ends within its own timeout")
-        .unwrap()
-}
-
-/// Answers the gateway's offer for the agent's browser, connects and starts sending audio.
-async fn answer_on_browser(desk: &mut Desk, gateway: &common::Gateway, chat: &str) -> WebRtcClient {
-    let offer = desk
-        .until(|v| {
-            v["event"] == "webrtc_signaling"
-                && v["chat_id"] == chat
-                && v["data"]["type"] == "OFFER_CALL"
-        })
-        .await;
-    let client = WebRtcClient::new(ClientOptions {
-        audio_codec: AudioCodec::Pcmu,
-        video: false,
-    })
-    .await;
-    let sdp = client.answer(offer["data"]["sdp"].as_str().unwrap()).await;
-    let answered = desk
-        .command(json!({"command": "webrtc_signaling", "chat_id": chat,
-                        "data": {"type": "ANSWER_CALL", "sdp": sdp}}))
-        .await;
-    assert_eq!(answered["event"], "ack", "{answered}");
-    assert!(
-        client.wait_connected(EVENT_TIMEOUT).await,
-        "the agent's peer connects\n{}",
-        gateway.log_text()
-    );
-    client.start_sending_audio().await;
-    client
-}
-
-async fn audio_received(client: &WebRtcClient, count: u64) -> bool {
-    for _ in 0..300 {
-        if client.audio_packets_received() > count {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
-fn nothing_left(gateway: &common::Gateway) {
-    tokio::task::block_in_place(|| {
-        for line in [
-            "tandem_sip_calls 0",
-            "tandem_sip_pending_invites 0",
-            "tandem_media_legs 0",
-            "tandem_webrtc_peers 0",
-            "tandem_app_calls 0",
-        ] {
-            gateway.wait_for_metric(line);
-        }
-    });
+/// The gateway with a trunk on a free port and a queue of 60 s, and alice logged in: the
+/// gateway, the trunk's port, an HTTP client and alice's desk.
+async fn start_with_agent() -> (common::Gateway, u16, reqwest::Client, Desk) {
+    let trunk = common::free_port();
+    let gateway = common::Gateway::start(&config(trunk, 60));
+    let http = reqwest::Client::new();
+    let desk = Desk::login(&http, gateway.http, "alice", "desk").await;
+    (gateway, trunk, http, desk)
 }
 
 /// The offer of a phone call to the service number, from `CALLER`.
@@ -165,10 +112,7 @@ async fn phone_offer(desk: &mut Desk) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_to_the_service_number_reaches_the_agent_who_accepts_it() {
-    let trunk = common::free_port();
-    let gateway = common::Gateway::start(&config(trunk, 60));
-    let http = reqwest::Client::new();
-    let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
+    let (gateway, trunk, http, mut desk) = start_with_agent().await;
     let scenario = common::scenario("phone_calls_service_number.xml");
     // The phone hangs up eight seconds after the answer.
     let phone = caller(&gateway, trunk, &scenario, CALLER, 8000, &[]);
@@ -179,7 +123,7 @@ async fn a_call_to_the_service_number_reaches_the_agent_who_accepts_it() {
         .command(json!({"command": "accept", "chat_id": chat}))
         .await;
     assert_eq!(accepted["event"], "ack", "{accepted}");
-    let client = answer_on_browser(&mut desk, &gateway, &chat).await;
+    let client = answer_on_browser(&mut desk, &gateway, &chat, AudioCodec::Pcmu).await;
     desk.call_state(&chat, "up").await;
     assert!(
         audio_received(&client, ECHOED).await,
@@ -193,7 +137,7 @@ async fn a_call_to_the_service_number_reaches_the_agent_who_accepts_it() {
         "{released}"
     );
     client.close().await;
-    let stats = sipp_result(phone).await;
+    let stats = phone_result(phone).await;
     assert_eq!(
         (stats.exit_code, stats.successful, stats.failed),
         (0, 1, 0),
@@ -202,10 +146,7 @@ async fn a_call_to_the_service_number_reaches_the_agent_who_accepts_it() {
     );
 
     // The chat goes on after the call: the agent writes, then ends the session.
-    let sent = desk
-        .command(json!({"command": "send_message", "chat_id": chat, "msg": "thanks for calling"}))
-        .await;
-    assert_eq!(sent["event"], "ack", "{sent}");
+    desk.say(&chat, "thanks for calling").await;
     let transcript = desk.transcript(&http, gateway.http, &chat).await;
     let states: Vec<&str> = transcript
         .iter()
@@ -234,10 +175,7 @@ async fn a_call_to_the_service_number_reaches_the_agent_who_accepts_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_who_hangs_up_in_the_queue_ends_the_interaction_and_its_offer() {
-    let trunk = common::free_port();
-    let gateway = common::Gateway::start(&config(trunk, 60));
-    let http = reqwest::Client::new();
-    let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
+    let (gateway, trunk, _, mut desk) = start_with_agent().await;
     let scenario = common::scenario("phone_cancels_while_queued.xml");
     // Rings three seconds, then CANCEL.
     let phone = caller(&gateway, trunk, &scenario, CALLER, 3000, &[]);
@@ -245,7 +183,7 @@ async fn a_caller_who_hangs_up_in_the_queue_ends_the_interaction_and_its_offer()
     let chat = offer["chat_id"].as_str().unwrap().to_string();
     let withdrawn = desk.event("withdrawn", &chat).await;
     assert_eq!(withdrawn["reason"], "ended", "{withdrawn}");
-    let stats = sipp_result(phone).await;
+    let stats = phone_result(phone).await;
     assert_eq!(
         (stats.exit_code, stats.successful, stats.failed),
         (0, 1, 0),
@@ -294,7 +232,7 @@ async fn nobody_accepting_gets_the_caller_480_with_a_reason() {
         1,
         &["-trace_logs", "-log_file", &log_arg],
     );
-    let stats = sipp_result(phone).await;
+    let stats = phone_result(phone).await;
     // The scenario takes a 480 only with its Reason header, and logs it.
     assert_eq!(
         (stats.exit_code, stats.failed),
@@ -315,13 +253,13 @@ async fn nobody_accepting_gets_the_caller_480_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_with_the_chats_join_token_joins_from_another_number() {
-    let trunk = common::free_port();
-    let gateway = common::Gateway::start(&config(trunk, 60));
-    let http = reqwest::Client::new();
-    let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
+    let (gateway, _, http, mut desk) = start_with_agent().await;
     let created: Value = http
         .post(format!("http://{}/clientweb/api/v1/chats", gateway.http))
-        .header("authorization", desk::auth("claims-app", "app-1"))
+        .header(
+            "authorization",
+            trunk::agent_desk::auth("claims-app", "app-1"),
+        )
         .json(&json!({"from": "Carol", "phone_number": "+15550123"}))
         .send()
         .await
@@ -361,7 +299,7 @@ async fn a_call_with_the_chats_join_token_joins_from_another_number() {
     );
     let connecting = desk.call_state(&chat, "connecting").await;
     assert_eq!(connecting["kind"], "voice", "{connecting}");
-    let client = answer_on_browser(&mut desk, &gateway, &chat).await;
+    let client = answer_on_browser(&mut desk, &gateway, &chat, AudioCodec::Pcmu).await;
     desk.call_state(&chat, "up").await;
     assert!(
         audio_received(&client, ECHOED).await,
@@ -371,7 +309,7 @@ async fn a_call_with_the_chats_join_token_joins_from_another_number() {
     );
     desk.call_state(&chat, "released").await;
     client.close().await;
-    let stats = sipp_result(phone).await;
+    let stats = phone_result(phone).await;
     assert_eq!(
         (stats.exit_code, stats.successful, stats.failed),
         (0, 1, 0),

@@ -148,7 +148,7 @@ async fn a_vanished_app_loses_its_call_on_consent_timeout_and_keeps_its_chat() {
     assert!(!s.desk.saw(|v| v["event"] == "ended"));
     let transcript = s.transcript().await;
     assert!(
-        transcript.contains(&format!("* call leg-1 ended ({reason})")),
+        transcript.contains(&format!("* call leg-1 ended ({reason}, after ")),
         "{transcript}"
     );
     s.customer.close().await;

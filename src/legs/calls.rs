@@ -1409,12 +1409,7 @@ mod tests {
     async fn a_busy_phone_is_reported() {
         let mut r = rig();
         r.start_phone(1, AgentDevice::Browser).await;
-        r.driver
-            .handle_sip(SipCallEvent::Failed {
-                call: CallRef(88),
-                code: 486,
-            })
-            .await;
+        r.driver.handle_sip(failed(88, 486)).await;
         assert_eq!(
             r.released(),
             vec![(1, "the customer's phone is busy".into())]
@@ -1429,6 +1424,13 @@ mod tests {
         SipCallEvent::Answered {
             call: CallRef(call),
             codec,
+        }
+    }
+
+    fn failed(call: u64, code: u16) -> SipCallEvent {
+        SipCallEvent::Failed {
+            call: CallRef(call),
+            code,
         }
     }
 
@@ -1525,12 +1527,7 @@ mod tests {
                 .contains(&Op::Dial("mobile of alice".into(), "claims".into()))
         );
         r.driver.handle_sip(answered(88, Codec::Pcmu)).await;
-        r.driver
-            .handle_sip(SipCallEvent::Failed {
-                call: CallRef(55),
-                code: 486,
-            })
-            .await;
+        r.driver.handle_sip(failed(55, 486)).await;
         assert!(r.ops().contains(&Op::Hangup(88)), "the customer gets a BYE");
         assert!(!r.ops().iter().any(|o| matches!(o, Op::BridgeCalls(..))));
         assert!(recorded(&r).is_empty(), "nothing was recorded");
@@ -1563,12 +1560,7 @@ mod tests {
             "the customer's BYE is not answered yet"
         );
         // The CANCELled softphone's failure comes later and changes nothing.
-        r.driver
-            .handle_sip(SipCallEvent::Failed {
-                call: CallRef(77),
-                code: 487,
-            })
-            .await;
+        r.driver.handle_sip(failed(77, 487)).await;
         assert!(r.released().is_empty());
         r.driver.handle_sip(ended(88, false)).await;
         assert_eq!(r.released(), vec![(1, "released".into())]);
@@ -1614,12 +1606,7 @@ mod tests {
     async fn a_busy_softphone_ends_the_call_and_a_release_hangs_it_up() {
         let mut r = rig();
         r.start_on(1, LegKind::Voice, AgentDevice::Softphone).await;
-        r.driver
-            .handle_sip(SipCallEvent::Failed {
-                call: CallRef(77),
-                code: 486,
-            })
-            .await;
+        r.driver.handle_sip(failed(77, 486)).await;
         assert_eq!(
             r.released(),
             vec![(1, "the agent's softphone is busy".into())]
@@ -1635,12 +1622,7 @@ mod tests {
             r.released().is_empty(),
             "the CANCELled INVITE has no final answer yet"
         );
-        r.driver
-            .handle_sip(SipCallEvent::Failed {
-                call: CallRef(77),
-                code: 487,
-            })
-            .await;
+        r.driver.handle_sip(failed(77, 487)).await;
         assert_eq!(r.released(), vec![(1, "released".into())]);
     }
 

@@ -160,23 +160,32 @@ pub struct SipControl {
 }
 
 impl SipControl {
+    /// Sends the request `make` builds around a reply channel, and waits for the reply; a
+    /// SIP task that is gone counts as a request not sent.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, DialError>>) -> Control,
+    ) -> Result<T, DialError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| DialError::NotSent)?;
+        answer.await.map_err(|_| DialError::NotSent)?
+    }
+
     /// Dials; the call's events go to `events`.
     pub async fn dial(
         &self,
         dial: AppDial,
         events: mpsc::UnboundedSender<SipCallEvent>,
     ) -> Result<DialedCall, DialError> {
-        let (reply, answer) = oneshot::channel();
-        let request = Control::Dial {
+        self.ask(|reply| Control::Dial {
             dial: Box::new(dial),
             events,
             reply,
-        };
-        self.tx
-            .send(request)
-            .await
-            .map_err(|_| DialError::NotSent)?;
-        answer.await.map_err(|_| DialError::NotSent)?
+        })
+        .await
     }
 
     /// BYE or CANCEL; the end arrives as `Ended` or `Failed`.
@@ -196,17 +205,12 @@ impl SipControl {
         incoming: ServerTxId,
         events: mpsc::UnboundedSender<SipCallEvent>,
     ) -> Result<(DialedCall, Codec), DialError> {
-        let (reply, answer) = oneshot::channel();
-        let request = Control::Accept {
+        self.ask(|reply| Control::Accept {
             incoming,
             events,
             reply,
-        };
-        self.tx
-            .send(request)
-            .await
-            .map_err(|_| DialError::NotSent)?;
-        answer.await.map_err(|_| DialError::NotSent)?
+        })
+        .await
     }
 
     /// Refuses an incoming call with `code`, saying `why`.
@@ -221,23 +225,16 @@ impl SipControl {
             })
             .await;
     }
-}
 
-impl SipControl {
     /// Joins two answered application calls to each other (see
     /// [`SipCore::bridge_app_calls`]); each still ends on its own.
     pub async fn bridge(&self, customer: CallRef, agent: CallRef) -> Result<(), DialError> {
-        let (reply, answer) = oneshot::channel();
-        let request = Control::Bridge {
+        self.ask(|reply| Control::Bridge {
             customer,
             agent,
             reply,
-        };
-        self.tx
-            .send(request)
-            .await
-            .map_err(|_| DialError::NotSent)?;
-        answer.await.map_err(|_| DialError::NotSent)?
+        })
+        .await
     }
 
     /// Records answered calls into `sip.recording_dir` as `<name>.wav` (see
@@ -248,18 +245,13 @@ impl SipControl {
         agent: AppLeg,
         name: String,
     ) -> Result<(), DialError> {
-        let (reply, answer) = oneshot::channel();
-        let request = Control::Record {
+        self.ask(|reply| Control::Record {
             customer,
             agent,
             name,
             reply,
-        };
-        self.tx
-            .send(request)
-            .await
-            .map_err(|_| DialError::NotSent)?;
-        answer.await.map_err(|_| DialError::NotSent)?
+        })
+        .await
     }
 }
 

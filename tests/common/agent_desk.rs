@@ -251,6 +251,32 @@ impl Desk {
             .await
     }
 
+    /// Writes `msg` into `chat`; the gateway acknowledges it.
+    pub async fn say(&mut self, chat: &str, msg: &str) {
+        let said = self
+            .command(json!({"command": "send_message", "chat_id": chat, "msg": msg}))
+            .await;
+        assert_eq!(said["event"], "ack", "{said}");
+    }
+
+    /// The customer writes `from_customer` and the agent reads it; the agent answers
+    /// `from_agent` and the customer reads it: the chat is alive both ways.
+    pub async fn chat_both_ways(
+        &mut self,
+        customer: &mut Customer,
+        from_customer: &str,
+        from_agent: &str,
+    ) {
+        customer.say(from_customer).await;
+        self.until(|v| v["event"] == "message" && v["msg"] == from_customer)
+            .await;
+        let chat = customer.chat.clone();
+        self.say(&chat, from_agent).await;
+        customer
+            .until(|v| v["event"] == "chat_session_message" && v["msg"] == from_agent)
+            .await;
+    }
+
     /// The next `call_state` of `chat` in `state`.
     pub async fn call_state(&mut self, chat: &str, state: &str) -> Value {
         self.until(|v| v["event"] == "call_state" && v["chat_id"] == chat && v["state"] == state)

@@ -133,40 +133,7 @@ impl Rig {
     /// and waits until the client is connected and sending.
     pub async fn answer_on_browser(&mut self, codec: AudioCodec) -> WebRtcClient {
         let chat = self.chat();
-        let offer = self
-            .desk
-            .until(|v| {
-                v["event"] == "webrtc_signaling"
-                    && v["chat_id"] == chat.as_str()
-                    && v["data"]["type"] == "OFFER_CALL"
-            })
-            .await;
-        assert_eq!(offer["data"]["offerVideo"], false, "{offer}");
-        let client = WebRtcClient::new(ClientOptions {
-            audio_codec: codec,
-            video: false,
-        })
-        .await;
-        let sdp = client.answer(offer["data"]["sdp"].as_str().unwrap()).await;
-        let answered = self
-            .desk
-            .command(json!({"command": "webrtc_signaling", "chat_id": chat,
-                            "data": {"type": "ANSWER_CALL", "sdp": sdp}}))
-            .await;
-        assert_eq!(
-            answered["event"],
-            "ack",
-            "{answered}\nagent saw: {:#?}\ngateway log:\n{}",
-            self.desk.log,
-            self.gateway.log_text()
-        );
-        assert!(
-            client.wait_connected(EVENT_TIMEOUT).await,
-            "the agent's peer connects\n{}",
-            self.gateway.log_text()
-        );
-        client.start_sending_audio().await;
-        client
+        answer_on_browser(&mut self.desk, &self.gateway, &chat, codec).await
     }
 
     /// Places a call the phone answers: the agent's browser connects, the call is up, and the
@@ -191,9 +158,7 @@ impl Rig {
     /// Waits (bounded) until the gateway holds no SIP call or call state, media leg, RTP
     /// port, WebRTC peer or call; the last `/metrics`.
     pub fn nothing_left(&self) -> String {
-        self.metrics_until(SETTLE, "no call left", |m| {
-            CALL_GAUGES.iter().all(|g| gauge(m, g) == Some(0))
-        })
+        nothing_left(&self.gateway)
     }
 
     /// Waits (bounded) until nothing of a call is left, no SIP transaction either (a BYE's
@@ -217,26 +182,86 @@ impl Rig {
         }
     }
 
-    /// Polls `/metrics` until `ok` holds, for at most `within`; the last text. Fails naming
-    /// `what`, with the metrics and the gateway's log.
+    /// Polls `/metrics` until `ok` holds, for at most `within` (see [`metrics_until`]).
     pub fn metrics_until(&self, within: Duration, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        tokio::task::block_in_place(|| {
-            let deadline = std::time::Instant::now() + within;
-            loop {
-                let metrics = self.gateway.http_get("/metrics");
-                if ok(&metrics) {
-                    return metrics;
-                }
-                if std::time::Instant::now() > deadline {
-                    panic!(
-                        "/metrics never showed {what}:\n{metrics}\ngateway log:\n{}",
-                        self.gateway.log_text()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
+        metrics_until(&self.gateway, within, what, ok)
     }
+}
+
+/// Answers the gateway's offer for the agent's browser on `chat` with a new client sending
+/// `codec`, and waits until the client is connected and sending.
+pub async fn answer_on_browser(
+    desk: &mut Desk,
+    gateway: &common::Gateway,
+    chat: &str,
+    codec: AudioCodec,
+) -> WebRtcClient {
+    let offer = desk
+        .until(|v| {
+            v["event"] == "webrtc_signaling"
+                && v["chat_id"] == chat
+                && v["data"]["type"] == "OFFER_CALL"
+        })
+        .await;
+    assert_eq!(offer["data"]["offerVideo"], false, "{offer}");
+    let client = WebRtcClient::new(ClientOptions {
+        audio_codec: codec,
+        video: false,
+    })
+    .await;
+    let sdp = client.answer(offer["data"]["sdp"].as_str().unwrap()).await;
+    let answered = desk
+        .command(json!({"command": "webrtc_signaling", "chat_id": chat,
+                        "data": {"type": "ANSWER_CALL", "sdp": sdp}}))
+        .await;
+    assert_eq!(
+        answered["event"],
+        "ack",
+        "{answered}\nagent saw: {:#?}\ngateway log:\n{}",
+        desk.log,
+        gateway.log_text()
+    );
+    assert!(
+        client.wait_connected(EVENT_TIMEOUT).await,
+        "the agent's peer connects\n{}",
+        gateway.log_text()
+    );
+    client.start_sending_audio().await;
+    client
+}
+
+/// Waits (bounded) until `gateway` holds no SIP call or call state, media leg, RTP port,
+/// WebRTC peer or call; the last `/metrics`.
+pub fn nothing_left(gateway: &common::Gateway) -> String {
+    metrics_until(gateway, SETTLE, "no call left", |m| {
+        CALL_GAUGES.iter().all(|g| gauge(m, g) == Some(0))
+    })
+}
+
+/// Polls `/metrics` until `ok` holds, for at most `within`; the last text. Fails naming
+/// `what`, with the metrics and the gateway's log.
+pub fn metrics_until(
+    gateway: &common::Gateway,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    tokio::task::block_in_place(|| {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let metrics = gateway.http_get("/metrics");
+            if ok(&metrics) {
+                return metrics;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "/metrics never showed {what}:\n{metrics}\ngateway log:\n{}",
+                    gateway.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
 }
 
 /// The gauges of resources a call holds, all zero when no call is up.

@@ -710,20 +710,18 @@ fn events(phone: &mut Phone) -> Vec<CoreEvent> {
     std::iter::from_fn(|| phone.core.poll_event()).collect()
 }
 
+/// The phone calls `number` with a new INVITE on the call `call_id`.
+fn call_number(phone: &mut Phone, number: &str, call_id: &str) {
+    let uri = format!("sip:{number}@127.0.0.1");
+    let invite = phone.request("INVITE", &uri, call_id, 1, None, "", OFFER);
+    phone.send(&invite);
+}
+
 #[test]
 fn a_trunk_call_to_a_service_number_is_held_ringing_until_the_application_answers() {
     let now = Instant::now();
     let mut phone = service_core(now, true);
-    let invite = phone.request(
-        "INVITE",
-        "sip:+15550100@127.0.0.1",
-        "s1",
-        1,
-        None,
-        "",
-        OFFER,
-    );
-    phone.send(&invite);
+    call_number(&mut phone, "+15550100", "s1");
     assert_eq!(phone.statuses(), vec![100, 180]);
     let held = events(&mut phone);
     let [
@@ -778,16 +776,7 @@ fn the_to_user_names_the_service_number_when_the_request_uri_does_not() {
 fn a_cancel_while_a_service_call_is_held_is_answered_and_reported() {
     let now = Instant::now();
     let mut phone = service_core(now, true);
-    let invite = phone.request(
-        "INVITE",
-        "sip:+15550100@127.0.0.1",
-        "s1",
-        1,
-        None,
-        "",
-        OFFER,
-    );
-    phone.send(&invite);
+    call_number(&mut phone, "+15550100", "s1");
     phone.received();
     let held = events(&mut phone);
     let [CoreEvent::ServiceCall { incoming, .. }] = held.as_slice() else {
@@ -817,16 +806,7 @@ fn a_cancel_while_a_service_call_is_held_is_answered_and_reported() {
 fn a_service_number_takes_calls_from_trunks_only() {
     let now = Instant::now();
     let mut phone = service_core(now, false);
-    let invite = phone.request(
-        "INVITE",
-        "sip:+15550100@127.0.0.1",
-        "s1",
-        1,
-        None,
-        "",
-        OFFER,
-    );
-    phone.send(&invite);
+    call_number(&mut phone, "+15550100", "s1");
     let got = phone.received();
     let refused = got.last().unwrap();
     assert!(
@@ -840,16 +820,7 @@ fn a_service_number_takes_calls_from_trunks_only() {
     assert_eq!(phone.core.ports.in_use(), 0);
     // Another number is simply unknown.
     let mut phone = service_core(now, true);
-    let invite = phone.request(
-        "INVITE",
-        "sip:+15550101@127.0.0.1",
-        "s2",
-        1,
-        None,
-        "",
-        OFFER,
-    );
-    phone.send(&invite);
+    call_number(&mut phone, "+15550101", "s2");
     assert_eq!(phone.statuses().last(), Some(&404));
 }
 
@@ -857,16 +828,7 @@ fn a_service_number_takes_calls_from_trunks_only() {
 fn a_held_service_call_is_refused_at_last_if_the_application_never_decides() {
     let now = Instant::now();
     let mut phone = service_core(now, true);
-    let invite = phone.request(
-        "INVITE",
-        "sip:+15550100@127.0.0.1",
-        "s1",
-        1,
-        None,
-        "",
-        OFFER,
-    );
-    phone.send(&invite);
+    call_number(&mut phone, "+15550100", "s1");
     phone.received();
     let waited = phone.advance(Duration::from_secs(331));
     assert!(
