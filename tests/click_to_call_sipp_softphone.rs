@@ -8,9 +8,9 @@
 //! (`softphone_answer_app_call.xml`, PCMU, so the bridge transcodes). Every scenario fails the
 //! call unless its INVITE carries the interaction's headers.
 //!
-//! Proven here: audio both ways through the bridge (the engine legs' packet counts, and the
-//! recording's two channels), the headers on both INVITEs, `release_call` hanging up both
-//! phones, the transcript listing the call and its recording, the recording fetched over the
+//! Proven here: three calls one after the other in one chat, each with audio both ways
+//! through the bridge (the engine legs' packet counts, and the recording's two channels), the
+//! headers on both INVITEs, `release_call` hanging up both phones, the transcript listing the call and its recording, the recording fetched over the
 //! admin API (and names that could escape its directory refused), and nothing left behind in
 //! `/metrics`. Every wait is bounded; nothing asserts on time.
 
@@ -133,8 +133,9 @@ impl Rig {
         )
     }
 
-    /// Alice's softphone: registered, then answering one call with RTP echo.
-    fn softphone(&self) -> common::Sipp {
+    /// Alice's softphone: registered, then answering `calls` calls with RTP echo.
+    fn softphone(&self, calls: u32) -> common::Sipp {
+        let calls = calls.to_string();
         let port = common::free_port();
         common::register_on(port, self.gateway.sip, "alice", "alice-secret");
         let scenario = common::scenario("softphone_answer_app_call.xml");
@@ -147,7 +148,7 @@ impl Rig {
                 scenario.to_str().unwrap(),
                 "-rtp_echo",
                 "-m",
-                "1",
+                &calls,
                 "-trace_logs",
                 "-log_file",
                 log.to_str().unwrap(),
@@ -155,9 +156,9 @@ impl Rig {
         )
     }
 
-    /// `call_customer` with the agent on `device`; waits until the call is up and the phones
-    /// played their four seconds.
-    async fn call_on(&mut self, device: &str) {
+    /// The chat's `nth` call, with the agent on `device`; waits until the call is up and the
+    /// customer's phone has played its four seconds for the `nth` time.
+    async fn call_on(&mut self, device: &str, nth: usize) {
         let chat = self.chat();
         let called = self
             .desk
@@ -182,7 +183,7 @@ impl Rig {
         let mut done = false;
         for _ in 0..200 {
             let text = std::fs::read_to_string(&played).unwrap_or_default();
-            if text.contains(&format!("number={NUMBER} played")) {
+            if text.matches(&format!("number={NUMBER} played")).count() >= nth {
                 done = true;
                 break;
             }
@@ -297,23 +298,30 @@ async fn sipp_result(sipp: common::Sipp) -> common::SippStats {
 async fn the_customers_phone_and_the_agents_softphone_talk_through_tandem_and_are_recorded() {
     let mut rig = Rig::start().await;
     let chat = rig.chat();
-    let softphone = rig.softphone();
-    let phones = rig.phones(1);
-    rig.call_on("softphone").await;
+    let softphone = rig.softphone(3);
+    let phones = rig.phones(3);
+    // Three calls in one chat, one after the other; the first one's end is checked below.
+    rig.call_on("softphone", 1).await;
     let ended = rig.release().await;
+    for nth in 2..=3 {
+        rig.call_on("softphone", nth).await;
+        let again = rig.release().await;
+        assert_eq!(again["recording"], format!("{chat}-{nth}.wav"), "{again}");
+    }
 
-    // release_call hung up both phones; each saw one call with the interaction's headers.
+    // release_call hung up both phones each time; each saw three calls with the interaction's
+    // headers.
     let (phones, softphone) = (sipp_result(phones).await, sipp_result(softphone).await);
     for (who, stats) in [("phone", &phones), ("softphone", &softphone)] {
         assert_eq!(
             (stats.exit_code, stats.successful, stats.failed),
-            (0, 1, 0),
+            (0, 3, 0),
             "{who}: {stats:?}\ngateway log:\n{}",
             rig.gateway.log_text()
         );
     }
-    assert_eq!(invites_logged(&rig.log("phones.log"), &chat).len(), 1);
-    assert_eq!(invites_logged(&rig.log("softphone.log"), &chat).len(), 1);
+    assert_eq!(invites_logged(&rig.log("phones.log"), &chat).len(), 3);
+    assert_eq!(invites_logged(&rig.log("softphone.log"), &chat).len(), 3);
     rig.nothing_left();
 
     // Audio went both ways through the bridge: the phone's leg took its audio in and sent the
@@ -324,7 +332,7 @@ async fn the_customers_phone_and_the_agents_softphone_talk_through_tandem_and_ar
         .into_iter()
         .filter(|(inbound, outbound)| *inbound > 100 && *outbound > 100)
         .collect();
-    assert_eq!(talking.len(), 2, "{}", rig.gateway.log_text());
+    assert_eq!(talking.len(), 6, "{}", rig.gateway.log_text());
 
     // The call is recorded, customer left and agent right, and the agent was told where.
     let file = format!("{chat}-1.wav");
@@ -394,7 +402,7 @@ async fn the_agent_takes_the_call_on_her_own_mobile_through_the_trunk() {
     let mut rig = Rig::start().await;
     let chat = rig.chat();
     let phones = rig.phones(2);
-    rig.call_on("mobile").await;
+    rig.call_on("mobile", 1).await;
     rig.release().await;
 
     let phones = sipp_result(phones).await;
