@@ -450,18 +450,35 @@ impl SipCore {
             return;
         };
         self.release_leg(pending.media.rtp_port);
-        let mut resp = response(
+        self.refuse(
+            now,
+            incoming,
             &pending.request,
-            status_with_reason(code, why),
-            Some(&pending.local_tag),
+            &pending.local_tag,
+            code,
+            why,
         );
+        self.drain_transactions(now);
+    }
+
+    /// Answers `request` with `code`, saying why in the reason phrase and in an RFC 3326
+    /// Reason header.
+    pub(super) fn refuse(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        request: &rsipstack::sip::Request,
+        tag: &str,
+        code: u16,
+        why: &str,
+    ) {
+        let mut resp = response(request, status_with_reason(code, why), Some(tag));
         let text = why.replace(['"', '\\', '\r', '\n'], " ");
         resp.headers.push(Header::Other(
             "Reason".into(),
             format!("SIP;cause={code};text=\"{text}\""),
         ));
         let resp = self.decorate(resp);
-        self.reply(now, incoming, resp);
-        self.drain_transactions(now);
+        self.reply(now, tx, resp);
     }
 }

@@ -653,14 +653,7 @@ impl SipCore {
                 };
                 if !self.is_trunk(peer.addr) {
                     let why = "Service Numbers Take Trunk Calls Only";
-                    let mut resp =
-                        response(&req, status_with_reason(403, why), Some(&ids::new_tag()));
-                    resp.headers.push(Header::Other(
-                        "Reason".into(),
-                        format!("SIP;cause=403;text=\"{why}\""),
-                    ));
-                    let resp = self.decorate(resp);
-                    return self.reply(now, tx, resp);
+                    return self.refuse(now, tx, &req, &ids::new_tag(), 403, why);
                 }
                 service_number = Some(number);
             }
@@ -725,14 +718,7 @@ impl SipCore {
             }
         };
         let local_tag = ids::new_tag();
-        let mut ringing = response(&req, StatusCode::Ringing, Some(&local_tag));
-        ringing
-            .headers
-            .push(Header::Contact(rsipstack::sip::Contact::new(
-                self.contact(peer.transport),
-            )));
-        let ringing = self.decorate(ringing);
-        self.reply(now, tx, ringing);
+        self.ring(now, tx, &req, &local_tag, peer.transport);
         let answer_at = if service_number.is_some() {
             now + self.config.service_call_hold
         } else if incoming.is_some() {
@@ -820,20 +806,33 @@ impl SipCore {
         let Some(pending) = self.pending.get(&tx) else {
             return;
         };
-        let mut ringing = response(
-            &pending.request,
-            StatusCode::Ringing,
-            Some(&pending.local_tag),
+        let (request, tag, transport) = (
+            pending.request.clone(),
+            pending.local_tag.clone(),
+            pending.peer.transport,
         );
+        self.ring(now, tx, &request, &tag, transport);
+        self.timers
+            .push(Reverse((now + RING_AGAIN, CoreTimer::Ringing(tx))));
+    }
+
+    /// Answers the INVITE `req` with 180 Ringing, with our Contact for `transport`.
+    fn ring(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: &Request,
+        tag: &str,
+        transport: TransportKind,
+    ) {
+        let mut ringing = response(req, StatusCode::Ringing, Some(tag));
         ringing
             .headers
             .push(Header::Contact(rsipstack::sip::Contact::new(
-                self.contact(pending.peer.transport),
+                self.contact(transport),
             )));
         let ringing = self.decorate(ringing);
         self.reply(now, tx, ringing);
-        self.timers
-            .push(Reverse((now + RING_AGAIN, CoreTimer::Ringing(tx))));
     }
 
     /// The dialog a pending INVITE creates, or `None` once it is answered 400 (it has no
