@@ -21,6 +21,9 @@
 //! it receives both ways, so this is close to the cost of a real leg's receive and send paths.
 //! The machine has few cores and everything shares them; the run prints the CPU of each part.
 //!
+//! 4. Codec: the cost of one 20 ms frame transcoded each way (`codec`), and with
+//!    `--features libopus` the system's libopus doing the same beside it.
+//!
 //! Without `--bench` (as under `cargo test`) it runs a small smoke pass.
 
 #[path = "support/str0m_client.rs"]
@@ -60,7 +63,7 @@ fn main() {
     } else {
         (10, vec![4], 0.5, 0.5)
     };
-    // Words after the flags pick runs: `setup`, `pcmu`, `opus`, `video` (all by default);
+    // Words after the flags pick runs: `setup`, `pcmu`, `opus`, `codec`, `video` (all by default);
     // numbers replace the audio runs' leg counts.
     let (numbers, picked): (Vec<String>, Vec<String>) = std::env::args()
         .skip(1)
@@ -116,6 +119,10 @@ fn main() {
         }
     }
 
+    if run("codec") {
+        codec_cost(if full { 2000 } else { 50 });
+    }
+
     if !run("video") {
         return;
     }
@@ -130,6 +137,84 @@ fn main() {
         m.queue_drops,
     );
     assert!(m.heard > 0, "no video was forwarded");
+}
+
+/// What transcoding one 20 ms frame each way costs a bridged Opus leg: a browser's 48 kHz Opus
+/// frame decoded to PCMU, and 20 ms of PCMU encoded to Opus, timed over `frames` frames of a
+/// voice-like signal on this thread. With `--features libopus` the system's libopus does the
+/// same work beside it, in the same run.
+fn codec_cost(frames: usize) {
+    use tandem::rtc::transcode::Transcoder;
+    let Plan::Audio { frames: opus, .. } = Plan::opus() else {
+        unreachable!("an audio plan")
+    };
+    let mut pcmu = Vec::new();
+    let mut transcoder = Transcoder::new().unwrap();
+    let started = Instant::now();
+    for i in 0..frames {
+        transcoder
+            .opus_to_g711(&opus[i % opus.len()], G711::Pcmu, &mut pcmu)
+            .unwrap();
+    }
+    let decode = started.elapsed().as_secs_f64() / frames as f64;
+    let voice = pcmu.clone();
+    let mut sent = 0usize;
+    let started = Instant::now();
+    for chunk in voice.chunks(160).cycle().take(frames) {
+        transcoder
+            .g711_to_opus(chunk, G711::Pcmu, |p| sent += p.len())
+            .unwrap();
+    }
+    let encode = started.elapsed().as_secs_f64() / frames as f64;
+    println!(
+        "codec, per 20 ms frame: opus-rs decode 48k Opus -> PCMU {:.1} µs, encode PCMU -> Opus {:.1} µs ({} B/frame)",
+        decode * 1e6,
+        encode * 1e6,
+        sent / frames
+    );
+    #[cfg(feature = "libopus")]
+    libopus_cost(&opus, &voice, frames);
+}
+
+/// The same work as [`codec_cost`] with the C libopus (`audiopus`), for the side-by-side figure.
+#[cfg(feature = "libopus")]
+fn libopus_cost(opus: &[Arc<[u8]>], pcmu: &[u8], frames: usize) {
+    use audiopus::coder::{Decoder, Encoder};
+    use audiopus::packet::Packet;
+    use audiopus::{Application, Channels, MutSignals, SampleRate};
+    let mut decoder = Decoder::new(SampleRate::Hz8000, Channels::Mono).unwrap();
+    let mut encoder = Encoder::new(SampleRate::Hz8000, Channels::Mono, Application::Voip).unwrap();
+    encoder
+        .set_bitrate(audiopus::Bitrate::BitsPerSecond(24_000))
+        .unwrap();
+    let (mut pcm, mut out) = (vec![0i16; 960], Vec::new());
+    let started = Instant::now();
+    for i in 0..frames {
+        let packet = Packet::try_from(&opus[i % opus.len()][..]).unwrap();
+        let n = decoder
+            .decode(
+                Some(packet),
+                MutSignals::try_from(&mut pcm[..]).unwrap(),
+                false,
+            )
+            .unwrap();
+        tandem::media::g711::encode(G711::Pcmu, &pcm[..n], &mut out);
+    }
+    let decode = started.elapsed().as_secs_f64() / frames as f64;
+    let (mut linear, mut buf, mut sent) = (Vec::new(), [0u8; 1500], 0usize);
+    let started = Instant::now();
+    for chunk in pcmu.chunks(160).cycle().take(frames) {
+        linear.clear();
+        tandem::media::g711::decode(G711::Pcmu, chunk, &mut linear);
+        sent += encoder.encode(&linear, &mut buf).unwrap();
+    }
+    let encode = started.elapsed().as_secs_f64() / frames as f64;
+    println!(
+        "codec, per 20 ms frame: libopus decode 48k Opus -> PCMU {:.1} µs, encode PCMU -> Opus {:.1} µs ({} B/frame)",
+        decode * 1e6,
+        encode * 1e6,
+        sent / frames
+    );
 }
 
 fn codec_name(codec: Codec) -> &'static str {

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use audiopus::coder::Encoder;
-use audiopus::{Application, Channels, SampleRate};
+use opus_rs::{Application, OpusEncoder};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{MediaTime, Mid};
@@ -67,7 +66,7 @@ impl Plan {
 
     /// A second of voice-like Opus, as a browser sends it: 48 kHz, 20 ms, VoIP mode.
     pub fn opus() -> Plan {
-        let encoder = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip).unwrap();
+        let mut encoder = OpusEncoder::new(48000, 1, Application::Voip).unwrap();
         let mut frames = Vec::new();
         let mut buf = [0u8; 1500];
         for f in 0..50 {
@@ -82,7 +81,7 @@ impl Plan {
                     (5000.0 * envelope * voice) as i16
                 })
                 .collect();
-            let n = encoder.encode(&pcm, &mut buf).unwrap();
+            let n = encoder.encode_i16(&pcm, 960, &mut buf).unwrap();
             frames.push(Arc::from(&buf[..n]));
         }
         Plan::Audio {

@@ -1,6 +1,7 @@
 //! Opus ↔ G.711 for a WebRTC peer bridged to a SIP leg that speaks only G.711.
 //!
-//! libopus (through `audiopus`) decodes straight to 8 kHz mono and encodes from it, so no
+//! The codec is `opus-rs`, a pure-Rust port of libopus, so the gateway builds with nothing but
+//! cargo and a C compiler. It decodes straight to 8 kHz mono and encodes from it, so no
 //! resampler is needed: Opus carries its own band limit and the decoder downsamples inside.
 //! Opus frames must be 2.5–60 ms long, so G.711 audio is gathered into 20 ms (160-sample)
 //! frames before it is encoded, whatever the SIP side's packet time.
@@ -8,9 +9,7 @@
 //! Buffers belong to the caller (`&mut Vec` out), and every length a packet can claim is
 //! bounded by the fixed-size decode buffer: no input can make us allocate more.
 
-use audiopus::coder::{Decoder, Encoder};
-use audiopus::packet::Packet;
-use audiopus::{Application, Channels, MutSignals, SampleRate};
+use opus_rs::{Application, OpusDecoder, OpusEncoder};
 
 use super::G711;
 use crate::media::g711;
@@ -23,15 +22,21 @@ pub const OPUS_TICKS_PER_SAMPLE: u32 = 6;
 const MAX_DECODED: usize = 960;
 /// Comfortably above what 20 ms of voice at our bitrate needs (RFC 6716 §3.2.1 caps a frame at 1275).
 const MAX_OPUS_PACKET: usize = 1500;
+/// What we send towards the browser: audio that came from G.711 is narrowband, and 24 kb/s
+/// carries it transparently (RFC 7587 §3.1.1 puts narrowband speech at 8–12 kb/s).
+const ENCODER_BITRATE: i32 = 24_000;
 
+/// Why a packet could not be transcoded (the codec's own words).
 #[derive(Debug, thiserror::Error)]
 #[error("opus: {0}")]
-pub struct TranscodeError(#[from] audiopus::Error);
+pub struct TranscodeError(&'static str);
 
 /// One direction's Opus decoder and the other's encoder, for one bridged peer.
 pub struct Transcoder {
-    decoder: Decoder,
-    encoder: Encoder,
+    decoder: OpusDecoder,
+    encoder: OpusEncoder,
+    /// Decoded audio, as the codec gives it (±1.0).
+    decoded: Vec<f32>,
     pcm: Vec<i16>,
     /// G.711 samples waiting to fill an Opus frame.
     pending: Vec<i16>,
@@ -39,12 +44,14 @@ pub struct Transcoder {
 
 impl Transcoder {
     pub fn new() -> Result<Transcoder, TranscodeError> {
-        let decoder = Decoder::new(SampleRate::Hz8000, Channels::Mono)?;
-        let encoder = Encoder::new(SampleRate::Hz8000, Channels::Mono, Application::Voip)?;
+        let decoder = OpusDecoder::new(8000, 1).map_err(TranscodeError)?;
+        let mut encoder = OpusEncoder::new(8000, 1, Application::Voip).map_err(TranscodeError)?;
+        encoder.bitrate_bps = ENCODER_BITRATE;
         Ok(Transcoder {
             decoder,
             encoder,
-            pcm: vec![0; MAX_DECODED],
+            decoded: vec![0.0; MAX_DECODED],
+            pcm: Vec::with_capacity(MAX_DECODED),
             pending: Vec::with_capacity(2 * FRAME_SAMPLES),
         })
     }
@@ -57,11 +64,23 @@ impl Transcoder {
         law: G711,
         out: &mut Vec<u8>,
     ) -> Result<usize, TranscodeError> {
-        let packet = Packet::try_from(opus)?;
-        let signals = MutSignals::try_from(&mut self.pcm[..])?;
-        let n = self.decoder.decode(Some(packet), signals, false)?;
-        g711::encode(law, &self.pcm[..n], out);
-        Ok(n)
+        // A packet always has its table-of-contents byte (RFC 6716 §3.1); the codec would
+        // take an empty one for a lost frame and invent audio for it.
+        if opus.is_empty() {
+            return Err(TranscodeError("empty packet"));
+        }
+        let n = self
+            .decoder
+            .decode(opus, MAX_DECODED, &mut self.decoded)
+            .map_err(TranscodeError)?;
+        self.pcm.clear();
+        self.pcm.extend(
+            self.decoded[..n.min(MAX_DECODED)]
+                .iter()
+                .map(|&x| (x * 32768.0).clamp(-32768.0, 32767.0) as i16),
+        );
+        g711::encode(law, &self.pcm, out);
+        Ok(self.pcm.len())
     }
 
     /// Takes G.711 `law` audio of any length and calls `emit` with each complete 20 ms Opus
@@ -75,14 +94,17 @@ impl Transcoder {
         g711::decode(law, payload, &mut self.pending);
         let mut buf = [0u8; MAX_OPUS_PACKET];
         let mut start = 0;
+        let mut result = Ok(());
         while self.pending.len() - start >= FRAME_SAMPLES {
             let frame = &self.pending[start..start + FRAME_SAMPLES];
-            let n = self.encoder.encode(frame, &mut buf)?;
-            emit(&buf[..n]);
             start += FRAME_SAMPLES;
+            match self.encoder.encode_i16(frame, FRAME_SAMPLES, &mut buf) {
+                Ok(n) => emit(&buf[..n]),
+                Err(e) => result = Err(TranscodeError(e)),
+            }
         }
         self.pending.drain(..start);
-        Ok(())
+        result
     }
 
     /// Samples waiting for a full frame (at most one frame's worth less one).
@@ -163,9 +185,33 @@ mod tests {
     fn garbage_opus_is_an_error_not_a_panic() {
         let mut t = Transcoder::new().unwrap();
         let mut out = Vec::new();
-        for garbage in [&[][..], &[0xff; 3][..], &[0x0b; 1400][..]] {
+        assert!(t.opus_to_g711(&[], Codec::Pcma, &mut out).is_err());
+        for garbage in [&[0xff; 3][..], &[0x0b; 1400][..]] {
             let _ = t.opus_to_g711(garbage, Codec::Pcma, &mut out);
         }
-        assert!(out.len() <= 3 * MAX_DECODED);
+        assert!(out.len() <= 2 * MAX_DECODED);
+    }
+
+    /// Whatever a peer sends decodes to at most 120 ms of audio, and never panics.
+    #[test]
+    fn random_packets_never_panic_nor_grow_the_output() {
+        let mut t = Transcoder::new().unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut packet = Vec::new();
+        for _ in 0..20_000 {
+            packet.clear();
+            let len = 1 + (next() % 400) as usize;
+            packet.extend((0..len).map(|_| next() as u8));
+            let mut out = Vec::new();
+            if let Ok(n) = t.opus_to_g711(&packet, Codec::Pcmu, &mut out) {
+                assert!(n <= MAX_DECODED && out.len() == n);
+            }
+        }
     }
 }
