@@ -1,5 +1,5 @@
 //! HTTP: the customer API (Bright Pattern Mobile/Web Messaging API v1 plus our WebSocket with
-//! `seq` resume) and the admin endpoints.
+//! `seq` resume), the agent API, the admin endpoints and the web pages (`pages.rs`).
 //!
 //! Layout: [`app`] builds the router over a cloneable [`AppState`]; extractors authenticate
 //! ([`auth::Client`]) and validate; every failure is an [`ApiError`], mapped to HTTP in
@@ -13,6 +13,7 @@ pub mod auth;
 mod customer;
 mod error;
 mod mobile;
+mod pages;
 mod sms;
 pub mod wire;
 mod ws;
@@ -210,6 +211,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(json_limit));
 
     Router::new()
+        .merge(pages::routes())
         .nest("/clientweb/api/v1", customer)
         .nest("/m", operator)
         .route(
