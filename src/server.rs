@@ -90,18 +90,89 @@ impl Gateway {
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let gateway = Gateway::start(&config).await?;
+    announce(&config, &gateway);
     shutdown_signal().await;
     tracing::info!("shutting down");
     gateway.stop().await;
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Tells a person what is running and where to go next: each interface's address, the
+/// services and agents configured, and the pages to open.
+fn announce(config: &Config, gateway: &Gateway) {
+    use tracing::info;
+    let transports: Vec<String> = [("udp", gateway.sip.udp_addr), ("tcp", gateway.sip.tcp_addr)]
+        .into_iter()
+        .filter_map(|(name, addr)| addr.map(|a| format!("{name} {a}")))
+        .collect();
+    info!("SIP: {}", transports.join(", "));
+    info!(
+        "RTP for SIP calls: udp ports {}-{}",
+        config.media.rtp_port_min, config.media.rtp_port_max
+    );
+    info!(
+        "WebRTC: udp {} (ICE-lite, DTLS-SRTP)",
+        gateway.rtc.local_addr()
+    );
+    info!("store: {}", config.store.url);
+    for service in &config.services {
+        let numbers = if service.numbers.is_empty() {
+            String::new()
+        } else {
+            format!(", numbers {}", service.numbers.join(" "))
+        };
+        info!(
+            "service {}: appId {}, department {}, {:?} routing{numbers}",
+            service.name,
+            service.entries.join(" "),
+            service.department,
+            service.routing,
+        );
+    }
+    for agent in &config.agents {
+        info!(
+            "agent {} ({}): departments {}, mobile chat {:?}",
+            agent.name,
+            agent.display_name(),
+            agent.departments.join(" "),
+            agent.mobile_mode,
+        );
+    }
+    let softphones: Vec<&str> = config
+        .registrar
+        .accounts
+        .iter()
+        .map(|a| a.user.as_str())
+        .collect();
+    info!(
+        "softphone accounts (SIP REGISTER): {}",
+        softphones.join(" ")
+    );
+    let base = match &config.http.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("http://{}", gateway.http.addr),
+    };
+    info!("Agent Desktop: {base}/desk/");
+    if let Some(entry) = config.services.iter().flat_map(|s| &s.entries).next() {
+        info!("customer web chat: {base}/chat/?app={entry}");
+    }
+    info!("admin: {base}/admin/v1/interactions, metrics: {base}/metrics");
+    info!("Tandem is running; SIGINT or SIGTERM stops it");
+}
+
+/// Resolves on SIGINT or SIGTERM. SIGHUP, which daemons often take as "reload", is answered
+/// in the log: the configuration is read once at start, so a change needs a restart.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hangup.recv() => tracing::warn!(
+                "SIGHUP: the configuration is not reloaded while running; restart Tandem to apply changes"
+            ),
+        }
     }
 }

@@ -165,6 +165,11 @@ impl Gateway {
             .collect()
     }
 
+    /// The gateway process's id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
