@@ -42,6 +42,14 @@ fn free_media_ports() -> u16 {
     }
 }
 
+/// RTP ports of each test gateway, and how many such ranges fit below 20900.
+const RTP_PORTS: u16 = 200;
+const RTP_RANGES: u16 = (20900 - 1100) / RTP_PORTS;
+
+/// How long a test waits for the gateway to start or to stop. Generous: a loaded machine
+/// starts a process slowly, and the ordered teardown on SIGTERM may wait for phones.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 pub struct Gateway {
     child: Child,
     pub sip: SocketAddr,
@@ -61,7 +69,10 @@ impl Gateway {
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         // Disjoint from SIPp's signalling (21000–29999) and media (50000–63999) ports, and
         // below Linux's ephemeral range (32768–60999), where the tests' own clients bind.
-        let rtp = 1100 + (port % 990) * 20;
+        // 200 ports: room for 50 calls of two legs at once, far more than a test keeps up even
+        // when a loaded machine ends its calls late. Two gateways that draw the same range
+        // still work: a port another process holds is skipped by the pool.
+        let rtp = 1100 + (port % RTP_RANGES) * RTP_PORTS;
         let data = dir.path().display();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let rtc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -69,7 +80,7 @@ impl Gateway {
             "[sip]\nlisten = \"{sip}\"\n{extra}\n[media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
              [http]\nlisten = \"{http}\"\n[rtc]\nlisten = \"{rtc}\"\n[store]\nurl = \"sqlite://{data}/tandem.db\"\n\
              [files]\ndir = \"{data}/files\"\n",
-            rtp + 19
+            rtp + RTP_PORTS - 1
         );
         let config = merge_sections(&config);
         let path = dir.path().join("tandem.toml");
@@ -93,7 +104,11 @@ impl Gateway {
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        for i in 0..100 {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        for i in 0.. {
+            if std::time::Instant::now() > deadline {
+                break;
+            }
             let options = format!(
                 "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bK-ready{i};rport\r\n\
                  Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:{0}>\r\n\
@@ -116,9 +131,7 @@ impl Gateway {
     pub fn http_get(&self, path: &str) -> String {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(self.http).expect("HTTP side listening");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
         write!(
             stream,
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
@@ -133,10 +146,12 @@ impl Gateway {
             .unwrap_or_default()
     }
 
-    /// Waits (up to 5 s: the SIP side publishes once a second) until `/metrics` has `line`.
+    /// Waits (the SIP side publishes once a second; a loaded machine may take far longer)
+    /// until `/metrics` has `line`.
     pub fn wait_for_metric(&self, line: &str) -> String {
         let mut metrics = String::new();
-        for _ in 0..50 {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::time::Instant::now() < deadline {
             metrics = self.http_get("/metrics");
             if metrics.lines().any(|l| l == line) {
                 return metrics;
@@ -184,7 +199,8 @@ impl Gateway {
     pub fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        for _ in 0..100 {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::time::Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
