@@ -26,7 +26,10 @@ fn wait_for_log(gateway: &common::Gateway, text: &str) -> String {
         if log.contains(text) {
             return log;
         }
-        assert!(Instant::now() < deadline, "the log never said {text:?}:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "the log never said {text:?}:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
