@@ -47,6 +47,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub agents: Vec<AgentConfig>,
     pub sms: SmsConfig,
+    pub admin: AdminConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -189,6 +190,26 @@ pub struct HttpConfig {
     /// How people outside reach this server (`https://cc.example.com`), for links sent by SMS;
     /// defaults to `http://<listen>`.
     pub public_url: Option<String>,
+    /// HTTP connections open at once (WebSockets included); capped at start below the
+    /// process's descriptor limit, with room kept for SIP and media.
+    pub max_connections: usize,
+    /// HTTP connections open at once from one IP address.
+    pub max_connections_per_source: usize,
+    /// A request whose headers have not all arrived after this long is dropped.
+    pub header_timeout_s: u64,
+}
+
+/// Who may use the admin endpoints (`/admin/v1/…`) and `/metrics`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// A bearer token (`Authorization: Bearer …`, 16+ characters) for everything admin. Unset,
+    /// admin answers only on a loopback listener; elsewhere it is refused until one is set.
+    pub token: Option<String>,
+    /// A token that may read `/metrics` only (for a Prometheus scraper).
+    pub metrics_token: Option<String>,
+    /// Serve admin and `/metrics` on their own listener instead of `http.listen`.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The SMS provider: a generic JSON webhook that takes `POST {to, body, from, …}`.
@@ -559,6 +580,9 @@ impl Default for HttpConfig {
             long_poll_timeout_s: 25,
             max_websockets: 10_000,
             public_url: None,
+            max_connections: 20_000,
+            max_connections_per_source: 512,
+            header_timeout_s: 10,
         }
     }
 }
@@ -948,6 +972,7 @@ impl Config {
         }
         self.validate_rtc()?;
         self.validate_sms()?;
+        self.validate_http()?;
         self.validate_agents()
     }
 
@@ -984,6 +1009,34 @@ impl Config {
                     &format!("{url:?} is not a stun:, stuns:, turn: or turns: URL"),
                 );
             }
+        }
+        Ok(())
+    }
+
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        let http = &self.http;
+        if http.max_connections == 0 || http.max_connections_per_source == 0 {
+            return invalid("http.max_connections", "limits must be positive");
+        }
+        if http.header_timeout_s == 0 {
+            return invalid("http.header_timeout_s", "must be positive");
+        }
+        for (key, token) in [
+            ("admin.token", &self.admin.token),
+            ("admin.metrics_token", &self.admin.metrics_token),
+        ] {
+            if token.as_deref().is_some_and(|t| t.len() < 16) {
+                return invalid(key, "must be at least 16 characters");
+            }
+        }
+        if self.admin.listen == Some(http.listen) && http.listen.port() != 0 {
+            return invalid("admin.listen", "must differ from http.listen");
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod media;
 pub mod metrics;
 pub mod routing;
 pub mod rtc;
+pub mod secret;
 pub mod server;
 pub mod sip;
 pub mod sms;

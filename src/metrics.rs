@@ -51,6 +51,9 @@ pub struct Metrics {
     pub tasks: Gauge,
     /// Open agent desktop sockets (tabs).
     pub agent_sockets: Gauge,
+    /// What was refused to protect the gateway, by reason (connections over budget, failed
+    /// logins and digests, locked accounts …).
+    pub refusals: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for Metrics {
@@ -77,6 +80,12 @@ impl Default for Metrics {
         let sip_app_calls = Gauge::default();
         let tasks = Gauge::default();
         let agent_sockets = Gauge::default();
+        let refusals = Family::default();
+        registry.register(
+            "refusals",
+            "Requests and connections refused to protect the gateway, by reason",
+            refusals.clone(),
+        );
         registry.register(
             "agent_sockets",
             "Open agent desktop sockets",
@@ -177,11 +186,19 @@ impl Default for Metrics {
             sip_app_calls,
             tasks,
             agent_sockets,
+            refusals,
         }
     }
 }
 
 impl Metrics {
+    /// Counts one refusal for `reason`.
+    pub fn refused(&self, reason: &str) {
+        self.refusals
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+
     pub fn api_error(&self, code: &str) {
         self.api_errors
             .get_or_create(&vec![("code".to_string(), code.to_string())])

@@ -1,8 +1,11 @@
 //! Health, readiness, metrics, and the operators' view of interactions, transcripts and call
 //! recordings.
 //!
-//! These listen with everything else on the configured (loopback by default) address; put
-//! them behind the operators' proxy before exposing the port.
+//! `/healthz` and `/readyz` are open (load balancers probe them). Everything else needs
+//! `Authorization: Bearer <admin.token>`; `/metrics` also takes `admin.metrics_token`, so a
+//! scraper need not hold the keys to transcripts. With no token configured, admin answers only
+//! on a loopback listener (the single-machine default) and is refused anywhere else. Admin may
+//! have a listener of its own (`admin.listen`), kept off the public address.
 
 use std::time::Duration;
 
@@ -16,6 +19,74 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState};
 use crate::bridge::{EventKind, InteractionId};
 use crate::chat::transcript;
+use crate::config::Config;
+
+/// What an admin request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `/metrics` only.
+    Metrics,
+    /// Interactions, transcripts, recordings (and metrics).
+    Everything,
+}
+
+/// Whether a request with `authorization` may see `scope`.
+pub fn authorize(
+    config: &Config,
+    authorization: Option<&[u8]>,
+    scope: Scope,
+) -> Result<(), ApiError> {
+    let admin = &config.admin;
+    let Some(given) = authorization.and_then(|v| v.strip_prefix(b"Bearer ")) else {
+        if admin.token.is_none() && admin.metrics_token.is_none() {
+            let listener = admin.listen.unwrap_or(config.http.listen);
+            return if listener.ip().is_loopback() {
+                Ok(())
+            } else {
+                Err(ApiError::AdminDisabled)
+            };
+        }
+        return Err(ApiError::AdminCredentialsRequired);
+    };
+    let matches = |token: &Option<String>| {
+        token
+            .as_deref()
+            .is_some_and(|t| crate::secret::same(given.trim_ascii(), t.as_bytes()))
+    };
+    if matches(&admin.token) || (scope == Scope::Metrics && matches(&admin.metrics_token)) {
+        Ok(())
+    } else {
+        Err(ApiError::AdminTokenInvalid)
+    }
+}
+
+/// Middleware of the admin routes.
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    authorize(state.config(), header, Scope::Everything)?;
+    Ok(next.run(request).await)
+}
+
+/// Middleware of `/metrics`.
+pub async fn require_metrics(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    authorize(state.config(), header, Scope::Metrics)?;
+    Ok(next.run(request).await)
+}
 
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -60,7 +131,24 @@ pub async fn interactions(
         }
     }
     let recent = state.store().recent_interactions(limit).await?;
-    Ok(Json(json!({"open": open, "recent": recent})))
+    let mut list = json!({"open": open, "recent": recent});
+    redact(&mut list);
+    Ok(Json(list))
+}
+
+/// Removes the customer's device id (the only credential a customer API client has) from
+/// whatever an operator is shown.
+fn redact(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::Object(customer)) = object.get_mut("customer") {
+                customer.remove("device");
+            }
+            object.values_mut().for_each(redact);
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
 }
 
 #[derive(Deserialize)]
@@ -95,7 +183,11 @@ pub async fn transcript(
             )
                 .into_response()
         }
-        "json" => Json(json!({"interaction": record, "events": events})).into_response(),
+        "json" => {
+            let mut transcript = json!({"interaction": record, "events": events});
+            redact(&mut transcript);
+            Json(transcript).into_response()
+        }
         other => return Err(ApiError::BadJson(format!("unknown format {other:?}"))),
     })
 }

@@ -98,6 +98,15 @@ pub enum ApiError {
     /// No such recording for this interaction.
     #[error("no such recording")]
     RecordingNotFound,
+    /// An admin endpoint asked without `Authorization: Bearer <admin token>`.
+    #[error("admin credentials are required")]
+    AdminCredentialsRequired,
+    /// An admin token that is not the configured one (or a metrics token outside `/metrics`).
+    #[error("wrong admin token")]
+    AdminTokenInvalid,
+    /// Admin on a non-loopback listener with no `admin.token` configured.
+    #[error("admin is disabled on this address until admin.token is set")]
+    AdminDisabled,
     /// No route here.
     #[error("no such endpoint")]
     NoSuchEndpoint,
@@ -196,6 +205,9 @@ impl ApiError {
             ApiError::BadSecret => (S::UNAUTHORIZED, "bad_secret"),
             ApiError::BadRecordingName => (S::BAD_REQUEST, "bad_recording_name"),
             ApiError::RecordingNotFound => (S::NOT_FOUND, "recording_not_found"),
+            ApiError::AdminCredentialsRequired => (S::UNAUTHORIZED, "admin_credentials_required"),
+            ApiError::AdminTokenInvalid => (S::UNAUTHORIZED, "admin_token_invalid"),
+            ApiError::AdminDisabled => (S::FORBIDDEN, "admin_disabled"),
             ApiError::NoSuchEndpoint => (S::NOT_FOUND, "no_such_endpoint"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),

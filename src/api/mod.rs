@@ -12,6 +12,7 @@ mod agent_ws;
 pub mod auth;
 mod customer;
 mod error;
+mod listener;
 mod mobile;
 mod pages;
 mod sms;
@@ -29,7 +30,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 pub use error::{ApiError, ErrorCode};
 
@@ -191,15 +193,6 @@ pub fn app(state: AppState) -> Router {
             "/files",
             post(agent::upload).layer(DefaultBodyLimit::max(upload_limit)),
         );
-    let admin = Router::new()
-        .route("/interactions", get(admin::interactions))
-        .route("/interactions/{id}/transcript", get(admin::transcript))
-        .route(
-            "/interactions/{id}/recordings/{file}",
-            get(admin::recording),
-        )
-        .layer(DefaultBodyLimit::max(json_limit));
-
     // The mobile operator's page and its chat API on the link's token.
     let operator = Router::new()
         .route("/{token}", get(mobile::page))
@@ -210,7 +203,7 @@ pub fn app(state: AppState) -> Router {
         .route("/{token}/transcript", get(mobile::transcript))
         .layer(DefaultBodyLimit::max(json_limit));
 
-    Router::new()
+    let router = Router::new()
         .merge(pages::routes())
         .nest("/clientweb/api/v1", customer)
         .nest("/m", operator)
@@ -218,11 +211,54 @@ pub fn app(state: AppState) -> Router {
             "/sms/v1/inbound",
             post(sms::inbound).layer(DefaultBodyLimit::max(json_limit)),
         )
-        .nest("/admin/v1", admin)
         .nest("/agent/v1", agent)
         .route("/healthz", get(admin::healthz))
-        .route("/readyz", get(admin::readyz))
-        .route("/metrics", get(admin::metrics))
+        .route("/readyz", get(admin::readyz));
+    // Admin lives here unless it has a listener of its own.
+    let router = if state.config().admin.listen.is_none() {
+        router.merge(admin_routes(&state))
+    } else {
+        router
+    };
+    finish(router, state)
+}
+
+/// Admin and `/metrics` alone, for their own listener (`admin.listen`).
+pub fn admin_app(state: AppState) -> Router {
+    let router = admin_routes(&state)
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz));
+    finish(router, state)
+}
+
+/// The operators' routes, each behind its credentials.
+fn admin_routes(state: &AppState) -> Router<AppState> {
+    let json_limit = state.config().http.max_body_bytes;
+    let admin = Router::new()
+        .route("/interactions", get(admin::interactions))
+        .route("/interactions/{id}/transcript", get(admin::transcript))
+        .route(
+            "/interactions/{id}/recordings/{file}",
+            get(admin::recording),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ))
+        .layer(DefaultBodyLimit::max(json_limit));
+    Router::new().nest("/admin/v1", admin).route(
+        "/metrics",
+        get(admin::metrics).route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_metrics,
+        )),
+    )
+}
+
+/// What every router ends with: JSON errors for unknown routes and methods, and the error
+/// counter.
+fn finish(router: Router<AppState>, state: AppState) -> Router {
+    router
         .fallback(|| async { ApiError::NoSuchEndpoint })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))
@@ -262,26 +298,26 @@ pub struct Http {
     pub hub: Hub,
     /// Routing of new interactions to agents (those that phone calls open, too).
     pub routing: Routing,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Binds, opens the store, restores open interactions and serves. Leg actions of the
 /// interactions go to `legs`.
 pub async fn start(config: &Config, legs: Option<LegActions>) -> Result<Http, StartError> {
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.http.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.http.listen,
-        source,
-    })?;
+    let (listener, addr) = bind(config.http.listen).await?;
+    let admin_listener = match config.admin.listen {
+        Some(at) => Some(bind(at).await?),
+        None => None,
+    };
     // Links sent by SMS name the address actually bound (port 0 picks one).
     let mut config = config.clone();
     config.http.listen = addr;
+    if let Some((_, at)) = &admin_listener {
+        config.admin.listen = Some(*at);
+    }
+    warn_if_admin_is_refused(&config);
+    let budgets = budgets(&config);
     let metrics = Arc::new(Metrics::default());
     let store = Store::open(
         &config.store.url,
@@ -294,36 +330,103 @@ pub async fn start(config: &Config, legs: Option<LegActions>) -> Result<Http, St
     let state = AppState::new(hub.clone(), files);
     let routing = state.routing().clone();
     tracing::info!(%addr, "HTTP listening");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app(state)).with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!("HTTP server: {e}");
-        }
-    });
+    let stop = CancellationToken::new();
+    let mut tasks = vec![tokio::spawn(listener::serve(
+        listener,
+        app(state.clone()),
+        budgets,
+        metrics.clone(),
+        stop.clone(),
+        DRAIN,
+    ))];
+    if let Some((admin_listener, at)) = admin_listener {
+        tracing::info!(addr = %at, "admin listening");
+        tasks.push(tokio::spawn(listener::serve(
+            admin_listener,
+            admin_app(state),
+            budgets,
+            metrics.clone(),
+            stop.clone(),
+            DRAIN,
+        )));
+    }
     Ok(Http {
         addr,
         metrics,
         hub,
         routing,
         stop,
-        task,
+        tasks,
     })
 }
 
+/// How long requests in flight may finish at shutdown; long polls and WebSockets would
+/// otherwise hold it.
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// Descriptors kept for everything but HTTP, beyond what SIP and media are configured to hold.
+const DESCRIPTOR_MARGIN: u64 = 256;
+
+async fn bind(at: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind { addr: at, source };
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, addr))
+}
+
+/// The connection budgets, the total capped below the descriptor limit so that a flood of
+/// HTTP connections leaves SIP's connections, the RTP ports and the store their descriptors.
+fn budgets(config: &Config) -> listener::Budgets {
+    let descriptors = listener::raise_descriptor_limit();
+    let media = &config.media;
+    let reserved = u64::from(media.rtp_port_max - media.rtp_port_min)
+        + 1
+        + config.sip.max_tcp_connections as u64
+        + u64::from(config.store.max_connections)
+        + DESCRIPTOR_MARGIN;
+    let room = descriptors.saturating_sub(reserved).max(64) as usize;
+    let total = config.http.max_connections.min(room);
+    if total < config.http.max_connections {
+        tracing::warn!(
+            descriptors,
+            reserved,
+            "http.max_connections lowered to {total}: the process may open {descriptors} descriptors"
+        );
+    }
+    listener::Budgets {
+        total,
+        per_source: config.http.max_connections_per_source,
+        header_timeout: Duration::from_secs(config.http.header_timeout_s),
+    }
+}
+
+/// Says at start when admin will refuse everyone: a public listener without a token.
+fn warn_if_admin_is_refused(config: &Config) {
+    let admin = &config.admin;
+    let at = admin.listen.unwrap_or(config.http.listen);
+    if admin.token.is_none() && admin.metrics_token.is_none() && !at.ip().is_loopback() {
+        tracing::warn!(
+            %at,
+            "admin endpoints and /metrics are served on a public address without credentials: \
+             they refuse every request until admin.token is set"
+        );
+    }
+}
+
 impl Http {
-    /// Stops accepting, lets requests finish for a few seconds, then drops the rest
-    /// (long polls and WebSockets would otherwise hold the shutdown).
+    /// Stops accepting, lets requests finish for a few seconds, then drops the rest.
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(3), self.task)
-            .await
-            .is_err()
-        {
-            abort.abort();
+        self.stop.cancel();
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(DRAIN + Duration::from_secs(1), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
     }
 }

@@ -25,10 +25,6 @@ pub struct Inbound {
     to: Option<String>,
 }
 
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// `POST /sms/v1/inbound` → `{chat_id, seq}`.
 pub async fn inbound(
     State(state): State<AppState>,
@@ -43,7 +39,7 @@ pub async fn inbound(
         .get("x-sms-secret")
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if !same_secret(given, secret.as_bytes()) {
+    if !crate::secret::same(given, secret.as_bytes()) {
         return Err(ApiError::BadSecret);
     }
     let number = text.from.trim().to_string();

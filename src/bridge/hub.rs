@@ -62,6 +62,8 @@ pub struct Subscription {
 pub struct Summary {
     pub id: InteractionId,
     pub service: String,
+    /// The customer's credential: never listed.
+    #[serde(skip_serializing)]
     pub device: String,
     pub phase: Phase,
     pub last_seq: u64,

@@ -57,6 +57,8 @@ pub enum StoreError {
 pub struct InteractionRecord {
     pub id: InteractionId,
     pub service: String,
+    /// The customer's credential: never listed.
+    #[serde(skip_serializing)]
     pub device: String,
     pub phase: Phase,
     pub created_at: u64,
