@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tandem::media::engine::{Forwarding, LegId, MediaEngine, MediaSettings};
+use tandem::media::latch::Learning;
 
 const PACKET: usize = 172;
 const PPS_PER_STREAM: u64 = 50;
@@ -136,7 +137,7 @@ fn open_calls(
         let p = phone();
         let leg = loop {
             *port += 2;
-            if let Ok(leg) = engine.open(*port, Some(p.local_addr().unwrap())) {
+            if let Ok(leg) = engine.open(*port, Some(p.local_addr().unwrap()), Learning::Strict) {
                 break leg;
             }
         };

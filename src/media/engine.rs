@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::mpsc;
 
-use super::latch::{Latch, LatchConfig};
+use super::latch::{Latch, LatchConfig, Learning};
 use super::leg::{CLOCK_RATE, Control, EngineCounters, LegState, LegTask};
 pub use super::leg::{LegCounters, LegShared};
 use super::recorder::{RecordError, RecorderCounters, RecordingSink, Side};
@@ -224,7 +224,12 @@ impl MediaEngine {
 
     /// Binds `port` (RTP) and `port + 1` (RTCP) and starts pumping; packets are dropped until
     /// a route is set. `signalled` is where the peer's SDP says its RTP is, if known yet.
-    pub fn open(&mut self, port: u16, signalled: Option<SocketAddr>) -> io::Result<LegId> {
+    pub fn open(
+        &mut self,
+        port: u16,
+        signalled: Option<SocketAddr>,
+        learning: Learning,
+    ) -> io::Result<LegId> {
         let id = LegId(port);
         if self.legs.contains_key(&id) {
             return Err(io::Error::new(io::ErrorKind::AddrInUse, "leg already open"));
@@ -258,7 +263,7 @@ impl MediaEngine {
             control: control_rx,
             state: LegState {
                 epoch: self.epoch,
-                latch: Latch::new(signalled, self.settings.latch),
+                latch: Latch::new(signalled, learning, self.settings.latch),
                 session,
                 events: self.events.clone(),
                 engine: self.counters.clone(),

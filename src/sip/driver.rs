@@ -35,7 +35,7 @@ use super::transaction::ServerTxId;
 use super::wire::{self, Frame, Incoming};
 use crate::config::Config;
 use crate::media::engine::{Forwarding, LegId, MediaEngine, MediaEvent, MediaSettings, Route};
-use crate::media::latch::LatchConfig;
+use crate::media::latch::{LatchConfig, Learning};
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
 
@@ -295,7 +295,11 @@ pub async fn start(
     let advertised = sip.public_addr.unwrap_or(listen);
     let now = Instant::now();
     let registrar = Registrar::with_random_secret(&config.registrar, now);
-    let ports = PortPool::new(config.media.rtp_port_min, config.media.rtp_port_max);
+    let ports = PortPool::shuffled(
+        config.media.rtp_port_min,
+        config.media.rtp_port_max,
+        rand::random(),
+    );
     let core = SipCore::new(
         CoreConfig::from_config(config, advertised),
         registrar,
@@ -666,7 +670,10 @@ impl CoreLoop {
         while let Some(command) = self.core.poll_media() {
             match command {
                 MediaCommand::Open { port, remote } => {
-                    if let Err(e) = self.media.open(port, remote) {
+                    if let Err(e) = self
+                        .media
+                        .open(port, remote, Learning::for_peer(remote, None))
+                    {
                         tracing::warn!(port, "cannot open media leg: {e}");
                         self.core.media_failed(Instant::now(), port);
                     }

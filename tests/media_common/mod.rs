@@ -5,6 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use tandem::media::engine::{LegId, MediaEngine, MediaEvent, MediaSettings};
+use tandem::media::latch::Learning;
 use tokio::sync::mpsc::Receiver;
 
 /// How long a peer waits for a datagram before the test treats it as not coming.
@@ -14,11 +15,12 @@ pub fn engine() -> (MediaEngine, Receiver<MediaEvent>) {
     MediaEngine::start(MediaSettings::default()).expect("media engine starts")
 }
 
-/// Opens a leg on a free RTP/RTCP port pair.
+/// Opens a leg on a free RTP/RTCP port pair; it learns its peer's source if `signalled` looks
+/// NAT'd and is strict otherwise, as the SIP side decides.
 pub fn open_leg(engine: &mut MediaEngine, signalled: Option<SocketAddr>) -> (LegId, SocketAddr) {
     for _ in 0..200 {
         let port = 20000 + 2 * (rand_u16() % 20000);
-        if let Ok(leg) = engine.open(port, signalled) {
+        if let Ok(leg) = engine.open(port, signalled, Learning::for_peer(signalled, None)) {
             return (leg, SocketAddr::from(([127, 0, 0, 1], port)));
         }
     }
