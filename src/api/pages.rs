@@ -31,6 +31,7 @@ const APPS: &[(&str, Framing)] = &[
     ("desk", Framing::SameOrigin),
     ("chat", Framing::Anyone),
     ("vendor", Framing::Anyone),
+    ("mobile", Framing::SameOrigin),
 ];
 
 #[derive(Clone, Copy)]
