@@ -12,10 +12,11 @@
 //! gateway's bridge to the mobile and comes back to the customer's phone, where the test
 //! counts it.
 //!
-//! Proven here, as a person sees it on the page: the picture rendered (`naturalWidth > 0`), the
-//! context as a list with a `geo:` link and a web map link, a live location update, the number;
-//! the chat opened on a second device is "already taken by you on another device" and moves
-//! there after a confirmation (the first device is told), and back; a reload resumes it; the
+//! Proven here, as a person sees it on the page: the picture rendered (`naturalWidth > 0`), a
+//! PDF as a link, the context as a list with a `geo:` link and a web map link, a live location
+//! update, the number; the chat opened on a second device is "already taken by you on another
+//! device" and moves there after a confirmation (the first device is told), and back; a reload
+//! resumes it; the
 //! Call button connects both phones (audio echoed), End is refused while the call is up with
 //! the reason shown, Hang up releases it; a video request is declined saying video needs the
 //! desk (the customer is told so) while the voice request beside it waits for Accept/Decline;
@@ -287,8 +288,17 @@ async fn the_mobile_operator_carries_the_whole_interaction_from_her_phone() {
         .say("A van backed into my car at the crossroads.")
         .await;
     let photo = upload(&http, &gateway, device, "dent.png", picture::png(240, 160)).await;
+    let form = upload(
+        &http,
+        &gateway,
+        device,
+        "claim-form.pdf",
+        b"%PDF-1.4\n% the claim form\n".to_vec(),
+    )
+    .await;
     customer
-        .send(json!([{"event": "chat_session_file", "file_id": photo}]))
+        .send(json!([{"event": "chat_session_file", "file_id": photo},
+                     {"event": "chat_session_file", "file_id": form}]))
         .await;
 
     // Nobody is at a desk: Olga gets the offer by SMS, and opens its link on her phone.
@@ -309,6 +319,8 @@ async fn the_mobile_operator_carries_the_whole_interaction_from_her_phone() {
     let shown = ui.picture(PHONE).await;
     assert_eq!(shown["natural_width"], 240, "{shown}");
     assert_eq!(shown["alt"], "Picture from Carol: dent.png", "{shown}");
+    // Other files are links.
+    ui.see(PHONE, "link", None, "claim-form.pdf").await;
     // The context: a list, and the accident's position opens the phone's maps or a web map.
     let page = ui.look(PHONE).await;
     let row = |label: &str| {

@@ -4,6 +4,17 @@
 
 import { clock, size } from "../format.js";
 
+/** Hands `blob` to the browser as a download named `name`. */
+function download(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.click();
+  // The browser has taken it by then.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
 export function mountLog(store, api) {
   const section = document.getElementById("conversation");
   const heading = document.getElementById("conversation-heading");
@@ -12,14 +23,10 @@ export function mountLog(store, api) {
   const save = document.getElementById("transcript-download");
   let drawn = 0;
 
-  save.addEventListener("click", async (ev) => {
-    ev.preventDefault();
-    try {
-      const blob = await api.transcript();
-      window.open(URL.createObjectURL(blob), "_blank", "noopener");
-    } catch {
-      save.textContent = "The transcript cannot be fetched now";
-    }
+  save.addEventListener("click", async () => {
+    const blob = await api.transcript().catch(() => null);
+    if (blob) download(blob, "transcript.html");
+    else save.textContent = "The transcript cannot be fetched now";
   });
 
   function picture(entry, from) {
@@ -45,14 +52,8 @@ export function mountLog(store, api) {
     a.addEventListener("click", async (ev) => {
       ev.preventDefault();
       const blob = await api.file(entry.url).catch(() => null);
-      if (!blob) {
-        a.textContent = `${entry.name}: the file cannot be fetched now`;
-        return;
-      }
-      const open = document.createElement("a");
-      open.href = URL.createObjectURL(blob);
-      open.download = entry.name;
-      open.click();
+      if (blob) download(blob, entry.name);
+      else a.textContent = `${entry.name}: the file cannot be fetched now`;
     });
     return a;
   }

@@ -20,8 +20,8 @@ export function mountRequest(store, actions) {
     const wanted = request.number
       ? `${who} asks to be called at ${request.number}.`
       : `${who} asks for a voice call from the app.`;
-    const next = text.textContent;
-    if (next !== wanted) text.textContent = wanted;
+    // Rewritten only when it changes, so that the alert is announced once.
+    if (text.textContent !== wanted) text.textContent = wanted;
     accept.textContent = request.number ? "Accept and call" : "Accept on my phone";
     accept.disabled = decline.disabled = state.busy;
   });
