@@ -197,6 +197,7 @@ impl ApiError {
                     MobileError::AlreadyTaken => S::CONFLICT,
                     MobileError::LinkExpired => S::GONE,
                     MobileError::SessionInvalid => S::UNAUTHORIZED,
+                    MobileError::ClaimedElsewhere | MobileError::NotClaimed => S::CONFLICT,
                 };
                 (status, e.code())
             }

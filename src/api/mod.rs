@@ -197,9 +197,15 @@ pub fn app(state: AppState) -> Router {
     let operator = Router::new()
         .route("/{token}", get(mobile::page))
         .route("/{token}/claim", post(mobile::claim))
+        .route("/{token}/move", post(mobile::move_here))
         .route("/{token}/events", get(mobile::events))
         .route("/{token}/messages", post(mobile::send_message))
+        .route("/{token}/call", post(mobile::call))
+        .route("/{token}/release", post(mobile::release))
+        .route("/{token}/accept_call", post(mobile::accept_call))
+        .route("/{token}/decline_call", post(mobile::decline_call))
         .route("/{token}/end", post(mobile::end))
+        .route("/{token}/files/{file_id}", get(mobile::file))
         .route("/{token}/transcript", get(mobile::transcript))
         .layer(DefaultBodyLimit::max(json_limit));
 

@@ -1,8 +1,9 @@
 //! The web pages the gateway serves itself: the files under `web/`, embedded in the binary at
 //! build time, so `tandem run` needs nothing beside it and no front-end build step.
 //!
-//! Each application is a folder: `/desk/` (the Agent Desktop), `/chat/` (the customer web chat)
-//! and `/vendor/` (pinned third-party libraries with their licences). A folder's own path serves
+//! Each application is a folder: `/desk/` (the Agent Desktop), `/chat/` (the customer web chat),
+//! `/mobile/` (the mobile operator's page, whose shell `/m/{token}` serves) and `/vendor/`
+//! (pinned third-party libraries with their licences). A folder's own path serves
 //! its `index.html`; anything else is served by name with a type from its extension.
 //!
 //! Responses carry a strong `ETag` (the file's SHA-256), so a browser revalidates with
@@ -31,6 +32,7 @@ const APPS: &[(&str, Framing)] = &[
     ("desk", Framing::SameOrigin),
     ("chat", Framing::Anyone),
     ("vendor", Framing::Anyone),
+    ("mobile", Framing::SameOrigin),
 ];
 
 #[derive(Clone, Copy)]

@@ -187,15 +187,18 @@ pub fn customer_view(event: &Event) -> Option<Value> {
             state: LegState::Released,
             reason: Some(reason),
             ..
-        } if reason == "declined" || reason == "expired" => {
+        } if reason == "declined" || reason == "expired" || reason == "video_needs_desk" => {
             let what = match kind {
                 LegKind::Voice => "call",
                 LegKind::Video => "video",
             };
-            let text = if reason == "declined" {
-                format!("the agent declined the {what}")
-            } else {
-                format!("the {what} request was not answered in time")
+            let text = match reason.as_str() {
+                "declined" => format!("the agent declined the {what}"),
+                "video_needs_desk" => {
+                    "video needs an agent at a desk: this agent answers from a mobile phone"
+                        .to_string()
+                }
+                _ => format!("the {what} request was not answered in time"),
             };
             json!({"event": "chat_session_signaling", "party_id": "system",
                    "data": {"type": "CALL_REJECTED", "reason_code": reason, "reason": text,
@@ -293,7 +296,11 @@ mod tests {
             reason: reason.map(str::to_string),
             duration_s: None,
         };
-        for (kind, reason) in [(LegKind::Voice, "declined"), (LegKind::Video, "expired")] {
+        for (kind, reason) in [
+            (LegKind::Voice, "declined"),
+            (LegKind::Video, "expired"),
+            (LegKind::Video, "video_needs_desk"),
+        ] {
             let v = view(leg(kind, LegState::Released, None, Some(reason))).unwrap();
             assert_eq!(v["data"]["type"], "CALL_REJECTED");
             assert_eq!(v["data"]["reason_code"], reason);

@@ -159,6 +159,9 @@ pub enum Command {
     AllowVideo,
     /// The agent declines the pending video request.
     DeclineVideo,
+    /// The agent declines the pending video request because it answers where video cannot be
+    /// shown (its mobile phone): the request ends with the reason `video_needs_desk`.
+    DeclineVideoNeedsDesk,
     /// Drop video, keep chat and voice (customer only: rule 6).
     DropVideo,
     /// The agent disconnects the chat; refused while a leg is up (rule 4).
@@ -993,6 +996,14 @@ impl Interaction {
                     device: AgentDevice::Browser,
                 });
                 Ok(done(seq))
+            }
+            Command::DeclineVideoNeedsDesk => {
+                self.require_agent(by)?;
+                let leg = self
+                    .awaiting(LegKind::Video)
+                    .ok_or(RuleError::NoVideoRequest)?;
+                let reason = Some("video_needs_desk".to_string());
+                Ok(done(self.emit_leg(now, leg, LegState::Released, reason)))
             }
             Command::DropVideo => {
                 if matches!(by, Party::Agent(_)) {

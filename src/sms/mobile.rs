@@ -8,8 +8,18 @@
 //! and a link whose offer ended (timeout, the chat closed, the operator logged in to the
 //! desktop) has expired. Claiming is a `POST` made by the page, never the `GET` of the link, so
 //! link previews in messaging apps cannot take a chat.
+//!
+//! The link stays the operator's own: the page keeps the session key in the browser, so the
+//! link opened again there resumes the chat. Opened on another device (a second phone, a
+//! browser without that storage), a claim is answered `claimed_elsewhere`, and
+//! [`Links::move_here`] hands that device a new key, which retires the old one. Whoever holds
+//! the link holds the chat: it is the credential the SMS delivered, as for the first claim.
+//!
+//! A chat taken on a link is [`Links::attend`]ed while it runs: the page shows no video, so a
+//! customer's video request is declined at once, saying video needs the desk, instead of
+//! waiting for an answer that cannot come.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +27,11 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::gsm;
 use super::provider::Provider;
-use crate::bridge::{AgentId, Customer, InteractionId, Time, random_hex};
+use crate::bridge::hub::Handle;
+use crate::bridge::{
+    AgentId, Command, Customer, EventKind, InteractionId, LegKind, LegState, Party, Phase, Time,
+    random_hex,
+};
 use crate::chat::store::{MobileLinkRecord, Store, StoreError, Write};
 use crate::config::Config;
 use crate::routing::driver::{MobileOffer, Routing};
@@ -38,6 +52,13 @@ pub enum MobileError {
     /// The chat API was called without the session key the claim handed out.
     #[error("missing or wrong session")]
     SessionInvalid,
+    /// This operator claimed the link already, on another device (another browser): the chat
+    /// can be moved here with [`Links::move_here`].
+    #[error("already taken by you on another device")]
+    ClaimedElsewhere,
+    /// A move asked for a link nobody has claimed: claim it instead.
+    #[error("this link has not been claimed")]
+    NotClaimed,
 }
 
 impl MobileError {
@@ -47,6 +68,8 @@ impl MobileError {
             MobileError::AlreadyTaken => "already_taken",
             MobileError::LinkExpired => "link_expired",
             MobileError::SessionInvalid => "session_invalid",
+            MobileError::ClaimedElsewhere => "claimed_elsewhere",
+            MobileError::NotClaimed => "not_claimed",
         }
     }
 }
@@ -146,6 +169,8 @@ const KEEP: Duration = Duration::from_secs(48 * 3600);
 pub struct Links {
     table: Arc<Mutex<Table>>,
     store: Option<Store>,
+    /// Chats taken on a link that this node watches (see [`Links::attend`]).
+    attended: Arc<Mutex<HashSet<InteractionId>>>,
 }
 
 /// A claimed link: the chat, the operator, and the key for the chat API.
@@ -162,6 +187,7 @@ impl Links {
         Links {
             table: Arc::default(),
             store: Some(store),
+            attended: Arc::default(),
         }
     }
 
@@ -292,9 +318,8 @@ impl Links {
             };
             match current.state {
                 LinkState::Offered => {}
-                LinkState::Claimed { .. } | LinkState::Taken => {
-                    return Err(MobileError::AlreadyTaken.into());
-                }
+                LinkState::Claimed { .. } => return Err(MobileError::ClaimedElsewhere.into()),
+                LinkState::Taken => return Err(MobileError::AlreadyTaken.into()),
                 LinkState::Expired => return Err(MobileError::LinkExpired.into()),
             }
             current.state = LinkState::Claimed {
@@ -317,6 +342,48 @@ impl Links {
         Ok(Claim {
             chat: claimed.chat,
             agent: claimed.agent,
+            session,
+        })
+    }
+
+    /// Moves a claimed link's chat to the device asking: a new session key, stored before it
+    /// is returned, and the old one refused from then on. Refused as a claim would be for a
+    /// link taken by someone else or expired, and with `not_claimed` for a standing offer.
+    pub async fn move_here(&self, token: &str) -> Result<Claim, LinkError> {
+        let link = self.load(token).await?.ok_or(MobileError::LinkNotFound)?;
+        let session = random_hex(16);
+        let before = {
+            let mut t = self.table.lock().expect("links");
+            let Some(current) = t.links.get_mut(token) else {
+                return Err(MobileError::LinkNotFound.into());
+            };
+            let before = match &current.state {
+                LinkState::Claimed { session } => session.clone(),
+                LinkState::Offered => return Err(MobileError::NotClaimed.into()),
+                LinkState::Taken => return Err(MobileError::AlreadyTaken.into()),
+                LinkState::Expired => return Err(MobileError::LinkExpired.into()),
+            };
+            current.state = LinkState::Claimed {
+                session: session.clone(),
+            };
+            before
+        };
+        let moved = Link {
+            state: LinkState::Claimed {
+                session: session.clone(),
+            },
+            ..link
+        };
+        if let Err(e) = self.save(token, &moved).await {
+            // Not stored, so not handed out: the other device keeps the chat.
+            if let Some(current) = self.table.lock().expect("links").links.get_mut(token) {
+                current.state = LinkState::Claimed { session: before };
+            }
+            return Err(e.into());
+        }
+        Ok(Claim {
+            chat: moved.chat,
+            agent: moved.agent,
             session,
         })
     }
@@ -352,6 +419,88 @@ impl Links {
                 session: key,
             }),
             _ => Err(MobileError::SessionInvalid.into()),
+        }
+    }
+}
+
+impl Links {
+    /// Watches `handle`, a chat `agent` took on a link, until it closes or the operator leaves
+    /// it: a video request is declined at once, saying video needs the desk (the page has no
+    /// video, and the request would otherwise wait for its expiry). One watcher per chat on
+    /// this node, so calling it again (the page's every request does, which covers a chat
+    /// restored after a restart) costs a set lookup.
+    pub fn attend(&self, handle: Handle, agent: AgentId) {
+        if !self
+            .attended
+            .lock()
+            .expect("attended")
+            .insert(handle.id.clone())
+        {
+            return;
+        }
+        let attended = self.attended.clone();
+        tokio::spawn(async move {
+            decline_video_while_attended(&handle, &agent).await;
+            attended.lock().expect("attended").remove(&handle.id);
+        });
+    }
+}
+
+/// The body of [`Links::attend`]: returns once the chat is over or no longer `agent`'s.
+async fn decline_video_while_attended(handle: &Handle, agent: &AgentId) {
+    let decline = || async {
+        let by = Party::Agent(agent.clone());
+        match handle.command(by, Command::DeclineVideoNeedsDesk).await {
+            Ok(_) => {
+                tracing::info!(%agent, interaction = %handle.id, "video declined: the operator is on a mobile")
+            }
+            // Withdrawn or answered meanwhile.
+            Err(e) => tracing::debug!(%agent, interaction = %handle.id, "video not declined: {e}"),
+        }
+    };
+    loop {
+        // What is pending now, then every event after it (resubscribing when behind).
+        let Ok(summary) = handle.summary().await else {
+            return;
+        };
+        if matches!(summary.phase, Phase::Closing | Phase::Closed)
+            || summary.agent.as_deref() != Some(agent.0.as_str())
+        {
+            return;
+        }
+        let Ok(mut sub) = handle.subscribe(summary.last_seq).await else {
+            return;
+        };
+        let pending = summary
+            .legs
+            .iter()
+            .any(|l| l.kind == LegKind::Video && l.state == LegState::AwaitingApproval);
+        if pending {
+            decline().await;
+        }
+        let mut backlog = std::mem::take(&mut sub.backlog).into_iter();
+        loop {
+            let event = match backlog.next() {
+                Some(event) => event,
+                None => match sub.live.recv().await {
+                    Ok(event) => event,
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return,
+                },
+            };
+            match &event.kind {
+                EventKind::Leg {
+                    kind: LegKind::Video,
+                    state: LegState::AwaitingApproval,
+                    ..
+                } => decline().await,
+                EventKind::PartyLeft {
+                    party: Party::Agent(left),
+                    ..
+                } if left == agent => return,
+                EventKind::TeardownStarted { .. } | EventKind::ChatClosed { .. } => return,
+                _ => {}
+            }
         }
     }
 }
@@ -461,9 +610,10 @@ mod tests {
         let token = links.offered(Time(0), &chat, &agent).await.unwrap();
         let claim = links.claim(&token).await.unwrap();
         assert_eq!(claim.chat, chat);
+        // The same link again, from a device without the key: it is this operator's already.
         assert_eq!(
             refusal(links.claim(&token).await),
-            Some(MobileError::AlreadyTaken)
+            Some(MobileError::ClaimedElsewhere)
         );
         assert!(links.session(&token, &claim.session).await.is_ok());
         assert_eq!(
@@ -472,6 +622,43 @@ mod tests {
         );
         assert_eq!(
             refusal(links.claim("nope").await),
+            Some(MobileError::LinkNotFound)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claimed_link_moves_to_another_device_and_retires_the_old_key() {
+        let links = Links::default();
+        let (chat, agent) = ids();
+        let token = links.offered(Time(0), &chat, &agent).await.unwrap();
+        assert_eq!(
+            refusal(links.move_here(&token).await),
+            Some(MobileError::NotClaimed)
+        );
+        let first = links.claim(&token).await.unwrap();
+        let moved = links.move_here(&token).await.unwrap();
+        assert_eq!((&moved.chat, &moved.agent), (&chat, &agent));
+        assert_ne!(moved.session, first.session);
+        assert_eq!(
+            refusal(links.session(&token, &first.session).await),
+            Some(MobileError::SessionInvalid)
+        );
+        assert!(links.session(&token, &moved.session).await.is_ok());
+        // Taken or expired links move nowhere, as they claim nothing.
+        let lost = links
+            .offered(Time(0), &chat, &AgentId::from("omar"))
+            .await
+            .unwrap();
+        links
+            .withdrawn(&chat, &AgentId::from("omar"), WithdrawReason::Taken)
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(links.move_here(&lost).await),
+            Some(MobileError::AlreadyTaken)
+        );
+        assert_eq!(
+            refusal(links.move_here("nope").await),
             Some(MobileError::LinkNotFound)
         );
     }
