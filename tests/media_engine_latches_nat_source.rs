@@ -1,5 +1,6 @@
-//! A peer behind a NAT signals an address its packets do not come from: the leg latches onto
-//! the source of its RTP, and a renegotiated address (re-INVITE) takes over at once.
+//! A peer behind a NAT signals an address its packets do not come from: the leg (marked as
+//! learning by the signalling) latches onto the source of its RTP, and a renegotiated address
+//! (re-INVITE) takes over at once.
 
 mod media_common;
 
@@ -7,6 +8,7 @@ use std::net::SocketAddr;
 
 use media_common::*;
 use tandem::media::engine::Forwarding;
+use tandem::media::latch::Learning;
 
 #[test]
 fn media_follows_the_nat_mapping_and_then_the_renegotiated_address() {
@@ -14,7 +16,7 @@ fn media_follows_the_nat_mapping_and_then_the_renegotiated_address() {
     let (alice_behind_nat, bob, alice_moved) = (Peer::new(), Peer::new(), Peer::new());
     // What Alice's SDP said: a private address nothing listens on.
     let private: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let (a, a_addr) = open_leg(&mut engine, Some(private));
+    let (a, a_addr) = open_leg_learning(&mut engine, Some(private), Learning::Nat);
     let (b, b_addr) = open_leg(&mut engine, Some(bob.addr()));
     engine.bridge(a, b, Forwarding::default(), Forwarding::default());
 

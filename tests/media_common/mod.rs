@@ -18,9 +18,18 @@ pub fn engine() -> (MediaEngine, Receiver<MediaEvent>) {
 /// Opens a leg on a free RTP/RTCP port pair; it learns its peer's source if `signalled` looks
 /// NAT'd and is strict otherwise, as the SIP side decides.
 pub fn open_leg(engine: &mut MediaEngine, signalled: Option<SocketAddr>) -> (LegId, SocketAddr) {
+    open_leg_learning(engine, signalled, Learning::for_peer(signalled, None))
+}
+
+/// Opens a leg whose latching is `learning`, whatever `signalled` looks like.
+pub fn open_leg_learning(
+    engine: &mut MediaEngine,
+    signalled: Option<SocketAddr>,
+    learning: Learning,
+) -> (LegId, SocketAddr) {
     for _ in 0..200 {
         let port = 20000 + 2 * (rand_u16() % 20000);
-        if let Ok(leg) = engine.open(port, signalled, Learning::for_peer(signalled, None)) {
+        if let Ok(leg) = engine.open(port, signalled, learning) {
             return (leg, SocketAddr::from(([127, 0, 0, 1], port)));
         }
     }
