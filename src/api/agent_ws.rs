@@ -191,6 +191,11 @@ where
         "load": snapshot.load,
         "offers": chat_cards(&state, &snapshot.offers).await,
         "chats": chat_cards(&state, &snapshot.chats).await,
+        "mobile_settings": routing.mobile_settings(&agent),
+        "desk": {
+            "map_tiles_url": state.config().desk.map_tiles_url,
+            "map_attribution": state.config().desk.map_attribution,
+        },
     });
     state.metrics().agent_sockets.inc();
     if tx.send(hello.to_string()).await.is_ok() {
@@ -241,7 +246,17 @@ async fn pump<Tx, Rx, A, F>(
                 None => std::future::pending().await,
             }
         };
+        // Biased, the reply first: a command's own events (the `accepted` of an `accept`) are
+        // sent by the interaction's watcher only after the command's outcome is decided, so
+        // whenever such an event is ready the reply is too, and the `ack` goes out before it.
         tokio::select! {
+            biased;
+            reply = reply => {
+                running = None;
+                if tx.send(reply.to_string()).await.is_err() {
+                    break;
+                }
+            }
             event = events.recv() => match event {
                 Ok(text) => {
                     if tx.send(text.to_string()).await.is_err() {
@@ -257,12 +272,6 @@ async fn pump<Tx, Rx, A, F>(
                 }
                 Err(RecvError::Closed) => break,
             },
-            reply = reply => {
-                running = None;
-                if tx.send(reply.to_string()).await.is_err() {
-                    break;
-                }
-            }
             text = rx.next(), if queued.len() < MAX_QUEUED_COMMANDS => {
                 let Some(text) = text else { break };
                 queued.push_back(text);
@@ -499,6 +508,20 @@ mod tests {
         second.send(()).unwrap();
         let reply: Value = serde_json::from_str(&d.frames.recv().await.unwrap()).unwrap();
         assert_eq!(reply["ref"], "second");
+    }
+
+    #[tokio::test]
+    async fn a_command_is_answered_before_the_events_it_caused() {
+        let mut d = desk();
+        d.commands.send("accept".into()).unwrap();
+        let (_, go) = d.release.recv().await.unwrap();
+        // The accept is decided, then its `accepted` event is told, before the socket's task
+        // runs again: the ack still goes first.
+        go.send(()).unwrap();
+        d.events.send(Arc::from(r#"{"event":"accepted"}"#)).unwrap();
+        let first: Value = serde_json::from_str(&d.frames.recv().await.unwrap()).unwrap();
+        assert_eq!(first["event"], "ack", "{first}");
+        assert_eq!(d.frames.recv().await.unwrap(), r#"{"event":"accepted"}"#);
     }
 
     #[tokio::test]
