@@ -98,23 +98,34 @@ try {
   // Every open chat shows its messages once selected; wait for the last one's.
   const tab = (i) => page.getByRole("tab", { name: new RegExp(`^Customer ${i}, claims`) });
   await tab(OPEN - 1).click();
-  await page.locator("#messages li.msg").nth(MESSAGES - 1).waitFor({ timeout: 60000 });
+  await page.getByText(`Message ${MESSAGES - 1} of customer ${OPEN - 1}:`).waitFor({ timeout: 60000 });
   await page.evaluate(() => {
     window.__paint = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
   });
-  const switches = [];
+  // From the click's own timestamp (the input) to the frame after the chat is drawn.
+  await page.evaluate(() => {
+    window.__switches = [];
+    document.getElementById("chat-tabs").addEventListener("click", (e) => {
+      const t = e.timeStamp;
+      const want = e.target.closest("[role=tab]").dataset.chat;
+      const check = () => {
+        if (document.querySelector("[role=tab][aria-selected=true]")?.dataset.chat !== want) {
+          requestAnimationFrame(check);
+          return;
+        }
+        requestAnimationFrame(() => setTimeout(() => window.__switches.push(performance.now() - t), 0));
+      };
+      requestAnimationFrame(check);
+    }, true);
+  });
   for (let round = 0; round < 2; round++) {
     for (let i = 0; i < OPEN; i++) {
-      const t0 = await page.evaluate(() => performance.now());
+      const before = await page.evaluate(() => window.__switches.length);
       await tab(i).click();
-      const ms = await page.evaluate(async ({ t0, i }) => {
-        while (!document.getElementById("chat-title").textContent.includes(`Customer ${i} `)) await window.__paint();
-        await window.__paint();
-        return performance.now() - t0;
-      }, { t0, i });
-      switches.push(ms);
+      await page.waitForFunction((n) => window.__switches.length > n, before);
     }
   }
+  const switches = await page.evaluate(() => window.__switches);
   const box = page.getByLabel("Message", { exact: true });
   await box.click();
   await page.evaluate(() => {
@@ -128,7 +139,7 @@ try {
   await page.waitForTimeout(300);
   const keys = await page.evaluate(() => window.__keys);
   const count = await page.locator("#messages li.msg").count();
-  console.log(`with ${OPEN} open chats of ${MESSAGES} messages (${count} drawn in the open one):`);
+  console.log(`with ${OPEN} open chats of ${MESSAGES} messages (the latest ${count - 1} drawn, the rest on demand):`);
   console.log(`  switching chats, click -> painted: ${summary(switches)}`);
   console.log(`  typing in the composer, key -> painted: ${summary(keys)}`);
 

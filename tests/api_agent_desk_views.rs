@@ -56,6 +56,12 @@ async fn the_desk_gets_first_messages_ordered_acks_its_chats_and_their_history()
         .until(|v| v["event"] == "offer" && v["first_message"] == "My car was hit")
         .await;
     assert_eq!(offer["chat_id"], chat.as_str());
+    // A second tab's hello lists the offer with it too.
+    let (_, hello) = agent::Desk::open(addr, &alice.token).await;
+    assert_eq!(
+        hello["offers"][0]["first_message"], "My car was hit",
+        "{hello}"
+    );
 
     // The ack of the accept comes before its accepted.
     let ack = alice

@@ -41,6 +41,10 @@ async fn the_agent_logs_in_changes_presence_survives_reload_and_reconnect_and_lo
     let done: Value = page.finish().await;
     assert_eq!(done["afterReload"], "Ready", "{done}");
     assert_eq!(done["loginVisible"], true, "{done}");
+    assert_eq!(
+        done["narrowSend"], true,
+        "usable on a narrow window: {done}"
+    );
 
     // The agent logged out: her chat waits for someone else; the customer leaves.
     customer.send(json!([{"event": "chat_session_end"}])).await;

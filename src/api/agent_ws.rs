@@ -1,9 +1,11 @@
 //! `GET /agent/v1/ws?token=…`: the agent desktop's live channel.
 //!
-//! The server first sends `hello` (presence, load, the offers and chats the agent has now),
-//! then every event for the agent: `offer`, `withdrawn`, `accepted`, `message`, `file`,
-//! `typing`, `receipt`, `context`, `call_state`, `status`, `removed`, `ended` (with the
-//! transcript link), `state`. Every tab of an agent gets the same events.
+//! The server first sends `hello` (presence, load, the offers and chats the agent has now, each
+//! with its customer, context, phase, live legs and first message; the agent's mobile chat
+//! settings; the desk's map tiles), then every event for the agent: `offer` (with the first
+//! message), `withdrawn`, `accepted`, `message`, `file`, `typing`, `receipt`, `context`,
+//! `call_state`, `status`, `removed`, `ended` (with the transcript link), `state`, `settings`.
+//! Every tab of an agent gets the same events.
 //!
 //! The client sends commands `{"command": "…", "ref": any, …}` and gets `{"event": "ack",
 //! "ref"}` or `{"event": "error", "ref", "error": {"code", "message"}}`: `set_state`, `accept`,
@@ -13,8 +15,9 @@
 //! `webrtc_signaling` (the answer of the agent's own WebRTC leg to the gateway's offer, which
 //! arrives as a `webrtc_signaling` event) and `call_customer {chat_id, number?, device?}`. Commands
 //! run one at a time in the order sent, each answered in turn, while events keep flowing: a slow
-//! command (an accept) never holds back an offer. The session is generic over a `Sink` and a
-//! `Stream` of text frames so tests can drive it with channels.
+//! command (an accept) never holds back an offer, and a command's answer always goes out before
+//! the events it caused (an `accept`'s `ack` before its `accepted`). The session is generic
+//! over a `Sink` and a `Stream` of text frames so tests can drive it with channels.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -289,7 +292,8 @@ async fn chat_cards(state: &AppState, chats: &[InteractionId]) -> Vec<Value> {
         {
             cards.push(
                 json!({"chat_id": id, "service": s.service, "customer": s.customer,
-                              "context": s.context, "phase": s.phase, "legs": s.legs}),
+                              "context": s.context, "phase": s.phase, "legs": s.legs,
+                              "first_message": state.routing().first_message(id)}),
             );
         }
     }

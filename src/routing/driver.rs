@@ -129,6 +129,8 @@ struct Inner {
     agents: HashMap<AgentId, AgentChannel>,
     /// Each agent's mobile chat settings now: the configuration's, or their own stored ones.
     mobile_settings: std::sync::Mutex<HashMap<AgentId, MobileSettings>>,
+    /// The customer's first message of each chat being watched, for the offers a `hello` lists.
+    first_messages: std::sync::Mutex<HashMap<InteractionId, String>>,
     store: Store,
     mobile: broadcast::Sender<MobileOffer>,
     /// Subscribed before the first watcher starts, so that the SMS sender misses no offer.
@@ -168,6 +170,7 @@ impl Routing {
                 requests,
                 agents,
                 mobile_settings: std::sync::Mutex::new(mobile_settings),
+                first_messages: std::sync::Mutex::new(HashMap::new()),
                 store: hub.store().clone(),
                 mobile,
                 first_mobile: std::sync::Mutex::new(Some(first_mobile)),
@@ -284,6 +287,20 @@ impl Routing {
 
     fn send(&self, request: Request) {
         let _ = self.inner.requests.send(request);
+    }
+
+    /// The customer's first message in a chat still routed (shown with its offer).
+    pub fn first_message(&self, chat: &InteractionId) -> Option<String> {
+        let firsts = self.inner.first_messages.lock().expect("first messages");
+        firsts.get(chat).cloned()
+    }
+
+    fn set_first_message(&self, chat: &InteractionId, text: Option<String>) {
+        let mut firsts = self.inner.first_messages.lock().expect("first messages");
+        match text {
+            Some(text) => firsts.insert(chat.clone(), text),
+            None => firsts.remove(chat),
+        };
     }
 
     /// The agent's mobile chat settings now.
@@ -606,6 +623,7 @@ async fn watch(routing: Routing, handle: Handle) {
     if matches!(sub.phase, Phase::Closing | Phase::Closed) {
         return;
     }
+    routing.set_first_message(&w.id, w.first_message.clone());
     let (commands, mut queue) = mpsc::unbounded_channel();
     routing.send(Request::Watched {
         chat: w.id.clone(),
@@ -635,6 +653,7 @@ async fn watch(routing: Routing, handle: Handle) {
             }
         }
     }
+    routing.set_first_message(&w.id, None);
     routing.send(Request::Ended { chat: w.id.clone() });
 }
 
@@ -877,6 +896,7 @@ fn project(
             ..
         } if w.first_message.is_none() => {
             w.first_message = Some(first_words(text));
+            routing.set_first_message(&w.id, w.first_message.clone());
             match &w.agent {
                 Some(agent) => {
                     if let Some(view) = chat_view(kind) {

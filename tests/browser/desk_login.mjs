@@ -42,10 +42,16 @@ await journey(async (browser) => {
   await ask("customer writes again");
   await page.getByText("Still there after the blip?").waitFor();
   await shot(page, "01-login-ready-after-reconnect");
+  // A narrow window: the panels stack, every control still there.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.getByRole("tab", { name: /Carol, claims/ }).waitFor();
+  const narrowSend = await page.getByRole("button", { name: "Send" }).isVisible();
+  await shot(page, "01-login-narrow-window");
+  await page.setViewportSize({ width: 1280, height: 860 });
 
   await page.getByRole("button", { name: "Log out" }).click();
   await page.getByText("You are logged out.").waitFor();
   const loginVisible = await page.getByRole("button", { name: "Log in" }).isVisible();
   await shot(page, "01-login-logged-out");
-  return { initial, afterReload, loginVisible };
+  return { initial, afterReload, loginVisible, narrowSend };
 });

@@ -7,6 +7,10 @@ import { fileUrl, recordingUrl, transcriptUrl } from "../api.js";
 
 let shownChat = null;
 let shownKeys = new Set();
+let lastSeq = -1;
+/** A chat opened shows its latest items; older ones come on demand. */
+const WINDOW = 100;
+const expanded = new Set();
 
 function isLive(call) {
   return call.state !== "released";
@@ -62,22 +66,42 @@ export function renderChatPanel(state, actions) {
   if (shownChat !== chat.id) {
     list.replaceChildren();
     shownKeys = new Set();
+    lastSeq = -1;
     shownChat = chat.id;
+    const all = [...chat.items.entries()].sort((a, b) => (a[1].seq ?? Infinity) - (b[1].seq ?? Infinity));
+    if (!expanded.has(chat.id) && all.length > WINDOW) {
+      const earlier = all.slice(0, all.length - WINDOW);
+      for (const [k, item] of earlier) {
+        shownKeys.add(k);
+        if (item.seq != null) lastSeq = Math.max(lastSeq, item.seq);
+      }
+      list.append(h("li", { class: "msg system earlier" }, h("button", {
+        type: "button",
+        onclick: () => { expanded.add(chat.id); shownChat = null; renderChatPanel(state, actions); },
+      }, `Show ${earlier.length} earlier messages`)));
+    }
   }
-  // Only new items are drawn: a long chat costs nothing to redraw.
+  // Only new items are drawn: a long chat costs nothing to redraw. New items after the last
+  // drawn one (the usual case, and a whole chat drawn at once) are appended in one go; one that
+  // a fetched history puts earlier is inserted in its place.
   const items = [...chat.items.entries()].filter(([k]) => !shownKeys.has(k));
   if (items.length) {
-    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     items.sort((a, b) => (a[1].seq ?? Infinity) - (b[1].seq ?? Infinity));
+    const tail = document.createDocumentFragment();
     for (const [k, item] of items) {
       shownKeys.add(k);
       const node = itemNode(state, chat, item, actions);
-      // History fetched after live events: keep the seq order.
-      const after = item.seq != null ? [...list.children].find((el) => Number(el.dataset.seq) > item.seq) : null;
       if (item.seq != null) node.dataset.seq = String(item.seq);
-      list.insertBefore(node, after ?? null);
+      if (item.seq == null || item.seq > lastSeq) {
+        tail.append(node);
+        if (item.seq != null) lastSeq = item.seq;
+      } else {
+        const after = [...list.children].find((el) => Number(el.dataset.seq) > item.seq);
+        list.insertBefore(node, after ?? null);
+      }
     }
-    if (atBottom || items.length) list.scrollTop = list.scrollHeight;
+    list.append(tail);
+    list.scrollTop = list.scrollHeight;
   }
   for (const el of list.querySelectorAll("[data-receipt]")) {
     el.textContent = receiptText(chat.receipts.get(el.dataset.receipt));

@@ -47,6 +47,8 @@ export function renderContact(state, actions, media) {
     if (media.active) {
       box.append(" ", h("button", { type: "button", "aria-pressed": media.muted ? "true" : "false", onclick: () => actions.toggleMute() }, media.muted ? "Unmute" : "Mute"));
     }
+  } else if (last?.state === "awaiting_approval") {
+    box.append(h("p", {}, h("span", { class: "call-state", id: "call-state" }, "Call requested")));
   } else if (last) {
     box.append(h("p", {}, h("span", { class: "call-state", id: "call-state" }, "Call ended"),
       last.duration_s != null ? ` after ${formatDuration(last.duration_s)}` : "", last.reason ? ` — ${last.reason}` : ""));
