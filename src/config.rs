@@ -48,6 +48,27 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     pub sms: SmsConfig,
     pub admin: AdminConfig,
+    pub desk: DeskConfig,
+}
+
+/// The Agent Desktop (`/desk/`), as the API hands it to the page.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeskConfig {
+    /// The map tiles of the Context Information Area, a Leaflet URL template (`{z}`, `{x}`,
+    /// `{y}`, optionally `{s}`).
+    pub map_tiles_url: String,
+    /// The tiles' attribution, shown on the map.
+    pub map_attribution: String,
+}
+
+impl Default for DeskConfig {
+    fn default() -> Self {
+        DeskConfig {
+            map_tiles_url: "https://tile.openstreetmap.org/{z}/{x}/{y}.png".into(),
+            map_attribution: "© OpenStreetMap contributors".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -389,6 +410,17 @@ pub struct RoutingConfig {
     pub default_handle_time_s: u64,
     /// How long an agent's login token is valid.
     pub token_ttl_s: u64,
+    /// The presence an agent starts in when they open the desktop.
+    pub initial_presence: InitialPresence,
+}
+
+/// The presence an agent's desktop starts in: ready for chats, or not ready until they say so.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialPresence {
+    Available,
+    #[default]
+    Away,
 }
 
 impl Default for RoutingConfig {
@@ -402,12 +434,13 @@ impl Default for RoutingConfig {
             queue_status_interval_s: 10,
             default_handle_time_s: 300,
             token_ttl_s: 12 * 3600,
+            initial_presence: InitialPresence::Away,
         }
     }
 }
 
 /// Whether an agent takes chats on their mobile phone by SMS when nobody is at a desk.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum MobileMode {
     On,
@@ -446,7 +479,7 @@ impl AgentConfig {
 }
 
 /// Weekly hours in an IANA time zone (daylight saving time included).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WeeklySchedule {
     /// e.g. "Europe/Paris".
@@ -455,7 +488,7 @@ pub struct WeeklySchedule {
 }
 
 /// Open on `days` from `from` to `to` ("HH:MM", local); `to` before `from` runs past midnight.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HoursRange {
     pub days: Vec<String>,
@@ -504,7 +537,8 @@ fn default_closed_reason() -> String {
     "outside business hours".into()
 }
 
-const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+/// Day names as schedules write them, Monday first.
+pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 /// "HH:MM" as minutes of the day.
 /// A phone number as configured: 1 to 32 digits, optionally after a `+`.
@@ -518,7 +552,8 @@ pub fn number_key(number: &str) -> &str {
     number.strip_prefix('+').unwrap_or(number)
 }
 
-fn parse_hhmm(s: &str) -> Option<u32> {
+/// "HH:MM" as minutes of the day ("24:00" ends one).
+pub fn parse_hhmm(s: &str) -> Option<u32> {
     let (h, m) = s.split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
     (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
@@ -1097,6 +1132,15 @@ impl Config {
 
     fn validate_agents(&self) -> Result<(), ConfigError> {
         let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        let tiles = &self.desk.map_tiles_url;
+        if !(tiles.starts_with("https://") || tiles.starts_with("http://"))
+            || !["{z}", "{x}", "{y}"].iter().all(|p| tiles.contains(p))
+        {
+            return invalid(
+                "desk.map_tiles_url",
+                "an http(s) URL template with {z}, {x} and {y}".into(),
+            );
+        }
         let r = &self.routing;
         if !(1..=100).contains(&r.chat_load_percent) || !(1..=100).contains(&r.call_load_percent) {
             return invalid("routing.chat_load_percent", "loads are 1 to 100".into());

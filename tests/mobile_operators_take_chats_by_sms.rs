@@ -2,7 +2,8 @@
 //! the department is at a desk, a ring-all chat is texted to every mobile operator on duty; the
 //! first to claim the link takes the chat, later claims are told it is already taken; the
 //! operator chats with the customer and gets the transcript at the end. An operator who logs in
-//! to the desktop gets no more SMS (their standing link expires) and can pick up a waiting chat.
+//! to the desktop gets no more SMS (their standing link expires, the chat is offered on the
+//! desk instead) and can pick up a waiting chat.
 
 #[path = "common/api.rs"]
 mod api;
@@ -317,6 +318,8 @@ async fn an_operator_at_the_desktop_gets_no_more_sms() {
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     let hello = next_json(&mut ws).await;
     assert_eq!(hello["event"], "hello");
+    // The chat he was texted about waits on his desk instead.
+    assert_eq!(hello["offers"][0]["chat_id"], first.as_str(), "{hello}");
 
     links.sort();
     let (olga_link, omar_link) = (links[0].1.clone(), links[1].1.clone());
@@ -326,7 +329,22 @@ async fn an_operator_at_the_desktop_gets_no_more_sms() {
         .await;
     assert_eq!(status, 410, "{refused}");
     assert_eq!(refused["error"]["code"], "link_expired");
-    // A new chat is texted to nobody, Olga included: someone of the department is at a desk.
+    // Once he is ready, a new chat is texted to nobody, Olga included: someone of the
+    // department is at a desk and can take it.
+    ws.send(Message::Text(
+        json!({"command": "set_state", "state": "available", "ref": 0})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        let v = next_json(&mut ws).await;
+        if v["event"] == "ack" || v["event"] == "error" {
+            assert_eq!(v["event"], "ack", "{v}");
+            break;
+        }
+    }
     gw.new_chat("dev-2", "Dan").await;
     assert!(
         provider

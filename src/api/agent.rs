@@ -1,4 +1,5 @@
-//! The agent API over HTTP (`/agent/v1/…`): login, logout, files and transcripts. The live
+//! The agent API over HTTP (`/agent/v1/…`): login, logout, files, transcripts, the chats an
+//! agent handled with their history and recordings, and the agent's own settings. The live
 //! part (offers, chat, presence) is the WebSocket in `agent_ws.rs`.
 //!
 //! Login checks the argon2 hash from config and hands out an opaque random token that expires
@@ -20,7 +21,9 @@ use super::customer::{file_json, file_response, receive_file};
 use super::{ApiError, ApiJson, AppState};
 use crate::bridge::{AgentId, EventKind, InteractionId, Party, Time, random_hex};
 use crate::chat::transcript;
+use crate::routing::driver::{SaveError, history_view};
 use crate::routing::password;
+use crate::routing::settings::MobileSettings;
 
 /// An agent authenticated by a valid token.
 #[derive(Debug, Clone)]
@@ -219,4 +222,96 @@ pub async fn transcript(
         "json" => Json(json!({"events": events})).into_response(),
         other => return Err(ApiError::BadJson(format!("unknown format {other:?}"))),
     })
+}
+
+/// `GET settings` → `{mobile_settings: {mobile, mobile_mode, mobile_schedule}}`.
+pub async fn settings(
+    State(state): State<AppState>,
+    agent: Agent,
+) -> Result<Json<Value>, ApiError> {
+    let settings = state
+        .routing()
+        .mobile_settings(&agent.id)
+        .ok_or(ApiError::TokenInvalid)?;
+    Ok(Json(json!({"mobile_settings": settings})))
+}
+
+/// `PUT settings {mobile_settings: {mobile, mobile_mode, mobile_schedule}}`: validated
+/// (`invalid_number`, `number_required`, `invalid_hours`, `invalid_time_zone`), stored, and in
+/// force at once; every tab of the agent gets a `settings` event.
+pub async fn save_settings(
+    State(state): State<AppState>,
+    agent: Agent,
+    ApiJson(body): ApiJson<SettingsBody>,
+) -> Result<Json<Value>, ApiError> {
+    let saved = state
+        .routing()
+        .set_mobile_settings(&agent.id, body.mobile_settings)
+        .await
+        .map_err(|e| match e {
+            SaveError::Invalid(e) => ApiError::Settings(e),
+            SaveError::Routing(e) => ApiError::Routing(e),
+            SaveError::Store(e) => ApiError::Store(e),
+        })?;
+    tracing::info!(agent = %agent.id, mode = ?saved.mobile_mode, "mobile chat settings changed");
+    Ok(Json(json!({"mobile_settings": saved})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    mobile_settings: MobileSettings,
+}
+
+/// The most chats `GET chats` lists.
+const MAX_LISTED_CHATS: i64 = 200;
+
+#[derive(Deserialize)]
+pub struct ChatsQuery {
+    limit: Option<i64>,
+}
+
+/// `GET chats?limit=n`: the chats the agent handled, newest first (at most 200).
+pub async fn chats(
+    State(state): State<AppState>,
+    agent: Agent,
+    Query(query): Query<ChatsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(50).clamp(1, MAX_LISTED_CHATS);
+    let records = state.store().agent_interactions(&agent.id.0, limit).await?;
+    let chats: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({"chat_id": r.id, "service": r.service, "phase": r.phase,
+                   "created_at": r.created_at, "closed_at": r.closed_at,
+                   "transcript": format!("/agent/v1/chats/{}/transcript", r.id)})
+        })
+        .collect();
+    Ok(Json(json!({"chats": chats})))
+}
+
+/// `GET chats/{id}/history`: the chat so far as the desk shows it live (the same events as
+/// the socket's, each with its `seq`), for a desk that reloads or opens a past chat.
+pub async fn history(
+    State(state): State<AppState>,
+    agent: Agent,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = InteractionId(id);
+    state.agent_may_see(&agent.id, &id).await?;
+    let events = state.store().events(&id, 0).await?;
+    Ok(Json(json!({"events": history_view(&id, &events)})))
+}
+
+/// `GET chats/{id}/recordings/{file}`: a call recording of a chat the agent took, as the admin
+/// API serves it (only a plain `.wav` name the transcript lists).
+pub async fn recording(
+    State(state): State<AppState>,
+    agent: Agent,
+    Path((id, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    state
+        .agent_may_see(&agent.id, &InteractionId(id.clone()))
+        .await?;
+    super::admin::recording(State(state), Path((id, file))).await
 }

@@ -1,9 +1,11 @@
 //! `GET /agent/v1/ws?token=…`: the agent desktop's live channel.
 //!
-//! The server first sends `hello` (presence, load, the offers and chats the agent has now),
-//! then every event for the agent: `offer`, `withdrawn`, `accepted`, `message`, `file`,
-//! `typing`, `receipt`, `context`, `call_state`, `status`, `removed`, `ended` (with the
-//! transcript link), `state`. Every tab of an agent gets the same events.
+//! The server first sends `hello` (presence, load, the offers and chats the agent has now, each
+//! with its customer, context, phase, live legs and first message; the agent's mobile chat
+//! settings; the desk's map tiles), then every event for the agent: `offer` (with the first
+//! message), `withdrawn`, `accepted`, `message`, `file`, `typing`, `receipt`, `context`,
+//! `call_state`, `status`, `removed`, `ended` (with the transcript link), `state`, `settings`.
+//! Every tab of an agent gets the same events.
 //!
 //! The client sends commands `{"command": "…", "ref": any, …}` and gets `{"event": "ack",
 //! "ref"}` or `{"event": "error", "ref", "error": {"code", "message"}}`: `set_state`, `accept`,
@@ -13,8 +15,9 @@
 //! `webrtc_signaling` (the answer of the agent's own WebRTC leg to the gateway's offer, which
 //! arrives as a `webrtc_signaling` event) and `call_customer {chat_id, number?, device?}`. Commands
 //! run one at a time in the order sent, each answered in turn, while events keep flowing: a slow
-//! command (an accept) never holds back an offer. The session is generic over a `Sink` and a
-//! `Stream` of text frames so tests can drive it with channels.
+//! command (an accept) never holds back an offer, and a command's answer always goes out before
+//! the events it caused (an `accept`'s `ack` before its `accepted`). The session is generic
+//! over a `Sink` and a `Stream` of text frames so tests can drive it with channels.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -191,6 +194,11 @@ where
         "load": snapshot.load,
         "offers": chat_cards(&state, &snapshot.offers).await,
         "chats": chat_cards(&state, &snapshot.chats).await,
+        "mobile_settings": routing.mobile_settings(&agent),
+        "desk": {
+            "map_tiles_url": state.config().desk.map_tiles_url,
+            "map_attribution": state.config().desk.map_attribution,
+        },
     });
     state.metrics().agent_sockets.inc();
     if tx.send(hello.to_string()).await.is_ok() {
@@ -241,7 +249,17 @@ async fn pump<Tx, Rx, A, F>(
                 None => std::future::pending().await,
             }
         };
+        // Biased, the reply first: a command's own events (the `accepted` of an `accept`) are
+        // sent by the interaction's watcher only after the command's outcome is decided, so
+        // whenever such an event is ready the reply is too, and the `ack` goes out before it.
         tokio::select! {
+            biased;
+            reply = reply => {
+                running = None;
+                if tx.send(reply.to_string()).await.is_err() {
+                    break;
+                }
+            }
             event = events.recv() => match event {
                 Ok(text) => {
                     if tx.send(text.to_string()).await.is_err() {
@@ -257,12 +275,6 @@ async fn pump<Tx, Rx, A, F>(
                 }
                 Err(RecvError::Closed) => break,
             },
-            reply = reply => {
-                running = None;
-                if tx.send(reply.to_string()).await.is_err() {
-                    break;
-                }
-            }
             text = rx.next(), if queued.len() < MAX_QUEUED_COMMANDS => {
                 let Some(text) = text else { break };
                 queued.push_back(text);
@@ -280,7 +292,8 @@ async fn chat_cards(state: &AppState, chats: &[InteractionId]) -> Vec<Value> {
         {
             cards.push(
                 json!({"chat_id": id, "service": s.service, "customer": s.customer,
-                              "context": s.context, "phase": s.phase, "legs": s.legs}),
+                              "context": s.context, "phase": s.phase, "legs": s.legs,
+                              "first_message": state.routing().first_message(id)}),
             );
         }
     }
@@ -499,6 +512,20 @@ mod tests {
         second.send(()).unwrap();
         let reply: Value = serde_json::from_str(&d.frames.recv().await.unwrap()).unwrap();
         assert_eq!(reply["ref"], "second");
+    }
+
+    #[tokio::test]
+    async fn a_command_is_answered_before_the_events_it_caused() {
+        let mut d = desk();
+        d.commands.send("accept".into()).unwrap();
+        let (_, go) = d.release.recv().await.unwrap();
+        // The accept is decided, then its `accepted` event is told, before the socket's task
+        // runs again: the ack still goes first.
+        go.send(()).unwrap();
+        d.events.send(Arc::from(r#"{"event":"accepted"}"#)).unwrap();
+        let first: Value = serde_json::from_str(&d.frames.recv().await.unwrap()).unwrap();
+        assert_eq!(first["event"], "ack", "{first}");
+        assert_eq!(d.frames.recv().await.unwrap(), r#"{"event":"accepted"}"#);
     }
 
     #[tokio::test]

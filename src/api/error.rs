@@ -11,6 +11,7 @@ use crate::bridge::hub::HubError;
 use crate::chat::files::FileError;
 use crate::chat::store::StoreError;
 use crate::routing::router::RoutingError;
+use crate::routing::settings::SettingsError;
 use crate::sms::mobile::{LinkError, MobileError};
 
 /// Everything a client can be told went wrong. Clients get `{"error": {"code", "message"}}`;
@@ -83,6 +84,9 @@ pub enum ApiError {
     /// Routing refused an agent's accept or decline.
     #[error(transparent)]
     Routing(#[from] RoutingError),
+    /// An agent's settings that do not validate (a number, hours, a time zone).
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     /// A mobile operator's link or session cannot be used.
     #[error(transparent)]
     Mobile(#[from] MobileError),
@@ -191,6 +195,7 @@ impl ApiError {
             ApiError::BadCommand(_) => (S::BAD_REQUEST, "bad_command"),
             ApiError::UnknownCommand(_) => (S::BAD_REQUEST, "unknown_command"),
             ApiError::Routing(e) => (S::CONFLICT, e.code()),
+            ApiError::Settings(e) => (S::BAD_REQUEST, e.code()),
             ApiError::Mobile(e) => {
                 let status = match e {
                     MobileError::LinkNotFound => S::NOT_FOUND,

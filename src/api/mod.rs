@@ -188,6 +188,10 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(agent_ws::upgrade))
         .route("/chats/{id}/transcript", get(agent::transcript))
         .route("/chats/{id}/files/{file_id}", get(agent::download))
+        .route("/settings", get(agent::settings).put(agent::save_settings))
+        .route("/chats", get(agent::chats))
+        .route("/chats/{id}/history", get(agent::history))
+        .route("/chats/{id}/recordings/{file}", get(agent::recording))
         .layer(DefaultBodyLimit::max(json_limit))
         .route(
             "/files",

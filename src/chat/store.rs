@@ -95,6 +95,18 @@ pub struct MobileLinkRecord {
     pub sent_at: u64,
 }
 
+/// An agent's own settings, as stored (they override the configuration's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettingsRecord {
+    pub agent: String,
+    pub mobile: Option<String>,
+    /// `on`, `off` or `schedule`.
+    pub mobile_mode: String,
+    /// The weekly schedule as JSON.
+    pub mobile_schedule: Option<String>,
+    pub updated_at: u64,
+}
+
 /// One write; a batch of them commits atomically.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -148,6 +160,13 @@ fn migrator() -> Migrator {
                 "mobile links".into(),
                 MigrationType::Simple,
                 SqlStr::from_static(include_str!("../../migrations/0002_mobile_links.sql")),
+                false,
+            ),
+            Migration::new(
+                3,
+                "agent settings".into(),
+                MigrationType::Simple,
+                SqlStr::from_static(include_str!("../../migrations/0003_agent_settings.sql")),
                 false,
             ),
         ]),
@@ -337,6 +356,71 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(mobile_link_from_row).transpose()
+    }
+
+    /// Every agent's stored settings.
+    pub async fn agent_settings(&self) -> Result<Vec<AgentSettingsRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT agent, mobile, mobile_mode, mobile_schedule, updated_at FROM agent_settings",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AgentSettingsRecord {
+                    agent: row.try_get("agent")?,
+                    mobile: row.try_get("mobile")?,
+                    mobile_mode: row.try_get("mobile_mode")?,
+                    mobile_schedule: row.try_get("mobile_schedule")?,
+                    updated_at: row.try_get::<i64, _>("updated_at")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores an agent's settings (durable when this returns).
+    pub async fn put_agent_settings(&self, record: &AgentSettingsRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agent_settings (agent, mobile, mobile_mode, mobile_schedule, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (agent) DO UPDATE SET mobile = $2, mobile_mode = $3, \
+             mobile_schedule = $4, updated_at = $5",
+        )
+        .bind(record.agent.clone())
+        .bind(record.mobile.clone())
+        .bind(record.mobile_mode.clone())
+        .bind(record.mobile_schedule.clone())
+        .bind(record.updated_at as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The interactions an agent joined, newest first: the chats they handled.
+    pub async fn agent_interactions(
+        &self,
+        agent: &str,
+        limit: i64,
+    ) -> Result<Vec<InteractionRecord>, StoreError> {
+        // The party is stored as its JSON: match the agent's exactly (LIKE's wildcards in
+        // the name escaped).
+        let party = serde_json::to_string(&crate::bridge::Party::Agent(agent.into()))
+            .expect("a party serializes");
+        let escaped = party
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let rows = sqlx::query(
+            "SELECT i.id, i.service, i.device, i.phase, i.created_at, i.closed_at, i.last_seq \
+             FROM interactions i WHERE i.id IN (SELECT e.interaction_id FROM events e \
+             WHERE e.kind = 'party_joined' AND e.body LIKE $1 ESCAPE '\\') \
+             ORDER BY i.created_at DESC LIMIT $2",
+        )
+        .bind(format!("%\"party\":{escaped}%"))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
     }
 
     /// Whether a file was sent into an interaction.

@@ -163,6 +163,8 @@ pub struct SipPhones {
     pub control: SipControl,
     pub events: mpsc::UnboundedSender<SipCallEvent>,
     pub config: Arc<Config>,
+    /// The agents' mobile numbers (their own settings, else the configuration's).
+    pub routing: Routing,
 }
 
 impl SipPhones {
@@ -206,9 +208,8 @@ impl calls::Phones for SipPhones {
         service: &str,
     ) -> Result<(CallRef, SocketAddr), String> {
         let mobile = self
-            .config
-            .agent(&agent.0)
-            .and_then(|a| a.mobile.clone())
+            .routing
+            .mobile_number(agent)
             .ok_or_else(|| format!("the agent {agent} has no mobile number"))?;
         self.dial_number(&mobile, interaction, service).await
     }
@@ -352,6 +353,7 @@ pub fn start(
         control: sip,
         events: sip_tx,
         config: hub.config().clone(),
+        routing: routing.clone(),
     };
     let metrics = hub.metrics().clone();
     let publish = (rtc.clone(), metrics.clone(), shutdown.clone());

@@ -14,11 +14,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::router::{Output, Presence, Router, RoutingError, Via, WithdrawReason};
+use super::router::{MobileDuty, Output, Presence, Router, RoutingError, Via, WithdrawReason};
+use super::settings::{MobileSettings, SettingsError};
 use crate::bridge::hub::{Handle, Hub};
 use crate::bridge::{
     AgentId, Command, Customer, EventKind, InteractionId, LegKind, LegState, Party, Phase, Time,
 };
+use crate::chat::store::{Store, StoreError};
 
 /// What an agent is told, as JSON text shared by all their tabs.
 pub type AgentEvent = Arc<str>;
@@ -31,6 +33,8 @@ pub enum MobileOffer {
         agent: AgentId,
         service: String,
         customer: Customer,
+        /// The operator's mobile number now (their own setting, else the configuration's).
+        number: Option<String>,
     },
     Withdrawn {
         chat: InteractionId,
@@ -94,6 +98,10 @@ enum Request {
         agent: AgentId,
         reply: Reply<Result<(), RoutingError>>,
     },
+    MobileDuty {
+        agent: AgentId,
+        duty: MobileDuty,
+    },
 }
 
 enum WatchCommand {
@@ -107,6 +115,8 @@ enum WatchCommand {
     Requeue,
     Status(u32, u64),
     GiveUp,
+    /// The agent's SMS offer stands on their desk now.
+    ToDesk(AgentId),
 }
 
 struct AgentChannel {
@@ -117,6 +127,11 @@ struct AgentChannel {
 struct Inner {
     requests: mpsc::UnboundedSender<Request>,
     agents: HashMap<AgentId, AgentChannel>,
+    /// Each agent's mobile chat settings now: the configuration's, or their own stored ones.
+    mobile_settings: std::sync::Mutex<HashMap<AgentId, MobileSettings>>,
+    /// The customer's first message of each chat being watched, for the offers a `hello` lists.
+    first_messages: std::sync::Mutex<HashMap<InteractionId, String>>,
+    store: Store,
     mobile: broadcast::Sender<MobileOffer>,
     /// Subscribed before the first watcher starts, so that the SMS sender misses no offer.
     first_mobile: std::sync::Mutex<Option<broadcast::Receiver<MobileOffer>>>,
@@ -143,12 +158,20 @@ impl Routing {
                 (AgentId(a.name.clone()), channel)
             })
             .collect();
+        let mobile_settings = config
+            .agents
+            .iter()
+            .map(|a| (AgentId(a.name.clone()), MobileSettings::from_config(a)))
+            .collect();
         let (requests, rx) = mpsc::unbounded_channel();
         let (mobile, first_mobile) = broadcast::channel(1024);
         let routing = Routing {
             inner: Arc::new(Inner {
                 requests,
                 agents,
+                mobile_settings: std::sync::Mutex::new(mobile_settings),
+                first_messages: std::sync::Mutex::new(HashMap::new()),
+                store: hub.store().clone(),
                 mobile,
                 first_mobile: std::sync::Mutex::new(Some(first_mobile)),
             }),
@@ -266,11 +289,111 @@ impl Routing {
         let _ = self.inner.requests.send(request);
     }
 
+    /// The customer's first message in a chat still routed (shown with its offer).
+    pub fn first_message(&self, chat: &InteractionId) -> Option<String> {
+        let firsts = self.inner.first_messages.lock().expect("first messages");
+        firsts.get(chat).cloned()
+    }
+
+    fn set_first_message(&self, chat: &InteractionId, text: Option<String>) {
+        let mut firsts = self.inner.first_messages.lock().expect("first messages");
+        match text {
+            Some(text) => firsts.insert(chat.clone(), text),
+            None => firsts.remove(chat),
+        };
+    }
+
+    /// The agent's mobile chat settings now.
+    pub fn mobile_settings(&self, agent: &AgentId) -> Option<MobileSettings> {
+        let settings = self.inner.mobile_settings.lock().expect("mobile settings");
+        settings.get(agent).cloned()
+    }
+
+    /// The number that gets the agent's SMS offers and calls on the device `mobile`.
+    pub fn mobile_number(&self, agent: &AgentId) -> Option<String> {
+        self.mobile_settings(agent)?.mobile
+    }
+
+    /// Validates and stores the agent's new mobile chat settings, then applies them at once
+    /// (routing texts them or stops) and tells every tab of the agent.
+    pub async fn set_mobile_settings(
+        &self,
+        agent: &AgentId,
+        settings: MobileSettings,
+    ) -> Result<MobileSettings, SaveError> {
+        if !self.inner.agents.contains_key(agent) {
+            return Err(SaveError::Routing(RoutingError::UnknownAgent));
+        }
+        let settings = settings.validated()?;
+        let record = settings.to_record(&agent.0, Time::now().millis());
+        self.inner.store.put_agent_settings(&record).await?;
+        self.apply_mobile_settings(agent, settings.clone());
+        self.tell(
+            agent,
+            json!({"event": "settings", "mobile_settings": settings}),
+        );
+        Ok(settings)
+    }
+
+    fn apply_mobile_settings(&self, agent: &AgentId, settings: MobileSettings) {
+        let duty = settings.duty();
+        self.inner
+            .mobile_settings
+            .lock()
+            .expect("mobile settings")
+            .insert(agent.clone(), settings);
+        self.send(Request::MobileDuty {
+            agent: agent.clone(),
+            duty,
+        });
+    }
+
+    /// The settings agents stored before this start, now in force here; their duties for the
+    /// router.
+    async fn restore_mobile_settings(&self) -> Vec<(AgentId, MobileDuty)> {
+        let records = match self.inner.store.agent_settings().await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(
+                    "agents' stored settings cannot be read, the configuration's stand: {e}"
+                );
+                return Vec::new();
+            }
+        };
+        let mut duties = Vec::new();
+        let mut table = self.inner.mobile_settings.lock().expect("mobile settings");
+        for record in records {
+            let agent = AgentId(record.agent.clone());
+            if !self.inner.agents.contains_key(&agent) {
+                continue;
+            }
+            match MobileSettings::from_record(&record) {
+                Some(settings) => {
+                    duties.push((agent.clone(), settings.duty()));
+                    table.insert(agent, settings);
+                }
+                None => tracing::warn!(%agent, "stored settings ignored: they do not validate"),
+            }
+        }
+        duties
+    }
+
     fn tell(&self, agent: &AgentId, event: Value) {
         if let Some(channel) = self.inner.agents.get(agent) {
             let _ = channel.events.send(Arc::from(event.to_string()));
         }
     }
+}
+
+/// Why an agent's settings were not saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error(transparent)]
+    Invalid(#[from] SettingsError),
+    #[error(transparent)]
+    Routing(RoutingError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Why an accept failed: routing refused it, or the interaction did.
@@ -300,6 +423,10 @@ struct Desk {
 async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routing: Routing) {
     let mut desk = Desk::default();
     let mut clock = Time(0);
+    // Agents' own settings apply before any chat is routed (requests queue meanwhile).
+    for (agent, duty) in routing.restore_mobile_settings().await {
+        router.handle_mobile_duty(Time::now(), &agent, duty);
+    }
     loop {
         let sleep = match router.poll_timeout() {
             Some(at) => tokio::time::Instant::now() + at.since(Time::now()),
@@ -344,6 +471,7 @@ async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routi
                     ewt,
                 } => (chat, WatchCommand::Status(position, ewt.as_secs())),
                 Output::NobodyAvailable { chat } => (chat, WatchCommand::GiveUp),
+                Output::MovedToDesk { chat, agent } => (chat, WatchCommand::ToDesk(agent)),
             };
             if let Some(watcher) = desk.watchers.get(&chat) {
                 let _ = watcher.send(command);
@@ -426,6 +554,7 @@ fn serve(router: &mut Router, desk: &mut Desk, routing: &Routing, now: Time, req
         Request::Decline { chat, agent, reply } => {
             let _ = reply.send(router.handle_decline(now, &chat, &agent));
         }
+        Request::MobileDuty { agent, duty } => router.handle_mobile_duty(now, &agent, duty),
     }
 }
 
@@ -441,6 +570,8 @@ struct Watched {
     live_calls: HashMap<u32, bool>,
     /// Recordings of calls, by leg: their link goes with the call's end.
     recordings: HashMap<u32, String>,
+    /// The customer's first message, shown with the offer.
+    first_message: Option<String>,
     closing: bool,
 }
 
@@ -460,6 +591,7 @@ async fn watch(routing: Routing, handle: Handle) {
         withdraw_reasons: HashMap::new(),
         live_calls: HashMap::new(),
         recordings: HashMap::new(),
+        first_message: None,
         closing: false,
     };
     // The history sets the scene; agents are only told what happens from now on.
@@ -480,12 +612,18 @@ async fn watch(routing: Routing, handle: Handle) {
                 party: Party::Agent(_),
                 ..
             } => w.agent = None,
+            EventKind::Message {
+                from: Party::Customer,
+                text,
+                ..
+            } if w.first_message.is_none() => w.first_message = Some(first_words(text)),
             _ => {}
         }
     }
     if matches!(sub.phase, Phase::Closing | Phase::Closed) {
         return;
     }
+    routing.set_first_message(&w.id, w.first_message.clone());
     let (commands, mut queue) = mpsc::unbounded_channel();
     routing.send(Request::Watched {
         chat: w.id.clone(),
@@ -507,12 +645,35 @@ async fn watch(routing: Routing, handle: Handle) {
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             command = queue.recv() => {
-                let Some(command) = command else { break };
-                carry_out(&handle, &mut w, command).await;
+                match command {
+                    None => break,
+                    Some(WatchCommand::ToDesk(agent)) => to_desk(&routing, &mut w, agent),
+                    Some(command) => carry_out(&handle, &mut w, command).await,
+                }
             }
         }
     }
+    routing.set_first_message(&w.id, None);
     routing.send(Request::Ended { chat: w.id.clone() });
+}
+
+/// An operator texted about the chat opened the desktop: the link expires and the desk shows
+/// the offer instead.
+fn to_desk(routing: &Routing, w: &mut Watched, agent: AgentId) {
+    if w.offered_via.insert(agent.clone(), Via::Desktop) != Some(Via::Sms) {
+        return;
+    }
+    let _ = routing.inner.mobile.send(MobileOffer::Withdrawn {
+        chat: w.id.clone(),
+        agent: agent.clone(),
+        reason: WithdrawReason::AgentLeft,
+    });
+    routing.tell(
+        &agent,
+        json!({"event": "offer", "chat_id": w.id, "service": w.service, "customer": w.customer,
+               "context": w.context, "via": Via::Desktop, "first_message": w.first_message,
+               "timestamp": Time::now().millis()}),
+    );
 }
 
 async fn carry_out(handle: &Handle, w: &mut Watched, command: WatchCommand) {
@@ -541,6 +702,7 @@ async fn carry_out(handle: &Handle, w: &mut Watched, command: WatchCommand) {
         WatchCommand::Requeue => Command::Requeue,
         WatchCommand::Status(position, ewt_s) => Command::QueueStatus { position, ewt_s },
         WatchCommand::GiveUp => Command::NoAgentAvailable,
+        WatchCommand::ToDesk(_) => return,
     };
     // Nothing waits for an offer's outcome, so offers to many agents are queued back to back
     // and the interaction stores them with one write.
@@ -575,12 +737,13 @@ fn project(
                     agent: agent.clone(),
                     service: w.service.clone(),
                     customer: w.customer.clone(),
+                    number: routing.mobile_number(agent),
                 });
             }
             to_agent(
                 agent,
                 json!({"event": "offer", "service": w.service, "customer": w.customer,
-                       "context": context, "via": via}),
+                       "context": context, "via": via, "first_message": w.first_message}),
             );
         }
         EventKind::Withdrawn { agent } => {
@@ -727,6 +890,35 @@ fn project(
         EventKind::Status {
             phase: Phase::Closed,
         } => return false,
+        EventKind::Message {
+            from: Party::Customer,
+            text,
+            ..
+        } if w.first_message.is_none() => {
+            w.first_message = Some(first_words(text));
+            routing.set_first_message(&w.id, w.first_message.clone());
+            match &w.agent {
+                Some(agent) => {
+                    if let Some(view) = chat_view(kind) {
+                        to_agent(agent, view);
+                    }
+                }
+                // Desks holding the offer show the first message with it.
+                None => {
+                    for (agent, via) in &w.offered_via {
+                        if *via == Via::Desktop {
+                            routing.tell(
+                                agent,
+                                json!({"event": "offer", "chat_id": w.id, "service": w.service,
+                                       "customer": w.customer, "context": w.context,
+                                       "via": via, "first_message": w.first_message,
+                                       "timestamp": at.millis()}),
+                            );
+                        }
+                    }
+                }
+            }
+        }
         other => {
             if let Some(agent) = &w.agent
                 && let Some(view) = chat_view(other)
@@ -736,6 +928,94 @@ fn project(
         }
     }
     true
+}
+
+/// The start of a message, as an offer shows it (at most 200 characters).
+fn first_words(text: &str) -> String {
+    const SHOWN: usize = 200;
+    match text.char_indices().nth(SHOWN) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// A chat's stored events as its agent's desk sees them live (`message`, `file`, `receipt`,
+/// `call_state`, `dtmf`, `context`, `accepted`, `ended` …, each with `chat_id`, `seq` and
+/// `timestamp`), so that a desk that reloads or opens a past chat draws it the same way.
+pub fn history_view(id: &InteractionId, events: &[crate::bridge::Event]) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut context = Value::Null;
+    let mut recordings: HashMap<u32, String> = HashMap::new();
+    let (mut service, mut customer) = (String::new(), Customer::default());
+    for event in events {
+        let view = match &event.kind {
+            EventKind::Created {
+                service: s,
+                customer: c,
+                context: x,
+            } => {
+                (service, customer, context) = (s.clone(), c.clone(), x.clone());
+                None
+            }
+            EventKind::PartyJoined {
+                party: Party::Agent(_),
+                display_name,
+            } => Some(
+                json!({"event": "accepted", "service": service, "customer": customer,
+                             "context": context, "display_name": display_name}),
+            ),
+            EventKind::Context { data } => {
+                merge(&mut context, data);
+                Some(json!({"event": "context", "data": data, "context": context}))
+            }
+            EventKind::Location {
+                latitude,
+                longitude,
+            } => {
+                let data = json!({"location": {"latitude": latitude, "longitude": longitude}});
+                merge(&mut context, &data);
+                Some(json!({"event": "context", "data": data, "context": context}))
+            }
+            EventKind::Recording { leg, file } => {
+                recordings.insert(leg.0, file.clone());
+                None
+            }
+            EventKind::Leg {
+                leg,
+                kind,
+                state,
+                reason,
+                duration_s,
+                ..
+            } => {
+                let mut view = json!({"event": "call_state", "leg": leg.0, "kind": kind,
+                                      "state": state, "reason": reason});
+                if let Some(duration) = duration_s {
+                    view["duration_s"] = json!(duration);
+                }
+                if *state == LegState::Released
+                    && let Some(file) = recordings.remove(&leg.0)
+                {
+                    view["recording"] = json!(file);
+                    view["recording_url"] =
+                        json!(format!("/admin/v1/interactions/{id}/recordings/{file}"));
+                }
+                Some(view)
+            }
+            EventKind::ChatClosed { reason } => Some(json!({"event": "ended", "reason": reason,
+                "transcript": format!("/agent/v1/chats/{id}/transcript")})),
+            other => chat_view(other),
+        };
+        if let Some(mut view) = view {
+            view["chat_id"] = json!(id);
+            if let Some(seq) = event.seq {
+                view["seq"] = json!(seq);
+            }
+            view["timestamp"] = json!(event.at.millis());
+            out.push(view);
+        }
+    }
+    out
 }
 
 /// Chat content as the agent sees it.

@@ -8,3 +8,4 @@
 pub mod driver;
 pub mod password;
 pub mod router;
+pub mod settings;

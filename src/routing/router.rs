@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use crate::bridge::{AgentId, InteractionId, Time};
-use crate::config::{Config, MobileMode, RoutingMode, WeeklySchedule};
+use crate::config::{Config, InitialPresence, MobileMode, RoutingMode, WeeklySchedule};
 
 /// A refused agent action, with the stable code the agent API shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -130,6 +130,9 @@ pub enum Output {
     },
     /// Nobody took the chat within the maximum wait: tell the customer and close it.
     NobodyAvailable { chat: InteractionId },
+    /// The agent's SMS offer now stands on their desktop (they opened it while the chat
+    /// waited): their link expires and the desk shows the offer.
+    MovedToDesk { chat: InteractionId, agent: AgentId },
 }
 
 /// The router's settings, from `[routing]`.
@@ -142,6 +145,8 @@ pub struct Settings {
     pub reconnect_grace: Duration,
     pub status_interval: Duration,
     pub default_handle_time: Duration,
+    /// The presence an agent starts in when their first desktop tab connects.
+    pub initial_presence: Presence,
 }
 
 /// One agent as the router sees it.
@@ -189,6 +194,10 @@ impl Settings {
             reconnect_grace: Duration::from_secs(r.reconnect_grace_s),
             status_interval: Duration::from_secs(r.queue_status_interval_s),
             default_handle_time: Duration::from_secs(r.default_handle_time_s),
+            initial_presence: match r.initial_presence {
+                InitialPresence::Available => Presence::Available,
+                InitialPresence::Away => Presence::Away,
+            },
         }
     }
 }
@@ -397,7 +406,13 @@ impl Router {
     // ---- what agents do ----
 
     /// A desktop connection (one tab) opened.
+    ///
+    /// A fresh login starts in the configured presence (`routing.initial_presence`). Operators
+    /// at the desktop take no SMS: an offer texted to them while the chat still waits moves to
+    /// their desk at once (the link expires), whatever their presence, so a chat they were told
+    /// about never vanishes from them.
     pub fn handle_connect(&mut self, now: Time, agent: &AgentId) -> Result<(), RoutingError> {
+        let initial = self.settings.initial_presence;
         let a = self
             .agents
             .get_mut(agent)
@@ -405,18 +420,47 @@ impl Router {
         a.sessions += 1;
         a.gone_until = None;
         if a.presence == Presence::Offline {
-            // A fresh login starts not ready; the agent says when to send chats.
-            a.presence = Presence::Away;
+            a.presence = initial;
+            if initial == Presence::Available && a.chats.is_empty() {
+                a.idle_since = now;
+            }
         }
-        // Operators on the desktop take no SMS: withdraw texts sent to them.
-        let sms: Vec<InteractionId> = a.offers.iter().cloned().collect();
-        for chat in sms {
-            if self.offer_via(&chat, agent) == Some(Via::Sms) {
-                self.withdraw(&chat, agent, WithdrawReason::AgentLeft);
+        let held: Vec<InteractionId> = a.offers.iter().cloned().collect();
+        for chat in held {
+            if let Some(Chat {
+                stage: Stage::Waiting { offers, .. },
+                ..
+            }) = self.chats.get_mut(&chat)
+                && let Some((via, _)) = offers.get_mut(agent)
+                && *via == Via::Sms
+            {
+                *via = Via::Desktop;
+                self.outputs.push_back(Output::MovedToDesk {
+                    chat,
+                    agent: agent.clone(),
+                });
             }
         }
         self.dispatch(now);
         Ok(())
+    }
+
+    /// The agent changed when they take chats by SMS. Off duty now, their standing SMS offers
+    /// are withdrawn; on duty, they may be texted at once.
+    pub fn handle_mobile_duty(&mut self, now: Time, agent: &AgentId, duty: MobileDuty) {
+        let Some(a) = self.agents.get_mut(agent) else {
+            return;
+        };
+        a.spec.mobile = duty;
+        if !a.spec.mobile.on_duty(now) {
+            let texted: Vec<InteractionId> = a.offers.iter().cloned().collect();
+            for chat in texted {
+                if self.offer_via(&chat, agent) == Some(Via::Sms) {
+                    self.withdraw(&chat, agent, WithdrawReason::AgentLeft);
+                }
+            }
+        }
+        self.dispatch(now);
     }
 
     /// A desktop connection closed. When it was the last one, the agent's offers go to others
@@ -906,7 +950,7 @@ impl Router {
             let via = self.via(&department, &mut staffed);
             let picked: Vec<AgentId> = match mode {
                 RoutingMode::RingAll => {
-                    let want = share.saturating_sub(self.offers_out(&chat));
+                    let want = share.saturating_sub(self.offers_out(&chat, via));
                     // Cheaper than looking for candidates when every agent is asked enough.
                     if !self.any_room(now, &department, via) {
                         exhausted.insert(department);
@@ -950,20 +994,26 @@ impl Router {
         }
     }
 
-    /// Desk agents when any of the department is connected, else mobile operators by SMS.
+    /// Desk agents when one of the department could take a chat now (connected, available,
+    /// with room), else mobile operators by SMS. A desk agent who is away or full does not
+    /// staff the department: a chat must not wait for someone who will not be asked.
     fn via(&self, department: &str, staffed: &mut HashMap<String, Via>) -> Via {
         *staffed.entry(department.to_string()).or_insert_with(|| {
-            let desktop = self
-                .agents
-                .values()
-                .any(|a| a.connected() && a.takes(department));
+            let desktop = self.agents.values().any(|a| {
+                a.connected()
+                    && a.presence == Presence::Available
+                    && a.takes(department)
+                    && a.has_room(&self.settings)
+            });
             if desktop { Via::Desktop } else { Via::Sms }
         })
     }
 
-    fn offers_out(&self, chat: &InteractionId) -> usize {
+    /// The chat's offers out by `via` (SMS offers left standing when a desk agent came do
+    /// not count against the desk's share, nor the other way round).
+    fn offers_out(&self, chat: &InteractionId, via: Via) -> usize {
         match &self.chats[chat].stage {
-            Stage::Waiting { offers, .. } => offers.len(),
+            Stage::Waiting { offers, .. } => offers.values().filter(|(v, _)| *v == via).count(),
             Stage::Assigned { .. } => 0,
         }
     }
@@ -987,16 +1037,14 @@ impl Router {
             if !c.may_get_offers() {
                 continue;
             }
-            let Stage::Waiting { offers, .. } = &c.stage else {
-                continue;
-            };
+            let via = self.via(&c.service.department, staffed);
             if c.service.mode == RoutingMode::RingAll {
                 by_department
                     .entry(&c.service.department)
                     .or_default()
                     .push(waiting.len());
             }
-            waiting.push((id.clone(), offers.len()));
+            waiting.push((id.clone(), self.offers_out(id, via)));
         }
         let mut shares = vec![0; waiting.len()];
         for (department, chats) in by_department {
@@ -1026,7 +1074,13 @@ impl Router {
             let Stage::Waiting { offers, .. } = &self.chats[chat].stage else {
                 continue;
             };
-            let mut held: Vec<AgentId> = offers.keys().cloned().collect();
+            // Only offers of the way the department is reached now count toward the share.
+            let via = self.via_now(&self.chats[chat].service.department);
+            let mut held: Vec<AgentId> = offers
+                .iter()
+                .filter(|(_, (v, _))| *v == via)
+                .map(|(a, _)| a.clone())
+                .collect();
             held.sort_by_key(|a| {
                 std::cmp::Reverse(self.agents.get(a).map_or(0, |a| a.offers.len()))
             });
@@ -1058,6 +1112,11 @@ impl Router {
             tried.clear();
             *retry_at = Some(now + timeout);
         }
+    }
+
+    /// How the department is reached now (see [`Router::via`]).
+    fn via_now(&self, department: &str) -> Via {
+        self.via(department, &mut HashMap::new())
     }
 
     /// Whether some agent of the department could take a chat at all (ignoring who tried).

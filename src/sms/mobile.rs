@@ -546,8 +546,9 @@ pub fn start(routing: &Routing, config: Arc<Config>, links: Links, provider: Pro
                     agent,
                     service,
                     customer,
+                    number,
                 }) => {
-                    let Some(number) = config.agent(&agent.0).and_then(|a| a.mobile.clone()) else {
+                    let Some(number) = number else {
                         tracing::warn!(%agent, interaction = %chat, "SMS offer to an operator without a mobile number");
                         continue;
                     };

@@ -19,6 +19,7 @@ pub fn settings() -> Settings {
         reconnect_grace: Duration::from_secs(30),
         status_interval: Duration::from_secs(10),
         default_handle_time: Duration::from_secs(300),
+        initial_presence: Presence::Away,
     }
 }
 

@@ -1,0 +1,66 @@
+//! Journey 4 of the Agent Desktop, in headless Chromium against the real binary: the Contact
+//! Info Panel's phone number calls the customer (`call_customer`) with the agent on her
+//! browser; SIPp is the customer's phone behind the trunk and echoes the browser's fake
+//! microphone back, so `getStats()` counts audio both ways. The panel shows the call connected
+//! with a running duration, Mute, Release call and the end; a second call in the same chat goes
+//! to a typed number. `/metrics` is idle afterwards.
+
+mod common;
+#[path = "common/desk.rs"]
+mod desk;
+#[path = "common/desk_browser.rs"]
+mod desk_browser;
+#[path = "common/desk_phone.rs"]
+mod desk_phone;
+
+use desk::Customer;
+use desk_browser::{DeskBrowser, assert_idle};
+use desk_phone::NUMBER;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_number_calls_the_customer_on_the_browser_again_and_again() {
+    let phone_port = common::free_port();
+    let recordings = tempfile::tempdir().unwrap();
+    let gateway = common::Gateway::start(&desk_phone::config(phone_port, recordings.path()));
+    let base = format!("http://{}", gateway.http);
+    let http = reqwest::Client::new();
+    let log = gateway.dir.path().join("phone.log");
+    let phone = desk_phone::phone(&gateway, phone_port, 2, &log);
+    let mut page = DeskBrowser::start("desk_click_to_call.mjs", &base, &[NUMBER]);
+
+    page.step("open a chat").await;
+    let mut customer =
+        Customer::open(&http, gateway.http, "claims-app", desk::DEVICE, NUMBER).await;
+    page.go("open a chat", json!({})).await;
+    page.step("two calls made").await;
+
+    let done = page.finish().await;
+    for call in ["first", "second"] {
+        let stats = &done[call];
+        assert!(
+            stats["inboundAudioPackets"].as_u64().unwrap() > 50,
+            "{done}"
+        );
+        assert!(
+            stats["outboundAudioPackets"].as_u64().unwrap() > 50,
+            "{done}"
+        );
+    }
+    assert_eq!(done["muted"], "true", "{done}");
+    assert!(
+        done["ended"].as_str().unwrap().contains("Call ended"),
+        "{done}"
+    );
+    let lines = done["lines"].to_string();
+    assert_eq!(lines.matches("Call started").count(), 2, "{lines}");
+    assert_eq!(lines.matches("Call ended").count(), 2, "{lines}");
+
+    customer.send(json!([{"event": "chat_session_end"}])).await;
+    let stats = tokio::time::timeout(std::time::Duration::from_secs(60), phone)
+        .await
+        .expect("the phone finishes")
+        .unwrap();
+    assert_eq!((stats.successful, stats.failed), (2, 0), "{stats:?}");
+    assert_idle(&gateway);
+}
