@@ -49,6 +49,46 @@ pub struct Config {
     pub sms: SmsConfig,
     pub admin: AdminConfig,
     pub desk: DeskConfig,
+    pub security: SecurityConfig,
+}
+
+/// How guesses (agent passwords, SIP digests) are slowed down: per account and per source
+/// address, a few failures are free, then each locks the key twice as long as the last.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Failures allowed before the first lock.
+    pub failures_before_lockout: u32,
+    /// The first lock (milliseconds); each further failure doubles it.
+    pub first_lockout_ms: u64,
+    /// The longest lock (seconds).
+    pub max_lockout_s: u64,
+    /// A key that has not failed for this long starts afresh (seconds).
+    pub forget_failures_after_s: u64,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            failures_before_lockout: 5,
+            first_lockout_ms: 1000,
+            max_lockout_s: 900,
+            forget_failures_after_s: 900,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// The back-off policy of a guard.
+    pub fn guard_policy(&self) -> crate::guard::Policy {
+        crate::guard::Policy {
+            free_failures: self.failures_before_lockout,
+            first_lock: std::time::Duration::from_millis(self.first_lockout_ms),
+            max_lock: std::time::Duration::from_secs(self.max_lockout_s),
+            forget_after: std::time::Duration::from_secs(self.forget_failures_after_s),
+            ..crate::guard::Policy::default()
+        }
+    }
 }
 
 /// The Agent Desktop (`/desk/`), as the API hands it to the page.
@@ -1069,6 +1109,10 @@ impl Config {
             if token.as_deref().is_some_and(|t| t.len() < 16) {
                 return invalid(key, "must be at least 16 characters");
             }
+        }
+        let security = &self.security;
+        if security.first_lockout_ms == 0 || security.max_lockout_s == 0 {
+            return invalid("security.first_lockout_ms", "lockouts must be positive");
         }
         if self.admin.listen == Some(http.listen) && http.listen.port() != 0 {
             return invalid("admin.listen", "must differ from http.listen");

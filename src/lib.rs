@@ -7,6 +7,7 @@ pub mod api;
 pub mod bridge;
 pub mod chat;
 pub mod config;
+pub mod guard;
 pub mod legs;
 pub mod media;
 pub mod metrics;

@@ -4,9 +4,15 @@
 //!
 //! Login checks the argon2 hash from config and hands out an opaque random token that expires
 //! after `routing.token_ttl_s`. The token goes in `Authorization: Bearer …` or, for browsers
-//! opening a WebSocket, in `?token=…`.
+//! opening a WebSocket, in `?token=…`. Wrong passwords are slowed down per agent name and per
+//! source address ([`LoginGuards`]): past a few, the name or address is locked for longer and
+//! longer and its logins are refused unchecked (`429 login_locked`, `Retry-After`). Logout
+//! ends every token of the agent and closes the sockets opened with them.
 
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
@@ -18,9 +24,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::customer::{file_json, file_response, receive_file};
+use super::listener::Source;
 use super::{ApiError, ApiJson, AppState};
 use crate::bridge::{AgentId, EventKind, InteractionId, Party, Time, random_hex};
 use crate::chat::transcript;
+use crate::config::SecurityConfig;
+use crate::guard::Guard;
 use crate::routing::driver::{SaveError, history_view};
 use crate::routing::password;
 use crate::routing::settings::MobileSettings;
@@ -32,13 +41,79 @@ pub struct Agent {
     pub token: String,
 }
 
+/// A login token: whose it is, until when, and the signal that closes its sockets.
+pub(crate) struct Login {
+    agent: AgentId,
+    expires: Time,
+    ended: CancellationToken,
+}
+
+/// The longest agent name a login may give; longer ones are no agent's.
+const MAX_NAME: usize = 128;
+
+/// Failed logins, by agent name and by source address.
+pub(crate) struct LoginGuards {
+    by_name: Guard<String>,
+    by_source: Guard<IpAddr>,
+}
+
+impl LoginGuards {
+    pub(crate) fn new(security: &SecurityConfig) -> LoginGuards {
+        let policy = security.guard_policy();
+        LoginGuards {
+            by_name: Guard::new(policy),
+            by_source: Guard::new(policy),
+        }
+    }
+
+    /// How long a login for `name` from `source` must wait, if it is locked.
+    fn locked(&self, name: &str, source: Option<IpAddr>, now: Instant) -> Option<Duration> {
+        let by_name = self.by_name.check(&name.to_string(), now).err();
+        let by_source = source.and_then(|ip| self.by_source.check(&ip, now).err());
+        by_name.max(by_source)
+    }
+
+    fn failed(&mut self, name: &str, source: Option<IpAddr>, now: Instant) {
+        self.by_name.failed(&name.to_string(), now);
+        if let Some(ip) = source {
+            self.by_source.failed(&ip, now);
+        }
+    }
+
+    fn succeeded(&mut self, name: &str, source: Option<IpAddr>) {
+        self.by_name.succeeded(&name.to_string());
+        if let Some(ip) = source {
+            self.by_source.succeeded(&ip);
+        }
+    }
+}
+
 impl AppState {
     /// The agent holding `token`, if it is known and not expired.
     pub(crate) fn agent_for_token(&self, token: &str) -> Option<AgentId> {
         let mut tokens = self.shared.tokens.lock().expect("tokens");
         let now = Time::now();
-        tokens.retain(|_, (_, expires)| *expires > now);
-        tokens.get(token).map(|(agent, _)| agent.clone())
+        tokens.retain(|_, login| {
+            let live = login.expires > now;
+            if !live {
+                login.ended.cancel();
+            }
+            live
+        });
+        tokens.get(token).map(|login| login.agent.clone())
+    }
+
+    /// What ends the sockets opened with `token` (at logout or when the token expires).
+    pub(crate) fn token_ended(&self, token: &str) -> CancellationToken {
+        let tokens = self.shared.tokens.lock().expect("tokens");
+        match tokens.get(token) {
+            Some(login) => login.ended.clone(),
+            None => {
+                let ended = CancellationToken::new();
+                ended.cancel();
+                ended
+            }
+        }
     }
 
     /// The agent's device name on files they upload.
@@ -95,7 +170,7 @@ impl FromRequestParts<AppState> for Agent {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Login {
+pub struct LoginBody {
     name: String,
     password: String,
 }
@@ -103,9 +178,24 @@ pub struct Login {
 /// `POST login {name, password}` → `{token, expires_at, agent, display_name}`.
 pub async fn login(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Login>,
+    Source(source): Source,
+    ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
     let config = state.config();
+    if body.name.len() > MAX_NAME {
+        return Err(ApiError::BadCredentials);
+    }
+    let locked =
+        state
+            .shared
+            .logins
+            .lock()
+            .expect("logins")
+            .locked(&body.name, source, Instant::now());
+    if let Some(wait) = locked {
+        state.metrics().refused("login_locked");
+        return Err(ApiError::LoginLocked(wait.as_secs_f64().ceil() as u64));
+    }
     // An unknown name costs the same as a wrong password.
     let hash = config
         .agent(&body.name)
@@ -122,18 +212,29 @@ pub async fn login(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     if !(ok && known) {
-        tracing::info!(agent = %body.name, "login refused");
+        tracing::info!(agent = %body.name, ?source, "login refused");
+        let mut guards = state.shared.logins.lock().expect("logins");
+        guards.failed(&body.name, source, Instant::now());
+        state.metrics().refused("login_failed");
         return Err(ApiError::BadCredentials);
     }
+    state
+        .shared
+        .logins
+        .lock()
+        .expect("logins")
+        .succeeded(&body.name, source);
     let agent = AgentId(body.name);
     let token = random_hex(32);
     let expires = Time::now() + Duration::from_secs(config.routing.token_ttl_s);
-    state
-        .shared
-        .tokens
-        .lock()
-        .expect("tokens")
-        .insert(token.clone(), (agent.clone(), expires));
+    state.shared.tokens.lock().expect("tokens").insert(
+        token.clone(),
+        Login {
+            agent: agent.clone(),
+            expires,
+            ended: CancellationToken::new(),
+        },
+    );
     tracing::info!(%agent, "agent logged in");
     let display_name = state.routing().display_name(&agent).unwrap_or(&agent.0);
     Ok(Json(json!({
@@ -153,14 +254,21 @@ static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(VER
 /// A valid argon2 hash, verified for unknown names so that they take as long as known ones.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ASwulphIuR6xSykcpKYTZA$T+NoHIVGJzSOJyqOd+6ALkaz2cTnWe2fOg1EstjoFHM";
 
-/// `POST logout`: the token ends and the agent is offline (offers withdrawn, chats re-queued).
+/// `POST logout`: every token of the agent ends, the sockets opened with them close, and the
+/// agent is offline (offers withdrawn, chats re-queued).
 pub async fn logout(State(state): State<AppState>, agent: Agent) -> Result<Json<Value>, ApiError> {
     state
         .shared
         .tokens
         .lock()
         .expect("tokens")
-        .remove(&agent.token);
+        .retain(|_, login| {
+            let theirs = login.agent == agent.id;
+            if theirs {
+                login.ended.cancel();
+            }
+            !theirs
+        });
     state
         .routing()
         .set_presence(&agent.id, crate::routing::router::Presence::Offline)

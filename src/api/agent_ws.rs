@@ -49,6 +49,7 @@ pub async fn upgrade(
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::TooMany("websockets"))?;
+    let ended = state.token_ended(&agent.token);
     let max = state.config().http.max_body_bytes;
     // Commands are small: a read chunk of the default 128 KiB is zeroed on every read, which
     // costs more CPU than the commands themselves (larger frames still arrive in several reads).
@@ -60,12 +61,15 @@ pub async fn upgrade(
                 tx.with(
                     |text: String| async move { Ok::<_, axum::Error>(Message::Text(text.into())) },
                 );
-            let rx = rx.filter_map(|m| async move {
-                match m {
-                    Ok(Message::Text(t)) => Some(t.to_string()),
-                    _ => None,
-                }
-            });
+            // Logout (or the token's expiry) ends the socket: its commands stop here.
+            let rx = rx
+                .filter_map(|m| async move {
+                    match m {
+                        Ok(Message::Text(t)) => Some(t.to_string()),
+                        _ => None,
+                    }
+                })
+                .take_until(ended.cancelled_owned());
             session(Box::pin(tx), Box::pin(rx), state, agent.id).await;
             drop(permit);
         },

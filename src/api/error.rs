@@ -72,6 +72,9 @@ pub enum ApiError {
     /// Agent login with a wrong name or password.
     #[error("wrong name or password")]
     BadCredentials,
+    /// Too many wrong logins for this agent or from this address: retry after the seconds given.
+    #[error("too many failed logins; retry in {0} s")]
+    LoginLocked(u64),
     /// No agent token, or an expired or unknown one.
     #[error("missing, unknown or expired token")]
     TokenInvalid,
@@ -192,6 +195,7 @@ impl ApiError {
             }
             ApiError::BadCredentials => (S::UNAUTHORIZED, "bad_credentials"),
             ApiError::TokenInvalid => (S::UNAUTHORIZED, "token_invalid"),
+            ApiError::LoginLocked(_) => (S::TOO_MANY_REQUESTS, "login_locked"),
             ApiError::BadCommand(_) => (S::BAD_REQUEST, "bad_command"),
             ApiError::UnknownCommand(_) => (S::BAD_REQUEST, "unknown_command"),
             ApiError::Routing(e) => (S::CONFLICT, e.code()),
@@ -247,6 +251,11 @@ impl IntoResponse for ApiError {
             tracing::debug!(code, "{self}");
         }
         let mut response = (status, Json(self.body())).into_response();
+        if let ApiError::LoginLocked(seconds) = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
         response.extensions_mut().insert(ErrorCode(code));
         response
     }

@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{ApiError, ErrorCode};
 
+use crate::bridge::InteractionId;
 use crate::bridge::hub::{Handle, Hub, HubError, LegActions};
-use crate::bridge::{AgentId, InteractionId, Time};
 use crate::chat::files::FileStore;
 use crate::chat::store::{Store, StoreError};
 use crate::config::Config;
@@ -59,8 +59,10 @@ struct PollSlot {
 struct Shared {
     hub: Hub,
     routing: Routing,
-    /// Agents' login tokens: token → (agent, expiry).
-    tokens: Mutex<HashMap<String, (AgentId, Time)>>,
+    /// Agents' login tokens.
+    tokens: Mutex<HashMap<String, agent::Login>>,
+    /// Failed agent logins, by agent and by source address.
+    logins: Mutex<agent::LoginGuards>,
     files: FileStore,
     polls: Mutex<HashMap<InteractionId, PollSlot>>,
     long_polls: Arc<Semaphore>,
@@ -97,6 +99,7 @@ impl AppState {
                 links,
                 sms,
                 tokens: Mutex::new(HashMap::new()),
+                logins: Mutex::new(agent::LoginGuards::new(&hub.config().security)),
                 hub,
                 files,
                 polls: Mutex::new(HashMap::new()),
