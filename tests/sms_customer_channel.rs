@@ -113,6 +113,18 @@ async fn texts_open_and_continue_a_chat_and_replies_go_back_by_sms() {
         assert_eq!(body["error"]["code"], "bad_secret");
     }
 
+    // A text without the provider's id could not be told from its own retry: refused.
+    let r = http
+        .post(&inbound)
+        .header("x-sms-secret", SECRET)
+        .json(&json!({"from": "+15550123", "body": "Hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_json", "{body}");
+
     // The first text opens a chat, offered to Alice with the number.
     let opened: Value = http
         .post(&inbound)

@@ -1,8 +1,9 @@
 //! `POST /sms/v1/inbound`: the SMS provider hands over a text from a customer's phone.
 //!
 //! The provider proves itself with the shared secret in `X-Sms-Secret` (`sms.inbound_secret`).
-//! The body is `{from, body, message_id?}`; `message_id`, when the provider gives one, makes its
-//! retries idempotent. The text opens a chat of `sms.inbound_service` for the number, or
+//! The body is `{from, body, message_id}`; `message_id` (the provider's id of the text, at
+//! most 128 characters) is required: a provider retries a webhook whose answer it did not get,
+//! and only the id tells the retry from a second text with the same words. The text opens a chat of `sms.inbound_service` for the number, or
 //! continues the number's open chat; agents' replies go back by SMS.
 
 use axum::Json;
@@ -18,12 +19,15 @@ use crate::sms::channel;
 pub struct Inbound {
     from: String,
     body: String,
-    message_id: Option<String>,
+    message_id: String,
     /// Our number the text was sent to (informational).
     #[serde(default)]
     #[allow(dead_code)]
     to: Option<String>,
 }
+
+/// The longest provider message id kept.
+const MAX_MESSAGE_ID: usize = 128;
 
 /// `POST /sms/v1/inbound` → `{chat_id, seq}`.
 pub async fn inbound(
@@ -60,7 +64,12 @@ pub async fn inbound(
             handle
         }
     };
-    let msg_id = text.message_id.map(|id| format!("sms-{id}"));
+    if text.message_id.is_empty() || text.message_id.len() > MAX_MESSAGE_ID {
+        return Err(ApiError::BadJson(format!(
+            "`message_id` must be 1 to {MAX_MESSAGE_ID} characters"
+        )));
+    }
+    let msg_id = Some(format!("sms-{}", text.message_id));
     let seq = channel::deliver(&handle, msg_id, text.body).await?;
     Ok(Json(json!({"chat_id": handle.id, "seq": seq})))
 }
