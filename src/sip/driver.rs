@@ -669,10 +669,14 @@ impl CoreLoop {
     fn apply_media(&mut self) {
         while let Some(command) = self.core.poll_media() {
             match command {
-                MediaCommand::Open { port, remote } => {
-                    if let Err(e) = self
-                        .media
-                        .open(port, remote, Learning::for_peer(remote, None))
+                MediaCommand::Open {
+                    port,
+                    remote,
+                    signalling,
+                } => {
+                    if let Err(e) =
+                        self.media
+                            .open(port, remote, Learning::for_peer(remote, signalling))
                     {
                         tracing::warn!(port, "cannot open media leg: {e}");
                         self.core.media_failed(Instant::now(), port);

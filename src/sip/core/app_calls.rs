@@ -141,6 +141,7 @@ impl SipCore {
         self.media.push_back(MediaCommand::Open {
             port: local_port,
             remote: None,
+            signalling: None,
         });
         // Nobody rings forever: unanswered, the INVITE is cancelled (and fails with 487).
         let deadline = now + self.config.agent_answer_timeout;
@@ -395,10 +396,11 @@ impl SipCore {
         let state = self.await_ack(now, &dialog.id, &ok, pending.meta.cseq);
         self.reply(now, incoming, ok);
         let sip_port = pending.media.rtp_port;
-        self.open_leg(sip_port, pending.remote, &dialog.id);
+        self.open_leg(sip_port, pending.remote, pending.peer.addr, &dialog.id);
         self.media.push_back(MediaCommand::Open {
             port: local_port,
             remote: None,
+            signalling: None,
         });
         self.media.push_back(MediaCommand::Bridge {
             a: local_port,

@@ -304,7 +304,7 @@ impl SipCore {
             }
             None => return self.hangup(now, &caller),
         };
-        self.open_leg(bridge.port, Some(bridge.remote), &caller);
+        self.open_leg(bridge.port, Some(bridge.remote), bridge.peer.addr, &caller);
         let transcode = (answer.media.codec != agent_media.codec)
             .then_some((answer.media.codec, agent_media.codec));
         self.media.push_back(MediaCommand::Bridge {

@@ -161,10 +161,13 @@ pub enum CoreEvent {
 /// What the core asks of the media engine; the driver carries it out in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaCommand {
-    /// Bind the leg's RTP/RTCP ports; `remote` is the peer's SDP address when known.
+    /// Bind the leg's RTP/RTCP ports; `remote` is the peer's SDP address when known, and
+    /// `signalling` where the SIP that carried it came from (a media address elsewhere than the
+    /// signalling means a NAT or a proxy in between, so latching must learn the real source).
     Open {
         port: u16,
         remote: Option<SocketAddr>,
+        signalling: Option<SocketAddr>,
     },
     /// Send the leg's packets back to their source.
     Echo { port: u16 },
@@ -450,9 +453,19 @@ impl SipCore {
         }
     }
 
-    fn open_leg(&mut self, port: u16, remote: Option<SocketAddr>, id: &DialogId) {
+    fn open_leg(
+        &mut self,
+        port: u16,
+        remote: Option<SocketAddr>,
+        signalling: SocketAddr,
+        id: &DialogId,
+    ) {
         self.legs.insert(port, id.clone());
-        self.media.push_back(MediaCommand::Open { port, remote });
+        self.media.push_back(MediaCommand::Open {
+            port,
+            remote,
+            signalling: Some(signalling),
+        });
     }
 
     /// Frees a call's RTP port, closing its media leg if one was opened.
@@ -880,7 +893,7 @@ impl SipCore {
         let state = self.await_ack(now, &dialog.id, &ok, pending.meta.cseq);
         self.reply(now, tx, ok);
         let port = pending.media.rtp_port;
-        self.open_leg(port, pending.remote, &dialog.id);
+        self.open_leg(port, pending.remote, pending.peer.addr, &dialog.id);
         self.media.push_back(MediaCommand::Echo { port });
         if pending.dtmf_pt.is_some() {
             self.media.push_back(MediaCommand::DetectDtmf {
@@ -1322,6 +1335,7 @@ impl SipCore {
                 out.answered = Some(id.clone());
                 let media = out.media.clone();
                 let session = out.sdp.clone();
+                let signalling = out.to.addr;
                 let accepted = sdp::accept_answer(
                     &media,
                     Direction::SendRecv,
@@ -1342,7 +1356,7 @@ impl SipCore {
                 );
                 let port = self.calls[&id].media.rtp_port;
                 let remote = accepted.as_ref().ok().map(|m| m.remote_rtp);
-                self.open_leg(port, remote, &id);
+                self.open_leg(port, remote, signalling, &id);
                 if accepted.is_err() {
                     // An answer we cannot use (RFC 3264 §6): end the call we just acknowledged.
                     self.hangup(now, &id);

@@ -175,7 +175,11 @@ fn echo_answers_and_holds_the_dialog_until_bye() {
     assert_eq!(phone.core.stats().calls, 1);
     let port = match phone.media().as_slice() {
         [
-            MediaCommand::Open { port, remote },
+            MediaCommand::Open {
+                port,
+                remote,
+                signalling,
+            },
             MediaCommand::Echo { port: echo },
             MediaCommand::DetectDtmf {
                 port: dtmf,
@@ -186,6 +190,11 @@ fn echo_answers_and_holds_the_dialog_until_bye() {
                 *remote,
                 Some("127.0.0.1:6000".parse().unwrap()),
                 "the offer's address"
+            );
+            assert_eq!(
+                *signalling,
+                Some(PHONE.parse().unwrap()),
+                "where the offer came from"
             );
             *port
         }

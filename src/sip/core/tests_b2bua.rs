@@ -253,11 +253,13 @@ fn a_trunk_call_rings_the_agent_and_is_bridged_with_its_own_identity() {
     let media = world.media();
     assert!(media.contains(&MediaCommand::Open {
         port: 30002,
-        remote: Some("127.0.0.1:9000".parse().unwrap())
+        remote: Some("127.0.0.1:9000".parse().unwrap()),
+        signalling: Some(AGENT.parse().unwrap()),
     }));
     assert!(media.contains(&MediaCommand::Open {
         port: 30000,
-        remote: Some("127.0.0.1:7000".parse().unwrap())
+        remote: Some("127.0.0.1:7000".parse().unwrap()),
+        signalling: Some(TRUNK.parse().unwrap()),
     }));
     assert!(media.contains(&MediaCommand::Bridge {
         a: 30000,
@@ -548,7 +550,8 @@ fn an_application_call_rings_the_softphone_and_bridges_its_local_leg() {
         world.media(),
         vec![MediaCommand::Open {
             port: placed.local_port,
-            remote: None
+            remote: None,
+            signalling: None,
         }],
         "the local leg waits for its endpoint to send first"
     );
@@ -750,7 +753,8 @@ fn an_invite_naming_an_interaction_goes_to_the_application() {
     let media = world.media();
     assert!(media.contains(&MediaCommand::Open {
         port: placed.local_port,
-        remote: None
+        remote: None,
+        signalling: None,
     }));
     assert!(media.iter().any(|m| matches!(m,
         MediaCommand::Bridge { a, .. } if *a == placed.local_port)));
