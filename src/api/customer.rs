@@ -38,8 +38,9 @@ fn closed_reason(state: &AppState, client: &Client) -> Option<String> {
     (!hours.is_open(Time::now().millis())).then(|| hours.closed_reason.clone())
 }
 
+/// The body of `POST chats`. Fields Tandem does not know (an `email` some SDKs send) are
+/// ignored; known fields of the wrong type are refused (`400 bad_json`).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NewChat {
     phone_number: Option<String>,
     from: Option<String>,
