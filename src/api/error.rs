@@ -71,7 +71,7 @@ pub enum ApiError {
     /// Agent login with a wrong name or password.
     #[error("wrong name or password")]
     BadCredentials,
-    /// No agent token, or an expired or unknown one.
+    /// No token, or an expired or unknown one (an agent's login, a customer's socket ticket).
     #[error("missing, unknown or expired token")]
     TokenInvalid,
     /// An agent command that is not JSON of the expected shape.

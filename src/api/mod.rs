@@ -174,6 +174,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/chats/{id}/history", get(customer::history))
         .route("/chats/{id}/ws", get(ws::upgrade))
+        .route("/chats/{id}/ws_token", post(ws::ticket))
         .route("/chats/{id}/files/{file_id}", get(customer::download))
         .layer(DefaultBodyLimit::max(json_limit))
         .route(
