@@ -98,6 +98,9 @@ pub enum ApiError {
     /// No such recording for this interaction.
     #[error("no such recording")]
     RecordingNotFound,
+    /// A cross-origin request from a site not in `chat.allowed_origins`.
+    #[error("this origin may not use the customer API")]
+    OriginNotAllowed,
     /// No route here.
     #[error("no such endpoint")]
     NoSuchEndpoint,
@@ -196,6 +199,7 @@ impl ApiError {
             ApiError::BadSecret => (S::UNAUTHORIZED, "bad_secret"),
             ApiError::BadRecordingName => (S::BAD_REQUEST, "bad_recording_name"),
             ApiError::RecordingNotFound => (S::NOT_FOUND, "recording_not_found"),
+            ApiError::OriginNotAllowed => (S::FORBIDDEN, "origin_not_allowed"),
             ApiError::NoSuchEndpoint => (S::NOT_FOUND, "no_such_endpoint"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),

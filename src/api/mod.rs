@@ -10,6 +10,7 @@ mod admin;
 mod agent;
 mod agent_ws;
 pub mod auth;
+mod cors;
 mod customer;
 mod error;
 mod mobile;
@@ -226,6 +227,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(admin::metrics))
         .fallback(|| async { ApiError::NoSuchEndpoint })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(state.clone(), cors::layer))
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))
         .with_state(state)
 }
