@@ -10,6 +10,7 @@ mod admin;
 mod agent;
 mod agent_ws;
 pub mod auth;
+mod availability;
 mod cors;
 mod customer;
 mod error;

@@ -48,6 +48,23 @@ pub struct Snapshot {
     pub chats: Vec<InteractionId>,
 }
 
+/// One agent as the router has them now.
+#[derive(Debug, Clone)]
+pub struct Staffed {
+    pub agent: AgentId,
+    pub presence: Presence,
+    pub load: u32,
+}
+
+/// Who of some agents is there and the chats waiting, as the router has them now: what the
+/// customer API's `availability` is computed from.
+#[derive(Debug, Clone, Default)]
+pub struct Staffing {
+    pub agents: Vec<Staffed>,
+    /// Every waiting chat, in queue order.
+    pub waiting: Vec<InteractionId>,
+}
+
 type Reply<T> = oneshot::Sender<T>;
 
 enum Request {
@@ -93,6 +110,10 @@ enum Request {
         chat: InteractionId,
         agent: AgentId,
         reply: Reply<Result<(), RoutingError>>,
+    },
+    Staffing {
+        agents: Vec<AgentId>,
+        reply: Reply<Staffing>,
     },
 }
 
@@ -262,6 +283,13 @@ impl Routing {
         answer.await.unwrap_or(Err(RoutingError::OfferNotAvailable))
     }
 
+    /// Presence and load of `agents` (unknown ones left out) and the chats waiting.
+    pub async fn staffing(&self, agents: Vec<AgentId>) -> Staffing {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Staffing { agents, reply });
+        answer.await.unwrap_or_default()
+    }
+
     fn send(&self, request: Request) {
         let _ = self.inner.requests.send(request);
     }
@@ -425,6 +453,22 @@ fn serve(router: &mut Router, desk: &mut Desk, routing: &Routing, now: Time, req
         }
         Request::Decline { chat, agent, reply } => {
             let _ = reply.send(router.handle_decline(now, &chat, &agent));
+        }
+        Request::Staffing { agents, reply } => {
+            let agents = agents
+                .into_iter()
+                .filter_map(|agent| {
+                    let presence = router.presence(&agent)?;
+                    let load = router.load(&agent)?;
+                    Some(Staffed {
+                        agent,
+                        presence,
+                        load,
+                    })
+                })
+                .collect();
+            let waiting = router.waiting();
+            let _ = reply.send(Staffing { agents, waiting });
         }
     }
 }
