@@ -202,3 +202,97 @@ pub const PICTURES_SHOWN: &str = "(() => { \
     const roots = [document, ...[...document.querySelectorAll('*')].filter(e => e.shadowRoot).map(e => e.shadowRoot)]; \
     let n = 0; for (const r of roots) for (const img of r.querySelectorAll('.tandem-log img')) \
     if (img.complete && img.naturalWidth > 0) n++; return n; })()";
+
+/// JavaScript: the receipt status (`sending`, `sent`, `delivered`, `read`) shown under the
+/// customer's message whose text is `text`, or null.
+pub fn receipt_of(text: &str) -> String {
+    format!(
+        "(() => {{ const want = {}; \
+         const roots = [document, ...[...document.querySelectorAll('*')].filter(e => e.shadowRoot).map(e => e.shadowRoot)]; \
+         for (const r of roots) for (const li of r.querySelectorAll('.tandem-log li.from-customer')) {{ \
+           const b = li.querySelector('.tandem-bubble'); \
+           if (b && b.innerText === want) return li.querySelector('.tandem-receipt').dataset.status; }} \
+         return null; }})()",
+        serde_json::to_string(text).unwrap()
+    )
+}
+
+/// A website on its own loopback port (another origin than the gateway) whose page embeds the
+/// chat with one tag. Its styles would wreck a widget that shared them: every font, buttons
+/// green with dashed borders, every input and text area hidden.
+pub struct Site {
+    pub addr: SocketAddr,
+    /// The gateway the page's tag loads the chat from (known once it is started).
+    pub gateway: std::sync::Arc<std::sync::OnceLock<SocketAddr>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Site {
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+/// Serves the site; `context` is the tag's `data-context`.
+pub async fn serve_site(context: &str) -> Site {
+    let gateway: std::sync::Arc<std::sync::OnceLock<SocketAddr>> = Default::default();
+    let page = {
+        let gateway = gateway.clone();
+        let context = context.to_string();
+        move || {
+            let gateway = *gateway
+                .get()
+                .expect("the gateway is started before the page is asked");
+            format!(
+                r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Acme Insurance</title>
+<style>
+  * {{ font-family: "Comic Sans MS", cursive !important; letter-spacing: 3px !important; }}
+  body {{ color: rgb(255, 0, 0); font-size: 30px; background: #fffbe6; }}
+  button {{ background: rgb(0, 255, 0) !important; border: 5px dashed red !important; }}
+  input, textarea {{ display: none !important; }}
+  div, p, section {{ padding: 40px !important; }}
+</style>
+</head>
+<body>
+<h1>Acme Insurance</h1>
+<p>Report a claim online, or talk to us.</p>
+<button type="button" id="site-button">Get a quote</button>
+<script src="http://{gateway}/chat/widget.js" data-app-id="{APP}" data-context='{context}' async></script>
+</body>
+</html>
+"#
+            )
+        }
+    };
+    let router = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let html = page();
+            async move { axum::response::Html(html) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Site {
+        addr,
+        gateway,
+        server,
+    }
+}
+
+/// The config line that lets the site at `site` embed the chat.
+pub fn allow(site: SocketAddr) -> String {
+    format!("[chat]\nallowed_origins = [\"http://{site}\"]\n")
+}

@@ -15,6 +15,15 @@ export function renderConversation(container, { store, api }) {
   container.append(scroller, typing, notice);
   const shown = new Map();
   let chatId = null;
+  // The log follows new content (a message, a picture that finished loading) while the
+  // customer is at the bottom, and stays put while they read further up.
+  let stick = true;
+  scroller.addEventListener("scroll", () => {
+    stick = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+  });
+  new ResizeObserver(() => {
+    if (stick) scroller.scrollTop = scroller.scrollHeight;
+  }).observe(log);
 
   store.subscribe((state) => {
     if (state.chatId !== chatId || state.items.length < shown.size) {
@@ -23,7 +32,6 @@ export function renderConversation(container, { store, api }) {
       shown.clear();
       log.replaceChildren();
     }
-    const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
     let added = false;
     for (const item of state.items) {
       let known = shown.get(item.key);
@@ -44,7 +52,7 @@ export function renderConversation(container, { store, api }) {
     }
     setText(typing, state.typing && state.agent ? `${state.agent.name} is typing…` : "");
     setText(notice, state.view === "chat" ? state.notice ?? "" : "");
-    if (added && atBottom) scroller.scrollTop = scroller.scrollHeight;
+    if (added && stick) scroller.scrollTop = scroller.scrollHeight;
   });
 }
 
