@@ -296,3 +296,24 @@ pub async fn serve_site(context: &str) -> Site {
 pub fn allow(site: SocketAddr) -> String {
     format!("[chat]\nallowed_origins = [\"http://{site}\"]\n")
 }
+
+/// The gateway's next offer to the agent's own browser leg on `chat` (its SDP).
+pub async fn agent_offer(desk: &mut Desk, chat: &str) -> String {
+    let offer = desk
+        .until(|v| {
+            v["event"] == "webrtc_signaling"
+                && v["chat_id"] == chat
+                && v["data"]["type"] == "OFFER_CALL"
+        })
+        .await;
+    offer["data"]["sdp"].as_str().unwrap().to_string()
+}
+
+/// The agent's browser leg answers the gateway's offer with `sdp`.
+pub async fn agent_answer(desk: &mut Desk, chat: &str, sdp: &str) {
+    let answered = desk
+        .command(json!({"command": "webrtc_signaling", "chat_id": chat,
+                        "data": {"type": "ANSWER_CALL", "sdp": sdp}}))
+        .await;
+    assert_eq!(answered["event"], "ack", "{answered}");
+}
