@@ -194,11 +194,14 @@ export function createActions({ api, store, call, socket, session }) {
   }
 
   async function hangUp() {
+    const was = store.get().call.state;
     try {
       await call.hangUp();
     } catch (error) {
       if (error.code !== "no_call") problem(error, "Hanging up");
     }
+    if (was === "requested") dispatch({ type: "note", text: "You cancelled the call request." });
+    else if (was !== "idle") dispatch({ type: "note", text: "You hung up." });
   }
 
   async function dropVideo() {
