@@ -317,3 +317,8 @@ pub async fn agent_answer(desk: &mut Desk, chat: &str, sdp: &str) {
         .await;
     assert_eq!(answered["event"], "ack", "{answered}");
 }
+
+/// JavaScript: whether the banner that says the connection is being restored is hidden.
+pub const CONNECTED: &str = "(() => { \
+    const roots = [document, ...[...document.querySelectorAll('*')].filter(e => e.shadowRoot).map(e => e.shadowRoot)]; \
+    return roots.every(r => [...r.querySelectorAll('.tandem-connection')].every(b => b.hidden)); })()";

@@ -37,12 +37,16 @@ export function renderHeader(container, { store, actions, onMinimize }) {
     confirm,
   );
 
+  // Until the chat's socket first opens the page is connecting; after that, any loss is a
+  // lost connection until it is back (retries in between do not change what it says).
+  let wasOnline = false;
   store.subscribe((state) => {
     setText(status, describe(state));
     end.hidden = state.view !== "chat";
+    if (state.connection === "online") wasOnline = true;
     const lost = state.view === "chat" && state.connection !== "online";
     banner.hidden = !lost;
-    setText(banner, state.connection === "offline" ? "Connection lost — reconnecting…" : "Connecting…");
+    setText(banner, wasOnline ? "Connection lost — reconnecting…" : "Connecting…");
     if (state.view !== "chat" && confirm.open) confirm.close("keep");
   });
 }
