@@ -1,11 +1,12 @@
 //! `GET availability`: whether a chat opened now would reach someone, and how long it would wait.
 //!
-//! The answer comes from routing, not from the configuration alone. A department is staffed
-//! when one of its agents is at a desk and `available` (a chat queues for them even when they
-//! are full: they take it when a slot frees); when none of its agents has a desk open, the
-//! mobile operators on duty take its chats by SMS, if SMS can leave at all (`sms.url`). Agents
-//! who are away or busy at their desks take nothing, and keep operators from being texted, as
-//! routing does.
+//! The answer comes from routing (presence and load of the department's agents, the chats
+//! waiting), read with the router's own rule for who takes a department's chats: the agents at
+//! a desk who are `available` (a chat queues for them even when they are full: they take it
+//! when a slot frees); when none of its agents has a desk open, the mobile operators on duty,
+//! by SMS, if SMS can leave at all (`sms.url`). Agents away or busy at their desks take
+//! nothing, and, as the router has it, keep operators from being texted. Should the router's
+//! rule for a staffed department change, [`estimate`] changes with it.
 //!
 //! The expected wait is zero while the staff have more free slots than chats waiting for them;
 //! beyond that, the chats ahead share the staff's slots, each for the handle time
