@@ -1,8 +1,8 @@
 //! A browser cannot send `Authorization` on a WebSocket: it buys a ticket over HTTP (with the
 //! header) and opens the chat's socket with it in the query. The ticket opens that chat for
-//! that device only, for a minute; a socket with neither header nor ticket, a forged or
-//! altered ticket, or another chat's ticket is refused before the upgrade. Over real HTTP on
-//! 127.0.0.1.
+//! that device only, for a minute, and does not carry the device id; a socket with neither
+//! header nor ticket, a forged or altered ticket, or another chat's ticket is refused before
+//! the upgrade. Over real HTTP on 127.0.0.1.
 
 #[path = "common/api.rs"]
 mod api;
@@ -72,6 +72,10 @@ async fn a_ticket_opens_its_chats_socket_for_its_device_only() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["expires_in"], 60);
     let token = body["token"].as_str().unwrap().to_string();
+    assert!(
+        !token.contains(&hex::encode("dev-1")) && !token.contains("dev-1"),
+        "the device id, the customer's lasting credential, stays out of the URL: {token}"
+    );
     let url = body["url"].as_str().unwrap();
     assert!(
         url.ends_with(&format!("/chats/{chat}/ws?token={token}")),

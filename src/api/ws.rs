@@ -2,8 +2,9 @@
 //!
 //! The socket is opened with the `Authorization` header (apps), or with `token=` in the query
 //! (browsers, which cannot set headers on a WebSocket): a ticket from `POST chats/{id}/ws_token`,
-//! good for [`TICKET_TTL`] and for that chat and device only. Either way the socket sees only
-//! the chats of its device.
+//! good for [`TICKET_TTL`] and for that chat and its device only (the ticket does not carry
+//! the device id: it is checked against the chat's). Either way the socket sees only the chats
+//! of its device.
 //!
 //! The server sends the same JSON events as the long poll, each durable one with its `seq`;
 //! a client that reconnects with the last `seq` it saw gets everything after it, once. The
@@ -69,11 +70,15 @@ pub async fn upgrade(
     let client = match (Client::from_headers(&headers, &state), &query.token) {
         (Some(client), _) => client?,
         (None, Some(token)) => {
-            let holder = state
+            // The ticket is checked against the chat's own device: whoever holds it gets that
+            // chat, and learns no device id from it. A chat that does not exist answers as a
+            // bad ticket does, so tickets probe nothing.
+            let device = device_of(&state, &id).await.ok_or(ApiError::TokenInvalid)?;
+            let app_id = state
                 .hub()
-                .check_socket_ticket(&id, token, Time::now())
+                .check_socket_ticket(&id, &device, token, Time::now())
                 .ok_or(ApiError::TokenInvalid)?;
-            Client::of(&state, holder.app_id, holder.device)?
+            Client::of(&state, app_id, device)?
         }
         (None, None) => return Err(ApiError::Unauthorized),
     };
@@ -103,6 +108,15 @@ pub async fn upgrade(
             drop(permit);
         },
     ))
+}
+
+/// The device a chat belongs to, running or stored.
+async fn device_of(state: &AppState, id: &InteractionId) -> Option<String> {
+    if let Some(handle) = state.hub().get(id) {
+        return Some(handle.device);
+    }
+    let record = state.store().interaction(id).await.ok()??;
+    Some(record.device)
 }
 
 /// Runs one socket until the client leaves or the chat is over.

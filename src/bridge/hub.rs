@@ -273,14 +273,15 @@ impl Hub {
         self.inner.join_secret.ticket(id, app_id, device, expires)
     }
 
-    /// Whom a socket ticket for chat `id` was issued to, if it is good at `now`.
+    /// The app a socket ticket for chat `id` of `device` was issued to, if it is good at `now`.
     pub fn check_socket_ticket(
         &self,
         id: &InteractionId,
+        device: &str,
         ticket: &str,
         now: Time,
-    ) -> Option<super::Ticket> {
-        self.inner.join_secret.check_ticket(id, ticket, now)
+    ) -> Option<String> {
+        self.inner.join_secret.check_ticket(id, device, ticket, now)
     }
 
     /// Opens a new interaction, persisted before this returns.

@@ -24,5 +24,5 @@ pub use event::{
     TeardownStep,
 };
 pub use interaction::{Accepted, Action, Command, Interaction, Leg, Rules, Timer};
-pub use token::{JoinSecret, Ticket};
+pub use token::JoinSecret;
 pub use types::{AgentId, Customer, InteractionId, LegId, Party, Time, random_hex};
