@@ -11,6 +11,37 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// An origin as browsers send it: scheme, host, optional port, and nothing else.
+fn valid_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    // An IPv6 literal keeps its colons inside brackets.
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, "")) => (ip, None),
+            Some((ip, port)) => (ip, Some(port.strip_prefix(':').unwrap_or("x"))),
+            None => return false,
+        },
+        None => match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        },
+    };
+    let host_ok = if rest.starts_with('[') {
+        host.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    };
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0)) && origin.len() <= 256
+}
+
 /// The configuration compiled into the binary; `tandem run` uses it when no file is found.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/tandem.toml");
 
@@ -361,6 +392,10 @@ pub struct ChatConfig {
     /// tokens do not survive a restart; set it (16+ characters) to keep them across restarts
     /// and nodes.
     pub join_token_secret: Option<String>,
+    /// Origins of the websites that embed the customer web chat (`https://www.example.com`):
+    /// their pages may call the customer API and load `/chat/` across origins (CORS). None by
+    /// default: only pages served by the gateway itself may.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -724,6 +759,7 @@ impl Default for ChatConfig {
             max_chats_per_device: 4,
             max_open_interactions: 100_000,
             join_token_secret: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -967,6 +1003,14 @@ impl Config {
             .is_some_and(|s| s.len() < 16)
         {
             return invalid("chat.join_token_secret", "must be at least 16 characters");
+        }
+        if let Some(origin) = chat.allowed_origins.iter().find(|o| !valid_origin(o)) {
+            return invalid(
+                "chat.allowed_origins",
+                &format!(
+                    "{origin:?} is not an origin: http:// or https://, a host, an optional port, nothing after"
+                ),
+            );
         }
         let mut names = std::collections::HashSet::new();
         let mut entries = std::collections::HashSet::new();
@@ -1464,5 +1508,31 @@ mod tests {
         let config = Config::load_or_default(Path::new("/nonexistent/tandem.toml")).unwrap();
         assert_eq!(config, Config::parse(EMBEDDED_DEFAULT).unwrap());
         assert!(Config::load(Path::new("/nonexistent/tandem.toml")).is_err());
+    }
+
+    #[test]
+    fn allowed_origins_are_bare_origins() {
+        for bad in [
+            "*",
+            "example.com",
+            "https://example.com/",
+            "https://a.com/chat",
+            "ftp://a.com",
+            "https://a.com:0",
+            "https://a.com:99999",
+            "https://[::1",
+            "https://a b.com",
+        ] {
+            let text = format!("[chat]\nallowed_origins = [{bad:?}]\n");
+            let err = Config::parse(&text).unwrap_err();
+            assert!(
+                err.to_string().contains("chat.allowed_origins"),
+                "{bad}: {err}"
+            );
+        }
+        let good = r#"[chat]
+allowed_origins = ["https://www.example.com", "http://127.0.0.1:8081", "http://[::1]:80", "http://localhost"]
+"#;
+        assert_eq!(Config::parse(good).unwrap().chat.allowed_origins.len(), 4);
     }
 }

@@ -317,7 +317,7 @@ fn digits_the_customer_keys_are_recorded_and_masked_for_sensitive_services() {
 #[test]
 fn a_phone_call_request_is_dialled_when_the_agent_accepts() {
     let mut h = Harness::active(rules());
-    h.ok(Party::Customer, Command::RequestPhoneCall);
+    h.ok(Party::Customer, Command::RequestPhoneCall { number: None });
     assert_eq!(leg_state(&h, 1), LegState::AwaitingApproval);
     assert!(
         started(&h).is_empty(),

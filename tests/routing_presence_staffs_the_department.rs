@@ -151,3 +151,60 @@ fn sms_offers_left_standing_do_not_keep_a_ready_agent_from_being_offered() {
         "the texts stand until someone accepts: {out:?}"
     );
 }
+
+#[test]
+fn the_staff_a_customer_is_told_about_follow_the_same_rule() {
+    use tandem::routing::router::{Slots, Staff, Via};
+    let staff = |via, slots: &[(u32, u32)], waiting| Staff {
+        via,
+        slots: slots
+            .iter()
+            .map(|&(total, free)| Slots { total, free })
+            .collect(),
+        waiting,
+    };
+    let mut h = Harness::new(
+        RoutingMode::RingAll,
+        vec![agent("alice", 25), operator("olga")],
+    );
+    // Nobody at a desk: olga, by SMS.
+    assert_eq!(
+        h.router.staff(h.now, "claims"),
+        staff(Via::Sms, &[(4, 4)], 0)
+    );
+    assert_eq!(h.router.staff(h.now, "sales"), staff(Via::Desktop, &[], 0));
+    // Alice ready with room: her desk alone.
+    h.available(&["alice"]);
+    assert_eq!(
+        h.router.staff(h.now, "claims"),
+        staff(Via::Desktop, &[(1, 1)], 0)
+    );
+    // Alice full: olga again, as the next chat would be texted.
+    h.new_chat("c1");
+    h.router
+        .handle_accept(h.now, &chat("c1"), &id("alice"))
+        .unwrap();
+    h.drain();
+    assert_eq!(
+        h.router.staff(h.now, "claims"),
+        staff(Via::Sms, &[(4, 4)], 0)
+    );
+
+    // Without an operator, a full desk agent still takes the chat when her slot frees.
+    let mut h = Harness::new(RoutingMode::RingAll, vec![agent("alice", 25)]);
+    h.available(&["alice"]);
+    h.new_chat("c1");
+    h.router
+        .handle_accept(h.now, &chat("c1"), &id("alice"))
+        .unwrap();
+    h.new_chat("c2");
+    assert_eq!(
+        h.router.staff(h.now, "claims"),
+        staff(Via::Desktop, &[(1, 0)], 1)
+    );
+    // Away, she takes nothing.
+    h.router
+        .handle_presence(h.now, &id("alice"), Presence::Away)
+        .unwrap();
+    assert_eq!(h.router.staff(h.now, "claims"), staff(Via::Desktop, &[], 1));
+}

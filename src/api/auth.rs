@@ -1,7 +1,8 @@
 //! `Authorization: MOBILE-API-140-327-PLAIN appId="<entry>", clientId="<device>"`.
 //!
 //! The app entry names the service; the client id is the device, the only one that may see
-//! its chats.
+//! its chats. A browser cannot send this header on a WebSocket: it buys a short-lived socket
+//! ticket with it over HTTP instead (`POST chats/{id}/ws_token`, see `ws.rs`).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -41,16 +42,9 @@ pub fn parse(value: &str) -> Option<(String, String)> {
     Some((app?, client?))
 }
 
-impl FromRequestParts<AppState> for Client {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
-        let (app_id, device) = parse(value).ok_or(ApiError::Unauthorized)?;
+impl Client {
+    /// The app `app_id` on `device`, if `app_id` names a configured service entry.
+    pub fn of(state: &AppState, app_id: String, device: String) -> Result<Client, ApiError> {
         let service = state
             .config()
             .service_for_entry(&app_id)
@@ -62,6 +56,30 @@ impl FromRequestParts<AppState> for Client {
             service,
             device,
         })
+    }
+
+    /// The client the request's `Authorization` header names; `None` without the header.
+    pub fn from_headers(
+        headers: &axum::http::HeaderMap,
+        state: &AppState,
+    ) -> Option<Result<Client, ApiError>> {
+        let value = headers.get(axum::http::header::AUTHORIZATION)?;
+        Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(parse)
+                .ok_or(ApiError::Unauthorized)
+                .and_then(|(app_id, device)| Client::of(state, app_id, device)),
+        )
+    }
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Client::from_headers(&parts.headers, state).unwrap_or(Err(ApiError::Unauthorized))
     }
 }
 

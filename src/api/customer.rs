@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::auth::Client;
+use super::availability::{self, Availability, NOBODY};
 use super::wire::{ClientEvent, customer_view, parse_client_event};
 use super::{ApiError, ApiJson, AppState, ChatRef};
 use crate::bridge::hub::Handle;
@@ -24,12 +25,30 @@ use crate::chat::store::{FileRecord, Write};
 const MAX_EVENTS_PER_POLL: usize = 500;
 const MAX_NAME: usize = 256;
 
-/// `GET availability`: whether the app's service takes chats now.
+/// `GET availability`: whether the app's service takes chats now: open by its hours, and
+/// someone there to answer (see `availability.rs`), with the expected wait in seconds.
 pub async fn availability(State(state): State<AppState>, client: Client) -> Json<Value> {
-    match closed_reason(&state, &client) {
-        None => Json(json!({"chat": "available", "ewt": 0})),
-        Some(reason) => Json(json!({"chat": "notAvailable", "reason": reason})),
+    if let Some(reason) = closed_reason(&state, &client) {
+        return Json(json!({"chat": "notAvailable", "reason": reason}));
     }
+    match staffed(&state, &client.service).await {
+        Availability::Available { ewt_s } => Json(json!({"chat": "available", "ewt": ewt_s})),
+        Availability::Unavailable => Json(json!({"chat": "notAvailable", "reason": NOBODY})),
+    }
+}
+
+/// Whether someone of the service's department could take a chat now, as routing has it.
+async fn staffed(state: &AppState, service: &str) -> Availability {
+    let config = state.config();
+    let Some(department) = config.service(service).map(|s| s.department.as_str()) else {
+        return Availability::Unavailable;
+    };
+    let staff = state.routing().staff(department).await;
+    availability::estimate(
+        &staff,
+        config.sms.url.is_some(),
+        config.routing.default_handle_time_s,
+    )
 }
 
 fn closed_reason(state: &AppState, client: &Client) -> Option<String> {
@@ -38,8 +57,9 @@ fn closed_reason(state: &AppState, client: &Client) -> Option<String> {
     (!hours.is_open(Time::now().millis())).then(|| hours.closed_reason.clone())
 }
 
+/// The body of `POST chats`. Fields Tandem does not know (an `email` some SDKs send) are
+/// ignored; known fields of the wrong type are refused (`400 bad_json`).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NewChat {
     phone_number: Option<String>,
     from: Option<String>,
@@ -72,6 +92,11 @@ pub async fn create_chat(
         name: body.from.filter(|s| !s.is_empty()),
         phone: body.phone_number.filter(|s| !s.is_empty()),
     };
+    // What this chat should expect: the wait behind the chats already queued.
+    let ewt = match staffed(&state, &client.service).await {
+        Availability::Available { ewt_s } => ewt_s,
+        Availability::Unavailable => 0,
+    };
     let (id, _) = state
         .hub()
         .create(&client.service, customer, context)
@@ -84,7 +109,7 @@ pub async fn create_chat(
     // it from any number (a SIP client in the app, a withheld caller id).
     let join_token = state.hub().join_token(&id);
     Ok(Json(
-        json!({"chat_id": id, "state": "queued", "ewt": 0, "join_token": join_token}),
+        json!({"chat_id": id, "state": "queued", "ewt": ewt, "join_token": join_token}),
     ))
 }
 

@@ -75,7 +75,7 @@ pub enum ApiError {
     /// Too many wrong logins for this agent or from this address: retry after the seconds given.
     #[error("too many failed logins; retry in {0} s")]
     LoginLocked(u64),
-    /// No agent token, or an expired or unknown one.
+    /// No token, or an expired or unknown one (an agent's login, a customer's socket ticket).
     #[error("missing, unknown or expired token")]
     TokenInvalid,
     /// An agent command that is not JSON of the expected shape.
@@ -114,6 +114,9 @@ pub enum ApiError {
     /// Admin on a non-loopback listener with no `admin.token` configured.
     #[error("admin is disabled on this address until admin.token is set")]
     AdminDisabled,
+    /// A cross-origin request from a site not in `chat.allowed_origins`.
+    #[error("this origin may not use the customer API")]
+    OriginNotAllowed,
     /// No route here.
     #[error("no such endpoint")]
     NoSuchEndpoint,
@@ -218,6 +221,7 @@ impl ApiError {
             ApiError::AdminCredentialsRequired => (S::UNAUTHORIZED, "admin_credentials_required"),
             ApiError::AdminTokenInvalid => (S::UNAUTHORIZED, "admin_token_invalid"),
             ApiError::AdminDisabled => (S::FORBIDDEN, "admin_disabled"),
+            ApiError::OriginNotAllowed => (S::FORBIDDEN, "origin_not_allowed"),
             ApiError::NoSuchEndpoint => (S::NOT_FOUND, "no_such_endpoint"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),

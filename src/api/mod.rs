@@ -10,6 +10,8 @@ mod admin;
 mod agent;
 mod agent_ws;
 pub mod auth;
+mod availability;
+mod cors;
 mod customer;
 mod error;
 mod listener;
@@ -179,6 +181,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/chats/{id}/history", get(customer::history))
         .route("/chats/{id}/ws", get(ws::upgrade))
+        .route("/chats/{id}/ws_token", post(ws::ticket))
         .route("/chats/{id}/files/{file_id}", get(customer::download))
         .layer(DefaultBodyLimit::max(json_limit))
         .route(
@@ -274,6 +277,7 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
     router
         .fallback(|| async { ApiError::NoSuchEndpoint })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(state.clone(), cors::layer))
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))
         .with_state(state)
 }

@@ -110,7 +110,15 @@ fn parse_signaling(obj: &Map<String, Value>) -> Result<ClientEvent, ApiError> {
             }
             Command::RequestCall
         }
-        "REQUEST_PHONE_CALL" => Command::RequestPhoneCall,
+        // Ours: `number` when the customer wants a call at another number than the chat's.
+        "REQUEST_PHONE_CALL" => Command::RequestPhoneCall {
+            number: match data.get("number") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(n)) if n.trim().is_empty() => None,
+                Some(Value::String(n)) => Some(n.trim().to_string()),
+                Some(_) => return Err(ApiError::BadEvent("`number` must be a string".into())),
+            },
+        },
         "END_CALL" => Command::ReleaseCall,
         // Ours: drop video and keep the call.
         "END_VIDEO" => Command::DropVideo,
@@ -255,6 +263,27 @@ mod tests {
             parse_client_event(&e).unwrap(),
             ClientEvent::Commands(vec![Command::RequestCall, Command::RequestVideo])
         );
+        let phone = |data: Value| {
+            parse_client_event(&json!({"event": "chat_session_signaling", "data": data}))
+        };
+        assert_eq!(
+            phone(json!({"type": "REQUEST_PHONE_CALL"})).unwrap(),
+            ClientEvent::Command(Command::RequestPhoneCall { number: None })
+        );
+        assert_eq!(
+            phone(json!({"type": "REQUEST_PHONE_CALL", "number": " +15550199 "})).unwrap(),
+            ClientEvent::Command(Command::RequestPhoneCall {
+                number: Some("+15550199".into())
+            })
+        );
+        assert_eq!(
+            phone(json!({"type": "REQUEST_PHONE_CALL", "number": ""})).unwrap(),
+            ClientEvent::Command(Command::RequestPhoneCall { number: None })
+        );
+        assert!(matches!(
+            phone(json!({"type": "REQUEST_PHONE_CALL", "number": 15550199})),
+            Err(ApiError::BadEvent(_))
+        ));
         let e = json!({"event": "chat_session_signaling", "data": {"type": "NOPE"}});
         assert!(matches!(
             parse_client_event(&e),

@@ -1,13 +1,21 @@
 //! `GET chats/{id}/ws?after_seq=n`: the customer's events over a WebSocket, resumable by `seq`.
 //!
+//! The socket is opened with the `Authorization` header (apps), or with `token=` in the query
+//! (browsers, which cannot set headers on a WebSocket): a ticket from `POST chats/{id}/ws_token`,
+//! good for [`TICKET_TTL`] and for that chat and its device only (the ticket does not carry
+//! the device id: it is checked against the chat's). Either way the socket sees only the chats
+//! of its device.
+//!
 //! The server sends the same JSON events as the long poll, each durable one with its `seq`;
 //! a client that reconnects with the last `seq` it saw gets everything after it, once. The
 //! client sends `{"events": [...]}` (as in `POST events`) and gets `{"event": "ack", ...}` or
 //! `{"event": "error", "error": {...}}` back. The session logic is generic over a `Sink` and a
 //! `Stream` of text frames, so it does not depend on axum's socket type.
 
+use axum::Json;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
@@ -18,21 +26,62 @@ use super::auth::Client;
 use super::customer::{accepted_json, apply_client_events};
 use super::wire::customer_view;
 use super::{ApiError, AppState, ChatRef};
-use crate::bridge::{Event, EventKind, InteractionId, Phase};
+use crate::bridge::{Event, EventKind, InteractionId, Phase, Time};
+
+/// How long a socket ticket stays good: long enough to open the socket it was asked for, short
+/// enough that one found in a log or a proxy's URL list is useless. A client asks for a fresh
+/// one every time it connects.
+pub const TICKET_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Deserialize)]
 pub struct WsQuery {
     after_seq: Option<u64>,
+    /// A socket ticket, for clients that cannot send `Authorization` (browsers).
+    token: Option<String>,
+}
+
+/// `POST chats/{id}/ws_token`: a ticket to open this chat's socket without `Authorization`.
+pub async fn ticket(
+    State(state): State<AppState>,
+    client: Client,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = InteractionId(id);
+    state.chat_for(&client.device, &id).await?;
+    let expires = Time::now() + TICKET_TTL;
+    let token = state
+        .hub()
+        .socket_ticket(&id, &client.app_id, &client.device, expires);
+    Ok(Json(json!({
+        "token": token,
+        "expires_in": TICKET_TTL.as_secs(),
+        "url": format!("/clientweb/api/v1/chats/{id}/ws?token={token}"),
+    })))
 }
 
 pub async fn upgrade(
     State(state): State<AppState>,
-    client: Client,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let id = InteractionId(id);
+    let client = match (Client::from_headers(&headers, &state), &query.token) {
+        (Some(client), _) => client?,
+        (None, Some(token)) => {
+            // The ticket is checked against the chat's own device: whoever holds it gets that
+            // chat, and learns no device id from it. A chat that does not exist answers as a
+            // bad ticket does, so tickets probe nothing.
+            let device = device_of(&state, &id).await.ok_or(ApiError::TokenInvalid)?;
+            let app_id = state
+                .hub()
+                .check_socket_ticket(&id, &device, token, Time::now())
+                .ok_or(ApiError::TokenInvalid)?;
+            Client::of(&state, app_id, device)?
+        }
+        (None, None) => return Err(ApiError::Unauthorized),
+    };
     let chat = state.chat_for(&client.device, &id).await?;
     let permit = state
         .shared
@@ -59,6 +108,15 @@ pub async fn upgrade(
             drop(permit);
         },
     ))
+}
+
+/// The device a chat belongs to, running or stored.
+async fn device_of(state: &AppState, id: &InteractionId) -> Option<String> {
+    if let Some(handle) = state.hub().get(id) {
+        return Some(handle.device);
+    }
+    let record = state.store().interaction(id).await.ok()??;
+    Some(record.device)
 }
 
 /// Runs one socket until the client leaves or the chat is over.

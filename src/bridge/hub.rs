@@ -263,6 +263,29 @@ impl Hub {
         self.inner.join_secret.token(id)
     }
 
+    /// A ticket with which `device` of `app_id` opens the WebSocket of chat `id` until
+    /// `expires`, where it cannot send `Authorization` (a browser).
+    pub fn socket_ticket(
+        &self,
+        id: &InteractionId,
+        app_id: &str,
+        device: &str,
+        expires: Time,
+    ) -> String {
+        self.inner.join_secret.ticket(id, app_id, device, expires)
+    }
+
+    /// The app a socket ticket for chat `id` of `device` was issued to, if it is good at `now`.
+    pub fn check_socket_ticket(
+        &self,
+        id: &InteractionId,
+        device: &str,
+        ticket: &str,
+        now: Time,
+    ) -> Option<String> {
+        self.inner.join_secret.check_ticket(id, device, ticket, now)
+    }
+
     /// Opens a new interaction, persisted before this returns.
     pub async fn create(
         &self,

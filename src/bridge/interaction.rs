@@ -118,8 +118,10 @@ pub enum Command {
     },
     /// The agent declines the pending voice request.
     DeclineCall,
-    /// The customer asks to be called on the phone.
-    RequestPhoneCall,
+    /// The customer asks to be called on the phone: at `number`, else the chat's number.
+    RequestPhoneCall {
+        number: Option<String>,
+    },
     /// The agent calls the customer's phone — again and again if needed (rule 3): the chat's
     /// number unless the agent gives another; the agent talks on `device`.
     CallCustomer {
@@ -837,7 +839,14 @@ impl Interaction {
                     .ok_or(RuleError::NoCallRequest)?;
                 if command == Command::DeclineCall {
                     let reason = Some("declined".to_string());
-                    return Ok(done(self.emit_leg(now, leg, LegState::Released, reason)));
+                    let seq = self.emit_leg(now, leg, LegState::Released, reason.clone());
+                    // The video asked for with the app's call has nothing to ride on.
+                    if self.legs[&leg].target == Some(LegTarget::App)
+                        && let Some(video) = self.awaiting(LegKind::Video)
+                    {
+                        self.emit_leg(now, video, LegState::Released, reason);
+                    }
+                    return Ok(done(seq));
                 }
                 let Command::AcceptCall { device } = command else {
                     unreachable!("matched above")
@@ -854,16 +863,19 @@ impl Interaction {
                 });
                 Ok(done(seq))
             }
-            Command::RequestPhoneCall => {
+            Command::RequestPhoneCall { number } => {
                 // The agent is told and dials by accepting, like any call request.
                 self.require_customer(by)?;
                 self.require_active()?;
                 self.require_no_call()?;
-                let phone = self
-                    .customer
-                    .phone
-                    .clone()
-                    .ok_or(RuleError::NoPhoneNumber)?;
+                let phone = match number {
+                    Some(number) => valid_number(number)?,
+                    None => self
+                        .customer
+                        .phone
+                        .clone()
+                        .ok_or(RuleError::NoPhoneNumber)?,
+                };
                 let leg = self.next_leg_id();
                 let kind = EventKind::Leg {
                     leg,
@@ -978,6 +990,23 @@ impl Interaction {
                     let reason = Some("declined".to_string());
                     return Ok(done(self.emit_leg(now, leg, LegState::Released, reason)));
                 }
+                // Video rides on the app's call. Allowed while that call still waits for the
+                // agent, it accepts the call first, on the agent's browser (where video is
+                // shown): the call is set up, then video joins it — never video alone with the
+                // call left waiting.
+                let mut seq = None;
+                if let Some(call) = self.awaiting(LegKind::Voice)
+                    && self.legs[&call].target == Some(LegTarget::App)
+                {
+                    seq = self.emit_leg(now, call, LegState::Connecting, None);
+                    self.actions.push_back(Action::StartLeg {
+                        leg: call,
+                        kind: LegKind::Voice,
+                        target: LegTarget::App,
+                        service: self.rules.service.clone(),
+                        device: AgentDevice::Browser,
+                    });
+                }
                 let kind = EventKind::Leg {
                     leg,
                     kind: LegKind::Video,
@@ -986,7 +1015,7 @@ impl Interaction {
                     reason: None,
                     duration_s: None,
                 };
-                let seq = self.emit(now, kind);
+                let seq = seq.or(self.emit(now, kind));
                 self.actions.push_back(Action::StartLeg {
                     leg,
                     kind: LegKind::Video,

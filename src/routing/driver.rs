@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::router::{MobileDuty, Output, Presence, Router, RoutingError, Via, WithdrawReason};
+use super::router::{
+    MobileDuty, Output, Presence, Router, RoutingError, Staff, Via, WithdrawReason,
+};
 use super::settings::{MobileSettings, SettingsError};
 use crate::bridge::hub::{Handle, Hub};
 use crate::bridge::{
@@ -101,6 +103,10 @@ enum Request {
     MobileDuty {
         agent: AgentId,
         duty: MobileDuty,
+    },
+    Staff {
+        department: String,
+        reply: Reply<Staff>,
     },
 }
 
@@ -283,6 +289,16 @@ impl Routing {
             reply,
         });
         answer.await.unwrap_or(Err(RoutingError::OfferNotAvailable))
+    }
+
+    /// Who would take a chat of `department` now, and its chats waiting ([`Router::staff`]).
+    pub async fn staff(&self, department: &str) -> Staff {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Staff {
+            department: department.to_string(),
+            reply,
+        });
+        answer.await.unwrap_or_default()
     }
 
     fn send(&self, request: Request) {
@@ -555,6 +571,9 @@ fn serve(router: &mut Router, desk: &mut Desk, routing: &Routing, now: Time, req
             let _ = reply.send(router.handle_decline(now, &chat, &agent));
         }
         Request::MobileDuty { agent, duty } => router.handle_mobile_duty(now, &agent, duty),
+        Request::Staff { department, reply } => {
+            let _ = reply.send(router.staff(now, &department));
+        }
     }
 }
 

@@ -79,12 +79,31 @@ pub enum Presence {
 }
 
 /// How an offer reaches the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Via {
+    #[default]
     Desktop,
     /// A text with a one-time link to the mobile chat page.
     Sms,
+}
+
+/// Who would take a department's chat now, as [`Router::staff`] has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Staff {
+    /// How the offer would reach them.
+    pub via: Via,
+    /// Each one's chat slots.
+    pub slots: Vec<Slots>,
+    /// The department's chats waiting now.
+    pub waiting: usize,
+}
+
+/// One agent's chat slots: all of them, and those free now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    pub total: u32,
+    pub free: u32,
 }
 
 /// Why an offer was withdrawn.
@@ -790,6 +809,42 @@ impl Router {
     }
 
     // ---- views ----
+
+    /// Who would take a chat of `department` opened now, by the rule dispatching follows:
+    /// the desk agents who are available, when one of them has room; else the mobile operators
+    /// on duty and away from a desk (by SMS); and when there are none, the available desk
+    /// agents after all, who take the chat when a slot frees. With the department's chats
+    /// waiting: what a customer's expected wait is computed from.
+    pub fn staff(&self, now: Time, department: &str) -> Staff {
+        let settings = &self.settings;
+        let members = || self.agents.values().filter(|a| a.takes(department));
+        let at_desk = |a: &&Agent| a.connected() && a.presence == Presence::Available;
+        let by_sms = |a: &&Agent| !a.connected() && a.spec.mobile.on_duty(now);
+        let mut via = self.via(department, &mut HashMap::new());
+        let mut staff: Vec<&Agent> = match via {
+            Via::Desktop => members().filter(at_desk).collect(),
+            Via::Sms => members().filter(by_sms).collect(),
+        };
+        if staff.is_empty() {
+            via = Via::Desktop;
+            staff = members().filter(at_desk).collect();
+        }
+        Staff {
+            via,
+            slots: staff
+                .iter()
+                .map(|a| Slots {
+                    total: (a.spec.capacity / settings.chat_load.max(1)).max(1),
+                    free: a.free_slots(settings) as u32,
+                })
+                .collect(),
+            waiting: self
+                .queue
+                .values()
+                .filter(|id| self.chats[*id].service.department == department)
+                .count(),
+        }
+    }
 
     pub fn presence(&self, agent: &AgentId) -> Option<Presence> {
         let a = self.agents.get(agent)?;
