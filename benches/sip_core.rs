@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
     let config = CoreConfig {
         timers: TimerConfig::default(),
         advertised: "127.0.0.1:5060".parse().unwrap(),
+        net: Default::default(),
         domain: "127.0.0.1".into(),
         user_agent: "Tandem".into(),
         max_calls: usize::MAX,

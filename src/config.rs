@@ -191,15 +191,39 @@ pub struct SipConfig {
     pub trunks: Vec<TrunkConfig>,
     /// Bridged calls are recorded as two-channel WAV files here when set.
     pub recording_dir: Option<String>,
+    /// Every call the gateway places goes through this proxy (`IP:port`), with a loose-routing
+    /// `Route` header (RFC 3261 §8.1.2), unless its trunk names its own.
+    pub outbound_proxy: Option<SocketAddr>,
 }
 
 /// A SIP trunk, recognised by the address its requests come from.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrunkConfig {
     pub name: String,
     /// Source addresses: an IP (any port) or `IP:port`.
     pub addresses: Vec<String>,
+    /// How calls to the trunk leave: `udp` (the default), `tcp` or `tls` (RFC 5630: the
+    /// Request-URI becomes `sips:` and the carrier's certificate is verified against
+    /// `sip.tls.ca_file`).
+    #[serde(default)]
+    pub transport: TrunkTransport,
+    /// The name the carrier's TLS certificate must carry; defaults to the trunk's IP.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// Calls to this trunk go through this proxy (`IP:port`) instead of `sip.outbound_proxy`.
+    #[serde(default)]
+    pub outbound_proxy: Option<SocketAddr>,
+}
+
+/// The transport of calls placed to a trunk.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TrunkTransport {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
 }
 
 impl TrunkConfig {
@@ -226,11 +250,15 @@ pub struct RegistrarConfig {
 }
 
 /// Credentials of one agent's softphone.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SipAccount {
     pub user: String,
     pub password: String,
+    /// The digest algorithms this account is challenged with, instead of
+    /// `registrar.algorithms` (for a client that fails whenever SHA-256 is offered).
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -795,6 +823,7 @@ impl Default for SipConfig {
             min_session_expires_s: 90,
             trunks: Vec::new(),
             recording_dir: None,
+            outbound_proxy: None,
         }
     }
 }
@@ -934,6 +963,26 @@ impl Config {
                 return invalid(
                     "registrar.algorithms",
                     &format!("unknown algorithm {alg:?}"),
+                );
+            }
+        }
+        for account in &reg.accounts {
+            let Some(algorithms) = &account.algorithms else {
+                continue;
+            };
+            if algorithms.is_empty() {
+                return invalid(
+                    "registrar.accounts.algorithms",
+                    &format!("account {:?} lists no algorithm", account.user),
+                );
+            }
+            if let Some(alg) = algorithms
+                .iter()
+                .find(|a| !matches!(a.as_str(), "MD5" | "SHA-256"))
+            {
+                return invalid(
+                    "registrar.accounts.algorithms",
+                    &format!("unknown algorithm {alg:?} for account {:?}", account.user),
                 );
             }
         }

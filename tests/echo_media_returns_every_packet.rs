@@ -1,11 +1,12 @@
-//! `sip:echo` returns every RTP packet, telephone-events included, to where it came from.
+//! `sip:echo` returns every RTP packet, telephone-events included, to where it came from,
+//! under the gateway's own SSRC.
 
 mod common;
 
 use std::time::Duration;
 
 #[test]
-fn every_rtp_and_dtmf_packet_comes_back_unchanged() {
+fn every_rtp_and_dtmf_packet_comes_back_unchanged_but_for_the_ssrc() {
     let gateway = common::Gateway::start("");
     let mut phone = common::RawPhone::new(gateway.sip, "echo-media-1");
     let media = phone.call_echo();
@@ -32,6 +33,15 @@ fn every_rtp_and_dtmf_packet_comes_back_unchanged() {
         received.push(buf[..n].to_vec());
     }
     received.sort_by_key(|p| u16::from_be_bytes([p[2], p[3]]));
+    // The echo is the gateway's own stream: one SSRC of its own, everything else as sent.
+    let ssrc = received[0][8..12].to_vec();
+    assert_ne!(ssrc, sent[0][8..12].to_vec());
+    for packet in &mut received {
+        assert_eq!(packet[8..12], ssrc[..]);
+    }
+    for (echo, original) in received.iter_mut().zip(&sent) {
+        echo[8..12].copy_from_slice(&original[8..12]);
+    }
     assert_eq!(received, sent);
     assert!(phone.hangup().starts_with("SIP/2.0 200"));
 }

@@ -48,7 +48,8 @@ pub enum Route {
     /// Count and drop (a leg not bridged yet, or on hold).
     #[default]
     Drop,
-    /// Send every packet back to where it came from, unchanged (`sip:echo`).
+    /// Send every packet back to where it came from, unchanged but for the SSRC, which becomes
+    /// the leg's own so that the echo and our RTCP reports describe one stream (`sip:echo`).
     Echo,
     /// Send every packet to the peer of another leg, from that leg's socket, rewritten so that
     /// peer sees one continuous stream; see [`MediaEngine::bridge`].

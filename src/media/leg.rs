@@ -418,7 +418,12 @@ impl LegState {
         }
         let sent = match (&**route, self.rewriter.as_mut()) {
             (Route::Drop, _) => true,
-            (Route::Echo, _) => leg.send_to_peer(packet, rtp.payload.len(), now_ms),
+            (Route::Echo, _) => {
+                // The echo is our stream: it carries the SSRC our RTCP reports describe (RFC 3550
+                // §8.2: a peer that got its own SSRC back would take it for a collision).
+                packet[8..12].copy_from_slice(&leg.ssrc.to_be_bytes());
+                leg.send_to_peer(packet, rtp.payload.len(), now_ms)
+            }
             (Route::Forward { to, forwarding }, Some(rewriter)) => {
                 forward(to, *forwarding, rewriter, packet, &mut rtp)
             }

@@ -20,12 +20,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::{Codec, PayloadParams};
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
+use str0m::format::{Codec, FormatParams, PayloadParams};
+use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceCreds, Rtc};
 
 use super::{CloseReason, MediaSpec, RtcError, demux};
+
+/// The payload types we offer RFC 4733 telephone-events on, with Opus's 48 kHz clock and with
+/// G.711's 8 kHz one (the numbers browsers use; none of str0m's default codecs takes them).
+pub const TELEPHONE_EVENT_48K: u8 = 110;
+pub const TELEPHONE_EVENT_8K: u8 = 126;
 
 /// How a peer is set up.
 #[derive(Debug, Clone, Copy)]
@@ -138,8 +143,22 @@ impl Peer {
             .enable_opus(true, false)
             .enable_pcmu(true, false)
             .enable_vp8(true)
-            .enable_h264(true)
-            .build(now);
+            .enable_h264(true);
+        // RFC 4733 digits at each audio clock (Opus and G.711), so an app can key DTMF.
+        for (pt, clock) in [
+            (TELEPHONE_EVENT_48K, Frequency::FORTY_EIGHT_KHZ),
+            (TELEPHONE_EVENT_8K, Frequency::EIGHT_KHZ),
+        ] {
+            rtc.codec_config().add_config(
+                pt.into(),
+                None,
+                Codec::Tele,
+                clock,
+                None,
+                FormatParams::default(),
+            );
+        }
+        let mut rtc = rtc.build(now);
         let candidate = Candidate::host(config.local, "udp")
             .map_err(|e| RtcError::Io(format!("host candidate {}: {e}", config.local)))?;
         rtc.add_local_candidate(candidate);
@@ -443,17 +462,26 @@ impl Peer {
             .push_back(Output::Event(PeerEvent::Closed(reason)));
     }
 
-    /// The audio codecs the client accepts from us, in our order of preference.
+    /// The audio codecs the client accepts from us, in the client's order of preference
+    /// (RFC 3264 §6.1: the answer lists them so), telephone-events included.
     pub fn audio_codecs(&mut self) -> Vec<(Pt, Codec)> {
         let Some(mid) = self.audio else {
             return Vec::new();
         };
+        let order: Vec<Pt> = match self.rtc.media(mid) {
+            Some(media) => media.remote_pts().to_vec(),
+            None => return Vec::new(),
+        };
         let Some(writer) = self.rtc.writer(mid) else {
             return Vec::new();
         };
-        writer
+        let accepted: Vec<(Pt, Codec)> = writer
             .payload_params()
             .map(|p| (p.pt(), p.spec().codec))
+            .collect();
+        order
+            .iter()
+            .filter_map(|pt| accepted.iter().find(|(p, _)| p == pt).copied())
             .collect()
     }
 

@@ -23,15 +23,20 @@ pub struct PeerAudio {
 }
 
 impl PeerAudio {
-    /// G.711 if the client takes it (no transcoding), else Opus; `None` if neither.
+    /// The client's first choice among Opus and G.711 (`codecs` in the client's order of
+    /// preference, as its answer listed them): a client that puts PCMU first gets G.711
+    /// without transcoding, one that prefers Opus gets Opus. `None` if it takes neither.
     pub fn choose(codecs: &[(Pt, Codec)]) -> Option<PeerAudio> {
-        let find = |want: Codec| codecs.iter().find(|(_, c)| *c == want);
-        find(Codec::PCMU)
-            .or_else(|| find(Codec::PCMA))
-            .or_else(|| find(Codec::Opus))
+        codecs
+            .iter()
+            .find(|(_, c)| matches!(c, Codec::Opus | Codec::PCMU | Codec::PCMA))
             .map(|&(pt, codec)| PeerAudio { pt, codec })
     }
 }
+
+/// The payload type of RFC 4733 telephone-events towards the SIP leg (what our SIP offers and
+/// most phones use).
+pub const SIP_TELEPHONE_EVENT_PT: u8 = crate::sip::sdp::TELEPHONE_EVENT_PT;
 
 pub struct RtpBridge {
     /// The SIP leg's law.
@@ -43,6 +48,8 @@ pub struct RtpBridge {
     ts_offset: u32,
     /// The last plain RTP timestamp received and its unwrapped value.
     last_in: Option<(u32, u64)>,
+    /// The 8 kHz start time of the last telephone-event forwarded to the SIP leg.
+    last_event: Option<u64>,
     scratch: Vec<u8>,
 }
 
@@ -73,6 +80,7 @@ impl RtpBridge {
             seq: first_seq,
             ts_offset,
             last_in: None,
+            last_event: None,
             scratch: Vec::with_capacity(1500),
         }
     }
@@ -102,10 +110,23 @@ impl RtpBridge {
         out.extend_from_slice(&[0; RTP_HEADER]);
         let law = self.law;
         let ticks_8k = media.time.rebase(Frequency::EIGHT_KHZ).numer();
+        let mut pt = static_pt(law);
+        let mut marker = false;
         if let Some(from) = law_of(media.codec) {
             let start = out.len();
             out.extend_from_slice(&media.data);
             g711::transcode_in_place(&mut out[start..], from, law);
+        } else if media.codec == Codec::Tele {
+            // A digit the app keys: the same event on the SIP leg's 8 kHz clock. Its duration
+            // counts in the event's own clock (RFC 4733 §2.5.1.3), so it is rescaled too.
+            let Some(report) = telephone_event_8k(&media.data, media.time.frequency()) else {
+                return false;
+            };
+            out.extend_from_slice(&report);
+            pt = SIP_TELEPHONE_EVENT_PT;
+            // The first packet of an event is marked (RFC 4733 §2.5.1.3).
+            marker = self.last_event != Some(ticks_8k);
+            self.last_event = Some(ticks_8k);
         } else if media.codec == Codec::Opus {
             let Some(t) = self.transcoder() else {
                 return false;
@@ -118,7 +139,7 @@ impl RtpBridge {
         }
         let ts = self.ts_offset.wrapping_add(ticks_8k as u32);
         out[0] = 0x80;
-        out[1] = static_pt(law);
+        out[1] = pt | if marker { 0x80 } else { 0 };
         out[2..4].copy_from_slice(&self.seq.to_be_bytes());
         out[4..8].copy_from_slice(&ts.to_be_bytes());
         out[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
@@ -175,6 +196,18 @@ impl RtpBridge {
         self.last_in = Some((ts, ext));
         ext
     }
+}
+
+/// An RFC 4733 report (event, E/R/volume, duration) at `clock`, rewritten for 8 kHz.
+fn telephone_event_8k(report: &[u8], clock: Frequency) -> Option<[u8; 4]> {
+    let [event, flags, d0, d1, ..] = *report else {
+        return None;
+    };
+    let duration = u64::from(u16::from_be_bytes([d0, d1]));
+    let rate = u64::from(clock.get()).max(1);
+    let scaled = u16::try_from(duration * 8000 / rate).unwrap_or(u16::MAX);
+    let [s0, s1] = scaled.to_be_bytes();
+    Some([event, flags, s0, s1])
 }
 
 /// (payload type, timestamp, payload) of an RTP packet (RFC 3550 §5.1), or `None`.
@@ -297,11 +330,61 @@ mod tests {
     }
 
     #[test]
+    fn the_clients_first_choice_wins_opus_included() {
+        let both = |first: (u8, Codec), second: (u8, Codec)| {
+            PeerAudio::choose(&[
+                (first.0.into(), first.1),
+                (110.into(), Codec::Tele),
+                (second.0.into(), second.1),
+            ])
+            .map(|a| a.codec)
+        };
+        assert_eq!(
+            both((111, Codec::Opus), (0, Codec::PCMU)),
+            Some(Codec::Opus)
+        );
+        assert_eq!(
+            both((0, Codec::PCMU), (111, Codec::Opus)),
+            Some(Codec::PCMU)
+        );
+        assert_eq!(PeerAudio::choose(&[(110.into(), Codec::Tele)]), None);
+    }
+
+    #[test]
+    fn a_digit_the_app_keys_reaches_the_sip_leg_as_an_8khz_telephone_event() {
+        let mut bridge = RtpBridge::new(G711::Pcmu, 7, 100, 0);
+        let mut out = Vec::new();
+        // Digit 5 at Opus's clock: 100 ms is 4800 ticks at 48 kHz, then the end packet.
+        let start = MediaTime::new(96_000, Frequency::FORTY_EIGHT_KHZ);
+        let first = media(Codec::Tele, 110, start, &[5, 0x0a, 0x03, 0xc0]);
+        assert!(bridge.to_rtp(&first, &mut out));
+        assert_eq!(
+            out[1],
+            0x80 | 101,
+            "marked, on the SIP leg's telephone-event type"
+        );
+        let (pt, ts, payload) = parse_rtp(&out).unwrap();
+        assert_eq!((pt, ts), (101, 16_000));
+        assert_eq!(
+            payload,
+            &[5, 0x0a, 0x00, 0xa0],
+            "960 ticks at 48 kHz are 160 at 8 kHz"
+        );
+        let end = media(Codec::Tele, 110, start, &[5, 0x8a, 0x12, 0xc0]);
+        assert!(bridge.to_rtp(&end, &mut out));
+        assert_eq!(out[1], 101, "one event, marked once");
+        let (_, ts, payload) = parse_rtp(&out).unwrap();
+        assert_eq!(ts, 16_000, "all packets of an event carry its start");
+        assert_eq!(payload, &[5, 0x8a, 0x03, 0x20]);
+    }
+
+    #[test]
     fn sip_audio_to_a_pcmu_client_is_not_transcoded_and_other_payload_types_are_ignored() {
         let mut bridge = RtpBridge::new(G711::Pcmu, 1, 0, 0);
+        // The client lists PCMU first: it takes G.711 as it is.
         bridge.set_peer_audio(PeerAudio::choose(&[
-            (111.into(), Codec::Opus),
             (0.into(), Codec::PCMU),
+            (111.into(), Codec::Opus),
         ]));
         let mut got = Vec::new();
         bridge.from_rtp(&rtp(0, 1, u32::MAX - 79, &[0x11; 160]), |pt, t, d| {

@@ -405,6 +405,71 @@ mod tests {
     }
 
     #[test]
+    fn the_offer_lets_the_app_key_digits_at_either_audio_clock() {
+        let config = PeerConfig {
+            local: TANDEM,
+            consent_timeout: CONSENT,
+        };
+        let (_, offer) = Peer::offer(AUDIO, config, Instant::now()).unwrap();
+        assert!(
+            offer.contains("a=rtpmap:110 telephone-event/48000"),
+            "{offer}"
+        );
+        assert!(
+            offer.contains("a=rtpmap:126 telephone-event/8000"),
+            "{offer}"
+        );
+    }
+
+    #[test]
+    fn the_audio_codecs_come_in_the_clients_order() {
+        let mut world = World::new(CONSENT);
+        let opus_first = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_pcmu(true, false)
+            .build(Instant::now());
+        world.add(AUDIO, opus_first);
+        let codecs: Vec<Codec> = world.legs[0]
+            .tandem
+            .audio_codecs()
+            .iter()
+            .map(|(_, c)| *c)
+            .collect();
+        assert_eq!(codecs.first(), Some(&Codec::Opus), "{codecs:?}");
+        assert!(codecs.contains(&Codec::PCMU), "{codecs:?}");
+        // What the bridge to a SIP leg then sends the app: its first choice, Opus.
+        let chosen =
+            crate::rtc::rtp_bridge::PeerAudio::choose(&world.legs[0].tandem.audio_codecs());
+        assert_eq!(chosen.map(|a| a.codec), Some(Codec::Opus));
+
+        let pcmu_first = Rtc::builder()
+            .clear_codecs()
+            .enable_pcmu(true, false)
+            .enable_opus(true, false)
+            .build(Instant::now());
+        // The client answers with its own preference on top.
+        world.add_with(AUDIO, pcmu_first, |sdp| {
+            let m_line = sdp
+                .lines()
+                .find(|l| l.starts_with("m=audio"))
+                .unwrap()
+                .to_string();
+            let formats: Vec<&str> = m_line.split(' ').skip(3).collect();
+            let mut reordered: Vec<&str> = formats.iter().copied().filter(|f| *f == "0").collect();
+            reordered.extend(formats.iter().copied().filter(|f| *f != "0"));
+            let head: Vec<&str> = m_line.split(' ').take(3).collect();
+            sdp.replace(
+                &m_line,
+                &format!("{} {}", head.join(" "), reordered.join(" ")),
+            )
+        });
+        let chosen =
+            crate::rtc::rtp_bridge::PeerAudio::choose(&world.legs[1].tandem.audio_codecs());
+        assert_eq!(chosen.map(|a| a.codec), Some(Codec::PCMU));
+    }
+
+    #[test]
     fn video_can_be_added_later_and_dropped_by_the_client() {
         let mut world = World::new(CONSENT);
         world.add(AUDIO, browser());

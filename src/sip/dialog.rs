@@ -6,7 +6,7 @@
 use rsipstack::sip::{Header, Headers, Method, Request, Uri, Version};
 
 use super::ids;
-use super::peer::Peer;
+use super::peer::{Peer, TransportKind};
 use super::wire::Meta;
 
 /// Call-ID plus both tags, from our point of view (RFC 3261 §12).
@@ -184,12 +184,56 @@ impl Dialog {
         }
     }
 
+    /// Where in-dialog requests go (RFC 3261 §12.2.1.1 with §8.1.2). In a dialog we created,
+    /// the first entry of the route set when it names an address: the proxy that record-routed
+    /// nearest to us. Otherwise the transport path the dialog was set up on: for a dialog the
+    /// peer created, that path is the proxy or NAT binding its INVITE really came through, and
+    /// on a stream transport, the connection it came on.
+    pub fn next_hop(&self) -> Peer {
+        match (self.role, self.route_set.first()) {
+            (Role::Uac, Some(route)) => route_hop(route).unwrap_or(self.peer),
+            _ => self.peer,
+        }
+    }
+
     /// A target refresh (re-INVITE, UPDATE) may change the remote target (RFC 3261 §12.2).
     pub fn refresh_target(&mut self, headers: &Headers) {
         if let Some(uri) = contact_uri(headers) {
             self.remote_target = uri;
         }
     }
+}
+
+/// The address and transport a route URI names (`<sip:192.0.2.1:5060;transport=tcp;lr>`); the
+/// port defaults by transport (RFC 3263 §4.2), a `sips:` URI means TLS. `None` for a host name:
+/// the gateway does no DNS.
+fn route_hop(route: &str) -> Option<Peer> {
+    let uri = rsipstack::sip::parse_uri(addr_spec(route)).ok()?;
+    let rsipstack::sip::Host::IpAddr(ip) = uri.host_with_port.host else {
+        return None;
+    };
+    let named = uri.params.iter().find_map(|p| match p {
+        rsipstack::sip::Param::Transport(t) => TransportKind::from_token(&t.to_string()),
+        _ => None,
+    });
+    let sips = matches!(uri.scheme, Some(rsipstack::sip::Scheme::Sips));
+    let transport = match named {
+        Some(TransportKind::Tcp) if sips => TransportKind::Tls,
+        Some(t) => t,
+        None if sips => TransportKind::Tls,
+        None => TransportKind::Udp,
+    };
+    let default_port = if transport.is_secure() { 5061 } else { 5060 };
+    let port = uri
+        .host_with_port
+        .port
+        .map(u16::from)
+        .unwrap_or(default_port);
+    Some(Peer::on(
+        transport,
+        std::net::SocketAddr::new(ip, port),
+        None,
+    ))
 }
 
 fn is_to(h: &Header) -> Option<&str> {

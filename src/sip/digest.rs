@@ -394,9 +394,22 @@ impl DigestAuth {
     /// The values of the `WWW-Authenticate` headers of a 401: one challenge per algorithm,
     /// strongest first (RFC 8760 §2.3), all with the same fresh nonce.
     pub fn challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
+        let algorithms = self.algorithms.clone();
+        self.challenges_with(now, stale, &algorithms)
+    }
+
+    /// [`DigestAuth::challenges`] offering `algorithms` instead of ours, in that order: an
+    /// account may be held to its own list (an old phone that fails whenever SHA-256 is
+    /// offered gets MD5 alone, while everyone else keeps SHA-256).
+    pub fn challenges_with(
+        &mut self,
+        now: Instant,
+        stale: bool,
+        algorithms: &[Algorithm],
+    ) -> Vec<String> {
         let nonce = self.mint(now);
         let realm = quote(&self.realm);
-        self.algorithms
+        algorithms
             .iter()
             .map(|alg| {
                 let mut value = format!(
@@ -428,13 +441,28 @@ impl DigestAuth {
         credentials: &Credentials,
         password: &str,
     ) -> Result<(), AuthError> {
+        let algorithms = self.algorithms.clone();
+        self.verify_with(now, method, request_uri, credentials, password, &algorithms)
+    }
+
+    /// [`DigestAuth::verify`] accepting answers with one of `algorithms` only (those the
+    /// account was challenged with, see [`DigestAuth::challenges_with`]).
+    pub fn verify_with(
+        &mut self,
+        now: Instant,
+        method: &str,
+        request_uri: &Uri,
+        credentials: &Credentials,
+        password: &str,
+        algorithms: &[Algorithm],
+    ) -> Result<(), AuthError> {
         self.forget_expired(now);
         if credentials.realm != self.realm {
             return Err(AuthError::Unanswered);
         }
         let algorithm = credentials
             .algorithm
-            .filter(|a| self.algorithms.contains(a))
+            .filter(|a| algorithms.contains(a))
             .ok_or(AuthError::Unanswered)?;
         let qop = match (
             credentials.qop.as_deref(),

@@ -278,14 +278,14 @@ pub async fn start(
 ) -> io::Result<SipHandle> {
     let sip = &config.sip;
     let mut listen = sip.listen;
-    let udp = if sip.transports.contains(&TransportKind::Udp) {
+    let udp = if sip.transports.contains(&crate::config::TransportKind::Udp) {
         let socket = bind_udp(listen)?;
         listen = socket.local_addr()?;
         Some(Arc::new(socket))
     } else {
         None
     };
-    let tcp = if sip.transports.contains(&TransportKind::Tcp) {
+    let tcp = if sip.transports.contains(&crate::config::TransportKind::Tcp) {
         let listener = TcpListener::bind(listen).await?;
         listen = listener.local_addr()?;
         Some(listener)
@@ -748,7 +748,10 @@ impl CoreLoop {
                         Err(e) => tracing::debug!(to = %to.addr, "UDP send failed: {e}"),
                     }
                 }
-                TransportKind::Tcp => {
+                TransportKind::Tcp
+                | TransportKind::Tls
+                | TransportKind::Ws
+                | TransportKind::Wss => {
                     let conn = to.conn.or_else(|| self.by_addr.get(&to.addr).copied());
                     let writer = conn.and_then(|c| self.connections.get(&c));
                     match writer {

@@ -33,6 +33,40 @@ pub fn response(req: &Request, status: StatusCode, to_tag: Option<&str>) -> Resp
     }
 }
 
+/// Copies the request's Record-Route headers, in order, into a response that creates a dialog
+/// (RFC 3261 §12.1.1: the UAS MUST copy them into every 18x and 2xx to the dialog-creating
+/// request), so that the caller learns the route set the proxies on the way asked for.
+pub fn copy_record_route(req: &Request, resp: &mut Response) {
+    let routes: Vec<Header> = req
+        .headers
+        .iter()
+        .filter(|h| matches!(h, Header::RecordRoute(_)))
+        .cloned()
+        .collect();
+    insert_before_length(&mut resp.headers, routes);
+}
+
+/// Adds `extra` before the final Content-Length, which [`response`] and the dialog's requests
+/// write last.
+pub fn insert_before_length(headers: &mut Headers, extra: Vec<Header>) {
+    if extra.is_empty() {
+        return;
+    }
+    let length = headers.pop_first(|h| matches!(h, Header::ContentLength(_)).then(|| h.clone()));
+    headers.extend(extra);
+    if let Some(length) = length {
+        headers.push(length);
+    }
+}
+
+/// Whether a request is outside any dialog (its To has no tag), so that its 18x/2xx creates one.
+pub fn creates_dialog(req: &Request) -> bool {
+    req.headers.iter().any(|h| match h {
+        Header::To(to) => !to.value().to_ascii_lowercase().contains(";tag="),
+        _ => false,
+    })
+}
+
 /// The option tags a request's `Require` lists that are not in `supported`
 /// (RFC 3261 §8.2.2.3: such a request gets 420 with `Unsupported`).
 pub fn unsupported_requirements(headers: &Headers, supported: &[&str]) -> Vec<String> {

@@ -4,7 +4,68 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-pub use crate::config::TransportKind;
+/// The transport a message travels on (RFC 3261 §18, RFC 5630 for TLS, RFC 7118 for WebSocket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TransportKind {
+    Udp,
+    Tcp,
+    /// SIP over TLS over TCP.
+    Tls,
+    /// SIP over WebSocket (one SIP message per WebSocket message).
+    Ws,
+    /// SIP over secure WebSocket.
+    Wss,
+}
+
+impl TransportKind {
+    /// The transport token of Via headers and of registrar bindings.
+    pub const fn via_token(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "UDP",
+            TransportKind::Tcp => "TCP",
+            TransportKind::Tls => "TLS",
+            TransportKind::Ws => "WS",
+            TransportKind::Wss => "WSS",
+        }
+    }
+
+    /// Reads a Via transport token (or a URI's `transport` parameter), case-insensitively.
+    pub fn from_token(token: &str) -> Option<TransportKind> {
+        [
+            TransportKind::Udp,
+            TransportKind::Tcp,
+            TransportKind::Tls,
+            TransportKind::Ws,
+            TransportKind::Wss,
+        ]
+        .into_iter()
+        .find(|t| t.via_token().eq_ignore_ascii_case(token))
+    }
+
+    /// Whether the transport is encrypted (TLS or secure WebSocket): `sips:` URIs and SDES
+    /// keys may only travel on these (RFC 3261 §26.2.2, RFC 4568 §8.3).
+    pub const fn is_secure(self) -> bool {
+        matches!(self, TransportKind::Tls | TransportKind::Wss)
+    }
+
+    /// Whether one SIP message arrives as one unit (UDP datagrams, WebSocket messages) rather
+    /// than in a byte stream framed by Content-Length.
+    pub const fn is_message_based(self) -> bool {
+        matches!(
+            self,
+            TransportKind::Udp | TransportKind::Ws | TransportKind::Wss
+        )
+    }
+}
+
+impl From<crate::config::TransportKind> for TransportKind {
+    fn from(kind: crate::config::TransportKind) -> TransportKind {
+        match kind {
+            crate::config::TransportKind::Udp => TransportKind::Udp,
+            crate::config::TransportKind::Tcp => TransportKind::Tcp,
+        }
+    }
+}
 
 /// A stream connection, named by the driver that owns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,12 +103,18 @@ impl Peer {
         self.transport != TransportKind::Udp
     }
 
+    /// A peer on a stream or WebSocket transport; `conn` as for [`Peer::tcp`].
+    pub fn on(transport: TransportKind, addr: SocketAddr, conn: Option<ConnId>) -> Peer {
+        Peer {
+            transport,
+            addr,
+            conn,
+        }
+    }
+
     /// The transport token used in Via headers.
     pub fn via_transport(&self) -> &'static str {
-        match self.transport {
-            TransportKind::Udp => "UDP",
-            TransportKind::Tcp => "TCP",
-        }
+        self.transport.via_token()
     }
 }
 

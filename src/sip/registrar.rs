@@ -129,6 +129,9 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct Registrar {
     auth: DigestAuth,
     passwords: HashMap<String, String>,
+    /// The algorithms of the accounts that do not use the registrar's own list.
+    account_algorithms: HashMap<String, Vec<Algorithm>>,
+    algorithms: Vec<Algorithm>,
     /// Checked against when the user is unknown, so that case costs the same hashing.
     decoy_password: String,
     min_expires: u32,
@@ -154,8 +157,22 @@ impl Registrar {
             .iter()
             .filter_map(|name| Algorithm::from_name(name))
             .collect();
+        let account_algorithms = config
+            .accounts
+            .iter()
+            .filter_map(|a| {
+                let names = a.algorithms.as_ref()?;
+                let list: Vec<Algorithm> = names
+                    .iter()
+                    .filter_map(|n| Algorithm::from_name(n))
+                    .collect();
+                (!list.is_empty()).then(|| (a.user.clone(), list))
+            })
+            .collect();
         Registrar {
             auth: DigestAuth::new(config.realm.clone(), &algorithms, secret, now),
+            algorithms,
+            account_algorithms,
             passwords: config
                 .accounts
                 .iter()
@@ -258,7 +275,7 @@ impl Registrar {
         }
         let aor = to_user(req)?;
         // Steps 3 and 4.
-        let user = self.authenticate(now, req)?;
+        let (user, algorithm) = self.authenticate(now, req)?;
         if user != aor {
             return Err(RegisterError::NotYourAor { user, aor });
         }
@@ -316,6 +333,16 @@ impl Registrar {
                 return Err(RegisterError::OutOfOrder);
             }
             after.retain(|s| s.binding.contact != uri);
+            if requested != 0 && !before.iter().any(|s| s.binding.contact == uri) {
+                tracing::info!(
+                    user = %aor,
+                    contact = %uri,
+                    %source,
+                    transport,
+                    algorithm = algorithm.name(),
+                    "registered"
+                );
+            }
             if requested != 0 {
                 // Longer than the maximum is shortened (RFC 3261 §10.3 step 7 "MAY shorten").
                 let granted = requested.min(self.max_expires);
@@ -339,8 +366,13 @@ impl Registrar {
         Ok(aor)
     }
 
-    /// RFC 3261 §10.3 step 3: the user whose password the request proves.
-    fn authenticate(&mut self, now: Instant, req: &Request) -> Result<String, RegisterError> {
+    /// RFC 3261 §10.3 step 3: the user whose password the request proves, and the digest
+    /// algorithm that proved it.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        req: &Request,
+    ) -> Result<(String, Algorithm), RegisterError> {
         let mut credentials = None;
         for header in req.headers.iter() {
             let Header::Authorization(value) = header else {
@@ -359,11 +391,20 @@ impl Registrar {
         let credentials = credentials.ok_or(RegisterError::Challenge { stale: false })?;
         let known = self.passwords.get(&credentials.username);
         let password = known.unwrap_or(&self.decoy_password);
-        match self
-            .auth
-            .verify(now, "REGISTER", &req.uri, &credentials, password)
-        {
-            Ok(()) if known.is_some() => Ok(credentials.username),
+        let algorithms = self.algorithms_of(&credentials.username).to_vec();
+        match self.auth.verify_with(
+            now,
+            "REGISTER",
+            &req.uri,
+            &credentials,
+            password,
+            &algorithms,
+        ) {
+            Ok(()) if known.is_some() => {
+                // `verify_with` accepts only the algorithms offered, so one is named.
+                let algorithm = credentials.algorithm.unwrap_or(Algorithm::Md5);
+                Ok((credentials.username, algorithm))
+            }
             Ok(()) | Err(AuthError::WrongResponse) => Err(RegisterError::WrongCredentials),
             Err(AuthError::Stale) => Err(RegisterError::Challenge { stale: true }),
             Err(AuthError::Unanswered) => Err(RegisterError::Challenge { stale: false }),
@@ -384,14 +425,19 @@ impl Registrar {
                     options.join(", "),
                 ))],
             ),
-            RegisterError::Challenge { stale } => (
-                StatusCode::Unauthorized,
-                self.auth
-                    .challenges(now, stale)
-                    .into_iter()
-                    .map(|c| Header::WwwAuthenticate(rsipstack::sip::WwwAuthenticate::new(c)))
-                    .collect(),
-            ),
+            RegisterError::Challenge { stale } => {
+                // The challenge offers what the account named in To may answer with.
+                let user = to_user(req).unwrap_or_default();
+                let algorithms = self.algorithms_of(&user).to_vec();
+                (
+                    StatusCode::Unauthorized,
+                    self.auth
+                        .challenges_with(now, stale, &algorithms)
+                        .into_iter()
+                        .map(|c| Header::WwwAuthenticate(rsipstack::sip::WwwAuthenticate::new(c)))
+                        .collect(),
+                )
+            }
             RegisterError::BadAuthorization(AuthError::UriMismatch) => (
                 status_with_reason(400, "Digest URI Does Not Match Request-URI"),
                 vec![],
@@ -433,6 +479,15 @@ impl Registrar {
         let mut resp = response(req, status, Some(&tag));
         add_headers(&mut resp, extra);
         resp
+    }
+
+    /// The algorithms `user` is challenged with and may answer with: the account's own list,
+    /// else the registrar's. (An account with its own list is told apart by its challenge;
+    /// the configuration note says so.)
+    fn algorithms_of(&self, user: &str) -> &[Algorithm] {
+        self.account_algorithms
+            .get(user)
+            .map_or(&self.algorithms[..], |a| &a[..])
     }
 
     fn current<'a>(&'a self, aor: &str, now: Instant) -> impl Iterator<Item = &'a Binding> {
@@ -666,10 +721,12 @@ mod tests {
                 SipAccount {
                     user: "alice".into(),
                     password: "alice-secret".into(),
+                    ..SipAccount::default()
                 },
                 SipAccount {
                     user: "bob".into(),
                     password: "bob-secret".into(),
+                    ..SipAccount::default()
                 },
             ],
             ..RegistrarConfig::default()
@@ -880,6 +937,46 @@ mod tests {
         let bob_contact = "Contact: <sip:bob@10.0.0.6>";
         assert_eq!(code(&bob.register(&mut reg, t0, &[bob_contact])), 200);
         assert_eq!(reg.binding_count(), 2);
+    }
+
+    #[test]
+    fn an_account_with_its_own_algorithms_is_challenged_with_those_alone() {
+        let t0 = Instant::now();
+        let mut config = config();
+        config.accounts.push(SipAccount {
+            user: "baresip".into(),
+            password: "old-secret".into(),
+            algorithms: Some(vec!["MD5".into()]),
+        });
+        let mut reg = Registrar::new(&config, t0, [42; 32]);
+
+        // The old client sees MD5 only; everyone else still gets SHA-256 first.
+        let mut old = Phone::new("baresip", "old-secret", "MD5");
+        let (req, meta) = old.request(&["Contact: <sip:baresip@10.0.0.7>"]);
+        let challenge = reg.handle_register(t0, &req, &meta, source(), "UDP");
+        let offered = values(&challenge, "WWW-Authenticate");
+        assert_eq!(offered.len(), 1, "{offered:?}");
+        assert!(offered[0].contains("algorithm=MD5"));
+        let mut alice = Phone::new("alice", "alice-secret", "SHA-256");
+        let (req, meta) = alice.request(&[CONTACT]);
+        let challenge = reg.handle_register(t0, &req, &meta, source(), "UDP");
+        let offered = values(&challenge, "WWW-Authenticate");
+        assert_eq!(offered.len(), 2, "{offered:?}");
+        assert!(offered[0].contains("algorithm=SHA-256"));
+
+        assert_eq!(
+            code(&old.register(&mut reg, t0, &["Contact: <sip:baresip@10.0.0.7>"])),
+            200
+        );
+        assert_eq!(code(&alice.register(&mut reg, t0, &[CONTACT])), 200);
+
+        // An answer with an algorithm the account was not offered is challenged afresh.
+        let mut sneaky = Phone::new("baresip", "old-secret", "SHA-256");
+        sneaky.nonce = Some(param(&offered[0], "nonce").to_string());
+        let (req, meta) = sneaky.request(&["Contact: <sip:baresip@10.0.0.8>"]);
+        let resp = reg.handle_register(t0, &req, &meta, source(), "UDP");
+        assert_eq!(code(&resp), 401, "{}", text(&resp));
+        assert_eq!(reg.lookup(t0, "baresip").len(), 1);
     }
 
     #[test]

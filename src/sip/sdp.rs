@@ -349,6 +349,7 @@ pub fn answer(
                     local.rtp_port,
                     &[(remote.codec, remote.payload_type)],
                     remote.telephone_event_pt,
+                    remote.ptime_ms,
                     direction,
                 ));
                 accepted = Some(remote.negotiated(direction));
@@ -370,7 +371,7 @@ pub fn offer(local: &LocalMedia, direction: Direction, session: &mut SdpSession)
         .map(|c| (c, c.payload_type()))
         .collect();
     let events = local.telephone_event.then_some(TELEPHONE_EVENT_PT);
-    let line = audio_line(local.rtp_port, &codecs, events, direction);
+    let line = audio_line(local.rtp_port, &codecs, events, DEFAULT_PTIME_MS, direction);
     session.write(description(local.addr, vec![line]))
 }
 
@@ -621,6 +622,7 @@ fn audio_line(
     port: u16,
     codecs: &[(Codec, u8)],
     telephone_event_pt: Option<u8>,
+    ptime_ms: u32,
     direction: Direction,
 ) -> MediaDescription {
     let mut formats = Vec::new();
@@ -640,6 +642,9 @@ fn audio_line(
         ));
         attributes.push(attribute("fmtp", Some(format!("{pt} {TELEPHONE_EVENTS}"))));
     }
+    // The packetisation we want to receive (RFC 8866 §6.4). The relay does not repacketise, so
+    // an answer asks for what the offerer sends; our offers ask for G.711's usual 20 ms.
+    attributes.push(attribute("ptime", Some(ptime_ms.to_string())));
     // Always explicit, although sendrecv is the default: some stacks keep a previous hold state
     // when a re-INVITE omits the attribute.
     attributes.push(attribute(direction.attribute(), None));
@@ -783,6 +788,18 @@ mod tests {
         assert_eq!(media.telephone_event_pt, None);
         assert_eq!(media.ptime_ms, 20);
         assert_eq!(media.local_direction, Direction::SendRecv);
+    }
+
+    #[test]
+    fn answers_ask_for_the_packetisation_the_offerer_sends_and_offers_for_20_ms() {
+        let with_ptime = format!("{SIPP_OFFER}a=ptime:30\r\n");
+        let answer = answer_to(&with_ptime);
+        assert!(lines(&answer.sdp).contains(&"a=ptime:30"), "{}", answer.sdp);
+        assert_eq!(answer.media.ptime_ms, 30);
+        // Without a=ptime in the offer, RFC 3551's 20 ms for G.711.
+        assert!(lines(&answer_to(SIPP_OFFER).sdp).contains(&"a=ptime:20"));
+        let ours = offer(&local(), Direction::SendRecv, &mut SdpSession::new(3));
+        assert!(lines(&ours).contains(&"a=ptime:20"), "{ours}");
     }
 
     #[test]

@@ -93,39 +93,45 @@ impl SipCore {
     /// Places `dial` and opens its local leg; its progress arrives as [`CoreEvent`]s naming
     /// the returned call.
     pub fn dial(&mut self, now: Instant, dial: AppDial) -> Result<AppCall, DialError> {
-        let (target, to) = match dial.target {
+        let mut route = None;
+        let (target, to_uri, to) = match dial.target {
             DialTarget::Registered(user) => {
                 let binding = self
                     .registrar
                     .lookup(now, &user)
                     .into_iter()
                     .next()
-                    .ok_or(DialError::NotRegistered(user))?;
+                    .ok_or_else(|| DialError::NotRegistered(user.clone()))?;
                 let uri = rsipstack::sip::parse_uri(&binding.contact)
                     .map_err(|_| DialError::BadContact)?;
-                let peer = match binding.transport.to_ascii_uppercase().as_str() {
-                    "TCP" => Peer::tcp(binding.source, None),
-                    _ => Peer::udp(binding.source),
-                };
-                (uri, peer)
+                let aor = self.aor(&user);
+                (uri, Some(aor), super::binding_peer(&binding))
             }
-            DialTarget::Uri { uri, via } => (uri, via),
+            DialTarget::Uri { uri, via } => {
+                let steered = self.steer(uri, via);
+                route = steered.route;
+                (steered.uri, None, steered.next_hop)
+            }
         };
         let rtp_port = self.ports.allocate().ok_or(DialError::NoPorts)?;
         let Some(local_port) = self.ports.allocate() else {
             self.ports.release(rtp_port);
             return Err(DialError::NoPorts);
         };
-        let extra_headers = dial
-            .extra_headers
+        let extra_headers = route
             .into_iter()
-            .map(|(name, value)| Header::Other(name, value))
+            .chain(
+                dial.extra_headers
+                    .into_iter()
+                    .map(|(name, value)| Header::Other(name, value)),
+            )
             .collect();
         let from = format!("<sip:{}@{}>", dial.from_user, self.config.domain);
         let placed = self.place_call(
             now,
             OutgoingCall {
                 target,
+                to_uri,
                 to,
                 from,
                 rtp_port,

@@ -14,10 +14,7 @@ use std::time::Instant;
 use rsipstack::sip::{Header, Method, Request, StatusCode};
 
 use super::{Call, CallRef, Reverse};
-use super::{
-    CallState, ClientPurpose, CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore,
-    TransportKind,
-};
+use super::{CallState, ClientPurpose, CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore};
 use crate::sip::dialog::{Dialog, DialogId, addr_spec};
 use crate::sip::ids;
 use crate::sip::message::{response, status_with_reason};
@@ -118,10 +115,7 @@ impl SipCore {
             self.ports.release(port);
             return self.reply_no_ports(now, tx, &req);
         };
-        let agent_peer = match binding.transport.to_ascii_uppercase().as_str() {
-            "TCP" => Peer::tcp(binding.source, None),
-            _ => Peer::udp(binding.source),
-        };
+        let agent_peer = super::binding_peer(&binding);
         // The agent is offered the caller's codec first, so that no transcoding is needed.
         let other = if probe.codec == Codec::Pcmu {
             Codec::Pcma
@@ -133,6 +127,7 @@ impl SipCore {
             now,
             OutgoingCall {
                 target,
+                to_uri: Some(self.aor(&user)),
                 to: agent_peer,
                 from,
                 rtp_port: agent_port,
@@ -218,6 +213,7 @@ impl SipCore {
             .push(Header::Contact(rsipstack::sip::Contact::new(
                 self.contact(bridge.peer.transport),
             )));
+        crate::sip::message::copy_record_route(&bridge.request, &mut ringing);
         let (tx, ringing) = (bridge.tx, self.decorate(ringing));
         self.reply(now, tx, ringing);
     }
@@ -388,7 +384,6 @@ impl SipCore {
         id: &DialogId,
         direction: Direction,
     ) {
-        let via = self.sent_by();
         let Some(partner) = self.calls.get(id).and_then(|c| c.partner.clone()) else {
             return;
         };
@@ -398,13 +393,9 @@ impl SipCore {
         if !matches!(call.state, CallState::Confirmed) {
             return;
         }
-        let contact = match call.dialog.peer.transport {
-            TransportKind::Udp => self.contact(TransportKind::Udp),
-            TransportKind::Tcp => self.contact(TransportKind::Tcp),
-        };
-        let call = self.calls.get_mut(&partner).expect("checked above");
         let offer = sdp::offer(&call.media, direction, &mut call.sdp);
-        let mut reinvite = call.dialog.request(Method::Invite, &via, &contact, None);
+        let mut reinvite =
+            Self::dialog_request(&self.config, &mut call.dialog, Method::Invite, None);
         let mut body = Vec::new();
         crate::sip::message::set_body(
             &mut reinvite.headers,
@@ -413,7 +404,7 @@ impl SipCore {
             offer.into_bytes(),
         );
         reinvite.body = body;
-        let to = call.dialog.peer;
+        let to = call.dialog.next_hop();
         if let Ok(tx) = self.tx.send_request(now, reinvite, to) {
             self.client_purpose
                 .insert(tx, ClientPurpose::Reinvite(partner));
@@ -422,11 +413,9 @@ impl SipCore {
 
     /// The ACK for the 2xx to our re-INVITE (RFC 3261 §13.2.2.4).
     pub(super) fn ack_reinvite(&mut self, id: &DialogId, cseq: u32) {
-        let via = self.sent_by();
-        let contact = self.contact(TransportKind::Udp);
         if let Some(call) = self.calls.get_mut(id) {
-            let ack = call.dialog.request(Method::Ack, &via, &contact, Some(cseq));
-            let to = call.dialog.peer;
+            let ack = Self::dialog_request(&self.config, &mut call.dialog, Method::Ack, Some(cseq));
+            let to = call.dialog.next_hop();
             self.tx
                 .send_stateless(to, bytes::Bytes::from(ack.to_bytes()));
         }

@@ -19,7 +19,10 @@ use rsipstack::sip::{Header, Headers, Method, Request, Response, StatusCode, Uri
 
 use super::dialog::{Dialog, DialogId};
 use super::ids;
-use super::message::{response, set_body, status_with_reason, unsupported_requirements};
+use super::message::{
+    copy_record_route, creates_dialog, insert_before_length, response, set_body,
+    status_with_reason, unsupported_requirements,
+};
 use super::peer::{Peer, Transmit, TransportKind};
 use super::registrar::Registrar;
 use super::sdp::{self, Direction, LocalMedia, SdpSession};
@@ -46,6 +49,8 @@ pub struct CoreConfig {
     pub timers: TimerConfig,
     /// Our address for Via, Contact and SDP.
     pub advertised: SocketAddr,
+    /// The transports beyond UDP and TCP, and the way out through proxies.
+    pub net: NetSettings,
     /// The host part of our URIs.
     pub domain: String,
     pub user_agent: String,
@@ -82,6 +87,11 @@ impl CoreConfig {
                 max_server_transactions: sip.max_transactions,
             },
             advertised,
+            net: NetSettings {
+                advertised_tls: None,
+                advertised_ws: None,
+                outbound_proxy: sip.outbound_proxy,
+            },
             domain: sip
                 .domain
                 .clone()
@@ -110,6 +120,52 @@ impl CoreConfig {
                 .map(|a| a.user.clone())
                 .collect(),
         }
+    }
+}
+
+/// What the core needs to know about the network beyond its own UDP/TCP address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetSettings {
+    /// Where the TLS listener is reached (Via and Contact of TLS messages), when it runs.
+    pub advertised_tls: Option<SocketAddr>,
+    /// Where the WebSocket listener is reached, when it runs.
+    pub advertised_ws: Option<SocketAddr>,
+    /// Every call we place goes through this proxy (a `Route` with `lr`, RFC 3261 §8.1.2),
+    /// unless its trunk names its own.
+    pub outbound_proxy: Option<SocketAddr>,
+}
+
+impl CoreConfig {
+    /// Where peers reach us on `transport`: the TLS and WebSocket listeners have their own.
+    pub fn local_addr(&self, transport: TransportKind) -> SocketAddr {
+        match transport {
+            TransportKind::Udp | TransportKind::Tcp => self.advertised,
+            TransportKind::Tls => self.net.advertised_tls.unwrap_or(self.advertised),
+            TransportKind::Ws | TransportKind::Wss => {
+                self.net.advertised_ws.unwrap_or(self.advertised)
+            }
+        }
+    }
+
+    /// Our Contact on `transport` (RFC 7118 §5 for the `ws`/`wss` parameter; TLS is named
+    /// by `transport=tls` so that it stays a `sip:` URI the peer may already use).
+    pub fn contact(&self, transport: TransportKind) -> String {
+        let addr = self.local_addr(transport);
+        let host = crate::config::host_string(addr.ip());
+        let port = addr.port();
+        match transport {
+            TransportKind::Udp => format!("<sip:tandem@{host}:{port}>"),
+            other => format!(
+                "<sip:tandem@{host}:{port};transport={}>",
+                other.via_token().to_ascii_lowercase()
+            ),
+        }
+    }
+
+    /// Our Via sent-by on `transport`.
+    pub fn sent_by(&self, transport: TransportKind) -> String {
+        let addr = self.local_addr(transport);
+        format!("{}:{}", crate::config::host_string(addr.ip()), addr.port())
     }
 }
 
@@ -295,6 +351,9 @@ struct Outgoing {
 /// An INVITE to send.
 struct OutgoingCall {
     target: Uri,
+    /// The To header's URI when it is not the Request-URI: the agent's address of record
+    /// while the Request-URI is the softphone's registered contact (RFC 3261 §8.1.1.2).
+    to_uri: Option<String>,
     to: Peer,
     /// The From header value without its tag (the caller id).
     from: String,
@@ -356,7 +415,7 @@ pub struct SipCore {
 impl SipCore {
     pub fn new(config: CoreConfig, registrar: Registrar, ports: PortPool) -> SipCore {
         SipCore {
-            tx: TransactionLayer::new(config.timers),
+            tx: TransactionLayer::new(config.timers).with_server_header(config.user_agent.clone()),
             config,
             registrar,
             ports,
@@ -574,20 +633,31 @@ impl SipCore {
     }
 
     fn contact(&self, transport: TransportKind) -> String {
-        let host = crate::config::host_string(self.config.advertised.ip());
-        let port = self.config.advertised.port();
-        match transport {
-            TransportKind::Udp => format!("<sip:tandem@{host}:{port}>"),
-            TransportKind::Tcp => format!("<sip:tandem@{host}:{port};transport=tcp>"),
-        }
+        self.config.contact(transport)
     }
 
-    fn sent_by(&self) -> String {
-        format!(
-            "{}:{}",
-            crate::config::host_string(self.config.advertised.ip()),
-            self.config.advertised.port()
-        )
+    /// A request in a dialog (BYE, ACK, re-INVITE …): the dialog's routes and target, our
+    /// Via and Contact for the dialog's transport, and our User-Agent.
+    fn dialog_request(
+        config: &CoreConfig,
+        dialog: &mut Dialog,
+        method: Method,
+        ack_of: Option<u32>,
+    ) -> Request {
+        let transport = dialog.next_hop().transport;
+        let mut request = dialog.request(
+            method,
+            &config.sent_by(transport),
+            &config.contact(transport),
+            ack_of,
+        );
+        insert_before_length(
+            &mut request.headers,
+            vec![Header::UserAgent(rsipstack::sip::UserAgent::new(
+                config.user_agent.clone(),
+            ))],
+        );
+        request
     }
 
     fn on_request(&mut self, now: Instant, tx: ServerTxId, req: Request, meta: Meta, peer: Peer) {
@@ -634,6 +704,11 @@ impl SipCore {
             }
             _ => self.method_not_allowed(now, tx, &req),
         }
+    }
+
+    /// The address of record of a registrar account: `sip:<user>@<our domain>`.
+    fn aor(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.config.domain)
     }
 
     fn method_not_allowed(&mut self, now: Instant, tx: ServerTxId, req: &Request) {
@@ -844,6 +919,7 @@ impl SipCore {
             .push(Header::Contact(rsipstack::sip::Contact::new(
                 self.contact(transport),
             )));
+        copy_record_route(req, &mut ringing);
         let ringing = self.decorate(ringing);
         self.reply(now, tx, ringing);
     }
@@ -930,11 +1006,28 @@ impl SipCore {
             )));
         capabilities(&mut ok.headers);
         self.add_session_timer_headers(req, &mut ok.headers);
+        if creates_dialog(req) {
+            copy_record_route(req, &mut ok);
+        }
         let mut ok = self.decorate(ok);
         let mut slot = Vec::new();
         set_body(&mut ok.headers, &mut slot, "application/sdp", body);
         ok.body = slot;
         ok
+    }
+
+    /// The 2xx to an in-dialog UPDATE (or other target refresh) without a body: our Contact,
+    /// what we support, and the session interval confirmed (RFC 4028 §9: a refresh's 2xx
+    /// carries Session-Expires, or the refresher thinks the timer is off and stops refreshing).
+    fn ok_without_sdp(&self, req: &Request, transport: TransportKind) -> Response {
+        let mut ok = response(req, StatusCode::OK, None);
+        ok.headers
+            .push(Header::Contact(rsipstack::sip::Contact::new(
+                self.contact(transport),
+            )));
+        capabilities(&mut ok.headers);
+        self.add_session_timer_headers(req, &mut ok.headers);
+        self.decorate(ok)
     }
 
     /// Starts retransmitting `ok` until the ACK (RFC 3261 §13.3.1.4: T1, doubling up to T2, for
@@ -1126,7 +1219,7 @@ impl SipCore {
         let local_tag = id.local_tag.clone();
         let resp = match body {
             Some(body) => self.ok_with_sdp(&req, &local_tag, transport, body),
-            None => self.decorate(response(&req, StatusCode::OK, None)),
+            None => self.ok_without_sdp(&req, transport),
         };
         if req.method == Method::Invite {
             let state = self.await_ack(now, &id, &resp, meta.cseq);
@@ -1158,6 +1251,7 @@ impl SipCore {
             now,
             OutgoingCall {
                 target,
+                to_uri: None,
                 to,
                 from,
                 rtp_port,
@@ -1175,6 +1269,7 @@ impl SipCore {
     fn place_call(&mut self, now: Instant, outgoing: OutgoingCall) -> Option<CallRef> {
         let OutgoingCall {
             target,
+            to_uri,
             to,
             from,
             rtp_port,
@@ -1196,7 +1291,7 @@ impl SipCore {
         headers.push(Header::Via(rsipstack::sip::Via::new(format!(
             "SIP/2.0/{} {};branch={};rport",
             to.via_transport(),
-            self.sent_by(),
+            self.config.sent_by(to.transport),
             ids::new_branch()
         ))));
         headers.push(Header::MaxForwards(rsipstack::sip::MaxForwards::new("70")));
@@ -1204,7 +1299,8 @@ impl SipCore {
             "{from};tag={}",
             ids::new_tag()
         ))));
-        headers.push(Header::To(rsipstack::sip::To::new(format!("<{target}>"))));
+        let to_uri = to_uri.unwrap_or_else(|| target.to_string());
+        headers.push(Header::To(rsipstack::sip::To::new(format!("<{to_uri}>"))));
         headers.push(Header::CallId(rsipstack::sip::CallId::new(
             ids::new_call_id(domain),
         )));
@@ -1214,6 +1310,11 @@ impl SipCore {
         )));
         headers.push(Header::UserAgent(rsipstack::sip::UserAgent::new(
             self.config.user_agent.clone(),
+        )));
+        // What the callee may send us, and that we do RFC 4028 session timers (§7.1).
+        headers.push(Header::Allow(rsipstack::sip::Allow::new(ALLOW)));
+        headers.push(Header::Supported(rsipstack::sip::Supported::new(
+            SUPPORTED.join(", "),
         )));
         for header in extra_headers {
             headers.push(header);
@@ -1251,8 +1352,6 @@ impl SipCore {
 
     /// Ends a call: BYE for an established dialog (RFC 3261 §15.1.1).
     pub fn hangup(&mut self, now: Instant, id: &DialogId) {
-        let via = self.sent_by();
-        let contact = self.contact(TransportKind::Udp);
         let Some(call) = self.calls.get_mut(id) else {
             return;
         };
@@ -1260,8 +1359,8 @@ impl SipCore {
             return;
         }
         call.state = CallState::Terminating;
-        let bye = call.dialog.request(Method::Bye, &via, &contact, None);
-        let to = call.dialog.peer;
+        let bye = Self::dialog_request(&self.config, &mut call.dialog, Method::Bye, None);
+        let to = call.dialog.next_hop();
         let partner = call.partner.clone();
         if let Ok(tx) = self.tx.send_request(now, bye, to) {
             self.client_purpose
@@ -1304,12 +1403,9 @@ impl SipCore {
 
     fn on_invite_response(&mut self, now: Instant, call: CallRef, resp: Response, meta: Meta) {
         let code = resp.status_code.code();
-        let via = self.sent_by();
-        let Some(transport) = self.outgoing.get(&call).map(|out| out.to.transport) else {
+        let Some(out) = self.outgoing.get_mut(&call) else {
             return;
         };
-        let contact = self.contact(transport);
-        let out = self.outgoing.get_mut(&call).expect("checked above");
         match code {
             100..=199 => self.outgoing_event(now, CoreEvent::Progress { call, code }),
             200..=299 => {
@@ -1319,15 +1415,17 @@ impl SipCore {
                 };
                 let id = dialog.id.clone();
                 // The ACK for a 2xx is a new transaction of its own, sent by the TU (§13.2.2.4).
-                let ack = dialog.request(Method::Ack, &via, &contact, Some(meta.cseq));
-                self.tx.send_stateless(out.to, Bytes::from(ack.to_bytes()));
+                let ack =
+                    Self::dialog_request(&self.config, &mut dialog, Method::Ack, Some(meta.cseq));
+                self.tx
+                    .send_stateless(dialog.next_hop(), Bytes::from(ack.to_bytes()));
                 if self.calls.contains_key(&id) {
                     return; // A retransmitted 2xx: the ACK above answers it.
                 }
                 if out.answered.is_some() {
                     // Another fork answered too (RFC 3261 §13.2.2.4): keep the first, end this one.
-                    let bye = dialog.request(Method::Bye, &via, &contact, None);
-                    if let Ok(tx) = self.tx.send_request(now, bye, out.to) {
+                    let bye = Self::dialog_request(&self.config, &mut dialog, Method::Bye, None);
+                    if let Ok(tx) = self.tx.send_request(now, bye, dialog.next_hop()) {
                         self.client_purpose.insert(tx, ClientPurpose::Discard);
                     }
                     return;
@@ -1383,13 +1481,10 @@ impl SipCore {
         let Some(id) = DialogId::of_response(meta) else {
             return;
         };
-        let via = self.sent_by();
-        let contact = self.contact(TransportKind::Udp);
         if let Some(call) = self.calls.get_mut(&id) {
-            let ack = call
-                .dialog
-                .request(Method::Ack, &via, &contact, Some(meta.cseq));
-            let to = call.dialog.peer;
+            let ack =
+                Self::dialog_request(&self.config, &mut call.dialog, Method::Ack, Some(meta.cseq));
+            let to = call.dialog.next_hop();
             self.tx.send_stateless(to, Bytes::from(ack.to_bytes()));
         }
     }
@@ -1451,8 +1546,18 @@ mod tests_b2bua;
 #[cfg(test)]
 mod tests_app_bridge;
 
+#[cfg(test)]
+mod tests_headers;
+
+#[cfg(test)]
+mod tests_proxy;
+
+#[cfg(test)]
+mod tests_session_refresh;
+
 mod app_calls;
 mod b2bua;
+mod outbound;
 mod session_timer;
 
 /// The interaction an INVITE names: `X-Interaction-Id`, else RFC 7433 User-to-User with hex
@@ -1479,6 +1584,12 @@ fn app_call_interaction(req: &Request) -> Option<String> {
     let bytes = hex::decode(data).ok()?;
     let id = String::from_utf8(bytes).ok()?;
     (!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then_some(id)
+}
+
+/// Where a registered contact is reached: the address and transport its REGISTER came from.
+fn binding_peer(binding: &super::registrar::Binding) -> Peer {
+    let transport = TransportKind::from_token(&binding.transport).unwrap_or(TransportKind::Udp);
+    Peer::on(transport, binding.source, None)
 }
 
 /// The user part of the From URI (the caller's number).

@@ -72,13 +72,15 @@ impl SipCore {
         Some((interval, deadline))
     }
 
-    /// A re-INVITE or UPDATE refreshes the session (§10).
+    /// A re-INVITE or UPDATE refreshes the session (§10). One without `Session-Expires` turns
+    /// the timer off: its 2xx confirms no interval either, so nobody refreshes any more (§9).
     pub(super) fn refresh_session_timer(&mut self, now: Instant, id: &DialogId, req: &Request) {
         let asked = requested_interval(&req.headers).map(|s| Duration::from_secs(s.into()));
         let Some(call) = self.calls.get_mut(id) else {
             return;
         };
-        let Some(interval) = asked.or(call.session_expires.map(|(i, _)| i)) else {
+        let Some(interval) = asked else {
+            call.session_expires = None;
             return;
         };
         let deadline = now + interval - (interval / 3).min(Duration::from_secs(32));

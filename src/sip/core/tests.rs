@@ -12,10 +12,11 @@ use crate::sip::wire::parse_datagram;
 const PHONE: &str = "127.0.0.1:5070";
 const GATEWAY: &str = "127.0.0.1:5060";
 
-fn config(max_calls: usize, echo_ring: Duration) -> CoreConfig {
+pub(super) fn config(max_calls: usize, echo_ring: Duration) -> CoreConfig {
     CoreConfig {
         timers: TimerConfig::default(),
         advertised: GATEWAY.parse().unwrap(),
+        net: NetSettings::default(),
         domain: "127.0.0.1".into(),
         user_agent: "Tandem-test".into(),
         max_calls,
@@ -31,7 +32,7 @@ fn config(max_calls: usize, echo_ring: Duration) -> CoreConfig {
     }
 }
 
-fn core(max_calls: usize, echo_ring: Duration, now: Instant) -> SipCore {
+pub(super) fn core(max_calls: usize, echo_ring: Duration, now: Instant) -> SipCore {
     let registrar = Registrar::with_random_secret(&RegistrarConfig::default(), now);
     SipCore::new(
         config(max_calls, echo_ring),
@@ -40,19 +41,19 @@ fn core(max_calls: usize, echo_ring: Duration, now: Instant) -> SipCore {
     )
 }
 
-const OFFER: &str = "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+pub(super) const OFFER: &str = "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
     m=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
     a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n";
 
 /// A scripted phone that writes requests as text and reads what the core sends back.
-struct Phone {
-    core: SipCore,
-    now: Instant,
-    call_id: String,
+pub(super) struct Phone {
+    pub(super) core: SipCore,
+    pub(super) now: Instant,
+    pub(super) call_id: String,
 }
 
 impl Phone {
-    fn new(core: SipCore, now: Instant) -> Phone {
+    pub(super) fn new(core: SipCore, now: Instant) -> Phone {
         Phone {
             core,
             now,
@@ -60,7 +61,7 @@ impl Phone {
         }
     }
 
-    fn send(&mut self, text: &str) {
+    pub(super) fn send(&mut self, text: &str) {
         let message = parse_datagram(text.as_bytes()).expect("test request parses");
         self.core
             .handle_message(self.now, message, Peer::udp(PHONE.parse().unwrap()));
@@ -68,7 +69,7 @@ impl Phone {
 
     // Every argument is a different header of the scripted request; a builder would hide them.
     #[allow(clippy::too_many_arguments)]
-    fn request(
+    pub(super) fn request(
         &self,
         method: &str,
         uri: &str,
@@ -100,24 +101,24 @@ impl Phone {
     }
 
     /// Everything the core sent since the last call, as text.
-    fn received(&mut self) -> Vec<String> {
+    pub(super) fn received(&mut self) -> Vec<String> {
         std::iter::from_fn(|| self.core.poll_transmit())
             .map(|t| String::from_utf8(t.payload.to_vec()).unwrap())
             .collect()
     }
 
-    fn media(&mut self) -> Vec<MediaCommand> {
+    pub(super) fn media(&mut self) -> Vec<MediaCommand> {
         std::iter::from_fn(|| self.core.poll_media()).collect()
     }
 
-    fn statuses(&mut self) -> Vec<u16> {
+    pub(super) fn statuses(&mut self) -> Vec<u16> {
         self.received()
             .iter()
             .map(|m| m[8..11].parse().expect("a response"))
             .collect()
     }
 
-    fn advance(&mut self, by: Duration) -> Vec<String> {
+    pub(super) fn advance(&mut self, by: Duration) -> Vec<String> {
         let end = self.now + by;
         let mut out = Vec::new();
         while let Some(at) = self.core.poll_timeout() {
@@ -133,13 +134,13 @@ impl Phone {
     }
 }
 
-fn to_tag(response: &str) -> String {
+pub(super) fn to_tag(response: &str) -> String {
     let line = response.lines().find(|l| l.starts_with("To:")).unwrap();
     line.split(";tag=").nth(1).unwrap().trim().to_string()
 }
 
 /// INVITE → 100, 180, 200; ACK. Returns the gateway's tag.
-fn establish(phone: &mut Phone) -> String {
+pub(super) fn establish(phone: &mut Phone) -> String {
     let invite = phone.request("INVITE", "sip:echo@127.0.0.1", "inv1", 1, None, "", OFFER);
     phone.send(&invite);
     let got = phone.received();
@@ -708,6 +709,7 @@ fn service_core(now: Instant, trunk: bool) -> Phone {
         config.trunks = vec![TrunkConfig {
             name: "carrier".into(),
             addresses: vec![PHONE.into()],
+            ..TrunkConfig::default()
         }];
     }
     let registrar = Registrar::with_random_secret(&RegistrarConfig::default(), now);

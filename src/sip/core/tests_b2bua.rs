@@ -11,7 +11,7 @@ use crate::sip::wire::parse_datagram;
 
 pub(super) const TRUNK: &str = "127.0.0.1:5070";
 pub(super) const AGENT: &str = "127.0.0.1:5090";
-const OFFER: &str = "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+pub(super) const OFFER: &str = "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
     m=audio 7000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
 const AGENT_ANSWER_PCMU: &str = "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
     m=audio 9000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
@@ -30,7 +30,7 @@ pub(super) fn header<'a>(message: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} in {message}"))
 }
 
-fn status(message: &str) -> u16 {
+pub(super) fn status(message: &str) -> u16 {
     message[8..11].parse().unwrap()
 }
 
@@ -40,6 +40,7 @@ impl World {
         let mut config = CoreConfig {
             timers: TimerConfig::default(),
             advertised: "127.0.0.1:5060".parse().unwrap(),
+            net: NetSettings::default(),
             domain: "127.0.0.1".into(),
             user_agent: "Tandem-test".into(),
             max_calls: 10,
@@ -49,6 +50,7 @@ impl World {
             trunks: vec![TrunkConfig {
                 name: "carrier".into(),
                 addresses: vec![TRUNK.into()],
+                ..TrunkConfig::default()
             }],
             agent_answer_timeout: Duration::from_secs(20),
             min_session_expires: 90,
@@ -62,6 +64,7 @@ impl World {
             accounts: vec![SipAccount {
                 user: "alice".into(),
                 password: "secret".into(),
+                ..SipAccount::default()
             }],
             ..RegistrarConfig::default()
         };
@@ -95,7 +98,7 @@ impl World {
         mine.into_iter().map(|(_, m)| m).collect()
     }
 
-    fn advance(&mut self, by: Duration) {
+    pub(super) fn advance(&mut self, by: Duration) {
         let end = self.now + by;
         while let Some(at) = self.core.poll_timeout() {
             if at > end {
@@ -113,7 +116,7 @@ impl World {
     }
 
     /// The agent's softphone registers, answering the digest challenge.
-    fn register_agent(&mut self) {
+    pub(super) fn register_agent(&mut self) {
         let register = |cseq: u32, auth: &str| {
             format!(
                 "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT};branch=z9hG4bK-reg{cseq}\r\n\
@@ -154,7 +157,7 @@ impl World {
         assert_eq!(status(&self.take(AGENT)[0]), 200);
     }
 
-    fn trunk_invite(&mut self, call_id: &str, extra: &str) -> String {
+    pub(super) fn trunk_invite(&mut self, call_id: &str, extra: &str) -> String {
         let invite = format!(
             "INVITE sip:alice@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-{call_id}\r\n\
              Max-Forwards: 70\r\nFrom: \"Customer\" <sip:+15551234@carrier.example>;tag=trk\r\n\
@@ -193,7 +196,7 @@ impl World {
     }
 
     /// Sets up a bridged call; returns (the INVITE the agent got, the trunk's 200).
-    fn bridged_call(&mut self, call_id: &str) -> (String, String) {
+    pub(super) fn bridged_call(&mut self, call_id: &str) -> (String, String) {
         self.register_agent();
         self.trunk_invite(call_id, "");
         assert_eq!(

@@ -233,6 +233,8 @@ pub struct TransactionLayer {
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TxEvent>,
+    /// The `Server` header of the responses the layer writes itself (100 Trying, 503, 482 …).
+    server: Option<String>,
 }
 
 impl TransactionLayer {
@@ -248,7 +250,27 @@ impl TransactionLayer {
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            server: None,
         }
+    }
+
+    /// Names us in a `Server` header on the responses the layer writes itself, as the TU does
+    /// on its own (RFC 3261 §20.35).
+    pub fn with_server_header(mut self, server: impl Into<String>) -> TransactionLayer {
+        self.server = Some(server.into());
+        self
+    }
+
+    /// A response the layer writes itself, with our `Server` header.
+    fn own_response(&self, request: &Request, status: StatusCode, tag: Option<&str>) -> Response {
+        let mut response = message::response(request, status, tag);
+        if let Some(server) = &self.server {
+            message::insert_before_length(
+                &mut response.headers,
+                vec![Header::Server(rsipstack::sip::Server::new(server.clone()))],
+            );
+        }
+        response
     }
 
     pub fn config(&self) -> &TimerConfig {
@@ -315,7 +337,7 @@ impl TransactionLayer {
                 } else if self.is_merged(&meta, request.method, &key) {
                     // RFC 3261 §8.2.2.2: the same request reached us twice by different paths.
                     let id = self.new_server_tx(&request, &meta, peer, key);
-                    let reply = message::response(
+                    let reply = self.own_response(
                         &request,
                         StatusCode::LoopDetected,
                         Some(&super::ids::new_tag()),
@@ -336,7 +358,7 @@ impl TransactionLayer {
 
     /// A stateless 503 (RFC 3261 §21.5.4) for a request we have no room to keep.
     fn refuse_overload(&mut self, request: &Request, meta: &Meta, peer: Peer) {
-        let mut reply = message::response(
+        let mut reply = self.own_response(
             request,
             StatusCode::ServiceUnavailable,
             Some(&super::ids::new_tag()),
@@ -384,8 +406,10 @@ impl TransactionLayer {
         let mut tx = ServerTx::new(key.clone(), invite, to, merge);
         if invite {
             // RFC 3261 §17.2.1: a 100 quenches INVITE retransmissions at once; its To gets no tag.
-            let trying =
-                Bytes::from(message::response(request, StatusCode::Trying, None).to_bytes());
+            let trying = Bytes::from(
+                self.own_response(request, StatusCode::Trying, None)
+                    .to_bytes(),
+            );
             tx.state = ServerState::Proceeding {
                 last: trying.clone(),
             };
@@ -472,7 +496,7 @@ impl TransactionLayer {
             .copied();
         let cancel_id = self.new_server_tx(&request, &meta, peer, key);
         let Some(invite_id) = invite else {
-            let reply = message::response(
+            let reply = self.own_response(
                 &request,
                 StatusCode::CallTransactionDoesNotExist,
                 Some(&super::ids::new_tag()),
@@ -487,7 +511,7 @@ impl TransactionLayer {
         let _ = self.respond(
             now,
             ServerTxId(cancel_id),
-            message::response(&request, StatusCode::OK, Some(&tag)),
+            self.own_response(&request, StatusCode::OK, Some(&tag)),
         );
         if pending {
             self.events.push_back(TxEvent::Cancelled {
