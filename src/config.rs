@@ -194,6 +194,48 @@ pub struct SipConfig {
     /// Every call the gateway places goes through this proxy (`IP:port`), with a loose-routing
     /// `Route` header (RFC 3261 §8.1.2), unless its trunk names its own.
     pub outbound_proxy: Option<SocketAddr>,
+    /// SIP over TLS, when set.
+    pub tls: Option<SipTlsConfig>,
+    /// SIP over WebSocket (browser softphones), when set.
+    pub websocket: Option<SipWebSocketConfig>,
+}
+
+/// SIP over TLS (RFC 3261 §26, RFC 5630): a listener of its own, certificates from PEM files.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SipTlsConfig {
+    /// Where TLS listens; 5061 is SIP's TLS port.
+    pub listen: SocketAddr,
+    /// Written into Via and Contact of TLS messages when Tandem sits behind NAT.
+    #[serde(default)]
+    pub public_addr: Option<SocketAddr>,
+    /// The certificate chain we present, PEM, leaf first.
+    pub cert_file: String,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// PEM roots that carriers' certificates are verified against on calls to TLS trunks.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// How often the certificate and key files are checked for a change, seconds.
+    #[serde(default = "default_tls_reload")]
+    pub reload_interval_s: u64,
+}
+
+fn default_tls_reload() -> u64 {
+    10
+}
+
+/// SIP over WebSocket (RFC 7118) on a listener of its own, for browser softphones.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SipWebSocketConfig {
+    pub listen: SocketAddr,
+    /// Written into Via and Contact of WebSocket messages when Tandem sits behind NAT.
+    #[serde(default)]
+    pub public_addr: Option<SocketAddr>,
+    /// Secure WebSocket (`wss`) with the certificate of `[sip.tls]`; plain `ws` otherwise.
+    #[serde(default)]
+    pub secure: bool,
 }
 
 /// A SIP trunk, recognised by the address its requests come from.
@@ -824,6 +866,8 @@ impl Default for SipConfig {
             trunks: Vec::new(),
             recording_dir: None,
             outbound_proxy: None,
+            tls: None,
+            websocket: None,
         }
     }
 }
@@ -923,6 +967,36 @@ impl Config {
                     );
                 }
             }
+        }
+        if let Some(tls) = &sip.tls {
+            if tls.cert_file.is_empty() || tls.key_file.is_empty() {
+                return invalid("sip.tls", "cert_file and key_file are needed");
+            }
+            if tls.reload_interval_s == 0 {
+                return invalid("sip.tls.reload_interval_s", "must be positive");
+            }
+        }
+        for trunk in &sip.trunks {
+            let needs_roots = trunk.transport == TrunkTransport::Tls
+                && sip.tls.as_ref().is_none_or(|t| t.ca_file.is_none());
+            if needs_roots {
+                return invalid(
+                    "sip.trunks.transport",
+                    &format!(
+                        "trunk {:?} uses TLS: set sip.tls with a ca_file to verify it against",
+                        trunk.name
+                    ),
+                );
+            }
+        }
+        if let Some(ws) = &sip.websocket
+            && ws.secure
+            && sip.tls.is_none()
+        {
+            return invalid(
+                "sip.websocket.secure",
+                "a secure WebSocket needs the certificate of sip.tls",
+            );
         }
         if sip.max_transactions < 100 {
             return invalid("sip.max_transactions", "must be at least 100");
@@ -1484,6 +1558,24 @@ mod tests {
     fn an_unknown_digest_algorithm_is_refused() {
         let err = Config::parse("[registrar]\nalgorithms = [\"SHA-512\"]\n").unwrap_err();
         assert!(err.to_string().contains("registrar.algorithms"), "{err}");
+    }
+
+    #[test]
+    fn tls_trunks_need_roots_and_wss_needs_a_certificate() {
+        let tls =
+            "[sip.tls]\nlisten = \"127.0.0.1:5061\"\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n";
+        let trunk = "[[sip.trunks]]\nname = \"carrier\"\naddresses = [\"192.0.2.1\"]\n\
+                     transport = \"tls\"\n";
+        let err = Config::parse(&format!("{tls}{trunk}")).unwrap_err();
+        assert!(err.to_string().contains("ca_file"), "{err}");
+        let ok = Config::parse(&format!("{tls}ca_file = \"roots.pem\"\n{trunk}"));
+        assert!(ok.is_ok(), "{ok:?}");
+        let wss = "[sip.websocket]\nlisten = \"127.0.0.1:5062\"\nsecure = true\n";
+        let err = Config::parse(wss).unwrap_err();
+        assert!(err.to_string().contains("sip.websocket.secure"), "{err}");
+        assert!(Config::parse(&format!("{tls}{wss}")).is_ok());
+        let err = Config::parse(&format!("{tls}reload_interval_s = 0\n")).unwrap_err();
+        assert!(err.to_string().contains("reload_interval_s"), "{err}");
     }
 
     #[test]

@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use bytes::Bytes;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::connection::{self, Inbound, Links};
 use super::core::{
     AppDial, AppLeg, CallRef, CoreConfig, CoreEvent, DialError, MediaCommand, SipCore,
 };
@@ -31,9 +31,10 @@ use super::dialog::DialogId;
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
 use super::registrar::Registrar;
 use super::sdp::Codec;
+use super::tls::TlsContext;
 use super::transaction::ServerTxId;
-use super::wire::{self, Frame, Incoming};
-use crate::config::Config;
+use super::wire;
+use crate::config::{Config, TrunkConfig};
 use crate::media::engine::{Forwarding, LegId, MediaEngine, MediaEvent, MediaSettings, Route};
 use crate::media::latch::{LatchConfig, Learning};
 use crate::media::ports::PortPool;
@@ -54,6 +55,10 @@ pub struct TransportCounters {
 pub struct SipHandle {
     pub udp_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
+    /// The SIP-over-TLS listener, when `[sip.tls]` is set.
+    pub tls_addr: Option<SocketAddr>,
+    /// The SIP-over-WebSocket listener, when `[sip.websocket]` is set.
+    pub ws_addr: Option<SocketAddr>,
     pub counters: Arc<TransportCounters>,
     pub control: SipControl,
     task: tokio::task::JoinHandle<()>,
@@ -262,13 +267,6 @@ impl SipHandle {
     }
 }
 
-/// What connection tasks tell the core task.
-enum Inbound {
-    Opened(ConnId, SocketAddr, mpsc::Sender<Bytes>),
-    Message(Box<Incoming>, Peer),
-    Closed(ConnId, SocketAddr),
-}
-
 /// Binds the configured transports and starts the core. With port 0, UDP picks the port and TCP
 /// binds the same one.
 pub async fn start(
@@ -293,6 +291,30 @@ pub async fn start(
         None
     };
     let advertised = sip.public_addr.unwrap_or(listen);
+    let tls = match &sip.tls {
+        Some(tls_config) => Some(
+            TlsContext::from_config(tls_config)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let tls_listener = match &sip.tls {
+        Some(tls_config) => Some(TcpListener::bind(tls_config.listen).await?),
+        None => None,
+    };
+    let ws_listener = match &sip.websocket {
+        Some(ws) => Some(TcpListener::bind(ws.listen).await?),
+        None => None,
+    };
+    let tls_addr = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let ws_addr = ws_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let mut core_config = CoreConfig::from_config(config, advertised);
+    core_config.net.advertised_tls = sip.tls.as_ref().and_then(|t| t.public_addr).or(tls_addr);
+    core_config.net.advertised_ws = sip
+        .websocket
+        .as_ref()
+        .and_then(|w| w.public_addr)
+        .or(ws_addr);
     let now = Instant::now();
     let registrar = Registrar::with_random_secret(&config.registrar, now);
     let ports = PortPool::shuffled(
@@ -300,11 +322,7 @@ pub async fn start(
         config.media.rtp_port_max,
         rand::random(),
     );
-    let core = SipCore::new(
-        CoreConfig::from_config(config, advertised),
-        registrar,
-        ports,
-    );
+    let core = SipCore::new(core_config, registrar, ports);
     let (media, media_events) = MediaEngine::start(MediaSettings {
         bind_ip: listen.ip(),
         inactivity_timeout: Duration::from_secs(config.media.inactivity_timeout_s),
@@ -319,18 +337,55 @@ pub async fn start(
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let udp_addr = udp.as_ref().map(|s| s.local_addr()).transpose()?;
     let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+    let links = Links::new(
+        inbound_tx,
+        counters.clone(),
+        sip.max_message_size,
+        Duration::from_secs(sip.tcp_idle_timeout_s),
+        shutdown.clone(),
+    );
     if let Some(listener) = tcp {
-        tokio::spawn(accept_loop(
+        tokio::spawn(connection::accept_loop(
             listener,
-            inbound_tx.clone(),
-            counters.clone(),
-            sip.max_message_size,
+            TransportKind::Tcp,
+            None,
             sip.max_tcp_connections,
-            Duration::from_secs(sip.tcp_idle_timeout_s),
+            links.clone(),
+        ));
+    }
+    let acceptor = tls
+        .as_ref()
+        .map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
+    if let Some(listener) = tls_listener {
+        tokio::spawn(connection::accept_loop(
+            listener,
+            TransportKind::Tls,
+            acceptor.clone(),
+            sip.max_tcp_connections,
+            links.clone(),
+        ));
+    }
+    if let (Some(listener), Some(ws)) = (ws_listener, &sip.websocket) {
+        let (transport, acceptor) = if ws.secure {
+            (TransportKind::Wss, acceptor.clone())
+        } else {
+            (TransportKind::Ws, None)
+        };
+        tokio::spawn(connection::accept_loop(
+            listener,
+            transport,
+            acceptor,
+            sip.max_tcp_connections,
+            links.clone(),
+        ));
+    }
+    if let (Some(tls), Some(tls_config)) = (&tls, &sip.tls) {
+        tokio::spawn(reload_certificates(
+            tls.clone(),
+            Duration::from_secs(tls_config.reload_interval_s),
             shutdown.clone(),
         ));
     }
-    drop(inbound_tx);
     let task = tokio::spawn(
         CoreLoop {
             core,
@@ -340,8 +395,14 @@ pub async fn start(
             metrics,
             udp,
             inbound: inbound_rx,
+            links,
             connections: HashMap::new(),
             by_addr: HashMap::new(),
+            tls_client: tls
+                .as_ref()
+                .and_then(|t| t.client.clone())
+                .map(tokio_rustls::TlsConnector::from),
+            trunks: sip.trunks.clone(),
             counters: counters.clone(),
             max_message_size: sip.max_message_size,
             control: control_rx,
@@ -352,14 +413,37 @@ pub async fn start(
         }
         .run(shutdown),
     );
-    tracing::info!(?udp_addr, ?tcp_addr, %advertised, "SIP listening");
+    tracing::info!(?udp_addr, ?tcp_addr, ?tls_addr, ?ws_addr, %advertised, "SIP listening");
     Ok(SipHandle {
         udp_addr,
         tcp_addr,
+        tls_addr,
+        ws_addr,
         counters,
         control: SipControl { tx: control_tx },
         task,
     })
+}
+
+/// Checks the certificate files every `interval` and takes a changed pair; a broken one is
+/// logged and the one in use stays.
+async fn reload_certificates(tls: TlsContext, interval: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let certificates = tls.certificates.clone();
+        let reloaded = tokio::task::spawn_blocking(move || certificates.reload_if_changed()).await;
+        match reloaded {
+            Ok(Ok(true)) => tracing::info!("TLS certificate reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!("TLS certificate not reloaded, the old one stays: {e}"),
+            Err(_) => {}
+        }
+    }
 }
 
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -384,8 +468,15 @@ struct CoreLoop {
     metrics: Arc<Metrics>,
     udp: Option<Arc<UdpSocket>>,
     inbound: mpsc::Receiver<Inbound>,
+    /// What connection tasks share; outbound connections are opened with it.
+    links: Links,
     connections: HashMap<ConnId, mpsc::Sender<Bytes>>,
-    by_addr: HashMap<SocketAddr, ConnId>,
+    /// The connection to each peer, for requests that name no connection.
+    by_addr: HashMap<(TransportKind, SocketAddr), ConnId>,
+    /// Verifies carriers on calls to TLS trunks (`[sip.tls] ca_file`).
+    tls_client: Option<tokio_rustls::TlsConnector>,
+    /// For the name a TLS trunk's certificate must carry.
+    trunks: Vec<TrunkConfig>,
     counters: Arc<TransportCounters>,
     max_message_size: usize,
     control: mpsc::Receiver<Control>,
@@ -451,9 +542,13 @@ impl CoreLoop {
                     self.metrics.set_sip_held(&self.core.held());
                 }
             }
-            self.deliver_events();
-            self.apply_media();
-            self.flush().await;
+            // A message that cannot leave fails its transaction at once (a transport error),
+            // which makes more to deliver and send: a second round takes it.
+            for _ in 0..2 {
+                self.deliver_events();
+                self.apply_media();
+                self.flush().await;
+            }
         }
     }
 
@@ -649,18 +744,23 @@ impl CoreLoop {
 
     fn on_inbound(&mut self, message: Inbound) {
         match message {
-            Inbound::Opened(id, addr, writer) => {
+            Inbound::Opened(id, peer, writer) => {
                 self.connections.insert(id, writer);
-                self.by_addr.insert(addr, id);
+                self.by_addr.insert((peer.transport, peer.addr), id);
             }
             Inbound::Message(message, peer) => {
                 self.core.handle_message(Instant::now(), *message, peer)
             }
-            Inbound::Closed(id, addr) => {
+            Inbound::Closed(id, peer) => {
                 self.connections.remove(&id);
-                if self.by_addr.get(&addr) == Some(&id) {
-                    self.by_addr.remove(&addr);
+                let key = (peer.transport, peer.addr);
+                if self.by_addr.get(&key) == Some(&id) {
+                    self.by_addr.remove(&key);
                 }
+            }
+            Inbound::Failed(peer) => {
+                let peer = Peer::on(peer.transport, peer.addr, None);
+                self.core.transport_error(Instant::now(), peer);
             }
         }
     }
@@ -752,20 +852,64 @@ impl CoreLoop {
                 | TransportKind::Tls
                 | TransportKind::Ws
                 | TransportKind::Wss => {
-                    let conn = to.conn.or_else(|| self.by_addr.get(&to.addr).copied());
-                    let writer = conn.and_then(|c| self.connections.get(&c));
-                    match writer {
-                        // A full queue means a peer that does not read: drop rather than stall SIP.
-                        Some(writer) => {
-                            if writer.try_send(payload).is_err() {
-                                tracing::debug!(to = %to.addr, "TCP connection backlogged; message dropped");
-                            }
-                        }
-                        None => tracing::debug!(to = %to.addr, "no TCP connection for message"),
+                    let known = to
+                        .conn
+                        .filter(|c| self.connections.contains_key(c))
+                        .or_else(|| self.by_addr.get(&(to.transport, to.addr)).copied());
+                    let writer = match known.and_then(|c| self.connections.get(&c)) {
+                        Some(writer) => writer.clone(),
+                        None => match self.open_connection(to) {
+                            Some(writer) => writer,
+                            None => continue,
+                        },
+                    };
+                    // A full queue means a peer that does not read: drop rather than stall SIP.
+                    if writer.try_send(payload).is_err() {
+                        tracing::debug!(to = %to.addr, "SIP connection backlogged; message dropped");
                     }
                 }
             }
         }
+    }
+
+    /// Opens a connection for a message to a peer we have none with: TCP, or TLS verified
+    /// against our roots. A browser's WebSocket cannot be opened from here; neither can TLS
+    /// without roots to verify with. Requests that cannot leave fail at once (503).
+    fn open_connection(&mut self, to: Peer) -> Option<mpsc::Sender<Bytes>> {
+        let tls = match to.transport {
+            TransportKind::Tcp => None,
+            TransportKind::Tls => {
+                let Some(connector) = self.tls_client.clone() else {
+                    tracing::warn!(to = %to.addr, "no TLS roots (sip.tls.ca_file) to verify the peer with; nothing is sent");
+                    self.core
+                        .transport_error(Instant::now(), Peer::on(to.transport, to.addr, None));
+                    return None;
+                };
+                Some((connector, self.server_name(to.addr)))
+            }
+            TransportKind::Udp | TransportKind::Ws | TransportKind::Wss => {
+                tracing::debug!(to = %to.addr, transport = to.via_transport(), "no connection for message");
+                self.core
+                    .transport_error(Instant::now(), Peer::on(to.transport, to.addr, None));
+                return None;
+            }
+        };
+        let (id, writer) = connection::connect(to, tls, &self.links);
+        self.connections.insert(id, writer.clone());
+        self.by_addr.insert((to.transport, to.addr), id);
+        Some(writer)
+    }
+
+    /// The name a TLS peer's certificate must carry: its trunk's `tls_server_name`, else its
+    /// IP address.
+    fn server_name(&self, addr: SocketAddr) -> rustls::pki_types::ServerName<'static> {
+        let configured = self
+            .trunks
+            .iter()
+            .find(|t| t.matches(addr))
+            .and_then(|t| t.tls_server_name.clone())
+            .and_then(|name| rustls::pki_types::ServerName::try_from(name).ok());
+        configured.unwrap_or(rustls::pki_types::ServerName::IpAddress(addr.ip().into()))
     }
 }
 
@@ -773,151 +917,5 @@ async fn recv_udp(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usi
     match socket {
         Some(socket) => socket.recv_from(buf).await,
         None => std::future::pending().await,
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    inbound: mpsc::Sender<Inbound>,
-    counters: Arc<TransportCounters>,
-    max_message_size: usize,
-    max_connections: usize,
-    idle_timeout: Duration,
-    shutdown: CancellationToken,
-) {
-    let open = Arc::new(AtomicU64::new(0));
-    let mut next_id = 1u64;
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((stream, addr)) = accepted else {
-            continue;
-        };
-        if open.load(Ordering::Relaxed) >= max_connections as u64 {
-            counters.refused_connections.fetch_add(1, Ordering::Relaxed);
-            drop(stream);
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        open.fetch_add(1, Ordering::Relaxed);
-        let id = ConnId(next_id);
-        next_id += 1;
-        let connection = Connection {
-            id,
-            addr,
-            inbound: inbound.clone(),
-            counters: counters.clone(),
-            max_message_size,
-            idle_timeout,
-        };
-        let open = open.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            connection.run(stream, shutdown).await;
-            open.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
-}
-
-struct Connection {
-    id: ConnId,
-    addr: SocketAddr,
-    inbound: mpsc::Sender<Inbound>,
-    counters: Arc<TransportCounters>,
-    max_message_size: usize,
-    idle_timeout: Duration,
-}
-
-impl Connection {
-    async fn run(self, stream: TcpStream, shutdown: CancellationToken) {
-        let (writer_tx, mut writer_rx) = mpsc::channel::<Bytes>(256);
-        if self
-            .inbound
-            .send(Inbound::Opened(self.id, self.addr, writer_tx))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let (mut reader, mut writer) = stream.into_split();
-        let mut buf = BytesMut::with_capacity(8192);
-        let peer = Peer::tcp(self.addr, Some(self.id));
-        let mut idle = Box::pin(tokio::time::sleep(self.idle_timeout));
-        'conn: loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = &mut idle => {
-                    tracing::debug!(addr = %self.addr, "closing idle SIP connection");
-                    break;
-                }
-                Some(bytes) = writer_rx.recv() => {
-                    if writer.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                    idle.as_mut().reset((Instant::now() + self.idle_timeout).into());
-                }
-                read = reader.read_buf(&mut buf) => {
-                    match read {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    idle.as_mut().reset((Instant::now() + self.idle_timeout).into());
-                    loop {
-                        match wire::frame_stream(&buf, self.max_message_size) {
-                            Ok(Frame::Incomplete) => break,
-                            Ok(Frame::KeepAlive { skip, pong }) => {
-                                let _ = buf.split_to(skip);
-                                // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
-                                if pong && writer.write_all(b"\r\n").await.is_err() {
-                                    break 'conn;
-                                }
-                            }
-                            Ok(Frame::Message { len }) => {
-                                let message = buf.split_to(len);
-                                match wire::parse_stream_message(&message) {
-                                    Ok(incoming) => {
-                                        if self.inbound.send(Inbound::Message(Box::new(incoming), peer)).await.is_err() {
-                                            break 'conn;
-                                        }
-                                    }
-                                    Err(rejection) => {
-                                        if !self.refuse(&mut writer, rejection).await {
-                                            break 'conn;
-                                        }
-                                    }
-                                }
-                            }
-                            Err(rejection) => {
-                                // The stream cannot be resynchronised: answer if we can, then close.
-                                self.refuse(&mut writer, rejection).await;
-                                break 'conn;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let _ = self.inbound.send(Inbound::Closed(self.id, self.addr)).await;
-    }
-
-    /// Sends the wire layer's reply, if any; `false` when the connection broke.
-    async fn refuse(
-        &self,
-        writer: &mut tokio::net::tcp::OwnedWriteHalf,
-        rejection: wire::Rejection,
-    ) -> bool {
-        tracing::debug!(addr = %self.addr, reason = %rejection.reason, "SIP message refused");
-        match rejection.reply {
-            Some(reply) => {
-                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                writer.write_all(&reply).await.is_ok()
-            }
-            None => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! SIP: the wire layer, sans-IO transactions and dialogs, the user-agent core, and the tokio
 //! driver that owns the sockets and the clock.
 
+mod connection;
 pub mod core;
 pub mod dialog;
 pub mod digest;
@@ -10,5 +11,6 @@ pub mod message;
 pub mod peer;
 pub mod registrar;
 pub mod sdp;
+pub mod tls;
 pub mod transaction;
 pub mod wire;

@@ -607,7 +607,8 @@ impl SipCore {
                     self.on_response(now, tx, response, meta)
                 }
                 TxEvent::StrayResponse { meta, .. } => self.on_stray_2xx(now, &meta),
-                TxEvent::Timeout { tx } => self.on_client_timeout(now, tx),
+                TxEvent::Timeout { tx } => self.on_client_timeout(now, tx, 408),
+                TxEvent::TransportError { tx } => self.on_client_timeout(now, tx, 503),
                 TxEvent::AckTimeout { .. } => {}
             }
         }
@@ -1489,7 +1490,15 @@ impl SipCore {
         }
     }
 
-    fn on_client_timeout(&mut self, now: Instant, tx: ClientTxId) {
+    /// The driver could not reach `to`: requests waiting for it fail now (as 503).
+    pub fn transport_error(&mut self, now: Instant, to: Peer) {
+        self.tx.transport_error(to);
+        self.drain_transactions(now);
+    }
+
+    /// A client transaction ended without a final response: Timer B/F (`code` 408) or a
+    /// transport error (503).
+    fn on_client_timeout(&mut self, now: Instant, tx: ClientTxId, code: u16) {
         match self.client_purpose.remove(&tx) {
             Some(ClientPurpose::Invite(call)) => {
                 if let Some(out) = self.outgoing.get(&call)
@@ -1497,7 +1506,7 @@ impl SipCore {
                 {
                     let out = self.outgoing.remove(&call).expect("present");
                     self.release_leg(out.media.rtp_port);
-                    self.outgoing_event(now, CoreEvent::Failed { call, code: 408 });
+                    self.outgoing_event(now, CoreEvent::Failed { call, code });
                 }
             }
             // RFC 3261 §15.1.1: a BYE that times out ends the dialog all the same.

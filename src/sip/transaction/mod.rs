@@ -132,6 +132,9 @@ pub enum TxEvent {
     },
     /// Timer B or F: no final response came (the TU treats it as a 408).
     Timeout { tx: ClientTxId },
+    /// The transport could not carry the request (a connection refused, a TLS peer whose
+    /// certificate did not verify): RFC 3261 §8.1.3.1, the TU treats it as a 503.
+    TransportError { tx: ClientTxId },
     /// Timer H: our non-2xx final to an INVITE was never acknowledged.
     AckTimeout { tx: ServerTxId },
 }
@@ -664,6 +667,27 @@ impl TransactionLayer {
     fn remove_client(&mut self, id: u64) {
         if let Some(tx) = self.clients.remove(&id) {
             self.client_index.remove(&tx.key);
+        }
+    }
+
+    /// The transport could not reach `to` (RFC 3261 §17.1.4): every client transaction
+    /// waiting for its first answer from there ends at once with a
+    /// [`TxEvent::TransportError`], instead of after Timer B or F.
+    pub fn transport_error(&mut self, to: Peer) {
+        let failed: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.to.transport == to.transport
+                    && c.to.addr == to.addr
+                    && matches!(c.state, ClientState::Calling { .. })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in failed {
+            self.remove_client(id);
+            self.events
+                .push_back(TxEvent::TransportError { tx: ClientTxId(id) });
         }
     }
 

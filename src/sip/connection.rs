@@ -1,0 +1,435 @@
+//! Connections of the SIP endpoint: TCP and TLS streams (RFC 3261 §18.3, framed by
+//! Content-Length) and WebSockets (RFC 7118, one SIP message per WebSocket message), accepted
+//! on their listeners or opened towards a peer (a TLS trunk, a softphone whose connection is
+//! gone is not reopened: it has a NAT in front).
+//!
+//! Each connection is one task: it reads and frames messages and hands them to the core task
+//! over the `Inbound` channel, and writes what the core task queues on its writer channel, so
+//! responses leave on the connection their request came on (§18.2.2). The core task keeps the
+//! writers by connection and by (transport, address), for requests to a peer it already has a
+//! connection with. Idle connections are closed; so are connections over the limit and TLS or
+//! WebSocket handshakes that do not finish in time. WebSockets are pinged so that browsers'
+//! connections stay up while nothing is said.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+
+use super::driver::TransportCounters;
+use super::peer::{ConnId, Peer, TransportKind};
+use super::wire::{self, Frame, Incoming};
+
+/// How long a TLS or WebSocket handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a quiet WebSocket is pinged.
+const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Messages a connection may have queued for writing before new ones are dropped.
+const WRITE_QUEUE: usize = 256;
+
+/// What connection tasks tell the core task.
+pub(super) enum Inbound {
+    /// An accepted connection: messages for `peer` go to the writer.
+    Opened(ConnId, Peer, mpsc::Sender<Bytes>),
+    Message(Box<Incoming>, Peer),
+    Closed(ConnId, Peer),
+    /// A connection we opened could not be made: requests waiting for `peer` fail now.
+    Failed(Peer),
+}
+
+/// What every connection task shares.
+#[derive(Clone)]
+pub(super) struct Links {
+    pub inbound: mpsc::Sender<Inbound>,
+    pub counters: Arc<TransportCounters>,
+    pub max_message_size: usize,
+    pub idle_timeout: Duration,
+    pub shutdown: CancellationToken,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Links {
+    pub fn new(
+        inbound: mpsc::Sender<Inbound>,
+        counters: Arc<TransportCounters>,
+        max_message_size: usize,
+        idle_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Links {
+        Links {
+            inbound,
+            counters,
+            max_message_size,
+            idle_timeout,
+            shutdown,
+            next_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    fn next_id(&self) -> ConnId {
+        ConnId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Accepts connections of `transport` (TCP, TLS, WS or WSS) on `listener`; `tls` for TLS and
+/// WSS. At most `max_connections` are open at once; more are closed at once and counted.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    transport: TransportKind,
+    tls: Option<TlsAcceptor>,
+    max_connections: usize,
+    links: Links,
+) {
+    let open = Arc::new(AtomicU64::new(0));
+    loop {
+        let accepted = tokio::select! {
+            _ = links.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, addr)) = accepted else {
+            continue;
+        };
+        if open.load(Ordering::Relaxed) >= max_connections as u64 {
+            links
+                .counters
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        open.fetch_add(1, Ordering::Relaxed);
+        let (open, links, tls) = (open.clone(), links.clone(), tls.clone());
+        tokio::spawn(async move {
+            let id = links.next_id();
+            let peer = Peer::on(transport, addr, Some(id));
+            serve_accepted(stream, peer, tls, links).await;
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Finishes the handshakes of an accepted connection, then runs it.
+async fn serve_accepted(stream: TcpStream, peer: Peer, tls: Option<TlsAcceptor>, links: Links) {
+    let id = peer.conn.expect("accepted connections are named");
+    let (writer, writes) = mpsc::channel(WRITE_QUEUE);
+    let websocket = matches!(peer.transport, TransportKind::Ws | TransportKind::Wss);
+    match tls {
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::info!(addr = %peer.addr, "TLS handshake refused: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(addr = %peer.addr, "TLS handshake timed out");
+                    return;
+                }
+            };
+            if websocket {
+                accept_websocket(stream, peer, writer, writes, links).await;
+            } else if opened(&links, id, peer, writer).await {
+                run_stream(stream, peer, writes, &links).await;
+            }
+        }
+        None if websocket => accept_websocket(stream, peer, writer, writes, links).await,
+        None => {
+            if opened(&links, id, peer, writer).await {
+                run_stream(stream, peer, writes, &links).await;
+            }
+        }
+    }
+}
+
+/// Tells the core task about a new connection; `false` when it is gone.
+async fn opened(links: &Links, id: ConnId, peer: Peer, writer: mpsc::Sender<Bytes>) -> bool {
+    links
+        .inbound
+        .send(Inbound::Opened(id, peer, writer))
+        .await
+        .is_ok()
+}
+
+/// Opens a connection to `peer` (TCP, or TLS when `tls` names the server to verify) in the
+/// background. The returned writer takes messages at once; they leave when the connection is
+/// up. A connection that cannot be made is reported as [`Inbound::Failed`].
+pub(super) fn connect(
+    peer: Peer,
+    tls: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    links: &Links,
+) -> (ConnId, mpsc::Sender<Bytes>) {
+    let id = links.next_id();
+    let peer = Peer::on(peer.transport, peer.addr, Some(id));
+    let (writer, writes) = mpsc::channel(WRITE_QUEUE);
+    let links = links.clone();
+    tokio::spawn(async move {
+        let connected = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(peer.addr));
+        let stream = match connected.await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return failed(&links, peer, &format!("cannot connect: {e}")).await,
+            Err(_) => return failed(&links, peer, "connecting timed out").await,
+        };
+        let _ = stream.set_nodelay(true);
+        match tls {
+            Some((connector, name)) => {
+                let handshake = tokio::time::timeout(
+                    HANDSHAKE_TIMEOUT,
+                    connector.connect(name.clone(), stream),
+                );
+                match handshake.await {
+                    Ok(Ok(stream)) => {
+                        tracing::debug!(addr = %peer.addr, server_name = ?name, "TLS connection up");
+                        run_stream(stream, peer, writes, &links).await;
+                    }
+                    Ok(Err(e)) => {
+                        let why = format!("TLS handshake with {name:?} refused: {e}");
+                        failed(&links, peer, &why).await;
+                    }
+                    Err(_) => failed(&links, peer, "TLS handshake timed out").await,
+                }
+            }
+            None => run_stream(stream, peer, writes, &links).await,
+        }
+    });
+    (id, writer)
+}
+
+async fn failed(links: &Links, peer: Peer, why: &str) {
+    tracing::warn!(
+        to = %peer.addr,
+        transport = peer.via_transport(),
+        "SIP connection failed, nothing is sent there: {why}"
+    );
+    let _ = links.inbound.send(Inbound::Failed(peer)).await;
+    let id = peer.conn.expect("opened connections are named");
+    let _ = links.inbound.send(Inbound::Closed(id, peer)).await;
+}
+
+/// Runs a TCP or TLS connection until it closes, goes idle, or the endpoint shuts down.
+async fn run_stream<S>(stream: S, peer: Peer, mut writes: mpsc::Receiver<Bytes>, links: &Links)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let id = peer.conn.expect("connections are named");
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut idle = Box::pin(tokio::time::sleep(links.idle_timeout));
+    'conn: loop {
+        tokio::select! {
+            _ = links.shutdown.cancelled() => break,
+            _ = &mut idle => {
+                tracing::debug!(addr = %peer.addr, "closing idle SIP connection");
+                break;
+            }
+            Some(bytes) = writes.recv() => {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+                idle.as_mut().reset((Instant::now() + links.idle_timeout).into());
+            }
+            read = reader.read_buf(&mut buf) => {
+                match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                idle.as_mut().reset((Instant::now() + links.idle_timeout).into());
+                loop {
+                    match wire::frame_stream(&buf, links.max_message_size) {
+                        Ok(Frame::Incomplete) => break,
+                        Ok(Frame::KeepAlive { skip, pong }) => {
+                            let _ = buf.split_to(skip);
+                            // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
+                            if pong && writer.write_all(b"\r\n").await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                        Ok(Frame::Message { len }) => {
+                            let message = buf.split_to(len);
+                            match wire::parse_stream_message(&message) {
+                                Ok(incoming) => {
+                                    let inbound = Inbound::Message(Box::new(incoming), peer);
+                                    if links.inbound.send(inbound).await.is_err() {
+                                        break 'conn;
+                                    }
+                                }
+                                Err(rejection) => {
+                                    if let Some(reply) = refuse(links, peer, rejection)
+                                        && writer.write_all(&reply).await.is_err()
+                                    {
+                                        break 'conn;
+                                    }
+                                }
+                            }
+                        }
+                        Err(rejection) => {
+                            // The stream cannot be resynchronised: answer if we can, then close.
+                            if let Some(reply) = refuse(links, peer, rejection) {
+                                let _ = writer.write_all(&reply).await;
+                            }
+                            break 'conn;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+    let _ = links.inbound.send(Inbound::Closed(id, peer)).await;
+}
+
+/// Counts a message the wire layer refused; the reply to send, if any.
+fn refuse(links: &Links, peer: Peer, rejection: wire::Rejection) -> Option<Vec<u8>> {
+    tracing::debug!(addr = %peer.addr, reason = %rejection.reason, "SIP message refused");
+    match rejection.reply {
+        Some(reply) => {
+            links.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            Some(reply)
+        }
+        None => {
+            if rejection.error != wire::WireError::KeepAlive {
+                links.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            None
+        }
+    }
+}
+
+/// The WebSocket handshake (RFC 7118 §4.1): the client must offer the `sip` subprotocol, and
+/// the answer names it.
+#[allow(clippy::result_large_err)] // the error type is tungstenite's callback contract
+fn sip_subprotocol(request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+    let offers_sip = request
+        .headers()
+        .get_all("Sec-WebSocket-Protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("sip"));
+    if !offers_sip {
+        let mut refusal = ErrorResponse::new(Some(
+            "SIP over WebSocket needs the \"sip\" subprotocol (RFC 7118)".into(),
+        ));
+        *refusal.status_mut() = StatusCode::BAD_REQUEST;
+        return Err(refusal);
+    }
+    response
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("sip"));
+    Ok(response)
+}
+
+async fn accept_websocket<S>(
+    stream: S,
+    peer: Peer,
+    writer: mpsc::Sender<Bytes>,
+    writes: mpsc::Receiver<Bytes>,
+    links: Links,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(links.max_message_size))
+        .max_frame_size(Some(links.max_message_size));
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, sip_subprotocol, Some(config));
+    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::info!(addr = %peer.addr, "WebSocket handshake refused: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(addr = %peer.addr, "WebSocket handshake timed out");
+            return;
+        }
+    };
+    let id = peer.conn.expect("accepted connections are named");
+    if opened(&links, id, peer, writer).await {
+        run_websocket(ws, peer, writes, &links).await;
+    }
+}
+
+/// Runs a WebSocket until it closes, goes idle (no frame at all, pongs included), or the
+/// endpoint shuts down.
+async fn run_websocket<S>(
+    mut ws: WebSocketStream<S>,
+    peer: Peer,
+    mut writes: mpsc::Receiver<Bytes>,
+    links: &Links,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let id = peer.conn.expect("connections are named");
+    let idle_timeout = links.idle_timeout.max(WS_PING_INTERVAL * 3);
+    let mut idle = Box::pin(tokio::time::sleep(idle_timeout));
+    let mut ping = tokio::time::interval(WS_PING_INTERVAL);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = links.shutdown.cancelled() => break,
+            _ = &mut idle => {
+                tracing::debug!(addr = %peer.addr, "closing idle SIP WebSocket");
+                break;
+            }
+            _ = ping.tick() => {
+                if ws.send(Message::Ping(Bytes::new())).await.is_err() {
+                    break;
+                }
+            }
+            Some(bytes) = writes.recv() => {
+                // SIP is text; RFC 7118 §5 lets us send it as a text message.
+                let message = match std::str::from_utf8(&bytes) {
+                    Ok(text) => Message::text(text),
+                    Err(_) => Message::Binary(bytes),
+                };
+                if ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+            frame = ws.next() => {
+                let Some(Ok(frame)) = frame else { break };
+                idle.as_mut().reset((Instant::now() + idle_timeout).into());
+                let data = match frame {
+                    Message::Text(text) => Bytes::from(text),
+                    Message::Binary(data) => data,
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                };
+                match wire::parse_datagram(&data) {
+                    Ok(incoming) => {
+                        let inbound = Inbound::Message(Box::new(incoming), peer);
+                        if links.inbound.send(inbound).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(rejection) => {
+                        if let Some(reply) = refuse(links, peer, rejection) {
+                            let text = String::from_utf8_lossy(&reply).into_owned();
+                            if ws.send(Message::text(text)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = ws.close(None).await;
+    let _ = links.inbound.send(Inbound::Closed(id, peer)).await;
+}
