@@ -33,12 +33,18 @@ pub const ECHOED_BEFORE_HANGUP: u64 = 50;
 /// The gateway's config: the `claims` service dials through the trunk `carrier`, whose next
 /// hop is the phone (SIPp) on `phone_port`, as caller id +15550100.
 pub fn config(phone_port: u16) -> String {
+    config_with_trunk(phone_port, "")
+}
+
+/// As [`config`], with `trunk_lines` (TOML keys) added to the trunk `carrier`.
+pub fn config_with_trunk(phone_port: u16, trunk_lines: &str) -> String {
     let hash = password::hash("desk");
     format!(
         r#"
 [[sip.trunks]]
 name = "carrier"
 addresses = ["127.0.0.1:{phone_port}"]
+{trunk_lines}
 
 [[services]]
 name = "claims"
@@ -74,8 +80,16 @@ impl Rig {
 
     /// As [`Rig::start`], with `extra` TOML in the gateway's config.
     pub async fn start_with(extra: &str) -> Rig {
-        let phone_port = common::free_port();
-        let gateway = common::Gateway::start(&format!("{}\n{extra}", config(phone_port)));
+        Rig::start_on(common::free_port(), "", extra).await
+    }
+
+    /// As [`Rig::start_with`], with the phone on `phone_port` and `trunk_lines` (TOML keys)
+    /// added to the trunk.
+    pub async fn start_on(phone_port: u16, trunk_lines: &str, extra: &str) -> Rig {
+        let gateway = common::Gateway::start(&format!(
+            "{}\n{extra}",
+            config_with_trunk(phone_port, trunk_lines)
+        ));
         let http = reqwest::Client::new();
         let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
         let mut customer =
