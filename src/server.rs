@@ -46,12 +46,17 @@ impl Gateway {
                 })?;
         let (legs_tx, legs_rx) = mpsc::unbounded_channel();
         let http = crate::api::start(config, Some(legs_tx)).await?;
-        let sip = driver::start(config, http.metrics.clone(), shutdown.clone())
-            .await
-            .map_err(|source| ServerError::Bind {
-                what: format!("SIP {}", config.sip.listen),
-                source,
-            })?;
+        let sip = driver::start(
+            config,
+            http.metrics.clone(),
+            shutdown.clone(),
+            Some(rtc.clone()),
+        )
+        .await
+        .map_err(|source| ServerError::Bind {
+            what: format!("SIP {}", config.sip.listen),
+            source,
+        })?;
         let legs = crate::legs::start(
             http.hub.clone(),
             http.routing.clone(),

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rsipstack::sip::Method;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -33,12 +34,14 @@ use super::registrar::Registrar;
 use super::sdp::Codec;
 use super::tls::TlsContext;
 use super::transaction::ServerTxId;
+use super::webrtc_edge::Edge;
 use super::wire;
 use crate::config::{Config, TrunkConfig};
 use crate::media::engine::{Forwarding, LegId, MediaEngine, MediaEvent, MediaSettings, Route};
 use crate::media::latch::{LatchConfig, Learning};
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
+use crate::rtc::RtcService;
 
 /// Counters of what the transport refused, for `/metrics`.
 #[derive(Debug, Default)]
@@ -273,6 +276,7 @@ pub async fn start(
     config: &Config,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    rtc: Option<RtcService>,
 ) -> io::Result<SipHandle> {
     let sip = &config.sip;
     let mut listen = sip.listen;
@@ -403,6 +407,8 @@ pub async fn start(
                 .and_then(|t| t.client.clone())
                 .map(tokio_rustls::TlsConnector::from),
             trunks: sip.trunks.clone(),
+            // Browsers on WebSocket need their media adapted to WebRTC.
+            edge: sip.websocket.as_ref().and(rtc).map(Edge::new),
             counters: counters.clone(),
             max_message_size: sip.max_message_size,
             control: control_rx,
@@ -477,6 +483,8 @@ struct CoreLoop {
     tls_client: Option<tokio_rustls::TlsConnector>,
     /// For the name a TLS trunk's certificate must carry.
     trunks: Vec<TrunkConfig>,
+    /// WebRTC media for calls to browsers on WebSocket, when SIP over WebSocket is on.
+    edge: Option<Edge>,
     counters: Arc<TransportCounters>,
     max_message_size: usize,
     control: mpsc::Receiver<Control>,
@@ -520,7 +528,7 @@ impl CoreLoop {
                         }
                     }
                 }
-                Some(message) = self.inbound.recv() => self.on_inbound(message),
+                Some(message) = self.inbound.recv() => self.on_inbound(message).await,
                 Some(request) = self.control.recv() => self.on_control(request),
                 Some(event) = self.media_events.recv() => match event {
                     MediaEvent::Dtmf { leg, digit, duration_ms } => {
@@ -742,16 +750,24 @@ impl CoreLoop {
         }
     }
 
-    fn on_inbound(&mut self, message: Inbound) {
+    async fn on_inbound(&mut self, message: Inbound) {
         match message {
             Inbound::Opened(id, peer, writer) => {
                 self.connections.insert(id, writer);
                 self.by_addr.insert((peer.transport, peer.addr), id);
             }
-            Inbound::Message(message, peer) => {
+            Inbound::Message(mut message, peer) => {
+                if matches!(peer.transport, TransportKind::Ws | TransportKind::Wss)
+                    && let Some(edge) = &mut self.edge
+                {
+                    adapt_from_browser(edge, &mut message).await;
+                }
                 self.core.handle_message(Instant::now(), *message, peer)
             }
             Inbound::Closed(id, peer) => {
+                if let Some(edge) = &mut self.edge {
+                    edge.connection_closed(peer).await;
+                }
                 self.connections.remove(&id);
                 let key = (peer.transport, peer.addr);
                 if self.by_addr.get(&key) == Some(&id) {
@@ -863,6 +879,19 @@ impl CoreLoop {
                             None => continue,
                         },
                     };
+                    let payload = match (&mut self.edge, to.transport) {
+                        (Some(edge), TransportKind::Ws | TransportKind::Wss) => {
+                            match edge.outgoing(to, payload).await {
+                                Some(payload) => payload,
+                                None => {
+                                    let to = Peer::on(to.transport, to.addr, None);
+                                    self.core.transport_error(Instant::now(), to);
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => payload,
+                    };
                     // A full queue means a peer that does not read: drop rather than stall SIP.
                     if writer.try_send(payload).is_err() {
                         tracing::debug!(to = %to.addr, "SIP connection backlogged; message dropped");
@@ -910,6 +939,26 @@ impl CoreLoop {
             .and_then(|t| t.tls_server_name.clone())
             .and_then(|name| rustls::pki_types::ServerName::try_from(name).ok());
         configured.unwrap_or(rustls::pki_types::ServerName::IpAddress(addr.ip().into()))
+    }
+}
+
+/// A message from a browser on WebSocket, as the core should read it: a WebRTC answer to our
+/// INVITE becomes the plain answer of its media bridge; a BYE ends the browser's peer.
+async fn adapt_from_browser(edge: &mut Edge, message: &mut wire::Incoming) {
+    match message {
+        wire::Incoming::Response(response, meta) if meta.cseq_method == Method::Invite => {
+            let code = response.status_code.code();
+            if let Some(plain) = edge
+                .invite_response(&meta.call_id, code, &response.body)
+                .await
+            {
+                response.body = plain.into_bytes();
+            }
+        }
+        wire::Incoming::Request(request, meta) if request.method == Method::Bye => {
+            edge.incoming_bye(&meta.call_id).await;
+        }
+        _ => {}
     }
 }
 

@@ -13,4 +13,5 @@ pub mod registrar;
 pub mod sdp;
 pub mod tls;
 pub mod transaction;
+pub mod webrtc_edge;
 pub mod wire;
