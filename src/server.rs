@@ -106,10 +106,19 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 /// services and agents configured, and the pages to open.
 fn announce(config: &Config, gateway: &Gateway) {
     use tracing::info;
-    let transports: Vec<String> = [("udp", gateway.sip.udp_addr), ("tcp", gateway.sip.tcp_addr)]
-        .into_iter()
-        .filter_map(|(name, addr)| addr.map(|a| format!("{name} {a}")))
-        .collect();
+    let websocket = match &config.sip.websocket {
+        Some(ws) if ws.secure => "wss",
+        _ => "ws",
+    };
+    let transports: Vec<String> = [
+        ("udp", gateway.sip.udp_addr),
+        ("tcp", gateway.sip.tcp_addr),
+        ("tls", gateway.sip.tls_addr),
+        (websocket, gateway.sip.ws_addr),
+    ]
+    .into_iter()
+    .filter_map(|(name, addr)| addr.map(|a| format!("{name} {a}")))
+    .collect();
     info!("SIP: {}", transports.join(", "));
     info!(
         "RTP for SIP calls: udp ports {}-{}",
