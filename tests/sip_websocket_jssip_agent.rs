@@ -124,6 +124,12 @@ fn jssip_in_chromium_registers_over_wss_and_answers_a_trunk_call_with_audio_both
         .find(|l| l.contains("registered user=alice"))
         .unwrap_or_else(|| panic!("{log}"));
     assert!(registered.contains("transport=\"WSS\""), "{registered}");
+    // The start says where browsers connect.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("SIP: ") && l.contains(&format!("wss 127.0.0.1:{ws_port}"))),
+        "{log}"
+    );
 
     // The trunk (SIPp over UDP, playing a recording) calls alice; the browser answers.
     let dir = common::pcap_dir();
