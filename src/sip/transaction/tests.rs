@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rsipstack::sip::StatusCode;
 
 use super::*;
+use crate::sip::peer::TransportKind;
 use crate::sip::wire::{Incoming, parse_datagram};
 
 const T1: Duration = Duration::from_millis(500);
@@ -771,4 +772,38 @@ fn beyond_the_transaction_limit_new_requests_get_a_stateless_503() {
     assert_eq!(sent.iter().map(status_of).collect::<Vec<_>>(), vec![503]);
     assert!(String::from_utf8_lossy(&sent[0].payload).contains("Retry-After: 5"));
     assert_eq!(s.layer.len(), (2, 0), "nothing kept for it");
+}
+
+#[test]
+fn a_transport_error_ends_the_requests_waiting_for_that_peer_at_once() {
+    let carrier = Peer::on(TransportKind::Tls, server_addr(), None);
+    let mut c = Client::new(carrier);
+    let failed = c.send(&request_text("INVITE", "z9hG4bK-t1", ""));
+    // Another peer's request, and the same address over another transport, are not affected.
+    let (options, _) = parse_req(&request_text("OPTIONS", "z9hG4bK-t2", ""));
+    let elsewhere = Peer::on(TransportKind::Tls, client_addr(), None);
+    let other = c.layer.send_request(c.now, options, elsewhere).unwrap();
+    let (bye, _) = parse_req(&request_text("BYE", "z9hG4bK-t3", ""));
+    let over_tcp = Peer::on(TransportKind::Tcp, server_addr(), None);
+    let tcp = c.layer.send_request(c.now, bye, over_tcp).unwrap();
+    while c.layer.poll_transmit().is_some() {}
+
+    c.layer.transport_error(carrier);
+    assert!(
+        matches!(c.events().as_slice(), [TxEvent::TransportError { tx }] if *tx == failed),
+        "only the carrier's INVITE fails"
+    );
+    // Timer B never fires for it; the other two time out in their own time.
+    c.run_until(c.now + 64 * T1);
+    let timeouts: Vec<ClientTxId> = c
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            TxEvent::Timeout { tx } => Some(tx),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(timeouts.len(), 2, "{timeouts:?}");
+    assert!(timeouts.contains(&other) && timeouts.contains(&tcp));
+    assert!(!timeouts.contains(&failed));
 }
