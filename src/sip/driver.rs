@@ -32,6 +32,7 @@ use super::dialog::DialogId;
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
 use super::registrar::Registrar;
 use super::sdp::Codec;
+use super::srtp_edge::SrtpEdge;
 use super::tls::TlsContext;
 use super::transaction::ServerTxId;
 use super::webrtc_edge::Edge;
@@ -409,6 +410,7 @@ pub async fn start(
             trunks: sip.trunks.clone(),
             // Browsers on WebSocket need their media adapted to WebRTC.
             edge: sip.websocket.as_ref().and(rtc).map(Edge::new),
+            srtp: SrtpEdge::new(listen.ip()),
             counters: counters.clone(),
             max_message_size: sip.max_message_size,
             control: control_rx,
@@ -485,6 +487,8 @@ struct CoreLoop {
     trunks: Vec<TrunkConfig>,
     /// WebRTC media for calls to browsers on WebSocket, when SIP over WebSocket is on.
     edge: Option<Edge>,
+    /// SRTP for calls over TLS that offer it (SDES).
+    srtp: SrtpEdge,
     counters: Arc<TransportCounters>,
     max_message_size: usize,
     control: mpsc::Receiver<Control>,
@@ -762,6 +766,9 @@ impl CoreLoop {
                 {
                     adapt_from_browser(edge, &mut message).await;
                 }
+                if peer.transport == TransportKind::Tls {
+                    secure_from_tls(&mut self.srtp, &mut message).await;
+                }
                 self.core.handle_message(Instant::now(), *message, peer)
             }
             Inbound::Closed(id, peer) => {
@@ -890,6 +897,7 @@ impl CoreLoop {
                                 }
                             }
                         }
+                        (_, TransportKind::Tls) => secure_to_tls(&mut self.srtp, payload),
                         _ => payload,
                     };
                     // A full queue means a peer that does not read: drop rather than stall SIP.
@@ -960,6 +968,52 @@ async fn adapt_from_browser(edge: &mut Edge, message: &mut wire::Incoming) {
         }
         _ => {}
     }
+}
+
+/// A message that came in over TLS: an INVITE offering SRTP is read by the core as plain RTP
+/// through the SRTP relay; a BYE stops the relay.
+async fn secure_from_tls(srtp: &mut SrtpEdge, message: &mut wire::Incoming) {
+    if let wire::Incoming::Request(request, meta) = message {
+        if request.method == Method::Invite && !request.body.is_empty() {
+            if let Some(plain) = srtp.incoming_invite(&meta.call_id, &request.body).await {
+                request.body = plain.into_bytes();
+            }
+        } else if request.method == Method::Bye {
+            srtp.end(&meta.call_id);
+        }
+    }
+}
+
+/// A message leaving over TLS: our answer to an SRTP offer is made secure; a BYE or a failed
+/// INVITE stops the call's relay.
+fn secure_to_tls(srtp: &mut SrtpEdge, payload: Bytes) -> Bytes {
+    use super::webrtc_edge::Message;
+    let Some(message) = Message::split(&payload) else {
+        return payload;
+    };
+    let Some(call_id) = message.call_id() else {
+        return payload;
+    };
+    match message.method() {
+        Some("BYE") => srtp.end(call_id),
+        Some(_) => {}
+        None => {
+            let invite = message
+                .header("CSeq", None)
+                .is_some_and(|c| c.ends_with("INVITE"));
+            let code = message
+                .head
+                .split(' ')
+                .nth(1)
+                .and_then(|c| c.parse::<u16>().ok());
+            if let (true, Some(code)) = (invite, code)
+                && let Some(secure) = srtp.outgoing_response(call_id, code, message.body)
+            {
+                return message.with_body(&secure);
+            }
+        }
+    }
+    payload
 }
 
 async fn recv_udp(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {

@@ -11,6 +11,8 @@ pub mod message;
 pub mod peer;
 pub mod registrar;
 pub mod sdp;
+pub mod srtp;
+pub mod srtp_edge;
 pub mod tls;
 pub mod transaction;
 pub mod webrtc_edge;
