@@ -194,11 +194,11 @@ pub(super) fn connect(
                 );
                 match handshake.await {
                     Ok(Ok(stream)) => {
-                        tracing::debug!(addr = %peer.addr, server_name = ?name, "TLS connection up");
+                        tracing::debug!(addr = %peer.addr, server_name = %name.to_str(), "TLS connection up");
                         run_stream(stream, peer, writes, &links).await;
                     }
                     Ok(Err(e)) => {
-                        let why = format!("TLS handshake with {name:?} refused: {e}");
+                        let why = format!("TLS handshake with {} refused: {e}", name.to_str());
                         failed(&links, peer, &why).await;
                     }
                     Err(_) => failed(&links, peer, "TLS handshake timed out").await,
