@@ -114,6 +114,9 @@ pub enum ApiError {
     /// Admin on a non-loopback listener with no `admin.token` configured.
     #[error("admin is disabled on this address until admin.token is set")]
     AdminDisabled,
+    /// A `clientId` that is another channel's identity (an SMS customer's `sms:<number>`).
+    #[error("this clientId belongs to another channel")]
+    ClientIdReserved,
     /// A cross-origin request from a site not in `chat.allowed_origins`.
     #[error("this origin may not use the customer API")]
     OriginNotAllowed,
@@ -222,6 +225,7 @@ impl ApiError {
             ApiError::AdminTokenInvalid => (S::UNAUTHORIZED, "admin_token_invalid"),
             ApiError::AdminDisabled => (S::FORBIDDEN, "admin_disabled"),
             ApiError::OriginNotAllowed => (S::FORBIDDEN, "origin_not_allowed"),
+            ApiError::ClientIdReserved => (S::FORBIDDEN, "client_id_reserved"),
             ApiError::NoSuchEndpoint => (S::NOT_FOUND, "no_such_endpoint"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
