@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The body is not the JSON expected.
     #[error("bad JSON: {0}")]
     BadJson(String),
+    /// A query string that does not parse (`?after_seq=abc`).
+    #[error("bad query string: {0}")]
+    BadQuery(String),
     /// The body is not JSON at all (content type).
     #[error("expected application/json")]
     BadContentType,
@@ -175,6 +178,7 @@ impl ApiError {
             ApiError::ChatNotFound => (S::NOT_FOUND, "chat_not_found"),
             ApiError::FileNotFound => (S::NOT_FOUND, "file_not_found"),
             ApiError::BadJson(_) => (S::BAD_REQUEST, "bad_json"),
+            ApiError::BadQuery(_) => (S::BAD_REQUEST, "bad_query"),
             ApiError::BadContentType => (S::UNSUPPORTED_MEDIA_TYPE, "bad_content_type"),
             ApiError::UnknownEvent(_) => (S::BAD_REQUEST, "unknown_event"),
             ApiError::BadEvent(_) => (S::BAD_REQUEST, "bad_event"),

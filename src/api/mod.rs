@@ -17,6 +17,7 @@ mod error;
 mod listener;
 mod mobile;
 mod pages;
+mod query;
 mod sms;
 pub mod wire;
 mod ws;

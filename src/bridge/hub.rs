@@ -11,7 +11,7 @@
 //! [`Hub::open`] (SIP/WebRTC, later); it answers with [`Command::LegUp`]/[`Command::LegReleased`]
 //! from [`Party::System`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +46,15 @@ pub enum HubError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// How much of an interaction's history its task keeps in memory for subscribers that resume:
+/// at least [`LOG_MIN_EVENTS`] events, and beyond that no more than [`LOG_MAX_EVENTS`] or
+/// [`LOG_MAX_BYTES`] (as stored). Older events are read from the store, which has them all.
+pub const LOG_MAX_EVENTS: usize = 1024;
+/// See [`LOG_MAX_EVENTS`].
+pub const LOG_MAX_BYTES: usize = 512 * 1024;
+/// See [`LOG_MAX_EVENTS`].
+pub const LOG_MIN_EVENTS: usize = 16;
 
 /// The events after some `seq`, then everything new.
 pub struct Subscription {
@@ -100,9 +109,10 @@ enum Request {
         command: Command,
         reply: oneshot::Sender<Result<Accepted, RuleError>>,
     },
+    /// Answered with the kept backlog and the last seq no longer kept (0: all kept).
     Subscribe {
         after: u64,
-        reply: oneshot::Sender<Subscription>,
+        reply: oneshot::Sender<(Subscription, u64)>,
     },
     Summary {
         reply: oneshot::Sender<Summary>,
@@ -116,6 +126,7 @@ pub struct Handle {
     pub service: String,
     pub device: String,
     tx: mpsc::Sender<Request>,
+    store: Store,
 }
 
 impl Handle {
@@ -139,14 +150,24 @@ impl Handle {
             .map_err(|_| HubError::Closed)
     }
 
-    /// The durable events after `after`, then the live stream.
+    /// The durable events after `after`, then the live stream. What the task no longer keeps
+    /// in memory comes from the store (those events are immutable, so nothing is missed).
     pub async fn subscribe(&self, after: u64) -> Result<Subscription, HubError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Request::Subscribe { after, reply })
             .await
             .map_err(|_| HubError::Closed)?;
-        answer.await.map_err(|_| HubError::Closed)
+        let (mut subscription, forgotten) = answer.await.map_err(|_| HubError::Closed)?;
+        if after < forgotten {
+            let older = self
+                .store
+                .events_between(&self.id, after, forgotten + 1, u32::MAX)
+                .await?;
+            let kept = std::mem::take(&mut subscription.backlog);
+            subscription.backlog = older.into_iter().map(Arc::new).chain(kept).collect();
+        }
+        Ok(subscription)
     }
 
     pub async fn summary(&self) -> Result<Summary, HubError> {
@@ -368,6 +389,7 @@ impl Hub {
             service: it.rules().service.clone(),
             device,
             tx,
+            store: self.inner.store.clone(),
         };
         self.inner
             .live
@@ -427,8 +449,12 @@ fn handle_id(it: &Interaction) -> InteractionId {
 struct Task {
     hub: Hub,
     id: InteractionId,
-    /// The durable events so far (for subscribers that resume).
-    log: Vec<Arc<Event>>,
+    /// The latest durable events, for subscribers that resume (see [`LOG_MAX_EVENTS`]).
+    log: VecDeque<(Arc<Event>, usize)>,
+    /// The stored size of the events in `log`.
+    log_bytes: usize,
+    /// The last seq dropped from `log` (0: none).
+    forgotten: u64,
     events: broadcast::Sender<Arc<Event>>,
     /// The driver's clock never goes backwards, even if the system clock does.
     clock: Time,
@@ -439,16 +465,38 @@ struct Task {
 
 impl Task {
     fn new(hub: &Hub, it: &Interaction, log: Vec<Arc<Event>>) -> Task {
-        Task {
+        let mut task = Task {
             hub: hub.clone(),
             id: it.id().clone(),
-            log,
+            log: VecDeque::new(),
+            log_bytes: 0,
+            forgotten: 0,
             // Small: tokio preallocates every slot, and a subscriber that falls behind
             // resubscribes from its last seq (the backlog comes from `log`).
             events: broadcast::channel(64).0,
             clock: Time(0),
             finished: false,
             stored_phase: None,
+        };
+        for event in log {
+            task.remember(event);
+        }
+        task
+    }
+
+    /// Keeps a durable event for subscribers, forgetting the oldest beyond the bounds.
+    fn remember(&mut self, event: Arc<Event>) {
+        let size = serde_json::to_vec(&*event).map_or(0, |b| b.len());
+        self.log.push_back((event, size));
+        self.log_bytes += size;
+        while self.log.len() > LOG_MIN_EVENTS
+            && (self.log.len() > LOG_MAX_EVENTS || self.log_bytes > LOG_MAX_BYTES)
+        {
+            let Some((old, size)) = self.log.pop_front() else {
+                break;
+            };
+            self.log_bytes -= size;
+            self.forgotten = old.seq.unwrap_or(self.forgotten);
         }
     }
 
@@ -545,12 +593,15 @@ impl Task {
                 self.acknowledge(it, &mut answered).await;
             }
             Request::Subscribe { after, reply } => {
-                let start = self.log.partition_point(|e| e.seq.unwrap_or(0) <= after);
-                let _ = reply.send(Subscription {
-                    backlog: self.log[start..].to_vec(),
+                let start = self
+                    .log
+                    .partition_point(|(e, _)| e.seq.unwrap_or(0) <= after);
+                let subscription = Subscription {
+                    backlog: self.log.range(start..).map(|(e, _)| e.clone()).collect(),
                     live: self.events.subscribe(),
                     phase: it.phase(),
-                });
+                };
+                let _ = reply.send((subscription, self.forgotten));
             }
             Request::Summary { reply } => {
                 let _ = reply.send(Summary {
@@ -620,7 +671,7 @@ impl Task {
     fn publish(&mut self, it: &mut Interaction, emitted: Vec<Arc<Event>>) {
         for event in emitted {
             if event.seq.is_some() {
-                self.log.push(event.clone());
+                self.remember(event.clone());
             }
             let _ = self.events.send(event);
         }
