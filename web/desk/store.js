@@ -32,6 +32,7 @@ function newChat(card) {
     typing: false,
     ended: null,           // {reason, transcript}
     requests: new Map(),   // kind (voice|video) → leg awaiting the agent's answer
+    answering: new Set(),  // kinds of request she answered, until the gateway says what became of them
   };
 }
 
@@ -69,10 +70,17 @@ function callLine(e) {
     case "releasing": return null;
     case "released": {
       const took = e.duration_s != null ? ` after ${formatDuration(e.duration_s)}` : "";
-      return `${what} ended${took}${e.reason ? ` (${e.reason})` : ""}`;
+      const why = endReason(e.reason);
+      return `${what} ended${took}${why ? ` (${why})` : ""}`;
     }
     default: return null;
   }
+}
+
+/** Why a call ended, in words, or null when it ended the usual way (released from here). */
+export function endReason(reason) {
+  if (!reason || reason === "released") return null;
+  return String(reason).replaceAll("_", " ");
 }
 
 export function formatDuration(s) {
@@ -194,6 +202,7 @@ function onEvent(state, e) {
       chat.calls.set(e.leg, call);
       if (e.state === "awaiting_approval") chat.requests.set(e.kind, e.leg);
       else if (chat.requests.get(e.kind) === e.leg) chat.requests.delete(e.kind);
+      chat.answering.delete(e.kind);
       // A leg reported twice in one state (a renegotiation) is one line.
       const line = before?.state === e.state ? null : callLine(e);
       if (line) addItem(chat, key, { type: "system", text: line, at: e.timestamp, seq: e.seq, recording: e.recording });
@@ -204,6 +213,7 @@ function onEvent(state, e) {
       chat.phase = "closed";
       chat.typing = false;
       chat.requests.clear();
+      chat.answering.clear();
       addItem(chat, key, { type: "system", text: `Chat ended (${String(e.reason).replaceAll("_", " ")})`, at: e.timestamp, seq: e.seq });
       return;
   }
@@ -228,6 +238,13 @@ export function reduce(state, action) {
       for (const e of action.events) if (e.event === "accepted") onEvent(next, e);
       for (const e of action.events) if (e.event !== "accepted") onEvent(next, e);
       return next;
+    case "answered": {
+      // The agent answered requests of a chat: they are hidden until the gateway reports on
+      // them, or shown again if it refused.
+      const chat = next.chats.get(action.chatId);
+      if (chat) for (const kind of action.kinds) chat.answering[action.ok === false ? "delete" : "add"](kind);
+      return next;
+    }
     case "select": {
       next.selected = action.chatId;
       const chat = next.chats.get(action.chatId);

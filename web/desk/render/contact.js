@@ -3,7 +3,7 @@
 // Release call, and Mute for a call in the browser.
 import { $, h, customerName } from "./dom.js";
 import { activeCall } from "./chat_panel.js";
-import { formatDuration } from "../store.js";
+import { endReason, formatDuration } from "../store.js";
 
 const STATE = { connecting: "Dialing…", up: "Connected", releasing: "Hanging up…", released: "Ended" };
 let device = "browser";
@@ -51,7 +51,7 @@ export function renderContact(state, actions, media) {
     box.append(h("p", {}, h("span", { class: "call-state", id: "call-state" }, "Call requested")));
   } else if (last) {
     box.append(h("p", {}, h("span", { class: "call-state", id: "call-state" }, "Call ended"),
-      last.duration_s != null ? ` after ${formatDuration(last.duration_s)}` : "", last.reason ? ` — ${last.reason}` : ""));
+      last.duration_s != null ? ` after ${formatDuration(last.duration_s)}` : "", endReason(last.reason) ? ` — ${endReason(last.reason)}` : ""));
   } else {
     box.append(h("p", { class: "muted" }, "No call."));
   }
