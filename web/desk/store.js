@@ -61,11 +61,15 @@ function addItem(chat, key, item) {
   return true;
 }
 
-function callLine(e) {
+function callLine(e, before) {
   const what = e.kind === "video" ? "Video" : "Call";
   switch (e.state) {
-    case "awaiting_approval": return `${what} requested by the customer`;
-    case "connecting": return `${what} connecting`;
+    case "awaiting_approval":
+      return e.number ? `Call to ${e.number} requested by the customer` : `${what} requested by the customer`;
+    case "connecting":
+      // The far end's phone rings (a 180 on the way to it): said once.
+      if (e.reason === "ringing") return before?.reason === "ringing" ? null : `${e.number ? `${e.number} is` : "The phone is"} ringing`;
+      return before?.state === "connecting" ? null : `${what} connecting${e.number ? ` to ${e.number}` : ""}`;
     case "up": return `${what} started`;
     case "releasing": return null;
     case "released": {
@@ -197,14 +201,15 @@ function onEvent(state, e) {
     case "call_state": {
       const before = chat.calls.get(e.leg);
       const call = { ...(before ?? {}), leg: e.leg, kind: e.kind, state: e.state, reason: e.reason, duration_s: e.duration_s };
+      if (e.number) call.number = e.number;
       if (e.state === "up" && before?.state !== "up") call.since = Date.now() - 0;
       if (e.recording) call.recording = e.recording;
       chat.calls.set(e.leg, call);
       if (e.state === "awaiting_approval") chat.requests.set(e.kind, e.leg);
       else if (chat.requests.get(e.kind) === e.leg) chat.requests.delete(e.kind);
       chat.answering.delete(e.kind);
-      // A leg reported twice in one state (a renegotiation) is one line.
-      const line = before?.state === e.state ? null : callLine(e);
+      // A leg reported twice in one state (a renegotiation) is one line; ringing is news.
+      const line = before?.state === e.state && e.state !== "connecting" ? null : callLine(e, before);
       if (line) addItem(chat, key, { type: "system", text: line, at: e.timestamp, seq: e.seq, recording: e.recording });
       return;
     }

@@ -143,8 +143,10 @@ export function renderChatPanel(state, actions) {
   const requests = [];
   const waiting = (kind) => chat.requests.has(kind) && !chat.answering.has(kind);
   if (waiting("voice")) {
+    // A call-me request names the number to call, which may not be the one in Contact Info.
+    const number = chat.calls.get(chat.requests.get("voice"))?.number;
     requests.push(h("div", { class: "request", role: "alert" },
-      h("strong", {}, "The customer asks for a call."),
+      h("strong", {}, number ? `The customer asks to be called at ${number}.` : "The customer asks for a call."),
       h("button", { type: "button", class: "primary", onclick: () => actions.acceptCall(chat.id) }, "Accept call"),
       h("button", { type: "button", onclick: () => actions.declineCall(chat.id) }, "Decline call")));
   }
