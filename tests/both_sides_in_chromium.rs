@@ -295,6 +295,8 @@ async fn a_customer_and_an_agent_each_in_a_browser() {
     let b = &mut both.browser;
     b.click(agent, "button", "Accept call").await;
     b.sees(customer, "On a call with Alice.").await;
+    b.sees_in(customer, ("log", "Conversation"), "The call started.")
+        .await;
     let contact = ("region", "Contact Info");
     b.sees_in(agent, contact, "Connected").await;
     both.voice_both_ways("voice both ways", (0, 0, 0.0, 0.0), AUDIO_PACKETS)
@@ -373,6 +375,8 @@ async fn a_customer_and_an_agent_each_in_a_browser() {
     b.click(customer, "button", "Stop video").await;
     b.hides(agent, "video", "Customer's video").await;
     b.sees(customer, "On a call with Alice.").await;
+    b.sees(customer, "You stopped the video. The call goes on.")
+        .await;
     b.sees_in(agent, ("list", "Conversation"), "Video ended")
         .await;
     b.until(

@@ -125,6 +125,7 @@ export function createCall({ signal, dispatch }) {
       }
     }
     dispatch({ type: "call", patch: { video: false, videoUp: false, localVideo: false } });
+    dispatch({ type: "note", text: "You stopped the video. The call goes on." });
     changed();
     await signal({ type: "END_VIDEO" });
   }
