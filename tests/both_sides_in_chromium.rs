@@ -40,7 +40,16 @@ const MEDIA: Duration = Duration::from_secs(30);
 /// Packets each side must receive of the other's audio: over a second of it.
 const AUDIO_PACKETS: u64 = 50;
 
-/// The two pages, and where their screenshots go.
+/// The audio each side received of the other's, and the energy it played out.
+#[derive(Debug, Clone, Copy, Default)]
+struct Heard {
+    customer_packets: u64,
+    customer_energy: f64,
+    agent_packets: u64,
+    agent_energy: f64,
+}
+
+/// The browser with the customer's page and the agent's.
 struct BothSides {
     browser: Browser,
     customer: Page,
@@ -72,42 +81,38 @@ impl BothSides {
             .await
     }
 
-    /// Waits until each side has received over `more` audio packets beyond `since` (the
-    /// customer's and the agent's counts), with sound in them (audio energy grows too).
-    async fn voice_both_ways(&mut self, what: &str, since: (u64, u64, f64, f64), more: u64) {
+    /// What each side heard so far (`getStats()` in each page).
+    async fn heard(&mut self) -> Heard {
+        let (c, a) = (self.customer_stats().await, self.agent_stats().await);
+        Heard {
+            customer_packets: c["inbound"]["audio"].as_u64().unwrap(),
+            customer_energy: c["audioEnergy"].as_f64().unwrap(),
+            agent_packets: a["inboundAudioPackets"].as_u64().unwrap(),
+            agent_energy: a["inboundAudioEnergy"].as_f64().unwrap(),
+        }
+    }
+
+    /// Waits until each side has received over [`AUDIO_PACKETS`] more of the other's audio
+    /// packets than `since`, with sound in them (the energy played out grows too).
+    async fn voice_both_ways(&mut self, what: &str, since: Heard) {
         let deadline = tokio::time::Instant::now() + MEDIA;
         loop {
-            let (c, a) = (self.customer_stats().await, self.agent_stats().await);
-            let heard = (
-                c["inbound"]["audio"].as_u64().unwrap(),
-                a["inboundAudioPackets"].as_u64().unwrap(),
-                c["audioEnergy"].as_f64().unwrap(),
-                a["inboundAudioEnergy"].as_f64().unwrap(),
-            );
-            if heard.0 > since.0 + more
-                && heard.1 > since.1 + more
-                && heard.2 > since.2
-                && heard.3 > since.3
+            let now = self.heard().await;
+            if now.customer_packets > since.customer_packets + AUDIO_PACKETS
+                && now.agent_packets > since.agent_packets + AUDIO_PACKETS
+                && now.customer_energy > since.customer_energy
+                && now.agent_energy > since.agent_energy
             {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "never: {what}\ncustomer: {c}\nagent: {a}"
+                "never: {what}
+before: {since:?}
+now: {now:?}"
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-    }
-
-    /// What both sides heard so far: the customer's and the agent's packets and energy.
-    async fn heard(&mut self) -> (u64, u64, f64, f64) {
-        let (c, a) = (self.customer_stats().await, self.agent_stats().await);
-        (
-            c["inbound"]["audio"].as_u64().unwrap(),
-            a["inboundAudioPackets"].as_u64().unwrap(),
-            c["audioEnergy"].as_f64().unwrap(),
-            a["inboundAudioEnergy"].as_f64().unwrap(),
-        )
     }
 }
 
@@ -150,6 +155,7 @@ async fn a_customer_and_an_agent_each_in_a_browser() {
     ));
     let base = format!("http://{}", gateway.http);
     let mut browser = Browser::launch("both-sides").await;
+    // Both screens go with the desk's journeys' screenshots.
     browser.shots =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("target/desk-screenshots/both-sides");
 
@@ -299,7 +305,7 @@ async fn a_customer_and_an_agent_each_in_a_browser() {
         .await;
     let contact = ("region", "Contact Info");
     b.sees_in(agent, contact, "Connected").await;
-    both.voice_both_ways("voice both ways", (0, 0, 0.0, 0.0), AUDIO_PACKETS)
+    both.voice_both_ways("voice both ways", Heard::default())
         .await;
     let b = &mut both.browser;
     let plays = b
@@ -361,8 +367,7 @@ async fn a_customer_and_an_agent_each_in_a_browser() {
     assert!(a["inboundVideoPackets"].as_u64().unwrap() > 0, "{a}");
     assert!(a["outboundVideoPackets"].as_u64().unwrap() > 0, "{a}");
     let since = both.heard().await;
-    both.voice_both_ways("voice with the video", since, AUDIO_PACKETS)
-        .await;
+    both.voice_both_ways("voice with the video", since).await;
     assert_eq!(
         both.browser.count(agent, "button", "Stop video").await,
         0,
@@ -387,7 +392,7 @@ async fn a_customer_and_an_agent_each_in_a_browser() {
     )
     .await;
     let since = both.heard().await;
-    both.voice_both_ways("voice after the video stopped", since, AUDIO_PACKETS)
+    both.voice_both_ways("voice after the video stopped", since)
         .await;
     let b = &mut both.browser;
     b.sees_in(agent, contact, "Connected").await;
