@@ -188,8 +188,37 @@ struct Inner {
     store: Store,
     metrics: Arc<Metrics>,
     live: Mutex<HashMap<InteractionId, Handle>>,
+    /// Interactions being opened (their first commit under way), by device: counted against
+    /// the limits with the live ones, so parallel creates cannot all pass the check. Locked
+    /// after `live`, never before.
+    opening: Mutex<HashMap<String, usize>>,
     legs: Option<LegActions>,
     join_secret: JoinSecret,
+}
+
+/// A place held for an interaction being opened ([`Hub::reserve`]); given back when it is
+/// live, or when dropped.
+struct Reservation {
+    hub: Hub,
+    device: String,
+}
+
+impl Reservation {
+    fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut opening = self.hub.inner.opening.lock().expect("hub lock");
+        if let Some(count) = opening.get_mut(&self.device) {
+            *count -= 1;
+            if *count == 0 {
+                opening.remove(&self.device);
+            }
+        }
+    }
 }
 
 /// All running interactions of this node.
@@ -231,6 +260,7 @@ impl Hub {
                 store,
                 metrics,
                 live: Mutex::new(HashMap::new()),
+                opening: Mutex::new(HashMap::new()),
                 legs,
             }),
         };
@@ -247,7 +277,7 @@ impl Hub {
             let mut task = Task::new(&hub, &it, log);
             task.flush(&mut it).await;
             tracing::info!(interaction = %record.id, seq = it.last_seq(), "restored");
-            hub.spawn(task, it, record.device);
+            hub.spawn(task, it, record.device, None);
         }
         Ok(hub)
     }
@@ -341,20 +371,7 @@ impl Hub {
         customer: Customer,
         new: impl FnOnce(Time, InteractionId, Rules, Customer) -> Interaction,
     ) -> Result<(InteractionId, Phase), HubError> {
-        {
-            let live = self.inner.live.lock().expect("hub lock");
-            let chat = &self.inner.config.chat;
-            if live.len() >= chat.max_open_interactions {
-                return Err(HubError::TooMany { what: "node" });
-            }
-            let mine = live
-                .values()
-                .filter(|h| h.device == customer.device)
-                .count();
-            if mine >= chat.max_chats_per_device {
-                return Err(HubError::TooMany { what: "device" });
-            }
-        }
+        let reservation = self.reserve(&customer.device)?;
         let id = InteractionId::random();
         let now = Time::now();
         let rules = rules_for(&self.inner.config, service, &self.inner.join_secret);
@@ -378,11 +395,33 @@ impl Hub {
         self.inner.store.write(writes).await?;
         task.publish(&mut it, emitted);
         let phase = it.phase();
-        self.spawn(task, it, device);
+        self.spawn(task, it, device, Some(reservation));
         Ok((id, phase))
     }
 
-    fn spawn(&self, task: Task, it: Interaction, device: String) {
+    /// Holds a place for one more interaction of `device` within the node's and the device's
+    /// limits, until it is live (or dropped on failure).
+    fn reserve(&self, device: &str) -> Result<Reservation, HubError> {
+        let live = self.inner.live.lock().expect("hub lock");
+        let mut opening = self.inner.opening.lock().expect("hub lock");
+        let chat = &self.inner.config.chat;
+        let all_opening: usize = opening.values().sum();
+        if live.len() + all_opening >= chat.max_open_interactions {
+            return Err(HubError::TooMany { what: "node" });
+        }
+        let mine = live.values().filter(|h| h.device == device).count()
+            + opening.get(device).copied().unwrap_or(0);
+        if mine >= chat.max_chats_per_device {
+            return Err(HubError::TooMany { what: "device" });
+        }
+        *opening.entry(device.to_string()).or_default() += 1;
+        Ok(Reservation {
+            hub: self.clone(),
+            device: device.to_string(),
+        })
+    }
+
+    fn spawn(&self, task: Task, it: Interaction, device: String, reservation: Option<Reservation>) {
         let (tx, rx) = mpsc::channel(256);
         let handle = Handle {
             id: it.id().clone(),
@@ -391,11 +430,14 @@ impl Hub {
             tx,
             store: self.inner.store.clone(),
         };
-        self.inner
-            .live
-            .lock()
-            .expect("hub lock")
-            .insert(handle.id.clone(), handle);
+        {
+            let mut live = self.inner.live.lock().expect("hub lock");
+            live.insert(handle.id.clone(), handle);
+            // Live now: the place it held is given back in the same breath.
+            if let Some(reservation) = reservation {
+                reservation.release();
+            }
+        }
         self.inner.metrics.open_interactions.inc();
         let span = tracing::info_span!("interaction", id = %handle_id(&it));
         tokio::spawn(task.run(it, rx).instrument(span));
