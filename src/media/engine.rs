@@ -480,9 +480,10 @@ impl MediaEngine {
         }
     }
 
-    /// Stops the leg, finishes a recording it takes part in, and returns its final counters.
-    /// Its sockets are kept for the next leg on the port while the budget allows, else closed
-    /// by its reactor; datagrams still queued for it are counted as strays.
+    /// Stops the leg, finishes a recording it takes part in, and returns its counters. Nothing
+    /// is forwarded towards it from now on; its reactor stops it between two batches, at the
+    /// latest a tick later. Its sockets are kept for the next leg on the port while the budget
+    /// allows, else closed by the reactor; datagrams still queued for it are counted as strays.
     pub fn close(&mut self, leg: LegId) -> Option<LegStats> {
         drop(self.stop_recording(leg));
         let entry = self.legs.remove(&leg)?;
@@ -515,8 +516,8 @@ impl MediaEngine {
         } else {
             slots.free.push(entry.slot);
         }
-        // The route may hold another leg's state; the reactor holds its own reference.
-        entry.shared.set_route(Route::Drop);
+        // The leg's own route stays until its reactor closes it, so that what arrives until then
+        // is relayed as before (or, once it closed, counted as stray), never silently swallowed.
         Some(entry.shared.stats())
     }
 

@@ -13,8 +13,11 @@
 //! ```
 //!
 //! Control never waits for the loop and the loop never waits for control: the engine pushes
-//! commands on a channel and wakes the loop (once per burst of commands, not per command);
-//! the loop applies them between batches. A socket that still has data after
+//! commands on a channel and the loop applies them between batches. While legs are open the
+//! loop looks at the channel at least every [`TICK`], so a command costs control no system
+//! call and the loop no extra wake-up (under load it wakes for packets far more often anyway);
+//! only a loop with no leg sleeps without a deadline, and then the engine wakes it (once per
+//! burst of commands). A socket that still has data after
 //! [`ROUNDS`] batches waits for the next turn, so one flooded leg cannot starve the others.
 //!
 //! Legs live in slots the engine assigns. A slot keeps its sockets registered after its leg
@@ -25,7 +28,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,6 +42,9 @@ use super::sockets::LegSockets;
 
 /// Batches read from one socket per turn before the other sockets get theirs.
 const ROUNDS: usize = 4;
+
+/// The longest a command waits while legs are open: well under one 20 ms packet interval.
+const TICK: Duration = Duration::from_millis(5);
 
 /// Readiness events taken per wait.
 const EVENTS: usize = 1024;
@@ -68,6 +74,8 @@ pub(crate) struct ReactorHandle {
     waker: Waker,
     /// Set when a wake is on its way, so a burst of commands costs one wake-up.
     wake_pending: Arc<AtomicBool>,
+    /// Set while the loop sleeps with no [`TICK`]: only a wake makes it see a command.
+    asleep: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -83,10 +91,13 @@ impl ReactorHandle {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let (commands, receiver) = mpsc::channel();
         let wake_pending = Arc::new(AtomicBool::new(false));
+        let asleep = Arc::new(AtomicBool::new(false));
         let reactor = Reactor {
             poll,
             commands: receiver,
             wake_pending: wake_pending.clone(),
+            asleep: asleep.clone(),
+            legs: 0,
             slots: Vec::new(),
             timers: BinaryHeap::new(),
             again: Vec::new(),
@@ -103,15 +114,26 @@ impl ReactorHandle {
             commands,
             waker,
             wake_pending,
+            asleep,
             thread: Some(thread),
         })
     }
 
-    /// Queues `command` and wakes the loop unless a wake is already on its way.
+    /// Queues `command`; wakes the loop only if it sleeps without a [`TICK`] and no wake is
+    /// on its way already.
     pub fn send(&self, command: Command) {
         if self.commands.send(command).is_err() {
             return;
         }
+        // Pairs with the loop's fence between announcing its sleep and its last look at the
+        // channel: either it sees this command, or this sees it asleep.
+        fence(Ordering::SeqCst);
+        if self.asleep.load(Ordering::Relaxed) {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::AcqRel)
             && let Err(e) = self.waker.wake()
         {
@@ -122,6 +144,7 @@ impl ReactorHandle {
     /// Stops the loop and waits for the thread to end.
     pub fn stop(&mut self) {
         self.send(Command::Stop);
+        self.wake();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -144,6 +167,9 @@ struct Reactor {
     poll: Poll,
     commands: mpsc::Receiver<Command>,
     wake_pending: Arc<AtomicBool>,
+    asleep: Arc<AtomicBool>,
+    /// Open legs: while there are any, the loop looks at its commands every [`TICK`].
+    legs: usize,
     slots: Vec<Option<Slot>>,
     /// RTCP reports due: when, slot, generation.
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
@@ -170,12 +196,23 @@ impl Reactor {
     fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS);
         while !self.stopping {
-            let timeout = if self.again.is_empty() {
-                self.timers
-                    .peek()
-                    .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()))
-            } else {
+            let timer = self
+                .timers
+                .peek()
+                .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()));
+            let timeout = if !self.again.is_empty() {
                 Some(Duration::ZERO)
+            } else if self.legs > 0 {
+                Some(timer.map_or(TICK, |t| t.min(TICK)))
+            } else {
+                self.asleep.store(true, Ordering::Relaxed);
+                fence(Ordering::SeqCst);
+                // A command sent before the engine could see the flag is applied now.
+                if self.apply_commands() {
+                    Some(Duration::ZERO)
+                } else {
+                    timer
+                }
             };
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
@@ -183,6 +220,7 @@ impl Reactor {
                 tracing::error!("media reactor cannot wait for readiness: {e}");
                 std::thread::sleep(Duration::from_millis(10));
             }
+            self.asleep.store(false, Ordering::Relaxed);
             self.apply_commands();
             let now = Instant::now();
             std::mem::swap(&mut self.again, &mut self.turn);
@@ -200,15 +238,20 @@ impl Reactor {
         }
     }
 
-    fn apply_commands(&mut self) {
+    /// Applies the commands queued so far; returns whether there were any.
+    fn apply_commands(&mut self) -> bool {
         self.wake_pending.store(false, Ordering::Release);
+        let mut any = false;
         loop {
             match self.commands.try_recv() {
-                Ok(command) => self.apply(command),
-                Err(mpsc::TryRecvError::Empty) => return,
+                Ok(command) => {
+                    self.apply(command);
+                    any = true;
+                }
+                Err(mpsc::TryRecvError::Empty) => return any,
                 Err(mpsc::TryRecvError::Disconnected) => {
                     self.stopping = true;
-                    return;
+                    return true;
                 }
             }
         }
@@ -233,6 +276,7 @@ impl Reactor {
         }
         let sockets = leg.shared.sockets.clone();
         let first_report = Instant::now() + leg.next_report_in();
+        self.legs += 1;
         let entry = &mut self.slots[slot];
         let generation = match entry {
             Some(kept) if Arc::ptr_eq(&kept.sockets, &sockets) => {
@@ -281,6 +325,7 @@ impl Reactor {
         };
         if let Some(leg) = entry.leg.take() {
             leg.close(&mut self.cx);
+            self.legs -= 1;
         }
         // What was queued for the leg arrived too late for it: in flight when it closed.
         let mut stray = 0;
