@@ -557,8 +557,12 @@ fn run_echo(calls: usize, rate: u64, seconds: f64, pin: &Pin) -> Measure {
         })
     };
     let load = Load::start((0..2 * calls).map(|_| (phone(), to)).collect(), rate, pin);
-    std::thread::sleep(Duration::from_millis(50));
-    let echo_tid = tid.load(Ordering::Relaxed);
+    let echo_tid = loop {
+        match tid.load(Ordering::Relaxed) {
+            0 => std::thread::sleep(Duration::from_millis(10)),
+            tid => break tid,
+        }
+    };
     let m = measure(seconds, &load.traffic, || {
         cpu_ns("self", &|t, _| t == echo_tid)
     });
