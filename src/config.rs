@@ -272,6 +272,10 @@ pub struct MediaConfig {
     pub inactivity_timeout_s: u64,
     /// A latched RTP source that has been silent this long may be replaced by a new one.
     pub relatch_after_ms: u64,
+    /// Keep the sockets of a call's ended leg bound for the next call on the same ports, which
+    /// then opens without a system call: at most one per port of the range (its descriptors are
+    /// budgeted anyway), and never more than half the descriptor limit.
+    pub keep_sockets: bool,
 }
 
 /// WebRTC: one UDP socket for all peers, ICE-lite, DTLS-SRTP.
@@ -849,6 +853,7 @@ impl Default for MediaConfig {
             threads: 1,
             inactivity_timeout_s: 30,
             relatch_after_ms: 2000,
+            keep_sockets: true,
         }
     }
 }
