@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::listener::Source;
 use super::query::Query;
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
@@ -72,10 +73,17 @@ pub struct NewChat {
 pub async fn create_chat(
     State(state): State<AppState>,
     client: Client,
+    Source(source): Source,
     ApiJson(body): ApiJson<NewChat>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(reason) = closed_reason(&state, &client) {
         return Err(ApiError::NotAvailable(reason));
+    }
+    if let Some(ip) = source {
+        let mut creates = state.shared.creates.lock().expect("creates");
+        if let Err(wait) = creates.take(&ip, std::time::Instant::now()) {
+            return Err(ApiError::RateLimited(wait.as_secs_f64().ceil() as u64));
+        }
     }
     let too_long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > MAX_NAME);
     if too_long(&body.phone_number) || too_long(&body.from) {

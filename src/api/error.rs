@@ -117,6 +117,10 @@ pub enum ApiError {
     /// Admin on a non-loopback listener with no `admin.token` configured.
     #[error("admin is disabled on this address until admin.token is set")]
     AdminDisabled,
+    /// This source opened chats faster than `chat.creates_per_minute_per_source`: retry after
+    /// the seconds given.
+    #[error("too many chats from this address; retry in {0} s")]
+    RateLimited(u64),
     /// A `clientId` that is another channel's identity (an SMS customer's `sms:<number>`).
     #[error("this clientId belongs to another channel")]
     ClientIdReserved,
@@ -230,6 +234,7 @@ impl ApiError {
             ApiError::AdminDisabled => (S::FORBIDDEN, "admin_disabled"),
             ApiError::OriginNotAllowed => (S::FORBIDDEN, "origin_not_allowed"),
             ApiError::ClientIdReserved => (S::FORBIDDEN, "client_id_reserved"),
+            ApiError::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::NoSuchEndpoint => (S::NOT_FOUND, "no_such_endpoint"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
@@ -263,7 +268,7 @@ impl IntoResponse for ApiError {
             tracing::debug!(code, "{self}");
         }
         let mut response = (status, Json(self.body())).into_response();
-        if let ApiError::LoginLocked(seconds) = self {
+        if let ApiError::LoginLocked(seconds) | ApiError::RateLimited(seconds) = self {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());
