@@ -4,6 +4,7 @@
 #
 #   benches/sipp_load.sh [RATE] [SECONDS] [TRANSPORT]     e.g. benches/sipp_load.sh 6000 10 u1
 #
+# TANDEM_BIN runs another build (e.g. an older one, for a before/after) instead of building this one.
 # Everything runs on loopback on private ports and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,10 +15,11 @@ calls=$((rate * seconds))
 port=${SIP_PORT:-25060}
 
 command -v sipp >/dev/null || { echo "sipp is missing: apt-get install sip-tester" >&2; exit 1; }
-cargo build --release --bin tandem >/dev/null 2>&1
+bin=${TANDEM_BIN:-target/release/tandem}
+[ -n "${TANDEM_BIN:-}" ] || cargo build --release --bin tandem >/dev/null 2>&1
 
 work=$(mktemp -d)
-trap 'kill "$tandem_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "$tandem_pid" 2>/dev/null && wait "$tandem_pid" 2>/dev/null; rm -rf "$work"' EXIT
 cat >"$work/tandem.toml" <<TOML
 [log]
 level = "warn"
@@ -28,7 +30,7 @@ max_calls = 1000000
 rtp_port_min = 30000
 rtp_port_max = 65000
 TOML
-target/release/tandem run --config "$work/tandem.toml" 2>"$work/tandem.log" &
+"$bin" run --config "$work/tandem.toml" 2>"$work/tandem.log" &
 tandem_pid=$!
 sleep 0.5
 

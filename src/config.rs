@@ -314,6 +314,10 @@ pub struct MediaConfig {
     pub inactivity_timeout_s: u64,
     /// A latched RTP source that has been silent this long may be replaced by a new one.
     pub relatch_after_ms: u64,
+    /// Keep the sockets of a call's ended leg bound for the next call on the same ports, which
+    /// then opens without a system call: at most one per port of the range (its descriptors are
+    /// budgeted anyway), and never more than half the descriptor limit.
+    pub keep_sockets: bool,
 }
 
 /// WebRTC: one UDP socket for all peers, ICE-lite, DTLS-SRTP.
@@ -457,6 +461,11 @@ pub struct ChatConfig {
     pub max_chats_per_device: usize,
     /// Open interactions in all.
     pub max_open_interactions: usize,
+    /// Chats one source address may open per minute, after a burst of
+    /// `creates_burst_per_source` (client ids cost nothing to invent; addresses do).
+    pub creates_per_minute_per_source: u32,
+    /// See `creates_per_minute_per_source`.
+    pub creates_burst_per_source: u32,
     /// The key of the join tokens (HMAC-SHA256 of the interaction id) handed to the app, with
     /// which a call from any number joins its chat. Absent: a random key made at start, so
     /// tokens do not survive a restart; set it (16+ characters) to keep them across restarts
@@ -828,6 +837,8 @@ impl Default for ChatConfig {
             call_request_timeout_s: 60,
             max_chats_per_device: 4,
             max_open_interactions: 100_000,
+            creates_per_minute_per_source: 60,
+            creates_burst_per_source: 20,
             join_token_secret: None,
             allowed_origins: Vec::new(),
         }
@@ -893,6 +904,7 @@ impl Default for MediaConfig {
             threads: 1,
             inactivity_timeout_s: 30,
             relatch_after_ms: 2000,
+            keep_sockets: true,
         }
     }
 }
@@ -1119,6 +1131,12 @@ impl Config {
         }
         if chat.max_chats_per_device == 0 || chat.max_open_interactions == 0 {
             return invalid("chat.max_chats_per_device", "limits must be positive");
+        }
+        if chat.creates_per_minute_per_source == 0 || chat.creates_burst_per_source == 0 {
+            return invalid(
+                "chat.creates_per_minute_per_source",
+                "rates must be positive",
+            );
         }
         if chat
             .join_token_secret

@@ -1,4 +1,5 @@
-//! Back-off for guesses: failed logins and digests, per account and per source.
+//! Back-off for guesses (failed logins and digests, per account and per source), and a rate
+//! per source for what costs us to open (chats).
 //!
 //! Each key (an account name, a source address) may fail a few times freely; after that each
 //! further failure locks it for twice as long as the last, up to a ceiling, and while it is
@@ -136,6 +137,81 @@ impl<K: Hash + Eq + Clone> Guard<K> {
     }
 }
 
+/// A token bucket per key: `burst` at once, then one more every `60 s / per_minute`.
+///
+/// Bounded like [`Guard`]: when the table is full, the buckets that have refilled carry no
+/// state and are forgotten; if that is not enough, the half touched longest ago.
+#[derive(Debug)]
+pub struct Rate<K> {
+    per_minute: u32,
+    burst: u32,
+    capacity: usize,
+    keys: HashMap<K, Bucket>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl<K: Hash + Eq + Clone> Rate<K> {
+    /// `per_minute` and `burst` of at least one each.
+    pub fn new(per_minute: u32, burst: u32, capacity: usize) -> Rate<K> {
+        Rate {
+            per_minute: per_minute.max(1),
+            burst: burst.max(1),
+            capacity: capacity.max(2),
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Spends one token of `key`; `Err(wait)` when there is none, with the time until one.
+    pub fn take(&mut self, key: &K, now: Instant) -> Result<(), Duration> {
+        if !self.keys.contains_key(key) && self.keys.len() >= self.capacity {
+            self.forget_full(now);
+        }
+        let burst = f64::from(self.burst);
+        let per_second = f64::from(self.per_minute) / 60.0;
+        let bucket = self.keys.entry(key.clone()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
+        }
+    }
+
+    /// Keys remembered now.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn forget_full(&mut self, now: Instant) {
+        let (burst, per_second) = (f64::from(self.burst), f64::from(self.per_minute) / 60.0);
+        self.keys.retain(|_, b| {
+            b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < burst
+        });
+        if self.keys.len() >= self.capacity {
+            let mut times: Vec<Instant> = self.keys.values().map(|b| b.at).collect();
+            let middle = times.len() / 2;
+            let (_, cutoff, _) = times.select_nth_unstable(middle);
+            let cutoff = *cutoff;
+            self.keys.retain(|_, b| b.at > cutoff);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +283,42 @@ mod tests {
         }
         // Key 0 idled longest, but it was locked, so it was kept while others went.
         assert!(guard.check(&0, t0 + Duration::from_millis(500)).is_err());
+    }
+
+    #[test]
+    fn a_rate_allows_its_burst_then_one_per_interval() {
+        let start = Instant::now();
+        let mut rate = Rate::new(6, 3, 100); // one every 10 s, three at once
+        for _ in 0..3 {
+            assert_eq!(rate.take(&"a", start), Ok(()));
+        }
+        assert_eq!(rate.take(&"a", start), Err(Duration::from_secs(10)));
+        // Another key has its own bucket.
+        assert_eq!(rate.take(&"b", start), Ok(()));
+        let later = start + Duration::from_secs(10);
+        assert_eq!(rate.take(&"a", later), Ok(()));
+        assert!(rate.take(&"a", later).is_err());
+        // Idle long enough, the whole burst is back, never more.
+        let much_later = start + Duration::from_secs(3600);
+        for _ in 0..3 {
+            assert_eq!(rate.take(&"a", much_later), Ok(()));
+        }
+        assert!(rate.take(&"a", much_later).is_err());
+    }
+
+    #[test]
+    fn a_spray_of_sources_cannot_grow_the_rate_table() {
+        let start = Instant::now();
+        let mut rate = Rate::new(60, 2, 1000);
+        for n in 0..100_000u32 {
+            let now = start + Duration::from_millis(u64::from(n));
+            let _ = rate.take(&n, now);
+            assert!(rate.len() <= 1000);
+        }
+        // A source that is spending is remembered through the spray.
+        let now = start + Duration::from_secs(200);
+        assert_eq!(rate.take(&u32::MAX, now), Ok(()));
+        assert_eq!(rate.take(&u32::MAX, now), Ok(()));
+        assert!(rate.take(&u32::MAX, now).is_err());
     }
 }

@@ -173,3 +173,23 @@ async fn bad_requests_get_stable_codes() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn another_channels_identity_cannot_be_claimed() {
+    let api = Api::new().await;
+    // An SMS customer is the device `sms:<number>`: an app claiming it would read that
+    // customer's chat and catch their next texts.
+    for (method, uri, body) in [
+        ("GET", "/clientweb/api/v1/availability", None),
+        (
+            "POST",
+            "/clientweb/api/v1/chats",
+            Some(json!({"phone_number": "+15550100", "from": "Mallory"})),
+        ),
+    ] {
+        let answer = api.call(method, uri, "sms:+15550100", body).await;
+        assert_eq!(code(&answer), (403, "client_id_reserved"), "{method} {uri}");
+    }
+    // An id that merely mentions sms elsewhere is an ordinary device.
+    api.create_chat("my-sms:device").await;
+}

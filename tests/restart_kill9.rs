@@ -83,18 +83,28 @@ async fn nothing_acknowledged_is_lost_by_kill_9() {
 
     let _gateway = start(dir.path(), &config);
     wait_ready(&http, &base, dir.path()).await;
-    let history: Value = http
-        .get(format!("{api}/chats/{chat}/history"))
-        .header("authorization", AUTH)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stored: HashSet<String> = history["events"]
-        .as_array()
-        .unwrap()
+    // The whole history, page by page from the newest.
+    let mut events: Vec<Value> = Vec::new();
+    let mut before = String::new();
+    loop {
+        let page: Value = http
+            .get(format!("{api}/chats/{chat}/history{before}"))
+            .header("authorization", AUTH)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut older = page["events"].as_array().unwrap().clone();
+        older.append(&mut events);
+        events = older;
+        match page["next_before_seq"].as_u64() {
+            Some(seq) => before = format!("?before_seq={seq}"),
+            None => break,
+        }
+    }
+    let stored: HashSet<String> = events
         .iter()
         .filter(|e| e["event"] == "chat_session_message")
         .map(|e| e["msg_id"].as_str().unwrap().to_string())
@@ -106,12 +116,7 @@ async fn nothing_acknowledged_is_lost_by_kill_9() {
         lost.len()
     );
     // Seqs are still dense: nothing half-written.
-    let seqs: Vec<u64> = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]));
 
     // The chat came back open: the customer goes on writing, retries are still idempotent.

@@ -155,12 +155,15 @@ fn sms_offers_left_standing_do_not_keep_a_ready_agent_from_being_offered() {
 #[test]
 fn the_staff_a_customer_is_told_about_follow_the_same_rule() {
     use tandem::routing::router::{Slots, Staff, Via};
-    let staff = |via, slots: &[(u32, u32)], waiting| Staff {
-        via,
-        slots: slots
-            .iter()
+    let slots = |of: &[(u32, u32)]| -> Vec<Slots> {
+        of.iter()
             .map(|&(total, free)| Slots { total, free })
-            .collect(),
+            .collect()
+    };
+    let staff = |via, desk: &[(u32, u32)], sms: &[(u32, u32)], waiting| Staff {
+        via,
+        desk: slots(desk),
+        sms: slots(sms),
         waiting,
     };
     let mut h = Harness::new(
@@ -170,41 +173,32 @@ fn the_staff_a_customer_is_told_about_follow_the_same_rule() {
     // Nobody at a desk: olga, by SMS.
     assert_eq!(
         h.router.staff(h.now, "claims"),
-        staff(Via::Sms, &[(4, 4)], 0)
+        staff(Via::Sms, &[], &[(4, 4)], 0)
     );
-    assert_eq!(h.router.staff(h.now, "sales"), staff(Via::Desktop, &[], 0));
-    // Alice ready with room: her desk alone.
+    assert_eq!(h.router.staff(h.now, "sales"), staff(Via::Sms, &[], &[], 0));
+    // Alice ready with room: her desk.
     h.available(&["alice"]);
     assert_eq!(
         h.router.staff(h.now, "claims"),
-        staff(Via::Desktop, &[(1, 1)], 0)
+        staff(Via::Desktop, &[(1, 1)], &[(4, 4)], 0)
     );
-    // Alice full: olga again, as the next chat would be texted.
+    // Alice full: by SMS again, as the next chat would be texted.
     h.new_chat("c1");
     h.router
         .handle_accept(h.now, &chat("c1"), &id("alice"))
         .unwrap();
     h.drain();
-    assert_eq!(
-        h.router.staff(h.now, "claims"),
-        staff(Via::Sms, &[(4, 4)], 0)
-    );
-
-    // Without an operator, a full desk agent still takes the chat when her slot frees.
-    let mut h = Harness::new(RoutingMode::RingAll, vec![agent("alice", 25)]);
-    h.available(&["alice"]);
-    h.new_chat("c1");
-    h.router
-        .handle_accept(h.now, &chat("c1"), &id("alice"))
-        .unwrap();
     h.new_chat("c2");
     assert_eq!(
         h.router.staff(h.now, "claims"),
-        staff(Via::Desktop, &[(1, 0)], 1)
+        staff(Via::Sms, &[(1, 0)], &[(4, 4)], 1)
     );
-    // Away, she takes nothing.
+    // Away, she is not counted.
     h.router
         .handle_presence(h.now, &id("alice"), Presence::Away)
         .unwrap();
-    assert_eq!(h.router.staff(h.now, "claims"), staff(Via::Desktop, &[], 1));
+    assert_eq!(
+        h.router.staff(h.now, "claims"),
+        staff(Via::Sms, &[], &[(4, 4)], 1)
+    );
 }

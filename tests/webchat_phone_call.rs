@@ -73,6 +73,10 @@ async fn journey(device: Device) {
         })
         .await;
     assert_eq!(requested["chat_id"], chat.as_str());
+    assert_eq!(
+        requested["number"], PHONE,
+        "the agent is told the number to call: {requested}"
+    );
 
     // Alice accepts on her browser; the phone rings, answers, and they talk.
     let accepted = desk

@@ -43,8 +43,13 @@ pub fn parse(value: &str) -> Option<(String, String)> {
 }
 
 impl Client {
-    /// The app `app_id` on `device`, if `app_id` names a configured service entry.
+    /// The app `app_id` on `device`, if `app_id` names a configured service entry and `device`
+    /// is not the identity of another channel (an SMS customer's `sms:<number>`: whoever
+    /// claimed it would read that customer's chat and receive their next texts).
     pub fn of(state: &AppState, app_id: String, device: String) -> Result<Client, ApiError> {
+        if device.starts_with(crate::sms::channel::DEVICE_PREFIX) {
+            return Err(ApiError::ClientIdReserved);
+        }
         let service = state
             .config()
             .service_for_entry(&app_id)

@@ -1,10 +1,9 @@
 //! `GET availability`: whether a chat opened now would reach someone, and how long it would wait.
 //!
 //! Who would take the chat is the router's own answer ([`Router::staff`]): the available desk
-//! agents when one of them has room, else the mobile operators on duty by SMS, else the available
-//! desk agents after all (they take the chat when a slot frees). Reading the rule from the
-//! router keeps the answer true when the rule changes. Operators count only if SMS can leave at
-//! all (`sms.url`).
+//! agents when one of them has room, else the mobile operators on duty by SMS (if SMS can leave
+//! at all: `sms.url`), else the available desk agents after all (they take the chat when a slot
+//! frees). Reading the rule from the router keeps the answer true when the rule changes.
 //!
 //! The expected wait is zero while the staff have more free slots than chats waiting for them;
 //! beyond that, the chats ahead share the staff's slots, each for the handle time
@@ -29,11 +28,13 @@ pub const NOBODY: &str = "Nobody is available to answer now. Please try again la
 /// The availability of a department whose staff routing reports as `staff`; `sms_leaves` says
 /// whether texts can be sent, `handle_s` is the time one chat takes.
 pub fn estimate(staff: &Staff, sms_leaves: bool, handle_s: u64) -> Availability {
-    if staff.slots.is_empty() || (staff.via == Via::Sms && !sms_leaves) {
+    let by_sms = staff.via == Via::Sms && sms_leaves && !staff.sms.is_empty();
+    let group = if by_sms { &staff.sms } else { &staff.desk };
+    if group.is_empty() {
         return Availability::Unavailable;
     }
-    let slots: u64 = staff.slots.iter().map(|s| u64::from(s.total)).sum();
-    let free: u64 = staff.slots.iter().map(|s| u64::from(s.free)).sum();
+    let slots: u64 = group.iter().map(|s| u64::from(s.total)).sum();
+    let free: u64 = group.iter().map(|s| u64::from(s.free)).sum();
     let queued = staff.waiting as u64;
     if queued < free {
         return Availability::Available { ewt_s: 0 };
@@ -49,13 +50,21 @@ mod tests {
     use super::*;
     use crate::routing::router::Slots;
 
-    fn staff(via: Via, slots: &[(u32, u32)], waiting: usize) -> Staff {
+    fn slots(of: &[(u32, u32)]) -> Vec<Slots> {
+        of.iter()
+            .map(|&(total, free)| Slots { total, free })
+            .collect()
+    }
+
+    fn staff(via: Via, group: &[(u32, u32)], waiting: usize) -> Staff {
+        let (desk, sms) = match via {
+            Via::Desktop => (slots(group), Vec::new()),
+            Via::Sms => (Vec::new(), slots(group)),
+        };
         Staff {
             via,
-            slots: slots
-                .iter()
-                .map(|&(total, free)| Slots { total, free })
-                .collect(),
+            desk,
+            sms,
             waiting,
         }
     }
@@ -84,6 +93,15 @@ mod tests {
             Availability::Available { ewt_s: 0 }
         );
         assert_eq!(estimate(&operators, false, 300), Availability::Unavailable);
+        // Without SMS, a full desk agent still takes the chat when a slot frees.
+        let full_desk = Staff {
+            desk: slots(&[(4, 0)]),
+            ..operators
+        };
+        assert_eq!(
+            estimate(&full_desk, false, 300),
+            Availability::Available { ewt_s: 75 }
+        );
     }
 
     #[test]

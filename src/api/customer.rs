@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::listener::Source;
+use super::query::Query;
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -71,10 +73,17 @@ pub struct NewChat {
 pub async fn create_chat(
     State(state): State<AppState>,
     client: Client,
+    Source(source): Source,
     ApiJson(body): ApiJson<NewChat>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(reason) = closed_reason(&state, &client) {
         return Err(ApiError::NotAvailable(reason));
+    }
+    if let Some(ip) = source {
+        let mut creates = state.shared.creates.lock().expect("creates");
+        if let Err(wait) = creates.take(&ip, std::time::Instant::now()) {
+            return Err(ApiError::RateLimited(wait.as_secs_f64().ceil() as u64));
+        }
     }
     let too_long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > MAX_NAME);
     if too_long(&body.phone_number) || too_long(&body.from) {
@@ -320,27 +329,48 @@ async fn wait_for_events(
     Ok((out, last, keep.then_some(live)))
 }
 
-/// `GET chats/{id}/history`: every customer-visible durable event but signalling. A call's
-/// end or rejection reaches the app live as `chat_session_signaling`; the record of the call
-/// is the transcript's, not the chat history's.
+/// One page of `GET history`: `?limit=n` (default [`HISTORY_PAGE`], at most
+/// [`MAX_HISTORY_PAGE`]) events before `?before_seq=s` (default: the newest).
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    limit: Option<u32>,
+    before_seq: Option<u64>,
+}
+
+/// Events in a history page when the client does not say.
+pub const HISTORY_PAGE: u32 = 200;
+/// The most events one history page holds.
+pub const MAX_HISTORY_PAGE: u32 = 1000;
+
+/// `GET chats/{id}/history`: the chat as the customer saw it, oldest first, a page at a time
+/// from the store (which holds every event the customer was told of), newest page first:
+/// `{"events": [...], "next_before_seq": s}` where `s`, when not null, asks for the page before.
+/// Signalling is left out: a call's end or rejection reaches the app live as
+/// `chat_session_signaling`; the record of the call is the transcript's.
 pub async fn history(
     State(state): State<AppState>,
     client: Client,
     Path(id): Path<String>,
+    Query(query): Query<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id = InteractionId(id);
-    let visible = |e: &Event| customer_view(e).filter(|v| v["event"] != "chat_session_signaling");
-    let events: Vec<Value> = match state.chat_for(&client.device, &id).await? {
-        ChatRef::Live(handle) => {
-            let sub = handle.subscribe(0).await?;
-            sub.backlog.iter().filter_map(|e| visible(e)).collect()
-        }
-        ChatRef::Stored => {
-            let events = state.store().events(&id, 0).await?;
-            events.iter().filter_map(visible).collect()
-        }
-    };
-    Ok(Json(json!({"events": events})))
+    state.chat_for(&client.device, &id).await?;
+    let limit = query
+        .limit
+        .unwrap_or(HISTORY_PAGE)
+        .clamp(1, MAX_HISTORY_PAGE);
+    let before = query.before_seq.unwrap_or(u64::MAX);
+    let page = state.store().events_between(&id, 0, before, limit).await?;
+    let first = page.first().and_then(|e| e.seq).unwrap_or(0);
+    let more = page.len() == limit as usize && first > 1;
+    let events: Vec<Value> = page
+        .iter()
+        .filter_map(customer_view)
+        .filter(|v| v["event"] != "chat_session_signaling")
+        .collect();
+    Ok(Json(
+        json!({"events": events, "next_before_seq": more.then_some(first)}),
+    ))
 }
 
 /// `POST files` (multipart, one part with a file name): stores the file for this device.

@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The body is not the JSON expected.
     #[error("bad JSON: {0}")]
     BadJson(String),
+    /// A query string that does not parse (`?after_seq=abc`).
+    #[error("bad query string: {0}")]
+    BadQuery(String),
     /// The body is not JSON at all (content type).
     #[error("expected application/json")]
     BadContentType,
@@ -114,6 +117,13 @@ pub enum ApiError {
     /// Admin on a non-loopback listener with no `admin.token` configured.
     #[error("admin is disabled on this address until admin.token is set")]
     AdminDisabled,
+    /// This source opened chats faster than `chat.creates_per_minute_per_source`: retry after
+    /// the seconds given.
+    #[error("too many chats from this address; retry in {0} s")]
+    RateLimited(u64),
+    /// A `clientId` that is another channel's identity (an SMS customer's `sms:<number>`).
+    #[error("this clientId belongs to another channel")]
+    ClientIdReserved,
     /// A cross-origin request from a site not in `chat.allowed_origins`.
     #[error("this origin may not use the customer API")]
     OriginNotAllowed,
@@ -172,6 +182,7 @@ impl ApiError {
             ApiError::ChatNotFound => (S::NOT_FOUND, "chat_not_found"),
             ApiError::FileNotFound => (S::NOT_FOUND, "file_not_found"),
             ApiError::BadJson(_) => (S::BAD_REQUEST, "bad_json"),
+            ApiError::BadQuery(_) => (S::BAD_REQUEST, "bad_query"),
             ApiError::BadContentType => (S::UNSUPPORTED_MEDIA_TYPE, "bad_content_type"),
             ApiError::UnknownEvent(_) => (S::BAD_REQUEST, "unknown_event"),
             ApiError::BadEvent(_) => (S::BAD_REQUEST, "bad_event"),
@@ -222,6 +233,8 @@ impl ApiError {
             ApiError::AdminTokenInvalid => (S::UNAUTHORIZED, "admin_token_invalid"),
             ApiError::AdminDisabled => (S::FORBIDDEN, "admin_disabled"),
             ApiError::OriginNotAllowed => (S::FORBIDDEN, "origin_not_allowed"),
+            ApiError::ClientIdReserved => (S::FORBIDDEN, "client_id_reserved"),
+            ApiError::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::NoSuchEndpoint => (S::NOT_FOUND, "no_such_endpoint"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
@@ -255,7 +268,7 @@ impl IntoResponse for ApiError {
             tracing::debug!(code, "{self}");
         }
         let mut response = (status, Json(self.body())).into_response();
-        if let ApiError::LoginLocked(seconds) = self {
+        if let ApiError::LoginLocked(seconds) | ApiError::RateLimited(seconds) = self {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());

@@ -17,6 +17,7 @@ mod error;
 mod listener;
 mod mobile;
 mod pages;
+mod query;
 mod sms;
 pub mod wire;
 mod ws;
@@ -65,6 +66,8 @@ struct Shared {
     tokens: Mutex<HashMap<String, agent::Login>>,
     /// Failed agent logins, by agent and by source address.
     logins: Mutex<agent::LoginGuards>,
+    /// Chats opened, by source address.
+    creates: Mutex<crate::guard::Rate<std::net::IpAddr>>,
     files: FileStore,
     polls: Mutex<HashMap<InteractionId, PollSlot>>,
     long_polls: Arc<Semaphore>,
@@ -102,6 +105,11 @@ impl AppState {
                 sms,
                 tokens: Mutex::new(HashMap::new()),
                 logins: Mutex::new(agent::LoginGuards::new(&hub.config().security)),
+                creates: Mutex::new(crate::guard::Rate::new(
+                    hub.config().chat.creates_per_minute_per_source,
+                    hub.config().chat.creates_burst_per_source,
+                    100_000,
+                )),
                 hub,
                 files,
                 polls: Mutex::new(HashMap::new()),

@@ -12,9 +12,10 @@
 //! `{"event": "error", "error": {...}}` back. The session logic is generic over a `Sink` and a
 //! `Stream` of text frames, so it does not depend on axum's socket type.
 
+use super::query::Query;
 use axum::Json;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};

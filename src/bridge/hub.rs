@@ -11,7 +11,7 @@
 //! [`Hub::open`] (SIP/WebRTC, later); it answers with [`Command::LegUp`]/[`Command::LegReleased`]
 //! from [`Party::System`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +46,15 @@ pub enum HubError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// How much of an interaction's history its task keeps in memory for subscribers that resume:
+/// at least [`LOG_MIN_EVENTS`] events, and beyond that no more than [`LOG_MAX_EVENTS`] or
+/// [`LOG_MAX_BYTES`] (as stored). Older events are read from the store, which has them all.
+pub const LOG_MAX_EVENTS: usize = 1024;
+/// See [`LOG_MAX_EVENTS`].
+pub const LOG_MAX_BYTES: usize = 512 * 1024;
+/// See [`LOG_MAX_EVENTS`].
+pub const LOG_MIN_EVENTS: usize = 16;
 
 /// The events after some `seq`, then everything new.
 pub struct Subscription {
@@ -100,9 +109,10 @@ enum Request {
         command: Command,
         reply: oneshot::Sender<Result<Accepted, RuleError>>,
     },
+    /// Answered with the kept backlog and the last seq no longer kept (0: all kept).
     Subscribe {
         after: u64,
-        reply: oneshot::Sender<Subscription>,
+        reply: oneshot::Sender<(Subscription, u64)>,
     },
     Summary {
         reply: oneshot::Sender<Summary>,
@@ -116,6 +126,7 @@ pub struct Handle {
     pub service: String,
     pub device: String,
     tx: mpsc::Sender<Request>,
+    store: Store,
 }
 
 impl Handle {
@@ -139,14 +150,24 @@ impl Handle {
             .map_err(|_| HubError::Closed)
     }
 
-    /// The durable events after `after`, then the live stream.
+    /// The durable events after `after`, then the live stream. What the task no longer keeps
+    /// in memory comes from the store (those events are immutable, so nothing is missed).
     pub async fn subscribe(&self, after: u64) -> Result<Subscription, HubError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Request::Subscribe { after, reply })
             .await
             .map_err(|_| HubError::Closed)?;
-        answer.await.map_err(|_| HubError::Closed)
+        let (mut subscription, forgotten) = answer.await.map_err(|_| HubError::Closed)?;
+        if after < forgotten {
+            let older = self
+                .store
+                .events_between(&self.id, after, forgotten + 1, u32::MAX)
+                .await?;
+            let kept = std::mem::take(&mut subscription.backlog);
+            subscription.backlog = older.into_iter().map(Arc::new).chain(kept).collect();
+        }
+        Ok(subscription)
     }
 
     pub async fn summary(&self) -> Result<Summary, HubError> {
@@ -167,8 +188,37 @@ struct Inner {
     store: Store,
     metrics: Arc<Metrics>,
     live: Mutex<HashMap<InteractionId, Handle>>,
+    /// Interactions being opened (their first commit under way), by device: counted against
+    /// the limits with the live ones, so parallel creates cannot all pass the check. Locked
+    /// after `live`, never before.
+    opening: Mutex<HashMap<String, usize>>,
     legs: Option<LegActions>,
     join_secret: JoinSecret,
+}
+
+/// A place held for an interaction being opened ([`Hub::reserve`]); given back when it is
+/// live, or when dropped.
+struct Reservation {
+    hub: Hub,
+    device: String,
+}
+
+impl Reservation {
+    fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut opening = self.hub.inner.opening.lock().expect("hub lock");
+        if let Some(count) = opening.get_mut(&self.device) {
+            *count -= 1;
+            if *count == 0 {
+                opening.remove(&self.device);
+            }
+        }
+    }
 }
 
 /// All running interactions of this node.
@@ -210,6 +260,7 @@ impl Hub {
                 store,
                 metrics,
                 live: Mutex::new(HashMap::new()),
+                opening: Mutex::new(HashMap::new()),
                 legs,
             }),
         };
@@ -226,7 +277,7 @@ impl Hub {
             let mut task = Task::new(&hub, &it, log);
             task.flush(&mut it).await;
             tracing::info!(interaction = %record.id, seq = it.last_seq(), "restored");
-            hub.spawn(task, it, record.device);
+            hub.spawn(task, it, record.device, None);
         }
         Ok(hub)
     }
@@ -320,20 +371,7 @@ impl Hub {
         customer: Customer,
         new: impl FnOnce(Time, InteractionId, Rules, Customer) -> Interaction,
     ) -> Result<(InteractionId, Phase), HubError> {
-        {
-            let live = self.inner.live.lock().expect("hub lock");
-            let chat = &self.inner.config.chat;
-            if live.len() >= chat.max_open_interactions {
-                return Err(HubError::TooMany { what: "node" });
-            }
-            let mine = live
-                .values()
-                .filter(|h| h.device == customer.device)
-                .count();
-            if mine >= chat.max_chats_per_device {
-                return Err(HubError::TooMany { what: "device" });
-            }
-        }
+        let reservation = self.reserve(&customer.device)?;
         let id = InteractionId::random();
         let now = Time::now();
         let rules = rules_for(&self.inner.config, service, &self.inner.join_secret);
@@ -357,23 +395,49 @@ impl Hub {
         self.inner.store.write(writes).await?;
         task.publish(&mut it, emitted);
         let phase = it.phase();
-        self.spawn(task, it, device);
+        self.spawn(task, it, device, Some(reservation));
         Ok((id, phase))
     }
 
-    fn spawn(&self, task: Task, it: Interaction, device: String) {
+    /// Holds a place for one more interaction of `device` within the node's and the device's
+    /// limits, until it is live (or dropped on failure).
+    fn reserve(&self, device: &str) -> Result<Reservation, HubError> {
+        let live = self.inner.live.lock().expect("hub lock");
+        let mut opening = self.inner.opening.lock().expect("hub lock");
+        let chat = &self.inner.config.chat;
+        let all_opening: usize = opening.values().sum();
+        if live.len() + all_opening >= chat.max_open_interactions {
+            return Err(HubError::TooMany { what: "node" });
+        }
+        let mine = live.values().filter(|h| h.device == device).count()
+            + opening.get(device).copied().unwrap_or(0);
+        if mine >= chat.max_chats_per_device {
+            return Err(HubError::TooMany { what: "device" });
+        }
+        *opening.entry(device.to_string()).or_default() += 1;
+        Ok(Reservation {
+            hub: self.clone(),
+            device: device.to_string(),
+        })
+    }
+
+    fn spawn(&self, task: Task, it: Interaction, device: String, reservation: Option<Reservation>) {
         let (tx, rx) = mpsc::channel(256);
         let handle = Handle {
             id: it.id().clone(),
             service: it.rules().service.clone(),
             device,
             tx,
+            store: self.inner.store.clone(),
         };
-        self.inner
-            .live
-            .lock()
-            .expect("hub lock")
-            .insert(handle.id.clone(), handle);
+        {
+            let mut live = self.inner.live.lock().expect("hub lock");
+            live.insert(handle.id.clone(), handle);
+            // Live now: the place it held is given back in the same breath.
+            if let Some(reservation) = reservation {
+                reservation.release();
+            }
+        }
         self.inner.metrics.open_interactions.inc();
         let span = tracing::info_span!("interaction", id = %handle_id(&it));
         tokio::spawn(task.run(it, rx).instrument(span));
@@ -427,8 +491,12 @@ fn handle_id(it: &Interaction) -> InteractionId {
 struct Task {
     hub: Hub,
     id: InteractionId,
-    /// The durable events so far (for subscribers that resume).
-    log: Vec<Arc<Event>>,
+    /// The latest durable events, for subscribers that resume (see [`LOG_MAX_EVENTS`]).
+    log: VecDeque<(Arc<Event>, usize)>,
+    /// The stored size of the events in `log`.
+    log_bytes: usize,
+    /// The last seq dropped from `log` (0: none).
+    forgotten: u64,
     events: broadcast::Sender<Arc<Event>>,
     /// The driver's clock never goes backwards, even if the system clock does.
     clock: Time,
@@ -439,16 +507,38 @@ struct Task {
 
 impl Task {
     fn new(hub: &Hub, it: &Interaction, log: Vec<Arc<Event>>) -> Task {
-        Task {
+        let mut task = Task {
             hub: hub.clone(),
             id: it.id().clone(),
-            log,
+            log: VecDeque::new(),
+            log_bytes: 0,
+            forgotten: 0,
             // Small: tokio preallocates every slot, and a subscriber that falls behind
             // resubscribes from its last seq (the backlog comes from `log`).
             events: broadcast::channel(64).0,
             clock: Time(0),
             finished: false,
             stored_phase: None,
+        };
+        for event in log {
+            task.remember(event);
+        }
+        task
+    }
+
+    /// Keeps a durable event for subscribers, forgetting the oldest beyond the bounds.
+    fn remember(&mut self, event: Arc<Event>) {
+        let size = serde_json::to_vec(&*event).map_or(0, |b| b.len());
+        self.log.push_back((event, size));
+        self.log_bytes += size;
+        while self.log.len() > LOG_MIN_EVENTS
+            && (self.log.len() > LOG_MAX_EVENTS || self.log_bytes > LOG_MAX_BYTES)
+        {
+            let Some((old, size)) = self.log.pop_front() else {
+                break;
+            };
+            self.log_bytes -= size;
+            self.forgotten = old.seq.unwrap_or(self.forgotten);
         }
     }
 
@@ -545,12 +635,15 @@ impl Task {
                 self.acknowledge(it, &mut answered).await;
             }
             Request::Subscribe { after, reply } => {
-                let start = self.log.partition_point(|e| e.seq.unwrap_or(0) <= after);
-                let _ = reply.send(Subscription {
-                    backlog: self.log[start..].to_vec(),
+                let start = self
+                    .log
+                    .partition_point(|(e, _)| e.seq.unwrap_or(0) <= after);
+                let subscription = Subscription {
+                    backlog: self.log.range(start..).map(|(e, _)| e.clone()).collect(),
                     live: self.events.subscribe(),
                     phase: it.phase(),
-                });
+                };
+                let _ = reply.send((subscription, self.forgotten));
             }
             Request::Summary { reply } => {
                 let _ = reply.send(Summary {
@@ -620,7 +713,7 @@ impl Task {
     fn publish(&mut self, it: &mut Interaction, emitted: Vec<Arc<Event>>) {
         for event in emitted {
             if event.seq.is_some() {
-                self.log.push(event.clone());
+                self.remember(event.clone());
             }
             let _ = self.events.send(event);
         }

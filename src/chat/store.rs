@@ -289,13 +289,31 @@ impl Store {
 
     /// The durable events of an interaction with `seq > after`, in order.
     pub async fn events(&self, id: &InteractionId, after: u64) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, body FROM events WHERE interaction_id = $1 AND seq > $2 ORDER BY seq",
+        self.events_between(id, after, u64::MAX, u32::MAX).await
+    }
+
+    /// The newest `limit` durable events with `after < seq < before`, in order.
+    pub async fn events_between(
+        &self,
+        id: &InteractionId,
+        after: u64,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        // Seqs are stored as BIGINT: a client's seq beyond that range is past every event
+        // (a plain cast would wrap it negative and replay the whole chat).
+        let column = |seq: u64| i64::try_from(seq).unwrap_or(i64::MAX);
+        let mut rows = sqlx::query(
+            "SELECT seq, body FROM events WHERE interaction_id = $1 AND seq > $2 AND seq < $3 \
+             ORDER BY seq DESC LIMIT $4",
         )
         .bind(id.0.clone())
-        .bind(after as i64)
+        .bind(column(after))
+        .bind(column(before))
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
+        rows.reverse();
         rows.iter()
             .map(|row| {
                 let body: String = row.try_get("body")?;

@@ -1,20 +1,25 @@
 //! The RTP relay: media apart from control.
 //!
-//! The engine runs on its own tokio runtime and threads, so media load cannot starve SIP timers.
-//! Each leg is one RTP socket and its RTCP socket (port + 1), pumped by one task that owns the
-//! leg's per-packet state; [`super::leg`] describes that task and its hot path. It never awaits
-//! anything but the next datagram, a control message or its report timer: sends use
-//! `try_send_to` (a full socket buffer drops the packet, as the network would), events to
-//! control use `try_send` on a bounded channel (a full channel drops the event, counted).
+//! The engine runs its own threads, so media load cannot starve SIP timers. Each thread is a
+//! reactor ([`super::reactor`]): one poll loop serving all its legs, each leg an RTP socket
+//! and its RTCP socket (port + 1) read in `recvmmsg` batches and relayed with `sendmmsg`, with
+//! no task, allocation or copy per packet; [`super::leg`] describes the hot path. It never waits
+//! for anything but readiness and its report timers: a full socket buffer drops the packet, as
+//! the network would, and events to control use `try_send` on a bounded channel (a full channel
+//! drops the event, counted).
 //!
 //! Control ([`MediaEngine`], owned by the SIP driver) changes what a leg does in two ways:
 //! - its [`Route`] is replaced atomically (`arc-swap`); the hot path only loads it, lock-free;
-//! - what the task owns (latch, DTMF detector, recording feed) changes by a message on the
-//!   leg's control channel, applied between packets.
+//! - what the reactor owns (latch, DTMF detector, recording feed) changes by a command on the
+//!   reactor's channel, applied between batches.
+//!
+//! Opening a leg binds its sockets here, on the control side, so a taken port is an answer
+//! at once; closing it hands them back to the reactor, which keeps them bound for the next leg
+//! on the same port when [`MediaSettings::idle_sockets`] allows ([`super::sockets`]).
 //!
 //! Where a leg's peer really is (after latching, RFC 7362 symmetric RTP) is published by that
-//! leg's task through an `arc-swap` too, for the task that forwards towards it. What legs
-//! report ([`MediaEvent`]) arrives on the receiver [`MediaEngine::start`] returns.
+//! leg's reactor through an `arc-swap` too, for whichever reactor forwards towards it. What
+//! legs report ([`MediaEvent`]) arrives on the receiver [`MediaEngine::start`] returns.
 
 use std::collections::HashMap;
 use std::io;
@@ -29,10 +34,12 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::mpsc;
 
 use super::latch::{Latch, LatchConfig, Learning};
-use super::leg::{CLOCK_RATE, Control, EngineCounters, LegState, LegTask};
+use super::leg::{CLOCK_RATE, Control, EngineCounters, Leg};
 pub use super::leg::{LegCounters, LegShared};
+use super::reactor::{Command, ReactorHandle};
 use super::recorder::{RecordError, RecorderCounters, RecordingSink, Side};
 use super::rtcp::{RemoteReport, RtcpSession};
+use super::sockets::LegSockets;
 use crate::sip::sdp::Codec;
 
 /// How many events the receiver may fall behind by before new ones are dropped.
@@ -90,8 +97,12 @@ pub struct MediaSettings {
     pub inactivity_timeout: Duration,
     /// When another source may take over a leg's latched peer.
     pub latch: LatchConfig,
-    /// Threads of the media runtime.
+    /// Media threads, each a reactor serving its share of the legs.
     pub threads: usize,
+    /// How many closed legs keep their two sockets bound for the next leg on the same port,
+    /// which then opens and closes without a system call ([`super::sockets`]). Capped so that
+    /// they hold at most half the process's descriptor limit; 0 closes the sockets with the leg.
+    pub idle_sockets: usize,
 }
 
 impl Default for MediaSettings {
@@ -101,6 +112,7 @@ impl Default for MediaSettings {
             inactivity_timeout: Duration::from_secs(30),
             latch: LatchConfig::default(),
             threads: 1,
+            idle_sockets: 0,
         }
     }
 }
@@ -115,6 +127,8 @@ pub struct LegStats {
     pub rejected: u64,
     pub malformed: u64,
     pub dropped: u64,
+    /// Datagrams the kernel dropped because the leg's receive queue was full.
+    pub overflowed: u64,
     pub rtcp_in: u64,
     /// RTCP reports sent.
     pub rtcp_out: u64,
@@ -142,6 +156,7 @@ impl LegShared {
             rejected: c.rejected.load(Ordering::Relaxed),
             malformed: c.malformed.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            overflowed: c.overflowed.load(Ordering::Relaxed),
             rtcp_in: c.rtcp_in.load(Ordering::Relaxed),
             rtcp_out: c.rtcp_out.load(Ordering::Relaxed),
             lost: quality.lost,
@@ -160,13 +175,36 @@ impl LegShared {
 
 struct LegEntry {
     shared: Arc<LegShared>,
-    control: mpsc::UnboundedSender<Control>,
+    reactor: usize,
+    slot: u32,
+    /// The leg this one's route forwards to, and the legs whose routes forward to this one:
+    /// a closing leg must not stay anyone's destination.
+    forwards_to: Option<LegId>,
+    forwarded_from: Vec<LegId>,
 }
 
-impl LegEntry {
-    fn send(&self, message: Control) {
-        // The task ends only when the leg closes, which removes the entry first.
-        let _ = self.control.send(message);
+/// The sockets of a closed leg, kept bound and registered in their reactor's slot.
+struct IdleSockets {
+    sockets: Arc<LegSockets>,
+    reactor: usize,
+    slot: u32,
+}
+
+/// The slots of one reactor, handed out by the engine so that commands can name them.
+#[derive(Default)]
+struct Slots {
+    next: u32,
+    free: Vec<u32>,
+    /// Open legs served by the reactor.
+    open: usize,
+}
+
+impl Slots {
+    fn take(&mut self) -> u32 {
+        self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        })
     }
 }
 
@@ -180,10 +218,13 @@ struct ActiveRecording {
 /// The control side of the relay. Owned by one task (the SIP driver); the hot path never sees it.
 pub struct MediaEngine {
     settings: MediaSettings,
-    runtime: Option<tokio::runtime::Runtime>,
+    reactors: Vec<ReactorHandle>,
+    slots: Vec<Slots>,
     epoch: Instant,
     legs: HashMap<LegId, LegEntry>,
-    events: mpsc::Sender<MediaEvent>,
+    /// Sockets of closed legs kept for reuse, by RTP port.
+    idle: HashMap<u16, IdleSockets>,
+    idle_budget: usize,
     counters: Arc<EngineCounters>,
     recordings: Vec<ActiveRecording>,
     recorder_counters: Arc<RecorderCounters>,
@@ -192,23 +233,36 @@ pub struct MediaEngine {
 }
 
 impl MediaEngine {
-    /// Starts the media runtime on its own threads. The receiver carries what the legs report;
-    /// if it is dropped or falls behind, events are lost (counted in
-    /// [`MediaEngine::events_dropped`]) and media goes on.
+    /// Starts the media threads. The receiver carries what the legs report; if it is dropped or
+    /// falls behind, events are lost (counted in [`MediaEngine::events_dropped`]) and media goes
+    /// on.
     pub fn start(settings: MediaSettings) -> io::Result<(MediaEngine, mpsc::Receiver<MediaEvent>)> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(settings.threads.max(1))
-            .thread_name("tandem-media")
-            .enable_all()
-            .build()?;
         let (events, receiver) = mpsc::channel(EVENTS_CAPACITY);
+        let epoch = Instant::now();
+        let counters = Arc::<EngineCounters>::default();
+        let threads = settings.threads.max(1);
+        let reactors = (0..threads)
+            .map(|_| {
+                ReactorHandle::spawn(
+                    "tandem-media".into(),
+                    epoch,
+                    events.clone(),
+                    counters.clone(),
+                )
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let idle_budget = settings
+            .idle_sockets
+            .min(usize::try_from(descriptor_limit() / 4).unwrap_or(usize::MAX));
         let engine = MediaEngine {
             settings,
-            runtime: Some(runtime),
-            epoch: Instant::now(),
+            slots: (0..threads).map(|_| Slots::default()).collect(),
+            reactors,
+            epoch,
             legs: HashMap::new(),
-            events,
-            counters: Arc::default(),
+            idle: HashMap::new(),
+            idle_budget,
+            counters,
             recordings: Vec::new(),
             recorder_counters: Arc::default(),
             cname: format!("tandem-{:016x}", rand::random::<u64>()),
@@ -216,15 +270,9 @@ impl MediaEngine {
         Ok((engine, receiver))
     }
 
-    fn handle(&self) -> &tokio::runtime::Handle {
-        self.runtime
-            .as_ref()
-            .expect("runtime lives until drop")
-            .handle()
-    }
-
-    /// Binds `port` (RTP) and `port + 1` (RTCP) and starts pumping; packets are dropped until
-    /// a route is set. `signalled` is where the peer's SDP says its RTP is, if known yet.
+    /// Binds `port` (RTP) and `port + 1` (RTCP), or takes them over from a closed leg that
+    /// kept them, and starts relaying; packets are dropped until a route is set. `signalled`
+    /// is where the peer's SDP says its RTP is, if known yet.
     pub fn open(
         &mut self,
         port: u16,
@@ -235,15 +283,23 @@ impl MediaEngine {
         if self.legs.contains_key(&id) {
             return Err(io::Error::new(io::ErrorKind::AddrInUse, "leg already open"));
         }
-        let _guard = self.handle().enter();
-        let rtp = bind(SocketAddr::new(self.settings.bind_ip, port))?;
-        let rtcp = bind(SocketAddr::new(self.settings.bind_ip, port.wrapping_add(1)))?;
         let ssrc = rand::random::<u32>();
         let session = RtcpSession::new(ssrc, &self.cname, CLOCK_RATE)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let (sockets, reactor, slot) = match self.idle.remove(&port) {
+            Some(kept) => (kept.sockets, kept.reactor, kept.slot),
+            None => {
+                let sockets = Arc::new(LegSockets::bind(self.settings.bind_ip, port)?);
+                // The least busy reactor takes the leg.
+                let reactor = (0..self.slots.len())
+                    .min_by_key(|&r| self.slots[r].open)
+                    .unwrap_or(0);
+                (sockets, reactor, self.slots[reactor].take())
+            }
+        };
         let shared = Arc::new(LegShared {
             id,
-            rtp,
+            sockets,
             ssrc,
             route: ArcSwap::from_pointee(Route::Drop),
             route_generation: AtomicU64::new(0),
@@ -257,40 +313,54 @@ impl MediaEngine {
             .counters
             .last_rx_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let (control, control_rx) = mpsc::unbounded_channel();
-        let task = LegTask {
-            leg: shared.clone(),
-            rtcp,
-            control: control_rx,
-            state: LegState {
-                epoch: self.epoch,
-                latch: Latch::new(signalled, learning, self.settings.latch),
-                session,
-                events: self.events.clone(),
-                engine: self.counters.clone(),
-                // The route starts at generation 0 and is `Drop`: nothing to rewrite yet.
-                route_generation: 0,
-                rewriter: None,
-                dtmf: None,
-                recording: None,
-                pcm: Vec::new(),
-                mux: false,
-                rtcp_source: None,
-                reported_packets: 0,
-                reported_bytes: 0,
-                report: Vec::new(),
+        let latch = Latch::new(signalled, learning, self.settings.latch);
+        let leg = Box::new(Leg::new(shared.clone(), latch, session));
+        self.reactors[reactor].send(Command::Open { slot, leg });
+        self.slots[reactor].open += 1;
+        self.legs.insert(
+            id,
+            LegEntry {
+                shared,
+                reactor,
+                slot,
+                forwards_to: None,
+                forwarded_from: Vec::new(),
             },
-        };
-        self.handle().spawn(task.run());
-        self.legs.insert(id, LegEntry { shared, control });
+        );
         Ok(id)
+    }
+
+    fn control(&self, leg: LegId, control: Control) {
+        if let Some(entry) = self.legs.get(&leg) {
+            self.reactors[entry.reactor].send(Command::Control {
+                slot: entry.slot,
+                control,
+            });
+        }
+    }
+
+    /// Sets `leg`'s route, keeping track of who forwards to whom.
+    fn route(&mut self, leg: LegId, route: Route) {
+        let to = match &route {
+            Route::Forward { to, .. } => Some(to.id),
+            _ => None,
+        };
+        let Some(entry) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        entry.shared.set_route(route);
+        let before = std::mem::replace(&mut entry.forwards_to, to);
+        if let Some(before) = before.and_then(|b| self.legs.get_mut(&b)) {
+            before.forwarded_from.retain(|&l| l != leg);
+        }
+        if let Some(after) = to.and_then(|t| self.legs.get_mut(&t)) {
+            after.forwarded_from.push(leg);
+        }
     }
 
     /// Replaces what `leg` does with the packets it receives.
     pub fn set_route(&mut self, leg: LegId, route: Route) {
-        if let Some(entry) = self.legs.get(&leg) {
-            entry.shared.set_route(route);
-        }
+        self.route(leg, route);
     }
 
     /// Connects two legs both ways: what `a` receives goes to `b`'s peer changed as `a_to_b`
@@ -299,30 +369,33 @@ impl MediaEngine {
         let (Some(ea), Some(eb)) = (self.legs.get(&a), self.legs.get(&b)) else {
             return;
         };
-        ea.shared.set_route(Route::Forward {
-            to: eb.shared.clone(),
-            forwarding: a_to_b,
-        });
-        eb.shared.set_route(Route::Forward {
-            to: ea.shared.clone(),
-            forwarding: b_to_a,
-        });
+        let (to_b, to_a) = (eb.shared.clone(), ea.shared.clone());
+        self.route(
+            a,
+            Route::Forward {
+                to: to_b,
+                forwarding: a_to_b,
+            },
+        );
+        self.route(
+            b,
+            Route::Forward {
+                to: to_a,
+                forwarding: b_to_a,
+            },
+        );
     }
 
     /// The peer's SDP named a new address (re-INVITE); the leg's latch is told, and packets
     /// from that address are accepted at once (see [`super::latch`]).
     pub fn set_remote(&mut self, leg: LegId, remote: Option<SocketAddr>) {
-        if let Some(entry) = self.legs.get(&leg) {
-            entry.send(Control::Resignal(remote));
-        }
+        self.control(leg, Control::Resignal(remote));
     }
 
     /// Reports the RFC 4733 digits received on `leg` with this telephone-event payload type as
     /// [`MediaEvent::Dtmf`]; `None` stops (reporting a digit still held).
     pub fn detect_dtmf(&mut self, leg: LegId, payload_type: Option<u8>) {
-        if let Some(entry) = self.legs.get(&leg) {
-            entry.send(Control::DetectDtmf(payload_type));
-        }
+        self.control(leg, Control::DetectDtmf(payload_type));
     }
 
     /// Records the call into `dir` as a stereo WAV file named after `call_id`: what `customer`
@@ -346,7 +419,7 @@ impl MediaEngine {
         let sink =
             RecordingSink::start(dir, call_id, Instant::now(), self.recorder_counters.clone())?;
         for (leg, side) in [(customer, Side::Customer), (agent, Side::Agent)] {
-            self.legs[&leg].send(Control::Record(Some((sink.feed(), side))));
+            self.control(leg, Control::Record(Some((sink.feed(), side))));
         }
         self.recordings.push(ActiveRecording {
             customer,
@@ -365,9 +438,7 @@ impl MediaEngine {
             .position(|r| r.customer == leg || r.agent == leg)?;
         let recording = self.recordings.swap_remove(i);
         for leg in [recording.customer, recording.agent] {
-            if let Some(entry) = self.legs.get(&leg) {
-                entry.send(Control::Record(None));
-            }
+            self.control(leg, Control::Record(None));
         }
         Some(recording.sink.close(Instant::now()))
     }
@@ -380,6 +451,17 @@ impl MediaEngine {
     /// Media events lost because the receiver was full or gone.
     pub fn events_dropped(&self) -> u64 {
         self.counters.events_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams that arrived for no open leg: queued on a leg's ports when it closed, or sent
+    /// later to ports kept bound for reuse. Read and dropped.
+    pub fn stray_packets(&self) -> u64 {
+        self.counters.stray.load(Ordering::Relaxed)
+    }
+
+    /// Closed legs whose sockets are kept bound for reuse.
+    pub fn idle_sockets(&self) -> usize {
+        self.idle.len()
     }
 
     /// Whether silence on `leg` counts against the inactivity timeout. Turning it back on
@@ -398,20 +480,44 @@ impl MediaEngine {
         }
     }
 
-    /// Stops the leg, finishes a recording it takes part in, frees its ports (as soon as its
-    /// task has ended), and returns its final counters.
+    /// Stops the leg, finishes a recording it takes part in, and returns its counters. Nothing
+    /// is forwarded towards it from now on; its reactor stops it between two batches, at the
+    /// latest a tick later. Its sockets are kept for the next leg on the port while the budget
+    /// allows, else closed by the reactor; datagrams still queued for it are counted as strays.
     pub fn close(&mut self, leg: LegId) -> Option<LegStats> {
         drop(self.stop_recording(leg));
         let entry = self.legs.remove(&leg)?;
-        entry.send(Control::Close);
         // A leg forwarding to this one must not keep it alive.
-        for other in self.legs.values() {
-            if let Route::Forward { to, .. } = &**other.shared.route.load()
-                && to.id == leg
-            {
+        for from in &entry.forwarded_from {
+            if let Some(other) = self.legs.get_mut(from) {
                 other.shared.set_route(Route::Drop);
+                other.forwards_to = None;
             }
         }
+        if let Some(to) = entry.forwards_to.and_then(|t| self.legs.get_mut(&t)) {
+            to.forwarded_from.retain(|&l| l != leg);
+        }
+        let keep = self.idle.len() < self.idle_budget;
+        self.reactors[entry.reactor].send(Command::Close {
+            slot: entry.slot,
+            keep,
+        });
+        let slots = &mut self.slots[entry.reactor];
+        slots.open -= 1;
+        if keep {
+            self.idle.insert(
+                leg.0,
+                IdleSockets {
+                    sockets: entry.shared.sockets.clone(),
+                    reactor: entry.reactor,
+                    slot: entry.slot,
+                },
+            );
+        } else {
+            slots.free.push(entry.slot);
+        }
+        // The leg's own route stays until its reactor closes it, so that what arrives until then
+        // is relayed as before (or, once it closed, counted as stray), never silently swallowed.
         Some(entry.shared.stats())
     }
 
@@ -450,14 +556,22 @@ impl Drop for MediaEngine {
         for recording in self.recordings.drain(..) {
             drop(recording.sink.close(Instant::now()));
         }
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+        for reactor in &mut self.reactors {
+            reactor.stop();
         }
     }
 }
 
-fn bind(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
-    let socket = std::net::UdpSocket::bind(addr)?;
-    socket.set_nonblocking(true)?;
-    tokio::net::UdpSocket::from_std(socket)
+/// The process's soft limit on open descriptors.
+fn descriptor_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        1024
+    }
 }

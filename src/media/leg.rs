@@ -1,26 +1,29 @@
-//! One leg of the relay: the state its task shares with the rest of the engine, and the task.
+//! One leg of the relay: the state its reactor owns, the part other threads share, and the
+//! hot path over one received batch.
 //!
-//! The task owns everything that changes per packet (the latch, the stream rewriter of the
-//! direction it forwards, RTCP statistics, the DTMF detector, the recording feed) so nothing on
-//! the hot path is locked. It waits on four things, RTP first:
-//!
-//! ```text
-//! select! { biased; RTP readable | RTCP readable | control message | report timer }
-//! ```
-//!
-//! A readable RTP socket is drained in batches with `try_recv_from` into one buffer the task
-//! owns, and each packet goes down one straight line over a [`Rtp`] context:
+//! A leg's reactor ([`super::reactor`]) owns everything that changes per packet (the latch,
+//! the stream rewriter of the direction it forwards, RTCP statistics, the DTMF detector, the
+//! recording feed) so nothing on the hot path is locked. Each `recvmmsg` batch from the leg's
+//! RTP socket goes down one straight line, packet by packet over a [`Rtp`] context, and what
+//! goes on leaves in one `sendmmsg`:
 //!
 //! ```text
-//! parse → latch verdict → counters → route (Drop | Echo | Forward: map PT, transcode,
-//! rewrite, send) → observe (RTCP statistics, DTMF, recording)
+//! per packet: parse → latch verdict → route (Drop | Echo | Forward: map PT, transcode,
+//!             rewrite in place)
+//! per batch:  send (one sendmmsg) → counters → observe each packet (RTCP statistics, DTMF,
+//!             recording)
 //! ```
 //!
-//! Forwarded packets leave through the *destination* leg's socket, so its peer sees one address
-//! (symmetric RTP); the destination's counters are atomics for that reason, and the destination
-//! leg's task reads them when it writes its sender report.
+//! The route is loaded once per batch, so a batch goes to one place. Forwarded packets leave
+//! through the *destination* leg's socket, so its peer sees one address (symmetric RTP); the
+//! destination may belong to another reactor thread, so its counters are atomics, and its own
+//! reactor reads them when it writes its sender report.
+//!
+//! Every datagram that reaches a leg's socket ends in exactly one counter: relayed (the
+//! destination's `packets_out`), `dropped` (no peer yet, or the outgoing socket buffer full),
+//! `rejected` (latch), `malformed`, swallowed by a `Drop` route (counted in `packets_in`
+//! only), RTCP (`rtcp_in`), or, when the kernel dropped it before we read, `overflowed`.
 
-use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
@@ -28,12 +31,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use std::os::fd::AsRawFd;
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::batch::{self, RecvBatch};
+use super::batch::{BATCH, RecvBatch};
 use super::dtmf::DtmfDetector;
 use super::engine::{Forwarding, LegId, MediaEvent, Route};
 use super::g711;
@@ -41,22 +41,17 @@ use super::latch::{Latch, Verdict};
 use super::recorder::{RecordingFeed, Side};
 use super::rewrite::StreamRewriter;
 use super::rtcp::{self, RtcpSession, ntp_timestamp, report_interval};
+use super::sockets::LegSockets;
 use crate::sip::sdp::Codec;
 
 /// G.711 and the telephone-events we negotiate run at 8 kHz.
 pub(crate) const CLOCK_RATE: u32 = 8000;
 
-/// Datagrams read per wake-up before the other branches get a turn.
-const BATCH: usize = 64;
-
 /// RTCP bandwidth, octets per second: 5% of a G.711 call's ~80 kbit/s (RFC 3550 §6.2).
 const RTCP_BANDWIDTH: f64 = 500.0;
 
-/// Large enough for any RTP or RTCP datagram we relay.
-const BUFFER: usize = 2048;
-
-/// Per-leg counters. Receive-side counters are written by the leg's own task; send-side
-/// counters by whichever task forwards towards the leg. Relaxed atomics: they are statistics.
+/// Per-leg counters. Receive-side counters are written by the leg's own reactor; send-side
+/// counters by whichever reactor forwards towards the leg. Relaxed atomics: they are statistics.
 #[derive(Debug, Default)]
 pub struct LegCounters {
     pub packets_in: AtomicU64,
@@ -69,6 +64,8 @@ pub struct LegCounters {
     pub malformed: AtomicU64,
     /// Packets dropped because the outgoing socket buffer was full or the peer is unknown.
     pub dropped: AtomicU64,
+    /// Datagrams the kernel dropped because the leg's receive queue was full.
+    pub overflowed: AtomicU64,
     /// RTCP packets received.
     pub rtcp_in: AtomicU64,
     /// RTCP reports sent.
@@ -82,76 +79,87 @@ pub struct LegCounters {
     pub(crate) last_rx_ms: AtomicU64,
 }
 
-/// The part of a leg that its task, the tasks forwarding towards it and control share.
+/// The part of a leg that its reactor, the reactors forwarding towards it and control share.
 #[derive(Debug)]
 pub struct LegShared {
     pub id: LegId,
-    pub(crate) rtp: UdpSocket,
+    /// The leg's sockets; others send through its RTP socket towards its peer.
+    pub(crate) sockets: Arc<LegSockets>,
     /// Our SSRC towards this leg's peer: what forwarded packets are rewritten to.
     pub(crate) ssrc: u32,
     pub(crate) route: ArcSwap<Route>,
-    /// Bumped with every route change, so the task notices a new route with one load.
+    /// Bumped with every route change, so the reactor notices a new route with one load.
     pub(crate) route_generation: AtomicU64,
-    /// Where packets towards this leg's peer go, as the leg's latch says (published by its task).
+    /// Where packets towards this leg's peer go, as the leg's latch says (published by its
+    /// reactor; cleared when the leg closes, so nothing more is sent through its socket).
     pub(crate) destination: ArcSwapOption<SocketAddr>,
     pub counters: LegCounters,
-    /// The RTCP view of the leg, refreshed by its task at each report sent or received.
+    /// The RTCP view of the leg, refreshed by its reactor at each report sent or received.
     pub(crate) quality: ArcSwapOption<rtcp::LegStats>,
     /// Whether silence counts against the inactivity timeout.
     pub(crate) watched: AtomicBool,
     pub(crate) inactive_reported: AtomicBool,
 }
 
-impl LegShared {
-    /// Sends `packet` to this leg's peer from this leg's socket (so the peer sees one address).
-    /// Never waits: a full socket buffer drops the packet, as the network would.
-    fn send_to_peer(&self, packet: &[u8], payload_len: usize, now_ms: u64) -> bool {
-        let Some(to) = &*self.destination.load() else {
-            return false;
-        };
-        if self.rtp.try_send_to(packet, **to).is_err() {
-            return false;
-        }
-        let c = &self.counters;
-        c.packets_out.fetch_add(1, Ordering::Relaxed);
-        c.bytes_out
-            .fetch_add(packet.len() as u64, Ordering::Relaxed);
-        c.payload_bytes_out
-            .fetch_add(payload_len as u64, Ordering::Relaxed);
-        let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-        c.last_sent_ts.store(ts, Ordering::Relaxed);
-        c.last_sent_ms.store(now_ms, Ordering::Relaxed);
-        true
-    }
-}
-
-/// What control asks of a leg's task; applied between packets.
-#[derive(Debug)]
-pub(crate) enum Control {
-    /// The peer's SDP names a new address (RFC 7362 §4: latching starts over from it).
-    Resignal(Option<SocketAddr>),
-    /// Report digits of this telephone-event payload type, or stop.
-    DetectDtmf(Option<u8>),
-    /// Push this leg's audio into a recording as `Side`, or stop.
-    Record(Option<(RecordingFeed, Side)>),
-    /// End the task (the leg is closing).
-    Close,
-}
-
-/// Where a leg's task reports to the engine.
+/// Where a leg's reactor reports to the engine.
 #[derive(Debug, Default)]
 pub(crate) struct EngineCounters {
     /// Media events lost because the receiver did not keep up.
     pub events_dropped: AtomicU64,
+    /// Datagrams that arrived on the ports of a closed leg (in flight when it closed, or sent
+    /// to an idle port later), read and dropped.
+    pub stray: AtomicU64,
+}
+
+/// What a reactor lends its legs: the engine's clock origin and channels, and buffers reused
+/// for every packet.
+pub(crate) struct Context {
+    pub epoch: Instant,
+    pub events: mpsc::Sender<MediaEvent>,
+    pub engine: Arc<EngineCounters>,
+    /// Decoded audio for a recording.
+    pcm: Vec<i16>,
+    /// An RTCP report being written.
+    report: Vec<u8>,
+    /// The packets of the current batch that were accepted, by their index in the batch.
+    accepted: [Option<Rtp>; BATCH],
+    /// The indices of the packets of the current batch that go out.
+    out: [u8; BATCH],
+}
+
+impl Context {
+    pub fn new(
+        epoch: Instant,
+        events: mpsc::Sender<MediaEvent>,
+        engine: Arc<EngineCounters>,
+    ) -> Context {
+        Context {
+            epoch,
+            events,
+            engine,
+            pcm: Vec::with_capacity(1024),
+            report: Vec::with_capacity(256),
+            accepted: std::array::from_fn(|_| None),
+            out: [0; BATCH],
+        }
+    }
+
+    fn now_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Hands an event to control without waiting; a full channel drops it, counted.
+    fn emit(&self, event: MediaEvent) {
+        if self.events.try_send(event).is_err() {
+            self.engine.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The per-packet context: when a packet arrived, its fixed header fields and payload position
 /// (RFC 3550 §5.1), and what its payload holds now.
 #[derive(Debug, Clone)]
 struct Rtp {
-    now: Instant,
-    /// `now` in ms since the engine started, as the shared counters keep time.
-    now_ms: u64,
     pt: u8,
     seq: u16,
     ts: u32,
@@ -163,7 +171,7 @@ struct Rtp {
 }
 
 impl Rtp {
-    fn parse(now: Instant, now_ms: u64, packet: &[u8]) -> Option<Rtp> {
+    fn parse(packet: &[u8]) -> Option<Rtp> {
         if packet.len() < 12 || packet[0] >> 6 != 2 {
             return None;
         }
@@ -181,8 +189,6 @@ impl Rtp {
         }
         let pt = packet[1] & 0x7f;
         Some(Rtp {
-            now,
-            now_ms,
             pt,
             seq: u16::from_be_bytes([packet[2], packet[3]]),
             ts: u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
@@ -210,12 +216,12 @@ fn set_payload_type(packet: &mut [u8], pt: u8) {
     packet[1] = (packet[1] & 0x80) | (pt & 0x7f);
 }
 
-/// Applies `forwarding` to a packet bound for `to`, rewrites its header and sends it.
+/// Applies `forwarding` to a packet bound elsewhere and rewrites its header in place.
 /// Telephone events are mapped, never transcoded (RFC 4733 events are not audio).
-fn forward(
-    to: &LegShared,
+fn prepare_forward(
     forwarding: Forwarding,
     rewriter: &mut StreamRewriter,
+    now: Instant,
     packet: &mut [u8],
     rtp: &mut Rtp,
 ) -> bool {
@@ -228,214 +234,217 @@ fn forward(
         }
         _ => {}
     }
-    rewriter.rewrite(rtp.now, packet).is_ok()
-        && to.send_to_peer(packet, rtp.payload.len(), rtp.now_ms)
+    rewriter.rewrite(now, packet).is_ok()
 }
 
-/// Hands an event to control without waiting; a full channel drops it, counted.
-fn emit(events: &mpsc::Sender<MediaEvent>, engine: &EngineCounters, event: MediaEvent) {
-    if events.try_send(event).is_err() {
-        engine.events_dropped.fetch_add(1, Ordering::Relaxed);
-    }
+/// What control asks of a leg; its reactor applies it between batches.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// The peer's SDP names a new address (RFC 7362 §4: latching starts over from it).
+    Resignal(Option<SocketAddr>),
+    /// Report digits of this telephone-event payload type, or stop.
+    DetectDtmf(Option<u8>),
+    /// Push this leg's audio into a recording as `Side`, or stop.
+    Record(Option<(RecordingFeed, Side)>),
 }
 
-/// The task of one leg; see the module docs.
-pub(crate) struct LegTask {
-    pub leg: Arc<LegShared>,
-    pub rtcp: UdpSocket,
-    pub control: mpsc::UnboundedReceiver<Control>,
-    pub state: LegState,
-}
-
-/// What the task owns and changes per packet.
-pub(crate) struct LegState {
-    pub epoch: Instant,
-    pub latch: Latch,
-    pub session: RtcpSession,
-    pub events: mpsc::Sender<MediaEvent>,
-    pub engine: Arc<EngineCounters>,
+/// What a reactor owns of one open leg.
+pub(crate) struct Leg {
+    pub shared: Arc<LegShared>,
+    latch: Latch,
+    session: RtcpSession,
     /// The route generation the rewriter belongs to.
-    pub route_generation: u64,
-    pub rewriter: Option<StreamRewriter>,
-    pub dtmf: Option<(u8, DtmfDetector)>,
-    pub recording: Option<(RecordingFeed, Side)>,
-    /// Decoded audio for the recording, reused for every packet.
-    pub pcm: Vec<i16>,
+    route_generation: u64,
+    rewriter: Option<StreamRewriter>,
+    dtmf: Option<(u8, DtmfDetector)>,
+    recording: Option<(RecordingFeed, Side)>,
     /// The peer sent RTCP on the RTP port: report there too (RFC 5761).
-    pub mux: bool,
+    mux: bool,
     /// Where the peer's RTCP came from (symmetric RTCP, RFC 4961).
-    pub rtcp_source: Option<SocketAddr>,
+    rtcp_source: Option<SocketAddr>,
     /// Send counters already handed to the RTCP session.
-    pub reported_packets: u64,
-    pub reported_bytes: u64,
-    pub report: Vec<u8>,
+    reported_packets: u64,
+    reported_bytes: u64,
 }
 
-impl LegTask {
-    pub async fn run(self) {
-        let LegTask {
-            leg,
-            rtcp,
-            mut control,
-            mut state,
-        } = self;
-        let mut buf = vec![0u8; BUFFER];
-        let mut batch = RecvBatch::default();
-        let timer = tokio::time::sleep(state.next_report_in());
-        tokio::pin!(timer);
-        loop {
-            tokio::select! {
-                biased;
-                ready = leg.rtp.readable() => {
-                    // Control sent before these packets arrived applies to them.
-                    while let Ok(message) = control.try_recv() {
-                        if matches!(message, Control::Close) {
-                            state.close(&leg);
-                            return;
-                        }
-                        state.apply(&leg, message);
-                    }
-                    if ready.is_ok() {
-                        state.drain_rtp(&leg, &mut batch);
-                    }
-                }
-                ready = rtcp.readable() => {
-                    if ready.is_ok() {
-                        state.drain_rtcp(&leg, &rtcp, &mut buf);
-                    }
-                }
-                message = control.recv() => match message {
-                    Some(Control::Close) | None => {
-                        state.close(&leg);
-                        return;
-                    }
-                    Some(message) => state.apply(&leg, message),
-                },
-                () = &mut timer => {
-                    state.send_report(&leg, &rtcp, Instant::now());
-                    timer.as_mut().reset(tokio::time::Instant::now() + state.next_report_in());
-                }
-            }
-        }
-    }
-}
-
-impl LegState {
-    /// Reads what is queued, a few datagrams per system call. A short batch means the queue
-    /// was empty: the closure then reports `WouldBlock`, so tokio clears the readiness it saw
-    /// before the call (a datagram arriving after it raises readiness again) and no extra empty
-    /// read is needed to learn that.
-    fn drain_rtp(&mut self, leg: &LegShared, batch: &mut RecvBatch) {
-        let fd = leg.rtp.as_raw_fd();
-        for _ in 0..BATCH / batch::BATCH {
-            let mut received = 0;
-            let outcome = leg.rtp.try_io(Interest::READABLE, || {
-                received = batch.recv(fd)?;
-                if received < batch::BATCH {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(())
-            });
-            let now = Instant::now();
-            for i in 0..received {
-                if let Some((packet, source)) = batch.packet(i) {
-                    self.on_datagram(leg, now, source, packet);
-                }
-            }
-            if outcome.is_err() {
-                return;
-            }
+impl Leg {
+    pub fn new(shared: Arc<LegShared>, latch: Latch, session: RtcpSession) -> Leg {
+        Leg {
+            shared,
+            latch,
+            session,
+            // The route starts at generation 0 and is `Drop`: nothing to rewrite yet.
+            route_generation: 0,
+            rewriter: None,
+            dtmf: None,
+            recording: None,
+            mux: false,
+            rtcp_source: None,
+            reported_packets: 0,
+            reported_bytes: 0,
         }
     }
 
-    fn drain_rtcp(&mut self, leg: &LegShared, rtcp: &UdpSocket, buf: &mut [u8]) {
-        for _ in 0..BATCH {
-            match rtcp.try_recv_from(buf) {
-                Ok((len, source)) => {
-                    // Symmetric RTCP: answer where the peer's reports come from, but only from
-                    // the host the media is latched to.
-                    let trusted = self.latch.destination().map(|d| d.ip()) == Some(source.ip());
-                    if trusted {
-                        self.rtcp_source = Some(source);
-                        self.on_rtcp(leg, Instant::now(), &buf[..len]);
-                    } else {
-                        leg.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// The per-packet path: one straight line, see the module docs.
-    fn on_datagram(
+    /// The hot path: the first `received` datagrams of `batch`, read from this leg's RTP socket
+    /// at `now`. See the module docs.
+    pub fn relay(
         &mut self,
-        leg: &LegShared,
+        batch: &mut RecvBatch,
+        received: usize,
         now: Instant,
-        source: SocketAddr,
-        packet: &mut [u8],
+        cx: &mut Context,
     ) {
-        let counters = &leg.counters;
-        if is_rtcp(packet) {
-            if self.latch.destination() == Some(source) {
-                self.mux = true;
-                self.on_rtcp(leg, now, packet);
-            } else {
-                counters.rejected.fetch_add(1, Ordering::Relaxed);
-            }
-            return;
-        }
-        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        let Some(mut rtp) = Rtp::parse(now, now_ms, packet) else {
-            counters.malformed.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-
-        // Verdict: symmetric RTP with hijack protection (RFC 7362).
-        match self.latch.check(now, source, rtp.ssrc) {
-            Verdict::Accept => {}
-            Verdict::Latched { to } => leg.destination.store(Some(Arc::new(to))),
-            Verdict::Reject => {
-                counters.rejected.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        }
-        counters.packets_in.fetch_add(1, Ordering::Relaxed);
-        counters
-            .bytes_in
-            .fetch_add(packet.len() as u64, Ordering::Relaxed);
-        counters.last_rx_ms.store(now_ms, Ordering::Relaxed);
-
-        // Output.
-        let generation = leg.route_generation.load(Ordering::Acquire);
-        let route = leg.route.load();
-        if generation != self.route_generation {
-            self.route_generation = generation;
-            self.rewriter = match &**route {
+        let now_ms = cx.now_ms(now);
+        let Leg {
+            shared,
+            latch,
+            session,
+            route_generation,
+            rewriter,
+            mux,
+            ..
+        } = self;
+        let shared: &LegShared = shared;
+        let counters = &shared.counters;
+        let generation = shared.route_generation.load(Ordering::Acquire);
+        let route = shared.route.load();
+        if generation != *route_generation {
+            *route_generation = generation;
+            *rewriter = match &**route {
                 Route::Forward { to, .. } => Some(StreamRewriter::new(to.ssrc, CLOCK_RATE)),
                 _ => None,
             };
         }
-        let sent = match (&**route, self.rewriter.as_mut()) {
-            (Route::Drop, _) => true,
-            (Route::Echo, _) => {
-                // The echo is our stream: it carries the SSRC our RTCP reports describe (RFC 3550
-                // §8.2: a peer that got its own SSRC back would take it for a collision).
-                packet[8..12].copy_from_slice(&leg.ssrc.to_be_bytes());
-                leg.send_to_peer(packet, rtp.payload.len(), now_ms)
+
+        let (mut packets_in, mut bytes_in, mut rejected, mut malformed, mut dropped) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut out = 0;
+        for i in 0..received {
+            if batch.truncated(i) {
+                malformed += 1;
+                continue;
             }
-            (Route::Forward { to, forwarding }, Some(rewriter)) => {
-                forward(to, *forwarding, rewriter, packet, &mut rtp)
+            let Some((packet, source)) = batch.packet(i) else {
+                malformed += 1;
+                continue;
+            };
+            if is_rtcp(packet) {
+                if latch.destination() == Some(source) {
+                    *mux = true;
+                    handle_rtcp(shared, session, now, packet);
+                } else {
+                    rejected += 1;
+                }
+                continue;
             }
-            (Route::Forward { .. }, None) => false,
-        };
-        drop(route);
-        if !sent {
-            counters.dropped.fetch_add(1, Ordering::Relaxed);
+            let Some(mut rtp) = Rtp::parse(packet) else {
+                malformed += 1;
+                continue;
+            };
+
+            // Verdict: symmetric RTP with hijack protection (RFC 7362).
+            match latch.check(now, source, rtp.ssrc) {
+                Verdict::Accept => {}
+                Verdict::Latched { to } => shared.destination.store(Some(Arc::new(to))),
+                Verdict::Reject => {
+                    rejected += 1;
+                    continue;
+                }
+            }
+            packets_in += 1;
+            bytes_in += packet.len() as u64;
+
+            // Output: prepared in place now, sent with the rest of the batch.
+            let goes = match (&**route, rewriter.as_mut()) {
+                (Route::Drop, _) => false,
+                (Route::Echo, _) => {
+                    // The echo is our stream: it carries the SSRC our RTCP reports describe (RFC
+                    // 3550 §8.2: a peer that got its own SSRC back would take it for a collision).
+                    packet[8..12].copy_from_slice(&shared.ssrc.to_be_bytes());
+                    true
+                }
+                (Route::Forward { forwarding, .. }, Some(rewriter)) => {
+                    let ready = prepare_forward(*forwarding, rewriter, now, packet, &mut rtp);
+                    if !ready {
+                        dropped += 1;
+                    }
+                    ready
+                }
+                (Route::Forward { .. }, None) => {
+                    dropped += 1;
+                    false
+                }
+            };
+            if goes {
+                cx.out[out] = i as u8;
+                out += 1;
+            }
+            cx.accepted[i] = Some(rtp);
         }
 
-        // Observations, after the packet is on its way.
-        let payload = &packet[rtp.payload.clone()];
+        // Send what goes on, through the destination leg's socket towards its peer.
+        if out > 0 {
+            let to: &LegShared = match &**route {
+                Route::Forward { to, .. } => to,
+                _ => shared,
+            };
+            let sent = match &*to.destination.load() {
+                Some(peer) => batch
+                    .send(to.sockets.rtp_fd(), **peer, &cx.out[..out])
+                    .unwrap_or(0),
+                None => 0,
+            };
+            dropped += (out - sent) as u64;
+            if sent > 0 {
+                let (mut bytes, mut payload_bytes, mut last_ts) = (0u64, 0u64, 0u32);
+                for &i in &cx.out[..sent] {
+                    let i = usize::from(i);
+                    if let (Some((packet, _)), Some(rtp)) = (batch.packet(i), &cx.accepted[i]) {
+                        bytes += packet.len() as u64;
+                        payload_bytes += rtp.payload.len() as u64;
+                        last_ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+                    }
+                }
+                let c = &to.counters;
+                c.packets_out.fetch_add(sent as u64, Ordering::Relaxed);
+                c.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+                c.payload_bytes_out
+                    .fetch_add(payload_bytes, Ordering::Relaxed);
+                c.last_sent_ts.store(last_ts, Ordering::Relaxed);
+                c.last_sent_ms.store(now_ms, Ordering::Relaxed);
+            }
+        }
+        drop(route);
+
+        if packets_in > 0 {
+            counters.packets_in.fetch_add(packets_in, Ordering::Relaxed);
+            counters.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+            counters.last_rx_ms.store(now_ms, Ordering::Relaxed);
+        }
+        for (counter, n) in [
+            (&counters.rejected, rejected),
+            (&counters.malformed, malformed),
+            (&counters.dropped, dropped),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+
+        // Observations, after the batch is on its way.
+        for i in 0..received {
+            let Some(rtp) = cx.accepted[i].take() else {
+                continue;
+            };
+            let Some((packet, _)) = batch.packet(i) else {
+                continue;
+            };
+            self.observe(now, &rtp, &packet[rtp.payload.clone()], cx);
+        }
+    }
+
+    /// RTCP statistics, DTMF and the recording, for one accepted packet.
+    fn observe(&mut self, now: Instant, rtp: &Rtp, payload: &[u8], cx: &mut Context) {
         self.session
             .on_rtp_received(now, rtp.ssrc, rtp.seq, rtp.ts, CLOCK_RATE, payload.len());
         if let Some((pt, detector)) = &mut self.dtmf
@@ -443,71 +452,72 @@ impl LegState {
             && detector.handle_packet(rtp.ts, payload).is_ok()
         {
             while let Some(digit) = detector.poll_digit() {
-                emit(
-                    &self.events,
-                    &self.engine,
-                    MediaEvent::Dtmf {
-                        leg: leg.id,
-                        digit: digit.digit,
-                        duration_ms: digit.duration_ms,
-                    },
-                );
+                cx.emit(MediaEvent::Dtmf {
+                    leg: self.shared.id,
+                    digit: digit.digit,
+                    duration_ms: digit.duration_ms,
+                });
             }
         }
         if let (Some((feed, side)), Some(codec)) = (&self.recording, rtp.codec) {
-            self.pcm.clear();
-            g711::decode(codec, payload, &mut self.pcm);
-            feed.push(now, *side, &self.pcm);
+            cx.pcm.clear();
+            g711::decode(codec, payload, &mut cx.pcm);
+            feed.push(now, *side, &cx.pcm);
         }
     }
 
-    fn on_rtcp(&mut self, leg: &LegShared, now: Instant, packet: &[u8]) {
-        leg.counters.rtcp_in.fetch_add(1, Ordering::Relaxed);
-        if self.session.handle_rtcp(now, packet).is_err() {
-            leg.counters.malformed.fetch_add(1, Ordering::Relaxed);
-            return;
+    /// A datagram from the RTCP socket. Symmetric RTCP: answer where the peer's reports come
+    /// from, but only from the host the media is latched to.
+    pub fn on_rtcp_datagram(&mut self, now: Instant, source: SocketAddr, packet: &[u8]) {
+        let trusted = self.latch.destination().map(|d| d.ip()) == Some(source.ip());
+        if trusted {
+            self.rtcp_source = Some(source);
+            handle_rtcp(&self.shared, &mut self.session, now, packet);
+        } else {
+            self.shared
+                .counters
+                .rejected
+                .fetch_add(1, Ordering::Relaxed);
         }
-        self.publish(leg);
     }
 
-    fn apply(&mut self, leg: &LegShared, message: Control) {
+    pub fn apply(&mut self, message: Control, cx: &mut Context) {
         match message {
             Control::Resignal(signalled) => {
                 self.latch.resignal(signalled);
-                leg.destination
+                self.shared
+                    .destination
                     .store(self.latch.destination().map(Arc::new));
             }
             Control::DetectDtmf(pt) => {
-                self.flush_dtmf(leg);
+                self.flush_dtmf(cx);
                 self.dtmf = pt.map(|pt| (pt, DtmfDetector::new(CLOCK_RATE)));
             }
             Control::Record(recording) => self.recording = recording,
-            Control::Close => {}
         }
     }
 
-    fn flush_dtmf(&mut self, leg: &LegShared) {
+    fn flush_dtmf(&mut self, cx: &mut Context) {
         if let Some((_, detector)) = &mut self.dtmf {
             detector.flush();
             while let Some(digit) = detector.poll_digit() {
-                emit(
-                    &self.events,
-                    &self.engine,
-                    MediaEvent::Dtmf {
-                        leg: leg.id,
-                        digit: digit.digit,
-                        duration_ms: digit.duration_ms,
-                    },
-                );
+                cx.emit(MediaEvent::Dtmf {
+                    leg: self.shared.id,
+                    digit: digit.digit,
+                    duration_ms: digit.duration_ms,
+                });
             }
         }
     }
 
-    fn close(&mut self, leg: &LegShared) {
-        self.flush_dtmf(leg);
+    /// The leg is closing: a digit still held is reported, and nothing more is sent towards
+    /// its peer through its socket.
+    pub fn close(mut self, cx: &mut Context) {
+        self.flush_dtmf(cx);
+        self.shared.destination.store(None);
     }
 
-    fn next_report_in(&self) -> Duration {
+    pub fn next_report_in(&self) -> Duration {
         report_interval(
             &self.session.interval_params(RTCP_BANDWIDTH),
             rand::random::<f64>(),
@@ -516,13 +526,13 @@ impl LegState {
 
     /// Sends a compound SR or RR with SDES (RFC 3550 §6.1) to the peer's RTCP address: where
     /// its RTCP comes from, else the RTP port when it multiplexes, else RTP port + 1 (§11).
-    fn send_report(&mut self, leg: &LegShared, rtcp: &UdpSocket, now: Instant) {
-        // What the other leg's task forwarded through this leg's socket since the last report.
-        let c = &leg.counters;
+    pub fn send_report(&mut self, now: Instant, cx: &mut Context) {
+        // What was forwarded through this leg's socket since the last report.
+        let c = &self.shared.counters;
         let packets = c.packets_out.load(Ordering::Relaxed);
         let bytes = c.payload_bytes_out.load(Ordering::Relaxed);
         if packets > self.reported_packets {
-            let at = self.epoch + Duration::from_millis(c.last_sent_ms.load(Ordering::Relaxed));
+            let at = cx.epoch + Duration::from_millis(c.last_sent_ms.load(Ordering::Relaxed));
             self.session.on_rtp_sent(
                 at,
                 u32::try_from(packets - self.reported_packets).unwrap_or(u32::MAX),
@@ -535,28 +545,37 @@ impl LegState {
         let Some(rtp_peer) = self.latch.destination() else {
             return;
         };
+        let sockets = &self.shared.sockets;
         let (socket, to) = match (self.mux, self.rtcp_source) {
-            (true, _) => (&leg.rtp, rtp_peer),
-            (false, Some(source)) => (rtcp, source),
+            (true, _) => (&sockets.rtp, rtp_peer),
+            (false, Some(source)) => (&sockets.rtcp, source),
             (false, None) => (
-                rtcp,
+                &sockets.rtcp,
                 SocketAddr::new(rtp_peer.ip(), rtp_peer.port().wrapping_add(1)),
             ),
         };
-        self.report.clear();
+        cx.report.clear();
         let ntp = ntp_timestamp(SystemTime::now());
-        if self
-            .session
-            .build_report(now, ntp, &mut self.report)
-            .is_ok()
-            && socket.try_send_to(&self.report, to).is_ok()
+        if self.session.build_report(now, ntp, &mut cx.report).is_ok()
+            && socket.send_to(&cx.report, to).is_ok()
         {
             c.rtcp_out.fetch_add(1, Ordering::Relaxed);
         }
-        self.publish(leg);
+        publish(&self.shared, &self.session);
     }
+}
 
-    fn publish(&self, leg: &LegShared) {
-        leg.quality.store(Some(Arc::new(self.session.stats())));
+/// An RTCP packet from the peer, on either port.
+fn handle_rtcp(shared: &LegShared, session: &mut RtcpSession, now: Instant, packet: &[u8]) {
+    let counters = &shared.counters;
+    counters.rtcp_in.fetch_add(1, Ordering::Relaxed);
+    if session.handle_rtcp(now, packet).is_err() {
+        counters.malformed.fetch_add(1, Ordering::Relaxed);
+        return;
     }
+    publish(shared, session);
+}
+
+fn publish(shared: &LegShared, session: &RtcpSession) {
+    shared.quality.store(Some(Arc::new(session.stats())));
 }

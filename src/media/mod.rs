@@ -1,7 +1,8 @@
-//! Media for SIP legs: the RTP relay engine and the pure, sans-IO units it is built from — the
-//! port budget, symmetric-RTP latching, stream rewriting, G.711, RFC 4733 telephone-events, RTCP
-//! statistics and the call recorder. Apart from the engine and the recorder's writer thread, none
-//! of them reads a clock or touches a socket: time and packets are arguments.
+//! Media for SIP legs: the RTP relay engine, its reactors, and the pure, sans-IO units they
+//! drive — the port budget, symmetric-RTP latching, stream rewriting, G.711, RFC 4733
+//! telephone-events, RTCP statistics and the call recorder. Apart from the engine, its reactors
+//! and sockets, and the recorder's writer thread, none of them reads a clock or touches a
+//! socket: time and packets are arguments.
 
 pub mod batch;
 pub mod dtmf;
@@ -10,6 +11,8 @@ pub mod g711;
 pub mod latch;
 pub mod leg;
 pub mod ports;
+pub(crate) mod reactor;
 pub mod recorder;
 pub mod rewrite;
 pub mod rtcp;
+pub mod sockets;

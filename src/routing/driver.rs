@@ -20,7 +20,8 @@ use super::router::{
 use super::settings::{MobileSettings, SettingsError};
 use crate::bridge::hub::{Handle, Hub};
 use crate::bridge::{
-    AgentId, Command, Customer, EventKind, InteractionId, LegKind, LegState, Party, Phase, Time,
+    AgentId, Command, Customer, EventKind, InteractionId, LegKind, LegState, LegTarget, Party,
+    Phase, Time,
 };
 use crate::chat::store::{Store, StoreError};
 
@@ -840,9 +841,9 @@ fn project(
             leg,
             kind,
             state,
+            target,
             reason,
             duration_s,
-            ..
         } => {
             if *kind == LegKind::Voice
                 && let Some(agent) = &w.agent
@@ -861,6 +862,10 @@ fn project(
                                        "state": state, "reason": reason});
                 if let Some(duration) = duration_s {
                     event["duration_s"] = json!(duration);
+                }
+                // A call to the customer's phone names the number (a call-me request's too).
+                if let Some(LegTarget::Phone(number)) = target {
+                    event["number"] = json!(number);
                 }
                 if *state == LegState::Released
                     && let Some(file) = w.recordings.remove(&leg.0)
@@ -1003,14 +1008,17 @@ pub fn history_view(id: &InteractionId, events: &[crate::bridge::Event]) -> Vec<
                 leg,
                 kind,
                 state,
+                target,
                 reason,
                 duration_s,
-                ..
             } => {
                 let mut view = json!({"event": "call_state", "leg": leg.0, "kind": kind,
                                       "state": state, "reason": reason});
                 if let Some(duration) = duration_s {
                     view["duration_s"] = json!(duration);
+                }
+                if let Some(LegTarget::Phone(number)) = target {
+                    view["number"] = json!(number);
                 }
                 if *state == LegState::Released
                     && let Some(file) = recordings.remove(&leg.0)

@@ -88,13 +88,17 @@ pub enum Via {
     Sms,
 }
 
-/// Who would take a department's chat now, as [`Router::staff`] has it.
+/// Who would take a department's chat now, as [`Router::staff`] has it: the chat is offered
+/// `via` the desk when an available desk agent has room, else by SMS to the operators on duty
+/// away from a desk; the available desk agents take it anyway when one of their slots frees.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Staff {
-    /// How the offer would reach them.
+    /// How the offer would go out now.
     pub via: Via,
-    /// Each one's chat slots.
-    pub slots: Vec<Slots>,
+    /// The available desk agents' chat slots.
+    pub desk: Vec<Slots>,
+    /// The chat slots of the operators on duty by SMS.
+    pub sms: Vec<Slots>,
     /// The department's chats waiting now.
     pub waiting: usize,
 }
@@ -810,33 +814,25 @@ impl Router {
 
     // ---- views ----
 
-    /// Who would take a chat of `department` opened now, by the rule dispatching follows:
-    /// the desk agents who are available, when one of them has room; else the mobile operators
-    /// on duty and away from a desk (by SMS); and when there are none, the available desk
-    /// agents after all, who take the chat when a slot frees. With the department's chats
-    /// waiting: what a customer's expected wait is computed from.
+    /// Who would take a chat of `department` opened now, by the rule dispatching follows
+    /// ([`Staff`]), with the department's chats waiting: what a customer's expected wait is
+    /// computed from.
     pub fn staff(&self, now: Time, department: &str) -> Staff {
         let settings = &self.settings;
-        let members = || self.agents.values().filter(|a| a.takes(department));
-        let at_desk = |a: &&Agent| a.connected() && a.presence == Presence::Available;
-        let by_sms = |a: &&Agent| !a.connected() && a.spec.mobile.on_duty(now);
-        let mut via = self.via(department, &mut HashMap::new());
-        let mut staff: Vec<&Agent> = match via {
-            Via::Desktop => members().filter(at_desk).collect(),
-            Via::Sms => members().filter(by_sms).collect(),
+        let slots = |a: &Agent| Slots {
+            total: (a.spec.capacity / settings.chat_load.max(1)).max(1),
+            free: a.free_slots(settings) as u32,
         };
-        if staff.is_empty() {
-            via = Via::Desktop;
-            staff = members().filter(at_desk).collect();
-        }
+        let members = || self.agents.values().filter(|a| a.takes(department));
         Staff {
-            via,
-            slots: staff
-                .iter()
-                .map(|a| Slots {
-                    total: (a.spec.capacity / settings.chat_load.max(1)).max(1),
-                    free: a.free_slots(settings) as u32,
-                })
+            via: self.via(department, &mut HashMap::new()),
+            desk: members()
+                .filter(|a| a.connected() && a.presence == Presence::Available)
+                .map(slots)
+                .collect(),
+            sms: members()
+                .filter(|a| !a.connected() && a.spec.mobile.on_duty(now))
+                .map(slots)
                 .collect(),
             waiting: self
                 .queue

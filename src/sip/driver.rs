@@ -336,6 +336,11 @@ pub async fn start(
             ..LatchConfig::default()
         },
         threads: config.media.threads,
+        idle_sockets: if config.media.keep_sockets {
+            usize::from(config.media.rtp_port_max - config.media.rtp_port_min).div_ceil(2)
+        } else {
+            0
+        },
     })?;
     let counters = Arc::new(TransportCounters::default());
     let (control_tx, control_rx) = mpsc::channel(1024);

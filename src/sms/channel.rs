@@ -13,9 +13,12 @@ use super::provider::Provider;
 use crate::bridge::hub::{Handle, Hub, HubError};
 use crate::bridge::{Command, Customer, EventKind, InteractionId, Party, Phase};
 
+/// What every SMS customer's device starts with: no other channel may claim it.
+pub const DEVICE_PREFIX: &str = "sms:";
+
 /// The customer device of a phone number's SMS chats.
 pub fn device_of(number: &str) -> String {
-    format!("sms:{number}")
+    format!("{DEVICE_PREFIX}{number}")
 }
 
 /// The open chat of a number, if any.

@@ -1,7 +1,9 @@
 // Journey 4: the Contact Info Panel. The customer's phone number is a link that calls it on the
 // device the agent chooses (here the browser: her microphone goes out, the phone's echo comes
 // back); the panel shows the call's state with a running duration, Mute, Release call, and the
-// call's end; then the agent calls again, typing the number, in the same chat.
+// call's end; then the agent calls again, typing the number, in the same chat; then the customer
+// asks to be called (a call-me request naming the number) and the agent accepts it. Each call
+// says in the conversation when the phone rings.
 //   node desk_click_to_call.mjs BASE NUMBER
 import { ask, journey, login, openDesk, shot, step, waitStats } from "./desk_lib.mjs";
 
@@ -42,7 +44,17 @@ await journey(async (browser) => {
   const second = await talk(page, contact);
   await contact.getByRole("button", { name: "Release call" }).click();
   await contact.locator("#call-state").filter({ hasText: "Call ended" }).waitFor();
-  const lines = await page.getByRole("list", { name: "Conversation" }).locator("li.system").allTextContents();
-  step("two calls made");
-  return { first, second, muted, ended, lines };
+
+  // The customer asks to be called: the request names the number.
+  await ask("customer asks to be called");
+  await page.getByRole("alert").filter({ hasText: `The customer asks to be called at ${number}.` }).waitFor();
+  const requested = await contact.locator(".call-box").innerText();
+  await shot(page, "04-contact-call-me-request");
+  await page.getByRole("button", { name: "Accept call" }).click();
+  const third = await talk(page, contact);
+  await contact.getByRole("button", { name: "Release call" }).click();
+  await contact.locator("#call-state").filter({ hasText: "Call ended" }).waitFor();
+  const lines = await page.getByRole("list", { name: "Conversation" }).locator("li.system > span:first-child").allTextContents();
+  step("three calls made");
+  return { first, second, third, muted, ended, requested, lines };
 });

@@ -4,9 +4,10 @@
 // API.
 //   node webchat_driver.mjs
 // Commands (each {id, cmd, ...}; answered {id, ok, value} or {id, ok: false, error}):
-//   open {url, device: "desktop"|"phone", geolocation?}        → {page}
+//   open {url, device: "desktop"|"phone", geolocation?, permissions?}   → {page}
 //   goto {page, url} | reload {page} | close {page}
 //   click {page, role, name}              a control by its role and accessible name
+//   select {page, label, option}          an option of a drop-down, by its label
 //   fill {page, label, text}              a field by its label
 //   press {page, label, key}
 //   files {page, label, files: [{name, mimeType, hex}]}
@@ -18,6 +19,8 @@
 //   offline {page, offline}
 //   download {page, role, name}           clicks and returns the downloaded file's text
 //   console {page}                        what the page logged so far
+// Any command that finds something also takes `within: {role, name}`: it looks only inside that
+// landmark or control (the agent's "Release call" in her Contact Info panel, say).
 //   quit
 // Controls are found as a person finds them (role and accessible name, label, visible text);
 // Playwright's locators see into the widget's open shadow root.
@@ -45,20 +48,21 @@ const browser = await chromium.launch({
 const pages = [];
 const logs = [];
 
-function locate(page, { role, name, text, label, exact }) {
-  if (role) return page.getByRole(role, name === undefined ? {} : { name, exact: exact ?? true });
-  if (label) return page.getByLabel(label, { exact: exact ?? true });
-  if (text !== undefined) return page.getByText(text, { exact: exact ?? false });
+function locate(page, { role, name, text, label, exact, within }) {
+  const scope = within ? locate(page, within).first() : page;
+  if (role) return scope.getByRole(role, name === undefined ? {} : { name, exact: exact ?? true });
+  if (label) return scope.getByLabel(label, { exact: exact ?? true });
+  if (text !== undefined) return scope.getByText(text, { exact: exact ?? false });
   throw new Error("a role, a label or a text is needed");
 }
 
 const commands = {
-  async open({ url, device = "desktop", geolocation }) {
+  async open({ url, device = "desktop", geolocation, permissions }) {
     const options =
       device === "phone"
         ? { ...devices["Pixel 7"] }
         : { viewport: { width: 1280, height: 860 } };
-    options.permissions = ["camera", "microphone", "geolocation"];
+    options.permissions = permissions ?? ["camera", "microphone", "geolocation"];
     if (geolocation) options.geolocation = geolocation;
     options.acceptDownloads = true;
     const context = await browser.newContext(options);
@@ -84,15 +88,18 @@ const commands = {
   async click({ page, timeout, ...what }) {
     await locate(pages[page], what).first().click({ timeout: timeout ?? STEP });
   },
-  async fill({ page, label, text }) {
-    await locate(pages[page], { label }).first().fill(text);
+  async fill({ page, label, text, within }) {
+    await locate(pages[page], { label, within }).first().fill(text);
   },
-  async press({ page, label, key }) {
-    await locate(pages[page], { label }).first().press(key);
+  async select({ page, label, option, within }) {
+    await locate(pages[page], { label, within }).first().selectOption({ label: option });
   },
-  async files({ page, label, files }) {
+  async press({ page, label, key, within }) {
+    await locate(pages[page], { label, within }).first().press(key);
+  },
+  async files({ page, label, files, within }) {
     const payload = files.map((f) => ({ name: f.name, mimeType: f.mimeType, buffer: Buffer.from(f.hex, "hex") }));
-    await locate(pages[page], { label }).first().setInputFiles(payload);
+    await locate(pages[page], { label, within }).first().setInputFiles(payload);
   },
   async wait({ page, state = "visible", timeout, ...what }) {
     await locate(pages[page], what).first().waitFor({ state, timeout: timeout ?? STEP });

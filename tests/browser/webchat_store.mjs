@@ -9,6 +9,13 @@ const texts = (state) => state.items.filter((i) => i.kind !== "note").map((i) =>
 const notes = (state) => state.items.filter((i) => i.kind === "note").map((i) => i.text);
 
 const checks = {
+  "a call that comes up is noted once, however often it is reported up"() {
+    let s = reduce(initialState, { type: "started", chatId: "c1" });
+    s = reduce(s, { type: "call", patch: { state: "requested", video: false } });
+    s = reduce(s, { type: "call", patch: { state: "up" } });
+    s = reduce(s, { type: "call", patch: { state: "up", videoUp: false } });
+    assert.deepEqual(notes(s), ["The call started."]);
+  },
   "an event seen again after a resume is applied once"() {
     let s = reduce(initialState, { type: "started", chatId: "c1" });
     const hello = { event: "chat_session_message", seq: 5, msg_id: "s5", msg: "Hello", party_id: "alice" };

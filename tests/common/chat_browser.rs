@@ -175,6 +175,18 @@ impl Browser {
         Page(page.as_u64().unwrap())
     }
 
+    /// Opens `url` on `device` with the browser's `permissions` granted instead of the
+    /// customer's (camera, microphone, geolocation): the agent's desk wants notifications.
+    pub async fn open_granting(&mut self, url: &str, device: Device, permissions: &[&str]) -> Page {
+        let command = json!({"cmd": "open", "url": url, "device": device.name(),
+                             "permissions": permissions});
+        let page = self
+            .try_call(command)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        Page(page.as_u64().unwrap())
+    }
+
     pub async fn click(&mut self, page: Page, role: &str, name: &str) {
         self.on(page, json!({"cmd": "click", "role": role, "name": name}))
             .await;
@@ -183,6 +195,36 @@ impl Browser {
     pub async fn fill(&mut self, page: Page, label: &str, text: &str) {
         self.on(page, json!({"cmd": "fill", "label": label, "text": text}))
             .await;
+    }
+
+    /// Chooses `option` in the drop-down labelled `label`.
+    pub async fn select(&mut self, page: Page, label: &str, option: &str) {
+        self.on(
+            page,
+            json!({"cmd": "select", "label": label, "option": option}),
+        )
+        .await;
+    }
+
+    /// Clicks the control `role` named `name` inside the landmark or control `within`
+    /// (`(role, name)`), as a person looks for a button in one panel.
+    pub async fn click_in(&mut self, page: Page, within: (&str, &str), role: &str, name: &str) {
+        self.on(
+            page,
+            json!({"cmd": "click", "role": role, "name": name,
+                   "within": {"role": within.0, "name": within.1}}),
+        )
+        .await;
+    }
+
+    /// Waits until `text` (a substring) is shown inside `within` (`(role, name)`).
+    pub async fn sees_in(&mut self, page: Page, within: (&str, &str), text: &str) {
+        self.on(
+            page,
+            json!({"cmd": "wait", "text": text,
+                   "within": {"role": within.0, "name": within.1}}),
+        )
+        .await;
     }
 
     /// Waits until the control `role` named `name` is shown.

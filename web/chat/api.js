@@ -56,8 +56,18 @@ export function createApi({ base, appId, device }) {
       }),
     /** Sends client events over HTTP: `{accepted: [{seq, duplicate}]}`. */
     postEvents: (chatId, events) => call("POST", `chats/${chatId}/events`, { events }),
-    /** Every customer-visible event of the chat so far. */
-    history: (chatId) => call("GET", `chats/${chatId}/history`).then((body) => body.events),
+    /** Every customer-visible event of the chat so far, read page by page (newest first). */
+    async history(chatId) {
+      const pages = [];
+      let before = null;
+      do {
+        const query = before === null ? "" : `?before_seq=${before}`;
+        const page = await call("GET", `chats/${chatId}/history${query}`);
+        pages.unshift(page.events);
+        before = page.next_before_seq;
+      } while (before !== null && before !== undefined);
+      return pages.flat();
+    },
     /** A short-lived URL for the chat's WebSocket (browsers cannot send `authorization`). */
     async socketUrl(chatId, afterSeq) {
       const ticket = await call("POST", `chats/${chatId}/ws_token`);

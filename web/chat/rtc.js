@@ -125,6 +125,7 @@ export function createCall({ signal, dispatch }) {
       }
     }
     dispatch({ type: "call", patch: { video: false, videoUp: false, localVideo: false } });
+    dispatch({ type: "note", text: "You stopped the video. The call goes on." });
     changed();
     await signal({ type: "END_VIDEO" });
   }
@@ -151,13 +152,15 @@ export function createCall({ signal, dispatch }) {
 
   /** What the call received and sent so far, from the standard statistics. */
   async function stats() {
-    const out = { connection: pc ? pc.connectionState : "none", inbound: { audio: 0, video: 0 }, outbound: { audio: 0, video: 0 }, frameWidth: 0 };
+    const out = { connection: pc ? pc.connectionState : "none", inbound: { audio: 0, video: 0 }, outbound: { audio: 0, video: 0 }, frameWidth: 0, audioEnergy: 0 };
     if (!pc) return out;
     const report = await pc.getStats();
     report.forEach((s) => {
       if (s.type === "inbound-rtp") {
         out.inbound[s.kind] += s.packetsReceived || 0;
         if (s.kind === "video") out.frameWidth = Math.max(out.frameWidth, s.frameWidth || 0);
+        // What was played out, not only received: silence has none.
+        else out.audioEnergy += s.totalAudioEnergy || 0;
       } else if (s.type === "outbound-rtp") {
         out.outbound[s.kind] += s.packetsSent || 0;
       }

@@ -92,8 +92,11 @@ export function reduce(state, action) {
       }));
     case "status":
       return mapItems(state, action.key, (item) => withStatus(item, action.status));
-    case "call":
-      return { ...state, call: { ...state.call, ...action.patch } };
+    case "call": {
+      const next = { ...state, call: { ...state.call, ...action.patch } };
+      // The conversation keeps a record of the call as it went: it started here.
+      return next.call.state === "up" && state.call.state !== "up" ? addNote(next, "The call started.") : next;
+    }
     case "phone":
       return { ...state, phone: action.phone && { ...(state.phone ?? {}), ...action.phone } };
     case "note":

@@ -45,6 +45,14 @@ async function run(body) {
   }
 }
 
+/** Answers a call or video request: it is put away at once, and back if the gateway refuses. */
+async function answer(chatId, kinds, body) {
+  store.dispatch({ type: "answered", chatId, kinds });
+  const ack = await run(body);
+  if (!ack) store.dispatch({ type: "answered", chatId, kinds, ok: false });
+  return ack;
+}
+
 const actions = {
   accept: async (chatId) => { await run({ command: "accept", chat_id: chatId }); },
   decline: (chatId) => run({ command: "decline", chat_id: chatId }),
@@ -53,10 +61,12 @@ const actions = {
     store.dispatch({ type: "select", chatId });
     markRead(chatId);
   },
-  acceptCall: (chatId) => run({ command: "accept_call", chat_id: chatId, device: "browser" }),
-  declineCall: (chatId) => run({ command: "decline_call", chat_id: chatId }),
-  allowVideo: (chatId) => run({ command: "allow_video", chat_id: chatId }),
-  declineVideo: (chatId) => run({ command: "decline_video", chat_id: chatId }),
+  acceptCall: (chatId) => answer(chatId, ["voice"], { command: "accept_call", chat_id: chatId, device: "browser" }),
+  // Declining the call declines the video that would ride on it; allowing the video takes the
+  // call with it.
+  declineCall: (chatId) => answer(chatId, ["voice", "video"], { command: "decline_call", chat_id: chatId }),
+  allowVideo: (chatId) => answer(chatId, ["voice", "video"], { command: "allow_video", chat_id: chatId }),
+  declineVideo: (chatId) => answer(chatId, ["video"], { command: "decline_video", chat_id: chatId }),
   callCustomer(chatId, number, device) {
     const body = { command: "call_customer", chat_id: chatId, device };
     if (number) body.number = number;

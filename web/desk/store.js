@@ -32,6 +32,7 @@ function newChat(card) {
     typing: false,
     ended: null,           // {reason, transcript}
     requests: new Map(),   // kind (voice|video) → leg awaiting the agent's answer
+    answering: new Set(),  // kinds of request she answered, until the gateway says what became of them
   };
 }
 
@@ -60,19 +61,30 @@ function addItem(chat, key, item) {
   return true;
 }
 
-function callLine(e) {
+function callLine(e, before) {
   const what = e.kind === "video" ? "Video" : "Call";
   switch (e.state) {
-    case "awaiting_approval": return `${what} requested by the customer`;
-    case "connecting": return `${what} connecting`;
+    case "awaiting_approval":
+      return e.number ? `Call to ${e.number} requested by the customer` : `${what} requested by the customer`;
+    case "connecting":
+      // The far end's phone rings (a 180 on the way to it): said once.
+      if (e.reason === "ringing") return before?.reason === "ringing" ? null : `${e.number ? `${e.number} is` : "The phone is"} ringing`;
+      return before?.state === "connecting" ? null : `${what} connecting${e.number ? ` to ${e.number}` : ""}`;
     case "up": return `${what} started`;
     case "releasing": return null;
     case "released": {
       const took = e.duration_s != null ? ` after ${formatDuration(e.duration_s)}` : "";
-      return `${what} ended${took}${e.reason ? ` (${e.reason})` : ""}`;
+      const why = endReason(e.reason);
+      return `${what} ended${took}${why ? ` (${why})` : ""}`;
     }
     default: return null;
   }
+}
+
+/** Why a call ended, in words, or null when it ended the usual way (released from here). */
+export function endReason(reason) {
+  if (!reason || reason === "released") return null;
+  return String(reason).replaceAll("_", " ");
 }
 
 export function formatDuration(s) {
@@ -189,13 +201,15 @@ function onEvent(state, e) {
     case "call_state": {
       const before = chat.calls.get(e.leg);
       const call = { ...(before ?? {}), leg: e.leg, kind: e.kind, state: e.state, reason: e.reason, duration_s: e.duration_s };
+      if (e.number) call.number = e.number;
       if (e.state === "up" && before?.state !== "up") call.since = Date.now() - 0;
       if (e.recording) call.recording = e.recording;
       chat.calls.set(e.leg, call);
       if (e.state === "awaiting_approval") chat.requests.set(e.kind, e.leg);
       else if (chat.requests.get(e.kind) === e.leg) chat.requests.delete(e.kind);
-      // A leg reported twice in one state (a renegotiation) is one line.
-      const line = before?.state === e.state ? null : callLine(e);
+      chat.answering.delete(e.kind);
+      // A leg reported twice in one state (a renegotiation) is one line; ringing is news.
+      const line = before?.state === e.state && e.state !== "connecting" ? null : callLine(e, before);
       if (line) addItem(chat, key, { type: "system", text: line, at: e.timestamp, seq: e.seq, recording: e.recording });
       return;
     }
@@ -204,6 +218,7 @@ function onEvent(state, e) {
       chat.phase = "closed";
       chat.typing = false;
       chat.requests.clear();
+      chat.answering.clear();
       addItem(chat, key, { type: "system", text: `Chat ended (${String(e.reason).replaceAll("_", " ")})`, at: e.timestamp, seq: e.seq });
       return;
   }
@@ -228,6 +243,13 @@ export function reduce(state, action) {
       for (const e of action.events) if (e.event === "accepted") onEvent(next, e);
       for (const e of action.events) if (e.event !== "accepted") onEvent(next, e);
       return next;
+    case "answered": {
+      // The agent answered requests of a chat: they are hidden until the gateway reports on
+      // them, or shown again if it refused.
+      const chat = next.chats.get(action.chatId);
+      if (chat) for (const kind of action.kinds) chat.answering[action.ok === false ? "delete" : "add"](kind);
+      return next;
+    }
     case "select": {
       next.selected = action.chatId;
       const chat = next.chats.get(action.chatId);

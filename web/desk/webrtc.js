@@ -87,10 +87,12 @@ export class Media {
   /** RTP statistics of a chat's peer, for people checking the line (and the tests). */
   async stats(chatId) {
     const peer = this.peers.get(chatId);
-    const out = { inboundAudioPackets: 0, outboundAudioPackets: 0, inboundVideoPackets: 0, outboundVideoPackets: 0 };
+    const out = { inboundAudioPackets: 0, outboundAudioPackets: 0, inboundVideoPackets: 0, outboundVideoPackets: 0, inboundAudioEnergy: 0 };
     if (!peer) return out;
     (await peer.pc.getStats()).forEach((r) => {
       if (r.type === "inbound-rtp") out[r.kind === "video" ? "inboundVideoPackets" : "inboundAudioPackets"] += r.packetsReceived ?? 0;
+      // What was played out, not only received: silence has none.
+      if (r.type === "inbound-rtp" && r.kind === "audio") out.inboundAudioEnergy += r.totalAudioEnergy ?? 0;
       if (r.type === "outbound-rtp") out[r.kind === "video" ? "outboundVideoPackets" : "outboundAudioPackets"] += r.packetsSent ?? 0;
     });
     return out;

@@ -8,6 +8,31 @@ import { fileUrl, recordingUrl, transcriptUrl } from "../api.js";
 let shownChat = null;
 let shownKeys = new Set();
 let lastSeq = -1;
+/** Whether the conversation follows what comes in: yes while the agent is at its bottom. */
+let stick = true;
+let follower = null;
+
+/** Keeps the conversation at its bottom while the agent is there, also when lines change
+ * size after they were drawn (pictures loading, lines laid out once on screen) or the
+ * panel around them does (requests, video windows). */
+function follow(list) {
+  if (follower) return follower;
+  const bottom = () => { if (stick) list.scrollTop = list.scrollHeight; };
+  // Only the agent scrolling up lets go of the bottom: the browser moves the list too, as
+  // lines above change size, and that is no reason to stop following.
+  let touched = 0;
+  for (const kind of ["wheel", "touchmove", "keydown", "pointerdown"]) {
+    list.addEventListener(kind, () => { touched = performance.now(); }, { passive: true });
+  }
+  list.addEventListener("scroll", () => {
+    if (list.scrollHeight - list.scrollTop - list.clientHeight < 40) stick = true;
+    else if (performance.now() - touched < 1000) stick = false;
+  });
+  list.addEventListener("load", bottom, true);
+  follower = new ResizeObserver(bottom);
+  follower.observe(list);
+  return follower;
+}
 /** A chat opened shows its latest items; older ones come on demand. */
 const WINDOW = 100;
 const expanded = new Set();
@@ -63,7 +88,11 @@ export function renderChatPanel(state, actions) {
   $("chat-title").textContent = chat ? `Chat with ${customerName(chat.customer)} (${chat.service})` : "Chat Panel";
   if (!chat) { shownChat = null; return; }
   const list = $("messages");
+  const sizes = follow(list);
   if (shownChat !== chat.id) {
+    sizes.disconnect();
+    sizes.observe(list);
+    stick = true;
     list.replaceChildren();
     shownKeys = new Set();
     lastSeq = -1;
@@ -91,6 +120,7 @@ export function renderChatPanel(state, actions) {
     for (const [k, item] of items) {
       shownKeys.add(k);
       const node = itemNode(state, chat, item, actions);
+      sizes.observe(node);
       if (item.seq != null) node.dataset.seq = String(item.seq);
       if (item.seq == null || item.seq > lastSeq) {
         tail.append(node);
@@ -101,22 +131,26 @@ export function renderChatPanel(state, actions) {
       }
     }
     list.append(tail);
-    list.scrollTop = list.scrollHeight;
+    if (stick) list.scrollTop = list.scrollHeight;
   }
   for (const el of list.querySelectorAll("[data-receipt]")) {
     el.textContent = receiptText(chat.receipts.get(el.dataset.receipt));
   }
   $("typing").textContent = chat.typing ? `${customerName(chat.customer)} is typing…` : "";
 
-  // Requests waiting for the agent: a call, video.
+  // Requests waiting for the agent: a call, video. One she has answered goes at once (allowing
+  // video takes the call with it: nothing is left to accept), and comes back if refused.
   const requests = [];
-  if (chat.requests.has("voice")) {
+  const waiting = (kind) => chat.requests.has(kind) && !chat.answering.has(kind);
+  if (waiting("voice")) {
+    // A call-me request names the number to call, which may not be the one in Contact Info.
+    const number = chat.calls.get(chat.requests.get("voice"))?.number;
     requests.push(h("div", { class: "request", role: "alert" },
-      h("strong", {}, "The customer asks for a call."),
+      h("strong", {}, number ? `The customer asks to be called at ${number}.` : "The customer asks for a call."),
       h("button", { type: "button", class: "primary", onclick: () => actions.acceptCall(chat.id) }, "Accept call"),
       h("button", { type: "button", onclick: () => actions.declineCall(chat.id) }, "Decline call")));
   }
-  if (chat.requests.has("video")) {
+  if (waiting("video")) {
     requests.push(h("div", { class: "request", role: "alert" },
       h("strong", {}, "The customer asks for video."),
       h("button", { type: "button", class: "primary", onclick: () => actions.allowVideo(chat.id) }, "Allow video"),

@@ -3,7 +3,7 @@
 // Release call, and Mute for a call in the browser.
 import { $, h, customerName } from "./dom.js";
 import { activeCall } from "./chat_panel.js";
-import { formatDuration } from "../store.js";
+import { endReason, formatDuration } from "../store.js";
 
 const STATE = { connecting: "Dialing…", up: "Connected", releasing: "Hanging up…", released: "Ended" };
 let device = "browser";
@@ -16,7 +16,7 @@ export function renderContact(state, actions, media) {
   body.className = "";
   const call = activeCall(chat);
   const last = [...chat.calls.values()].filter((c) => c.kind === "voice").pop();
-  const key = JSON.stringify([chat.id, chat.customer, call?.state, call?.leg, last?.state, last?.reason, !!chat.ended, media.muted]);
+  const key = JSON.stringify([chat.id, chat.customer, call?.state, call?.reason, call?.leg, last?.state, last?.reason, !!chat.ended, media.muted]);
   if (key === drawn) { tick(call); return; }
   drawn = key;
   const name = customerName(chat.customer);
@@ -41,17 +41,20 @@ export function renderContact(state, actions, media) {
 
   const box = h("div", { class: "call-box", role: "status", "aria-live": "polite" });
   if (call) {
-    box.append(h("p", {}, h("span", { class: "call-state", id: "call-state" }, STATE[call.state] ?? call.state), " ",
+    const shown = call.state === "connecting" && call.reason === "ringing" ? "Ringing…" : STATE[call.state] ?? call.state;
+    const to = call.number && call.state !== "up" ? ` ${call.number}` : "";
+    box.append(h("p", {}, h("span", { class: "call-state", id: "call-state" }, shown), to, " ",
       h("span", { id: "call-duration" })));
     box.append(h("button", { type: "button", class: "danger", onclick: () => actions.releaseCall(chat.id) }, "Release call"));
     if (media.active) {
       box.append(" ", h("button", { type: "button", "aria-pressed": media.muted ? "true" : "false", onclick: () => actions.toggleMute() }, media.muted ? "Unmute" : "Mute"));
     }
   } else if (last?.state === "awaiting_approval") {
-    box.append(h("p", {}, h("span", { class: "call-state", id: "call-state" }, "Call requested")));
+    box.append(h("p", {}, h("span", { class: "call-state", id: "call-state" }, "Call requested"),
+      last.number ? ` to ${last.number}` : ""));
   } else if (last) {
     box.append(h("p", {}, h("span", { class: "call-state", id: "call-state" }, "Call ended"),
-      last.duration_s != null ? ` after ${formatDuration(last.duration_s)}` : "", last.reason ? ` — ${last.reason}` : ""));
+      last.duration_s != null ? ` after ${formatDuration(last.duration_s)}` : "", endReason(last.reason) ? ` — ${endReason(last.reason)}` : ""));
   } else {
     box.append(h("p", { class: "muted" }, "No call."));
   }
