@@ -227,29 +227,37 @@ fn count_lines(done: &Value, pred: impl Fn(&str) -> bool) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_phone_number_calls_the_customer_with_the_agent_on_her_softphone() {
-    let seen = journey("Softphone", "softphone", 1, true).await;
-    let done = &seen.done;
-    assert_panel(done, "talking", "ended");
-    assert_eq!(done["mute"], 0, "{done:#}");
-    assert_eq!(count_lines(done, |l| l == "Call started"), 1, "{done:#}");
+/// The conversation lists both calls (the clicked number, then the accepted request).
+fn assert_calls_listed(done: &Value) {
+    assert_eq!(count_lines(done, |l| l == "Call started"), 2, "{done:#}");
     assert_eq!(
         count_lines(done, |l| l.starts_with("Call ended")),
-        1,
+        2,
         "{done:#}"
     );
+    let requested = format!("Call to {NUMBER} requested by the customer");
+    assert_eq!(count_lines(done, |l| l == requested), 1, "{done:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_number_calls_the_customer_with_the_agent_on_her_softphone() {
+    let seen = journey("Softphone", "softphone", 2, true).await;
+    let done = &seen.done;
+    assert_panel(done, "talking", "ended");
+    assert_panel(done, "accepted", "acceptedEnded");
+    assert_eq!(done["mute"], 0, "{done:#}");
+    assert_calls_listed(done);
 
     let (softphone, softphone_log) = seen.softphone.unwrap();
     for (who, stats) in [("phones", &seen.phones), ("softphone", &softphone)] {
         assert_eq!(
             (stats.exit_code, stats.successful, stats.failed),
-            (0, 1, 0),
+            (0, 2, 0),
             "{who}: {stats:?}\ngateway log:\n{}",
             seen.gateway_log
         );
     }
-    assert_eq!(numbers_called(&seen.phones_log), [NUMBER]);
+    assert_eq!(numbers_called(&seen.phones_log), [NUMBER, NUMBER]);
     // Audio went both ways through the bridge: the customer's phone's leg took its audio in
     // and sent the softphone's echo out, and the softphone's leg the other way round.
     let talking = seen
@@ -257,33 +265,35 @@ async fn the_phone_number_calls_the_customer_with_the_agent_on_her_softphone() {
         .iter()
         .filter(|(i, o)| *i > 100 && *o > 100)
         .count();
-    assert_eq!(talking, 2, "{:?}", seen.legs);
+    assert_eq!(talking, 4, "{:?}", seen.legs);
     assert_eq!(
         softphone_log.matches("X-Interaction-Id=").count(),
-        1,
+        2,
         "{softphone_log}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_phone_number_calls_the_customer_with_the_agent_on_her_own_mobile() {
-    let seen = journey("My mobile", "mobile", 1, false).await;
+    let seen = journey("My mobile", "mobile", 2, false).await;
     let done = &seen.done;
     assert_panel(done, "talking", "ended");
+    assert_panel(done, "accepted", "acceptedEnded");
     assert_eq!(done["mute"], 0, "{done:#}");
-    assert_eq!(count_lines(done, |l| l == "Call started"), 1, "{done:#}");
+    assert_calls_listed(done);
 
     let stats = &seen.phones;
     assert_eq!(
         (stats.exit_code, stats.successful, stats.failed),
-        (0, 2, 0),
+        (0, 4, 0),
         "{stats:?}\ngateway log:\n{}",
         seen.gateway_log
     );
-    // Both SIP calls went through the trunk: the customer's number and alice's mobile.
+    // Each time both SIP calls went through the trunk: the customer's number and alice's
+    // mobile; so the accepted request was taken on the mobile, not in the browser.
     let mut numbers = numbers_called(&seen.phones_log);
     numbers.sort();
-    assert_eq!(numbers, [NUMBER, MOBILE]);
+    assert_eq!(numbers, [NUMBER, NUMBER, MOBILE, MOBILE]);
     // The customer's audio reached the mobile through the bridge.
     assert!(
         seen.legs.iter().any(|(i, _)| *i > 100) && seen.legs.iter().any(|(_, o)| *o > 100),
