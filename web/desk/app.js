@@ -11,7 +11,7 @@ import { renderHeader } from "./render/header.js";
 import { renderOffers } from "./render/offers.js";
 import { renderChatList } from "./render/chats.js";
 import { renderChatPanel } from "./render/chat_panel.js";
-import { renderContact } from "./render/contact.js";
+import { renderContact, talkOn } from "./render/contact.js";
 import { renderContext } from "./render/context.js";
 import { fillSettings, readSettings, renderHistory } from "./render/dialogs.js";
 
@@ -61,7 +61,8 @@ const actions = {
     store.dispatch({ type: "select", chatId });
     markRead(chatId);
   },
-  acceptCall: (chatId) => answer(chatId, ["voice"], { command: "accept_call", chat_id: chatId, device: "browser" }),
+  // The call is taken on the device chosen in Contact Info, like the calls the agent places.
+  acceptCall: (chatId) => answer(chatId, ["voice"], { command: "accept_call", chat_id: chatId, device: talkOn() }),
   // Declining the call declines the video that would ride on it; allowing the video takes the
   // call with it.
   declineCall: (chatId) => answer(chatId, ["voice", "video"], { command: "decline_call", chat_id: chatId }),

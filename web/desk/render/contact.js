@@ -9,6 +9,11 @@ const STATE = { connecting: "Dialing…", up: "Connected", releasing: "Hanging u
 let device = "browser";
 let drawn = "";
 
+/** Where the agent chose to talk ("Talk on"): calls she places and calls she accepts go there. */
+export function talkOn() {
+  return device;
+}
+
 export function renderContact(state, actions, media) {
   const body = $("contact-body");
   const chat = state.selected ? state.chats.get(state.selected) : null;
