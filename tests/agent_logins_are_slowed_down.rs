@@ -7,7 +7,7 @@
 mod agent_desk;
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use agent_desk::Desk;
@@ -42,14 +42,6 @@ departments = ["claims"]
     )
 }
 
-/// A client whose requests leave from `ip` (a loopback address of its own).
-fn client_from(ip: [u8; 4]) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(IpAddr::from(ip))
-        .build()
-        .unwrap()
-}
-
 async fn login(
     http: &reqwest::Client,
     at: SocketAddr,
@@ -73,7 +65,7 @@ async fn login(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_lock_the_name_until_the_lock_expires() {
     let gateway = common::Gateway::start(&config());
-    let guesser = client_from([127, 0, 0, 2]);
+    let guesser = common::client_from([127, 0, 0, 2]);
     let mut answers = Vec::new();
     for _ in 0..6 {
         answers.push(login(&guesser, gateway.http, "alice", "guess").await);
@@ -102,7 +94,7 @@ async fn wrong_passwords_lock_the_name_until_the_lock_expires() {
     );
 
     // Alice herself, from her own desk, is refused while her name is locked ...
-    let desk = client_from([127, 0, 0, 3]);
+    let desk = common::client_from([127, 0, 0, 3]);
     let (status, _, body) = login(&desk, gateway.http, "alice", "desk").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     // ... and gets in once it expires.
@@ -131,7 +123,7 @@ async fn wrong_passwords_lock_the_name_until_the_lock_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_guessing_many_names_is_locked_and_others_are_not() {
     let gateway = common::Gateway::start(&config());
-    let guesser = client_from([127, 0, 0, 4]);
+    let guesser = common::client_from([127, 0, 0, 4]);
     for name in ["carol", "dave", "erin", "frank"] {
         let (status, _, _) = login(&guesser, gateway.http, name, "guess").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -141,7 +133,13 @@ async fn an_address_guessing_many_names_is_locked_and_others_are_not() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["error"]["code"], "login_locked");
     // ... while from anywhere else he logs in at once.
-    let (status, _, body) = login(&client_from([127, 0, 0, 5]), gateway.http, "bob", "desk").await;
+    let (status, _, body) = login(
+        &common::client_from([127, 0, 0, 5]),
+        gateway.http,
+        "bob",
+        "desk",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 

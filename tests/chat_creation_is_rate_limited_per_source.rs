@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::net::IpAddr;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -19,14 +17,6 @@ name = "claims"
 entries = ["claims-app"]
 department = "claims"
 "#;
-
-/// A client whose requests leave from `ip` (a loopback address of its own).
-fn client_from(ip: [u8; 4]) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(IpAddr::from(ip))
-        .build()
-        .unwrap()
-}
 
 async fn create(
     http: &reqwest::Client,
@@ -54,7 +44,7 @@ async fn create(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_inventing_client_ids_is_slowed_and_others_are_not() {
     let gateway = common::Gateway::start(CONFIG);
-    let sprayer = client_from([127, 0, 0, 21]);
+    let sprayer = common::client_from([127, 0, 0, 21]);
     for n in 0..3 {
         let (status, _, body) = create(&sprayer, &gateway, &format!("invented-{n}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -66,7 +56,7 @@ async fn one_address_inventing_client_ids_is_slowed_and_others_are_not() {
     assert!((1..=60).contains(&retry), "{retry}");
 
     // Another address has its own allowance.
-    let neighbour = client_from([127, 0, 0, 22]);
+    let neighbour = common::client_from([127, 0, 0, 22]);
     let (status, _, body) = create(&neighbour, &gateway, "someone-else").await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
