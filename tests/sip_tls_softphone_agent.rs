@@ -97,39 +97,12 @@ fn baresip_calls_echo_over_tls_and_hears_itself() {
     let gateway = common::Gateway::start(&certs::sip_tls_section(tls_port, &leaf, &ca.pem));
     // TLS is its one transport: the call cannot go any other way. It dials once started and
     // quits (hanging up) after ten seconds.
-    let home = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    std::fs::write(
-        home.path().join("config"),
-        format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nsip_transports tls\nsip_cafile {}\n\
-             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\nmodule aufile.so\n\
-             module account.so\nmodule menu.so\naudio_player aufile,{}\naudio_source ausine,440\n\
-             ausrc_srate 48000\nausrc_channels 2\n",
-            ca.pem.display(),
-            home.path().join("heard.wav").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        home.path().join("accounts"),
-        format!("<sip:caller@127.0.0.1:{tls_port};transport=tls>;regint=0\n"),
-    )
-    .unwrap();
-    let output = std::process::Command::new("baresip")
-        .arg("-f")
-        .arg(home.path())
-        .args([
-            "-e",
-            &format!("/dial sip:echo@127.0.0.1:{tls_port};transport=tls"),
-            "-t",
-            "10",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("baresip is installed (scripts/test installs Debian's baresip)");
-    let log = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
+    let log = softphones::Baresip::dial_once(
+        &format!("sip:echo@127.0.0.1:{tls_port};transport=tls"),
+        &format!("<sip:caller@127.0.0.1:{tls_port};transport=tls>;regint=0\n"),
+        &format!("sip_transports tls\nsip_cafile {}\n", ca.pem.display()),
+        10,
+    );
     assert!(
         log.contains("Call established"),
         "{log}\ngateway:\n{}",

@@ -20,20 +20,7 @@ impl Baresip {
     /// per line) and `extra` lines for its `config`; a sine tone is its microphone and a WAV
     /// file its speaker, so no sound card is needed. It quits by itself after `seconds`.
     pub fn start(accounts: &str, extra: &str, seconds: u32) -> Baresip {
-        let home = tempfile::tempdir().unwrap();
-        let port = super::common::free_port();
-        std::fs::write(
-            home.path().join("config"),
-            format!(
-                "poll_method epoll\nsip_listen 127.0.0.1:{port}\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\nmodule aufile.so\n\
-                 module account.so\nmodule menu.so\naudio_player aufile,{}\naudio_source ausine,440\n\
-                 ausrc_srate 48000\nausrc_channels 2\n{extra}",
-                home.path().join("heard.wav").display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(home.path().join("accounts"), accounts).unwrap();
+        let (home, port) = baresip_home(accounts, extra);
         let log = std::fs::File::create(home.path().join("baresip.log")).unwrap();
         let child = Command::new("baresip")
             .arg("-f")
@@ -47,10 +34,44 @@ impl Baresip {
         Baresip { child, home, port }
     }
 
+    /// Runs baresip (set up as [`Baresip::start`] does) to dial `target` once and quit after
+    /// `seconds`; what it printed.
+    pub fn dial_once(target: &str, accounts: &str, extra: &str, seconds: u32) -> String {
+        let (home, _) = baresip_home(accounts, extra);
+        let output = Command::new("baresip")
+            .arg("-f")
+            .arg(home.path())
+            .args(["-e", &format!("/dial {target}"), "-t", &seconds.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("baresip is installed (scripts/test installs Debian's baresip)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr)
+    }
+
     /// What it printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.home.path().join("baresip.log")).unwrap_or_default()
     }
+}
+
+/// A baresip configuration directory and the port it listens on.
+fn baresip_home(accounts: &str, extra: &str) -> (tempfile::TempDir, u16) {
+    let home = tempfile::tempdir().unwrap();
+    let port = super::common::free_port();
+    std::fs::write(
+        home.path().join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\nmodule aufile.so\n\
+             module account.so\nmodule menu.so\naudio_player aufile,{}\naudio_source ausine,440\n\
+             ausrc_srate 48000\nausrc_channels 2\n{extra}",
+            home.path().join("heard.wav").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(home.path().join("accounts"), accounts).unwrap();
+    (home, port)
 }
 
 impl Drop for Baresip {
