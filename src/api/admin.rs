@@ -67,11 +67,7 @@ pub async fn require_admin(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<Response, ApiError> {
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    authorize(state.config(), header, Scope::Everything)?;
+    authorize(state.config(), bearer(&request), Scope::Everything)?;
     Ok(next.run(request).await)
 }
 
@@ -81,12 +77,16 @@ pub async fn require_metrics(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<Response, ApiError> {
-    let header = request
+    authorize(state.config(), bearer(&request), Scope::Metrics)?;
+    Ok(next.run(request).await)
+}
+
+/// The request's `Authorization` header, as sent.
+fn bearer(request: &axum::extract::Request) -> Option<&[u8]> {
+    request
         .headers()
         .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    authorize(state.config(), header, Scope::Metrics)?;
-    Ok(next.run(request).await)
+        .map(|v| v.as_bytes())
 }
 
 pub async fn healthz() -> &'static str {
