@@ -1,6 +1,5 @@
 //! Certificates the TLS tests make: a private CA, and leaf certificates for 127.0.0.1 signed
-//! by it (or by a CA nobody trusts), written as PEM files. Include with
-//! `#[path = "common/certs.rs"] mod certs;`.
+//! by it (or by a CA nobody trusts), written as PEM files.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -10,10 +10,8 @@
 //! events seen and the gateway's log.
 #![allow(dead_code)] // each test file uses a part of the session
 
-#[path = "agent_desk.rs"]
-pub mod agent_desk;
-#[path = "webrtc.rs"]
-pub mod webrtc;
+pub(crate) use crate::agent_desk;
+pub(crate) use crate::webrtc_client as webrtc;
 
 use std::time::Duration;
 

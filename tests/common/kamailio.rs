@@ -1,6 +1,5 @@
 //! Kamailio in front of the gateway: the record-routing stateful proxy of
 //! `tests/kamailio/record_route.cfg`, on a private port, stopped (by PID) when dropped.
-//! Include with `#[path = "common/kamailio.rs"] mod kamailio;` next to `mod common;`.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, UdpSocket};

@@ -21,8 +21,7 @@ use tandem::metrics::Metrics;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
-#[path = "sms.rs"]
-pub mod sms;
+pub(crate) use crate::sms;
 
 /// The `claims` service (video allowed, PNGs accepted) and Olga, a mobile operator on duty.
 pub fn config(provider: &str) -> String {

@@ -1,6 +1,5 @@
 //! Real softphones for interop tests: baresip and linphonec, headless, each in its own
-//! directory, stopped (by PID) when dropped. Include with
-//! `#[path = "common/softphones.rs"] mod softphones;` next to `mod common;`.
+//! directory, stopped (by PID) when dropped.
 #![allow(dead_code)]
 
 use std::io::Write;

@@ -7,10 +7,8 @@
 //! [`Rig::nothing_left`] waits until the gateway holds no call, leg, peer or port.
 #![allow(dead_code)] // each test file uses a part of it
 
-#[path = "agent_desk.rs"]
-pub mod agent_desk;
-#[path = "webrtc.rs"]
-pub mod webrtc;
+pub(crate) use crate::agent_desk;
+pub(crate) use crate::webrtc_client as webrtc;
 
 use std::path::Path;
 use std::time::Duration;

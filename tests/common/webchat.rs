@@ -2,7 +2,7 @@
 //! agent API: the gateway's config, the chat page's address, the steps every journey starts
 //! with, and small files that a browser really renders.
 //!
-//! The including test file provides `crate::common` (the gateway), `crate::browser` and
+//! The including test file provides `crate::common` (the gateway), `crate::chat_browser` and
 //! `crate::agent_desk` (the agent's socket), so one `Desk` type serves every helper.
 #![allow(dead_code)] // each test file uses a part of it
 
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tandem::routing::password;
 
 use crate::agent_desk::Desk;
-use crate::browser::{Browser, Page};
+use crate::chat_browser::{Browser, Page};
 
 pub const APP: &str = "claims-app";
 pub const CUSTOMER: &str = "Carol";

@@ -1,0 +1,17 @@
+//! SIPp's built-in `uac` calls `sip:echo` over UDP: every call is answered and torn down.
+
+use crate::common;
+
+#[test]
+fn sipp_uac_calls_echo_over_udp() {
+    let gateway = common::Gateway::start("");
+    let stats = common::sipp(
+        gateway.sip,
+        &[
+            "-sn", "uac", "-s", "echo", "-m", "50", "-r", "50", "-l", "50",
+        ],
+    );
+    assert_eq!(stats.exit_code, 0, "{stats:?}");
+    assert_eq!((stats.successful, stats.failed), (50, 0), "{stats:?}");
+    assert_eq!(stats.retransmissions, 0, "{stats:?}");
+}
