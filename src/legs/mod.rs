@@ -24,12 +24,12 @@ use tokio_util::sync::CancellationToken;
 use crate::bridge::hub::{Hub, HubError};
 use crate::bridge::{Action, AgentId, Command, Customer, InteractionId, LegId, Party};
 use crate::config::Config;
+use crate::media::codec::Codec;
 use crate::routing::driver::Routing;
 use crate::rtc::{MediaSpec, PeerId, RtcEvent, RtcService};
 use crate::sip::core::{AppDial, AppLeg, CallRef, DialTarget};
 use crate::sip::driver::{SipCallEvent, SipControl};
 use crate::sip::peer::Peer;
-use crate::sip::sdp::Codec;
 use crate::sip::transaction::ServerTxId;
 use serde_json::json;
 

@@ -40,7 +40,7 @@ use super::reactor::{Command, ReactorHandle};
 use super::recorder::{RecordError, RecorderCounters, RecordingSink, Side};
 use super::rtcp::{RemoteReport, RtcpSession};
 use super::sockets::LegSockets;
-use crate::sip::sdp::Codec;
+use crate::media::codec::Codec;
 
 /// How many events the receiver may fall behind by before new ones are dropped.
 const EVENTS_CAPACITY: usize = 1024;

@@ -20,7 +20,7 @@ use audio_codec_algorithms::{
     convert_alaw_to_ulaw, convert_ulaw_to_alaw, decode_alaw, decode_ulaw, encode_alaw, encode_ulaw,
 };
 
-use crate::sip::sdp::Codec;
+use crate::media::codec::Codec;
 
 /// Appends the G.711 encoding of `pcm` (one byte per sample) to `out`.
 pub fn encode(codec: Codec, pcm: &[i16], out: &mut Vec<u8>) {

@@ -42,7 +42,7 @@ use super::recorder::{RecordingFeed, Side};
 use super::rewrite::StreamRewriter;
 use super::rtcp::{self, RtcpSession, ntp_timestamp, report_interval};
 use super::sockets::LegSockets;
-use crate::sip::sdp::Codec;
+use crate::media::codec::Codec;
 
 /// G.711 and the telephone-events we negotiate run at 8 kHz.
 pub(crate) const CLOCK_RATE: u32 = 8000;

@@ -5,6 +5,7 @@
 //! socket: time and packets are arguments.
 
 pub mod batch;
+pub mod codec;
 pub mod dtmf;
 pub mod engine;
 pub mod g711;

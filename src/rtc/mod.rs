@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use driver::RtcService;
 
 /// G.711, the codecs of SIP legs a WebRTC peer can be bridged to.
-pub use crate::sip::sdp::Codec as G711;
+pub use crate::media::codec::Codec as G711;
 
 /// A WebRTC peer, unique for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

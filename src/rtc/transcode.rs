@@ -116,7 +116,7 @@ impl Transcoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::sdp::Codec;
+    use crate::media::codec::Codec;
 
     fn sine(freq: f64, samples: usize) -> Vec<i16> {
         (0..samples)

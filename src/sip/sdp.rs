@@ -38,49 +38,15 @@ pub const DEFAULT_PTIME_MS: u32 = 20;
 /// The events we offer and answer: DTMF digits 0-9, *, #, A-D and flash (RFC 4733 §3.2).
 const TELEPHONE_EVENTS: &str = "0-16";
 
-/// An audio codec this gateway can send and receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// G.711 µ-law, static payload type 0.
-    Pcmu,
-    /// G.711 A-law, static payload type 8.
-    Pcma,
-}
+pub use crate::media::codec::Codec;
 
-impl Codec {
-    /// The static payload type of RFC 3551 §6, used in our offers.
-    pub const fn payload_type(self) -> u8 {
-        match self {
-            Codec::Pcmu => 0,
-            Codec::Pcma => 8,
-        }
+/// The G.711 codec an `a=rtpmap` line names: 8 kHz, mono, encoding names compared without case
+/// (RFC 4855 §3).
+fn codec_of(map: &RtpMap<'_>) -> Option<Codec> {
+    if map.clock_rate != CLOCK_RATE || !matches!(map.channels, None | Some("1")) {
+        return None;
     }
-
-    /// The encoding name as written in `a=rtpmap`.
-    pub const fn encoding_name(self) -> &'static str {
-        match self {
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-        }
-    }
-
-    fn from_static(pt: u8) -> Option<Codec> {
-        match pt {
-            0 => Some(Codec::Pcmu),
-            8 => Some(Codec::Pcma),
-            _ => None,
-        }
-    }
-
-    fn from_rtpmap(map: &RtpMap<'_>) -> Option<Codec> {
-        if map.clock_rate != CLOCK_RATE || !matches!(map.channels, None | Some("1")) {
-            return None;
-        }
-        [Codec::Pcmu, Codec::Pcma]
-            .into_iter()
-            // Encoding names are case-insensitive (RFC 4855 §3).
-            .find(|c| map.name.eq_ignore_ascii_case(c.encoding_name()))
-    }
+    Codec::from_encoding_name(map.name)
 }
 
 /// The direction of a media stream from the point of view of the side that wrote it
@@ -458,7 +424,7 @@ fn remote_audio(
     let (codec, payload_type) = payload_types()
         .find_map(|pt| {
             let codec = match rtpmap(media, pt) {
-                Some(map) => Codec::from_rtpmap(&map),
+                Some(map) => codec_of(&map),
                 None => Codec::from_static(pt),
             }?;
             supported.contains(&codec).then_some((codec, pt))
