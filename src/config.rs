@@ -1700,6 +1700,21 @@ mod tests {
     }
 
     #[test]
+    fn echo_is_off_unless_switched_on_and_invite_budgets_are_positive() {
+        assert!(!Config::parse(EMBEDDED_DEFAULT).unwrap().sip.echo);
+        assert!(Config::parse("[sip]\necho = true\n").unwrap().sip.echo);
+        for key in [
+            "invites_per_minute_per_source",
+            "invite_burst_per_source",
+            "max_unconfirmed_calls_per_source",
+            "unconfirmed_media_s",
+        ] {
+            let err = Config::parse(&format!("[sip]\n{key} = 0\n")).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn a_missing_file_falls_back_to_the_embedded_default() {
         let config = Config::load_or_default(Path::new("/nonexistent/tandem.toml")).unwrap();
         assert_eq!(config, Config::parse(EMBEDDED_DEFAULT).unwrap());
