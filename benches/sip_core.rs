@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tandem::config::RegistrarConfig;
 use tandem::media::ports::PortPool;
-use tandem::sip::core::{CoreConfig, SipCore};
+use tandem::sip::core::{CoreConfig, InviteLimits, SipCore};
 use tandem::sip::peer::Peer;
 use tandem::sip::registrar::Registrar;
 use tandem::sip::transaction::TimerConfig;
@@ -55,6 +55,14 @@ fn bench(c: &mut Criterion) {
         max_calls: usize::MAX,
         retry_after_s: 5,
         echo_ring: Duration::ZERO,
+        echo: true,
+        // One source sends every call here: no per-source budget.
+        invites: InviteLimits {
+            per_minute: u32::MAX,
+            burst: u32::MAX,
+            max_unconfirmed: usize::MAX,
+            release_media_after: Duration::from_secs(8),
+        },
         accounts: HashSet::new(),
         trunks: Vec::new(),
         agent_answer_timeout: Duration::from_secs(30),

@@ -26,6 +26,11 @@ level = "warn"
 [sip]
 listen = "127.0.0.1:$port"
 max_calls = 1000000
+echo = true
+# One SIPp sends every call: lift the per-source budgets.
+invites_per_minute_per_source = 4000000000
+invite_burst_per_source = 4000000000
+max_unconfirmed_calls_per_source = 1000000
 [media]
 rtp_port_min = 30000
 rtp_port_max = 65000

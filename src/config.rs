@@ -182,6 +182,19 @@ pub struct SipConfig {
     /// Server transactions kept at once; beyond it requests get a stateless 503.
     pub max_transactions: usize,
     pub echo_ring_ms: u64,
+    /// Whether `sip:echo` answers. A diagnostic that anyone may call and that costs media
+    /// ports, so it is off unless asked for; off, `sip:echo` is an unknown user (`404`).
+    pub echo: bool,
+    /// INVITEs one source address (other than a trunk) may send per minute, after a burst of
+    /// `invite_burst_per_source`; beyond it, `503` with `Retry-After`.
+    pub invites_per_minute_per_source: u32,
+    pub invite_burst_per_source: u32,
+    /// Calls from one source address (other than a trunk) that are ringing or answered but not
+    /// yet confirmed by an ACK; beyond it new INVITEs get `503` with `Retry-After`.
+    pub max_unconfirmed_calls_per_source: usize,
+    /// An answered echo call whose ACK has not come within this many seconds gives its RTP
+    /// port back (the dialog still waits RFC 3261's 64·T1 for a late ACK, then ends).
+    pub unconfirmed_media_s: u64,
     /// How long a call the gateway places may ring before it is cancelled (a trunk caller
     /// bridged to an agent then hears 480).
     pub agent_answer_timeout_s: u64,
@@ -872,6 +885,11 @@ impl Default for SipConfig {
             retry_after_s: 5,
             max_transactions: 200_000,
             echo_ring_ms: 0,
+            echo: false,
+            invites_per_minute_per_source: 600,
+            invite_burst_per_source: 100,
+            max_unconfirmed_calls_per_source: 32,
+            unconfirmed_media_s: 8,
             agent_answer_timeout_s: 30,
             min_session_expires_s: 90,
             trunks: Vec::new(),
@@ -1019,6 +1037,25 @@ impl Config {
         if sip.min_session_expires_s < 90 {
             // RFC 4028 §4: Min-SE must not be below 90 seconds.
             return invalid("sip.min_session_expires_s", "must be 90 or more (RFC 4028)");
+        }
+        for (key, value) in [
+            (
+                "sip.invites_per_minute_per_source",
+                u64::from(sip.invites_per_minute_per_source),
+            ),
+            (
+                "sip.invite_burst_per_source",
+                u64::from(sip.invite_burst_per_source),
+            ),
+            (
+                "sip.max_unconfirmed_calls_per_source",
+                sip.max_unconfirmed_calls_per_source as u64,
+            ),
+            ("sip.unconfirmed_media_s", sip.unconfirmed_media_s),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be positive");
+            }
         }
         if sip.max_tcp_connections == 0 {
             return invalid("sip.max_tcp_connections", "must be positive");
@@ -1660,6 +1697,21 @@ mod tests {
         assert!(err.to_string().contains("rtc.consent_timeout_s"), "{err}");
         let err = Config::parse("[rtc]\nmax_peer = 3\n").unwrap_err();
         assert!(err.to_string().contains("max_peer"), "{err}");
+    }
+
+    #[test]
+    fn echo_is_off_unless_switched_on_and_invite_budgets_are_positive() {
+        assert!(!Config::parse(EMBEDDED_DEFAULT).unwrap().sip.echo);
+        assert!(Config::parse("[sip]\necho = true\n").unwrap().sip.echo);
+        for key in [
+            "invites_per_minute_per_source",
+            "invite_burst_per_source",
+            "max_unconfirmed_calls_per_source",
+            "unconfirmed_media_s",
+        ] {
+            let err = Config::parse(&format!("[sip]\n{key} = 0\n")).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub enum RuleError {
     /// The party may not do this (a customer acting as an agent, another agent, …).
     #[error("this party may not do that")]
     NotPermitted,
+    /// A call joining a chat by caller id came from elsewhere than a trunk, so nobody vouches
+    /// for its number: it needs the chat's join token.
+    #[error("the caller id is not vouched for by a trunk")]
+    CallerNotVouched,
     /// A message with no text.
     #[error("the message is empty")]
     EmptyMessage,
@@ -85,6 +89,7 @@ impl RuleError {
             RuleError::InvalidNumber => "invalid_number",
             RuleError::AlreadyAccepted => "already_accepted",
             RuleError::NotPermitted => "not_permitted",
+            RuleError::CallerNotVouched => "caller_not_vouched",
             RuleError::EmptyMessage => "empty_message",
             RuleError::MessageTooLong { .. } => "message_too_long",
             RuleError::UnknownMessage => "unknown_message",

@@ -129,10 +129,10 @@ pub enum Command {
         device: AgentDevice,
     },
     /// The customer called in for this chat (the INVITE named it) from `caller` (system): it
-    /// joins as the chat's voice leg when the caller is the chat's phone number, or from any
-    /// number with the chat's join token.
+    /// joins as the chat's voice leg when a trunk vouches that the caller is the chat's phone
+    /// number, or from anywhere with the chat's join token.
     JoinCall {
-        caller: String,
+        caller: CallerId,
         token: Option<String>,
     },
     /// The caller of the phone call that opened this interaction hung up before an agent
@@ -183,6 +183,24 @@ pub enum Command {
         leg: LegId,
         reason: Option<String>,
     },
+}
+
+/// The number an incoming call shows, and who vouches for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallerId {
+    /// The call came from a configured trunk, whose carrier vouches for the number.
+    Trunk(String),
+    /// The call came from anywhere else: the number is whatever the caller wrote.
+    Claimed(String),
+}
+
+impl CallerId {
+    /// The number shown, vouched for or not.
+    pub fn number(&self) -> &str {
+        match self {
+            CallerId::Trunk(n) | CallerId::Claimed(n) => n,
+        }
+    }
 }
 
 /// Work for the drivers.
@@ -907,15 +925,18 @@ impl Interaction {
                 self.require_active()?;
                 self.require_no_call()?;
                 let digits = |n: &str| n.trim_start_matches('+').to_string();
-                match (&token, &self.customer.phone) {
-                    // The token vouches for the caller, whatever number it shows.
-                    (Some(token), _) if self.rules.join_secret.verify(&self.id, token) => {}
-                    (Some(_), _) => return Err(RuleError::BadJoinToken),
-                    (None, Some(phone))
-                        if digits(phone) == digits(&caller) && !caller.is_empty() => {}
-                    (None, _) => return Err(RuleError::NotPermitted),
+                match (&token, &caller, &self.customer.phone) {
+                    // The token vouches for the caller, whatever number it shows and wherever
+                    // the call comes from.
+                    (Some(token), _, _) if self.rules.join_secret.verify(&self.id, token) => {}
+                    (Some(_), _, _) => return Err(RuleError::BadJoinToken),
+                    // Caller id is only as good as whoever vouches for it: a trunk's carrier.
+                    (None, CallerId::Claimed(_), _) => return Err(RuleError::CallerNotVouched),
+                    (None, CallerId::Trunk(number), Some(phone))
+                        if !number.is_empty() && digits(phone) == digits(number) => {}
+                    (None, CallerId::Trunk(_), _) => return Err(RuleError::NotPermitted),
                 }
-                let target = LegTarget::Phone(caller);
+                let target = LegTarget::Phone(caller.number().to_string());
                 let device = AgentDevice::default();
                 Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
             }

@@ -23,6 +23,6 @@ pub use event::{
     AgentDevice, EndReason, Event, EventKind, LegKind, LegState, LegTarget, Phase, ReceiptKind,
     TeardownStep,
 };
-pub use interaction::{Accepted, Action, Command, Interaction, Leg, Rules, Timer};
+pub use interaction::{Accepted, Action, CallerId, Command, Interaction, Leg, Rules, Timer};
 pub use token::JoinSecret;
 pub use types::{AgentId, Customer, InteractionId, LegId, Party, Time, random_hex};

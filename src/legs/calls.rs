@@ -38,10 +38,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::Interactions;
 use crate::bridge::{
-    Action, AgentDevice, AgentId, Command, InteractionId, LegId, LegKind, LegTarget, Party,
+    Action, AgentDevice, AgentId, CallerId, Command, InteractionId, LegId, LegKind, LegTarget,
+    Party,
 };
 use crate::metrics::Metrics;
-use crate::sip::core::{AppLeg, CallRef};
+use crate::sip::core::{AppLeg, CallRef, CallSource};
 use crate::sip::driver::{IncomingCall, IncomingEvent, SipCallEvent};
 use crate::sip::sdp::Codec;
 use crate::sip::transaction::ServerTxId;
@@ -378,9 +379,10 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
         }
     }
 
-    /// A call came in naming an interaction: the interaction decides whether it joins (the
-    /// caller must be the chat's customer, the chat active and without a call); if it does,
-    /// its leg starts with this call as the customer's end.
+    /// A call came in naming an interaction: the interaction decides whether it joins (a
+    /// trunk must vouch that the caller is the chat's customer, or the call carries the chat's
+    /// join token; the chat active and without a call); if it does, its leg starts with this
+    /// call as the customer's end.
     pub async fn handle_incoming(&mut self, call: IncomingCall) {
         let id = InteractionId(call.interaction.clone());
         if self.calls.contains_key(&id) || self.inbound.contains_key(&id) {
@@ -390,8 +392,12 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             return;
         }
         self.inbound.insert(id.clone(), call.incoming);
+        let caller = match call.source {
+            CallSource::Trunk => CallerId::Trunk(call.caller.clone()),
+            CallSource::Other => CallerId::Claimed(call.caller.clone()),
+        };
         let command = Command::JoinCall {
-            caller: call.caller.clone(),
+            caller,
             token: call.token.clone(),
         };
         if let Err(code) = self.interactions.command(&id, Party::System, command).await {
@@ -399,6 +405,7 @@ impl<P: Peers, S: Phones, I: Interactions> Driver<P, S, I> {
             let (status, why) = match code.as_str() {
                 "not_permitted" => (403, "Not The Customer Of This Interaction"),
                 "bad_join_token" => (403, "Bad Join Token"),
+                "caller_not_vouched" => (403, "Join Token Required Outside A Trunk"),
                 "call_in_progress" => (486, "Call In Progress"),
                 _ => (480, "Interaction Not Active"),
             };
@@ -1671,11 +1678,12 @@ mod tests {
             incoming: ServerTxId(n),
             interaction: "i-1".into(),
             caller: "+15550100".into(),
+            source: CallSource::Trunk,
             token: None,
         };
         r.driver.handle_incoming(call(5)).await;
         assert!(r.commands().contains(&Command::JoinCall {
-            caller: "+15550100".into(),
+            caller: CallerId::Trunk("+15550100".into()),
             token: None,
         }));
         // A second call for the same chat meanwhile is busy.

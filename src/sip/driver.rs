@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::{self, Inbound, Links};
 use super::core::{
-    AppDial, AppLeg, CallRef, CoreConfig, CoreEvent, DialError, MediaCommand, SipCore,
+    AppDial, AppLeg, CallRef, CallSource, CoreConfig, CoreEvent, DialError, MediaCommand, SipCore,
 };
 use super::dialog::DialogId;
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
@@ -142,6 +142,8 @@ pub struct IncomingCall {
     pub interaction: String,
     /// The caller's user part (a phone number from a trunk).
     pub caller: String,
+    /// Whether a trunk sent the call (and so vouches for `caller`).
+    pub source: CallSource,
     /// The chat's join token the INVITE carried (`X-Interaction-Token`).
     pub token: Option<String>,
 }
@@ -557,6 +559,10 @@ impl CoreLoop {
                         self.media.open_legs(),
                     );
                     self.metrics.set_sip_held(&self.core.held());
+                    for (refusal, n) in self.core.take_source_refusals() {
+                        let reason = vec![("reason".to_string(), refusal.reason().to_string())];
+                        self.metrics.refusals.get_or_create(&reason).inc_by(n);
+                    }
                 }
             }
             // A message that cannot leave fails its transaction at once (a transport error),
@@ -653,12 +659,14 @@ impl CoreLoop {
                     incoming,
                     interaction,
                     caller,
+                    source,
                     token,
                 } => {
                     let call = IncomingEvent::Call(IncomingCall {
                         incoming,
                         interaction,
                         caller,
+                        source,
                         token,
                     });
                     self.offer_incoming(incoming, call);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use harness::{Harness, alice, rules};
 use serde_json::json;
 use tandem::bridge::{
-    Action, AgentDevice, Command, EventKind, LegId, LegKind, LegState, LegTarget, Party,
+    Action, AgentDevice, CallerId, Command, EventKind, LegId, LegKind, LegState, LegTarget, Party,
 };
 
 fn leg_state(h: &Harness, leg: u32) -> LegState {
@@ -365,7 +365,7 @@ fn a_delayed_auto_dial_waits_and_gives_way_to_a_call_made_meanwhile() {
 fn the_customer_calling_in_joins_as_the_voice_leg_and_strangers_do_not() {
     let mut h = Harness::active(rules());
     let join = |caller: &str| Command::JoinCall {
-        caller: caller.into(),
+        caller: CallerId::Trunk(caller.into()),
         token: None,
     };
     h.refused(Party::Customer, join("+15550100"), "not_permitted");

@@ -1,6 +1,6 @@
 //! Phone calls coming in: a call to a service number opens an interaction whose call waits
-//! for the agent who accepts, and a call naming a chat joins it from the chat's number or with
-//! the chat's join token.
+//! for the agent who accepts, and a call naming a chat joins it from the chat's number (as a
+//! trunk vouches for it) or with the chat's join token.
 
 use crate::interaction as harness;
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 use harness::{Harness, alice, rules};
 use serde_json::json;
 use tandem::bridge::{
-    Action, AgentDevice, AgentId, Command, Customer, EndReason, EventKind, Interaction,
+    Action, AgentDevice, AgentId, CallerId, Command, Customer, EndReason, EventKind, Interaction,
     InteractionId, JoinSecret, LegId, LegKind, LegState, LegTarget, Party, Phase, Rules, Time,
 };
 
@@ -186,7 +186,7 @@ fn a_call_with_the_chats_join_token_joins_from_any_number() {
     let key = JoinSecret::new(b"the test join key");
     let token = key.token(&InteractionId::from("i-1"));
     let join = |caller: &str, token: Option<&str>| Command::JoinCall {
-        caller: caller.into(),
+        caller: CallerId::Trunk(caller.into()),
         token: token.map(str::to_string),
     };
     let mut h = Harness::active(rules());
@@ -209,4 +209,53 @@ fn a_call_with_the_chats_join_token_joins_from_any_number() {
             if n == "anonymous"
     ));
     h.advance(Duration::from_secs(1));
+}
+
+#[test]
+fn a_caller_id_joins_only_when_a_trunk_vouches_for_it_and_a_token_joins_from_anywhere() {
+    let key = JoinSecret::new(b"the test join key");
+    let token = key.token(&InteractionId::from("i-1"));
+    let join = |caller: CallerId, token: Option<&str>| Command::JoinCall {
+        caller,
+        token: token.map(str::to_string),
+    };
+    let mut h = Harness::active(rules());
+    // The chat's own number, written into From by anyone: nobody vouches for it.
+    let spoofed = CallerId::Claimed("+15550100".into());
+    h.refused(
+        Party::System,
+        join(spoofed.clone(), None),
+        "caller_not_vouched",
+    );
+    // A bad token does not help, wherever it comes from.
+    h.refused(
+        Party::System,
+        join(spoofed.clone(), Some("00ff")),
+        "bad_join_token",
+    );
+    // A trunk's caller id that is not the chat's number is a stranger.
+    h.refused(
+        Party::System,
+        join(CallerId::Trunk("+15550999".into()), None),
+        "not_permitted",
+    );
+    // The chat's token joins from anywhere, whatever number is shown.
+    h.ok(Party::System, join(spoofed, Some(&token)));
+    assert!(matches!(
+        h.actions.last(),
+        Some(Action::StartLeg { kind: LegKind::Voice, target: LegTarget::Phone(n), .. })
+            if n == "+15550100"
+    ));
+
+    // The chat's number from a trunk joins without a token.
+    let mut h = Harness::active(rules());
+    h.ok(
+        Party::System,
+        join(CallerId::Trunk("+15550100".into()), None),
+    );
+    assert!(matches!(
+        h.actions.last(),
+        Some(Action::StartLeg { kind: LegKind::Voice, target: LegTarget::Phone(n), .. })
+            if n == "+15550100"
+    ));
 }

@@ -70,8 +70,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts the gateway with `[sip] listen` on a free port plus `extra` TOML, and waits until it
-    /// answers OPTIONS.
+    /// Starts the gateway with `[sip] listen` on a free port, the echo service on unless `extra`
+    /// says otherwise (many tests call it; it is off by default), plus `extra` TOML, and waits
+    /// until it answers OPTIONS.
     pub fn start(extra: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -85,8 +86,13 @@ impl Gateway {
         let data = dir.path().display();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let rtc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // A test that sets `echo` itself keeps its own value.
+        let sets_echo = extra
+            .lines()
+            .any(|l| l.split('=').next().is_some_and(|k| k.trim() == "echo"));
+        let echo = if sets_echo { "" } else { "echo = true\n" };
         let config = format!(
-            "[sip]\nlisten = \"{sip}\"\n{extra}\n[media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
+            "[sip]\nlisten = \"{sip}\"\n{echo}{extra}\n[media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
              [http]\nlisten = \"{http}\"\n[rtc]\nlisten = \"{rtc}\"\n[store]\nurl = \"sqlite://{data}/tandem.db\"\n\
              [files]\ndir = \"{data}/files\"\n",
             rtp + RTP_PORTS - 1

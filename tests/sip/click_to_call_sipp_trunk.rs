@@ -220,7 +220,8 @@ async fn end_session_ends_the_chat_only_after_the_phone_answered_the_bye() {
 }
 
 /// The customer's phone calling the gateway for chat `chat` from `caller` (SIPp as a UAC),
-/// holding an answered call for `hold_ms`.
+/// holding an answered call for `hold_ms`. It calls through the trunk (from its address), whose
+/// carrier vouches for the caller id.
 fn phone_calls_in(
     rig: &Rig,
     chat: &str,
@@ -230,7 +231,7 @@ fn phone_calls_in(
     let scenario = common::scenario("phone_calls_in.xml");
     let hold = hold_ms.to_string();
     let phone = common::sipp_spawn_on(
-        common::free_port(),
+        rig.phone_port,
         rig.gateway.sip,
         &[
             "-sf",

@@ -444,6 +444,7 @@ impl SipCore {
                 outgoing: None,
                 partner: None,
                 session_expires,
+                media_released: false,
             },
         );
         self.drain_transactions(now);

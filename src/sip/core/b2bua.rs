@@ -291,6 +291,7 @@ impl SipCore {
                 outgoing: None,
                 partner: Some(agent.clone()),
                 session_expires,
+                media_released: false,
             },
         );
         let agent_port = match self.calls.get_mut(&agent) {

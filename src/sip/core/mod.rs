@@ -32,6 +32,7 @@ use crate::config::{Config, TrunkConfig};
 use crate::media::ports::PortPool;
 
 pub use app_calls::{AppCall, AppDial, AppLeg, DialError, DialTarget};
+pub use source_limits::{InviteLimits, SourceRefusal};
 
 /// Methods we implement; `Allow` lists them (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
@@ -58,6 +59,10 @@ pub struct CoreConfig {
     pub retry_after_s: u32,
     /// How long `echo` rings before it answers (zero answers at once).
     pub echo_ring: Duration,
+    /// Whether `sip:echo` answers at all.
+    pub echo: bool,
+    /// What one source may make us hold with INVITEs.
+    pub invites: InviteLimits,
     /// Users we know (registrar accounts); INVITEs to other users get 404.
     pub accounts: HashSet<String>,
     /// Carriers whose INVITEs to an account are bridged to its softphone.
@@ -100,6 +105,13 @@ impl CoreConfig {
             max_calls: sip.max_calls,
             retry_after_s: sip.retry_after_s,
             echo_ring: Duration::from_millis(sip.echo_ring_ms),
+            echo: sip.echo,
+            invites: InviteLimits {
+                per_minute: sip.invites_per_minute_per_source,
+                burst: sip.invite_burst_per_source,
+                max_unconfirmed: sip.max_unconfirmed_calls_per_source,
+                release_media_after: Duration::from_secs(sip.unconfirmed_media_s),
+            },
             trunks: sip.trunks.clone(),
             agent_answer_timeout: Duration::from_secs(sip.agent_answer_timeout_s),
             min_session_expires: sip.min_session_expires_s,
@@ -190,6 +202,8 @@ pub enum CoreEvent {
         interaction: String,
         /// The caller's user part (a phone number from a trunk).
         caller: String,
+        /// Whether a trunk sent it, and so vouches for `caller`.
+        source: CallSource,
         /// `X-Interaction-Token`: lets a caller that is not the chat's number join it.
         token: Option<String>,
     },
@@ -212,6 +226,15 @@ pub enum CoreEvent {
         digit: char,
         duration_ms: u32,
     },
+}
+
+/// Where an incoming call came from, as far as its caller id can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallSource {
+    /// A `[[sip.trunks]]` address: the carrier vouches for the caller id it sends.
+    Trunk,
+    /// Anywhere else: the From header says whatever the caller chose to write.
+    Other,
 }
 
 /// What the core asks of the media engine; the driver carries it out in order.
@@ -294,6 +317,8 @@ struct Call {
     partner: Option<DialogId>,
     /// RFC 4028: the session ends unless refreshed by then.
     session_expires: Option<(Duration, Instant)>,
+    /// The RTP port went back to the pool while the ACK was overdue (see `source_limits`).
+    media_released: bool,
 }
 
 #[derive(Debug)]
@@ -386,6 +411,8 @@ enum CoreTimer {
     SessionExpired(DialogId),
     /// A held service call rings again, so proxies on the way keep it (RFC 3261 §13.3.1.1).
     Ringing(ServerTxId),
+    /// An answered call's ACK is overdue: its RTP port goes back to the pool.
+    ReleaseUnackedMedia(DialogId),
 }
 
 pub struct SipCore {
@@ -410,12 +437,18 @@ pub struct SipCore {
     legs: HashMap<u16, DialogId>,
     next_call: u64,
     rejected_over_limit: u64,
+    /// INVITEs per source address (see `source_limits`).
+    invite_rate: crate::guard::Rate<std::net::IpAddr>,
+    /// INVITEs refused per source, by [`SourceRefusal`], since the driver last took them.
+    source_refusals: [u64; 2],
 }
 
 impl SipCore {
     pub fn new(config: CoreConfig, registrar: Registrar, ports: PortPool) -> SipCore {
         SipCore {
             tx: TransactionLayer::new(config.timers).with_server_header(config.user_agent.clone()),
+            invite_rate: source_limits::invite_rate(&config.invites),
+            source_refusals: [0; 2],
             config,
             registrar,
             ports,
@@ -580,6 +613,7 @@ impl SipCore {
                 }
                 CoreTimer::SessionExpired(id) => self.session_expired(now, at, &id),
                 CoreTimer::Ringing(tx) => self.ring_again(now, tx),
+                CoreTimer::ReleaseUnackedMedia(id) => self.release_unacked_media(&id),
                 CoreTimer::Answer(tx) => match self.pending.get(&tx) {
                     Some(p) if p.answer_at == at && p.incoming => {
                         self.reject_incoming(now, tx, 480, "No Answer");
@@ -601,7 +635,7 @@ impl SipCore {
                     meta,
                     peer,
                 } => self.on_request(now, tx, request, meta, peer),
-                TxEvent::Ack { request, meta, .. } => self.on_ack(&request, &meta),
+                TxEvent::Ack { request, meta, .. } => self.on_ack(now, &request, &meta),
                 TxEvent::Cancelled { tx } => self.on_cancelled(now, tx),
                 TxEvent::Response { tx, response, meta } => {
                     self.on_response(now, tx, response, meta)
@@ -724,7 +758,7 @@ impl SipCore {
         let user = uri.auth.as_ref().map(|a| a.user.as_str());
         match user {
             None | Some("") | Some("tandem") => Target::Gateway,
-            Some("echo") => Target::Echo,
+            Some("echo") if self.config.echo => Target::Echo,
             Some(user) if self.config.accounts.contains(user) => Target::Account,
             Some(_) => Target::Unknown,
         }
@@ -747,6 +781,9 @@ impl SipCore {
                 service_number = Some(number);
             }
             Target::Account => {}
+        }
+        if !self.admit_invite(now, tx, &req, peer) {
+            return;
         }
         if self.calls.len() + self.pending.len() + self.bridges.len() >= self.config.max_calls {
             // Over the limit: new calls wait, existing calls carry on (RFC 3261 §21.5.4).
@@ -846,6 +883,11 @@ impl SipCore {
             return;
         }
         if let Some(interaction) = incoming {
+            let source = if self.is_trunk(self.pending[&tx].peer.addr) {
+                CallSource::Trunk
+            } else {
+                CallSource::Other
+            };
             self.timers
                 .push(Reverse((answer_at, CoreTimer::Answer(tx))));
             let token = self.pending[&tx]
@@ -865,6 +907,7 @@ impl SipCore {
                 incoming: tx,
                 interaction,
                 caller,
+                source,
                 token,
             });
             return;
@@ -979,6 +1022,7 @@ impl SipCore {
             });
         }
         let session_expires = self.start_session_timer(now, &dialog.id, &pending.request);
+        self.release_media_unless_acked(now, &dialog.id);
         self.calls.insert(
             dialog.id.clone(),
             Call {
@@ -989,6 +1033,7 @@ impl SipCore {
                 outgoing: None,
                 partner: None,
                 session_expires,
+                media_released: false,
             },
         );
     }
@@ -1080,7 +1125,7 @@ impl SipCore {
             .push(Reverse((next, CoreTimer::RetransmitOk(id))));
     }
 
-    fn on_ack(&mut self, request: &Request, meta: &Meta) {
+    fn on_ack(&mut self, now: Instant, request: &Request, meta: &Meta) {
         let Some(id) = DialogId::of_request(meta) else {
             return;
         };
@@ -1091,6 +1136,11 @@ impl SipCore {
             return;
         }
         call.state = CallState::Confirmed;
+        if call.media_released {
+            // The ACK came after the port went back to the pool: a call without media ends
+            // (the UAS may send BYE now that the ACK is in, RFC 3261 §15).
+            return self.hangup(now, &id);
+        }
         // After a delayed offer the ACK carries the answer (RFC 3261 §13.2.1).
         if !request.body.is_empty()
             && let Ok(answer) = sdp::accept_answer(
@@ -1145,7 +1195,9 @@ impl SipCore {
         match req.method {
             Method::Bye => {
                 let call = self.calls.remove(&id).expect("present");
-                self.release_leg(call.media.rtp_port);
+                if !call.media_released {
+                    self.release_leg(call.media.rtp_port);
+                }
                 if let Some(out) = call.outgoing {
                     self.outgoing.remove(&out);
                 }
@@ -1451,6 +1503,7 @@ impl SipCore {
                         outgoing: Some(call),
                         partner: None,
                         session_expires: None,
+                        media_released: false,
                     },
                 );
                 let port = self.calls[&id].media.rtp_port;
@@ -1517,7 +1570,9 @@ impl SipCore {
 
     fn end_call(&mut self, id: &DialogId, by_peer: bool) {
         if let Some(call) = self.calls.remove(id) {
-            self.release_leg(call.media.rtp_port);
+            if !call.media_released {
+                self.release_leg(call.media.rtp_port);
+            }
             if let Some(out) = call.outgoing {
                 self.outgoing.remove(&out);
             }
@@ -1564,10 +1619,14 @@ mod tests_proxy;
 #[cfg(test)]
 mod tests_session_refresh;
 
+#[cfg(test)]
+mod tests_source_limits;
+
 mod app_calls;
 mod b2bua;
 mod outbound;
 mod session_timer;
+mod source_limits;
 
 /// The interaction an INVITE names: `X-Interaction-Id`, else RFC 7433 User-to-User with hex
 /// encoding (what our own INVITEs carry).

@@ -22,6 +22,8 @@ pub(super) fn config(max_calls: usize, echo_ring: Duration) -> CoreConfig {
         max_calls,
         retry_after_s: 7,
         echo_ring,
+        echo: true,
+        invites: InviteLimits::default(),
         accounts: HashSet::from(["alice".to_string()]),
         trunks: Vec::new(),
         agent_answer_timeout: Duration::from_secs(30),

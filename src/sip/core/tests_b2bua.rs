@@ -46,6 +46,8 @@ impl World {
             max_calls: 10,
             retry_after_s: 5,
             echo_ring: Duration::ZERO,
+            echo: true,
+            invites: InviteLimits::default(),
             accounts: HashSet::from(["alice".to_string()]),
             trunks: vec![TrunkConfig {
                 name: "carrier".into(),
