@@ -376,6 +376,13 @@ pub struct HttpConfig {
     pub max_connections_per_source: usize,
     /// A request whose headers have not all arrived after this long is dropped.
     pub header_timeout_s: u64,
+    /// Agents' WebSockets open at once: a pool of their own, which customers' sockets and
+    /// polls (`max_websockets`, `max_long_polls`) never draw from.
+    pub max_agent_websockets: usize,
+    /// Customer WebSockets and long polls open at once on one chat.
+    pub max_connections_per_chat: usize,
+    /// Customer WebSockets and long polls open at once for one device (`clientId`).
+    pub max_connections_per_device: usize,
 }
 
 /// Who may use the admin endpoints (`/admin/v1/…`) and `/metrics`.
@@ -458,6 +465,15 @@ pub struct FilesConfig {
     pub max_bytes: u64,
     /// Default MIME types accepted (sniffed from the content, not trusted from the client).
     pub allowed_types: Vec<String>,
+    /// Files one chat may hold; a customer's uploads not yet sent count against it too.
+    pub max_files_per_chat: u64,
+    /// Bytes of files one chat may hold (likewise).
+    pub max_bytes_per_chat: u64,
+    /// Days a file is kept after the last chat it was sent into ended (or after its upload,
+    /// if it was never sent); then the sweep deletes it. Zero keeps files for ever.
+    pub retention_days: u64,
+    /// How often the sweep looks for files past their retention.
+    pub sweep_interval_s: u64,
 }
 
 /// Chat limits shared by every service.
@@ -539,6 +555,10 @@ pub struct ServiceConfig {
     /// interaction of this service, routed like a chat, with the call waiting for the agent.
     #[serde(default)]
     pub numbers: Vec<String>,
+    /// What the service may dial (`call_customer`, accepted phone-call requests, auto-dial)
+    /// and what a chat's `phone_number` may be; see [`crate::bridge::DialPlan`].
+    #[serde(default)]
+    pub dial_plan: crate::bridge::DialPlan,
 }
 
 /// Weekly opening hours in a fixed UTC offset.
@@ -785,6 +805,9 @@ impl Default for HttpConfig {
             max_connections: 20_000,
             max_connections_per_source: 512,
             header_timeout_s: 10,
+            max_agent_websockets: 2000,
+            max_connections_per_chat: 4,
+            max_connections_per_device: 8,
         }
     }
 }
@@ -838,6 +861,10 @@ impl Default for FilesConfig {
             ]
             .map(String::from)
             .to_vec(),
+            max_files_per_chat: 50,
+            max_bytes_per_chat: 100 * 1024 * 1024,
+            retention_days: 90,
+            sweep_interval_s: 3600,
         }
     }
 }
@@ -1231,6 +1258,9 @@ impl Config {
             if service.inactivity_timeout_s < 2 {
                 return invalid("services.inactivity_timeout_s", "must be at least 2");
             }
+            if let Some(problem) = service.dial_plan.problem() {
+                return invalid("services.dial_plan", &problem);
+            }
             if let Some(trunk) = &service.trunk
                 && !self.sip.trunks.iter().any(|t| &t.name == trunk)
             {
@@ -1323,6 +1353,25 @@ impl Config {
         }
         if http.header_timeout_s == 0 {
             return invalid("http.header_timeout_s", "must be positive");
+        }
+        if http.max_agent_websockets == 0
+            || http.max_connections_per_chat == 0
+            || http.max_connections_per_device == 0
+        {
+            return invalid(
+                "http.max_connections_per_chat",
+                "the agents' and each chat's and device's connection budgets must be positive",
+            );
+        }
+        let files = &self.files;
+        if files.max_files_per_chat == 0 || files.max_bytes_per_chat == 0 {
+            return invalid("files.max_files_per_chat", "chat quotas must be positive");
+        }
+        if files.sweep_interval_s == 0 || files.retention_days > 36_500 {
+            return invalid(
+                "files.sweep_interval_s",
+                "the sweep interval must be positive and retention at most 100 years",
+            );
         }
         for (key, token) in [
             ("admin.token", &self.admin.token),

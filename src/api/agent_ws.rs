@@ -45,10 +45,10 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let permit = state
         .shared
-        .sockets
+        .agent_sockets
         .clone()
         .try_acquire_owned()
-        .map_err(|_| ApiError::TooMany("websockets"))?;
+        .map_err(|_| ApiError::TooMany("agent websockets"))?;
     let ended = state.token_ended(&agent.token);
     let max = state.config().http.max_body_bytes;
     // Commands are small: a read chunk of the default 128 KiB is zeroed on every read, which

@@ -96,10 +96,26 @@ pub async fn create_chat(
         Some(v @ Value::Object(_)) => v,
         Some(_) => return Err(ApiError::BadJson("parameters must be an object".into())),
     };
+    // The number may be dialled (auto-dial, a call from the agent): it must be one the
+    // service's dial plan allows, kept in E.164.
+    let phone = match body.phone_number.filter(|s| !s.is_empty()) {
+        None => None,
+        Some(number) => {
+            let plan = state
+                .config()
+                .service(&client.service)
+                .map(|s| s.dial_plan.clone())
+                .unwrap_or_default();
+            let number = plan
+                .check(&number)
+                .map_err(crate::bridge::RuleError::from)?;
+            Some(number.into_string())
+        }
+    };
     let customer = Customer {
         device: client.device.clone(),
         name: body.from.filter(|s| !s.is_empty()),
-        phone: body.phone_number.filter(|s| !s.is_empty()),
+        phone,
     };
     // What this chat should expect: the wait behind the chats already queued.
     let ewt = match staffed(&state, &client.service).await {
@@ -164,6 +180,8 @@ pub(crate) async fn apply_client_events(
         return Err(ApiError::TooManyEvents(max));
     }
     let mut commands = Vec::with_capacity(events.len());
+    // What the chat holds, with the files this request sends.
+    let mut held: Option<(u64, u64)> = None;
     for event in events {
         match parse_client_event(event)? {
             ClientEvent::Command(c) => commands.push(c),
@@ -175,6 +193,18 @@ pub(crate) async fn apply_client_events(
                     .await?
                     .filter(|f| f.device == client.device)
                     .ok_or(ApiError::FileNotFound)?;
+                let held = match &mut held {
+                    Some(held) => held,
+                    None => held.insert(state.store().chat_files(&handle.id).await?),
+                };
+                let files = &state.config().files;
+                files::within_quota(
+                    *held,
+                    file.size,
+                    files.max_files_per_chat,
+                    files.max_bytes_per_chat,
+                )?;
+                *held = (held.0 + 1, held.1 + file.size);
                 state.metrics().files.inc();
                 commands.push(Command::SendFile {
                     file_id: file.id,
@@ -226,6 +256,7 @@ pub async fn poll_events(
 ) -> Result<Json<Value>, ApiError> {
     let id = InteractionId(id);
     let chat = state.chat_for(&client.device, &id).await?;
+    let _slot = state.shared.budgets.take(&id, &client.device)?;
     let _permit = state
         .shared
         .long_polls
@@ -387,15 +418,33 @@ pub async fn upload(
         .ok_or_else(|| ApiError::Internal("service vanished".into()))?;
     let max = service.max_file_bytes(&config.files);
     let allowed = service.allowed_file_types(&config.files).to_vec();
+    // Uploads wait on disk until they are sent: a device holds at most one chat's worth.
+    let unsent = state.store().unsent_files(&client.device).await?;
+    let quota = (
+        config.files.max_files_per_chat,
+        config.files.max_bytes_per_chat,
+    );
+    files::within_quota(unsent, 0, quota.0, quota.1)?;
+    let room = quota.1.saturating_sub(unsent.1);
     let record = receive_file(
         &state,
         multipart,
         &client.device,
         &client.service,
-        max,
+        max.min(room),
         &allowed,
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        ApiError::File(files::FileError::TooLarge { .. }) if room < max => {
+            files::FileError::QuotaExceeded {
+                max_files: quota.0,
+                max_bytes: quota.1,
+            }
+            .into()
+        }
+        e => e,
+    })?;
     Ok(Json(file_json(&record)))
 }
 

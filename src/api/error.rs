@@ -63,6 +63,9 @@ pub enum ApiError {
     /// A limit on open things (chats per device, long polls, sockets) was reached.
     #[error("too many open {0}")]
     TooMany(&'static str),
+    /// A customer's sockets and polls over their chat's or device's budget.
+    #[error(transparent)]
+    Budget(#[from] super::budget::BudgetError),
     /// The service is closed now (business hours).
     #[error("{0}")]
     NotAvailable(String),
@@ -194,14 +197,21 @@ impl ApiError {
                 (S::UNSUPPORTED_MEDIA_TYPE, "file_type_not_allowed")
             }
             ApiError::File(FileError::Empty) => (S::BAD_REQUEST, "empty_file"),
+            ApiError::File(FileError::QuotaExceeded { .. }) => {
+                (S::PAYLOAD_TOO_LARGE, "chat_file_quota_exceeded")
+            }
             ApiError::File(FileError::Io(_)) => (S::INTERNAL_SERVER_ERROR, "file_store_failed"),
             ApiError::PollInProgress => (S::CONFLICT, "poll_in_progress"),
             ApiError::TooMany(_) => (S::TOO_MANY_REQUESTS, "too_many"),
+            ApiError::Budget(e) => (S::TOO_MANY_REQUESTS, e.code()),
             ApiError::NotAvailable(_) => (S::SERVICE_UNAVAILABLE, "not_available"),
             ApiError::Rule(rule) => {
                 let status = match rule {
                     RuleError::MessageTooLong { .. } => S::PAYLOAD_TOO_LARGE,
-                    RuleError::EmptyMessage | RuleError::UnknownMessage => S::BAD_REQUEST,
+                    RuleError::EmptyMessage
+                    | RuleError::UnknownMessage
+                    | RuleError::InvalidNumber => S::BAD_REQUEST,
+                    RuleError::NumberNotAllowed => S::FORBIDDEN,
                     RuleError::NotPermitted => S::FORBIDDEN,
                     _ => S::CONFLICT,
                 };

@@ -11,6 +11,7 @@ mod agent;
 mod agent_ws;
 pub mod auth;
 mod availability;
+mod budget;
 mod cors;
 mod customer;
 mod error;
@@ -72,6 +73,10 @@ struct Shared {
     polls: Mutex<HashMap<InteractionId, PollSlot>>,
     long_polls: Arc<Semaphore>,
     sockets: Arc<Semaphore>,
+    /// Agents' sockets: never taken by customers.
+    agent_sockets: Arc<Semaphore>,
+    /// Customers' sockets and polls per chat and per device.
+    budgets: Arc<budget::Budgets>,
     /// Links texted to mobile operators.
     links: Links,
     sms: Provider,
@@ -93,6 +98,11 @@ impl AppState {
     pub fn new(hub: Hub, files: FileStore) -> AppState {
         let http = &hub.config().http;
         let (long_polls, sockets) = (http.max_long_polls, http.max_websockets);
+        let agent_sockets = http.max_agent_websockets;
+        let budgets = budget::Budgets::new(
+            http.max_connections_per_chat,
+            http.max_connections_per_device,
+        );
         let routing = Routing::start(hub.clone());
         let links = Links::new(hub.store().clone());
         let sms = Provider::new(&hub.config().sms);
@@ -115,6 +125,8 @@ impl AppState {
                 polls: Mutex::new(HashMap::new()),
                 long_polls: Arc::new(Semaphore::new(long_polls)),
                 sockets: Arc::new(Semaphore::new(sockets)),
+                agent_sockets: Arc::new(Semaphore::new(agent_sockets)),
+                budgets,
             }),
         }
     }
@@ -351,19 +363,35 @@ pub async fn start(config: &Config, legs: Option<LegActions>) -> Result<Http, St
     )
     .await?;
     let files = FileStore::new(&config.files.dir);
+    let retention = (config.files.retention_days > 0).then(|| {
+        (
+            Duration::from_secs(config.files.retention_days * 86_400),
+            Duration::from_secs(config.files.sweep_interval_s),
+        )
+    });
     let hub = Hub::open(Arc::new(config), store, metrics.clone(), legs).await?;
     let state = AppState::new(hub.clone(), files);
     let routing = state.routing().clone();
     tracing::info!(%addr, "HTTP listening");
     let stop = CancellationToken::new();
-    let mut tasks = vec![tokio::spawn(listener::serve(
+    let mut tasks = Vec::new();
+    if let Some((keep, every)) = retention {
+        tasks.push(tokio::spawn(crate::chat::retention::run(
+            state.store().clone(),
+            state.shared.files.clone(),
+            keep,
+            every,
+            stop.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(listener::serve(
         listener,
         app(state.clone()),
         budgets,
         metrics.clone(),
         stop.clone(),
         DRAIN,
-    ))];
+    )));
     if let Some((admin_listener, at)) = admin_listener {
         tracing::info!(addr = %at, "admin listening");
         tasks.push(tokio::spawn(listener::serve(

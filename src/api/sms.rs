@@ -46,14 +46,16 @@ pub async fn inbound(
     if !crate::secret::same(given, secret.as_bytes()) {
         return Err(ApiError::BadSecret);
     }
-    let number = text.from.trim().to_string();
-    let is_number = |s: &str| {
-        let digits = s.strip_prefix('+').unwrap_or(s);
-        (3..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
-    };
-    if !is_number(&number) {
-        return Err(ApiError::BadJson("`from` must be a phone number".into()));
-    }
+    // The sender becomes the chat's phone number, which agents may call: E.164, or the
+    // service's national form made E.164 (whether it may be dialled is the dial plan's say).
+    let number = state
+        .config()
+        .service(service)
+        .map(|s| s.dial_plan.clone())
+        .unwrap_or_default()
+        .normalize(&text.from)
+        .map_err(|_| crate::bridge::RuleError::InvalidNumber)?
+        .into_string();
     let handle = match channel::open_chat(state.hub(), &number) {
         Some(handle) => handle,
         None => {

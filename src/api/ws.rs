@@ -84,6 +84,7 @@ pub async fn upgrade(
         (None, None) => return Err(ApiError::Unauthorized),
     };
     let chat = state.chat_for(&client.device, &id).await?;
+    let slot = state.shared.budgets.take(&id, &client.device)?;
     let permit = state
         .shared
         .sockets
@@ -106,7 +107,7 @@ pub async fn upgrade(
                 }
             });
             session(Box::pin(tx), Box::pin(rx), state, client, id, chat, after).await;
-            drop(permit);
+            drop((permit, slot));
         },
     ))
 }

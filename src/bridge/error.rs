@@ -40,9 +40,14 @@ pub enum RuleError {
     /// Auto-dial or a call to the customer's phone without a phone number.
     #[error("the customer has no phone number")]
     NoPhoneNumber,
-    /// A phone number that is not one (digits, `*`, `#`, an optional leading `+`).
+    /// A phone number that is not one: E.164 (`+` and 8 to 15 digits) or the service's
+    /// national form.
     #[error("not a phone number")]
     InvalidNumber,
+    /// A phone number the service's dial plan does not allow (premium ranges, other countries,
+    /// international dialling prefixes).
+    #[error("the service may not dial this number")]
+    NumberNotAllowed,
     /// The chat was already accepted by an agent.
     #[error("the chat was already accepted")]
     AlreadyAccepted,
@@ -70,6 +75,15 @@ pub enum RuleError {
     BadJoinToken,
 }
 
+impl From<super::NumberError> for RuleError {
+    fn from(e: super::NumberError) -> RuleError {
+        match e {
+            super::NumberError::Invalid => RuleError::InvalidNumber,
+            super::NumberError::NotAllowed => RuleError::NumberNotAllowed,
+        }
+    }
+}
+
 impl RuleError {
     /// The stable code clients and logs see.
     pub fn code(&self) -> &'static str {
@@ -87,6 +101,7 @@ impl RuleError {
             RuleError::NoCall => "no_call",
             RuleError::NoPhoneNumber => "no_phone_number",
             RuleError::InvalidNumber => "invalid_number",
+            RuleError::NumberNotAllowed => "number_not_allowed",
             RuleError::AlreadyAccepted => "already_accepted",
             RuleError::NotPermitted => "not_permitted",
             RuleError::CallerNotVouched => "caller_not_vouched",

@@ -241,6 +241,7 @@ pub fn rules_for(config: &Config, service: &str, join_secret: &JoinSecret) -> Ru
         call_request_timeout: Duration::from_secs(config.chat.call_request_timeout_s),
         mask_dtmf: s.is_some_and(|s| s.sensitive_dtmf),
         join_secret: join_secret.clone(),
+        dial_plan: s.map(|s| s.dial_plan.clone()).unwrap_or_default(),
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::dial_plan::DialPlan;
 use super::error::RuleError;
 use super::event::{
     AgentDevice, EndReason, Event, EventKind, LegKind, LegState, LegTarget, Phase, ReceiptKind,
@@ -45,6 +46,8 @@ pub struct Rules {
     pub call_request_timeout: Duration,
     /// The key of the join tokens that let a call from another number join the chat.
     pub join_secret: JoinSecret,
+    /// What the service may dial: every number a leg calls passes it first.
+    pub dial_plan: DialPlan,
 }
 
 /// What a party asks of the interaction. Who may send which is checked against the [`Party`].
@@ -887,13 +890,14 @@ impl Interaction {
                 self.require_active()?;
                 self.require_no_call()?;
                 let phone = match number {
-                    Some(number) => valid_number(number)?,
+                    Some(number) => number,
                     None => self
                         .customer
                         .phone
                         .clone()
                         .ok_or(RuleError::NoPhoneNumber)?,
                 };
+                let phone = self.dialable(&phone)?;
                 let leg = self.next_leg_id();
                 let kind = EventKind::Leg {
                     leg,
@@ -910,13 +914,14 @@ impl Interaction {
                 self.require_active()?;
                 self.require_no_call()?;
                 let phone = match number {
-                    Some(number) => valid_number(number)?,
+                    Some(number) => number,
                     None => self
                         .customer
                         .phone
                         .clone()
                         .ok_or(RuleError::NoPhoneNumber)?,
                 };
+                let phone = self.dialable(&phone)?;
                 let target = LegTarget::Phone(phone);
                 Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
             }
@@ -1327,15 +1332,26 @@ impl Interaction {
             && self.customer.phone.is_some()
     }
 
-    /// Calls the customer's phone for a service that dials on accept (rule 7).
+    /// Calls the customer's phone for a service that dials on accept (rule 7), when the
+    /// service's dial plan allows the number (the customer API refuses others at the chat's
+    /// start; one stored before the plan changed is simply not dialled).
     fn auto_dial(&mut self, now: Time) {
         if !self.rules.auto_dial || !self.legs.is_empty() {
             return;
         }
-        if let Some(phone) = self.customer.phone.clone() {
+        let Some(phone) = self.customer.phone.clone() else {
+            return;
+        };
+        if let Ok(phone) = self.dialable(&phone) {
             let target = LegTarget::Phone(phone);
             self.start_leg(now, LegKind::Voice, target, AgentDevice::default());
         }
+    }
+
+    /// `number` in E.164 if it is a number the service's dial plan allows: the one gate of
+    /// every number a leg dials (typed by the agent, given by the customer, or the chat's).
+    fn dialable(&self, number: &str) -> Result<String, RuleError> {
+        Ok(self.rules.dial_plan.check(number)?.into_string())
     }
 
     /// The phone call that opened the interaction, still waiting for an agent: a voice leg
@@ -1615,20 +1631,6 @@ fn merge_context(context: &mut Value, data: &Value) {
         }
         (context, data) => *context = data.clone(),
     }
-}
-
-/// A number the agent typed: E.164-ish digits, at most 32 characters.
-fn valid_number(number: String) -> Result<String, RuleError> {
-    let digits = number.strip_prefix('+').unwrap_or(&number);
-    if digits.is_empty()
-        || number.len() > 32
-        || !digits
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
-    {
-        return Err(RuleError::InvalidNumber);
-    }
-    Ok(number)
 }
 
 /// Who released a leg, as the transcript says it.

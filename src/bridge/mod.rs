@@ -11,6 +11,7 @@
 //! [`hub`] runs each Interaction in its own tokio task; everything else (the customer API,
 //! later the agent API, SIP and WebRTC drivers) sends it commands and subscribes to its events.
 
+pub mod dial_plan;
 mod error;
 mod event;
 pub mod hub;
@@ -18,6 +19,7 @@ mod interaction;
 mod token;
 mod types;
 
+pub use dial_plan::{DialPlan, E164, NumberError};
 pub use error::RuleError;
 pub use event::{
     AgentDevice, EndReason, Event, EventKind, LegKind, LegState, LegTarget, Phase, ReceiptKind,

@@ -20,6 +20,10 @@ pub enum FileError {
     /// An empty upload.
     #[error("the file is empty")]
     Empty,
+    /// The chat already holds (or the device has uploaded and not yet sent) as many files or
+    /// bytes as one chat may.
+    #[error("a chat holds at most {max_files} files and {max_bytes} bytes")]
+    QuotaExceeded { max_files: u64, max_bytes: u64 },
     /// The disk failed.
     #[error("file store: {0}")]
     Io(#[from] std::io::Error),
@@ -28,6 +32,23 @@ pub enum FileError {
 /// The MIME type of `bytes`, from their magic numbers; `application/octet-stream` when unknown.
 pub fn sniff(bytes: &[u8]) -> &'static str {
     infer::get(bytes).map_or("application/octet-stream", |t| t.mime_type())
+}
+
+/// Whether one more file of `size` bytes fits a chat that holds `files` files of `bytes` bytes,
+/// within `max_files` and `max_bytes`.
+pub fn within_quota(
+    (files, bytes): (u64, u64),
+    size: u64,
+    max_files: u64,
+    max_bytes: u64,
+) -> Result<(), FileError> {
+    if files >= max_files || bytes.saturating_add(size) > max_bytes {
+        return Err(FileError::QuotaExceeded {
+            max_files,
+            max_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// Checks an upload against a service's limits; returns its sniffed type.
@@ -78,6 +99,15 @@ impl FileStore {
         file.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         Ok(sha)
+    }
+
+    /// Deletes the bytes with this hash (blocking IO). Only the retention sweep calls it, for
+    /// bytes no file record names any more.
+    pub fn remove(&self, sha256: &str) -> std::io::Result<()> {
+        if sha256.len() < 2 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
+        std::fs::remove_file(self.path(sha256))
     }
 
     pub fn dir(&self) -> &Path {

@@ -4,5 +4,6 @@
 //! [`crate::bridge::Interaction`]; this module keeps what the chat needs around them.
 
 pub mod files;
+pub mod retention;
 pub mod store;
 pub mod transcript;

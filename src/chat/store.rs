@@ -131,6 +131,10 @@ pub enum Write {
     ForgetMobileLinks {
         sent_before: u64,
     },
+    /// Files past their retention are forgotten, with their links to chats.
+    ForgetFiles {
+        ids: Vec<String>,
+    },
 }
 
 struct Job {
@@ -441,6 +445,70 @@ impl Store {
         rows.iter().map(record_from_row).collect()
     }
 
+    /// The files sent into an interaction: how many, and their bytes.
+    pub async fn chat_files(&self, id: &InteractionId) -> Result<(u64, u64), StoreError> {
+        self.count_files(
+            "FROM file_links l JOIN files f ON f.id = l.file_id WHERE l.interaction_id = $1",
+            id.0.clone(),
+        )
+        .await
+    }
+
+    /// The files a device uploaded and has not sent into any chat yet: how many, their bytes.
+    pub async fn unsent_files(&self, device: &str) -> Result<(u64, u64), StoreError> {
+        self.count_files(
+            "FROM files f WHERE f.device = $1 \
+             AND NOT EXISTS (SELECT 1 FROM file_links l WHERE l.file_id = f.id)",
+            device.to_string(),
+        )
+        .await
+    }
+
+    async fn count_files(&self, from: &'static str, key: String) -> Result<(u64, u64), StoreError> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(f.size), 0) AS BIGINT) AS bytes {from}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((
+            row.try_get::<i64, _>("n")? as u64,
+            row.try_get::<i64, _>("bytes")? as u64,
+        ))
+    }
+
+    /// Every file with what the retention sweep needs to know of its chats.
+    pub async fn file_uses(&self) -> Result<Vec<super::retention::FileUse>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT f.id, f.sha256, f.created_at, \
+             COUNT(l.interaction_id) AS chats, \
+             CAST(COALESCE(SUM(CASE WHEN l.interaction_id IS NOT NULL AND i.closed_at IS NULL \
+                  THEN 1 ELSE 0 END), 0) AS BIGINT) AS open_chats, \
+             MAX(i.closed_at) AS last_closed_at \
+             FROM files f \
+             LEFT JOIN file_links l ON l.file_id = f.id \
+             LEFT JOIN interactions i ON i.id = l.interaction_id \
+             GROUP BY f.id, f.sha256, f.created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(super::retention::FileUse {
+                    id: row.try_get("id")?,
+                    sha256: row.try_get("sha256")?,
+                    created_at: row.try_get::<i64, _>("created_at")? as u64,
+                    chats: row.try_get::<i64, _>("chats")? as u64,
+                    open_chats: row.try_get::<i64, _>("open_chats")? as u64,
+                    last_closed_at: row
+                        .try_get::<Option<i64>, _>("last_closed_at")?
+                        .map(|t| t as u64),
+                })
+            })
+            .collect()
+    }
+
     /// Whether a file was sent into an interaction.
     pub async fn is_linked(&self, file_id: &str, id: &InteractionId) -> Result<bool, StoreError> {
         let row = sqlx::query(
@@ -714,6 +782,16 @@ async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
                 .bind(l.sent_at as i64)
                 .execute(&mut *tx)
                 .await?;
+            }
+            Write::ForgetFiles { ids } => {
+                for id in ids {
+                    for sql in [
+                        "DELETE FROM file_links WHERE file_id = $1",
+                        "DELETE FROM files WHERE id = $1",
+                    ] {
+                        sqlx::query(sql).bind(id.clone()).execute(&mut *tx).await?;
+                    }
+                }
             }
             Write::ForgetMobileLinks { sent_before } => {
                 sqlx::query("DELETE FROM mobile_links WHERE sent_at < $1")

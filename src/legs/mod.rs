@@ -237,6 +237,10 @@ impl calls::Phones for SipPhones {
             .parse()
             .or_else(|_| first.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 5060)))
             .map_err(|_| format!("bad trunk address {first}"))?;
+        // The Request-URI carries the number and nothing else: only E.164 (`+` and digits)
+        // is written into it, whatever reached this far.
+        let number = crate::bridge::E164::parse(number)
+            .map_err(|_| format!("{number:?} is not an E.164 number"))?;
         let uri = rsipstack::sip::parse_uri(&format!("sip:{number}@{hop}"))
             .map_err(|_| format!("cannot call {number}"))?;
         self.dial(AppDial {

@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::router::MobileDuty;
 use crate::chat::store::AgentSettingsRecord;
-use crate::config::{
-    AgentConfig, DAYS, MobileMode, WeeklySchedule, parse_hhmm, valid_phone_number,
-};
+use crate::config::{AgentConfig, DAYS, MobileMode, WeeklySchedule, parse_hhmm};
 
 /// An agent's mobile chat settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,8 +26,9 @@ pub struct MobileSettings {
 /// Why settings were refused, each with the stable code the agent API shows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
-    /// The mobile number is not 1 to 32 digits, optionally after a `+`.
-    #[error("{0:?} is not a phone number (1 to 32 digits, optionally after a +)")]
+    /// The mobile number is not in E.164 form (`+` and 8 to 15 digits): it is dialled
+    /// through the trunk and texted, so nothing else may reach the carrier.
+    #[error("{0:?} is not a phone number in E.164 form (+ and 8 to 15 digits)")]
     InvalidNumber(String),
     /// Mobile chat on (or on schedule) without a number to text.
     #[error("mobile chat needs a mobile number")]
@@ -73,7 +72,7 @@ impl MobileSettings {
             .map(|n| n.trim().replace([' ', '-', '(', ')', '.'], ""))
             .filter(|n| !n.is_empty());
         if let Some(number) = &self.mobile
-            && !valid_phone_number(number)
+            && crate::bridge::E164::parse(number).is_err()
         {
             return Err(SettingsError::InvalidNumber(number.clone()));
         }
@@ -201,6 +200,16 @@ mod tests {
         assert_eq!(ok.unwrap().mobile.as_deref(), Some("+15550199"));
         let bad = settings(Some("call me"), MobileMode::On, None).validated();
         assert_eq!(bad.unwrap_err().code(), "invalid_number");
+        for bad in [
+            "15550199",
+            "+1555*0199",
+            "*67%23",
+            "sip:+15550199@x",
+            "+1234567890123456",
+        ] {
+            let refused = settings(Some(bad), MobileMode::On, None).validated();
+            assert_eq!(refused.unwrap_err().code(), "invalid_number", "{bad}");
+        }
         let none = settings(Some(""), MobileMode::On, None).validated();
         assert_eq!(none.unwrap_err().code(), "number_required");
         assert!(settings(None, MobileMode::Off, None).validated().is_ok());

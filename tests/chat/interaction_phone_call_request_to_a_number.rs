@@ -86,8 +86,15 @@ fn without_a_number_the_chats_number_is_called_and_without_either_it_is_refused(
         },
     );
     h.refused(Party::Customer, request(None), "no_phone_number");
-    h.ok(
+    // An international dialling form is not taken (the dial plan refuses it); E.164 is.
+    h.refused(
         Party::Customer,
-        request(Some("0044 20 7946 0000".replace(' ', "").as_str())),
+        request(Some("0044 20 7946 0000")),
+        "number_not_allowed",
+    );
+    h.ok(Party::Customer, request(Some("+44 20 7946 0000")));
+    assert_eq!(
+        h.it.legs()[&LegId(1)].target,
+        Some(LegTarget::Phone("+442079460000".into()))
     );
 }

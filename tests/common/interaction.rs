@@ -21,6 +21,7 @@ pub fn rules() -> Rules {
         call_request_timeout: Duration::from_secs(60),
         mask_dtmf: false,
         join_secret: JoinSecret::new(b"the test join key"),
+        dial_plan: Default::default(),
     }
 }
 
