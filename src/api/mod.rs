@@ -12,7 +12,7 @@ mod agent_ws;
 pub mod auth;
 mod availability;
 mod cors;
-mod customer;
+pub(crate) mod customer;
 mod error;
 mod listener;
 mod mobile;
