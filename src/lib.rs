@@ -7,6 +7,8 @@ pub mod api;
 pub mod bridge;
 pub mod chat;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod legs;
 pub mod media;

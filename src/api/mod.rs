@@ -13,7 +13,7 @@ pub mod auth;
 mod availability;
 mod budget;
 mod cors;
-mod customer;
+pub(crate) mod customer;
 mod error;
 mod listener;
 mod mobile;

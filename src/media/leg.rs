@@ -159,19 +159,19 @@ impl Context {
 /// The per-packet context: when a packet arrived, its fixed header fields and payload position
 /// (RFC 3550 §5.1), and what its payload holds now.
 #[derive(Debug, Clone)]
-struct Rtp {
-    pt: u8,
-    seq: u16,
-    ts: u32,
-    ssrc: u32,
+pub(crate) struct Rtp {
+    pub(crate) pt: u8,
+    pub(crate) seq: u16,
+    pub(crate) ts: u32,
+    pub(crate) ssrc: u32,
     /// The payload, between CSRCs and header extension and any padding.
-    payload: Range<usize>,
+    pub(crate) payload: Range<usize>,
     /// The G.711 law of the payload, if it is G.711 (it changes when transcoded).
-    codec: Option<Codec>,
+    pub(crate) codec: Option<Codec>,
 }
 
 impl Rtp {
-    fn parse(packet: &[u8]) -> Option<Rtp> {
+    pub(crate) fn parse(packet: &[u8]) -> Option<Rtp> {
         if packet.len() < 12 || packet[0] >> 6 != 2 {
             return None;
         }
@@ -200,7 +200,7 @@ impl Rtp {
 }
 
 /// RTCP multiplexed on the RTP port is told apart by its packet type, 200–204 (RFC 5761 §4).
-fn is_rtcp(packet: &[u8]) -> bool {
+pub(crate) fn is_rtcp(packet: &[u8]) -> bool {
     packet.len() >= 8 && packet[0] >> 6 == 2 && (200..=204).contains(&packet[1])
 }
 
@@ -218,7 +218,7 @@ fn set_payload_type(packet: &mut [u8], pt: u8) {
 
 /// Applies `forwarding` to a packet bound elsewhere and rewrites its header in place.
 /// Telephone events are mapped, never transcoded (RFC 4733 events are not audio).
-fn prepare_forward(
+pub(crate) fn prepare_forward(
     forwarding: Forwarding,
     rewriter: &mut StreamRewriter,
     now: Instant,
