@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{self, Inbound, Links};
+use super::connection::{self, Inbound, Limits, Links};
 use super::core::{
     AppDial, AppLeg, CallRef, CoreConfig, CoreEvent, DialError, MediaCommand, SipCore,
 };
@@ -51,7 +51,7 @@ pub struct TransportCounters {
     pub dropped: AtomicU64,
     /// Requests answered by the wire layer itself (400, 501, 505 …).
     pub rejected: AtomicU64,
-    /// TCP connections refused over the limit.
+    /// Stream connections refused, over the limit or over their source's share.
     pub refused_connections: AtomicU64,
 }
 
@@ -350,8 +350,13 @@ pub async fn start(
     let links = Links::new(
         inbound_tx,
         counters.clone(),
-        sip.max_message_size,
-        Duration::from_secs(sip.tcp_idle_timeout_s),
+        metrics.clone(),
+        Limits {
+            max_message_size: sip.max_message_size,
+            idle_timeout: Duration::from_secs(sip.tcp_idle_timeout_s),
+            message_deadline: Duration::from_secs(sip.tcp_message_deadline_s),
+            per_source: sip.max_tcp_connections_per_source,
+        },
         shutdown.clone(),
     );
     if let Some(listener) = tcp {
