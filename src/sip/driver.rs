@@ -30,7 +30,7 @@ use super::core::{
 };
 use super::dialog::DialogId;
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
-use super::registrar::Registrar;
+use super::registrar::{AuthCounts, Registrar};
 use super::sdp::Codec;
 use super::srtp_edge::SrtpEdge;
 use super::tls::TlsContext;
@@ -428,6 +428,7 @@ pub async fn start(
             app_calls: HashMap::new(),
             app_dialogs: HashMap::new(),
             incoming: None,
+            auth_published: AuthCounts::default(),
         }
         .run(shutdown),
     );
@@ -509,6 +510,8 @@ struct CoreLoop {
     app_dialogs: HashMap<DialogId, CallRef>,
     /// Where incoming calls for interactions go.
     incoming: Option<mpsc::UnboundedSender<IncomingEvent>>,
+    /// The registrar's guard counts last added to the metrics.
+    auth_published: AuthCounts,
 }
 
 /// Datagrams read in one go before the core's output is flushed.
@@ -562,6 +565,9 @@ impl CoreLoop {
                         self.media.open_legs(),
                     );
                     self.metrics.set_sip_held(&self.core.held());
+                    let auth = self.core.registrar().auth_counts();
+                    self.metrics.add_sip_auth(&auth, &self.auth_published);
+                    self.auth_published = auth;
                 }
             }
             // A message that cannot leave fails its transaction at once (a transport error),
