@@ -176,7 +176,13 @@ pub struct SipConfig {
     pub t4_ms: u64,
     pub max_message_size: usize,
     pub max_tcp_connections: usize,
+    /// Stream connections (TCP, TLS, WebSocket together) one source may hold open; an IPv6
+    /// source is its /64. Over it, new connections from that source are closed at once.
+    pub max_tcp_connections_per_source: usize,
     pub tcp_idle_timeout_s: u64,
+    /// A message on a stream connection must be complete this many seconds after its first
+    /// byte arrived, however steadily the rest trickles in; otherwise the connection is closed.
+    pub tcp_message_deadline_s: u64,
     pub max_calls: usize,
     pub retry_after_s: u32,
     /// Server transactions kept at once; beyond it requests get a stateless 503.
@@ -302,6 +308,34 @@ pub struct RegistrarConfig {
     pub default_expires_s: u32,
     pub algorithms: Vec<String>,
     pub accounts: Vec<SipAccount>,
+    /// Wrong digests an account may get before it is locked; each further one doubles the lock.
+    pub failures_before_lockout: u32,
+    /// Wrong digests one source address may send, whatever the accounts, before it is locked.
+    pub source_failures_before_lockout: u32,
+    /// The first lock (milliseconds).
+    pub first_lockout_ms: u64,
+    /// The longest lock (seconds).
+    pub max_lockout_s: u64,
+    /// An account or source that has not failed for this long starts afresh (seconds).
+    pub forget_failures_after_s: u64,
+}
+
+impl RegistrarConfig {
+    /// The back-off of digest guesses per account and per source address.
+    pub fn guard_policies(&self) -> (crate::guard::Policy, crate::guard::Policy) {
+        let account = crate::guard::Policy {
+            free_failures: self.failures_before_lockout,
+            first_lock: std::time::Duration::from_millis(self.first_lockout_ms),
+            max_lock: std::time::Duration::from_secs(self.max_lockout_s),
+            forget_after: std::time::Duration::from_secs(self.forget_failures_after_s),
+            ..crate::guard::Policy::default()
+        };
+        let source = crate::guard::Policy {
+            free_failures: self.source_failures_before_lockout,
+            ..account
+        };
+        (account, source)
+    }
 }
 
 /// Credentials of one agent's softphone.
@@ -907,7 +941,10 @@ impl Default for SipConfig {
             t4_ms: 5000,
             max_message_size: 65535,
             max_tcp_connections: 1024,
+            max_tcp_connections_per_source: 32,
             tcp_idle_timeout_s: 120,
+            // Kamailio's `tcp_msg_read_timeout` has the same default.
+            tcp_message_deadline_s: 20,
             max_calls: 10_000,
             retry_after_s: 5,
             max_transactions: 200_000,
@@ -937,6 +974,12 @@ impl Default for RegistrarConfig {
             default_expires_s: 3600,
             algorithms: vec!["SHA-256".into(), "MD5".into()],
             accounts: Vec::new(),
+            failures_before_lockout: 5,
+            // Higher: a contact centre's phones often share one NAT address.
+            source_failures_before_lockout: 20,
+            first_lockout_ms: 1000,
+            max_lockout_s: 900,
+            forget_failures_after_s: 900,
         }
     }
 }
@@ -1087,6 +1130,12 @@ impl Config {
         if sip.max_tcp_connections == 0 {
             return invalid("sip.max_tcp_connections", "must be positive");
         }
+        if sip.max_tcp_connections_per_source == 0 {
+            return invalid("sip.max_tcp_connections_per_source", "must be positive");
+        }
+        if sip.tcp_message_deadline_s == 0 {
+            return invalid("sip.tcp_message_deadline_s", "must be positive");
+        }
         if let Some(domain) = &sip.domain
             && (domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c == '@'))
         {
@@ -1103,6 +1152,14 @@ impl Config {
             return invalid(
                 "registrar.default_expires_s",
                 "must lie between registrar.min_expires_s and registrar.max_expires_s",
+            );
+        }
+        if reg.first_lockout_ms == 0
+            || reg.max_lockout_s.saturating_mul(1000) < reg.first_lockout_ms
+        {
+            return invalid(
+                "registrar.first_lockout_ms",
+                "must be positive and not above registrar.max_lockout_s",
             );
         }
         if reg.algorithms.is_empty() {

@@ -12,7 +12,17 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+
+/// The key of a source address in per-source budgets: an IPv4 address, or the /64 of an IPv6
+/// one (one host is handed a whole /64 and can pick any address in it).
+pub fn source_key(addr: SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
 
 /// How guesses are slowed down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

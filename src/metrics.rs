@@ -233,6 +233,29 @@ impl Metrics {
         self.media_legs.set(legs as i64);
     }
 
+    /// Counts what the registrar's guards did since `before` (called with [`Metrics::set_sip`]):
+    /// wrong digests, locks imposed, and REGISTERs refused unchecked while locked.
+    pub fn add_sip_auth(
+        &self,
+        now: &crate::sip::registrar::AuthCounts,
+        before: &crate::sip::registrar::AuthCounts,
+    ) {
+        for (reason, n) in [
+            ("sip_digest_failed", now.failures - before.failures),
+            ("sip_digest_lockout", now.lockouts - before.lockouts),
+            (
+                "sip_digest_locked",
+                now.refused_locked - before.refused_locked,
+            ),
+        ] {
+            if n > 0 {
+                self.refusals
+                    .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+                    .inc_by(n);
+            }
+        }
+    }
+
     /// Publishes what the SIP core holds besides dialogs (called with [`Metrics::set_sip`]).
     pub fn set_sip_held(&self, held: &crate::sip::core::CoreHeld) {
         let label = |v: &str| vec![("kind".to_string(), v.to_string())];

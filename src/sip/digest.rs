@@ -10,13 +10,17 @@
 //!   HMAC-SHA-256 over both under the secret. A nonce we did not mint fails the HMAC; one older
 //!   than the lifetime (default [`DEFAULT_NONCE_LIFETIME`]) is *stale*, answered by a fresh
 //!   challenge with `stale=true` so the client retries without asking its user again.
-//! * **Replay protection.** Only nonces that have authenticated a request leave state: the highest
-//!   `nc` seen for each, until the nonce expires. A request must carry a higher `nc` than the last
-//!   one on its nonce (RFC 7616 §3.4, `nc`); an RFC 2069 request (no `qop`) counts as `nc=1`, so its
+//! * **Replay protection.** Nonces that have been answered leave state: the highest `nc` seen
+//!   for each, until the nonce expires. A request must carry a higher `nc` than the last one on
+//!   its nonce (RFC 7616 §3.4, `nc`); an RFC 2069 request (no `qop`) counts as `nc=1`, so its
 //!   nonce serves once. The table is capped at [`MAX_TRACKED_NONCES`]; when it overflows, the
 //!   oldest entries are forgotten and every nonce with a serial up to theirs counts as used, which
-//!   costs an honest client at worst one `stale=true` round trip. Since only verified requests
-//!   write to the table, an attacker without a password cannot grow it.
+//!   costs an honest client at worst one `stale=true` round trip.
+//! * **One guess per nonce.** A wrong response spends its nonce: any later answer on it is
+//!   [`AuthError::Unanswered`] before anything is hashed, so a guesser needs a fresh challenge
+//!   (a round trip) per guess instead of hammering one reused nonce. Spent nonces share the
+//!   bounded table above; how fast anyone can spend them is for the caller's back-off per
+//!   account and source (see the registrar).
 //! * **Parsing** is our own: rsipstack's typed `Authorization` knows neither the RFC 8760
 //!   spelling `SHA-256` nor a nonce count above 255, and drops backslash escapes.
 
@@ -31,6 +35,9 @@ use sha2::{Digest, Sha256};
 
 /// How long a nonce stays fresh when [`DigestAuth::with_nonce_lifetime`] is not used.
 pub const DEFAULT_NONCE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// The nonce count recorded for a nonce a wrong response spent: no answer can go above it.
+const SPENT: u32 = u32::MAX;
 
 /// How many used nonces the replay table remembers at most.
 pub const MAX_TRACKED_NONCES: usize = 4096;
@@ -477,6 +484,13 @@ impl DigestAuth {
             _ => return Err(AuthError::Unanswered),
         };
         let nonce = self.open(&credentials.nonce).ok_or(AuthError::Unanswered)?;
+        if self
+            .used
+            .get(&nonce.serial)
+            .is_some_and(|&(_, nc)| nc == SPENT)
+        {
+            return Err(AuthError::Unanswered);
+        }
         if !same_resource(&credentials.uri, request_uri) {
             return Err(AuthError::UriMismatch);
         }
@@ -492,6 +506,7 @@ impl DigestAuth {
         );
         let given = credentials.response.to_ascii_lowercase();
         if !constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+            self.spend(nonce);
             return Err(AuthError::WrongResponse);
         }
         if self.is_expired(nonce.issued_s, now) {
@@ -563,13 +578,25 @@ impl DigestAuth {
             }
             None if nonce.serial <= self.forgotten_up_to => Err(AuthError::Stale),
             None => {
-                self.used.insert(nonce.serial, (nonce.issued_s, nc));
-                while self.used.len() > MAX_TRACKED_NONCES {
-                    if let Some((serial, _)) = self.used.pop_first() {
-                        self.forgotten_up_to = self.forgotten_up_to.max(serial);
-                    }
-                }
+                self.remember(nonce, nc);
                 Ok(())
+            }
+        }
+    }
+
+    /// Marks `nonce` as spent by a wrong response (see the module docs).
+    fn spend(&mut self, nonce: Nonce) {
+        match self.used.get_mut(&nonce.serial) {
+            Some((_, last)) => *last = SPENT,
+            None => self.remember(nonce, SPENT),
+        }
+    }
+
+    fn remember(&mut self, nonce: Nonce, nc: u32) {
+        self.used.insert(nonce.serial, (nonce.issued_s, nc));
+        while self.used.len() > MAX_TRACKED_NONCES {
+            if let Some((serial, _)) = self.used.pop_first() {
+                self.forgotten_up_to = self.forgotten_up_to.max(serial);
             }
         }
     }
@@ -847,5 +874,32 @@ mod tests {
             auth.verify(later, "REGISTER", &uri, &creds, "secret"),
             Err(AuthError::Stale)
         );
+    }
+
+    #[test]
+    fn a_wrong_response_spends_its_nonce() {
+        let (mut auth, t0, uri) = setup();
+        let challenge = auth.challenges(t0, false).remove(0);
+        let wrong = answer(&challenge, "SHA-256", "00000001", "guess");
+        assert_eq!(
+            auth.verify(t0, "REGISTER", &uri, &wrong, "secret"),
+            Err(AuthError::WrongResponse)
+        );
+        // Neither another guess nor the right password is checked on it any more.
+        for (nc, password) in [("00000002", "guess2"), ("00000003", "secret")] {
+            let creds = answer(&challenge, "SHA-256", nc, password);
+            assert_eq!(
+                auth.verify(t0, "REGISTER", &uri, &creds, "secret"),
+                Err(AuthError::Unanswered)
+            );
+        }
+        // A fresh challenge works.
+        let fresh = auth.challenges(t0, false).remove(0);
+        let right = answer(&fresh, "SHA-256", "00000001", "secret");
+        assert_eq!(auth.verify(t0, "REGISTER", &uri, &right, "secret"), Ok(()));
+        // Spent nonces are forgotten when they expire, like used ones.
+        let later = t0 + DEFAULT_NONCE_LIFETIME + Duration::from_secs(1);
+        let _ = auth.verify(later, "REGISTER", &uri, &right, "secret");
+        assert_eq!(auth.tracked_nonces(), 0);
     }
 }

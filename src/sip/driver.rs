@@ -24,13 +24,13 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{self, Inbound, Links};
+use super::connection::{self, Inbound, Limits, Links};
 use super::core::{
     AppDial, AppLeg, CallRef, CallSource, CoreConfig, CoreEvent, DialError, MediaCommand, SipCore,
 };
 use super::dialog::DialogId;
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
-use super::registrar::Registrar;
+use super::registrar::{AuthCounts, Registrar};
 use super::sdp::Codec;
 use super::srtp_edge::SrtpEdge;
 use super::tls::TlsContext;
@@ -51,7 +51,7 @@ pub struct TransportCounters {
     pub dropped: AtomicU64,
     /// Requests answered by the wire layer itself (400, 501, 505 …).
     pub rejected: AtomicU64,
-    /// TCP connections refused over the limit.
+    /// Stream connections refused, over the limit or over their source's share.
     pub refused_connections: AtomicU64,
 }
 
@@ -352,8 +352,13 @@ pub async fn start(
     let links = Links::new(
         inbound_tx,
         counters.clone(),
-        sip.max_message_size,
-        Duration::from_secs(sip.tcp_idle_timeout_s),
+        metrics.clone(),
+        Limits {
+            max_message_size: sip.max_message_size,
+            idle_timeout: Duration::from_secs(sip.tcp_idle_timeout_s),
+            message_deadline: Duration::from_secs(sip.tcp_message_deadline_s),
+            per_source: sip.max_tcp_connections_per_source,
+        },
         shutdown.clone(),
     );
     if let Some(listener) = tcp {
@@ -425,6 +430,7 @@ pub async fn start(
             app_calls: HashMap::new(),
             app_dialogs: HashMap::new(),
             incoming: None,
+            auth_published: AuthCounts::default(),
         }
         .run(shutdown),
     );
@@ -506,6 +512,8 @@ struct CoreLoop {
     app_dialogs: HashMap<DialogId, CallRef>,
     /// Where incoming calls for interactions go.
     incoming: Option<mpsc::UnboundedSender<IncomingEvent>>,
+    /// The registrar's guard counts last added to the metrics.
+    auth_published: AuthCounts,
 }
 
 /// Datagrams read in one go before the core's output is flushed.
@@ -563,6 +571,9 @@ impl CoreLoop {
                         let reason = vec![("reason".to_string(), refusal.reason().to_string())];
                         self.metrics.refusals.get_or_create(&reason).inc_by(n);
                     }
+                    let auth = self.core.registrar().auth_counts();
+                    self.metrics.add_sip_auth(&auth, &self.auth_published);
+                    self.auth_published = auth;
                 }
             }
             // A message that cannot leave fails its transaction at once (a transport error),

@@ -14,9 +14,20 @@
 //!
 //! Growth is bounded: at most [`MAX_BINDINGS_PER_AOR`] bindings per account, Contact URIs of at
 //! most [`MAX_CONTACT_URI_LEN`] bytes, and nothing is stored before the request authenticated.
+//!
+//! Password guessing is slowed down by two [`Guard`]s, one keyed by the account a digest names
+//! and one by the source address: past a few wrong digests the key is locked for longer and
+//! longer, and while it is locked REGISTERs are refused unchecked, with no challenge minted and
+//! nothing hashed. The refusal is `403 Too Many Failed Attempts` with `Retry-After`: 403
+//! because the refusal is about this account or this address and retrying at once will not help
+//! (RFC 3261 §21.4.4), not 503, which says the whole server is overloaded and sends RFC 3263
+//! clients and proxies to another server (and a proxy turns it into 500, §16.7); SIP has no
+//! 429 (that number is RFC 3892's "Provide Referrer Identity"). A phone that refreshes its own
+//! binding (the same Call-ID from the same address) passes through a lock, so a guesser cannot
+//! knock registered phones off.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -25,6 +36,7 @@ use rsipstack::sip::{Header, Method, Request, Response, StatusCode, typed::To};
 use sha2::Sha256;
 
 use crate::config::RegistrarConfig;
+use crate::guard::{Guard, source_key};
 use crate::sip::digest::{self, Algorithm, AuthError, DigestAuth};
 use crate::sip::message::{response, status_with_reason, unsupported_requirements};
 use crate::sip::wire::Meta;
@@ -69,6 +81,10 @@ pub enum RegisterError {
     /// A wrong password, or a user without an account (403).
     #[error("wrong credentials")]
     WrongCredentials,
+    /// The account or the source address failed too often and is locked for `retry_after`;
+    /// nothing was checked (403 with Retry-After, see the module docs for why not 503).
+    #[error("locked after failed attempts for {retry_after:?}")]
+    Locked { retry_after: Duration },
     /// The authenticated user is not the one named in To (403, RFC 3261 §10.3 step 4).
     #[error("{user} may not register {aor}")]
     NotYourAor { user: String, aor: String },
@@ -117,6 +133,17 @@ enum ContactValue {
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// What the registrar's guards did since it started, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthCounts {
+    /// Digests checked and found wrong (a wrong password or an unknown user).
+    pub failures: u64,
+    /// Locks imposed (or lengthened) on an account or a source address.
+    pub lockouts: u64,
+    /// REGISTERs refused unchecked because their account or source was locked.
+    pub refused_locked: u64,
+}
+
 /// The registrar: accounts and their credentials, the Digest authenticator, and the bindings.
 ///
 /// Status codes: a REGISTER without credentials gets 401 whoever it is for; a wrong password
@@ -142,6 +169,11 @@ pub struct Registrar {
     deadlines: BTreeSet<(Instant, String)>,
     secret: [u8; 32],
     tags_issued: u64,
+    /// Wrong digests by the account they named.
+    by_account: Guard<String>,
+    /// Wrong digests by source address (an IPv6 source is its /64).
+    by_source: Guard<IpAddr>,
+    counts: AuthCounts,
 }
 
 impl Registrar {
@@ -186,6 +218,9 @@ impl Registrar {
             deadlines: BTreeSet::new(),
             secret,
             tags_issued: 0,
+            by_account: Guard::new(config.guard_policies().0),
+            by_source: Guard::new(config.guard_policies().1),
+            counts: AuthCounts::default(),
         }
     }
 
@@ -256,6 +291,11 @@ impl Registrar {
         self.aors.values().map(Vec::len).sum()
     }
 
+    /// What the guards against password guessing did so far.
+    pub fn auth_counts(&self) -> AuthCounts {
+        self.counts
+    }
+
     /// RFC 3261 §10.3 steps 2 to 7; returns the address of record whose bindings to list.
     fn register(
         &mut self,
@@ -275,7 +315,7 @@ impl Registrar {
         }
         let aor = to_user(req)?;
         // Steps 3 and 4.
-        let (user, algorithm) = self.authenticate(now, req)?;
+        let (user, algorithm) = self.authenticate(now, req, meta, source)?;
         if user != aor {
             return Err(RegisterError::NotYourAor { user, aor });
         }
@@ -372,6 +412,8 @@ impl Registrar {
         &mut self,
         now: Instant,
         req: &Request,
+        meta: &Meta,
+        source: SocketAddr,
     ) -> Result<(String, Algorithm), RegisterError> {
         let mut credentials = None;
         for header in req.headers.iter() {
@@ -388,6 +430,12 @@ impl Registrar {
                 Err(e) => return Err(RegisterError::BadAuthorization(e)),
             }
         }
+        // The account guessed at: the one the digest names, else the one To names.
+        let account = match &credentials {
+            Some(c) => c.username.clone(),
+            None => to_user(req)?,
+        };
+        let through_lock = self.check_locks(now, &account, meta, source)?;
         let credentials = credentials.ok_or(RegisterError::Challenge { stale: false })?;
         let known = self.passwords.get(&credentials.username);
         let password = known.unwrap_or(&self.decoy_password);
@@ -401,15 +449,67 @@ impl Registrar {
             &algorithms,
         ) {
             Ok(()) if known.is_some() => {
+                // A source's failures stay: an attacker with one account of its own must not
+                // wipe its guesses at the others by registering in between. Nor does a phone
+                // refreshing through a lock lift it for the guesser.
+                if !through_lock {
+                    self.by_account.succeeded(&credentials.username);
+                }
                 // `verify_with` accepts only the algorithms offered, so one is named.
                 let algorithm = credentials.algorithm.unwrap_or(Algorithm::Md5);
                 Ok((credentials.username, algorithm))
             }
-            Ok(()) | Err(AuthError::WrongResponse) => Err(RegisterError::WrongCredentials),
+            Ok(()) | Err(AuthError::WrongResponse) => {
+                self.counts.failures += 1;
+                let locks = [
+                    self.by_account.failed(&credentials.username, now),
+                    self.by_source.failed(&source_key(source), now),
+                ];
+                for lock in locks.into_iter().flatten() {
+                    self.counts.lockouts += 1;
+                    tracing::info!(
+                        user = %credentials.username,
+                        %source,
+                        lock_ms = lock.as_millis() as u64,
+                        "SIP digest guesses locked out"
+                    );
+                }
+                Err(RegisterError::WrongCredentials)
+            }
             Err(AuthError::Stale) => Err(RegisterError::Challenge { stale: true }),
             Err(AuthError::Unanswered) => Err(RegisterError::Challenge { stale: false }),
             Err(e) => Err(RegisterError::BadAuthorization(e)),
         }
+    }
+
+    /// Refuses a request whose account or source address is locked, unless it refreshes a
+    /// binding of that account made from the same address with the same Call-ID (RFC 3261
+    /// §10.2.4: a UA refreshes with the Call-ID it registered with), which a guesser elsewhere
+    /// cannot know. `Ok(true)` when the request passes a lock that way.
+    fn check_locks(
+        &mut self,
+        now: Instant,
+        account: &str,
+        meta: &Meta,
+        source: SocketAddr,
+    ) -> Result<bool, RegisterError> {
+        let by_account = self.by_account.check(&account.to_string(), now).err();
+        let by_source = self.by_source.check(&source_key(source), now).err();
+        let Some(retry_after) = by_account.max(by_source) else {
+            return Ok(false);
+        };
+        let refreshing = self.aors.get(account).is_some_and(|stored| {
+            stored.iter().any(|s| {
+                s.call_id == meta.call_id
+                    && s.binding.source.ip() == source.ip()
+                    && s.binding.expires_at > now
+            })
+        });
+        if refreshing {
+            return Ok(true);
+        }
+        self.counts.refused_locked += 1;
+        Err(RegisterError::Locked { retry_after })
     }
 
     /// The one place a [`RegisterError`] becomes a response.
@@ -446,6 +546,16 @@ impl Registrar {
                 (status_with_reason(400, "Malformed Authorization"), vec![])
             }
             RegisterError::WrongCredentials => (StatusCode::Forbidden, vec![]),
+            RegisterError::Locked { retry_after } => {
+                // Whole seconds, rounded up: a client retrying on time finds the lock gone.
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                (
+                    status_with_reason(403, "Too Many Failed Attempts"),
+                    vec![Header::RetryAfter(rsipstack::sip::RetryAfter::new(
+                        secs.to_string(),
+                    ))],
+                )
+            }
             RegisterError::NotYourAor { .. } => (
                 status_with_reason(403, "Not Allowed To Register This Address"),
                 vec![],
@@ -1288,5 +1398,179 @@ mod tests {
             panic!()
         };
         assert_eq!((uri.as_str(), expires), ("sip:alice@10.0.0.5", Some(60)));
+    }
+
+    /// Alice and Bob, with guards that lock an account after three wrong digests and a source
+    /// after `source_failures`, for 2 s doubling up to 8 s.
+    fn guarded(source_failures: u32) -> (Registrar, Instant) {
+        let config = RegistrarConfig {
+            failures_before_lockout: 3,
+            source_failures_before_lockout: source_failures,
+            first_lockout_ms: 2000,
+            max_lockout_s: 8,
+            ..config()
+        };
+        let t0 = Instant::now();
+        (Registrar::new(&config, t0, [42; 32]), t0)
+    }
+
+    fn from(addr: &str) -> SocketAddr {
+        addr.parse().unwrap()
+    }
+
+    /// A REGISTER from `addr`, answering the challenge if there is one.
+    fn attempt(reg: &mut Registrar, phone: &mut Phone, now: Instant, addr: SocketAddr) -> Response {
+        let (req, meta) = phone.request(&[CONTACT]);
+        let resp = reg.handle_register(now, &req, &meta, addr, "UDP");
+        if code(&resp) != 401 {
+            return resp;
+        }
+        phone.learn(&resp);
+        let (req, meta) = phone.request(&[CONTACT]);
+        reg.handle_register(now, &req, &meta, addr, "UDP")
+    }
+
+    #[test]
+    fn wrong_digests_lock_the_account_until_the_lock_expires() {
+        let (mut reg, t0) = guarded(100);
+        let guesser = from("203.0.113.9:5060");
+        let mut mallory = Phone::new("alice", "guess", "SHA-256");
+        let answers: Vec<String> = (0..5)
+            .map(|_| {
+                let resp = attempt(&mut reg, &mut mallory, t0, guesser);
+                format!("{} {}", code(&resp), resp.status_code.text())
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                "403 Forbidden",
+                "403 Forbidden",
+                "403 Forbidden",
+                // The fourth wrong digest locks the account for 2 s …
+                "403 Forbidden",
+                // … so the fifth is refused unchecked, without a challenge.
+                "403 Too Many Failed Attempts",
+            ]
+        );
+        // The right password from elsewhere waits for the lock too, and is told how long.
+        let mut alice = Phone::new("alice", "alice-secret", "SHA-256");
+        let resp = attempt(&mut reg, &mut alice, t0, source());
+        assert_eq!(code(&resp), 403, "{}", text(&resp));
+        assert_eq!(values(&resp, "Retry-After"), ["2"]);
+        assert!(values(&resp, "WWW-Authenticate").is_empty());
+        // Another account is not affected.
+        let mut bob = Phone::new("bob", "bob-secret", "SHA-256");
+        assert_eq!(code(&attempt(&mut reg, &mut bob, t0, source())), 200);
+        assert_eq!(reg.lookup(t0, "alice"), []);
+
+        let lifted = t0 + Duration::from_secs(2);
+        let resp = attempt(&mut reg, &mut alice, lifted, source());
+        assert_eq!(code(&resp), 200, "{}", text(&resp));
+        assert_eq!(reg.lookup(lifted, "alice").len(), 1);
+        assert_eq!(
+            reg.auth_counts(),
+            AuthCounts {
+                failures: 4,
+                lockouts: 1,
+                refused_locked: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn further_failures_after_a_lock_double_it_up_to_the_ceiling() {
+        let (mut reg, t0) = guarded(100);
+        let guesser = from("203.0.113.9:5060");
+        let mut mallory = Phone::new("alice", "guess", "SHA-256");
+        let mut now = t0;
+        let mut locks = Vec::new();
+        for _ in 0..7 {
+            let resp = attempt(&mut reg, &mut mallory, now, guesser);
+            assert_eq!(resp.status_code.text(), "Forbidden", "checked, not locked");
+            let wait = reg.by_account.check(&"alice".to_string(), now).err();
+            let wait = wait.map_or(0, |w| w.as_secs());
+            locks.push(wait);
+            // Still locked a moment before it lifts; the next guess waits it out.
+            if wait > 0 {
+                let almost = now + Duration::from_secs(wait) - Duration::from_millis(1);
+                let resp = attempt(&mut reg, &mut mallory, almost, guesser);
+                assert_eq!(resp.status_code.text(), "Too Many Failed Attempts");
+            }
+            now += Duration::from_secs(wait);
+        }
+        assert_eq!(locks, [0, 0, 0, 2, 4, 8, 8]);
+    }
+
+    #[test]
+    fn a_guessing_source_is_locked_for_every_account() {
+        let (mut reg, t0) = guarded(3);
+        let guesser = from("203.0.113.9:5060");
+        // One wrong digest each for many names: no account reaches its limit …
+        for name in ["alice", "bob", "carol", "dave"] {
+            let mut phone = Phone::new(name, "guess", "SHA-256");
+            let resp = attempt(&mut reg, &mut phone, t0, guesser);
+            assert_eq!(resp.status_code.text(), "Forbidden");
+        }
+        // … but the source did: even a right password from it is refused unchecked.
+        let mut bob = Phone::new("bob", "bob-secret", "SHA-256");
+        let resp = attempt(&mut reg, &mut bob, t0, guesser);
+        assert_eq!(resp.status_code.text(), "Too Many Failed Attempts");
+        // Another port of the same host is the same source; another host is not.
+        let resp = attempt(&mut reg, &mut bob, t0, from("203.0.113.9:6000"));
+        assert_eq!(code(&resp), 403);
+        assert_eq!(code(&attempt(&mut reg, &mut bob, t0, source())), 200);
+        // An IPv6 host is its /64.
+        let (mut reg, t0) = guarded(3);
+        for n in 1..=4 {
+            let mut phone = Phone::new("alice", "guess", "SHA-256");
+            attempt(
+                &mut reg,
+                &mut phone,
+                t0,
+                from(&format!("[2001:db8::{n}]:5060")),
+            );
+        }
+        let mut alice = Phone::new("alice", "alice-secret", "SHA-256");
+        let resp = attempt(&mut reg, &mut alice, t0, from("[2001:db8::99]:5060"));
+        assert_eq!(resp.status_code.text(), "Too Many Failed Attempts");
+    }
+
+    #[test]
+    fn a_registered_phone_refreshes_through_a_lock_on_its_account() {
+        let (mut reg, t0) = guarded(100);
+        let mut alice = Phone::new("alice", "alice-secret", "SHA-256");
+        assert_eq!(code(&attempt(&mut reg, &mut alice, t0, source())), 200);
+        let mut mallory = Phone::new("alice", "guess", "SHA-256");
+        for _ in 0..5 {
+            attempt(&mut reg, &mut mallory, t0, from("203.0.113.9:5060"));
+        }
+        // The phone's refresh: same Call-ID, same address, the next nonce count.
+        let (req, meta) = alice.request(&[CONTACT]);
+        let resp = reg.handle_register(t0, &req, &meta, source(), "UDP");
+        assert_eq!(code(&resp), 200, "{}", text(&resp));
+        // A new registration of the account, from the same address, waits for the lock.
+        let mut second = Phone::new("alice", "alice-secret", "SHA-256");
+        second.call_id = "another@192.0.2.1".into();
+        let resp = attempt(&mut reg, &mut second, t0, source());
+        assert_eq!(resp.status_code.text(), "Too Many Failed Attempts");
+    }
+
+    /// The reproduction: wrong digests fired at one reused nonce. Only the first is hashed;
+    /// the rest are challenged afresh, so each guess costs the guesser a round trip.
+    #[test]
+    fn one_nonce_takes_one_guess() {
+        let (mut reg, t0) = guarded(1000);
+        let guesser = from("203.0.113.9:5060");
+        let mut mallory = Phone::new("alice", "guess", "SHA-256");
+        let resp = attempt(&mut reg, &mut mallory, t0, guesser);
+        assert_eq!(code(&resp), 403);
+        for _ in 0..3 {
+            let (req, meta) = mallory.request(&[CONTACT]);
+            let resp = reg.handle_register(t0, &req, &meta, guesser, "UDP");
+            assert_eq!(code(&resp), 401, "{}", text(&resp));
+            assert!(!values(&resp, "WWW-Authenticate")[0].contains("stale"));
+        }
+        assert_eq!(reg.auth_counts().failures, 1);
     }
 }
