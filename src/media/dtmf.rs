@@ -94,7 +94,7 @@ struct OpenEvent {
 
 impl OpenEvent {
     fn total(&self) -> u32 {
-        self.earlier + u32::from(self.duration)
+        self.earlier.saturating_add(u32::from(self.duration))
     }
 }
 
@@ -148,7 +148,8 @@ impl DtmfDetector {
             && open.event == ev.event
             && rtp_timestamp.wrapping_sub(open.segment) == u32::from(u16::MAX)
         {
-            open.earlier += u32::from(u16::MAX);
+            // A key held for days saturates instead of wrapping (or panicking in debug builds).
+            open.earlier = open.earlier.saturating_add(u32::from(u16::MAX));
             open.segment = rtp_timestamp;
             open.duration = ev.duration;
         } else {
@@ -441,6 +442,24 @@ mod tests {
                 duration_ms: (65535 + 8000) * 1000 / 8000,
                 rtp_timestamp: start
             })
+        );
+    }
+
+    #[test]
+    fn an_event_held_beyond_the_timestamp_range_saturates() {
+        let mut d = DtmfDetector::new(8000);
+        let mut ts = 0u32;
+        // 2^16 full segments: more than a u32 of timestamp units in all.
+        for _ in 0..=u32::from(u16::MAX) {
+            assert!(feed(&mut d, ts, event(5, false, u16::MAX)).is_empty());
+            ts = ts.wrapping_add(u32::from(u16::MAX));
+        }
+        d.handle_packet(ts, &event(5, true, u16::MAX)).unwrap();
+        let digit = d.poll_digit().unwrap();
+        assert_eq!(digit.digit, '5');
+        assert_eq!(
+            u64::from(digit.duration_ms),
+            u64::from(u32::MAX) * 1000 / 8000
         );
     }
 
