@@ -2,7 +2,7 @@
 //! more than one chat's worth without sending it, is refused with `413
 //! chat_file_quota_exceeded`. Against the real binary over 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

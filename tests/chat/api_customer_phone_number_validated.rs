@@ -2,8 +2,7 @@
 //! E.164 or the service's national form, and inside the service's dial plan; an SMS sender is
 //! a phone number. Refusals carry stable codes; accepted numbers are kept in E.164.
 
-#[path = "common/api.rs"]
-mod api;
+use crate::api;
 
 use api::{Api, code};
 use axum::body::Body;

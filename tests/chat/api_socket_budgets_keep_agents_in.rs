@@ -3,7 +3,7 @@
 //! sockets come from a pool customers never draw from, so an agent's socket still opens when
 //! every customer socket is taken. Against the real binary over 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -3,8 +3,7 @@
 //! Request-URI are refused with a stable code, whether the agent types them, the customer asks
 //! to be called on them, or auto-dial would call the chat's number. On a virtual clock.
 
-#[path = "common/interaction.rs"]
-mod harness;
+use crate::interaction as harness;
 
 use harness::{Harness, alice, rules};
 use serde_json::json;

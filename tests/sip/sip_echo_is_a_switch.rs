@@ -1,7 +1,7 @@
 //! `sip:echo` answers only when `[sip] echo` is on (the shipped default is off): switched off,
 //! an INVITE or OPTIONS to it gets `404` and takes no media port.
 
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 use std::time::Duration;

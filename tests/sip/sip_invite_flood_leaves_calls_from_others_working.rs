@@ -8,7 +8,7 @@
 //! on. The gateway's pool (200 ports) is far smaller than the flood (300 INVITEs): without the
 //! budget the flood takes every port and the other caller gets `503 No Media Ports`.
 
-mod common;
+use crate::common;
 
 const FLOOD: usize = 300;
 /// `sip.max_unconfirmed_calls_per_source` by default.

@@ -6,9 +6,8 @@
 //! and a Reason; the same number from the trunk's address joins and the agent hears her audio
 //! back; a caller from the other address with the chat's join token joins too.
 
-mod common;
-#[path = "common/trunk_call.rs"]
-mod trunk;
+use crate::common;
+use crate::trunk_call as trunk;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! unchecked meanwhile), the lock lifts by itself, and the failures and locks are counted in
 //! `/metrics`. SIPp computes the digests from `-au`/`-ap`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

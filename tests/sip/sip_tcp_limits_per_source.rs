@@ -2,7 +2,7 @@
 //! closed while other sources connect and are served. A message trickled in a byte at a time
 //! is cut off at the message deadline, however short the gaps between the bytes.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
