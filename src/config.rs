@@ -257,13 +257,23 @@ pub struct SipWebSocketConfig {
     pub secure: bool,
 }
 
-/// A SIP trunk, recognised by the address its requests come from.
+/// A SIP trunk, recognised by the address its requests come from, or by the digest
+/// credentials it proves when it has `username` and `password`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrunkConfig {
     pub name: String,
-    /// Source addresses: an IP (any port) or `IP:port`.
+    /// Source addresses: an IP (any port) or `IP:port`. With credentials these only say where
+    /// calls to the trunk go; its INVITEs must authenticate wherever they come from. A trunk
+    /// with credentials may have none and REGISTER instead.
+    #[serde(default)]
     pub addresses: Vec<String>,
+    /// The digest user name the trunk authenticates (and registers) as.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Its password, in the clear like `[[registrar.accounts]]`: digest needs the secret.
+    #[serde(default)]
+    pub password: Option<String>,
     /// How calls to the trunk leave: `udp` (the default), `tcp` or `tls` (RFC 5630: the
     /// Request-URI becomes `sips:` and the carrier's certificate is verified against
     /// `sip.tls.ca_file`).
@@ -288,7 +298,13 @@ pub enum TrunkTransport {
 }
 
 impl TrunkConfig {
-    /// Whether a request from `source` comes from this trunk.
+    /// The user name and password the trunk must prove, when it has them.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        Some((self.username.as_deref()?, self.password.as_deref()?))
+    }
+
+    /// Whether a request from `source` comes from this trunk's addresses (for a trunk with
+    /// credentials, only where it is, not that it is the trunk).
     pub fn matches(&self, source: SocketAddr) -> bool {
         self.addresses
             .iter()
@@ -1053,10 +1069,37 @@ impl Config {
             return invalid("sip.max_message_size", "must be between 1024 and 1048576");
         }
         for trunk in &sip.trunks {
-            if trunk.name.is_empty() || trunk.addresses.is_empty() {
+            if trunk.username.is_some() != trunk.password.is_some()
+                || trunk.username.as_deref() == Some("")
+                || trunk.password.as_deref() == Some("")
+            {
                 return invalid(
                     "sip.trunks",
-                    "every trunk needs a name and at least one address",
+                    &format!("trunk {:?}: username and password go together", trunk.name),
+                );
+            }
+            if trunk.name.is_empty() || (trunk.addresses.is_empty() && trunk.username.is_none()) {
+                return invalid(
+                    "sip.trunks",
+                    "every trunk needs a name and at least one address or credentials",
+                );
+            }
+            let username = trunk.username.as_deref();
+            let clash = self
+                .registrar
+                .accounts
+                .iter()
+                .any(|a| Some(a.user.as_str()) == username)
+                || sip
+                    .trunks
+                    .iter()
+                    .filter(|t| t.username.as_deref() == username)
+                    .count()
+                    > 1;
+            if username.is_some() && clash {
+                return invalid(
+                    "sip.trunks.username",
+                    &format!("{username:?} names another trunk or a registrar account"),
                 );
             }
             for address in &trunk.addresses {
@@ -1737,6 +1780,24 @@ mod tests {
         assert!(Config::parse(&format!("{tls}{wss}")).is_ok());
         let err = Config::parse(&format!("{tls}reload_interval_s = 0\n")).unwrap_err();
         assert!(err.to_string().contains("reload_interval_s"), "{err}");
+    }
+
+    #[test]
+    fn trunk_credentials_come_in_pairs_and_stand_in_for_addresses() {
+        let trunk = "[[sip.trunks]]\nname = \"carrier\"\n";
+        let err = Config::parse(trunk).unwrap_err();
+        assert!(err.to_string().contains("sip.trunks"), "{err}");
+        let err = Config::parse(&format!("{trunk}username = \"c\"\n")).unwrap_err();
+        assert!(err.to_string().contains("go together"), "{err}");
+        let ok = Config::parse(&format!("{trunk}username = \"c\"\npassword = \"s\"\n"))
+            .expect("credentials without addresses");
+        assert_eq!(ok.sip.trunks[0].credentials(), Some(("c", "s")));
+        let clash = "[[registrar.accounts]]\nuser = \"c\"\npassword = \"x\"\n";
+        let err = Config::parse(&format!(
+            "{trunk}username = \"c\"\npassword = \"s\"\n{clash}"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("sip.trunks.username"), "{err}");
     }
 
     #[test]

@@ -323,7 +323,8 @@ pub async fn start(
         .and_then(|w| w.public_addr)
         .or(ws_addr);
     let now = Instant::now();
-    let registrar = Registrar::with_random_secret(&config.registrar, now);
+    let registrar =
+        Registrar::with_random_secret(&config.registrar, now).with_trunks(&config.sip.trunks);
     let ports = PortPool::shuffled(
         config.media.rtp_port_min,
         config.media.rtp_port_max,

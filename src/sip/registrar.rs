@@ -35,7 +35,7 @@ use rand::RngExt;
 use rsipstack::sip::{Header, Method, Request, Response, StatusCode, typed::To};
 use sha2::Sha256;
 
-use crate::config::RegistrarConfig;
+use crate::config::{RegistrarConfig, TrunkConfig};
 use crate::guard::{Guard, source_key};
 use crate::sip::digest::{self, Algorithm, AuthError, DigestAuth};
 use crate::sip::message::{response, status_with_reason, unsupported_requirements};
@@ -174,6 +174,8 @@ pub struct Registrar {
     /// Wrong digests by source address (an IPv6 source is its /64).
     by_source: Guard<IpAddr>,
     counts: AuthCounts,
+    /// Trunks with credentials, by user name: their name and password.
+    trunks: HashMap<String, (String, String)>,
 }
 
 impl Registrar {
@@ -221,7 +223,23 @@ impl Registrar {
             by_account: Guard::new(config.guard_policies().0),
             by_source: Guard::new(config.guard_policies().1),
             counts: AuthCounts::default(),
+            trunks: HashMap::new(),
         }
+    }
+
+    /// Adds the trunks that have credentials: each may REGISTER as its user name (its
+    /// binding says where it is, see [`Registrar::registered_trunk`]) and prove itself on
+    /// INVITEs ([`Registrar::authenticate_trunk`]). Their user names are distinct from the
+    /// accounts' ([`crate::config::Config::parse`] checks).
+    pub fn with_trunks(mut self, trunks: &[TrunkConfig]) -> Registrar {
+        self.trunks = trunks
+            .iter()
+            .filter_map(|t| {
+                let (user, password) = t.credentials()?;
+                Some((user.to_string(), (t.name.clone(), password.to_string())))
+            })
+            .collect();
+        self
     }
 
     /// [`Registrar::new`] with a secret from the operating system's random source.
@@ -294,6 +312,78 @@ impl Registrar {
     /// What the guards against password guessing did so far.
     pub fn auth_counts(&self) -> AuthCounts {
         self.counts
+    }
+
+    /// Whether any trunk has credentials to prove.
+    pub fn has_trunk_credentials(&self) -> bool {
+        !self.trunks.is_empty()
+    }
+
+    /// The name of the trunk registered from exactly `source` (IP and port), if any: a
+    /// trunk that registered has proved its password, and its binding's source is where its
+    /// requests come from.
+    pub fn registered_trunk(&self, now: Instant, source: SocketAddr) -> Option<&str> {
+        self.trunks.iter().find_map(|(user, (name, _))| {
+            self.current(user, now)
+                .any(|b| b.source == source)
+                .then_some(name.as_str())
+        })
+    }
+
+    /// Where the trunk with user name `user` is registered, most preferred first.
+    pub fn trunk_bindings(&self, now: Instant, name: &str) -> Vec<Binding> {
+        self.trunks
+            .iter()
+            .find(|(_, (n, _))| n == name)
+            .map(|(user, _)| self.lookup(now, user))
+            .unwrap_or_default()
+    }
+
+    /// RFC 3261 §22.3: the trunk whose credentials the `Proxy-Authorization` of `req` (an
+    /// INVITE) proves, by name; `Ok(None)` when it carries no credentials for our realm. The
+    /// same nonces, replay table and back-off per account and source as REGISTER: a wrong
+    /// password counts against the user name it named and against `source`, and while either
+    /// is locked nothing is checked. Only trunks' passwords prove anything here; an agent's
+    /// account answers like an unknown user (hashed against the decoy, so the timing is the
+    /// same).
+    pub fn authenticate_trunk(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        source: SocketAddr,
+    ) -> Result<Option<String>, RegisterError> {
+        let Some(credentials) =
+            self.credentials_in(req, |h| matches!(h, Header::ProxyAuthorization(_)))?
+        else {
+            return Ok(None);
+        };
+        let by_account = self.by_account.check(&credentials.username, now).err();
+        let by_source = self.by_source.check(&source_key(source), now).err();
+        if let Some(retry_after) = by_account.max(by_source) {
+            self.counts.refused_locked += 1;
+            return Err(RegisterError::Locked { retry_after });
+        }
+        let trunk = self.trunks.get(&credentials.username).cloned();
+        let password = trunk.as_ref().map_or(&self.decoy_password, |(_, p)| p);
+        let algorithms = self.algorithms.clone();
+        let method = req.method.to_string();
+        let verdict =
+            self.auth
+                .verify_with(now, &method, &req.uri, &credentials, password, &algorithms);
+        match (verdict, trunk) {
+            (Ok(()), Some((name, _))) => {
+                self.by_account.succeeded(&credentials.username);
+                Ok(Some(name))
+            }
+            (verdict, _) => Err(self.failed_digest(now, verdict, &credentials.username, source)),
+        }
+    }
+
+    /// Challenges for a trunk (the values of `Proxy-Authenticate` headers, RFC 3261 §22.3):
+    /// the registrar's algorithms, one fresh nonce.
+    pub fn trunk_challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
+        let algorithms = self.algorithms.clone();
+        self.auth.challenges_with(now, stale, &algorithms)
     }
 
     /// RFC 3261 §10.3 steps 2 to 7; returns the address of record whose bindings to list.
@@ -415,21 +505,7 @@ impl Registrar {
         meta: &Meta,
         source: SocketAddr,
     ) -> Result<(String, Algorithm), RegisterError> {
-        let mut credentials = None;
-        for header in req.headers.iter() {
-            let Header::Authorization(value) = header else {
-                continue;
-            };
-            match digest::parse_authorization(value.value()) {
-                Ok(c) if c.realm == self.auth.realm() => {
-                    credentials = Some(c);
-                    break;
-                }
-                // Credentials for another realm or scheme are not for us (RFC 3261 §22.4).
-                Ok(_) | Err(AuthError::NotDigest) => {}
-                Err(e) => return Err(RegisterError::BadAuthorization(e)),
-            }
-        }
+        let credentials = self.credentials_in(req, |h| matches!(h, Header::Authorization(_)))?;
         // The account guessed at: the one the digest names, else the one To names.
         let account = match &credentials {
             Some(c) => c.username.clone(),
@@ -437,7 +513,11 @@ impl Registrar {
         };
         let through_lock = self.check_locks(now, &account, meta, source)?;
         let credentials = credentials.ok_or(RegisterError::Challenge { stale: false })?;
-        let known = self.passwords.get(&credentials.username);
+        // A trunk with credentials registers like an account (its binding says where it is).
+        let known = self
+            .passwords
+            .get(&credentials.username)
+            .or_else(|| self.trunks.get(&credentials.username).map(|(_, p)| p));
         let password = known.unwrap_or(&self.decoy_password);
         let algorithms = self.algorithms_of(&credentials.username).to_vec();
         match self.auth.verify_with(
@@ -459,26 +539,58 @@ impl Registrar {
                 let algorithm = credentials.algorithm.unwrap_or(Algorithm::Md5);
                 Ok((credentials.username, algorithm))
             }
+            verdict => Err(self.failed_digest(now, verdict, &credentials.username, source)),
+        }
+    }
+
+    /// The first Digest credentials for our realm among the headers `wanted` picks.
+    fn credentials_in(
+        &self,
+        req: &Request,
+        wanted: fn(&Header) -> bool,
+    ) -> Result<Option<digest::Credentials>, RegisterError> {
+        for header in req.headers.iter().filter(|h| wanted(h)) {
+            match digest::parse_authorization(header.value()) {
+                Ok(c) if c.realm == self.auth.realm() => return Ok(Some(c)),
+                // Credentials for another realm or scheme are not for us (RFC 3261 §22.4).
+                Ok(_) | Err(AuthError::NotDigest) => {}
+                Err(e) => return Err(RegisterError::BadAuthorization(e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The error for a digest that did not prove a known user's password (`verdict` is
+    /// `Ok` when it proved the decoy's): a wrong one is counted against the user name and
+    /// the source, and may lock them.
+    fn failed_digest(
+        &mut self,
+        now: Instant,
+        verdict: Result<(), AuthError>,
+        user: &str,
+        source: SocketAddr,
+    ) -> RegisterError {
+        match verdict {
             Ok(()) | Err(AuthError::WrongResponse) => {
                 self.counts.failures += 1;
                 let locks = [
-                    self.by_account.failed(&credentials.username, now),
+                    self.by_account.failed(&user.to_string(), now),
                     self.by_source.failed(&source_key(source), now),
                 ];
                 for lock in locks.into_iter().flatten() {
                     self.counts.lockouts += 1;
                     tracing::info!(
-                        user = %credentials.username,
+                        user = %user,
                         %source,
                         lock_ms = lock.as_millis() as u64,
                         "SIP digest guesses locked out"
                     );
                 }
-                Err(RegisterError::WrongCredentials)
+                RegisterError::WrongCredentials
             }
-            Err(AuthError::Stale) => Err(RegisterError::Challenge { stale: true }),
-            Err(AuthError::Unanswered) => Err(RegisterError::Challenge { stale: false }),
-            Err(e) => Err(RegisterError::BadAuthorization(e)),
+            Err(AuthError::Stale) => RegisterError::Challenge { stale: true },
+            Err(AuthError::Unanswered) => RegisterError::Challenge { stale: false },
+            Err(e) => RegisterError::BadAuthorization(e),
         }
     }
 

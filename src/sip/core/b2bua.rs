@@ -46,11 +46,6 @@ pub(super) struct PendingBridge {
 }
 
 impl SipCore {
-    /// Whether `source` is one of the configured trunks.
-    pub(super) fn is_trunk(&self, source: SocketAddr) -> bool {
-        self.config.trunks.iter().any(|t| t.matches(source))
-    }
-
     pub(super) fn reply_no_ports(&mut self, now: Instant, tx: ServerTxId, req: &Request) {
         let resp = response(
             req,
@@ -61,7 +56,8 @@ impl SipCore {
         self.reply(now, tx, resp);
     }
 
-    /// An INVITE to an agent's number: only trunks may call agents directly.
+    /// An INVITE to an agent's number: only trunks (`trunk`, see `trunk_auth`) may call
+    /// agents directly.
     pub(super) fn bridge_to_agent(
         &mut self,
         now: Instant,
@@ -69,6 +65,7 @@ impl SipCore {
         req: Request,
         meta: Meta,
         peer: Peer,
+        trunk: bool,
     ) {
         let user = req
             .uri
@@ -76,9 +73,8 @@ impl SipCore {
             .as_ref()
             .map(|a| a.user.clone())
             .unwrap_or_default();
-        if !self.is_trunk(peer.addr) {
-            let status = status_with_reason(403, "Not From A Trunk");
-            return self.reply_status(now, tx, &req, status);
+        if !trunk {
+            return self.not_a_trunk(now, tx, &req, peer, "Not From A Trunk");
         }
         let Some(binding) = self.registrar.lookup(now, &user).into_iter().next() else {
             let status = status_with_reason(480, "Agent Not Registered");

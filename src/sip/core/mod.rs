@@ -33,6 +33,7 @@ use crate::media::ports::PortPool;
 
 pub use app_calls::{AppCall, AppDial, AppLeg, DialError, DialTarget};
 pub use source_limits::{InviteLimits, SourceRefusal};
+pub use trunk_auth::TrunkAuthError;
 
 /// Methods we implement; `Allow` lists them (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
@@ -231,7 +232,8 @@ pub enum CoreEvent {
 /// Where an incoming call came from, as far as its caller id can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallSource {
-    /// A `[[sip.trunks]]` address: the carrier vouches for the caller id it sends.
+    /// A `[[sip.trunks]]` address, or a trunk that proved its credentials: the carrier
+    /// vouches for the caller id it sends.
     Trunk,
     /// Anywhere else: the From header says whatever the caller chose to write.
     Other,
@@ -765,24 +767,34 @@ impl SipCore {
     }
 
     fn on_invite(&mut self, now: Instant, tx: ServerTxId, req: Request, meta: Meta, peer: Peer) {
+        let trunk = match self.trunk_claim(now, &req, peer) {
+            Ok(trunk) => trunk,
+            Err(err) => return self.refuse_trunk(now, tx, &req, err),
+        };
         let mut service_number = None;
         match self.target(&req.uri) {
             // A call for an interaction goes to the application, whatever number it dials.
-            _ if app_call_interaction(&req).is_some() => {}
+            // Without a join token only a trunk's caller id can join it, so a stranger is
+            // asked to prove it is one when trunks can (`trunk_auth`).
+            _ if app_call_interaction(&req).is_some() => {
+                if !trunk && join_token(&req).is_none() && self.registrar.has_trunk_credentials() {
+                    return self.not_a_trunk(now, tx, &req, peer, "Not From A Trunk");
+                }
+            }
             Target::Echo => {}
             Target::Unknown | Target::Gateway => {
                 let Some(number) = self.service_number(&req) else {
                     return self.reply_status(now, tx, &req, StatusCode::NotFound);
                 };
-                if !self.is_trunk(peer.addr) {
+                if !trunk {
                     let why = "Service Numbers Take Trunk Calls Only";
-                    return self.refuse(now, tx, &req, &ids::new_tag(), 403, why);
+                    return self.not_a_trunk(now, tx, &req, peer, why);
                 }
                 service_number = Some(number);
             }
             Target::Account => {}
         }
-        if !self.admit_invite(now, tx, &req, peer) {
+        if !self.admit_invite(now, tx, &req, peer, trunk) {
             return;
         }
         if self.calls.len() + self.pending.len() + self.bridges.len() >= self.config.max_calls {
@@ -801,7 +813,7 @@ impl SipCore {
         }
         if matches!(self.target(&req.uri), Target::Account) && app_call_interaction(&req).is_none()
         {
-            return self.bridge_to_agent(now, tx, req, meta, peer);
+            return self.bridge_to_agent(now, tx, req, meta, peer, trunk);
         }
         let Some(rtp_port) = self.ports.allocate() else {
             return self.reply_no_ports(now, tx, &req);
@@ -883,26 +895,14 @@ impl SipCore {
             return;
         }
         if let Some(interaction) = incoming {
-            let source = if self.is_trunk(self.pending[&tx].peer.addr) {
+            let source = if trunk {
                 CallSource::Trunk
             } else {
                 CallSource::Other
             };
             self.timers
                 .push(Reverse((answer_at, CoreTimer::Answer(tx))));
-            let token = self.pending[&tx]
-                .request
-                .headers
-                .iter()
-                .find_map(|h| match h {
-                    Header::Other(name, value)
-                        if name.eq_ignore_ascii_case("X-Interaction-Token") =>
-                    {
-                        let value = value.trim();
-                        (!value.is_empty() && value.len() <= 128).then(|| value.to_string())
-                    }
-                    _ => None,
-                });
+            let token = join_token(&self.pending[&tx].request);
             self.events.push_back(CoreEvent::Incoming {
                 incoming: tx,
                 interaction,
@@ -1621,12 +1621,15 @@ mod tests_session_refresh;
 
 #[cfg(test)]
 mod tests_source_limits;
+#[cfg(test)]
+mod tests_trunk_auth;
 
 mod app_calls;
 mod b2bua;
 mod outbound;
 mod session_timer;
 mod source_limits;
+mod trunk_auth;
 
 /// The interaction an INVITE names: `X-Interaction-Id`, else RFC 7433 User-to-User with hex
 /// encoding (what our own INVITEs carry).
@@ -1655,6 +1658,17 @@ fn app_call_interaction(req: &Request) -> Option<String> {
 }
 
 /// Where a registered contact is reached: the address and transport its REGISTER came from.
+/// `X-Interaction-Token`: lets a caller that is not the chat's number join it.
+fn join_token(req: &Request) -> Option<String> {
+    req.headers.iter().find_map(|h| match h {
+        Header::Other(name, value) if name.eq_ignore_ascii_case("X-Interaction-Token") => {
+            let value = value.trim();
+            (!value.is_empty() && value.len() <= 128).then(|| value.to_string())
+        }
+        _ => None,
+    })
+}
+
 fn binding_peer(binding: &super::registrar::Binding) -> Peer {
     let transport = TransportKind::from_token(&binding.transport).unwrap_or(TransportKind::Udp);
     Peer::on(transport, binding.source, None)

@@ -18,7 +18,9 @@
 //! as a busy line and which says nothing about when to try again.
 //!
 //! Configured trunks are exempt: one carrier address carries every customer's calls, its
-//! caller ids are vouched for, and the global `max_calls` bounds it.
+//! caller ids are vouched for, and the global `max_calls` bounds it. A trunk with credentials
+//! is exempt only on INVITEs that proved them (or from where it registered): a wrong password
+//! gets no exemption.
 //!
 //! An echo call answered but never confirmed also gives its RTP port back after
 //! [`InviteLimits::release_media_after`], long before RFC 3261's 64·T1 wait for the ACK ends
@@ -99,15 +101,17 @@ pub(super) fn invite_rate(limits: &InviteLimits) -> crate::guard::Rate<IpAddr> {
 
 impl SipCore {
     /// Whether an out-of-dialog INVITE from `peer` may take a call; when not, it is answered
-    /// `503` with `Retry-After` here and counted.
+    /// `503` with `Retry-After` here and counted. A `trunk`'s INVITE (see `trunk_auth`) is
+    /// exempt.
     pub(super) fn admit_invite(
         &mut self,
         now: Instant,
         tx: ServerTxId,
         req: &Request,
         peer: Peer,
+        trunk: bool,
     ) -> bool {
-        if self.is_trunk(peer.addr) {
+        if trunk {
             return true;
         }
         let source = peer.addr.ip();
