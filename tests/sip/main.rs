@@ -53,6 +53,7 @@ mod sip_tls_softphone_agent;
 mod sip_tls_srtp_sdes;
 mod sip_tls_trunk;
 mod sip_torture_messages;
+mod sip_trunk_digest_auth;
 mod sipp_bridged_call;
 mod sipp_call_limit_503;
 mod sipp_cancel_while_ringing;
