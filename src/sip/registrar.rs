@@ -25,6 +25,10 @@
 //! 429 (that number is RFC 3892's "Provide Referrer Identity"). A phone that refreshes its own
 //! binding (the same Call-ID from the same address) passes through a lock, so a guesser cannot
 //! knock registered phones off.
+//!
+//! Trunks with credentials ([`Registrar::with_trunks`]) share all of this: they may REGISTER
+//! as their user name, and the core checks their INVITEs' `Proxy-Authorization` here
+//! ([`Registrar::authenticate_trunk`]) with the same nonces and guards.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -174,8 +178,8 @@ pub struct Registrar {
     /// Wrong digests by source address (an IPv6 source is its /64).
     by_source: Guard<IpAddr>,
     counts: AuthCounts,
-    /// Trunks with credentials, by user name: their name and password.
-    trunks: HashMap<String, (String, String)>,
+    /// Trunks with credentials, by user name.
+    trunks: HashMap<String, TrunkConfig>,
 }
 
 impl Registrar {
@@ -234,10 +238,7 @@ impl Registrar {
     pub fn with_trunks(mut self, trunks: &[TrunkConfig]) -> Registrar {
         self.trunks = trunks
             .iter()
-            .filter_map(|t| {
-                let (user, password) = t.credentials()?;
-                Some((user.to_string(), (t.name.clone(), password.to_string())))
-            })
+            .filter_map(|t| Some((t.credentials()?.0.to_string(), t.clone())))
             .collect();
         self
     }
@@ -323,10 +324,10 @@ impl Registrar {
     /// trunk that registered has proved its password, and its binding's source is where its
     /// requests come from.
     pub fn registered_trunk(&self, now: Instant, source: SocketAddr) -> Option<&str> {
-        self.trunks.iter().find_map(|(user, (name, _))| {
+        self.trunks.iter().find_map(|(user, trunk)| {
             self.current(user, now)
                 .any(|b| b.source == source)
-                .then_some(name.as_str())
+                .then_some(trunk.name.as_str())
         })
     }
 
@@ -334,7 +335,7 @@ impl Registrar {
     pub fn trunk_bindings(&self, now: Instant, name: &str) -> Vec<Binding> {
         self.trunks
             .iter()
-            .find(|(_, (n, _))| n == name)
+            .find(|(_, trunk)| trunk.name == name)
             .map(|(user, _)| self.lookup(now, user))
             .unwrap_or_default()
     }
@@ -343,7 +344,10 @@ impl Registrar {
     /// INVITE) proves, by name; `Ok(None)` when it carries no credentials for our realm. The
     /// same nonces, replay table and back-off per account and source as REGISTER: a wrong
     /// password counts against the user name it named and against `source`, and while either
-    /// is locked nothing is checked. Only trunks' passwords prove anything here; an agent's
+    /// is locked nothing is checked. As a phone refreshing its binding passes a lock on its
+    /// account, a trunk at home (one of its `addresses`, or where it registered) passes a lock
+    /// on its user name, so that guesses from elsewhere cannot lock the carrier out; the lock
+    /// on the source still holds. Only trunks' passwords prove anything here; an agent's
     /// account answers like an unknown user (hashed against the decoy, so the timing is the
     /// same).
     pub fn authenticate_trunk(
@@ -352,28 +356,50 @@ impl Registrar {
         req: &Request,
         source: SocketAddr,
     ) -> Result<Option<String>, RegisterError> {
+        if self.trunks.is_empty() {
+            return Ok(None);
+        }
         let Some(credentials) =
             self.credentials_in(req, |h| matches!(h, Header::ProxyAuthorization(_)))?
         else {
             return Ok(None);
         };
+        let trunk = self.trunks.get(&credentials.username).cloned();
+        let at_home = trunk.as_ref().is_some_and(|t| {
+            t.matches(source)
+                || self
+                    .current(&credentials.username, now)
+                    .any(|b| b.source == source)
+        });
         let by_account = self.by_account.check(&credentials.username, now).err();
         let by_source = self.by_source.check(&source_key(source), now).err();
-        if let Some(retry_after) = by_account.max(by_source) {
+        let through_lock = by_account.is_some() && at_home;
+        let lock = if through_lock {
+            by_source
+        } else {
+            by_account.max(by_source)
+        };
+        if let Some(retry_after) = lock {
             self.counts.refused_locked += 1;
             return Err(RegisterError::Locked { retry_after });
         }
-        let trunk = self.trunks.get(&credentials.username).cloned();
-        let password = trunk.as_ref().map_or(&self.decoy_password, |(_, p)| p);
+        let password = trunk
+            .as_ref()
+            .and_then(|t| t.credentials())
+            .map_or(self.decoy_password.as_str(), |(_, p)| p)
+            .to_string();
         let algorithms = self.algorithms.clone();
         let method = req.method.to_string();
         let verdict =
             self.auth
-                .verify_with(now, &method, &req.uri, &credentials, password, &algorithms);
+                .verify_with(now, &method, &req.uri, &credentials, &password, &algorithms);
         match (verdict, trunk) {
-            (Ok(()), Some((name, _))) => {
-                self.by_account.succeeded(&credentials.username);
-                Ok(Some(name))
+            (Ok(()), Some(trunk)) => {
+                // Passing a lock does not lift it for the guesser (as for REGISTER).
+                if !through_lock {
+                    self.by_account.succeeded(&credentials.username);
+                }
+                Ok(Some(trunk.name))
             }
             (verdict, _) => Err(self.failed_digest(now, verdict, &credentials.username, source)),
         }
@@ -517,7 +543,11 @@ impl Registrar {
         let known = self
             .passwords
             .get(&credentials.username)
-            .or_else(|| self.trunks.get(&credentials.username).map(|(_, p)| p));
+            .map(String::as_str)
+            .or_else(|| {
+                let trunk = self.trunks.get(&credentials.username)?;
+                trunk.credentials().map(|(_, p)| p)
+            });
         let password = known.unwrap_or(&self.decoy_password);
         let algorithms = self.algorithms_of(&credentials.username).to_vec();
         match self.auth.verify_with(

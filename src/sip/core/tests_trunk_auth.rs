@@ -335,3 +335,28 @@ fn a_registered_trunk_is_a_trunk_from_where_it_registered_only() {
     let got = invite(&mut phone, TRUNK_ADDR, "r-late", SERVICE, "");
     assert_eq!(status(&got), "407", "{got:?}");
 }
+
+#[test]
+fn guesses_from_elsewhere_do_not_lock_the_trunk_out_of_its_own_address() {
+    let now = Instant::now();
+    let guarded = RegistrarConfig {
+        failures_before_lockout: 2,
+        source_failures_before_lockout: 100,
+        first_lockout_ms: 60_000,
+        max_lockout_s: 600,
+        ..RegistrarConfig::default()
+    };
+    let mut phone = trunk_core(now, true, guarded);
+    for n in 0..3 {
+        let got = authenticate(&mut phone, ELSEWHERE, &format!("g{n}"), "guess");
+        assert_eq!(status(&got), "403", "{got:?}");
+    }
+    let got = authenticate(&mut phone, ELSEWHERE, "locked", "trunk-secret");
+    assert!(got.last().unwrap().contains("Too Many Failed Attempts"));
+    // The carrier at its configured address passes the lock on its user name …
+    let got = authenticate(&mut phone, TRUNK_ADDR, "home", "trunk-secret");
+    assert_eq!(status(&got), "180", "{got:?}");
+    // … without lifting it for the guesser.
+    let got = authenticate(&mut phone, ELSEWHERE, "still", "trunk-secret");
+    assert!(got.last().unwrap().contains("Too Many Failed Attempts"));
+}
