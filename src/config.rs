@@ -1369,6 +1369,19 @@ impl Config {
                     &format!("no [[sip.trunks]] is named {trunk:?}"),
                 );
             }
+            // Calls to customers leave through the trunk's first address.
+            if let Some(trunk) = &service.trunk
+                && self
+                    .sip
+                    .trunks
+                    .iter()
+                    .any(|t| &t.name == trunk && t.addresses.is_empty())
+            {
+                return invalid(
+                    "services.trunk",
+                    &format!("the trunk {trunk:?} has no address to send calls to"),
+                );
+            }
             if let Some(id) = &service.caller_id
                 && (id.is_empty()
                     || id.len() > 32
@@ -1798,6 +1811,13 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.to_string().contains("sip.trunks.username"), "{err}");
+        let service = "[[services]]\nname = \"s\"\nentries = [\"e\"]\ndepartment = \"d\"\n\
+                       trunk = \"carrier\"\ncaller_id = \"+15550100\"\n";
+        let err = Config::parse(&format!(
+            "{trunk}username = \"c\"\npassword = \"s\"\n{service}"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("no address"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! wrong one it is refused `403` at once, although it comes from the trunk's own address, and
 //! the failure is counted in `/metrics` like a guessed REGISTER.
 //!
+//! A trunk without addresses that REGISTERs with its credentials is a trunk from where it
+//! registered: its plain INVITE from there reaches the service without a challenge.
+//!
 //! SIPp is the carrier on the trunk's address and answers the challenge with `-au`/`-ap`
 //! through `[authentication]` (MD5, the only algorithm it knows).
 
@@ -17,6 +20,15 @@ const CALLER: &str = "+15550177";
 /// `claims` answers the service number from the trunk `carrier` on `trunk_port`, which must
 /// authenticate as carrier / trunk-secret; the queue gives up after two seconds.
 fn config(trunk_port: u16) -> String {
+    with_trunk(&format!(
+        "addresses = [\"127.0.0.1:{trunk_port}\"]\n\
+         [[services]]\ntrunk = \"carrier\"\ncaller_id = \"+15550100\"\n"
+    ))
+}
+
+/// `claims` with the trunk `carrier` (carrier / trunk-secret) and `extra` lines closing the
+/// trunk's entry and opening the service's.
+fn with_trunk(extra: &str) -> String {
     let hash = password::hash("desk");
     format!(
         r#"
@@ -25,17 +37,13 @@ algorithms = ["MD5"]
 
 [[sip.trunks]]
 name = "carrier"
-addresses = ["127.0.0.1:{trunk_port}"]
 username = "carrier"
 password = "trunk-secret"
-
-[[services]]
+{extra}
 name = "claims"
 entries = ["claims-app"]
 department = "claims"
 routing = "ring_all"
-trunk = "carrier"
-caller_id = "+15550100"
 numbers = ["{SERVICE_NUMBER}"]
 
 [routing]
@@ -117,4 +125,35 @@ fn a_trunk_with_a_wrong_password_is_refused_from_its_own_address() {
     gateway.wait_for_metric("tandem_refusals_total{reason=\"sip_digest_failed\"} 1");
     let text = gateway.log_text();
     assert!(!text.contains("phone call opened an interaction"), "{text}");
+}
+
+#[test]
+fn a_trunk_registered_with_its_credentials_calls_from_there_without_a_challenge() {
+    let gateway = common::Gateway::start(&with_trunk("[[services]]\n"));
+    let trunk = common::free_port();
+    common::register_on(trunk, gateway.sip, "carrier", "trunk-secret");
+    // The plain scenario knows nothing of 407: it must ring, then take the queue's 480.
+    let scenario = common::scenario("phone_calls_service_number.xml");
+    let stats = common::sipp_spawn_on(
+        trunk,
+        gateway.sip,
+        &[
+            "-sf",
+            scenario.to_str().unwrap(),
+            "-m",
+            "1",
+            "-key",
+            "caller",
+            CALLER,
+        ],
+    )
+    .wait();
+    assert_eq!(
+        (stats.exit_code, stats.successful, stats.failed),
+        (0, 1, 0),
+        "{stats:?}\ngateway log:\n{}",
+        gateway.log_text()
+    );
+    let text = gateway.log_text();
+    assert!(text.contains("phone call opened an interaction"), "{text}");
 }
