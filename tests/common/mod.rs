@@ -476,6 +476,34 @@ pub fn sipp(target: SocketAddr, args: &[&str]) -> SippStats {
     sipp_spawn(target, args).wait()
 }
 
+/// Runs SIPp's REGISTER `scenario` as the softphone alice, answering digest challenges with
+/// `password`, `count` times one after the other.
+pub fn sipp_register_alice(
+    gateway: &Gateway,
+    scenario: &str,
+    password: &str,
+    count: &str,
+) -> SippStats {
+    let scenario = self::scenario(scenario);
+    sipp(
+        gateway.sip,
+        &[
+            "-sf",
+            scenario.to_str().unwrap(),
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            password,
+            "-m",
+            count,
+            "-l",
+            "1",
+        ],
+    )
+}
+
 /// A minimal SIP phone on a UDP socket, for tests that need exact control over RTP.
 pub struct RawPhone {
     pub sip: UdpSocket,

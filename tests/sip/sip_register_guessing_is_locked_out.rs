@@ -7,32 +7,6 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-fn register(
-    gateway: &common::Gateway,
-    scenario: &str,
-    password: &str,
-    count: &str,
-) -> common::SippStats {
-    let scenario = common::scenario(scenario);
-    common::sipp(
-        gateway.sip,
-        &[
-            "-sf",
-            scenario.to_str().unwrap(),
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            password,
-            "-m",
-            count,
-            "-l",
-            "1",
-        ],
-    )
-}
-
 #[test]
 fn wrong_digests_lock_the_account_until_the_lock_lifts() {
     let gateway = common::Gateway::start(
@@ -41,16 +15,16 @@ fn wrong_digests_lock_the_account_until_the_lock_lifts() {
          [[registrar.accounts]]\nuser = \"alice\"\npassword = \"alice-secret\"\n",
     );
     // Three wrong passwords, each challenged and refused with 403: the third locks alice.
-    let guesses = register(&gateway, "register_refused.xml", "guess", "3");
+    let guesses = common::sipp_register_alice(&gateway, "register_refused.xml", "guess", "3");
     assert_eq!((guesses.successful, guesses.failed), (3, 0), "{guesses:?}");
     // The right password is now refused without a challenge, so the scenario fails.
-    let locked = register(&gateway, "register_auth.xml", "alice-secret", "1");
+    let locked = common::sipp_register_alice(&gateway, "register_auth.xml", "alice-secret", "1");
     assert_eq!((locked.successful, locked.failed), (0, 1), "{locked:?}");
     gateway.wait_for_metric("tandem_refusals_total{reason=\"sip_digest_locked\"} 1");
     // The lock lifts by itself: retry until alice registers (generously bounded).
     let deadline = Instant::now() + Duration::from_secs(60);
     let registered = loop {
-        let stats = register(&gateway, "register_auth.xml", "alice-secret", "1");
+        let stats = common::sipp_register_alice(&gateway, "register_auth.xml", "alice-secret", "1");
         if stats.successful == 1 {
             break true;
         }
@@ -75,7 +49,7 @@ fn a_reused_nonce_is_not_checked_twice() {
         "[registrar]\nalgorithms = [\"MD5\"]\n\
          [[registrar.accounts]]\nuser = \"alice\"\npassword = \"alice-secret\"\n",
     );
-    let stats = register(&gateway, "register_reused_nonce.xml", "guess", "1");
+    let stats = common::sipp_register_alice(&gateway, "register_reused_nonce.xml", "guess", "1");
     assert_eq!((stats.successful, stats.failed), (1, 0), "{stats:?}");
     let metrics = gateway.wait_for_metric("tandem_refusals_total{reason=\"sip_digest_failed\"} 1");
     assert!(!metrics.contains("sip_digest_lockout"), "{metrics}");

@@ -11,37 +11,10 @@ fn gateway(algorithms: &str) -> common::Gateway {
     ))
 }
 
-/// Runs `scenario` as alice with `password`, `count` times one after the other.
-fn register(
-    gateway: &common::Gateway,
-    scenario: &str,
-    password: &str,
-    count: &str,
-) -> common::SippStats {
-    let scenario = common::scenario(scenario);
-    common::sipp(
-        gateway.sip,
-        &[
-            "-sf",
-            scenario.to_str().unwrap(),
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            password,
-            "-m",
-            count,
-            "-l",
-            "1",
-        ],
-    )
-}
-
 #[test]
 fn sipp_registers_with_md5_digest_and_unregisters() {
     let gateway = gateway("[\"MD5\"]");
-    let stats = register(&gateway, "register_auth.xml", "alice-secret", "5");
+    let stats = common::sipp_register_alice(&gateway, "register_auth.xml", "alice-secret", "5");
     assert_eq!(stats.exit_code, 0, "{stats:?}");
     assert_eq!((stats.successful, stats.failed), (5, 0), "{stats:?}");
 }
@@ -51,7 +24,7 @@ fn sipp_registers_when_md5_is_listed_before_sha256() {
     // SIPp 3.6.1 answers only the first challenge and knows only MD5, so a deployment with such
     // clients lists MD5 first; SHA-256 stays offered to the clients that can use it.
     let gateway = gateway("[\"MD5\", \"SHA-256\"]");
-    let stats = register(&gateway, "register_auth.xml", "alice-secret", "2");
+    let stats = common::sipp_register_alice(&gateway, "register_auth.xml", "alice-secret", "2");
     assert_eq!(stats.exit_code, 0, "{stats:?}");
     assert_eq!((stats.successful, stats.failed), (2, 0), "{stats:?}");
 }
@@ -59,7 +32,7 @@ fn sipp_registers_when_md5_is_listed_before_sha256() {
 #[test]
 fn sipp_with_a_wrong_password_gets_403() {
     let gateway = gateway("[\"MD5\"]");
-    let stats = register(&gateway, "register_refused.xml", "guess", "3");
+    let stats = common::sipp_register_alice(&gateway, "register_refused.xml", "guess", "3");
     assert_eq!(stats.exit_code, 0, "{stats:?}");
     assert_eq!((stats.successful, stats.failed), (3, 0), "{stats:?}");
 }
