@@ -43,6 +43,49 @@ departments = ["claims"]
     )
 }
 
+/// Alice's own mobile, where her calls on the device `mobile` ring.
+pub const MOBILE: &str = "+15550177";
+
+/// `claims` dials through `carrier` (the phone on `phone_port`) with no caller id of its own and
+/// records into `recordings`; alice has a softphone account (alice / alice-secret, MD5) and her
+/// mobile, for journeys whose calls reach the agent's own phones.
+pub fn config_with_agent_phones(phone_port: u16, recordings: &Path) -> String {
+    let hash = password::hash("desk");
+    format!(
+        r#"
+[sip]
+recording_dir = "{}"
+
+[[sip.trunks]]
+name = "carrier"
+addresses = ["127.0.0.1:{phone_port}"]
+
+[registrar]
+algorithms = ["MD5"]
+
+[[registrar.accounts]]
+user = "alice"
+password = "alice-secret"
+
+[[services]]
+name = "claims"
+entries = ["claims-app"]
+department = "claims"
+routing = "ring_all"
+trunk = "carrier"
+recording = true
+
+[[agents]]
+name = "alice"
+display_name = "Alice"
+password_hash = "{hash}"
+departments = ["claims"]
+mobile = "{MOBILE}"
+"#,
+        recordings.display()
+    )
+}
+
 /// SIPp answering `calls` calls on `port` and echoing their RTP, as the customer's phone.
 pub fn phone(
     gateway: &common::Gateway,

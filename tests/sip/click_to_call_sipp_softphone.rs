@@ -16,55 +16,13 @@
 
 use crate::agent_desk as desk;
 use crate::common;
+use crate::desk_phone::{self, MOBILE, NUMBER};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use desk::{Customer, Desk};
 use serde_json::{Value, json};
-use tandem::routing::password;
-
-/// The chat's phone number.
-const NUMBER: &str = "+15550123";
-/// Alice's own mobile.
-const MOBILE: &str = "+15550177";
-
-fn config(phone_port: u16, recordings: &Path) -> String {
-    let hash = password::hash("desk");
-    format!(
-        r#"
-[sip]
-recording_dir = "{}"
-
-[[sip.trunks]]
-name = "carrier"
-addresses = ["127.0.0.1:{phone_port}"]
-
-[registrar]
-algorithms = ["MD5"]
-
-[[registrar.accounts]]
-user = "alice"
-password = "alice-secret"
-
-[[services]]
-name = "claims"
-entries = ["claims-app"]
-department = "claims"
-routing = "ring_all"
-trunk = "carrier"
-recording = true
-
-[[agents]]
-name = "alice"
-display_name = "Alice"
-password_hash = "{hash}"
-departments = ["claims"]
-mobile = "{MOBILE}"
-"#,
-        recordings.display()
-    )
-}
 
 struct Rig {
     gateway: common::Gateway,
@@ -81,7 +39,10 @@ impl Rig {
     async fn start() -> Rig {
         let phone_port = common::free_port();
         let recordings = tempfile::tempdir().unwrap();
-        let gateway = common::Gateway::start(&config(phone_port, recordings.path()));
+        let gateway = common::Gateway::start(&desk_phone::config_with_agent_phones(
+            phone_port,
+            recordings.path(),
+        ));
         let http = reqwest::Client::new();
         let mut desk = Desk::login(&http, gateway.http, "alice", "desk").await;
         let mut customer =

@@ -11,6 +11,8 @@ mod certs;
 mod common;
 #[path = "../common/desk.rs"]
 mod desk;
+#[path = "../common/desk_phone.rs"]
+mod desk_phone;
 #[path = "../common/kamailio.rs"]
 mod kamailio;
 #[path = "../common/media_common.rs"]
