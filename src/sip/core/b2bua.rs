@@ -13,9 +13,10 @@ use std::time::Instant;
 
 use rsipstack::sip::{Header, Method, Request, StatusCode};
 
-use super::{Call, CallRef, Reverse};
-use super::{CallState, ClientPurpose, CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore};
-use crate::sip::dialog::{Dialog, DialogId, addr_spec};
+use super::uas::HeldInvite;
+use super::{CallRef, Reverse};
+use super::{CallState, ClientPurpose, CoreTimer, MediaCommand, OutgoingCall, SipCore, UacOutcome};
+use crate::sip::dialog::{DialogId, addr_spec};
 use crate::sip::ids;
 use crate::sip::message::{response, status_with_reason};
 use crate::sip::peer::Peer;
@@ -27,13 +28,8 @@ use crate::sip::wire::Meta;
 #[derive(Debug)]
 pub(super) struct PendingBridge {
     tx: ServerTxId,
-    request: Request,
-    meta: Meta,
-    peer: Peer,
-    local_tag: String,
-    /// Our RTP port towards the caller.
-    port: u16,
-    session: SdpSession,
+    /// The caller's INVITE; its media is our RTP port towards the caller.
+    held: HeldInvite,
     offer: String,
     /// Where the caller receives RTP.
     remote: SocketAddr,
@@ -145,12 +141,14 @@ impl SipCore {
             call,
             PendingBridge {
                 tx,
-                request: req,
-                meta,
-                peer,
-                local_tag: ids::new_tag(),
-                port,
-                session,
+                held: HeldInvite {
+                    request: req,
+                    meta,
+                    peer,
+                    local_tag: ids::new_tag(),
+                    sdp: session,
+                    media: probe_media,
+                },
                 offer,
                 remote: probe.remote_rtp,
                 codec: probe.codec,
@@ -160,39 +158,22 @@ impl SipCore {
         );
     }
 
-    /// Progress of an outgoing call: a bridge's agent leg is handled here, anything else goes
-    /// to the application.
-    pub(super) fn outgoing_event(&mut self, now: Instant, event: CoreEvent) {
-        let call = match &event {
-            CoreEvent::Progress { call, .. }
-            | CoreEvent::Answered { call, .. }
-            | CoreEvent::Failed { call, .. } => *call,
-            CoreEvent::Ended { .. }
-            | CoreEvent::Dtmf { .. }
-            | CoreEvent::Incoming { .. }
-            | CoreEvent::ServiceCall { .. }
-            | CoreEvent::IncomingCancelled { .. } => {
-                return self.events.push_back(event);
-            }
-        };
-        if let CoreEvent::Answered { dialog, .. } = &event
-            && self.answered_after_cancel(now, call, dialog)
-        {
-            return;
-        }
+    /// What became of a bridge's agent leg, when `call` is one: true when handled here.
+    pub(super) fn bridge_outcome(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        outcome: &UacOutcome,
+    ) -> bool {
         if !self.bridges.contains_key(&call) {
-            return self.events.push_back(event);
+            return false;
         }
-        match event {
-            CoreEvent::Progress { code, .. } => self.relay_progress(now, call, code),
-            CoreEvent::Answered { dialog, .. } => self.complete_bridge(now, call, dialog),
-            CoreEvent::Failed { code, .. } => self.fail_bridge(now, call, code),
-            CoreEvent::Ended { .. }
-            | CoreEvent::Dtmf { .. }
-            | CoreEvent::Incoming { .. }
-            | CoreEvent::ServiceCall { .. }
-            | CoreEvent::IncomingCancelled { .. } => {}
+        match outcome {
+            UacOutcome::Progress(code) => self.relay_progress(now, call, *code),
+            UacOutcome::Answered(dialog) => self.complete_bridge(now, call, dialog.clone()),
+            UacOutcome::Failed(code) => self.fail_bridge(now, call, *code),
         }
+        true
     }
 
     /// The agent's phone rings: so does the caller's (the 100 went out already).
@@ -203,13 +184,14 @@ impl SipCore {
         if code == 100 || bridge.finished {
             return;
         }
-        let mut ringing = response(&bridge.request, code.into(), Some(&bridge.local_tag));
+        let held = &bridge.held;
+        let mut ringing = response(&held.request, code.into(), Some(&held.local_tag));
         ringing
             .headers
             .push(Header::Contact(rsipstack::sip::Contact::new(
-                self.contact(bridge.peer.transport),
+                self.contact(held.peer.transport),
             )));
-        crate::sip::message::copy_record_route(&bridge.request, &mut ringing);
+        crate::sip::message::copy_record_route(&held.request, &mut ringing);
         let (tx, ringing) = (bridge.tx, self.decorate(ringing));
         self.reply(now, tx, ringing);
     }
@@ -220,76 +202,48 @@ impl SipCore {
             return;
         };
         self.bridge_by_tx.remove(&bridge.tx);
+        let port = bridge.held.media.rtp_port;
         if bridge.finished {
             // The caller gave up as the agent answered: the agent's leg ends at once.
-            self.ports.release(bridge.port);
+            self.ports.release(port);
             return self.hangup(now, &agent);
         }
         let negotiated = self.outgoing.get(&call).and_then(|o| o.negotiated.clone());
         let Some(agent_media) = negotiated else {
-            self.ports.release(bridge.port);
+            self.ports.release(port);
             return self.hangup(now, &agent);
         };
         // Answer the caller with the agent's codec when the caller offered it; otherwise with
         // the caller's own and transcode between the two.
+        let held = &mut bridge.held;
         let preferred = LocalMedia {
-            addr: self.config.advertised.ip(),
-            rtp_port: bridge.port,
             codecs: vec![agent_media.codec],
-            telephone_event: true,
+            ..held.media.clone()
         };
-        let answer = sdp::answer(&bridge.offer, &preferred, &mut bridge.session).or_else(|_| {
+        let answer = sdp::answer(&bridge.offer, &preferred, &mut held.sdp).or_else(|_| {
             let own = LocalMedia {
                 codecs: vec![bridge.codec],
                 ..preferred.clone()
             };
-            sdp::answer(&bridge.offer, &own, &mut bridge.session)
+            sdp::answer(&bridge.offer, &own, &mut held.sdp)
         });
-        let (Ok(answer), Some(dialog)) = (
-            answer,
-            Dialog::uas(
-                &bridge.request,
-                &bridge.meta,
-                &bridge.local_tag,
-                bridge.peer,
-            ),
-        ) else {
-            self.ports.release(bridge.port);
+        let Ok(answer) = answer else {
+            self.ports.release(port);
             let resp = response(
-                &bridge.request,
+                &held.request,
                 status_with_reason(488, "No Common Codec"),
-                Some(&bridge.local_tag),
+                Some(&held.local_tag),
             );
             self.reply(now, bridge.tx, resp);
             return self.hangup(now, &agent);
         };
-        let ok = self.ok_with_sdp(
-            &bridge.request,
-            &bridge.local_tag,
-            bridge.peer.transport,
-            answer.sdp.into_bytes(),
-        );
-        let state = self.await_ack(now, &dialog.id, &ok, bridge.meta.cseq);
-        self.reply(now, bridge.tx, ok);
-        let caller = dialog.id.clone();
-        let session_expires = self.start_session_timer(now, &caller, &bridge.request);
-        let media = LocalMedia {
-            codecs: vec![answer.media.codec],
-            ..preferred
+        held.media.codecs = vec![answer.media.codec];
+        let caller_call_id = held.meta.call_id.clone();
+        let body = answer.sdp.into_bytes();
+        let answered = self.answer_held(now, bridge.tx, bridge.held, body, Some(bridge.remote));
+        let Some(caller) = answered else {
+            return self.hangup(now, &agent);
         };
-        self.calls.insert(
-            caller.clone(),
-            Call {
-                dialog,
-                state,
-                sdp: bridge.session,
-                media,
-                outgoing: None,
-                partner: Some(agent.clone()),
-                session_expires,
-                media_released: false,
-            },
-        );
         let agent_port = match self.calls.get_mut(&agent) {
             Some(call) => {
                 call.partner = Some(caller.clone());
@@ -297,11 +251,13 @@ impl SipCore {
             }
             None => return self.hangup(now, &caller),
         };
-        self.open_leg(bridge.port, Some(bridge.remote), bridge.peer.addr, &caller);
+        if let Some(call) = self.calls.get_mut(&caller) {
+            call.partner = Some(agent.clone());
+        }
         let transcode = (answer.media.codec != agent_media.codec)
             .then_some((answer.media.codec, agent_media.codec));
         self.media.push_back(MediaCommand::Bridge {
-            a: bridge.port,
+            a: port,
             b: agent_port,
             transcode,
             telephone_event: (
@@ -310,18 +266,18 @@ impl SipCore {
             ),
         });
         self.media.push_back(MediaCommand::DetectDtmf {
-            port: bridge.port,
+            port,
             payload_type: answer.media.telephone_event_pt,
         });
         if self.config.record {
             self.media.push_back(MediaCommand::Record {
-                customer: bridge.port,
+                customer: port,
                 agent: agent_port,
-                call_id: bridge.meta.call_id.clone(),
+                call_id: caller_call_id.clone(),
             });
         }
         tracing::info!(
-            caller = %bridge.meta.call_id,
+            caller = %caller_call_id,
             agent = %agent.call_id,
             ?transcode,
             "bridged call answered"
@@ -334,7 +290,7 @@ impl SipCore {
             return;
         };
         self.bridge_by_tx.remove(&bridge.tx);
-        self.ports.release(bridge.port);
+        self.ports.release(bridge.held.media.rtp_port);
         if bridge.finished {
             return;
         }
@@ -343,7 +299,8 @@ impl SipCore {
             408 => status_with_reason(480, "No Answer"),
             _ => StatusCode::TemporarilyUnavailable,
         };
-        let resp = self.decorate(response(&bridge.request, status, Some(&bridge.local_tag)));
+        let held = &bridge.held;
+        let resp = self.decorate(response(&held.request, status, Some(&held.local_tag)));
         self.reply(now, bridge.tx, resp);
     }
 
@@ -357,7 +314,7 @@ impl SipCore {
             return;
         }
         bridge.finished = true;
-        let resp = response(&bridge.request, status, Some(&bridge.local_tag));
+        let resp = response(&bridge.held.request, status, Some(&bridge.held.local_tag));
         let tx = bridge.tx;
         let resp = self.decorate(resp);
         self.reply(now, tx, resp);

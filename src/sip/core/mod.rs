@@ -219,11 +219,18 @@ pub enum CoreEvent {
     },
     /// The caller of a held `Incoming` or `ServiceCall` gave up (CANCEL, answered 487).
     IncomingCancelled { incoming: ServerTxId },
-    /// A call's dialog ended; `by_peer` when the far end hung up.
-    Ended { dialog: DialogId, by_peer: bool },
-    /// An RFC 4733 digit arrived on the call's media.
+    /// A call's dialog ended; `by_peer` when the far end hung up. `call` names the
+    /// application call it was (placed with [`SipCore::dial`] or accepted with
+    /// [`SipCore::accept_incoming`]), which is forgotten with it.
+    Ended {
+        dialog: DialogId,
+        call: Option<CallRef>,
+        by_peer: bool,
+    },
+    /// An RFC 4733 digit arrived on the call's media; `call` as for [`CoreEvent::Ended`].
     Dtmf {
         dialog: DialogId,
+        call: Option<CallRef>,
         digit: char,
         duration_ms: u32,
     },
@@ -338,13 +345,10 @@ enum CallState {
     Terminating,
 }
 
-/// An INVITE we have not answered with a final response yet.
+/// An INVITE held for `echo`'s ring or for the application.
 #[derive(Debug)]
 struct PendingInvite {
-    request: Request,
-    meta: Meta,
-    peer: Peer,
-    local_tag: String,
+    held: uas::HeldInvite,
     answer_at: Instant,
     /// The SDP to send in the 200, prepared when the INVITE arrived.
     answer: Option<Vec<u8>>,
@@ -352,8 +356,6 @@ struct PendingInvite {
     remote: Option<SocketAddr>,
     /// The telephone-event payload type both sides agreed on.
     dtmf_pt: Option<u8>,
-    sdp: SdpSession,
-    media: LocalMedia,
     /// The codec the answer chose (none for a delayed offer).
     codec: Option<sdp::Codec>,
     /// Waiting for the application (an interaction's call), not for the echo's ring.
@@ -388,6 +390,27 @@ struct OutgoingCall {
     /// Our codecs in order of preference; empty means all.
     codecs: Vec<sdp::Codec>,
     extra_headers: Vec<Header>,
+}
+
+/// What became of an INVITE we sent, for the user that placed it.
+#[derive(Debug)]
+enum UacOutcome {
+    /// A provisional response with this status.
+    Progress(u16),
+    /// The first 2xx: its dialog is up (media open, ACK sent).
+    Answered(DialogId),
+    /// A final failure (408 for a transaction timeout, 503 for a transport error).
+    Failed(u16),
+}
+
+impl UacOutcome {
+    fn into_event(self, call: CallRef) -> CoreEvent {
+        match self {
+            UacOutcome::Progress(code) => CoreEvent::Progress { call, code },
+            UacOutcome::Answered(dialog) => CoreEvent::Answered { call, dialog },
+            UacOutcome::Failed(code) => CoreEvent::Failed { call, code },
+        }
+    }
 }
 
 /// What a client transaction of ours is for.
@@ -504,12 +527,10 @@ impl SipCore {
         self.tx.poll_transmit()
     }
 
-    /// The next event for the application. Application calls are bridged (or their local leg
-    /// freed) as their events pass here, so the driver must drain this after every input.
+    /// The next event for the application. Draining changes nothing: what an event means
+    /// for the core (an application call bridged or forgotten) was done when it was produced.
     pub fn poll_event(&mut self) -> Option<CoreEvent> {
-        let event = self.events.pop_front()?;
-        self.track_app_call(&event);
-        Some(event)
+        self.events.pop_front()
     }
 
     pub fn poll_media(&mut self) -> Option<MediaCommand> {
@@ -530,8 +551,10 @@ impl SipCore {
     pub fn media_dtmf(&mut self, port: u16, digit: char, duration_ms: u32) {
         if let Some(dialog) = self.legs.get(&port).cloned() {
             tracing::info!(call_id = %dialog.call_id, %digit, duration_ms, "DTMF digit");
+            let call = self.app_call_of(&dialog);
             self.events.push_back(CoreEvent::Dtmf {
                 dialog,
+                call,
                 digit,
                 duration_ms,
             });
@@ -868,16 +891,18 @@ impl SipCore {
         self.pending.insert(
             tx,
             PendingInvite {
-                request: req,
-                meta,
-                peer,
-                local_tag,
+                held: uas::HeldInvite {
+                    request: req,
+                    meta,
+                    peer,
+                    local_tag,
+                    sdp: session,
+                    media,
+                },
                 answer_at,
                 answer,
                 remote,
                 dtmf_pt,
-                sdp: session,
-                media,
                 codec,
                 incoming: held,
             },
@@ -902,7 +927,7 @@ impl SipCore {
             };
             self.timers
                 .push(Reverse((answer_at, CoreTimer::Answer(tx))));
-            let token = join_token(&self.pending[&tx].request);
+            let token = join_token(&self.pending[&tx].held.request);
             self.events.push_back(CoreEvent::Incoming {
                 incoming: tx,
                 interaction,
@@ -938,10 +963,11 @@ impl SipCore {
         let Some(pending) = self.pending.get(&tx) else {
             return;
         };
+        let held = &pending.held;
         let (request, tag, transport) = (
-            pending.request.clone(),
-            pending.local_tag.clone(),
-            pending.peer.transport,
+            held.request.clone(),
+            held.local_tag.clone(),
+            held.peer.transport,
         );
         self.ring(now, tx, &request, &tag, transport);
         self.timers
@@ -968,52 +994,19 @@ impl SipCore {
         self.reply(now, tx, ringing);
     }
 
-    /// The dialog a pending INVITE creates, or `None` once it is answered 400 (it has no
-    /// Contact) and its port is freed.
-    fn pending_dialog(
-        &mut self,
-        now: Instant,
-        tx: ServerTxId,
-        pending: &PendingInvite,
-    ) -> Option<Dialog> {
-        let dialog = Dialog::uas(
-            &pending.request,
-            &pending.meta,
-            &pending.local_tag,
-            pending.peer,
-        );
-        if dialog.is_none() {
-            self.release_leg(pending.media.rtp_port);
-            let resp = response(
-                &pending.request,
-                status_with_reason(400, "Missing Contact"),
-                Some(&pending.local_tag),
-            );
-            self.reply(now, tx, resp);
-        }
-        dialog
-    }
-
+    /// `echo` answers: its media comes back to the caller.
     fn answer_echo(&mut self, now: Instant, tx: ServerTxId) {
         let Some(mut pending) = self.pending.remove(&tx) else {
             return;
         };
-        let Some(dialog) = self.pending_dialog(now, tx, &pending) else {
+        let held = &mut pending.held;
+        let body = pending.answer.take().unwrap_or_else(|| {
+            sdp::offer(&held.media, Direction::SendRecv, &mut held.sdp).into_bytes()
+        });
+        let port = held.media.rtp_port;
+        let Some(id) = self.answer_held(now, tx, pending.held, body, pending.remote) else {
             return;
         };
-        let body = pending.answer.take().unwrap_or_else(|| {
-            sdp::offer(&pending.media, Direction::SendRecv, &mut pending.sdp).into_bytes()
-        });
-        let ok = self.ok_with_sdp(
-            &pending.request,
-            &pending.local_tag,
-            pending.peer.transport,
-            body,
-        );
-        let state = self.await_ack(now, &dialog.id, &ok, pending.meta.cseq);
-        self.reply(now, tx, ok);
-        let port = pending.media.rtp_port;
-        self.open_leg(port, pending.remote, pending.peer.addr, &dialog.id);
         self.media.push_back(MediaCommand::Echo { port });
         if pending.dtmf_pt.is_some() {
             self.media.push_back(MediaCommand::DetectDtmf {
@@ -1021,21 +1014,7 @@ impl SipCore {
                 payload_type: pending.dtmf_pt,
             });
         }
-        let session_expires = self.start_session_timer(now, &dialog.id, &pending.request);
-        self.release_media_unless_acked(now, &dialog.id);
-        self.calls.insert(
-            dialog.id.clone(),
-            Call {
-                dialog,
-                state,
-                sdp: pending.sdp,
-                media: pending.media,
-                outgoing: None,
-                partner: None,
-                session_expires,
-                media_released: false,
-            },
-        );
+        self.release_media_unless_acked(now, &id);
     }
 
     fn ok_with_sdp(
@@ -1162,11 +1141,11 @@ impl SipCore {
             return self.cancel_bridge(now, call, StatusCode::RequestTerminated);
         }
         if let Some(pending) = self.pending.remove(&tx) {
-            self.release_leg(pending.media.rtp_port);
+            self.release_leg(pending.held.media.rtp_port);
             let resp = response(
-                &pending.request,
+                &pending.held.request,
                 StatusCode::RequestTerminated,
-                Some(&pending.local_tag),
+                Some(&pending.held.local_tag),
             );
             let resp = self.decorate(resp);
             self.reply(now, tx, resp);
@@ -1202,10 +1181,7 @@ impl SipCore {
                     self.outgoing.remove(&out);
                 }
                 self.reply_status(now, tx, &req, StatusCode::OK);
-                self.events.push_back(CoreEvent::Ended {
-                    dialog: id,
-                    by_peer: true,
-                });
+                self.dialog_ended(id, true);
                 // The other half of a bridge goes with it.
                 if let Some(partner) = call.partner {
                     self.hangup(now, &partner);
@@ -1460,7 +1436,7 @@ impl SipCore {
             return;
         };
         match code {
-            100..=199 => self.outgoing_event(now, CoreEvent::Progress { call, code }),
+            100..=199 => self.outgoing_outcome(now, call, UacOutcome::Progress(code)),
             200..=299 => {
                 let Some(mut dialog) = Dialog::uac(&out.invite, &resp.headers, &meta, out.to)
                 else {
@@ -1514,20 +1490,23 @@ impl SipCore {
                     self.hangup(now, &id);
                     return;
                 }
-                self.outgoing_event(
-                    now,
-                    CoreEvent::Answered {
-                        call,
-                        dialog: id.clone(),
-                    },
-                );
+                self.outgoing_outcome(now, call, UacOutcome::Answered(id));
             }
             _ => {
                 let out = self.outgoing.remove(&call).expect("present");
                 self.release_leg(out.media.rtp_port);
-                self.outgoing_event(now, CoreEvent::Failed { call, code });
+                self.outgoing_outcome(now, call, UacOutcome::Failed(code));
             }
         }
+    }
+
+    /// Hands what became of an INVITE we sent to the call's owner: a bridge's agent leg, an
+    /// application call, or else the application itself as a [`CoreEvent`].
+    fn outgoing_outcome(&mut self, now: Instant, call: CallRef, outcome: UacOutcome) {
+        if self.bridge_outcome(now, call, &outcome) || self.app_call_outcome(now, call, &outcome) {
+            return;
+        }
+        self.events.push_back(outcome.into_event(call));
     }
 
     fn on_stray_2xx(&mut self, _now: Instant, meta: &Meta) {
@@ -1559,7 +1538,7 @@ impl SipCore {
                 {
                     let out = self.outgoing.remove(&call).expect("present");
                     self.release_leg(out.media.rtp_port);
-                    self.outgoing_event(now, CoreEvent::Failed { call, code });
+                    self.outgoing_outcome(now, call, UacOutcome::Failed(code));
                 }
             }
             // RFC 3261 §15.1.1: a BYE that times out ends the dialog all the same.
@@ -1576,11 +1555,18 @@ impl SipCore {
             if let Some(out) = call.outgoing {
                 self.outgoing.remove(&out);
             }
-            self.events.push_back(CoreEvent::Ended {
-                dialog: id.clone(),
-                by_peer,
-            });
+            self.dialog_ended(id.clone(), by_peer);
         }
+    }
+
+    /// Reports a dialog's end, forgetting the application call it carried.
+    fn dialog_ended(&mut self, dialog: DialogId, by_peer: bool) {
+        let call = self.forget_app_dialog(&dialog);
+        self.events.push_back(CoreEvent::Ended {
+            dialog,
+            call,
+            by_peer,
+        });
     }
 }
 
@@ -1630,6 +1616,7 @@ mod outbound;
 mod session_timer;
 mod source_limits;
 mod trunk_auth;
+mod uas;
 
 /// The interaction an INVITE names: `X-Interaction-Id`, else RFC 7433 User-to-User with hex
 /// encoding (what our own INVITEs carry).

@@ -158,7 +158,7 @@ impl SipCore {
         let pending = self
             .pending
             .values()
-            .filter(|p| p.peer.addr.ip() == source)
+            .filter(|p| p.held.peer.addr.ip() == source)
             .count();
         let unacked = self
             .calls
