@@ -28,6 +28,7 @@ use super::connection::{self, Inbound, Limits, Links};
 use super::core::{
     AppDial, AppLeg, CallRef, CallSource, CoreConfig, CoreEvent, DialError, MediaCommand, SipCore,
 };
+use super::ids::Ids;
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
 use super::registrar::{AuthCounts, Registrar};
 use super::sdp::Codec;
@@ -329,7 +330,8 @@ pub async fn start(
         config.media.rtp_port_max,
         rand::random(),
     );
-    let core = SipCore::new(core_config, registrar, ports);
+    // The driver is where randomness enters: the cores take theirs from here.
+    let core = SipCore::with_ids(core_config, registrar, ports, Ids::from_os());
     let (media, media_events) = MediaEngine::start(MediaSettings {
         bind_ip: listen.ip(),
         inactivity_timeout: Duration::from_secs(config.media.inactivity_timeout_s),
@@ -421,8 +423,12 @@ pub async fn start(
                 .map(tokio_rustls::TlsConnector::from),
             trunks: sip.trunks.clone(),
             // Browsers on WebSocket need their media adapted to WebRTC.
-            edge: sip.websocket.as_ref().and(rtc).map(Edge::new),
-            srtp: SrtpEdge::new(listen.ip()),
+            edge: sip
+                .websocket
+                .as_ref()
+                .and(rtc)
+                .map(|rtc| Edge::new(rtc, Ids::from_os())),
+            srtp: SrtpEdge::new(listen.ip(), Ids::from_os()),
             counters: counters.clone(),
             max_message_size: sip.max_message_size,
             control: control_rx,

@@ -17,7 +17,6 @@ use super::uas::HeldInvite;
 use super::{CallRef, Reverse};
 use super::{CallState, ClientPurpose, CoreTimer, MediaCommand, OutgoingCall, SipCore, UacOutcome};
 use crate::sip::dialog::{DialogId, addr_spec};
-use crate::sip::ids;
 use crate::sip::message::{response, status_with_reason};
 use crate::sip::peer::Peer;
 use crate::sip::sdp::{self, Codec, Direction, LocalMedia, SdpSession};
@@ -43,11 +42,8 @@ pub(super) struct PendingBridge {
 
 impl SipCore {
     pub(super) fn reply_no_ports(&mut self, now: Instant, tx: ServerTxId, req: &Request) {
-        let resp = response(
-            req,
-            status_with_reason(503, "No Media Ports"),
-            Some(&ids::new_tag()),
-        );
+        let tag = self.ids.tag();
+        let resp = response(req, status_with_reason(503, "No Media Ports"), Some(&tag));
         let resp = self.decorate(resp);
         self.reply(now, tx, resp);
     }
@@ -91,7 +87,7 @@ impl SipCore {
             codecs: Vec::new(),
             telephone_event: true,
         };
-        let session = SdpSession::new(rand::random());
+        let session = SdpSession::new(self.ids.next_u64());
         let probe = match sdp::answer(&offer, &probe_media, &mut session.clone()) {
             Ok(answer) => answer.media,
             Err(e) => {
@@ -145,7 +141,7 @@ impl SipCore {
                     request: req,
                     meta,
                     peer,
-                    local_tag: ids::new_tag(),
+                    local_tag: self.ids.tag(),
                     sdp: session,
                     media: probe_media,
                 },
@@ -348,8 +344,13 @@ impl SipCore {
             return;
         }
         let offer = sdp::offer(&call.media, direction, &mut call.sdp);
-        let mut reinvite =
-            Self::dialog_request(&self.config, &mut call.dialog, Method::Invite, None);
+        let mut reinvite = Self::dialog_request(
+            &self.config,
+            &mut self.ids,
+            &mut call.dialog,
+            Method::Invite,
+            None,
+        );
         let mut body = Vec::new();
         crate::sip::message::set_body(
             &mut reinvite.headers,
@@ -368,7 +369,13 @@ impl SipCore {
     /// The ACK for the 2xx to our re-INVITE (RFC 3261 §13.2.2.4).
     pub(super) fn ack_reinvite(&mut self, id: &DialogId, cseq: u32) {
         if let Some(call) = self.calls.get_mut(id) {
-            let ack = Self::dialog_request(&self.config, &mut call.dialog, Method::Ack, Some(cseq));
+            let ack = Self::dialog_request(
+                &self.config,
+                &mut self.ids,
+                &mut call.dialog,
+                Method::Ack,
+                Some(cseq),
+            );
             let to = call.dialog.next_hop();
             self.tx
                 .send_stateless(to, bytes::Bytes::from(ack.to_bytes()));

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use rsipstack::sip::{Header, Headers, Method, Request, Response, StatusCode, Uri, Version};
 
 use super::dialog::{Dialog, DialogId};
-use super::ids;
+use super::ids::Ids;
 use super::message::{
     copy_record_route, creates_dialog, insert_before_length, response, set_body,
     status_with_reason, unsupported_requirements,
@@ -466,12 +466,29 @@ pub struct SipCore {
     invite_rate: crate::guard::Rate<std::net::IpAddr>,
     /// INVITEs refused per source, by [`SourceRefusal`], since the driver last took them.
     source_refusals: [u64; 2],
+    /// Every tag, branch, Call-ID and SDP session id the core makes.
+    ids: Ids,
 }
 
 impl SipCore {
+    /// A core whose identifiers come from the operating system's random source (see
+    /// [`SipCore::with_ids`] for runs that must replay exactly).
     pub fn new(config: CoreConfig, registrar: Registrar, ports: PortPool) -> SipCore {
+        SipCore::with_ids(config, registrar, ports, Ids::from_os())
+    }
+
+    /// A core whose tags, branches, Call-IDs and SDP session ids all come from `ids`: built
+    /// from the same seed and fed the same inputs, two cores send the same bytes.
+    pub fn with_ids(
+        config: CoreConfig,
+        registrar: Registrar,
+        ports: PortPool,
+        mut ids: Ids,
+    ) -> SipCore {
         SipCore {
-            tx: TransactionLayer::new(config.timers).with_server_header(config.user_agent.clone()),
+            tx: TransactionLayer::new(config.timers, ids.derive())
+                .with_server_header(config.user_agent.clone()),
+            ids,
             invite_rate: source_limits::invite_rate(&config.invites),
             source_refusals: [0; 2],
             config,
@@ -680,7 +697,8 @@ impl SipCore {
     }
 
     fn reply_status(&mut self, now: Instant, tx: ServerTxId, req: &Request, status: StatusCode) {
-        let resp = self.decorate(response(req, status, Some(&ids::new_tag())));
+        let tag = self.ids.tag();
+        let resp = self.decorate(response(req, status, Some(&tag)));
         self.reply(now, tx, resp);
     }
 
@@ -700,6 +718,7 @@ impl SipCore {
     /// Via and Contact for the dialog's transport, and our User-Agent.
     fn dialog_request(
         config: &CoreConfig,
+        ids: &mut Ids,
         dialog: &mut Dialog,
         method: Method,
         ack_of: Option<u32>,
@@ -710,6 +729,7 @@ impl SipCore {
             &config.sent_by(transport),
             &config.contact(transport),
             ack_of,
+            &ids.branch(),
         );
         insert_before_length(
             &mut request.headers,
@@ -725,7 +745,8 @@ impl SipCore {
         let unsupported = unsupported_requirements(&req.headers, SUPPORTED);
         if !unsupported.is_empty() {
             let unsupported = unsupported.join(", ");
-            let mut resp = response(&req, StatusCode::BadExtension, Some(&ids::new_tag()));
+            let tag = self.ids.tag();
+            let mut resp = response(&req, StatusCode::BadExtension, Some(&tag));
             resp.headers
                 .push(Header::Unsupported(rsipstack::sip::Unsupported::new(
                     unsupported,
@@ -751,7 +772,8 @@ impl SipCore {
             Method::Options => match self.target(&req.uri) {
                 Target::Unknown => self.reply_status(now, tx, &req, StatusCode::NotFound),
                 _ => {
-                    let mut resp = response(&req, StatusCode::OK, Some(&ids::new_tag()));
+                    let tag = self.ids.tag();
+                    let mut resp = response(&req, StatusCode::OK, Some(&tag));
                     capabilities(&mut resp.headers);
                     let resp = self.decorate(resp);
                     self.reply(now, tx, resp)
@@ -772,7 +794,8 @@ impl SipCore {
     }
 
     fn method_not_allowed(&mut self, now: Instant, tx: ServerTxId, req: &Request) {
-        let mut resp = response(req, StatusCode::MethodNotAllowed, Some(&ids::new_tag()));
+        let tag = self.ids.tag();
+        let mut resp = response(req, StatusCode::MethodNotAllowed, Some(&tag));
         resp.headers
             .push(Header::Allow(rsipstack::sip::Allow::new(ALLOW)));
         let resp = self.decorate(resp);
@@ -823,7 +846,8 @@ impl SipCore {
         if self.calls.len() + self.pending.len() + self.bridges.len() >= self.config.max_calls {
             // Over the limit: new calls wait, existing calls carry on (RFC 3261 §21.5.4).
             self.rejected_over_limit += 1;
-            let mut resp = response(&req, StatusCode::ServiceUnavailable, Some(&ids::new_tag()));
+            let tag = self.ids.tag();
+            let mut resp = response(&req, StatusCode::ServiceUnavailable, Some(&tag));
             resp.headers
                 .push(Header::RetryAfter(rsipstack::sip::RetryAfter::new(
                     self.config.retry_after_s.to_string(),
@@ -847,7 +871,7 @@ impl SipCore {
             codecs: Vec::new(),
             telephone_event: true,
         };
-        let mut session = SdpSession::new(rand::random());
+        let mut session = SdpSession::new(self.ids.next_u64());
         let incoming = app_call_interaction(&req);
         let held = incoming.is_some() || service_number.is_some();
         if held && req.body.is_empty() {
@@ -868,17 +892,18 @@ impl SipCore {
                 ),
                 Err(e) => {
                     self.release_leg(rtp_port);
+                    let tag = self.ids.tag();
                     let resp = response(
                         &req,
                         status_with_reason(e.sip_status(), &e.to_string()),
-                        Some(&ids::new_tag()),
+                        Some(&tag),
                     );
                     let resp = self.decorate(resp);
                     return self.reply(now, tx, resp);
                 }
             }
         };
-        let local_tag = ids::new_tag();
+        let local_tag = self.ids.tag();
         self.ring(now, tx, &req, &local_tag, peer.transport);
         let answer_at = if service_number.is_some() {
             now + self.config.service_call_hold
@@ -1313,26 +1338,23 @@ impl SipCore {
             codecs,
             telephone_event: true,
         };
-        let mut session = SdpSession::new(rand::random());
+        let mut session = SdpSession::new(self.ids.next_u64());
         let offer = sdp::offer(&media, Direction::SendRecv, &mut session);
-        let domain = &self.config.domain;
+        let (branch, tag) = (self.ids.branch(), self.ids.tag());
+        let call_id = self.ids.call_id(&self.config.domain);
         let mut headers = Headers::default();
         headers.push(Header::Via(rsipstack::sip::Via::new(format!(
-            "SIP/2.0/{} {};branch={};rport",
+            "SIP/2.0/{} {};branch={branch};rport",
             to.via_transport(),
             self.config.sent_by(to.transport),
-            ids::new_branch()
         ))));
         headers.push(Header::MaxForwards(rsipstack::sip::MaxForwards::new("70")));
         headers.push(Header::From(rsipstack::sip::From::new(format!(
-            "{from};tag={}",
-            ids::new_tag()
+            "{from};tag={tag}"
         ))));
         let to_uri = to_uri.unwrap_or_else(|| target.to_string());
         headers.push(Header::To(rsipstack::sip::To::new(format!("<{to_uri}>"))));
-        headers.push(Header::CallId(rsipstack::sip::CallId::new(
-            ids::new_call_id(domain),
-        )));
+        headers.push(Header::CallId(rsipstack::sip::CallId::new(call_id)));
         headers.push(Header::CSeq(rsipstack::sip::CSeq::new("1 INVITE")));
         headers.push(Header::Contact(rsipstack::sip::Contact::new(
             self.contact(to.transport),
@@ -1388,7 +1410,13 @@ impl SipCore {
             return;
         }
         call.state = CallState::Terminating;
-        let bye = Self::dialog_request(&self.config, &mut call.dialog, Method::Bye, None);
+        let bye = Self::dialog_request(
+            &self.config,
+            &mut self.ids,
+            &mut call.dialog,
+            Method::Bye,
+            None,
+        );
         let to = call.dialog.next_hop();
         let partner = call.partner.clone();
         if let Ok(tx) = self.tx.send_request(now, bye, to) {
@@ -1444,8 +1472,13 @@ impl SipCore {
                 };
                 let id = dialog.id.clone();
                 // The ACK for a 2xx is a new transaction of its own, sent by the TU (§13.2.2.4).
-                let ack =
-                    Self::dialog_request(&self.config, &mut dialog, Method::Ack, Some(meta.cseq));
+                let ack = Self::dialog_request(
+                    &self.config,
+                    &mut self.ids,
+                    &mut dialog,
+                    Method::Ack,
+                    Some(meta.cseq),
+                );
                 self.tx
                     .send_stateless(dialog.next_hop(), Bytes::from(ack.to_bytes()));
                 if self.calls.contains_key(&id) {
@@ -1453,7 +1486,13 @@ impl SipCore {
                 }
                 if out.answered.is_some() {
                     // Another fork answered too (RFC 3261 §13.2.2.4): keep the first, end this one.
-                    let bye = Self::dialog_request(&self.config, &mut dialog, Method::Bye, None);
+                    let bye = Self::dialog_request(
+                        &self.config,
+                        &mut self.ids,
+                        &mut dialog,
+                        Method::Bye,
+                        None,
+                    );
                     if let Ok(tx) = self.tx.send_request(now, bye, dialog.next_hop()) {
                         self.client_purpose.insert(tx, ClientPurpose::Discard);
                     }
@@ -1515,8 +1554,13 @@ impl SipCore {
             return;
         };
         if let Some(call) = self.calls.get_mut(&id) {
-            let ack =
-                Self::dialog_request(&self.config, &mut call.dialog, Method::Ack, Some(meta.cseq));
+            let ack = Self::dialog_request(
+                &self.config,
+                &mut self.ids,
+                &mut call.dialog,
+                Method::Ack,
+                Some(meta.cseq),
+            );
             let to = call.dialog.next_hop();
             self.tx.send_stateless(to, Bytes::from(ack.to_bytes()));
         }
@@ -1605,6 +1649,8 @@ mod tests_proxy;
 #[cfg(test)]
 mod tests_session_refresh;
 
+#[cfg(test)]
+mod tests_replay;
 #[cfg(test)]
 mod tests_source_limits;
 #[cfg(test)]
