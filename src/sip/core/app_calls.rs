@@ -15,6 +15,7 @@
 //! legs are closed at once, since no local endpoint will ever use them.
 
 use rsipstack::sip::{Header, Uri};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use std::cmp::Reverse;
@@ -75,6 +76,46 @@ pub enum AppLeg {
 pub struct AppCall {
     pub call: CallRef,
     pub local_port: u16,
+}
+
+/// The application calls, each found by its dialog once it has one. Only this file changes
+/// them, so the index cannot drift from the calls.
+#[derive(Debug, Default)]
+pub(super) struct AppCalls {
+    calls: HashMap<CallRef, AppCallState>,
+    by_dialog: HashMap<DialogId, CallRef>,
+}
+
+impl AppCalls {
+    fn insert(&mut self, call: CallRef, state: AppCallState) {
+        if let Some(dialog) = &state.dialog {
+            self.by_dialog.insert(dialog.clone(), call);
+        }
+        self.calls.insert(call, state);
+    }
+
+    fn set_dialog(&mut self, call: CallRef, dialog: &DialogId) {
+        if let Some(state) = self.calls.get_mut(&call) {
+            state.dialog = Some(dialog.clone());
+            self.by_dialog.insert(dialog.clone(), call);
+        }
+    }
+
+    fn remove(&mut self, call: CallRef) -> Option<AppCallState> {
+        let state = self.calls.remove(&call)?;
+        if let Some(dialog) = &state.dialog {
+            self.by_dialog.remove(dialog);
+        }
+        Some(state)
+    }
+
+    fn of_dialog(&self, dialog: &DialogId) -> Option<CallRef> {
+        self.by_dialog.get(dialog).copied()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.calls.len()
+    }
 }
 
 #[derive(Debug)]
@@ -167,7 +208,7 @@ impl SipCore {
     /// Ends an application call: BYE once answered, CANCEL before. Its end arrives as
     /// [`CoreEvent::Ended`] or [`CoreEvent::Failed`].
     pub fn hangup_app_call(&mut self, now: Instant, call: CallRef) {
-        let Some(state) = self.app_calls.get_mut(&call) else {
+        let Some(state) = self.app_calls.calls.get_mut(&call) else {
             return;
         };
         match state.dialog.clone() {
@@ -186,6 +227,7 @@ impl SipCore {
     pub(super) fn app_call_no_answer(&mut self, now: Instant, call: CallRef) {
         if self
             .app_calls
+            .calls
             .get(&call)
             .is_some_and(|s| s.dialog.is_none())
         {
@@ -220,7 +262,7 @@ impl SipCore {
         call: CallRef,
         outcome: &UacOutcome,
     ) -> bool {
-        let Some(state) = self.app_calls.get_mut(&call) else {
+        let Some(state) = self.app_calls.calls.get_mut(&call) else {
             return false;
         };
         match outcome {
@@ -230,8 +272,7 @@ impl SipCore {
             }
             UacOutcome::Answered(dialog) if state.cancelled => {
                 tracing::info!(?call, "answered after our CANCEL; hanging up");
-                state.dialog = Some(dialog.clone());
-                self.app_call_by_dialog.insert(dialog.clone(), call);
+                self.app_calls.set_dialog(call, dialog);
                 self.hangup(now, dialog);
             }
             UacOutcome::Answered(dialog) => {
@@ -252,11 +293,10 @@ impl SipCore {
 
     /// Bridges an answered application call's SIP leg to its local leg.
     fn app_call_answered(&mut self, call: CallRef, dialog: &DialogId) {
-        let Some(state) = self.app_calls.get_mut(&call) else {
+        self.app_calls.set_dialog(call, dialog);
+        let Some(state) = self.app_calls.calls.get(&call) else {
             return;
         };
-        state.dialog = Some(dialog.clone());
-        self.app_call_by_dialog.insert(dialog.clone(), call);
         let Some(local_port) = state.local_port else {
             return;
         };
@@ -266,7 +306,7 @@ impl SipCore {
         let negotiated = self.outgoing.get(&call).and_then(|o| o.negotiated.as_ref());
         let telephone_event = negotiated.and_then(|n| n.telephone_event_pt);
         let codec = negotiated.map_or(Codec::Pcmu, |n| n.codec);
-        if let Some(state) = self.app_calls.get_mut(&call) {
+        if let Some(state) = self.app_calls.calls.get_mut(&call) {
             state.answer = Some((sip_port, codec, telephone_event));
         }
         self.media.push_back(MediaCommand::Bridge {
@@ -283,25 +323,20 @@ impl SipCore {
 
     /// The application call a dialog carries.
     pub(super) fn app_call_of(&self, dialog: &DialogId) -> Option<CallRef> {
-        self.app_call_by_dialog.get(dialog).copied()
+        self.app_calls.of_dialog(dialog)
     }
 
     /// A dialog ended: the application call it carried (if any) is forgotten and named.
     pub(super) fn forget_app_dialog(&mut self, dialog: &DialogId) -> Option<CallRef> {
-        let call = self.app_call_by_dialog.remove(dialog)?;
+        let call = self.app_calls.of_dialog(dialog)?;
         self.forget_app_call(call);
         Some(call)
     }
 
     fn forget_app_call(&mut self, call: CallRef) {
-        if let Some(state) = self.app_calls.remove(&call) {
-            if let Some(dialog) = &state.dialog {
-                self.app_call_by_dialog.remove(dialog);
-            }
-            if let Some(port) = state.local_port {
-                self.media.push_back(MediaCommand::Close { port });
-                self.ports.release(port);
-            }
+        if let Some(port) = self.app_calls.remove(call).and_then(|s| s.local_port) {
+            self.media.push_back(MediaCommand::Close { port });
+            self.ports.release(port);
         }
     }
 
@@ -313,6 +348,7 @@ impl SipCore {
     pub fn bridge_app_calls(&mut self, customer: CallRef, agent: CallRef) -> Result<(), DialError> {
         let answered = |call| {
             self.app_calls
+                .calls
                 .get(&call)
                 .filter(|s| s.local_port.is_some())
                 .and_then(|s| s.answer)
@@ -326,6 +362,7 @@ impl SipCore {
         for call in [customer, agent] {
             let port = self
                 .app_calls
+                .calls
                 .get_mut(&call)
                 .and_then(|s| s.local_port.take());
             if let Some(port) = port {
@@ -364,7 +401,7 @@ impl SipCore {
                 AppLeg::Far(call) => (call, false),
                 AppLeg::Local(call) => (call, true),
             };
-            let state = self.app_calls.get(&call)?;
+            let state = self.app_calls.calls.get(&call)?;
             if local {
                 state.local_port.filter(|_| state.answer.is_some())
             } else {
@@ -429,12 +466,11 @@ impl SipCore {
             call,
             AppCallState {
                 local_port: Some(local_port),
-                dialog: Some(dialog.clone()),
+                dialog: Some(dialog),
                 answer: Some((sip_port, codec, dtmf_pt)),
                 cancelled: false,
             },
         );
-        self.app_call_by_dialog.insert(dialog, call);
         self.drain_transactions(now);
         Ok((AppCall { call, local_port }, codec))
     }

@@ -8,6 +8,7 @@
 //! cancels it. Once both dialogs are up they are partners: a BYE on one ends the other, and a
 //! hold or resume on one is offered to the other.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -38,6 +39,36 @@ pub(super) struct PendingBridge {
     /// Set once the caller has its final answer (CANCEL, no answer); the agent's leg is being
     /// cancelled and its final response only cleans up.
     finished: bool,
+}
+
+/// The bridges waiting for their agent, each found by the caller's INVITE transaction too.
+/// Only this file changes them.
+#[derive(Debug, Default)]
+pub(super) struct Bridges {
+    pending: HashMap<CallRef, PendingBridge>,
+    by_tx: HashMap<ServerTxId, CallRef>,
+}
+
+impl Bridges {
+    fn insert(&mut self, call: CallRef, bridge: PendingBridge) {
+        self.by_tx.insert(bridge.tx, call);
+        self.pending.insert(call, bridge);
+    }
+
+    fn remove(&mut self, call: CallRef) -> Option<PendingBridge> {
+        let bridge = self.pending.remove(&call)?;
+        self.by_tx.remove(&bridge.tx);
+        Some(bridge)
+    }
+
+    /// The bridge whose caller's INVITE is `tx`.
+    pub(super) fn of_tx(&self, tx: ServerTxId) -> Option<CallRef> {
+        self.by_tx.get(&tx).copied()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.pending.len()
+    }
 }
 
 impl SipCore {
@@ -132,7 +163,6 @@ impl SipCore {
         let deadline = now + self.config.agent_answer_timeout;
         self.timers
             .push(Reverse((deadline, CoreTimer::NoAnswer(call))));
-        self.bridge_by_tx.insert(tx, call);
         self.bridges.insert(
             call,
             PendingBridge {
@@ -161,7 +191,7 @@ impl SipCore {
         call: CallRef,
         outcome: &UacOutcome,
     ) -> bool {
-        if !self.bridges.contains_key(&call) {
+        if !self.bridges.pending.contains_key(&call) {
             return false;
         }
         match outcome {
@@ -174,7 +204,7 @@ impl SipCore {
 
     /// The agent's phone rings: so does the caller's (the 100 went out already).
     fn relay_progress(&mut self, now: Instant, call: CallRef, code: u16) {
-        let Some(bridge) = self.bridges.get(&call) else {
+        let Some(bridge) = self.bridges.pending.get(&call) else {
             return;
         };
         if code == 100 || bridge.finished {
@@ -194,10 +224,9 @@ impl SipCore {
 
     /// The agent answered: answer the caller, bridge the media, make the dialogs partners.
     fn complete_bridge(&mut self, now: Instant, call: CallRef, agent: DialogId) {
-        let Some(mut bridge) = self.bridges.remove(&call) else {
+        let Some(mut bridge) = self.bridges.remove(call) else {
             return;
         };
-        self.bridge_by_tx.remove(&bridge.tx);
         let port = bridge.held.media.rtp_port;
         if bridge.finished {
             // The caller gave up as the agent answered: the agent's leg ends at once.
@@ -282,10 +311,9 @@ impl SipCore {
 
     /// The agent's leg failed: tell the caller, in terms a caller understands.
     fn fail_bridge(&mut self, now: Instant, call: CallRef, code: u16) {
-        let Some(bridge) = self.bridges.remove(&call) else {
+        let Some(bridge) = self.bridges.remove(call) else {
             return;
         };
-        self.bridge_by_tx.remove(&bridge.tx);
         self.ports.release(bridge.held.media.rtp_port);
         if bridge.finished {
             return;
@@ -303,7 +331,7 @@ impl SipCore {
     /// The caller hangs up before the agent answered, or the agent took too long: the caller
     /// gets `status` now, the agent's INVITE is cancelled (RFC 3261 §9.1).
     pub(super) fn cancel_bridge(&mut self, now: Instant, call: CallRef, status: StatusCode) {
-        let Some(bridge) = self.bridges.get_mut(&call) else {
+        let Some(bridge) = self.bridges.pending.get_mut(&call) else {
             return;
         };
         if bridge.finished {
@@ -320,7 +348,11 @@ impl SipCore {
     }
 
     pub(super) fn agent_no_answer(&mut self, now: Instant, call: CallRef) {
-        let due = self.bridges.get(&call).is_some_and(|b| b.deadline <= now);
+        let due = self
+            .bridges
+            .pending
+            .get(&call)
+            .is_some_and(|b| b.deadline <= now);
         if due {
             self.cancel_bridge(now, call, status_with_reason(480, "No Answer"));
         }

@@ -453,11 +453,9 @@ pub struct SipCore {
     events: VecDeque<CoreEvent>,
     media: VecDeque<MediaCommand>,
     /// Trunk calls waiting for the agent's softphone to answer.
-    bridges: HashMap<CallRef, b2bua::PendingBridge>,
-    bridge_by_tx: HashMap<ServerTxId, CallRef>,
-    /// Calls placed for the application, bridged to a local RTP leg.
-    app_calls: HashMap<CallRef, app_calls::AppCallState>,
-    app_call_by_dialog: HashMap<DialogId, CallRef>,
+    bridges: b2bua::Bridges,
+    /// Calls placed or accepted for the application, bridged to a local RTP leg.
+    app_calls: app_calls::AppCalls,
     /// Open media legs by RTP port, and the call each belongs to.
     legs: HashMap<u16, DialogId>,
     next_call: u64,
@@ -501,10 +499,8 @@ impl SipCore {
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             media: VecDeque::new(),
-            bridges: HashMap::new(),
-            bridge_by_tx: HashMap::new(),
-            app_calls: HashMap::new(),
-            app_call_by_dialog: HashMap::new(),
+            bridges: b2bua::Bridges::default(),
+            app_calls: app_calls::AppCalls::default(),
             legs: HashMap::new(),
             next_call: 1,
             rejected_over_limit: 0,
@@ -1162,7 +1158,7 @@ impl SipCore {
     }
 
     fn on_cancelled(&mut self, now: Instant, tx: ServerTxId) {
-        if let Some(call) = self.bridge_by_tx.get(&tx).copied() {
+        if let Some(call) = self.bridges.of_tx(tx) {
             return self.cancel_bridge(now, call, StatusCode::RequestTerminated);
         }
         if let Some(pending) = self.pending.remove(&tx) {
