@@ -5,7 +5,6 @@
 
 use rsipstack::sip::{Header, Headers, Method, Request, Uri, Version};
 
-use super::ids;
 use super::peer::{Peer, TransportKind};
 use super::wire::Meta;
 
@@ -129,14 +128,15 @@ impl Dialog {
         }
     }
 
-    /// A new in-dialog request (RFC 3261 §12.2.1.1) with a fresh branch; `via` is our sent-by
-    /// and `contact` our Contact value. ACK reuses the INVITE's CSeq number (`ack_of`).
+    /// A new in-dialog request (RFC 3261 §12.2.1.1) with the fresh `branch`; `via` is our
+    /// sent-by and `contact` our Contact value. ACK reuses the INVITE's CSeq number (`ack_of`).
     pub fn request(
         &mut self,
         method: Method,
         via: &str,
         contact: &str,
         ack_of: Option<u32>,
+        branch: &str,
     ) -> Request {
         let seq = match ack_of {
             Some(seq) => seq,
@@ -149,7 +149,7 @@ impl Dialog {
         headers.push(Header::Via(rsipstack::sip::Via::new(format!(
             "SIP/2.0/{} {via};branch={};rport",
             self.peer.via_transport(),
-            ids::new_branch()
+            branch
         ))));
         headers.push(Header::MaxForwards(rsipstack::sip::MaxForwards::new("70")));
         headers.push(Header::From(rsipstack::sip::From::new(
@@ -372,6 +372,7 @@ mod tests {
             "127.0.0.1:5060",
             "<sip:tandem@127.0.0.1:5060>",
             None,
+            "z9hG4bKbye",
         );
         let text = String::from_utf8(bye.to_bytes()).unwrap();
         assert!(

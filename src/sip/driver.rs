@@ -28,7 +28,7 @@ use super::connection::{self, Inbound, Limits, Links};
 use super::core::{
     AppDial, AppLeg, CallRef, CallSource, CoreConfig, CoreEvent, DialError, MediaCommand, SipCore,
 };
-use super::dialog::DialogId;
+use super::ids::Ids;
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
 use super::registrar::{AuthCounts, Registrar};
 use super::sdp::Codec;
@@ -330,7 +330,8 @@ pub async fn start(
         config.media.rtp_port_max,
         rand::random(),
     );
-    let core = SipCore::new(core_config, registrar, ports);
+    // The driver is where randomness enters: the cores take theirs from here.
+    let core = SipCore::with_ids(core_config, registrar, ports, Ids::from_os());
     let (media, media_events) = MediaEngine::start(MediaSettings {
         bind_ip: listen.ip(),
         inactivity_timeout: Duration::from_secs(config.media.inactivity_timeout_s),
@@ -422,14 +423,17 @@ pub async fn start(
                 .map(tokio_rustls::TlsConnector::from),
             trunks: sip.trunks.clone(),
             // Browsers on WebSocket need their media adapted to WebRTC.
-            edge: sip.websocket.as_ref().and(rtc).map(Edge::new),
-            srtp: SrtpEdge::new(listen.ip()),
+            edge: sip
+                .websocket
+                .as_ref()
+                .and(rtc)
+                .map(|rtc| Edge::new(rtc, Ids::from_os())),
+            srtp: SrtpEdge::new(listen.ip(), Ids::from_os()),
             counters: counters.clone(),
             max_message_size: sip.max_message_size,
             control: control_rx,
             media_ip: listen.ip(),
             app_calls: HashMap::new(),
-            app_dialogs: HashMap::new(),
             incoming: None,
             auth_published: AuthCounts::default(),
         }
@@ -510,7 +514,6 @@ struct CoreLoop {
     media_ip: std::net::IpAddr,
     /// Whom to tell about each application call.
     app_calls: HashMap<CallRef, mpsc::UnboundedSender<SipCallEvent>>,
-    app_dialogs: HashMap<DialogId, CallRef>,
     /// Where incoming calls for interactions go.
     incoming: Option<mpsc::UnboundedSender<IncomingEvent>>,
     /// The registrar's guard counts last added to the metrics.
@@ -611,19 +614,18 @@ impl CoreLoop {
                 events,
                 reply,
             } => {
-                let accepted =
-                    self.core
-                        .accept_incoming(now, incoming)
-                        .map(|(placed, codec, dialog)| {
-                            self.app_calls.insert(placed.call, events);
-                            self.app_dialogs.insert(dialog, placed.call);
-                            let media = SocketAddr::new(self.media_ip, placed.local_port);
-                            let call = DialedCall {
-                                call: placed.call,
-                                media,
-                            };
-                            (call, codec)
-                        });
+                let accepted = self
+                    .core
+                    .accept_incoming(now, incoming)
+                    .map(|(placed, codec)| {
+                        self.app_calls.insert(placed.call, events);
+                        let media = SocketAddr::new(self.media_ip, placed.local_port);
+                        let call = DialedCall {
+                            call: placed.call,
+                            media,
+                        };
+                        (call, codec)
+                    });
                 let _ = reply.send(accepted);
             }
             Control::Reject {
@@ -662,8 +664,8 @@ impl CoreLoop {
         }
     }
 
-    /// Hands the core's events to whoever placed the call; the rest are logged. Draining them
-    /// also lets the core bridge and free application calls.
+    /// Hands the core's events to whoever placed or accepted the call; the core names the
+    /// application call of each, so the driver keeps no copy of its dialogs.
     fn deliver_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
             let (call, out) = match event {
@@ -703,34 +705,25 @@ impl CoreLoop {
                     }
                     continue;
                 }
-                CoreEvent::Progress { call, code } => {
-                    (Some(call), SipCallEvent::Progress { call, code })
-                }
-                CoreEvent::Answered { call, dialog } => {
+                CoreEvent::Progress { call, code } => (call, SipCallEvent::Progress { call, code }),
+                CoreEvent::Answered { call, .. } => {
                     let codec = self.core.app_call_codec(call).unwrap_or(Codec::Pcmu);
-                    if self.app_calls.contains_key(&call) {
-                        self.app_dialogs.insert(dialog, call);
-                    }
-                    (Some(call), SipCallEvent::Answered { call, codec })
+                    (call, SipCallEvent::Answered { call, codec })
                 }
-                CoreEvent::Failed { call, code } => {
-                    (Some(call), SipCallEvent::Failed { call, code })
-                }
-                CoreEvent::Ended { dialog, by_peer } => {
-                    let call = self.app_dialogs.remove(&dialog);
+                CoreEvent::Failed { call, code } => (call, SipCallEvent::Failed { call, code }),
+                CoreEvent::Ended { call, by_peer, .. } => {
                     let Some(call) = call else { continue };
-                    (Some(call), SipCallEvent::Ended { call, by_peer })
+                    (call, SipCallEvent::Ended { call, by_peer })
                 }
                 CoreEvent::Dtmf {
-                    dialog,
+                    call,
                     digit,
                     duration_ms,
+                    ..
                 } => {
-                    let Some(call) = self.app_dialogs.get(&dialog).copied() else {
-                        continue;
-                    };
+                    let Some(call) = call else { continue };
                     (
-                        Some(call),
+                        call,
                         SipCallEvent::Dtmf {
                             call,
                             digit,
@@ -739,7 +732,6 @@ impl CoreLoop {
                     )
                 }
             };
-            let Some(call) = call else { continue };
             let last = matches!(
                 out,
                 SipCallEvent::Failed { .. } | SipCallEvent::Ended { .. }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use crate::sip::ids::Ids;
 use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
 use aws_lc_rs::hmac;
 use base64::Engine;
@@ -47,10 +48,11 @@ impl std::fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
-    pub fn random() -> MasterKey {
+    /// A fresh key and salt from `ids` (RFC 3711 §8.1: keys are random).
+    pub fn generate(ids: &mut Ids) -> MasterKey {
         MasterKey {
-            key: rand::random(),
-            salt: rand::random(),
+            key: ids.bytes(),
+            salt: ids.bytes(),
         }
     }
 
@@ -257,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_protected_packet_unprotects_to_itself_across_a_rollover() {
-        let master = MasterKey::random();
+        let master = MasterKey::generate(&mut Ids::seeded(1));
         let (mut sender, mut receiver) = (Context::new(&master), Context::new(&master));
         for seq in [65_533u16, 65_534, 65_535, 0, 1, 2] {
             let plain = packet(seq, b"hello, g711");
@@ -271,7 +273,7 @@ mod tests {
 
     #[test]
     fn altered_packets_and_other_keys_are_refused() {
-        let master = MasterKey::random();
+        let master = MasterKey::generate(&mut Ids::seeded(2));
         let mut sender = Context::new(&master);
         let mut srtp = packet(7, b"payload");
         sender.protect(&mut srtp).unwrap();
@@ -279,7 +281,7 @@ mod tests {
         altered[RTP_HEADER] ^= 1;
         let mut receiver = Context::new(&master);
         assert_eq!(receiver.unprotect(&altered), Err(SrtpError::Unauthentic));
-        let mut stranger = Context::new(&MasterKey::random());
+        let mut stranger = Context::new(&MasterKey::generate(&mut Ids::seeded(3)));
         assert_eq!(stranger.unprotect(&srtp), Err(SrtpError::Unauthentic));
         assert_eq!(receiver.unprotect(&srtp[..15]), Err(SrtpError::Malformed));
         assert!(receiver.unprotect(&srtp).is_ok());
@@ -287,7 +289,7 @@ mod tests {
 
     #[test]
     fn sdes_keys_round_trip_and_lifetimes_are_refused() {
-        let master = MasterKey::random();
+        let master = MasterKey::generate(&mut Ids::seeded(4));
         assert_eq!(MasterKey::from_inline(&master.inline()).unwrap(), master);
         let with_lifetime = format!("{}|2^20", master.inline());
         assert_eq!(

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use super::ids::Ids;
 use super::srtp::{Context, MasterKey, SUITE};
 
 /// The peer's SRTP offer: where it receives, its key, the tag of the crypto line taken.
@@ -135,13 +136,16 @@ struct SrtpCall {
 pub struct SrtpEdge {
     media_ip: IpAddr,
     calls: HashMap<String, SrtpCall>,
+    /// Our master keys.
+    ids: Ids,
 }
 
 impl SrtpEdge {
-    pub fn new(media_ip: IpAddr) -> SrtpEdge {
+    pub fn new(media_ip: IpAddr, ids: Ids) -> SrtpEdge {
         SrtpEdge {
             media_ip,
             calls: HashMap::new(),
+            ids,
         }
     }
 
@@ -170,7 +174,7 @@ impl SrtpEdge {
                 outer: Arc::new(outer),
                 inner: Arc::new(inner),
                 offer,
-                ours: MasterKey::random(),
+                ours: MasterKey::generate(&mut self.ids),
                 stop: CancellationToken::new(),
                 relaying: false,
             },
@@ -273,7 +277,7 @@ mod tests {
 
     #[test]
     fn the_80_bit_suite_is_taken_and_the_core_reads_plain_rtp() {
-        let key = MasterKey::random();
+        let key = MasterKey::generate(&mut Ids::seeded(11));
         let offer_text = baresip_offer(&key);
         let offer = read_sdes_offer(&offer_text).unwrap();
         assert_eq!(offer.rtp, "192.0.2.10:10394".parse::<SocketAddr>().unwrap());
@@ -294,7 +298,7 @@ mod tests {
 
     #[test]
     fn our_answer_names_the_outer_socket_with_our_key_under_their_tag() {
-        let ours = MasterKey::random();
+        let ours = MasterKey::generate(&mut Ids::seeded(12));
         let answer = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 20002 RTP/AVP 0 101\r\na=sendrecv\r\n";
         let (secure, engine) = secure_answer(answer, 40001, 2, &ours).unwrap();
         assert_eq!(engine, 20002);

@@ -21,6 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 
+use super::ids::Ids;
 use super::peer::Peer;
 use super::sdp::{Codec, TELEPHONE_EVENT_PT};
 use crate::rtc::{MediaSpec, PeerId, RtcService};
@@ -149,13 +150,16 @@ struct EdgeCall {
 pub struct Edge {
     rtc: RtcService,
     calls: HashMap<String, EdgeCall>,
+    /// The SDP session ids of our plain answers.
+    ids: Ids,
 }
 
 impl Edge {
-    pub fn new(rtc: RtcService) -> Edge {
+    pub fn new(rtc: RtcService, ids: Ids) -> Edge {
         Edge {
             rtc,
             calls: HashMap::new(),
+            ids,
         }
     }
 
@@ -246,7 +250,7 @@ impl Edge {
                 return None;
             }
         };
-        let answer = plain_answer(bridge, plain.codec, rand::random::<u32>() as u64);
+        let answer = plain_answer(bridge, plain.codec, self.ids.next_u64() >> 32);
         if let Some(call) = self.calls.get_mut(call_id) {
             call.plain_answer = Some(answer.clone());
         }

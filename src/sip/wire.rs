@@ -602,7 +602,10 @@ impl<'a> Head<'a> {
         if let Some(to) = to {
             match parse_address(to) {
                 Some(address) if address.tag.is_none() => {
-                    let _ = write!(out, "To: {to};tag={}\r\n", super::ids::new_tag());
+                    let top_via = self.fields.iter().find(|f| matches!(f.kind, Kind::Via));
+                    let top_via = top_via.map_or("", |f| &*f.value);
+                    let key = [call_id.unwrap_or(""), from.unwrap_or(""), top_via, cseq];
+                    let _ = write!(out, "To: {to};tag={}\r\n", super::ids::stateless_tag(&key));
                 }
                 _ => {
                     let _ = write!(out, "To: {to}\r\n");

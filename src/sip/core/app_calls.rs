@@ -15,17 +15,17 @@
 //! legs are closed at once, since no local endpoint will ever use them.
 
 use rsipstack::sip::{Header, Uri};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use std::cmp::Reverse;
 
-use super::{Call, CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore};
+use super::{CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore, UacOutcome};
 use crate::sip::core::CallRef;
 use crate::sip::core::{ServerTxId, response, status_with_reason};
 use crate::sip::dialog::DialogId;
 use crate::sip::peer::Peer;
 use crate::sip::sdp::Codec;
-use crate::sip::sdp::LocalMedia;
 
 /// Where an application call goes.
 #[derive(Debug, Clone)]
@@ -76,6 +76,46 @@ pub enum AppLeg {
 pub struct AppCall {
     pub call: CallRef,
     pub local_port: u16,
+}
+
+/// The application calls, each found by its dialog once it has one. Only this file changes
+/// them, so the index cannot drift from the calls.
+#[derive(Debug, Default)]
+pub(super) struct AppCalls {
+    calls: HashMap<CallRef, AppCallState>,
+    by_dialog: HashMap<DialogId, CallRef>,
+}
+
+impl AppCalls {
+    fn insert(&mut self, call: CallRef, state: AppCallState) {
+        if let Some(dialog) = &state.dialog {
+            self.by_dialog.insert(dialog.clone(), call);
+        }
+        self.calls.insert(call, state);
+    }
+
+    fn set_dialog(&mut self, call: CallRef, dialog: &DialogId) {
+        if let Some(state) = self.calls.get_mut(&call) {
+            state.dialog = Some(dialog.clone());
+            self.by_dialog.insert(dialog.clone(), call);
+        }
+    }
+
+    fn remove(&mut self, call: CallRef) -> Option<AppCallState> {
+        let state = self.calls.remove(&call)?;
+        if let Some(dialog) = &state.dialog {
+            self.by_dialog.remove(dialog);
+        }
+        Some(state)
+    }
+
+    fn of_dialog(&self, dialog: &DialogId) -> Option<CallRef> {
+        self.by_dialog.get(dialog).copied()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.calls.len()
+    }
 }
 
 #[derive(Debug)]
@@ -168,7 +208,7 @@ impl SipCore {
     /// Ends an application call: BYE once answered, CANCEL before. Its end arrives as
     /// [`CoreEvent::Ended`] or [`CoreEvent::Failed`].
     pub fn hangup_app_call(&mut self, now: Instant, call: CallRef) {
-        let Some(state) = self.app_calls.get_mut(&call) else {
+        let Some(state) = self.app_calls.calls.get_mut(&call) else {
             return;
         };
         match state.dialog.clone() {
@@ -183,32 +223,11 @@ impl SipCore {
         self.drain_transactions(now);
     }
 
-    /// A 2xx for an application call we already cancelled: the CANCEL crossed it (RFC 3261
-    /// §9.1), so the call is up at the far end. It is ended with a BYE at once and never
-    /// reported answered; its [`CoreEvent::Ended`] follows once the BYE is answered.
-    pub(super) fn answered_after_cancel(
-        &mut self,
-        now: Instant,
-        call: CallRef,
-        dialog: &DialogId,
-    ) -> bool {
-        let Some(state) = self.app_calls.get_mut(&call) else {
-            return false;
-        };
-        if !state.cancelled {
-            return false;
-        }
-        tracing::info!(?call, "answered after our CANCEL; hanging up");
-        state.dialog = Some(dialog.clone());
-        self.app_call_by_dialog.insert(dialog.clone(), call);
-        self.hangup(now, dialog);
-        true
-    }
-
     /// The ring timer of an application call fired: cancel it if still unanswered.
     pub(super) fn app_call_no_answer(&mut self, now: Instant, call: CallRef) {
         if self
             .app_calls
+            .calls
             .get(&call)
             .is_some_and(|s| s.dialog.is_none())
         {
@@ -230,61 +249,94 @@ impl SipCore {
         self.app_calls.len()
     }
 
-    /// Bridges an answered application call, and frees the local leg of one that ended.
-    pub(super) fn track_app_call(&mut self, event: &CoreEvent) {
-        match event {
-            CoreEvent::Answered { call, dialog } => {
-                let Some(state) = self.app_calls.get_mut(call) else {
-                    return;
-                };
-                state.dialog = Some(dialog.clone());
-                self.app_call_by_dialog.insert(dialog.clone(), *call);
-                let Some(local_port) = state.local_port else {
-                    return;
-                };
-                let Some(sip_port) = self.calls.get(dialog).map(|c| c.media.rtp_port) else {
-                    return;
-                };
-                let negotiated = self.outgoing.get(call).and_then(|o| o.negotiated.as_ref());
-                let telephone_event = negotiated.and_then(|n| n.telephone_event_pt);
-                let codec = negotiated.map_or(Codec::Pcmu, |n| n.codec);
-                if let Some(state) = self.app_calls.get_mut(call) {
-                    state.answer = Some((sip_port, codec, telephone_event));
-                }
-                self.media.push_back(MediaCommand::Bridge {
-                    a: local_port,
-                    b: sip_port,
-                    transcode: None,
-                    telephone_event: (None, telephone_event),
-                });
-                self.media.push_back(MediaCommand::DetectDtmf {
-                    port: sip_port,
-                    payload_type: telephone_event,
+    /// What became of an application call's INVITE, when `call` is one: true when handled
+    /// here (the event, if any, is queued for the application).
+    ///
+    /// An answered call is bridged to its local leg; a failed one is forgotten. A 2xx for a
+    /// call we already cancelled means the CANCEL crossed it (RFC 3261 §9.1): the call is up
+    /// at the far end, so it is ended with a BYE at once and never reported answered; its
+    /// [`CoreEvent::Ended`] follows once the BYE is answered.
+    pub(super) fn app_call_outcome(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        outcome: &UacOutcome,
+    ) -> bool {
+        let Some(state) = self.app_calls.calls.get_mut(&call) else {
+            return false;
+        };
+        match outcome {
+            UacOutcome::Progress(code) => {
+                self.events
+                    .push_back(CoreEvent::Progress { call, code: *code });
+            }
+            UacOutcome::Answered(dialog) if state.cancelled => {
+                tracing::info!(?call, "answered after our CANCEL; hanging up");
+                self.app_calls.set_dialog(call, dialog);
+                self.hangup(now, dialog);
+            }
+            UacOutcome::Answered(dialog) => {
+                self.app_call_answered(call, dialog);
+                self.events.push_back(CoreEvent::Answered {
+                    call,
+                    dialog: dialog.clone(),
                 });
             }
-            CoreEvent::Failed { call, .. } => self.forget_app_call(*call),
-            CoreEvent::Ended { dialog, .. } => {
-                if let Some(call) = self.app_call_by_dialog.remove(dialog) {
-                    self.forget_app_call(call);
-                }
+            UacOutcome::Failed(code) => {
+                self.forget_app_call(call);
+                self.events
+                    .push_back(CoreEvent::Failed { call, code: *code });
             }
-            CoreEvent::Progress { .. }
-            | CoreEvent::Dtmf { .. }
-            | CoreEvent::Incoming { .. }
-            | CoreEvent::ServiceCall { .. }
-            | CoreEvent::IncomingCancelled { .. } => {}
         }
+        true
+    }
+
+    /// Bridges an answered application call's SIP leg to its local leg.
+    fn app_call_answered(&mut self, call: CallRef, dialog: &DialogId) {
+        self.app_calls.set_dialog(call, dialog);
+        let Some(state) = self.app_calls.calls.get(&call) else {
+            return;
+        };
+        let Some(local_port) = state.local_port else {
+            return;
+        };
+        let Some(sip_port) = self.calls.get(dialog).map(|c| c.media.rtp_port) else {
+            return;
+        };
+        let negotiated = self.outgoing.get(&call).and_then(|o| o.negotiated.as_ref());
+        let telephone_event = negotiated.and_then(|n| n.telephone_event_pt);
+        let codec = negotiated.map_or(Codec::Pcmu, |n| n.codec);
+        if let Some(state) = self.app_calls.calls.get_mut(&call) {
+            state.answer = Some((sip_port, codec, telephone_event));
+        }
+        self.media.push_back(MediaCommand::Bridge {
+            a: local_port,
+            b: sip_port,
+            transcode: None,
+            telephone_event: (None, telephone_event),
+        });
+        self.media.push_back(MediaCommand::DetectDtmf {
+            port: sip_port,
+            payload_type: telephone_event,
+        });
+    }
+
+    /// The application call a dialog carries.
+    pub(super) fn app_call_of(&self, dialog: &DialogId) -> Option<CallRef> {
+        self.app_calls.of_dialog(dialog)
+    }
+
+    /// A dialog ended: the application call it carried (if any) is forgotten and named.
+    pub(super) fn forget_app_dialog(&mut self, dialog: &DialogId) -> Option<CallRef> {
+        let call = self.app_calls.of_dialog(dialog)?;
+        self.forget_app_call(call);
+        Some(call)
     }
 
     fn forget_app_call(&mut self, call: CallRef) {
-        if let Some(state) = self.app_calls.remove(&call) {
-            if let Some(dialog) = &state.dialog {
-                self.app_call_by_dialog.remove(dialog);
-            }
-            if let Some(port) = state.local_port {
-                self.media.push_back(MediaCommand::Close { port });
-                self.ports.release(port);
-            }
+        if let Some(port) = self.app_calls.remove(call).and_then(|s| s.local_port) {
+            self.media.push_back(MediaCommand::Close { port });
+            self.ports.release(port);
         }
     }
 
@@ -296,6 +348,7 @@ impl SipCore {
     pub fn bridge_app_calls(&mut self, customer: CallRef, agent: CallRef) -> Result<(), DialError> {
         let answered = |call| {
             self.app_calls
+                .calls
                 .get(&call)
                 .filter(|s| s.local_port.is_some())
                 .and_then(|s| s.answer)
@@ -309,6 +362,7 @@ impl SipCore {
         for call in [customer, agent] {
             let port = self
                 .app_calls
+                .calls
                 .get_mut(&call)
                 .and_then(|s| s.local_port.take());
             if let Some(port) = port {
@@ -347,7 +401,7 @@ impl SipCore {
                 AppLeg::Far(call) => (call, false),
                 AppLeg::Local(call) => (call, true),
             };
-            let state = self.app_calls.get(&call)?;
+            let state = self.app_calls.calls.get(&call)?;
             if local {
                 state.local_port.filter(|_| state.answer.is_some())
             } else {
@@ -373,36 +427,24 @@ impl SipCore {
         &mut self,
         now: Instant,
         incoming: ServerTxId,
-    ) -> Result<(AppCall, Codec, DialogId), DialError> {
-        let Some(pending) = self.pending.get(&incoming) else {
-            // The caller gave up meanwhile.
-            return Err(DialError::NotSent);
-        };
-        if !pending.incoming {
-            return Err(DialError::NotSent);
+    ) -> Result<(AppCall, Codec), DialError> {
+        match self.pending.get(&incoming) {
+            Some(pending) if pending.incoming => {}
+            // The caller gave up meanwhile, or it is no call for the application.
+            _ => return Err(DialError::NotSent),
         }
+        let local_port = self.ports.allocate().ok_or(DialError::NoPorts)?;
+        let mut pending = self.pending.remove(&incoming).expect("checked above");
         let codec = pending.codec.unwrap_or(Codec::Pcmu);
         let dtmf_pt = pending.dtmf_pt;
-        let local_port = self.ports.allocate().ok_or(DialError::NoPorts)?;
-        let Some(mut pending) = self.pending.remove(&incoming) else {
-            self.ports.release(local_port);
-            return Err(DialError::NotSent);
-        };
-        let Some(dialog) = self.pending_dialog(now, incoming, &pending) else {
-            self.ports.release(local_port);
-            return Err(DialError::NotSent);
-        };
+        let sip_port = pending.held.media.rtp_port;
+        pending.held.media.codecs = vec![codec];
         let body = pending.answer.take().unwrap_or_default();
-        let ok = self.ok_with_sdp(
-            &pending.request,
-            &pending.local_tag,
-            pending.peer.transport,
-            body,
-        );
-        let state = self.await_ack(now, &dialog.id, &ok, pending.meta.cseq);
-        self.reply(now, incoming, ok);
-        let sip_port = pending.media.rtp_port;
-        self.open_leg(sip_port, pending.remote, pending.peer.addr, &dialog.id);
+        let Some(dialog) = self.answer_held(now, incoming, pending.held, body, pending.remote)
+        else {
+            self.ports.release(local_port);
+            return Err(DialError::NotSent);
+        };
         self.media.push_back(MediaCommand::Open {
             port: local_port,
             remote: None,
@@ -418,38 +460,19 @@ impl SipCore {
             port: sip_port,
             payload_type: dtmf_pt,
         });
-        let session_expires = self.start_session_timer(now, &dialog.id, &pending.request);
         let call = CallRef(self.next_call);
         self.next_call += 1;
         self.app_calls.insert(
             call,
             AppCallState {
                 local_port: Some(local_port),
-                dialog: Some(dialog.id.clone()),
+                dialog: Some(dialog),
                 answer: Some((sip_port, codec, dtmf_pt)),
                 cancelled: false,
             },
         );
-        self.app_call_by_dialog.insert(dialog.id.clone(), call);
-        self.calls.insert(
-            dialog.id.clone(),
-            Call {
-                dialog,
-                state,
-                sdp: pending.sdp,
-                media: LocalMedia {
-                    codecs: vec![codec],
-                    ..pending.media
-                },
-                outgoing: None,
-                partner: None,
-                session_expires,
-                media_released: false,
-            },
-        );
         self.drain_transactions(now);
-        let id = self.app_calls[&call].dialog.clone().expect("set above");
-        Ok((AppCall { call, local_port }, codec, id))
+        Ok((AppCall { call, local_port }, codec))
     }
 
     /// Refuses an [`CoreEvent::Incoming`] call with `code`, saying why in the reason phrase and
@@ -458,12 +481,12 @@ impl SipCore {
         let Some(pending) = self.pending.remove(&incoming) else {
             return;
         };
-        self.release_leg(pending.media.rtp_port);
+        self.release_leg(pending.held.media.rtp_port);
         self.refuse(
             now,
             incoming,
-            &pending.request,
-            &pending.local_tag,
+            &pending.held.request,
+            &pending.held.local_tag,
             code,
             why,
         );

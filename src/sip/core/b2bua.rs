@@ -8,15 +8,16 @@
 //! cancels it. Once both dialogs are up they are partners: a BYE on one ends the other, and a
 //! hold or resume on one is offered to the other.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use rsipstack::sip::{Header, Method, Request, StatusCode};
 
-use super::{Call, CallRef, Reverse};
-use super::{CallState, ClientPurpose, CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore};
-use crate::sip::dialog::{Dialog, DialogId, addr_spec};
-use crate::sip::ids;
+use super::uas::HeldInvite;
+use super::{CallRef, Reverse};
+use super::{CallState, ClientPurpose, CoreTimer, MediaCommand, OutgoingCall, SipCore, UacOutcome};
+use crate::sip::dialog::{DialogId, addr_spec};
 use crate::sip::message::{response, status_with_reason};
 use crate::sip::peer::Peer;
 use crate::sip::sdp::{self, Codec, Direction, LocalMedia, SdpSession};
@@ -27,13 +28,8 @@ use crate::sip::wire::Meta;
 #[derive(Debug)]
 pub(super) struct PendingBridge {
     tx: ServerTxId,
-    request: Request,
-    meta: Meta,
-    peer: Peer,
-    local_tag: String,
-    /// Our RTP port towards the caller.
-    port: u16,
-    session: SdpSession,
+    /// The caller's INVITE; its media is our RTP port towards the caller.
+    held: HeldInvite,
     offer: String,
     /// Where the caller receives RTP.
     remote: SocketAddr,
@@ -45,13 +41,40 @@ pub(super) struct PendingBridge {
     finished: bool,
 }
 
+/// The bridges waiting for their agent, each found by the caller's INVITE transaction too.
+/// Only this file changes them.
+#[derive(Debug, Default)]
+pub(super) struct Bridges {
+    pending: HashMap<CallRef, PendingBridge>,
+    by_tx: HashMap<ServerTxId, CallRef>,
+}
+
+impl Bridges {
+    fn insert(&mut self, call: CallRef, bridge: PendingBridge) {
+        self.by_tx.insert(bridge.tx, call);
+        self.pending.insert(call, bridge);
+    }
+
+    fn remove(&mut self, call: CallRef) -> Option<PendingBridge> {
+        let bridge = self.pending.remove(&call)?;
+        self.by_tx.remove(&bridge.tx);
+        Some(bridge)
+    }
+
+    /// The bridge whose caller's INVITE is `tx`.
+    pub(super) fn of_tx(&self, tx: ServerTxId) -> Option<CallRef> {
+        self.by_tx.get(&tx).copied()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
 impl SipCore {
     pub(super) fn reply_no_ports(&mut self, now: Instant, tx: ServerTxId, req: &Request) {
-        let resp = response(
-            req,
-            status_with_reason(503, "No Media Ports"),
-            Some(&ids::new_tag()),
-        );
+        let tag = self.ids.tag();
+        let resp = response(req, status_with_reason(503, "No Media Ports"), Some(&tag));
         let resp = self.decorate(resp);
         self.reply(now, tx, resp);
     }
@@ -95,7 +118,7 @@ impl SipCore {
             codecs: Vec::new(),
             telephone_event: true,
         };
-        let session = SdpSession::new(rand::random());
+        let session = SdpSession::new(self.ids.next_u64());
         let probe = match sdp::answer(&offer, &probe_media, &mut session.clone()) {
             Ok(answer) => answer.media,
             Err(e) => {
@@ -140,17 +163,18 @@ impl SipCore {
         let deadline = now + self.config.agent_answer_timeout;
         self.timers
             .push(Reverse((deadline, CoreTimer::NoAnswer(call))));
-        self.bridge_by_tx.insert(tx, call);
         self.bridges.insert(
             call,
             PendingBridge {
                 tx,
-                request: req,
-                meta,
-                peer,
-                local_tag: ids::new_tag(),
-                port,
-                session,
+                held: HeldInvite {
+                    request: req,
+                    meta,
+                    peer,
+                    local_tag: self.ids.tag(),
+                    sdp: session,
+                    media: probe_media,
+                },
                 offer,
                 remote: probe.remote_rtp,
                 codec: probe.codec,
@@ -160,136 +184,91 @@ impl SipCore {
         );
     }
 
-    /// Progress of an outgoing call: a bridge's agent leg is handled here, anything else goes
-    /// to the application.
-    pub(super) fn outgoing_event(&mut self, now: Instant, event: CoreEvent) {
-        let call = match &event {
-            CoreEvent::Progress { call, .. }
-            | CoreEvent::Answered { call, .. }
-            | CoreEvent::Failed { call, .. } => *call,
-            CoreEvent::Ended { .. }
-            | CoreEvent::Dtmf { .. }
-            | CoreEvent::Incoming { .. }
-            | CoreEvent::ServiceCall { .. }
-            | CoreEvent::IncomingCancelled { .. } => {
-                return self.events.push_back(event);
-            }
-        };
-        if let CoreEvent::Answered { dialog, .. } = &event
-            && self.answered_after_cancel(now, call, dialog)
-        {
-            return;
+    /// What became of a bridge's agent leg, when `call` is one: true when handled here.
+    pub(super) fn bridge_outcome(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        outcome: &UacOutcome,
+    ) -> bool {
+        if !self.bridges.pending.contains_key(&call) {
+            return false;
         }
-        if !self.bridges.contains_key(&call) {
-            return self.events.push_back(event);
+        match outcome {
+            UacOutcome::Progress(code) => self.relay_progress(now, call, *code),
+            UacOutcome::Answered(dialog) => self.complete_bridge(now, call, dialog.clone()),
+            UacOutcome::Failed(code) => self.fail_bridge(now, call, *code),
         }
-        match event {
-            CoreEvent::Progress { code, .. } => self.relay_progress(now, call, code),
-            CoreEvent::Answered { dialog, .. } => self.complete_bridge(now, call, dialog),
-            CoreEvent::Failed { code, .. } => self.fail_bridge(now, call, code),
-            CoreEvent::Ended { .. }
-            | CoreEvent::Dtmf { .. }
-            | CoreEvent::Incoming { .. }
-            | CoreEvent::ServiceCall { .. }
-            | CoreEvent::IncomingCancelled { .. } => {}
-        }
+        true
     }
 
     /// The agent's phone rings: so does the caller's (the 100 went out already).
     fn relay_progress(&mut self, now: Instant, call: CallRef, code: u16) {
-        let Some(bridge) = self.bridges.get(&call) else {
+        let Some(bridge) = self.bridges.pending.get(&call) else {
             return;
         };
         if code == 100 || bridge.finished {
             return;
         }
-        let mut ringing = response(&bridge.request, code.into(), Some(&bridge.local_tag));
+        let held = &bridge.held;
+        let mut ringing = response(&held.request, code.into(), Some(&held.local_tag));
         ringing
             .headers
             .push(Header::Contact(rsipstack::sip::Contact::new(
-                self.contact(bridge.peer.transport),
+                self.contact(held.peer.transport),
             )));
-        crate::sip::message::copy_record_route(&bridge.request, &mut ringing);
+        crate::sip::message::copy_record_route(&held.request, &mut ringing);
         let (tx, ringing) = (bridge.tx, self.decorate(ringing));
         self.reply(now, tx, ringing);
     }
 
     /// The agent answered: answer the caller, bridge the media, make the dialogs partners.
     fn complete_bridge(&mut self, now: Instant, call: CallRef, agent: DialogId) {
-        let Some(mut bridge) = self.bridges.remove(&call) else {
+        let Some(mut bridge) = self.bridges.remove(call) else {
             return;
         };
-        self.bridge_by_tx.remove(&bridge.tx);
+        let port = bridge.held.media.rtp_port;
         if bridge.finished {
             // The caller gave up as the agent answered: the agent's leg ends at once.
-            self.ports.release(bridge.port);
+            self.ports.release(port);
             return self.hangup(now, &agent);
         }
         let negotiated = self.outgoing.get(&call).and_then(|o| o.negotiated.clone());
         let Some(agent_media) = negotiated else {
-            self.ports.release(bridge.port);
+            self.ports.release(port);
             return self.hangup(now, &agent);
         };
         // Answer the caller with the agent's codec when the caller offered it; otherwise with
         // the caller's own and transcode between the two.
+        let held = &mut bridge.held;
         let preferred = LocalMedia {
-            addr: self.config.advertised.ip(),
-            rtp_port: bridge.port,
             codecs: vec![agent_media.codec],
-            telephone_event: true,
+            ..held.media.clone()
         };
-        let answer = sdp::answer(&bridge.offer, &preferred, &mut bridge.session).or_else(|_| {
+        let answer = sdp::answer(&bridge.offer, &preferred, &mut held.sdp).or_else(|_| {
             let own = LocalMedia {
                 codecs: vec![bridge.codec],
                 ..preferred.clone()
             };
-            sdp::answer(&bridge.offer, &own, &mut bridge.session)
+            sdp::answer(&bridge.offer, &own, &mut held.sdp)
         });
-        let (Ok(answer), Some(dialog)) = (
-            answer,
-            Dialog::uas(
-                &bridge.request,
-                &bridge.meta,
-                &bridge.local_tag,
-                bridge.peer,
-            ),
-        ) else {
-            self.ports.release(bridge.port);
+        let Ok(answer) = answer else {
+            self.ports.release(port);
             let resp = response(
-                &bridge.request,
+                &held.request,
                 status_with_reason(488, "No Common Codec"),
-                Some(&bridge.local_tag),
+                Some(&held.local_tag),
             );
             self.reply(now, bridge.tx, resp);
             return self.hangup(now, &agent);
         };
-        let ok = self.ok_with_sdp(
-            &bridge.request,
-            &bridge.local_tag,
-            bridge.peer.transport,
-            answer.sdp.into_bytes(),
-        );
-        let state = self.await_ack(now, &dialog.id, &ok, bridge.meta.cseq);
-        self.reply(now, bridge.tx, ok);
-        let caller = dialog.id.clone();
-        let session_expires = self.start_session_timer(now, &caller, &bridge.request);
-        let media = LocalMedia {
-            codecs: vec![answer.media.codec],
-            ..preferred
+        held.media.codecs = vec![answer.media.codec];
+        let caller_call_id = held.meta.call_id.clone();
+        let body = answer.sdp.into_bytes();
+        let answered = self.answer_held(now, bridge.tx, bridge.held, body, Some(bridge.remote));
+        let Some(caller) = answered else {
+            return self.hangup(now, &agent);
         };
-        self.calls.insert(
-            caller.clone(),
-            Call {
-                dialog,
-                state,
-                sdp: bridge.session,
-                media,
-                outgoing: None,
-                partner: Some(agent.clone()),
-                session_expires,
-                media_released: false,
-            },
-        );
         let agent_port = match self.calls.get_mut(&agent) {
             Some(call) => {
                 call.partner = Some(caller.clone());
@@ -297,11 +276,13 @@ impl SipCore {
             }
             None => return self.hangup(now, &caller),
         };
-        self.open_leg(bridge.port, Some(bridge.remote), bridge.peer.addr, &caller);
+        if let Some(call) = self.calls.get_mut(&caller) {
+            call.partner = Some(agent.clone());
+        }
         let transcode = (answer.media.codec != agent_media.codec)
             .then_some((answer.media.codec, agent_media.codec));
         self.media.push_back(MediaCommand::Bridge {
-            a: bridge.port,
+            a: port,
             b: agent_port,
             transcode,
             telephone_event: (
@@ -310,18 +291,18 @@ impl SipCore {
             ),
         });
         self.media.push_back(MediaCommand::DetectDtmf {
-            port: bridge.port,
+            port,
             payload_type: answer.media.telephone_event_pt,
         });
         if self.config.record {
             self.media.push_back(MediaCommand::Record {
-                customer: bridge.port,
+                customer: port,
                 agent: agent_port,
-                call_id: bridge.meta.call_id.clone(),
+                call_id: caller_call_id.clone(),
             });
         }
         tracing::info!(
-            caller = %bridge.meta.call_id,
+            caller = %caller_call_id,
             agent = %agent.call_id,
             ?transcode,
             "bridged call answered"
@@ -330,11 +311,10 @@ impl SipCore {
 
     /// The agent's leg failed: tell the caller, in terms a caller understands.
     fn fail_bridge(&mut self, now: Instant, call: CallRef, code: u16) {
-        let Some(bridge) = self.bridges.remove(&call) else {
+        let Some(bridge) = self.bridges.remove(call) else {
             return;
         };
-        self.bridge_by_tx.remove(&bridge.tx);
-        self.ports.release(bridge.port);
+        self.ports.release(bridge.held.media.rtp_port);
         if bridge.finished {
             return;
         }
@@ -343,21 +323,22 @@ impl SipCore {
             408 => status_with_reason(480, "No Answer"),
             _ => StatusCode::TemporarilyUnavailable,
         };
-        let resp = self.decorate(response(&bridge.request, status, Some(&bridge.local_tag)));
+        let held = &bridge.held;
+        let resp = self.decorate(response(&held.request, status, Some(&held.local_tag)));
         self.reply(now, bridge.tx, resp);
     }
 
     /// The caller hangs up before the agent answered, or the agent took too long: the caller
     /// gets `status` now, the agent's INVITE is cancelled (RFC 3261 §9.1).
     pub(super) fn cancel_bridge(&mut self, now: Instant, call: CallRef, status: StatusCode) {
-        let Some(bridge) = self.bridges.get_mut(&call) else {
+        let Some(bridge) = self.bridges.pending.get_mut(&call) else {
             return;
         };
         if bridge.finished {
             return;
         }
         bridge.finished = true;
-        let resp = response(&bridge.request, status, Some(&bridge.local_tag));
+        let resp = response(&bridge.held.request, status, Some(&bridge.held.local_tag));
         let tx = bridge.tx;
         let resp = self.decorate(resp);
         self.reply(now, tx, resp);
@@ -367,7 +348,11 @@ impl SipCore {
     }
 
     pub(super) fn agent_no_answer(&mut self, now: Instant, call: CallRef) {
-        let due = self.bridges.get(&call).is_some_and(|b| b.deadline <= now);
+        let due = self
+            .bridges
+            .pending
+            .get(&call)
+            .is_some_and(|b| b.deadline <= now);
         if due {
             self.cancel_bridge(now, call, status_with_reason(480, "No Answer"));
         }
@@ -391,8 +376,13 @@ impl SipCore {
             return;
         }
         let offer = sdp::offer(&call.media, direction, &mut call.sdp);
-        let mut reinvite =
-            Self::dialog_request(&self.config, &mut call.dialog, Method::Invite, None);
+        let mut reinvite = Self::dialog_request(
+            &self.config,
+            &mut self.ids,
+            &mut call.dialog,
+            Method::Invite,
+            None,
+        );
         let mut body = Vec::new();
         crate::sip::message::set_body(
             &mut reinvite.headers,
@@ -411,7 +401,13 @@ impl SipCore {
     /// The ACK for the 2xx to our re-INVITE (RFC 3261 §13.2.2.4).
     pub(super) fn ack_reinvite(&mut self, id: &DialogId, cseq: u32) {
         if let Some(call) = self.calls.get_mut(id) {
-            let ack = Self::dialog_request(&self.config, &mut call.dialog, Method::Ack, Some(cseq));
+            let ack = Self::dialog_request(
+                &self.config,
+                &mut self.ids,
+                &mut call.dialog,
+                Method::Ack,
+                Some(cseq),
+            );
             let to = call.dialog.next_hop();
             self.tx
                 .send_stateless(to, bytes::Bytes::from(ack.to_bytes()));

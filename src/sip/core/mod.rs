@@ -18,7 +18,7 @@ use bytes::Bytes;
 use rsipstack::sip::{Header, Headers, Method, Request, Response, StatusCode, Uri, Version};
 
 use super::dialog::{Dialog, DialogId};
-use super::ids;
+use super::ids::Ids;
 use super::message::{
     copy_record_route, creates_dialog, insert_before_length, response, set_body,
     status_with_reason, unsupported_requirements,
@@ -219,11 +219,18 @@ pub enum CoreEvent {
     },
     /// The caller of a held `Incoming` or `ServiceCall` gave up (CANCEL, answered 487).
     IncomingCancelled { incoming: ServerTxId },
-    /// A call's dialog ended; `by_peer` when the far end hung up.
-    Ended { dialog: DialogId, by_peer: bool },
-    /// An RFC 4733 digit arrived on the call's media.
+    /// A call's dialog ended; `by_peer` when the far end hung up. `call` names the
+    /// application call it was (placed with [`SipCore::dial`] or accepted with
+    /// [`SipCore::accept_incoming`]), which is forgotten with it.
+    Ended {
+        dialog: DialogId,
+        call: Option<CallRef>,
+        by_peer: bool,
+    },
+    /// An RFC 4733 digit arrived on the call's media; `call` as for [`CoreEvent::Ended`].
     Dtmf {
         dialog: DialogId,
+        call: Option<CallRef>,
         digit: char,
         duration_ms: u32,
     },
@@ -338,13 +345,10 @@ enum CallState {
     Terminating,
 }
 
-/// An INVITE we have not answered with a final response yet.
+/// An INVITE held for `echo`'s ring or for the application.
 #[derive(Debug)]
 struct PendingInvite {
-    request: Request,
-    meta: Meta,
-    peer: Peer,
-    local_tag: String,
+    held: uas::HeldInvite,
     answer_at: Instant,
     /// The SDP to send in the 200, prepared when the INVITE arrived.
     answer: Option<Vec<u8>>,
@@ -352,8 +356,6 @@ struct PendingInvite {
     remote: Option<SocketAddr>,
     /// The telephone-event payload type both sides agreed on.
     dtmf_pt: Option<u8>,
-    sdp: SdpSession,
-    media: LocalMedia,
     /// The codec the answer chose (none for a delayed offer).
     codec: Option<sdp::Codec>,
     /// Waiting for the application (an interaction's call), not for the echo's ring.
@@ -388,6 +390,27 @@ struct OutgoingCall {
     /// Our codecs in order of preference; empty means all.
     codecs: Vec<sdp::Codec>,
     extra_headers: Vec<Header>,
+}
+
+/// What became of an INVITE we sent, for the user that placed it.
+#[derive(Debug)]
+enum UacOutcome {
+    /// A provisional response with this status.
+    Progress(u16),
+    /// The first 2xx: its dialog is up (media open, ACK sent).
+    Answered(DialogId),
+    /// A final failure (408 for a transaction timeout, 503 for a transport error).
+    Failed(u16),
+}
+
+impl UacOutcome {
+    fn into_event(self, call: CallRef) -> CoreEvent {
+        match self {
+            UacOutcome::Progress(code) => CoreEvent::Progress { call, code },
+            UacOutcome::Answered(dialog) => CoreEvent::Answered { call, dialog },
+            UacOutcome::Failed(code) => CoreEvent::Failed { call, code },
+        }
+    }
 }
 
 /// What a client transaction of ours is for.
@@ -430,11 +453,9 @@ pub struct SipCore {
     events: VecDeque<CoreEvent>,
     media: VecDeque<MediaCommand>,
     /// Trunk calls waiting for the agent's softphone to answer.
-    bridges: HashMap<CallRef, b2bua::PendingBridge>,
-    bridge_by_tx: HashMap<ServerTxId, CallRef>,
-    /// Calls placed for the application, bridged to a local RTP leg.
-    app_calls: HashMap<CallRef, app_calls::AppCallState>,
-    app_call_by_dialog: HashMap<DialogId, CallRef>,
+    bridges: b2bua::Bridges,
+    /// Calls placed or accepted for the application, bridged to a local RTP leg.
+    app_calls: app_calls::AppCalls,
     /// Open media legs by RTP port, and the call each belongs to.
     legs: HashMap<u16, DialogId>,
     next_call: u64,
@@ -443,12 +464,29 @@ pub struct SipCore {
     invite_rate: crate::guard::Rate<std::net::IpAddr>,
     /// INVITEs refused per source, by [`SourceRefusal`], since the driver last took them.
     source_refusals: [u64; 2],
+    /// Every tag, branch, Call-ID and SDP session id the core makes.
+    ids: Ids,
 }
 
 impl SipCore {
+    /// A core whose identifiers come from the operating system's random source (see
+    /// [`SipCore::with_ids`] for runs that must replay exactly).
     pub fn new(config: CoreConfig, registrar: Registrar, ports: PortPool) -> SipCore {
+        SipCore::with_ids(config, registrar, ports, Ids::from_os())
+    }
+
+    /// A core whose tags, branches, Call-IDs and SDP session ids all come from `ids`: built
+    /// from the same seed and fed the same inputs, two cores send the same bytes.
+    pub fn with_ids(
+        config: CoreConfig,
+        registrar: Registrar,
+        ports: PortPool,
+        mut ids: Ids,
+    ) -> SipCore {
         SipCore {
-            tx: TransactionLayer::new(config.timers).with_server_header(config.user_agent.clone()),
+            tx: TransactionLayer::new(config.timers, ids.derive())
+                .with_server_header(config.user_agent.clone()),
+            ids,
             invite_rate: source_limits::invite_rate(&config.invites),
             source_refusals: [0; 2],
             config,
@@ -461,10 +499,8 @@ impl SipCore {
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             media: VecDeque::new(),
-            bridges: HashMap::new(),
-            bridge_by_tx: HashMap::new(),
-            app_calls: HashMap::new(),
-            app_call_by_dialog: HashMap::new(),
+            bridges: b2bua::Bridges::default(),
+            app_calls: app_calls::AppCalls::default(),
             legs: HashMap::new(),
             next_call: 1,
             rejected_over_limit: 0,
@@ -504,12 +540,10 @@ impl SipCore {
         self.tx.poll_transmit()
     }
 
-    /// The next event for the application. Application calls are bridged (or their local leg
-    /// freed) as their events pass here, so the driver must drain this after every input.
+    /// The next event for the application. Draining changes nothing: what an event means
+    /// for the core (an application call bridged or forgotten) was done when it was produced.
     pub fn poll_event(&mut self) -> Option<CoreEvent> {
-        let event = self.events.pop_front()?;
-        self.track_app_call(&event);
-        Some(event)
+        self.events.pop_front()
     }
 
     pub fn poll_media(&mut self) -> Option<MediaCommand> {
@@ -530,8 +564,10 @@ impl SipCore {
     pub fn media_dtmf(&mut self, port: u16, digit: char, duration_ms: u32) {
         if let Some(dialog) = self.legs.get(&port).cloned() {
             tracing::info!(call_id = %dialog.call_id, %digit, duration_ms, "DTMF digit");
+            let call = self.app_call_of(&dialog);
             self.events.push_back(CoreEvent::Dtmf {
                 dialog,
+                call,
                 digit,
                 duration_ms,
             });
@@ -657,7 +693,8 @@ impl SipCore {
     }
 
     fn reply_status(&mut self, now: Instant, tx: ServerTxId, req: &Request, status: StatusCode) {
-        let resp = self.decorate(response(req, status, Some(&ids::new_tag())));
+        let tag = self.ids.tag();
+        let resp = self.decorate(response(req, status, Some(&tag)));
         self.reply(now, tx, resp);
     }
 
@@ -677,6 +714,7 @@ impl SipCore {
     /// Via and Contact for the dialog's transport, and our User-Agent.
     fn dialog_request(
         config: &CoreConfig,
+        ids: &mut Ids,
         dialog: &mut Dialog,
         method: Method,
         ack_of: Option<u32>,
@@ -687,6 +725,7 @@ impl SipCore {
             &config.sent_by(transport),
             &config.contact(transport),
             ack_of,
+            &ids.branch(),
         );
         insert_before_length(
             &mut request.headers,
@@ -702,7 +741,8 @@ impl SipCore {
         let unsupported = unsupported_requirements(&req.headers, SUPPORTED);
         if !unsupported.is_empty() {
             let unsupported = unsupported.join(", ");
-            let mut resp = response(&req, StatusCode::BadExtension, Some(&ids::new_tag()));
+            let tag = self.ids.tag();
+            let mut resp = response(&req, StatusCode::BadExtension, Some(&tag));
             resp.headers
                 .push(Header::Unsupported(rsipstack::sip::Unsupported::new(
                     unsupported,
@@ -728,7 +768,8 @@ impl SipCore {
             Method::Options => match self.target(&req.uri) {
                 Target::Unknown => self.reply_status(now, tx, &req, StatusCode::NotFound),
                 _ => {
-                    let mut resp = response(&req, StatusCode::OK, Some(&ids::new_tag()));
+                    let tag = self.ids.tag();
+                    let mut resp = response(&req, StatusCode::OK, Some(&tag));
                     capabilities(&mut resp.headers);
                     let resp = self.decorate(resp);
                     self.reply(now, tx, resp)
@@ -749,7 +790,8 @@ impl SipCore {
     }
 
     fn method_not_allowed(&mut self, now: Instant, tx: ServerTxId, req: &Request) {
-        let mut resp = response(req, StatusCode::MethodNotAllowed, Some(&ids::new_tag()));
+        let tag = self.ids.tag();
+        let mut resp = response(req, StatusCode::MethodNotAllowed, Some(&tag));
         resp.headers
             .push(Header::Allow(rsipstack::sip::Allow::new(ALLOW)));
         let resp = self.decorate(resp);
@@ -800,7 +842,8 @@ impl SipCore {
         if self.calls.len() + self.pending.len() + self.bridges.len() >= self.config.max_calls {
             // Over the limit: new calls wait, existing calls carry on (RFC 3261 §21.5.4).
             self.rejected_over_limit += 1;
-            let mut resp = response(&req, StatusCode::ServiceUnavailable, Some(&ids::new_tag()));
+            let tag = self.ids.tag();
+            let mut resp = response(&req, StatusCode::ServiceUnavailable, Some(&tag));
             resp.headers
                 .push(Header::RetryAfter(rsipstack::sip::RetryAfter::new(
                     self.config.retry_after_s.to_string(),
@@ -824,7 +867,7 @@ impl SipCore {
             codecs: Vec::new(),
             telephone_event: true,
         };
-        let mut session = SdpSession::new(rand::random());
+        let mut session = SdpSession::new(self.ids.next_u64());
         let incoming = app_call_interaction(&req);
         let held = incoming.is_some() || service_number.is_some();
         if held && req.body.is_empty() {
@@ -845,17 +888,18 @@ impl SipCore {
                 ),
                 Err(e) => {
                     self.release_leg(rtp_port);
+                    let tag = self.ids.tag();
                     let resp = response(
                         &req,
                         status_with_reason(e.sip_status(), &e.to_string()),
-                        Some(&ids::new_tag()),
+                        Some(&tag),
                     );
                     let resp = self.decorate(resp);
                     return self.reply(now, tx, resp);
                 }
             }
         };
-        let local_tag = ids::new_tag();
+        let local_tag = self.ids.tag();
         self.ring(now, tx, &req, &local_tag, peer.transport);
         let answer_at = if service_number.is_some() {
             now + self.config.service_call_hold
@@ -868,16 +912,18 @@ impl SipCore {
         self.pending.insert(
             tx,
             PendingInvite {
-                request: req,
-                meta,
-                peer,
-                local_tag,
+                held: uas::HeldInvite {
+                    request: req,
+                    meta,
+                    peer,
+                    local_tag,
+                    sdp: session,
+                    media,
+                },
                 answer_at,
                 answer,
                 remote,
                 dtmf_pt,
-                sdp: session,
-                media,
                 codec,
                 incoming: held,
             },
@@ -902,7 +948,7 @@ impl SipCore {
             };
             self.timers
                 .push(Reverse((answer_at, CoreTimer::Answer(tx))));
-            let token = join_token(&self.pending[&tx].request);
+            let token = join_token(&self.pending[&tx].held.request);
             self.events.push_back(CoreEvent::Incoming {
                 incoming: tx,
                 interaction,
@@ -938,10 +984,11 @@ impl SipCore {
         let Some(pending) = self.pending.get(&tx) else {
             return;
         };
+        let held = &pending.held;
         let (request, tag, transport) = (
-            pending.request.clone(),
-            pending.local_tag.clone(),
-            pending.peer.transport,
+            held.request.clone(),
+            held.local_tag.clone(),
+            held.peer.transport,
         );
         self.ring(now, tx, &request, &tag, transport);
         self.timers
@@ -968,52 +1015,19 @@ impl SipCore {
         self.reply(now, tx, ringing);
     }
 
-    /// The dialog a pending INVITE creates, or `None` once it is answered 400 (it has no
-    /// Contact) and its port is freed.
-    fn pending_dialog(
-        &mut self,
-        now: Instant,
-        tx: ServerTxId,
-        pending: &PendingInvite,
-    ) -> Option<Dialog> {
-        let dialog = Dialog::uas(
-            &pending.request,
-            &pending.meta,
-            &pending.local_tag,
-            pending.peer,
-        );
-        if dialog.is_none() {
-            self.release_leg(pending.media.rtp_port);
-            let resp = response(
-                &pending.request,
-                status_with_reason(400, "Missing Contact"),
-                Some(&pending.local_tag),
-            );
-            self.reply(now, tx, resp);
-        }
-        dialog
-    }
-
+    /// `echo` answers: its media comes back to the caller.
     fn answer_echo(&mut self, now: Instant, tx: ServerTxId) {
         let Some(mut pending) = self.pending.remove(&tx) else {
             return;
         };
-        let Some(dialog) = self.pending_dialog(now, tx, &pending) else {
+        let held = &mut pending.held;
+        let body = pending.answer.take().unwrap_or_else(|| {
+            sdp::offer(&held.media, Direction::SendRecv, &mut held.sdp).into_bytes()
+        });
+        let port = held.media.rtp_port;
+        let Some(id) = self.answer_held(now, tx, pending.held, body, pending.remote) else {
             return;
         };
-        let body = pending.answer.take().unwrap_or_else(|| {
-            sdp::offer(&pending.media, Direction::SendRecv, &mut pending.sdp).into_bytes()
-        });
-        let ok = self.ok_with_sdp(
-            &pending.request,
-            &pending.local_tag,
-            pending.peer.transport,
-            body,
-        );
-        let state = self.await_ack(now, &dialog.id, &ok, pending.meta.cseq);
-        self.reply(now, tx, ok);
-        let port = pending.media.rtp_port;
-        self.open_leg(port, pending.remote, pending.peer.addr, &dialog.id);
         self.media.push_back(MediaCommand::Echo { port });
         if pending.dtmf_pt.is_some() {
             self.media.push_back(MediaCommand::DetectDtmf {
@@ -1021,21 +1035,7 @@ impl SipCore {
                 payload_type: pending.dtmf_pt,
             });
         }
-        let session_expires = self.start_session_timer(now, &dialog.id, &pending.request);
-        self.release_media_unless_acked(now, &dialog.id);
-        self.calls.insert(
-            dialog.id.clone(),
-            Call {
-                dialog,
-                state,
-                sdp: pending.sdp,
-                media: pending.media,
-                outgoing: None,
-                partner: None,
-                session_expires,
-                media_released: false,
-            },
-        );
+        self.release_media_unless_acked(now, &id);
     }
 
     fn ok_with_sdp(
@@ -1158,15 +1158,15 @@ impl SipCore {
     }
 
     fn on_cancelled(&mut self, now: Instant, tx: ServerTxId) {
-        if let Some(call) = self.bridge_by_tx.get(&tx).copied() {
+        if let Some(call) = self.bridges.of_tx(tx) {
             return self.cancel_bridge(now, call, StatusCode::RequestTerminated);
         }
         if let Some(pending) = self.pending.remove(&tx) {
-            self.release_leg(pending.media.rtp_port);
+            self.release_leg(pending.held.media.rtp_port);
             let resp = response(
-                &pending.request,
+                &pending.held.request,
                 StatusCode::RequestTerminated,
-                Some(&pending.local_tag),
+                Some(&pending.held.local_tag),
             );
             let resp = self.decorate(resp);
             self.reply(now, tx, resp);
@@ -1202,10 +1202,7 @@ impl SipCore {
                     self.outgoing.remove(&out);
                 }
                 self.reply_status(now, tx, &req, StatusCode::OK);
-                self.events.push_back(CoreEvent::Ended {
-                    dialog: id,
-                    by_peer: true,
-                });
+                self.dialog_ended(id, true);
                 // The other half of a bridge goes with it.
                 if let Some(partner) = call.partner {
                     self.hangup(now, &partner);
@@ -1337,26 +1334,23 @@ impl SipCore {
             codecs,
             telephone_event: true,
         };
-        let mut session = SdpSession::new(rand::random());
+        let mut session = SdpSession::new(self.ids.next_u64());
         let offer = sdp::offer(&media, Direction::SendRecv, &mut session);
-        let domain = &self.config.domain;
+        let (branch, tag) = (self.ids.branch(), self.ids.tag());
+        let call_id = self.ids.call_id(&self.config.domain);
         let mut headers = Headers::default();
         headers.push(Header::Via(rsipstack::sip::Via::new(format!(
-            "SIP/2.0/{} {};branch={};rport",
+            "SIP/2.0/{} {};branch={branch};rport",
             to.via_transport(),
             self.config.sent_by(to.transport),
-            ids::new_branch()
         ))));
         headers.push(Header::MaxForwards(rsipstack::sip::MaxForwards::new("70")));
         headers.push(Header::From(rsipstack::sip::From::new(format!(
-            "{from};tag={}",
-            ids::new_tag()
+            "{from};tag={tag}"
         ))));
         let to_uri = to_uri.unwrap_or_else(|| target.to_string());
         headers.push(Header::To(rsipstack::sip::To::new(format!("<{to_uri}>"))));
-        headers.push(Header::CallId(rsipstack::sip::CallId::new(
-            ids::new_call_id(domain),
-        )));
+        headers.push(Header::CallId(rsipstack::sip::CallId::new(call_id)));
         headers.push(Header::CSeq(rsipstack::sip::CSeq::new("1 INVITE")));
         headers.push(Header::Contact(rsipstack::sip::Contact::new(
             self.contact(to.transport),
@@ -1412,7 +1406,13 @@ impl SipCore {
             return;
         }
         call.state = CallState::Terminating;
-        let bye = Self::dialog_request(&self.config, &mut call.dialog, Method::Bye, None);
+        let bye = Self::dialog_request(
+            &self.config,
+            &mut self.ids,
+            &mut call.dialog,
+            Method::Bye,
+            None,
+        );
         let to = call.dialog.next_hop();
         let partner = call.partner.clone();
         if let Ok(tx) = self.tx.send_request(now, bye, to) {
@@ -1460,7 +1460,7 @@ impl SipCore {
             return;
         };
         match code {
-            100..=199 => self.outgoing_event(now, CoreEvent::Progress { call, code }),
+            100..=199 => self.outgoing_outcome(now, call, UacOutcome::Progress(code)),
             200..=299 => {
                 let Some(mut dialog) = Dialog::uac(&out.invite, &resp.headers, &meta, out.to)
                 else {
@@ -1468,8 +1468,13 @@ impl SipCore {
                 };
                 let id = dialog.id.clone();
                 // The ACK for a 2xx is a new transaction of its own, sent by the TU (§13.2.2.4).
-                let ack =
-                    Self::dialog_request(&self.config, &mut dialog, Method::Ack, Some(meta.cseq));
+                let ack = Self::dialog_request(
+                    &self.config,
+                    &mut self.ids,
+                    &mut dialog,
+                    Method::Ack,
+                    Some(meta.cseq),
+                );
                 self.tx
                     .send_stateless(dialog.next_hop(), Bytes::from(ack.to_bytes()));
                 if self.calls.contains_key(&id) {
@@ -1477,7 +1482,13 @@ impl SipCore {
                 }
                 if out.answered.is_some() {
                     // Another fork answered too (RFC 3261 §13.2.2.4): keep the first, end this one.
-                    let bye = Self::dialog_request(&self.config, &mut dialog, Method::Bye, None);
+                    let bye = Self::dialog_request(
+                        &self.config,
+                        &mut self.ids,
+                        &mut dialog,
+                        Method::Bye,
+                        None,
+                    );
                     if let Ok(tx) = self.tx.send_request(now, bye, dialog.next_hop()) {
                         self.client_purpose.insert(tx, ClientPurpose::Discard);
                     }
@@ -1514,20 +1525,23 @@ impl SipCore {
                     self.hangup(now, &id);
                     return;
                 }
-                self.outgoing_event(
-                    now,
-                    CoreEvent::Answered {
-                        call,
-                        dialog: id.clone(),
-                    },
-                );
+                self.outgoing_outcome(now, call, UacOutcome::Answered(id));
             }
             _ => {
                 let out = self.outgoing.remove(&call).expect("present");
                 self.release_leg(out.media.rtp_port);
-                self.outgoing_event(now, CoreEvent::Failed { call, code });
+                self.outgoing_outcome(now, call, UacOutcome::Failed(code));
             }
         }
+    }
+
+    /// Hands what became of an INVITE we sent to the call's owner: a bridge's agent leg, an
+    /// application call, or else the application itself as a [`CoreEvent`].
+    fn outgoing_outcome(&mut self, now: Instant, call: CallRef, outcome: UacOutcome) {
+        if self.bridge_outcome(now, call, &outcome) || self.app_call_outcome(now, call, &outcome) {
+            return;
+        }
+        self.events.push_back(outcome.into_event(call));
     }
 
     fn on_stray_2xx(&mut self, _now: Instant, meta: &Meta) {
@@ -1536,8 +1550,13 @@ impl SipCore {
             return;
         };
         if let Some(call) = self.calls.get_mut(&id) {
-            let ack =
-                Self::dialog_request(&self.config, &mut call.dialog, Method::Ack, Some(meta.cseq));
+            let ack = Self::dialog_request(
+                &self.config,
+                &mut self.ids,
+                &mut call.dialog,
+                Method::Ack,
+                Some(meta.cseq),
+            );
             let to = call.dialog.next_hop();
             self.tx.send_stateless(to, Bytes::from(ack.to_bytes()));
         }
@@ -1559,7 +1578,7 @@ impl SipCore {
                 {
                     let out = self.outgoing.remove(&call).expect("present");
                     self.release_leg(out.media.rtp_port);
-                    self.outgoing_event(now, CoreEvent::Failed { call, code });
+                    self.outgoing_outcome(now, call, UacOutcome::Failed(code));
                 }
             }
             // RFC 3261 §15.1.1: a BYE that times out ends the dialog all the same.
@@ -1576,11 +1595,18 @@ impl SipCore {
             if let Some(out) = call.outgoing {
                 self.outgoing.remove(&out);
             }
-            self.events.push_back(CoreEvent::Ended {
-                dialog: id.clone(),
-                by_peer,
-            });
+            self.dialog_ended(id.clone(), by_peer);
         }
+    }
+
+    /// Reports a dialog's end, forgetting the application call it carried.
+    fn dialog_ended(&mut self, dialog: DialogId, by_peer: bool) {
+        let call = self.forget_app_dialog(&dialog);
+        self.events.push_back(CoreEvent::Ended {
+            dialog,
+            call,
+            by_peer,
+        });
     }
 }
 
@@ -1620,6 +1646,8 @@ mod tests_proxy;
 mod tests_session_refresh;
 
 #[cfg(test)]
+mod tests_replay;
+#[cfg(test)]
 mod tests_source_limits;
 #[cfg(test)]
 mod tests_trunk_auth;
@@ -1630,6 +1658,7 @@ mod outbound;
 mod session_timer;
 mod source_limits;
 mod trunk_auth;
+mod uas;
 
 /// The interaction an INVITE names: `X-Interaction-Id`, else RFC 7433 User-to-User with hex
 /// encoding (what our own INVITEs carry).

@@ -11,7 +11,6 @@ use rsipstack::sip::{Header, Headers, Request};
 
 use super::{CoreTimer, Reverse, SipCore};
 use crate::sip::dialog::DialogId;
-use crate::sip::ids;
 use crate::sip::message::{response, status_with_reason};
 use crate::sip::transaction::ServerTxId;
 
@@ -36,10 +35,11 @@ impl SipCore {
         req: &Request,
         _asked: u32,
     ) {
+        let tag = self.ids.tag();
         let mut resp = response(
             req,
             status_with_reason(422, "Session Interval Too Small"),
-            Some(&ids::new_tag()),
+            Some(&tag),
         );
         resp.headers.push(Header::MinSE(rsipstack::sip::MinSE::new(
             self.config.min_session_expires.to_string(),

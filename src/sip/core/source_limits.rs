@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 use rsipstack::sip::{Header, Request};
 
 use super::{CallState, CoreTimer, SipCore};
-use crate::sip::ids;
 use crate::sip::message::response;
 use crate::sip::message::status_with_reason;
 use crate::sip::peer::Peer;
@@ -137,11 +136,8 @@ impl SipCore {
             .expect("listed");
         self.source_refusals[slot] += 1;
         tracing::debug!(%source, reason = refusal.reason(), "INVITE refused");
-        let mut resp = response(
-            req,
-            status_with_reason(503, refusal.phrase()),
-            Some(&ids::new_tag()),
-        );
+        let tag = self.ids.tag();
+        let mut resp = response(req, status_with_reason(503, refusal.phrase()), Some(&tag));
         // Whole seconds, rounded up (RFC 3261 §20.33), and at least one.
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         resp.headers
@@ -158,7 +154,7 @@ impl SipCore {
         let pending = self
             .pending
             .values()
-            .filter(|p| p.peer.addr.ip() == source)
+            .filter(|p| p.held.peer.addr.ip() == source)
             .count();
         let unacked = self
             .calls

@@ -597,6 +597,7 @@ fn one_core_calls_the_others_echo_and_hangs_up() {
         Net::events(&mut net.a),
         vec![CoreEvent::Ended {
             dialog: dialog.clone(),
+            call: None,
             by_peer: false
         }]
     );
@@ -756,7 +757,7 @@ fn a_trunk_call_to_a_service_number_is_held_ringing_until_the_application_answer
     assert_eq!(codes, vec!["180", "180"], "{waited:?}");
     assert_eq!(phone.core.stats().pending_invites, 1);
     // The application answers: 200 with SDP, and the ringing stops.
-    let (call, _codec, _dialog) = phone.core.accept_incoming(phone.now, incoming).unwrap();
+    let (call, _codec) = phone.core.accept_incoming(phone.now, incoming).unwrap();
     let ok = phone.received();
     assert!(
         ok[0].starts_with("SIP/2.0 200 ") && ok[0].contains("m=audio"),

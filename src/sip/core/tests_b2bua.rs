@@ -594,6 +594,7 @@ fn an_application_call_rings_the_softphone_and_bridges_its_local_leg() {
         events(&mut world),
         vec![CoreEvent::Ended {
             dialog,
+            call: Some(placed.call),
             by_peer: false
         }]
     );
@@ -750,7 +751,7 @@ fn an_invite_naming_an_interaction_goes_to_the_application() {
     assert_eq!(interaction, "i-42");
     world.take(TRUNK);
     world.media();
-    let (placed, codec, _) = world.core.accept_incoming(world.now, tx).expect("accepted");
+    let (placed, codec) = world.core.accept_incoming(world.now, tx).expect("accepted");
     world.collect();
     let ok = world.take(TRUNK).pop().unwrap();
     assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");

@@ -29,7 +29,6 @@ use rsipstack::sip::{Header, Request};
 
 use super::SipCore;
 use crate::sip::digest::AuthError;
-use crate::sip::ids;
 use crate::sip::message::{insert_before_length, response, status_with_reason};
 use crate::sip::peer::Peer;
 use crate::sip::registrar::RegisterError;
@@ -102,7 +101,8 @@ impl SipCore {
         why: &str,
     ) {
         if !self.registrar.has_trunk_credentials() {
-            return self.refuse(now, tx, req, &ids::new_tag(), 403, why);
+            let tag = self.ids.tag();
+            return self.refuse(now, tx, req, &tag, 403, why);
         }
         if self.admit_invite(now, tx, req, peer, false) {
             self.refuse_trunk(now, tx, req, TrunkAuthError::Challenge { stale: false });
@@ -147,7 +147,8 @@ impl SipCore {
                 )
             }
         };
-        let mut resp = response(req, status, Some(&ids::new_tag()));
+        let tag = self.ids.tag();
+        let mut resp = response(req, status, Some(&tag));
         insert_before_length(&mut resp.headers, extra);
         let resp = self.decorate(resp);
         self.reply(now, tx, resp);

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rsipstack::sip::{Header, Method, Request, Response, StatusCode};
 
+use super::ids::Ids;
 use super::message;
 use super::peer::{Peer, Transmit};
 use super::wire::Meta;
@@ -238,11 +239,15 @@ pub struct TransactionLayer {
     events: VecDeque<TxEvent>,
     /// The `Server` header of the responses the layer writes itself (100 Trying, 503, 482 …).
     server: Option<String>,
+    /// The To tags of those responses.
+    ids: Ids,
 }
 
 impl TransactionLayer {
-    pub fn new(config: TimerConfig) -> TransactionLayer {
+    /// A layer with `config`'s timers whose own responses take their To tags from `ids`.
+    pub fn new(config: TimerConfig, ids: Ids) -> TransactionLayer {
         TransactionLayer {
+            ids,
             config,
             next_id: 1,
             servers: HashMap::new(),
@@ -340,11 +345,8 @@ impl TransactionLayer {
                 } else if self.is_merged(&meta, request.method, &key) {
                     // RFC 3261 §8.2.2.2: the same request reached us twice by different paths.
                     let id = self.new_server_tx(&request, &meta, peer, key);
-                    let reply = self.own_response(
-                        &request,
-                        StatusCode::LoopDetected,
-                        Some(&super::ids::new_tag()),
-                    );
+                    let tag = self.ids.tag();
+                    let reply = self.own_response(&request, StatusCode::LoopDetected, Some(&tag));
                     let _ = self.respond(now, ServerTxId(id), reply);
                 } else {
                     let id = self.new_server_tx(&request, &meta, peer, key);
@@ -361,11 +363,8 @@ impl TransactionLayer {
 
     /// A stateless 503 (RFC 3261 §21.5.4) for a request we have no room to keep.
     fn refuse_overload(&mut self, request: &Request, meta: &Meta, peer: Peer) {
-        let mut reply = self.own_response(
-            request,
-            StatusCode::ServiceUnavailable,
-            Some(&super::ids::new_tag()),
-        );
+        let tag = self.ids.tag();
+        let mut reply = self.own_response(request, StatusCode::ServiceUnavailable, Some(&tag));
         reply
             .headers
             .push(Header::RetryAfter(rsipstack::sip::RetryAfter::new("5")));
@@ -499,17 +498,18 @@ impl TransactionLayer {
             .copied();
         let cancel_id = self.new_server_tx(&request, &meta, peer, key);
         let Some(invite_id) = invite else {
+            let tag = self.ids.tag();
             let reply = self.own_response(
                 &request,
                 StatusCode::CallTransactionDoesNotExist,
-                Some(&super::ids::new_tag()),
+                Some(&tag),
             );
             let _ = self.respond(now, ServerTxId(cancel_id), reply);
             return;
         };
         let invite_tx = &self.servers[&invite_id];
         // RFC 3261 §9.2: the CANCEL's 200 carries the To tag of the INVITE's responses.
-        let tag = invite_tx.to_tag.clone().unwrap_or_else(super::ids::new_tag);
+        let tag = invite_tx.to_tag.clone().unwrap_or_else(|| self.ids.tag());
         let pending = matches!(invite_tx.state, ServerState::Proceeding { .. });
         let _ = self.respond(
             now,

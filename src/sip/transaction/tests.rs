@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rsipstack::sip::StatusCode;
 
 use super::*;
+use crate::sip::ids::Ids;
 use crate::sip::peer::TransportKind;
 use crate::sip::wire::{Incoming, parse_datagram};
 
@@ -58,7 +59,7 @@ struct Server {
 impl Server {
     fn new() -> Server {
         Server {
-            layer: TransactionLayer::new(TimerConfig::default()),
+            layer: TransactionLayer::new(TimerConfig::default(), Ids::seeded(1)),
             now: Instant::now(),
         }
     }
@@ -468,7 +469,7 @@ struct Client {
 impl Client {
     fn new(to: Peer) -> Client {
         Client {
-            layer: TransactionLayer::new(TimerConfig::default()),
+            layer: TransactionLayer::new(TimerConfig::default(), Ids::seeded(1)),
             now: Instant::now(),
             to,
         }
@@ -756,10 +757,13 @@ fn a_client_and_a_server_complete_an_invite_over_a_lossy_link() {
 #[test]
 fn beyond_the_transaction_limit_new_requests_get_a_stateless_503() {
     let mut s = Server::new();
-    s.layer = TransactionLayer::new(TimerConfig {
-        max_server_transactions: 2,
-        ..TimerConfig::default()
-    });
+    s.layer = TransactionLayer::new(
+        TimerConfig {
+            max_server_transactions: 2,
+            ..TimerConfig::default()
+        },
+        Ids::seeded(1),
+    );
     for branch in ["z9hG4bK-l1", "z9hG4bK-l2"] {
         let options = request_text("OPTIONS", branch, "").replace("call-1", branch);
         s.receive(&options, Peer::udp(client_addr()));
