@@ -25,9 +25,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Client;
 use super::customer::{accepted_json, apply_client_events};
-use super::wire::customer_view;
 use super::{ApiError, AppState, ChatRef};
 use crate::bridge::{Event, EventKind, InteractionId, Phase, Time};
+use crate::presentation::customer::view as customer_view;
 
 /// How long a socket ticket stays good: long enough to open the socket it was asked for, short
 /// enough that one found in a log or a proxy's URL list is useless. A client asks for a fresh
