@@ -20,6 +20,7 @@ mod mobile;
 mod pages;
 mod query;
 mod sms;
+mod socket;
 pub mod wire;
 mod ws;
 
