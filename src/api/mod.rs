@@ -5,6 +5,11 @@
 //! ([`auth::Client`]) and validate; every failure is an [`ApiError`], mapped to HTTP in
 //! `error.rs` only. Handlers never own interaction state: they send commands to the
 //! interaction's task through its [`Handle`] and subscribe to its events.
+//!
+//! The API builds none of the parts it serves with: the composition root ([`crate::server`])
+//! binds its listeners with [`bind`], builds the hub, routing and the SMS side, and hands them
+//! over as [`Parts`] to [`serve`]. What a client is shown of an event is
+//! [`crate::presentation`]'s; both WebSockets run over one adapter (`socket.rs`).
 
 mod admin;
 mod agent;
