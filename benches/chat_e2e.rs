@@ -106,7 +106,8 @@ async fn memory(n: usize) {
 async fn latency(customers: usize, per_customer: usize) {
     let dir = tempfile::tempdir().unwrap();
     let hub = hub_in(dir.path()).await;
-    let state = AppState::new(hub.clone(), FileStore::new(dir.path().join("files")));
+    let files = FileStore::new(dir.path().join("files"));
+    let state = AppState::new(tandem::server::parts(hub.clone(), files));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });

@@ -158,7 +158,8 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
     let hub = Hub::open(Arc::new(config), store, metrics, None)
         .await
         .unwrap();
-    let state = AppState::new(hub, FileStore::new(dir.path().join("files")));
+    let files = FileStore::new(dir.path().join("files"));
+    let state = AppState::new(tandem::server::parts(hub, files));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });

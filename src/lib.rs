@@ -13,6 +13,7 @@ pub mod guard;
 pub mod legs;
 pub mod media;
 pub mod metrics;
+pub mod presentation;
 pub mod routing;
 pub mod rtc;
 pub mod secret;

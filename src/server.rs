@@ -1,14 +1,29 @@
-//! The running gateway: starts every part from one configuration and stops them on a signal.
+//! The running gateway: the composition root. It builds every part from one configuration,
+//! hands each its neighbours, and stops them on a signal.
+//!
+//! Order matters where one part needs another's address or handle: the HTTP listeners are
+//! bound first (links sent by SMS name the bound address), then metrics, the store and the
+//! hub (which restores the open interactions), routing (which follows every interaction the hub
+//! opens) and the SMS side, the API, SIP, and the leg driver between the interactions and
+//! SIP/WebRTC. No part spawns its neighbours.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::Http;
+use crate::api::{AppState, Http, Parts};
+use crate::bridge::hub::{Hub, HubError};
+use crate::chat::files::FileStore;
+use crate::chat::store::{Store, StoreError};
 use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::routing::driver::Routing;
 use crate::rtc::RtcService;
 use crate::sip::driver::{self, SipHandle};
+use crate::sms::mobile::Links;
+use crate::sms::provider::Provider;
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +34,35 @@ pub enum ServerError {
         what: String,
         source: std::io::Error,
     },
-    /// The HTTP side (store, interactions, listener) could not start.
+    /// The HTTP listeners could not be bound.
     #[error("HTTP: {0}")]
     Http(#[from] crate::api::StartError),
+    /// The store could not be opened.
+    #[error("HTTP: store: {0}")]
+    Store(#[from] StoreError),
+    /// The open interactions could not be restored.
+    #[error("HTTP: restoring interactions: {0}")]
+    Hub(#[from] HubError),
+}
+
+/// The parts the APIs serve with, over a running hub: routing, which follows every
+/// interaction the hub opens from now on (and those it restored); the SMS side, which texts
+/// routing's offers to mobile operators and relays the SMS chats that were open; and the
+/// files. Tests that serve the API in-process build theirs here too.
+pub fn parts(hub: Hub, files: FileStore) -> Parts {
+    let config = hub.config().clone();
+    let routing = Routing::start(hub.clone());
+    let links = Links::new(hub.store().clone());
+    let sms = Provider::new(&config.sms);
+    crate::sms::mobile::start(&routing, config, links.clone(), sms.clone());
+    crate::sms::channel::resume(&hub, &sms);
+    Parts {
+        hub,
+        routing,
+        links,
+        sms,
+        files,
+    }
 }
 
 /// Everything that runs, started from one configuration.
@@ -29,7 +70,15 @@ pub struct Gateway {
     pub sip: SipHandle,
     pub http: Http,
     pub rtc: RtcService,
+    /// The metrics `/metrics` serves; every part publishes its own here.
+    pub metrics: Arc<Metrics>,
+    /// The running interactions.
+    pub hub: Hub,
+    /// Routing of interactions to agents.
+    pub routing: Routing,
     legs: tokio::task::JoinHandle<()>,
+    /// Background work that ends with `shutdown` (the files' retention sweep).
+    chores: Vec<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
     teardown_timeout_s: u64,
 }
@@ -44,22 +93,40 @@ impl Gateway {
                     what: format!("WebRTC {}", config.rtc.listen),
                     source,
                 })?;
-        let (legs_tx, legs_rx) = mpsc::unbounded_channel();
-        let http = crate::api::start(config, Some(legs_tx)).await?;
-        let sip = driver::start(
-            config,
-            http.metrics.clone(),
-            shutdown.clone(),
-            Some(rtc.clone()),
+        let bound = crate::api::bind(config).await?;
+        let served = Arc::new(bound.config.clone());
+        let metrics = Arc::new(Metrics::default());
+        let store = Store::open(
+            &served.store.url,
+            served.store.max_connections,
+            metrics.clone(),
         )
-        .await
-        .map_err(|source| ServerError::Bind {
-            what: format!("SIP {}", config.sip.listen),
-            source,
-        })?;
+        .await?;
+        let files = FileStore::new(&served.files.dir);
+        let (legs_tx, legs_rx) = mpsc::unbounded_channel();
+        let hub = Hub::open(served.clone(), store, metrics.clone(), Some(legs_tx)).await?;
+        let parts = parts(hub.clone(), files.clone());
+        let routing = parts.routing.clone();
+        let mut chores = Vec::new();
+        if served.files.retention_days > 0 {
+            chores.push(tokio::spawn(crate::chat::retention::run(
+                hub.store().clone(),
+                files,
+                Duration::from_secs(served.files.retention_days * 86_400),
+                Duration::from_secs(served.files.sweep_interval_s),
+                shutdown.clone(),
+            )));
+        }
+        let http = crate::api::serve(bound, AppState::new(parts));
+        let sip = driver::start(config, metrics.clone(), shutdown.clone(), Some(rtc.clone()))
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: format!("SIP {}", config.sip.listen),
+                source,
+            })?;
         let legs = crate::legs::start(
-            http.hub.clone(),
-            http.routing.clone(),
+            hub.clone(),
+            routing.clone(),
             rtc.clone(),
             rtc_events,
             sip.control.clone(),
@@ -70,7 +137,11 @@ impl Gateway {
             sip,
             http,
             rtc,
+            metrics,
+            hub,
+            routing,
             legs,
+            chores,
             shutdown,
             teardown_timeout_s: config.chat.teardown_timeout_s,
         })
@@ -81,13 +152,16 @@ impl Gateway {
     /// after a restart; that takes at most `chat.teardown_timeout_s` (plus a margin).
     pub async fn stop(self) {
         let within = Duration::from_secs(self.teardown_timeout_s * 2 + 1);
-        let left = self.http.hub.close_all(within).await;
+        let left = self.hub.close_all(within).await;
         if left > 0 {
             tracing::warn!(left, "interactions still closing at shutdown");
         }
         self.shutdown.cancel();
         let _ = self.legs.await;
         self.http.stop().await;
+        for chore in self.chores {
+            let _ = chore.await;
+        }
         self.sip.join().await;
     }
 }

@@ -31,7 +31,8 @@ use crate::bridge::{AgentId, EventKind, InteractionId, Party, Time, random_hex};
 use crate::chat::transcript;
 use crate::config::SecurityConfig;
 use crate::guard::Guard;
-use crate::routing::driver::{SaveError, history_view};
+use crate::presentation;
+use crate::routing::driver::SaveError;
 use crate::routing::password;
 use crate::routing::settings::MobileSettings;
 
@@ -409,7 +410,9 @@ pub async fn history(
     let id = InteractionId(id);
     state.agent_may_see(&agent.id, &id).await?;
     let events = state.store().events(&id, 0).await?;
-    Ok(Json(json!({"events": history_view(&id, &events)})))
+    Ok(Json(
+        json!({"events": presentation::agent::history(&id, &events)}),
+    ))
 }
 
 /// `GET chats/{id}/recordings/{file}`: a call recording of a chat the agent took, as the admin

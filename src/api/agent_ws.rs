@@ -24,7 +24,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
@@ -33,6 +33,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::agent::Agent;
+use super::socket::{self, error_event};
 use super::{ApiError, AppState};
 use crate::bridge::{AgentDevice, AgentId, Command, InteractionId, Party, ReceiptKind};
 use crate::routing::driver::{AcceptError, AgentEvent};
@@ -49,30 +50,20 @@ pub async fn upgrade(
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::TooMany("agent websockets"))?;
+    // Logout (or the token's expiry) ends the socket: its commands stop there.
     let ended = state.token_ended(&agent.token);
-    let max = state.config().http.max_body_bytes;
     // Commands are small: a read chunk of the default 128 KiB is zeroed on every read, which
     // costs more CPU than the commands themselves (larger frames still arrive in several reads).
-    let ws = ws.read_buffer_size(AGENT_READ_CHUNK);
-    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(
-        move |socket: WebSocket| async move {
-            let (tx, rx) = socket.split();
-            let tx =
-                tx.with(
-                    |text: String| async move { Ok::<_, axum::Error>(Message::Text(text.into())) },
-                );
-            // Logout (or the token's expiry) ends the socket: its commands stop here.
-            let rx = rx
-                .filter_map(|m| async move {
-                    match m {
-                        Ok(Message::Text(t)) => Some(t.to_string()),
-                        _ => None,
-                    }
-                })
-                .take_until(ended.cancelled_owned());
-            session(Box::pin(tx), Box::pin(rx), state, agent.id).await;
-            drop(permit);
-        },
+    let limits = socket::Limits {
+        max_message: state.config().http.max_body_bytes,
+        read_chunk: Some(AGENT_READ_CHUNK),
+    };
+    Ok(socket::upgrade(
+        ws,
+        limits,
+        Some(ended),
+        permit,
+        move |tx, rx| session(tx, rx, state, agent.id),
     ))
 }
 
@@ -304,15 +295,6 @@ async fn chat_cards(state: &AppState, chats: &[InteractionId]) -> Vec<Value> {
     cards
 }
 
-fn error_event(e: &ApiError, r#ref: Option<&Value>) -> Value {
-    let mut body = e.body();
-    body["event"] = json!("error");
-    if let Some(r) = r#ref {
-        body["ref"] = r.clone();
-    }
-    body
-}
-
 /// Carries out one command frame and says how it went.
 async fn answer(state: &AppState, agent: &AgentId, text: &str) -> Value {
     let mut value: Value = match serde_json::from_str(text) {
@@ -335,11 +317,7 @@ async fn answer(state: &AppState, agent: &AgentId, text: &str) -> Value {
             }
             ack
         }
-        Err(e) => {
-            let (_, code) = e.status_and_code();
-            state.metrics().api_error(code);
-            error_event(&e, r#ref.as_ref())
-        }
+        Err(e) => socket::refused(state, &e, r#ref.as_ref()),
     }
 }
 

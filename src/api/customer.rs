@@ -16,12 +16,13 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::auth::Client;
 use super::availability::{self, Availability, NOBODY};
-use super::wire::{ClientEvent, customer_view, parse_client_event};
+use super::wire::{ClientEvent, parse_client_event};
 use super::{ApiError, ApiJson, AppState, ChatRef};
 use crate::bridge::hub::Handle;
 use crate::bridge::{Accepted, Command, Customer, Event, InteractionId, Party, Time, random_hex};
 use crate::chat::files;
 use crate::chat::store::{FileRecord, Write};
+use crate::presentation::customer::view as customer_view;
 
 /// Most events one poll returns; the rest come with the next.
 const MAX_EVENTS_PER_POLL: usize = 500;
@@ -126,9 +127,6 @@ pub async fn create_chat(
         .hub()
         .create(&client.service, customer, context)
         .await?;
-    if let Some(handle) = state.hub().get(&id) {
-        state.routing().watch(handle);
-    }
     tracing::info!(interaction = %id, service = %client.service, "chat created");
     // Our addition: with this token in `X-Interaction-Token`, a call that names the chat joins
     // it from any number (a SIP client in the app, a withheld caller id).

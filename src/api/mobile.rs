@@ -44,8 +44,9 @@ use tokio::sync::broadcast::error::RecvError;
 use super::customer::file_response;
 use super::{ApiError, ApiJson, AppState};
 use crate::bridge::hub::HubError;
-use crate::bridge::{AgentDevice, AgentId, Command, Event, EventKind, LegTarget, Party, RuleError};
+use crate::bridge::{AgentDevice, AgentId, Command, Event, Party, RuleError};
 use crate::chat::transcript;
+use crate::presentation::operator;
 use crate::routing::driver::AcceptError;
 use crate::routing::router::RoutingError;
 use crate::sms::mobile::{Claim, MobileError};
@@ -188,75 +189,6 @@ impl axum::extract::FromRequestParts<AppState> for Operator {
     }
 }
 
-/// An event as the operator's page shows it.
-fn view(event: &Event, me: &AgentId, token: &str) -> Option<Value> {
-    let seq = event.seq?;
-    let mine = |from: &Party| matches!(from, Party::Agent(a) if a == me);
-    let mut v = match &event.kind {
-        // The device id stays with the customer's app: the page needs the name and number.
-        EventKind::Created {
-            service,
-            customer,
-            context,
-        } => json!({"event": "created", "service": service, "context": context,
-                    "customer": {"name": customer.name, "phone": customer.phone}}),
-        EventKind::Message { msg_id, from, text } => json!({"event": "message", "msg_id": msg_id,
-            "from": from.party_id(), "mine": mine(from), "msg": text}),
-        EventKind::File {
-            file_id,
-            file_name,
-            file_type,
-            size,
-            from,
-        } => json!({"event": "file", "file_id": file_id, "file_name": file_name,
-                    "file_type": file_type, "size": size, "from": from.party_id(),
-                    "mine": mine(from), "url": format!("/m/{token}/files/{file_id}")}),
-        EventKind::PartyJoined {
-            party,
-            display_name,
-        } => json!({"event": "joined", "party": party.party_id(), "display_name": display_name,
-                    "mine": mine(party)}),
-        EventKind::PartyLeft {
-            party,
-            display_name,
-        } => json!({"event": "left", "party": party.party_id(), "display_name": display_name,
-                    "mine": mine(party)}),
-        // Both are merged into the context the page shows, as the interaction merges them.
-        EventKind::Context { data } => json!({"event": "context", "data": data}),
-        EventKind::Location {
-            latitude,
-            longitude,
-        } => json!({"event": "context",
-                    "data": {"location": {"latitude": latitude, "longitude": longitude}}}),
-        EventKind::Leg {
-            leg,
-            kind,
-            state,
-            target,
-            reason,
-            duration_s,
-        } => {
-            let number = match target {
-                Some(LegTarget::Phone(number)) => Some(number),
-                _ => None,
-            };
-            json!({"event": "leg", "leg": leg.0, "kind": kind, "state": state,
-                   "number": number, "app": target == &Some(LegTarget::App),
-                   "reason": reason, "duration_s": duration_s})
-        }
-        EventKind::Recording { leg, .. } => json!({"event": "recording", "leg": leg.0}),
-        EventKind::TimeoutWarning { remaining_s } => {
-            json!({"event": "timeout_warning", "remaining_s": remaining_s})
-        }
-        EventKind::ChatClosed { reason } => json!({"event": "ended", "reason": reason,
-            "transcript": format!("/m/{token}/transcript")}),
-        _ => return None,
-    };
-    v["seq"] = json!(seq);
-    v["at"] = json!(event.at.millis());
-    Some(v)
-}
-
 #[derive(Deserialize)]
 pub struct After {
     #[serde(default)]
@@ -320,7 +252,7 @@ impl Page {
             return false;
         }
         self.last = self.last.max(event.seq.unwrap_or(0));
-        self.out.extend(view(event, me, token));
+        self.out.extend(operator::view(event, me, token));
         true
     }
 

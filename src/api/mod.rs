@@ -5,6 +5,11 @@
 //! ([`auth::Client`]) and validate; every failure is an [`ApiError`], mapped to HTTP in
 //! `error.rs` only. Handlers never own interaction state: they send commands to the
 //! interaction's task through its [`Handle`] and subscribe to its events.
+//!
+//! The API builds none of the parts it serves with: the composition root ([`crate::server`])
+//! binds its listeners with [`bind`], builds the hub, routing and the SMS side, and hands them
+//! over as [`Parts`] to [`serve`]. What a client is shown of an event is
+//! [`crate::presentation`]'s; both WebSockets run over one adapter (`socket.rs`).
 
 mod admin;
 mod agent;
@@ -20,6 +25,7 @@ mod mobile;
 mod pages;
 mod query;
 mod sms;
+mod socket;
 pub mod wire;
 mod ws;
 
@@ -40,9 +46,9 @@ use tokio_util::sync::CancellationToken;
 pub use error::{ApiError, ErrorCode};
 
 use crate::bridge::InteractionId;
-use crate::bridge::hub::{Handle, Hub, HubError, LegActions};
+use crate::bridge::hub::{Handle, Hub};
 use crate::chat::files::FileStore;
-use crate::chat::store::{Store, StoreError};
+use crate::chat::store::Store;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::routing::driver::Routing;
@@ -94,8 +100,27 @@ pub(crate) enum ChatRef {
     Stored,
 }
 
+/// What the HTTP API serves with: the running parts it is handed by the composition root
+/// ([`crate::server`]). The API builds none of them and spawns none of their tasks.
+pub struct Parts {
+    pub hub: Hub,
+    /// Routing, already following every interaction the hub opens.
+    pub routing: Routing,
+    /// Links texted to mobile operators.
+    pub links: Links,
+    pub sms: Provider,
+    pub files: FileStore,
+}
+
 impl AppState {
-    pub fn new(hub: Hub, files: FileStore) -> AppState {
+    pub fn new(parts: Parts) -> AppState {
+        let Parts {
+            hub,
+            routing,
+            links,
+            sms,
+            files,
+        } = parts;
         let http = &hub.config().http;
         let (long_polls, sockets) = (http.max_long_polls, http.max_websockets);
         let agent_sockets = http.max_agent_websockets;
@@ -103,11 +128,6 @@ impl AppState {
             http.max_connections_per_chat,
             http.max_connections_per_device,
         );
-        let routing = Routing::start(hub.clone());
-        let links = Links::new(hub.store().clone());
-        let sms = Provider::new(&hub.config().sms);
-        crate::sms::mobile::start(&routing, hub.config().clone(), links.clone(), sms.clone());
-        crate::sms::channel::resume(&hub, &sms);
         AppState {
             shared: Arc::new(Shared {
                 routing,
@@ -314,103 +334,87 @@ async fn count_errors(State(state): State<AppState>, request: Request, next: Nex
 /// Why the HTTP side could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    #[error("restoring interactions: {0}")]
-    Hub(#[from] HubError),
 }
 
 /// The running HTTP server.
 pub struct Http {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
-    /// The metrics `/metrics` serves; other parts publish theirs here.
-    pub metrics: Arc<Metrics>,
-    /// The running interactions.
-    pub hub: Hub,
-    /// Routing of new interactions to agents (those that phone calls open, too).
-    pub routing: Routing,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Binds, opens the store, restores open interactions and serves. Leg actions of the
-/// interactions go to `legs`.
-pub async fn start(config: &Config, legs: Option<LegActions>) -> Result<Http, StartError> {
-    let (listener, addr) = bind(config.http.listen).await?;
-    let admin_listener = match config.admin.listen {
-        Some(at) => Some(bind(at).await?),
+/// The HTTP listeners, bound before the other parts start.
+pub struct Bound {
+    /// The configuration with the addresses actually bound: links sent by SMS name them
+    /// (port 0 picks one).
+    pub config: Config,
+    listener: tokio::net::TcpListener,
+    admin: Option<(tokio::net::TcpListener, SocketAddr)>,
+    budgets: listener::Budgets,
+}
+
+/// Binds the HTTP listener (and admin's own, if configured).
+pub async fn bind(config: &Config) -> Result<Bound, StartError> {
+    let (listener, addr) = bind_one(config.http.listen).await?;
+    let admin = match config.admin.listen {
+        Some(at) => Some(bind_one(at).await?),
         None => None,
     };
-    // Links sent by SMS name the address actually bound (port 0 picks one).
     let mut config = config.clone();
     config.http.listen = addr;
-    if let Some((_, at)) = &admin_listener {
+    if let Some((_, at)) = &admin {
         config.admin.listen = Some(*at);
     }
     warn_if_admin_is_refused(&config);
+    // Before the store and the other parts open their descriptors.
     let budgets = budgets(&config);
-    let metrics = Arc::new(Metrics::default());
-    let store = Store::open(
-        &config.store.url,
-        config.store.max_connections,
-        metrics.clone(),
-    )
-    .await?;
-    let files = FileStore::new(&config.files.dir);
-    let retention = (config.files.retention_days > 0).then(|| {
-        (
-            Duration::from_secs(config.files.retention_days * 86_400),
-            Duration::from_secs(config.files.sweep_interval_s),
-        )
-    });
-    let hub = Hub::open(Arc::new(config), store, metrics.clone(), legs).await?;
-    let state = AppState::new(hub.clone(), files);
-    let routing = state.routing().clone();
+    Ok(Bound {
+        config,
+        listener,
+        admin,
+        budgets,
+    })
+}
+
+/// Serves the API on the bound listeners with the parts in `state`.
+pub fn serve(bound: Bound, state: AppState) -> Http {
+    let Bound {
+        config,
+        listener,
+        admin,
+        budgets,
+    } = bound;
+    let addr = config.http.listen;
+    let metrics = state.metrics().clone();
     tracing::info!(%addr, "HTTP listening");
     let stop = CancellationToken::new();
-    let mut tasks = Vec::new();
-    if let Some((keep, every)) = retention {
-        tasks.push(tokio::spawn(crate::chat::retention::run(
-            state.store().clone(),
-            state.shared.files.clone(),
-            keep,
-            every,
-            stop.clone(),
-        )));
-    }
-    tasks.push(tokio::spawn(listener::serve(
+    let mut tasks = vec![tokio::spawn(listener::serve(
         listener,
         app(state.clone()),
         budgets,
         metrics.clone(),
         stop.clone(),
         DRAIN,
-    )));
-    if let Some((admin_listener, at)) = admin_listener {
+    ))];
+    if let Some((admin_listener, at)) = admin {
         tracing::info!(addr = %at, "admin listening");
         tasks.push(tokio::spawn(listener::serve(
             admin_listener,
             admin_app(state),
             budgets,
-            metrics.clone(),
+            metrics,
             stop.clone(),
             DRAIN,
         )));
     }
-    Ok(Http {
-        addr,
-        metrics,
-        hub,
-        routing,
-        stop,
-        tasks,
-    })
+    Http { addr, stop, tasks }
 }
 
 /// How long requests in flight may finish at shutdown; long polls and WebSockets would
@@ -420,7 +424,7 @@ const DRAIN: Duration = Duration::from_secs(3);
 /// Descriptors kept for everything but HTTP, beyond what SIP and media are configured to hold.
 const DESCRIPTOR_MARGIN: u64 = 256;
 
-async fn bind(at: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+async fn bind_one(at: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
     let bind_error = |source| StartError::Bind { addr: at, source };
     let listener = tokio::net::TcpListener::bind(at)
         .await

@@ -60,7 +60,6 @@ pub async fn inbound(
         Some(handle) => handle,
         None => {
             let handle = channel::open(state.hub(), service, &number).await?;
-            state.routing().watch(handle.clone());
             channel::relay(handle.clone(), number.clone(), state.shared.sms.clone());
             tracing::info!(interaction = %handle.id, "chat opened by SMS");
             handle

@@ -14,7 +14,7 @@
 
 use super::query::Query;
 use axum::Json;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -25,9 +25,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Client;
 use super::customer::{accepted_json, apply_client_events};
-use super::wire::customer_view;
-use super::{ApiError, AppState, ChatRef};
+use super::{ApiError, AppState, ChatRef, socket};
 use crate::bridge::{Event, EventKind, InteractionId, Phase, Time};
+use crate::presentation::customer::view as customer_view;
 
 /// How long a socket ticket stays good: long enough to open the socket it was asked for, short
 /// enough that one found in a log or a proxy's URL list is useless. A client asks for a fresh
@@ -92,23 +92,16 @@ pub async fn upgrade(
         .try_acquire_owned()
         .map_err(|_| ApiError::TooMany("websockets"))?;
     let after = query.after_seq.unwrap_or(0);
-    let max = state.config().http.max_body_bytes;
-    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(
-        move |socket: WebSocket| async move {
-            let (tx, rx) = socket.split();
-            let tx =
-                tx.with(
-                    |text: String| async move { Ok::<_, axum::Error>(Message::Text(text.into())) },
-                );
-            let rx = rx.filter_map(|m| async move {
-                match m {
-                    Ok(Message::Text(t)) => Some(t.to_string()),
-                    _ => None,
-                }
-            });
-            session(Box::pin(tx), Box::pin(rx), state, client, id, chat, after).await;
-            drop((permit, slot));
-        },
+    let limits = socket::Limits {
+        max_message: state.config().http.max_body_bytes,
+        read_chunk: None,
+    };
+    Ok(socket::upgrade(
+        ws,
+        limits,
+        None,
+        (permit, slot),
+        move |tx, rx| session(tx, rx, state, client, id, chat, after),
     ))
 }
 
@@ -194,13 +187,7 @@ pub(crate) async fn session<Tx, Rx>(
                                 }
                                 ack
                             }
-                            Err(e) => {
-                                let (_, code) = e.status_and_code();
-                                state.metrics().api_error(code);
-                                let mut body = e.body();
-                                body["event"] = json!("error");
-                                body
-                            }
+                            Err(e) => socket::refused(&state, &e, None),
                         }
                     }
                 };

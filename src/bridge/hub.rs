@@ -194,6 +194,9 @@ struct Inner {
     opening: Mutex<HashMap<String, usize>>,
     legs: Option<LegActions>,
     join_secret: JoinSecret,
+    /// Told of every interaction that goes live ([`Hub::subscribe_created`]). Locked after
+    /// `live`, never before.
+    created: Mutex<Vec<mpsc::UnboundedSender<Handle>>>,
 }
 
 /// A place held for an interaction being opened ([`Hub::reserve`]); given back when it is
@@ -263,6 +266,7 @@ impl Hub {
                 live: Mutex::new(HashMap::new()),
                 opening: Mutex::new(HashMap::new()),
                 legs,
+                created: Mutex::new(Vec::new()),
             }),
         };
         for record in hub.inner.store.open_interactions().await? {
@@ -433,6 +437,8 @@ impl Hub {
         };
         {
             let mut live = self.inner.live.lock().expect("hub lock");
+            let mut created = self.inner.created.lock().expect("hub lock");
+            created.retain(|subscriber| subscriber.send(handle.clone()).is_ok());
             live.insert(handle.id.clone(), handle);
             // Live now: the place it held is given back in the same breath.
             if let Some(reservation) = reservation {
@@ -442,6 +448,20 @@ impl Hub {
         self.inner.metrics.open_interactions.inc();
         let span = tracing::info_span!("interaction", id = %handle_id(&it));
         tokio::spawn(task.run(it, rx).instrument(span));
+    }
+
+    /// Every running interaction now, then each one that goes live from now on, exactly once
+    /// between the two: how a part that looks after all interactions (routing) learns of new
+    /// ones, whoever opens them (the customer API, SMS, a call to a service number).
+    pub fn subscribe_created(&self) -> (Vec<Handle>, mpsc::UnboundedReceiver<Handle>) {
+        let live = self.inner.live.lock().expect("hub lock");
+        let (subscriber, created) = mpsc::unbounded_channel();
+        self.inner
+            .created
+            .lock()
+            .expect("hub lock")
+            .push(subscriber);
+        (live.values().cloned().collect(), created)
     }
 
     /// The running interaction with this id.

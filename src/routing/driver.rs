@@ -20,10 +20,10 @@ use super::router::{
 use super::settings::{MobileSettings, SettingsError};
 use crate::bridge::hub::{Handle, Hub};
 use crate::bridge::{
-    AgentId, Command, Customer, EventKind, InteractionId, LegKind, LegState, LegTarget, Party,
-    Phase, Time,
+    AgentId, Command, Customer, EventKind, InteractionId, LegKind, LegState, Party, Phase, Time,
 };
 use crate::chat::store::{Store, StoreError};
+use crate::presentation::agent::{self, Scene};
 
 /// What an agent is told, as JSON text shared by all their tabs.
 pub type AgentEvent = Arc<str>;
@@ -142,6 +142,9 @@ struct Inner {
     mobile: broadcast::Sender<MobileOffer>,
     /// Subscribed before the first watcher starts, so that the SMS sender misses no offer.
     first_mobile: std::sync::Mutex<Option<broadcast::Receiver<MobileOffer>>>,
+    /// The interactions a watcher looks after now: one watcher each, however often one is
+    /// named.
+    watched: std::sync::Mutex<std::collections::HashSet<InteractionId>>,
 }
 
 /// Routing for one node. Cheap to clone.
@@ -181,20 +184,33 @@ impl Routing {
                 store: hub.store().clone(),
                 mobile,
                 first_mobile: std::sync::Mutex::new(Some(first_mobile)),
+                watched: std::sync::Mutex::new(std::collections::HashSet::new()),
             }),
         };
         let router = Router::from_config(&config, Time::now());
         tokio::spawn(run(router, rx, routing.clone()));
-        for handle in hub.handles() {
+        // Whoever opens an interaction, the hub tells routing: no creator has to.
+        let (running, mut created) = hub.subscribe_created();
+        for handle in running {
             routing.watch(handle);
         }
+        let watcher = routing.clone();
+        tokio::spawn(async move {
+            while let Some(handle) = created.recv().await {
+                watcher.watch(handle);
+            }
+        });
         routing
     }
 
     /// Routes an interaction: it is offered to agents until one has it, and its events reach
-    /// that agent.
+    /// that agent. Every interaction the hub opens is watched already; naming one again does
+    /// nothing while its watcher runs.
     pub fn watch(&self, handle: Handle) {
-        tokio::spawn(watch(self.clone(), handle));
+        let mut watched = self.inner.watched.lock().expect("watched");
+        if watched.insert(handle.id.clone()) {
+            tokio::spawn(watch(self.clone(), handle));
+        }
     }
 
     /// The agent's event stream (every tab subscribes to the same one).
@@ -580,16 +596,12 @@ fn serve(router: &mut Router, desk: &mut Desk, routing: &Routing, now: Time, req
 
 /// What a watcher knows about its interaction.
 struct Watched {
-    id: InteractionId,
-    service: String,
-    customer: Customer,
-    context: Value,
+    /// What the events so far told the desk (customer, context, recordings).
+    scene: Scene,
     agent: Option<AgentId>,
     offered_via: HashMap<AgentId, Via>,
     withdraw_reasons: HashMap<AgentId, WithdrawReason>,
     live_calls: HashMap<u32, bool>,
-    /// Recordings of calls, by leg: their link goes with the call's end.
-    recordings: HashMap<u32, String>,
     /// The customer's first message, shown with the offer.
     first_message: Option<String>,
     closing: bool,
@@ -598,32 +610,29 @@ struct Watched {
 /// One interaction's watcher: carries out routing's commands in order and tells agents what
 /// happens in it.
 async fn watch(routing: Routing, handle: Handle) {
+    let id = handle.id.clone();
+    follow(&routing, handle).await;
+    routing.inner.watched.lock().expect("watched").remove(&id);
+}
+
+/// Follows one interaction until it is over.
+async fn follow(routing: &Routing, handle: Handle) {
     let Ok(mut sub) = handle.subscribe(0).await else {
         return;
     };
     let mut w = Watched {
-        id: handle.id.clone(),
-        service: handle.service.clone(),
-        customer: Customer::default(),
-        context: Value::Null,
+        scene: Scene::new(handle.id.clone(), handle.service.clone()),
         agent: None,
         offered_via: HashMap::new(),
         withdraw_reasons: HashMap::new(),
         live_calls: HashMap::new(),
-        recordings: HashMap::new(),
         first_message: None,
         closing: false,
     };
     // The history sets the scene; agents are only told what happens from now on.
     for event in &sub.backlog {
+        agent::view(&mut w.scene, &event.kind);
         match &event.kind {
-            EventKind::Created {
-                customer, context, ..
-            } => {
-                w.customer = customer.clone();
-                w.context = context.clone();
-            }
-            EventKind::Context { data } => merge(&mut w.context, data),
             EventKind::PartyJoined {
                 party: Party::Agent(a),
                 ..
@@ -643,11 +652,12 @@ async fn watch(routing: Routing, handle: Handle) {
     if matches!(sub.phase, Phase::Closing | Phase::Closed) {
         return;
     }
-    routing.set_first_message(&w.id, w.first_message.clone());
+    let id = w.scene.id.clone();
+    routing.set_first_message(&id, w.first_message.clone());
     let (commands, mut queue) = mpsc::unbounded_channel();
     routing.send(Request::Watched {
-        chat: w.id.clone(),
-        service: w.service.clone(),
+        chat: id.clone(),
+        service: w.scene.service.clone(),
         agent: w.agent.clone().filter(|_| sub.phase == Phase::Active),
         commands,
     });
@@ -655,26 +665,26 @@ async fn watch(routing: Routing, handle: Handle) {
         tokio::select! {
             event = sub.live.recv() => match event {
                 Ok(event) => {
-                    if !project(&routing, &mut w, &event.kind, event.seq, event.at) {
+                    if !project(routing, &mut w, &event.kind, event.seq, event.at) {
                         break;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(interaction = %w.id, "agent projection lagged by {n} events");
+                    tracing::warn!(interaction = %id, "agent projection lagged by {n} events");
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             command = queue.recv() => {
                 match command {
                     None => break,
-                    Some(WatchCommand::ToDesk(agent)) => to_desk(&routing, &mut w, agent),
+                    Some(WatchCommand::ToDesk(agent)) => to_desk(routing, &mut w, agent),
                     Some(command) => carry_out(&handle, &mut w, command).await,
                 }
             }
         }
     }
-    routing.set_first_message(&w.id, None);
-    routing.send(Request::Ended { chat: w.id.clone() });
+    routing.set_first_message(&id, None);
+    routing.send(Request::Ended { chat: id });
 }
 
 /// An operator texted about the chat opened the desktop: the link expires and the desk shows
@@ -684,16 +694,17 @@ fn to_desk(routing: &Routing, w: &mut Watched, agent: AgentId) {
         return;
     }
     let _ = routing.inner.mobile.send(MobileOffer::Withdrawn {
-        chat: w.id.clone(),
+        chat: w.scene.id.clone(),
         agent: agent.clone(),
         reason: WithdrawReason::AgentLeft,
     });
-    routing.tell(
-        &agent,
-        json!({"event": "offer", "chat_id": w.id, "service": w.service, "customer": w.customer,
-               "context": w.context, "via": Via::Desktop, "first_message": w.first_message,
-               "timestamp": Time::now().millis()}),
+    let offer = agent::offer(
+        &w.scene,
+        &w.scene.context,
+        Via::Desktop,
+        w.first_message.as_deref(),
     );
+    routing.tell(&agent, agent::stamp(offer, &w.scene.id, None, Time::now()));
 }
 
 async fn carry_out(handle: &Handle, w: &mut Watched, command: WatchCommand) {
@@ -712,7 +723,7 @@ async fn carry_out(handle: &Handle, w: &mut Watched, command: WatchCommand) {
                 .await
                 .map(|_| ());
             if let Err(e) = &result {
-                tracing::info!(interaction = %w.id, "accept refused: {e}");
+                tracing::info!(interaction = %w.scene.id, "accept refused: {e}");
             }
             if let Some(reply) = reply {
                 let _ = reply.send(result);
@@ -727,11 +738,12 @@ async fn carry_out(handle: &Handle, w: &mut Watched, command: WatchCommand) {
     // Nothing waits for an offer's outcome, so offers to many agents are queued back to back
     // and the interaction stores them with one write.
     if let Err(e) = handle.send(Party::System, command).await {
-        tracing::debug!(interaction = %w.id, "routing command not delivered: {e}");
+        tracing::debug!(interaction = %w.scene.id, "routing command not delivered: {e}");
     }
 }
 
-/// Tells agents about one event; `false` once the interaction is over.
+/// Carries out what one event means for routing and tells agents about it; `false` once the
+/// interaction is over. What an agent sees of it is [`agent`]'s.
 fn project(
     routing: &Routing,
     w: &mut Watched,
@@ -739,32 +751,31 @@ fn project(
     seq: Option<u64>,
     at: Time,
 ) -> bool {
-    let chat = w.id.0.clone();
-    let to_agent = |agent: &AgentId, mut event: Value| {
-        event["chat_id"] = json!(chat);
-        if let Some(seq) = seq {
-            event["seq"] = json!(seq);
-        }
-        event["timestamp"] = json!(at.millis());
-        routing.tell(agent, event);
+    let chat = w.scene.id.clone();
+    let to_agent = |agent: &AgentId, view: Value| {
+        routing.tell(agent, agent::stamp(view, &chat, seq, at));
+    };
+    let withdrawn_by_sms = |agent: AgentId, reason: WithdrawReason| {
+        let _ = routing.inner.mobile.send(MobileOffer::Withdrawn {
+            chat: chat.clone(),
+            agent,
+            reason,
+        });
     };
     match kind {
         EventKind::Offered { agent, context } => {
             let via = w.offered_via.get(agent).copied().unwrap_or(Via::Desktop);
             if via == Via::Sms {
                 let _ = routing.inner.mobile.send(MobileOffer::Offered {
-                    chat: w.id.clone(),
+                    chat: chat.clone(),
                     agent: agent.clone(),
-                    service: w.service.clone(),
-                    customer: w.customer.clone(),
+                    service: w.scene.service.clone(),
+                    customer: w.scene.customer.clone(),
                     number: routing.mobile_number(agent),
                 });
             }
-            to_agent(
-                agent,
-                json!({"event": "offer", "service": w.service, "customer": w.customer,
-                       "context": context, "via": via, "first_message": w.first_message}),
-            );
+            let offer = agent::offer(&w.scene, context, via, w.first_message.as_deref());
+            to_agent(agent, offer);
         }
         EventKind::Withdrawn { agent } => {
             let reason = w
@@ -772,38 +783,28 @@ fn project(
                 .remove(agent)
                 .unwrap_or(WithdrawReason::Taken);
             if w.offered_via.remove(agent) == Some(Via::Sms) {
-                let _ = routing.inner.mobile.send(MobileOffer::Withdrawn {
-                    chat: w.id.clone(),
-                    agent: agent.clone(),
-                    reason,
-                });
+                withdrawn_by_sms(agent.clone(), reason);
             }
-            to_agent(agent, json!({"event": "withdrawn", "reason": reason}));
+            to_agent(agent, agent::withdrawn(reason));
         }
         EventKind::PartyJoined {
             party: Party::Agent(agent),
-            display_name,
+            ..
         } => {
             w.agent = Some(agent.clone());
             for (other, via) in w.offered_via.drain() {
                 if via == Via::Sms && other != *agent {
-                    let _ = routing.inner.mobile.send(MobileOffer::Withdrawn {
-                        chat: w.id.clone(),
-                        agent: other,
-                        reason: WithdrawReason::Taken,
-                    });
+                    withdrawn_by_sms(other, WithdrawReason::Taken);
                 }
             }
             routing.send(Request::Assigned {
-                chat: w.id.clone(),
-                service: w.service.clone(),
+                chat: chat.clone(),
+                service: w.scene.service.clone(),
                 agent: agent.clone(),
             });
-            to_agent(
-                agent,
-                json!({"event": "accepted", "service": w.service, "customer": w.customer,
-                       "context": w.context, "display_name": display_name}),
-            );
+            if let Some(view) = agent::view(&mut w.scene, kind) {
+                to_agent(agent, view);
+            }
         }
         EventKind::PartyLeft {
             party: Party::Agent(agent),
@@ -811,41 +812,17 @@ fn project(
         } => {
             // Leaving outside the teardown is a re-queue.
             if w.agent.as_ref() == Some(agent) && !w.closing {
-                to_agent(agent, json!({"event": "removed", "reason": "requeued"}));
+                to_agent(agent, agent::removed());
                 w.agent = None;
-            }
-        }
-        EventKind::Context { data } => {
-            merge(&mut w.context, data);
-            if let Some(agent) = &w.agent {
-                to_agent(
-                    agent,
-                    json!({"event": "context", "data": data, "context": w.context}),
-                );
-            }
-        }
-        EventKind::Location {
-            latitude,
-            longitude,
-        } => {
-            let data = json!({"location": {"latitude": latitude, "longitude": longitude}});
-            merge(&mut w.context, &data);
-            if let Some(agent) = &w.agent {
-                to_agent(
-                    agent,
-                    json!({"event": "context", "data": data, "context": w.context}),
-                );
             }
         }
         EventKind::Leg {
             leg,
-            kind,
+            kind: leg_kind,
             state,
-            target,
-            reason,
-            duration_s,
+            ..
         } => {
-            if *kind == LegKind::Voice
+            if *leg_kind == LegKind::Voice
                 && let Some(agent) = &w.agent
             {
                 let live = state.is_live() && *state != LegState::AwaitingApproval;
@@ -857,35 +834,14 @@ fn project(
                     });
                 }
             }
-            if let Some(agent) = &w.agent {
-                let mut event = json!({"event": "call_state", "leg": leg.0, "kind": kind,
-                                       "state": state, "reason": reason});
-                if let Some(duration) = duration_s {
-                    event["duration_s"] = json!(duration);
-                }
-                // A call to the customer's phone names the number (a call-me request's too).
-                if let Some(LegTarget::Phone(number)) = target {
-                    event["number"] = json!(number);
-                }
-                if *state == LegState::Released
-                    && let Some(file) = w.recordings.remove(&leg.0)
-                {
-                    event["recording"] = json!(file);
-                    event["recording_url"] =
-                        json!(format!("/admin/v1/interactions/{}/recordings/{file}", w.id));
-                }
-                to_agent(agent, event);
-            }
-        }
-        EventKind::Recording { leg, file } => {
-            w.recordings.insert(leg.0, file.clone());
+            tell_assigned(w, kind, to_agent);
         }
         // The gateway's offers to the agent's own WebRTC leg.
         EventKind::Signaling {
             to: Party::Agent(agent),
             data,
             ..
-        } => to_agent(agent, json!({"event": "webrtc_signaling", "data": data})),
+        } => to_agent(agent, agent::webrtc_signaling(data)),
         EventKind::TeardownStarted { .. } => {
             w.closing = true;
             // Offers still standing go with the chat (the caller hung up, the customer left):
@@ -893,22 +849,9 @@ fn project(
             for (agent, via) in std::mem::take(&mut w.offered_via) {
                 let reason = WithdrawReason::Ended;
                 if via == Via::Sms {
-                    let _ = routing.inner.mobile.send(MobileOffer::Withdrawn {
-                        chat: w.id.clone(),
-                        agent: agent.clone(),
-                        reason,
-                    });
+                    withdrawn_by_sms(agent.clone(), reason);
                 }
-                to_agent(&agent, json!({"event": "withdrawn", "reason": reason}));
-            }
-        }
-        EventKind::ChatClosed { reason } => {
-            if let Some(agent) = &w.agent {
-                to_agent(
-                    agent,
-                    json!({"event": "ended", "reason": reason,
-                           "transcript": format!("/agent/v1/chats/{}/transcript", w.id)}),
-                );
+                to_agent(&agent, agent::withdrawn(reason));
             }
         }
         EventKind::Status {
@@ -920,38 +863,35 @@ fn project(
             ..
         } if w.first_message.is_none() => {
             w.first_message = Some(first_words(text));
-            routing.set_first_message(&w.id, w.first_message.clone());
-            match &w.agent {
-                Some(agent) => {
-                    if let Some(view) = chat_view(kind) {
-                        to_agent(agent, view);
-                    }
-                }
+            routing.set_first_message(&chat, w.first_message.clone());
+            if w.agent.is_some() {
+                tell_assigned(w, kind, to_agent);
+            } else {
                 // Desks holding the offer show the first message with it.
-                None => {
-                    for (agent, via) in &w.offered_via {
-                        if *via == Via::Desktop {
-                            routing.tell(
-                                agent,
-                                json!({"event": "offer", "chat_id": w.id, "service": w.service,
-                                       "customer": w.customer, "context": w.context,
-                                       "via": via, "first_message": w.first_message,
-                                       "timestamp": at.millis()}),
-                            );
-                        }
+                for (agent, via) in &w.offered_via {
+                    if *via == Via::Desktop {
+                        let offer = agent::offer(
+                            &w.scene,
+                            &w.scene.context,
+                            *via,
+                            w.first_message.as_deref(),
+                        );
+                        routing.tell(agent, agent::stamp(offer, &chat, None, at));
                     }
                 }
             }
         }
-        other => {
-            if let Some(agent) = &w.agent
-                && let Some(view) = chat_view(other)
-            {
-                to_agent(agent, view);
-            }
-        }
+        other => tell_assigned(w, other, to_agent),
     }
     true
+}
+
+/// Reads an event into the scene and shows it to the agent who has the chat, if any.
+fn tell_assigned(w: &mut Watched, kind: &EventKind, to_agent: impl Fn(&AgentId, Value)) {
+    let view = agent::view(&mut w.scene, kind);
+    if let (Some(agent), Some(view)) = (&w.agent, view) {
+        to_agent(agent, view);
+    }
 }
 
 /// The start of a message, as an offer shows it (at most 200 characters).
@@ -960,131 +900,5 @@ fn first_words(text: &str) -> String {
     match text.char_indices().nth(SHOWN) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_string(),
-    }
-}
-
-/// A chat's stored events as its agent's desk sees them live (`message`, `file`, `receipt`,
-/// `call_state`, `dtmf`, `context`, `accepted`, `ended` …, each with `chat_id`, `seq` and
-/// `timestamp`), so that a desk that reloads or opens a past chat draws it the same way.
-pub fn history_view(id: &InteractionId, events: &[crate::bridge::Event]) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut context = Value::Null;
-    let mut recordings: HashMap<u32, String> = HashMap::new();
-    let (mut service, mut customer) = (String::new(), Customer::default());
-    for event in events {
-        let view = match &event.kind {
-            EventKind::Created {
-                service: s,
-                customer: c,
-                context: x,
-            } => {
-                (service, customer, context) = (s.clone(), c.clone(), x.clone());
-                None
-            }
-            EventKind::PartyJoined {
-                party: Party::Agent(_),
-                display_name,
-            } => Some(
-                json!({"event": "accepted", "service": service, "customer": customer,
-                             "context": context, "display_name": display_name}),
-            ),
-            EventKind::Context { data } => {
-                merge(&mut context, data);
-                Some(json!({"event": "context", "data": data, "context": context}))
-            }
-            EventKind::Location {
-                latitude,
-                longitude,
-            } => {
-                let data = json!({"location": {"latitude": latitude, "longitude": longitude}});
-                merge(&mut context, &data);
-                Some(json!({"event": "context", "data": data, "context": context}))
-            }
-            EventKind::Recording { leg, file } => {
-                recordings.insert(leg.0, file.clone());
-                None
-            }
-            EventKind::Leg {
-                leg,
-                kind,
-                state,
-                target,
-                reason,
-                duration_s,
-            } => {
-                let mut view = json!({"event": "call_state", "leg": leg.0, "kind": kind,
-                                      "state": state, "reason": reason});
-                if let Some(duration) = duration_s {
-                    view["duration_s"] = json!(duration);
-                }
-                if let Some(LegTarget::Phone(number)) = target {
-                    view["number"] = json!(number);
-                }
-                if *state == LegState::Released
-                    && let Some(file) = recordings.remove(&leg.0)
-                {
-                    view["recording"] = json!(file);
-                    view["recording_url"] =
-                        json!(format!("/admin/v1/interactions/{id}/recordings/{file}"));
-                }
-                Some(view)
-            }
-            EventKind::ChatClosed { reason } => Some(json!({"event": "ended", "reason": reason,
-                "transcript": format!("/agent/v1/chats/{id}/transcript")})),
-            other => chat_view(other),
-        };
-        if let Some(mut view) = view {
-            view["chat_id"] = json!(id);
-            if let Some(seq) = event.seq {
-                view["seq"] = json!(seq);
-            }
-            view["timestamp"] = json!(event.at.millis());
-            out.push(view);
-        }
-    }
-    out
-}
-
-/// Chat content as the agent sees it.
-fn chat_view(kind: &EventKind) -> Option<Value> {
-    Some(match kind {
-        EventKind::Message { msg_id, from, text } => {
-            json!({"event": "message", "msg_id": msg_id, "from": from.party_id(), "msg": text})
-        }
-        EventKind::File {
-            file_id,
-            file_name,
-            file_type,
-            size,
-            from,
-        } => json!({"event": "file", "file_id": file_id, "file_name": file_name,
-                    "file_type": file_type, "size": size, "from": from.party_id()}),
-        EventKind::Typing { from, typing } => {
-            json!({"event": "typing", "from": from.party_id(), "typing": typing})
-        }
-        EventKind::Receipt {
-            ref_msg_id,
-            receipt,
-            by,
-        } => json!({"event": "receipt", "ref_msg_id": ref_msg_id, "receipt": receipt,
-                    "by": by.party_id()}),
-        EventKind::Dtmf { leg, digit } => json!({"event": "dtmf", "leg": leg.0, "digit": digit}),
-        EventKind::TimeoutWarning { remaining_s } => {
-            json!({"event": "timeout_warning", "remaining_s": remaining_s})
-        }
-        EventKind::Status { phase } => json!({"event": "status", "phase": phase}),
-        _ => return None,
-    })
-}
-
-/// Shallow merge of a JSON object (as the interaction merges context).
-fn merge(context: &mut Value, data: &Value) {
-    match (context, data) {
-        (Value::Object(into), Value::Object(from)) => {
-            for (k, v) in from {
-                into.insert(k.clone(), v.clone());
-            }
-        }
-        (context, data) => *context = data.clone(),
     }
 }

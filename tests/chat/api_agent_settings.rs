@@ -131,8 +131,8 @@ async fn settings_are_validated_told_to_every_tab_and_stored() {
         tandem::bridge::hub::Hub::open(std::sync::Arc::new(again.clone()), store, metrics, None)
             .await
             .unwrap();
-    let state =
-        tandem::api::AppState::new(hub, tandem::chat::files::FileStore::new(&again.files.dir));
+    let files = tandem::chat::files::FileStore::new(&again.files.dir);
+    let state = tandem::api::AppState::new(tandem::server::parts(hub, files));
     let (addr, server) = agent::serve(tandem::api::app(state)).await;
     let token = agent::login(&http, addr, "alice", "desk").await;
     let (_, hello) = agent::Desk::open(addr, &token).await;

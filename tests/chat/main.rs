@@ -73,6 +73,7 @@ mod mobile_schedule_across_time_zones;
 mod restart_kill9;
 mod routing_agent_drops;
 mod routing_capacity;
+mod routing_follows_every_new_interaction;
 mod routing_presence_staffs_the_department;
 mod routing_queue_and_ewt;
 mod routing_ring_all_burst;

@@ -94,7 +94,7 @@ impl Api {
         let hub = Hub::open(Arc::new(config), store, metrics, None)
             .await
             .unwrap();
-        let state = AppState::new(hub, files);
+        let state = AppState::new(tandem::server::parts(hub, files));
         let router = app(state.clone());
         Api { dir, state, router }
     }

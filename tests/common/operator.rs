@@ -97,7 +97,10 @@ impl Gateway {
         let hub = Hub::open(Arc::new(config), store, metrics, Some(legs))
             .await
             .unwrap();
-        let state = AppState::new(hub, FileStore::new(dir.path().join("files")));
+        let state = AppState::new(tandem::server::parts(
+            hub,
+            FileStore::new(dir.path().join("files")),
+        ));
         let router = app(state.clone());
         Gateway {
             router,
