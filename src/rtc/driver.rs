@@ -46,8 +46,10 @@ const MAX_DATAGRAM: usize = 2048;
 /// Datagrams the reader takes from the shared socket per wake before it looks at its commands.
 const READ_BATCH: usize = 64;
 /// The reader's buffer grows by this much at a time; datagrams are slices of it, and a chunk
-/// is freed (or reused) once every peer has let go of its slices.
-const READ_CHUNK: usize = 64 * 1024;
+/// is freed (or reused) once every peer has let go of its slices. A queued datagram can keep
+/// its whole chunk alive, so the chunk is small: a peer's full queue pins at most
+/// [`PEER_QUEUE`] chunks (4 MiB), and in the usual case, queues drained as they fill, a few.
+const READ_CHUNK: usize = 16 * 1024;
 /// Messages and bridge datagrams a peer task takes per wake before it polls its output.
 const PEER_BATCH: usize = 32;
 /// Kernel buffers of the shared socket. Every peer's media arrives on it, so the default
