@@ -167,10 +167,31 @@ fn codec_cost(frames: usize) {
     }
     let encode = started.elapsed().as_secs_f64() / frames as f64;
     println!(
-        "codec, per 20 ms frame: opus-rs decode 48k Opus -> PCMU {:.1} µs, encode PCMU -> Opus {:.1} µs ({} B/frame)",
+        "codec, per 20 ms frame: opus-rs decode 48k Opus -> PCMU {:.1} µs, encode PCMU -> Opus {:.1} µs ({} B/frame) at complexity {}",
         decode * 1e6,
         encode * 1e6,
-        sent / frames
+        sent / frames,
+        tandem::rtc::transcode::ENCODER_COMPLEXITY,
+    );
+    // The encoder's effort side by side: what each setting costs a bridged leg.
+    let settings: Vec<String> = [0, 1, 2, 3, 5, 9]
+        .into_iter()
+        .map(|complexity| {
+            let mut transcoder = Transcoder::with_complexity(complexity).unwrap();
+            let mut sent = 0usize;
+            let started = Instant::now();
+            for chunk in voice.chunks(160).cycle().take(frames) {
+                transcoder
+                    .g711_to_opus(chunk, G711::Pcmu, |p| sent += p.len())
+                    .unwrap();
+            }
+            let encode = started.elapsed().as_secs_f64() / frames as f64;
+            format!("{complexity}: {:.1} µs {} B", encode * 1e6, sent / frames)
+        })
+        .collect();
+    println!(
+        "codec, opus-rs encode PCMU -> Opus per 20 ms frame by complexity: {}",
+        settings.join(", ")
     );
     #[cfg(feature = "libopus")]
     libopus_cost(&opus, &voice, frames);

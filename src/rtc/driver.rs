@@ -2,10 +2,14 @@
 //!
 //! - The reader task owns the receive side of the `[rtc] listen` socket and the [`Demux`]; it
 //!   hands each datagram to its peer's bounded channel with `try_send` (a full queue drops the
-//!   datagram, counted, as a congested network would) and never awaits a peer.
+//!   datagram, counted, as a congested network would) and never awaits a peer. Each wake reads
+//!   what the socket holds, up to [`READ_BATCH`] datagrams, into one shared buffer: a datagram
+//!   travels to its peer as a slice of it ([`Bytes`]), neither copied nor allocated alone.
 //! - A peer task owns its [`Peer`] and, once bridged, its plain-RTP socket. It sends on the
 //!   shared socket with `try_send_to`. Media and keyframe requests for a connected peer go to
-//!   that peer's channel, with `try_send` too.
+//!   that peer's channel, with `try_send` too. A woken task takes everything already queued
+//!   for it (up to [`PEER_BATCH`] messages or bridge datagrams) before it polls the peer's
+//!   output, so a burst costs one wake and one pass over str0m's output.
 //! - A watcher per peer awaits the task's end, normal or panic (tokio contains task panics),
 //!   removes the peer from both maps and reports [`RtcEvent::Closed`].
 //!
@@ -19,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::{Bytes, BytesMut};
 use str0m::media::{KeyframeRequestKind, MediaKind};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -38,6 +43,15 @@ const PEER_QUEUE: usize = 256;
 const EVENTS_CAPACITY: usize = 1024;
 /// Larger than any datagram a WebRTC client sends (str0m's MTU is below 1500).
 const MAX_DATAGRAM: usize = 2048;
+/// Datagrams the reader takes from the shared socket per wake before it looks at its commands.
+const READ_BATCH: usize = 64;
+/// The reader's buffer grows by this much at a time; datagrams are slices of it, and a chunk
+/// is freed (or reused) once every peer has let go of its slices. A queued datagram can keep
+/// its whole chunk alive, so the chunk is small: a peer's full queue pins at most
+/// [`PEER_QUEUE`] chunks (4 MiB), and in the usual case, queues drained as they fill, a few.
+const READ_CHUNK: usize = 16 * 1024;
+/// Messages and bridge datagrams a peer task takes per wake before it polls its output.
+const PEER_BATCH: usize = 32;
 /// Kernel buffers of the shared socket. Every peer's media arrives on it, so the default
 /// (~200 kB, some 200 small datagrams: about 10 ms of 300 audio legs) overflows whenever the
 /// reader is off the CPU for longer; 4 MB holds a few hundred ms. The kernel caps it at
@@ -48,7 +62,8 @@ enum PeerMsg {
     Datagram {
         source: SocketAddr,
         at: Instant,
-        data: Vec<u8>,
+        /// A slice of the reader's shared buffer.
+        data: Bytes,
     },
     /// Media from the peer this one is connected to.
     Forward(MediaIn),
@@ -310,45 +325,81 @@ async fn read_loop(
     counters: Arc<RtcCounters>,
     shutdown: CancellationToken,
 ) {
-    let mut demux = Demux::new();
-    let mut senders: HashMap<PeerId, mpsc::Sender<PeerMsg>> = HashMap::new();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut reader = Reader {
+        demux: Demux::new(),
+        senders: HashMap::new(),
+        counters,
+    };
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             cmd = commands.recv() => match cmd {
-                Some(DemuxCmd::Add(peer, ufrag, tx)) => {
-                    demux.insert(peer, &ufrag);
-                    senders.insert(peer, tx);
-                }
-                Some(DemuxCmd::Remove(peer)) => {
-                    demux.remove(peer);
-                    senders.remove(&peer);
-                }
+                Some(cmd) => reader.apply(cmd),
                 None => return,
             },
-            received = socket.recv_from(&mut buf) => {
-                let (n, source) = match received {
-                    Ok(r) => r,
-                    // ICMP port unreachable from an earlier send, and the like.
-                    Err(error) => {
-                        tracing::debug!(%error, "WebRTC socket receive");
-                        continue;
-                    }
-                };
-                let at = Instant::now();
-                bump(&counters.packets_in, 1);
-                bump(&counters.bytes_in, n as u64);
-                let Route::Peer(peer) = demux.route(source, &buf[..n]) else {
-                    bump(&counters.dropped_unknown, 1);
+            ready = socket.readable() => {
+                if let Err(error) = ready {
+                    tracing::debug!(%error, "WebRTC socket readiness");
                     continue;
-                };
-                let Some(tx) = senders.get(&peer) else { continue };
-                let msg = PeerMsg::Datagram { source, at, data: buf[..n].to_vec() };
-                if tx.try_send(msg).is_err() {
-                    bump(&counters.dropped_queue_full, 1);
+                }
+                // A peer added just before its first datagram arrived is routed to.
+                while let Ok(cmd) = commands.try_recv() {
+                    reader.apply(cmd);
+                }
+                for _ in 0..READ_BATCH {
+                    if buf.capacity() - buf.len() < MAX_DATAGRAM {
+                        buf.reserve(READ_CHUNK);
+                    }
+                    match socket.try_recv_buf_from(&mut buf) {
+                        Ok((n, source)) => {
+                            let data = buf.split_to(n).freeze();
+                            reader.route(source, data);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        // ICMP port unreachable from an earlier send, and the like.
+                        Err(error) => tracing::debug!(%error, "WebRTC socket receive"),
+                    }
                 }
             }
+        }
+    }
+}
+
+/// The reader's state: where datagrams go.
+struct Reader {
+    demux: Demux,
+    senders: HashMap<PeerId, mpsc::Sender<PeerMsg>>,
+    counters: Arc<RtcCounters>,
+}
+
+impl Reader {
+    fn apply(&mut self, cmd: DemuxCmd) {
+        match cmd {
+            DemuxCmd::Add(peer, ufrag, tx) => {
+                self.demux.insert(peer, &ufrag);
+                self.senders.insert(peer, tx);
+            }
+            DemuxCmd::Remove(peer) => {
+                self.demux.remove(peer);
+                self.senders.remove(&peer);
+            }
+        }
+    }
+
+    fn route(&mut self, source: SocketAddr, data: Bytes) {
+        let at = Instant::now();
+        bump(&self.counters.packets_in, 1);
+        bump(&self.counters.bytes_in, data.len() as u64);
+        let Route::Peer(peer) = self.demux.route(source, &data) else {
+            bump(&self.counters.dropped_unknown, 1);
+            return;
+        };
+        let Some(tx) = self.senders.get(&peer) else {
+            return;
+        };
+        if tx.try_send(PeerMsg::Datagram { source, at, data }).is_err() {
+            bump(&self.counters.dropped_queue_full, 1);
         }
     }
 }
@@ -398,11 +449,30 @@ impl PeerTask {
                 _ = shutdown.cancelled() => Wake::Shutdown,
             };
             match wake {
-                Wake::Msg(Some(msg)) => self.on_msg(msg).await,
+                Wake::Msg(Some(msg)) => {
+                    self.on_msg(msg).await;
+                    // What else is queued joins this pass, so the output is polled once.
+                    for _ in 1..PEER_BATCH {
+                        let Ok(msg) = rx.try_recv() else { break };
+                        self.on_msg(msg).await;
+                    }
+                }
                 // Every sender is gone: the service is shutting down.
                 Wake::Msg(None) | Wake::Shutdown => self.peer.close(CloseReason::ClosedByUs),
                 Wake::Timeout => self.peer.handle_input(Instant::now(), Input::Timeout),
-                Wake::Rtp(Ok((n, source))) => self.on_rtp(source, &rtp_buf[..n]),
+                Wake::Rtp(Ok((n, source))) => {
+                    self.on_rtp(source, &rtp_buf[..n]);
+                    for _ in 1..PEER_BATCH {
+                        let Some(Ok((n, source))) = self
+                            .bridge
+                            .as_ref()
+                            .map(|b| b.socket.try_recv_from(&mut rtp_buf))
+                        else {
+                            break;
+                        };
+                        self.on_rtp(source, &rtp_buf[..n]);
+                    }
+                }
                 Wake::Rtp(Err(error)) => tracing::debug!(peer = %self.id, %error, "bridge socket"),
             }
         }
@@ -456,6 +526,8 @@ impl PeerTask {
                     .is_ok()
             {
                 bump(&self.counters.rtp_bridge_out, 1);
+            } else {
+                bump(&self.counters.rtp_bridge_out_dropped, 1);
             }
             return;
         }
@@ -477,9 +549,13 @@ impl PeerTask {
         bump(&self.counters.rtp_bridge_in, 1);
         let now = Instant::now();
         let peer = &mut self.peer;
-        bridge.rtp.from_rtp(packet, |pt, time, data| {
-            peer.write_audio(pt, now, time, data);
+        let mut refused = false;
+        let taken = bridge.rtp.from_rtp(packet, |pt, time, data| {
+            refused |= !peer.write_audio(pt, now, time, data);
         });
+        if !taken || refused {
+            bump(&self.counters.rtp_bridge_in_dropped, 1);
+        }
     }
 
     /// After a negotiation, the codec the client takes may have changed.
@@ -795,6 +871,90 @@ mod tests {
         }
         assert!(!a.media.is_empty(), "the browser heard nothing from SIP");
         assert!(rtc.counters().rtp_bridge_in > 0);
+    }
+
+    /// Every audio packet of a bridged peer is accounted for, each way: what the client sent
+    /// is RTP the SIP leg received or a counted drop, and what the SIP leg sent is audio the
+    /// client heard or a counted drop (here: a telephone-event, which the client is not sent).
+    #[tokio::test]
+    async fn bridged_audio_is_accounted_packet_by_packet_both_ways() {
+        let (rtc, mut events) = RtcService::start(&config(10)).await.unwrap();
+        let (pa, offer) = rtc.create_peer(AUDIO).await.unwrap();
+        let (mut a, answer) = Client::answering(&offer).await;
+        rtc.accept_answer(pa, answer).await.unwrap();
+        let sip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let bridge = rtc
+            .bridge_rtp(pa, sip.local_addr().unwrap(), G711::Pcmu)
+            .await
+            .unwrap();
+        for _ in 0..200 {
+            if a.connected {
+                break;
+            }
+            a.run(Duration::from_millis(50)).await;
+        }
+        assert!(a.connected, "the client did not connect");
+        assert_eq!(
+            next_event(&mut events).await,
+            RtcEvent::Connected { peer: pa }
+        );
+
+        // Browser -> SIP: each packet becomes one RTP packet or one counted drop.
+        const SENT: u64 = 40;
+        let mut buf = [0u8; 2048];
+        let mut received = 0u64;
+        for seq in 0..SENT {
+            a.send_audio(seq);
+            a.run(Duration::from_millis(5)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            while let Ok((n, from)) = sip.try_recv_from(&mut buf) {
+                assert_eq!(from.port(), bridge.port());
+                assert_eq!(crate::rtc::rtp_bridge::parse_rtp(&buf[..n]).unwrap().0, 0);
+                received += 1;
+            }
+            let c = rtc.counters();
+            if c.rtp_bridge_out + c.rtp_bridge_out_dropped == SENT && received == c.rtp_bridge_out {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{received} received, {c:?}");
+            a.run(Duration::from_millis(10)).await;
+        }
+        assert!(received > 0, "no audio reached the SIP leg");
+
+        // SIP -> browser: audio is heard; a telephone-event is counted, not played.
+        const AUDIO_IN: usize = 20;
+        for seq in 0..AUDIO_IN as u16 + 1 {
+            let pt = if seq == 7 { 101 } else { 0 };
+            let mut p = vec![0x80, pt];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(seq as u32 * 160).to_be_bytes());
+            p.extend_from_slice(&[9, 9, 9, 9]);
+            p.extend_from_slice(if pt == 0 {
+                &[0xff; 160][..]
+            } else {
+                &[1, 0, 0, 160]
+            });
+            sip.send_to(&p, bridge).await.unwrap();
+            a.run(Duration::from_millis(5)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let c = rtc.counters();
+            if c.rtp_bridge_in == AUDIO_IN as u64 + 1
+                && c.rtp_bridge_in_dropped == 1
+                && a.media.len() == AUDIO_IN
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the client heard {} of {AUDIO_IN}; {c:?}",
+                a.media.len()
+            );
+            a.run(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]

@@ -151,6 +151,14 @@ pub struct RtcCounters {
     /// Plain RTP packets sent to and received from SIP media legs.
     pub rtp_bridge_out: AtomicU64,
     pub rtp_bridge_in: AtomicU64,
+    /// Audio of a bridged peer that did not become RTP towards its SIP leg (undecodable, a
+    /// codec the leg cannot take, or a send the socket refused): every audio packet the peer
+    /// receives is either in `rtp_bridge_out` or here.
+    pub rtp_bridge_out_dropped: AtomicU64,
+    /// RTP from the SIP leg that the client is not sent: other payload types (telephone-events,
+    /// comfort noise), malformed packets, audio while the client takes no codec of ours, or a
+    /// write str0m refused. Every packet in `rtp_bridge_in` is played or counted here.
+    pub rtp_bridge_in_dropped: AtomicU64,
 }
 
 /// A snapshot of [`RtcCounters`].
@@ -166,6 +174,8 @@ pub struct RtcStats {
     pub dropped_queue_full: u64,
     pub rtp_bridge_out: u64,
     pub rtp_bridge_in: u64,
+    pub rtp_bridge_out_dropped: u64,
+    pub rtp_bridge_in_dropped: u64,
 }
 
 impl RtcCounters {
@@ -182,6 +192,8 @@ impl RtcCounters {
             dropped_queue_full: get(&self.dropped_queue_full),
             rtp_bridge_out: get(&self.rtp_bridge_out),
             rtp_bridge_in: get(&self.rtp_bridge_in),
+            rtp_bridge_out_dropped: get(&self.rtp_bridge_out_dropped),
+            rtp_bridge_in_dropped: get(&self.rtp_bridge_in_dropped),
         }
     }
 }

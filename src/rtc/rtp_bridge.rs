@@ -148,16 +148,20 @@ impl RtpBridge {
     }
 
     /// Takes one plain RTP packet from the SIP leg and calls `emit` with what to write to the
-    /// client: its payload type, RTP time and payload. Packets of other payload types
-    /// (telephone-events, comfort noise) and malformed ones are ignored.
-    pub fn from_rtp(&mut self, packet: &[u8], mut emit: impl FnMut(Pt, MediaTime, &[u8])) {
+    /// client: its payload type, RTP time and payload. `false` when the packet is not the
+    /// client's to hear: other payload types (telephone-events, comfort noise), malformed or
+    /// empty ones, audio while the client takes no codec of ours, or G.711 the encoder refused.
+    /// `true` means its audio was emitted or waits for the rest of an Opus frame.
+    pub fn from_rtp(&mut self, packet: &[u8], mut emit: impl FnMut(Pt, MediaTime, &[u8])) -> bool {
         let Some((pt, ts, payload)) = parse_rtp(packet) else {
-            return;
+            return false;
         };
         if pt != static_pt(self.law) || payload.is_empty() {
-            return;
+            return false;
         }
-        let Some(to) = self.to_peer else { return };
+        let Some(to) = self.to_peer else {
+            return false;
+        };
         let ext = self.unwrap_ts(ts);
         let law = self.law;
         if let Some(to_law) = law_of(to.codec) {
@@ -167,19 +171,25 @@ impl RtpBridge {
             g711::transcode_in_place(&mut scratch, law, to_law);
             emit(to.pt, MediaTime::new(ext, Frequency::EIGHT_KHZ), &scratch);
             self.scratch = scratch;
+            true
         } else if to.codec == Codec::Opus {
-            let Some(t) = self.transcoder() else { return };
+            let Some(t) = self.transcoder() else {
+                return false;
+            };
             // Frames start where the samples still waiting from earlier packets began.
             let mut next =
                 ext.saturating_sub(t.pending_samples() as u64) * OPUS_TICKS_PER_SAMPLE as u64;
-            let _ = t.g711_to_opus(payload, law, |frame| {
+            t.g711_to_opus(payload, law, |frame| {
                 emit(
                     to.pt,
                     MediaTime::new(next, Frequency::FORTY_EIGHT_KHZ),
                     frame,
                 );
                 next += (super::transcode::FRAME_SAMPLES as u64) * OPUS_TICKS_PER_SAMPLE as u64;
-            });
+            })
+            .is_ok()
+        } else {
+            false
         }
     }
 
@@ -394,10 +404,11 @@ mod tests {
         bridge.from_rtp(&rtp(0, 2, 80, &[0x11; 160]), |pt, t, d| {
             got.push((pt, t.numer(), d.to_vec()))
         });
-        bridge.from_rtp(&rtp(101, 3, 80, &[0x11; 4]), |pt, t, d| {
+        let event = bridge.from_rtp(&rtp(101, 3, 80, &[0x11; 4]), |pt, t, d| {
             got.push((pt, t.numer(), d.to_vec()))
         });
-        bridge.from_rtp(&[0x80, 0], |_, _, _| panic!("a runt is not audio"));
+        assert!(!event, "a telephone-event is not the client's to hear");
+        assert!(!bridge.from_rtp(&[0x80, 0], |_, _, _| panic!("a runt is not audio")));
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, 0.into());
         assert_eq!(got[1].1 - got[0].1, 160);
