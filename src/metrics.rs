@@ -120,7 +120,7 @@ impl Default for Metrics {
         );
         registry.register(
             "webrtc_dropped",
-            "WebRTC datagrams dropped, by reason",
+            "WebRTC datagrams and bridged RTP packets dropped, by reason",
             webrtc_dropped.clone(),
         );
         registry.register(
@@ -295,6 +295,8 @@ impl Metrics {
         for (reason, n) in [
             ("unknown", stats.dropped_unknown),
             ("queue_full", stats.dropped_queue_full),
+            ("rtp_bridge_in", stats.rtp_bridge_in_dropped),
+            ("rtp_bridge_out", stats.rtp_bridge_out_dropped),
         ] {
             self.webrtc_dropped
                 .get_or_create(&label("reason", reason))
