@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use tandem::media::batch::{self, RecvBatch};
-use tandem::media::engine::{Forwarding, LegId, MediaEngine, MediaSettings};
+use tandem::media::engine::{Forwarding, LegPort, MediaEngine, MediaSettings};
 use tandem::media::latch::Learning;
 
 const PACKET: usize = 172;
@@ -278,7 +278,7 @@ fn rtp(seq: u16, ssrc: u32) -> [u8; PACKET] {
 type Phones = Vec<(UdpSocket, SocketAddr)>;
 
 /// Opens bridged pairs on the next free even ports; returns each phone with its leg address.
-fn open_calls(engine: &mut MediaEngine, calls: usize, port: &mut u16) -> (Phones, Vec<LegId>) {
+fn open_calls(engine: &mut MediaEngine, calls: usize, port: &mut u16) -> (Phones, Vec<LegPort>) {
     let mut phones = Vec::with_capacity(2 * calls);
     let mut legs = Vec::with_capacity(2 * calls);
     for _ in 0..2 * calls {

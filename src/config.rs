@@ -156,9 +156,11 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// A plain transport the SIP listener opens on `sip.listen` (TLS and WebSocket have their own
+/// sections and addresses).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
-pub enum TransportKind {
+pub enum ListenTransport {
     Udp,
     Tcp,
 }
@@ -167,7 +169,7 @@ pub enum TransportKind {
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
     pub listen: SocketAddr,
-    pub transports: Vec<TransportKind>,
+    pub transports: Vec<ListenTransport>,
     pub public_addr: Option<SocketAddr>,
     pub domain: Option<String>,
     pub user_agent: String,
@@ -948,7 +950,7 @@ impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
-            transports: vec![TransportKind::Udp, TransportKind::Tcp],
+            transports: vec![ListenTransport::Udp, ListenTransport::Tcp],
             public_addr: None,
             domain: None,
             user_agent: "Tandem".into(),

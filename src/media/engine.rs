@@ -45,9 +45,9 @@ use crate::media::codec::Codec;
 /// How many events the receiver may fall behind by before new ones are dropped.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// A leg is named by its RTP port, unique while the leg is open.
+/// A media leg, named by its RTP port (unique while the leg is open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LegId(pub u16);
+pub struct LegPort(pub u16);
 
 /// What a leg does with the packets it receives.
 #[derive(Debug, Clone, Default)]
@@ -82,7 +82,7 @@ pub struct Forwarding {
 pub enum MediaEvent {
     /// A DTMF key press arrived as RFC 4733 telephone-events on `leg`.
     Dtmf {
-        leg: LegId,
+        leg: LegPort,
         digit: char,
         duration_ms: u32,
     },
@@ -179,8 +179,8 @@ struct LegEntry {
     slot: u32,
     /// The leg this one's route forwards to, and the legs whose routes forward to this one:
     /// a closing leg must not stay anyone's destination.
-    forwards_to: Option<LegId>,
-    forwarded_from: Vec<LegId>,
+    forwards_to: Option<LegPort>,
+    forwarded_from: Vec<LegPort>,
 }
 
 /// The sockets of a closed leg, kept bound and registered in their reactor's slot.
@@ -210,8 +210,8 @@ impl Slots {
 
 /// A call being recorded: its two legs and the sink both feed.
 struct ActiveRecording {
-    customer: LegId,
-    agent: LegId,
+    customer: LegPort,
+    agent: LegPort,
     sink: RecordingSink,
 }
 
@@ -221,7 +221,7 @@ pub struct MediaEngine {
     reactors: Vec<ReactorHandle>,
     slots: Vec<Slots>,
     epoch: Instant,
-    legs: HashMap<LegId, LegEntry>,
+    legs: HashMap<LegPort, LegEntry>,
     /// Sockets of closed legs kept for reuse, by RTP port.
     idle: HashMap<u16, IdleSockets>,
     idle_budget: usize,
@@ -278,8 +278,8 @@ impl MediaEngine {
         port: u16,
         signalled: Option<SocketAddr>,
         learning: Learning,
-    ) -> io::Result<LegId> {
-        let id = LegId(port);
+    ) -> io::Result<LegPort> {
+        let id = LegPort(port);
         if self.legs.contains_key(&id) {
             return Err(io::Error::new(io::ErrorKind::AddrInUse, "leg already open"));
         }
@@ -330,7 +330,7 @@ impl MediaEngine {
         Ok(id)
     }
 
-    fn control(&self, leg: LegId, control: Control) {
+    fn control(&self, leg: LegPort, control: Control) {
         if let Some(entry) = self.legs.get(&leg) {
             self.reactors[entry.reactor].send(Command::Control {
                 slot: entry.slot,
@@ -340,7 +340,7 @@ impl MediaEngine {
     }
 
     /// Sets `leg`'s route, keeping track of who forwards to whom.
-    fn route(&mut self, leg: LegId, route: Route) {
+    fn route(&mut self, leg: LegPort, route: Route) {
         let to = match &route {
             Route::Forward { to, .. } => Some(to.id),
             _ => None,
@@ -359,13 +359,13 @@ impl MediaEngine {
     }
 
     /// Replaces what `leg` does with the packets it receives.
-    pub fn set_route(&mut self, leg: LegId, route: Route) {
+    pub fn set_route(&mut self, leg: LegPort, route: Route) {
         self.route(leg, route);
     }
 
     /// Connects two legs both ways: what `a` receives goes to `b`'s peer changed as `a_to_b`
     /// says, and the other way round. Each direction gets a fresh SSRC/sequence/timestamp space.
-    pub fn bridge(&mut self, a: LegId, b: LegId, a_to_b: Forwarding, b_to_a: Forwarding) {
+    pub fn bridge(&mut self, a: LegPort, b: LegPort, a_to_b: Forwarding, b_to_a: Forwarding) {
         let (Some(ea), Some(eb)) = (self.legs.get(&a), self.legs.get(&b)) else {
             return;
         };
@@ -388,13 +388,13 @@ impl MediaEngine {
 
     /// The peer's SDP named a new address (re-INVITE); the leg's latch is told, and packets
     /// from that address are accepted at once (see [`super::latch`]).
-    pub fn set_remote(&mut self, leg: LegId, remote: Option<SocketAddr>) {
+    pub fn set_remote(&mut self, leg: LegPort, remote: Option<SocketAddr>) {
         self.control(leg, Control::Resignal(remote));
     }
 
     /// Reports the RFC 4733 digits received on `leg` with this telephone-event payload type as
     /// [`MediaEvent::Dtmf`]; `None` stops (reporting a digit still held).
-    pub fn detect_dtmf(&mut self, leg: LegId, payload_type: Option<u8>) {
+    pub fn detect_dtmf(&mut self, leg: LegPort, payload_type: Option<u8>) {
         self.control(leg, Control::DetectDtmf(payload_type));
     }
 
@@ -403,8 +403,8 @@ impl MediaEngine {
     /// finished when either leg closes or [`MediaEngine::stop_recording`] is called.
     pub fn record(
         &mut self,
-        customer: LegId,
-        agent: LegId,
+        customer: LegPort,
+        agent: LegPort,
         call_id: &str,
         dir: &Path,
     ) -> Result<(), RecordError> {
@@ -431,7 +431,7 @@ impl MediaEngine {
 
     /// Finishes the recording `leg` takes part in, if any. The file is completed on the
     /// recording's thread; join the handle to wait for it.
-    pub fn stop_recording(&mut self, leg: LegId) -> Option<JoinHandle<()>> {
+    pub fn stop_recording(&mut self, leg: LegPort) -> Option<JoinHandle<()>> {
         let i = self
             .recordings
             .iter()
@@ -466,7 +466,7 @@ impl MediaEngine {
 
     /// Whether silence on `leg` counts against the inactivity timeout. Turning it back on
     /// restarts the count.
-    pub fn watch(&mut self, leg: LegId, enabled: bool) {
+    pub fn watch(&mut self, leg: LegPort, enabled: bool) {
         if let Some(entry) = self.legs.get(&leg) {
             if enabled {
                 let now_ms = self.epoch.elapsed().as_millis() as u64;
@@ -484,7 +484,7 @@ impl MediaEngine {
     /// is forwarded towards it from now on; its reactor stops it between two batches, at the
     /// latest a tick later. Its sockets are kept for the next leg on the port while the budget
     /// allows, else closed by the reactor; datagrams still queued for it are counted as strays.
-    pub fn close(&mut self, leg: LegId) -> Option<LegStats> {
+    pub fn close(&mut self, leg: LegPort) -> Option<LegStats> {
         drop(self.stop_recording(leg));
         let entry = self.legs.remove(&leg)?;
         // A leg forwarding to this one must not keep it alive.
@@ -522,7 +522,7 @@ impl MediaEngine {
     }
 
     /// The leg's counters and reception quality.
-    pub fn stats(&self, leg: LegId) -> Option<LegStats> {
+    pub fn stats(&self, leg: LegPort) -> Option<LegStats> {
         self.legs.get(&leg).map(|e| e.shared.stats())
     }
 
@@ -532,7 +532,7 @@ impl MediaEngine {
 
     /// Legs that have received nothing for the inactivity timeout, each reported once; the
     /// driver calls this about once a second.
-    pub fn sweep(&mut self, now: Instant) -> Vec<LegId> {
+    pub fn sweep(&mut self, now: Instant) -> Vec<LegPort> {
         let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         let limit = self.settings.inactivity_timeout.as_millis() as u64;
         let mut inactive = Vec::new();

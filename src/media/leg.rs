@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use super::batch::{BATCH, RecvBatch};
 use super::dtmf::DtmfDetector;
-use super::engine::{Forwarding, LegId, MediaEvent, Route};
+use super::engine::{Forwarding, LegPort, MediaEvent, Route};
 use super::g711;
 use super::latch::{Latch, Verdict};
 use super::recorder::{RecordingFeed, Side};
@@ -82,7 +82,7 @@ pub struct LegCounters {
 /// The part of a leg that its reactor, the reactors forwarding towards it and control share.
 #[derive(Debug)]
 pub struct LegShared {
-    pub id: LegId,
+    pub id: LegPort,
     /// The leg's sockets; others send through its RTP socket towards its peer.
     pub(crate) sockets: Arc<LegSockets>,
     /// Our SSRC towards this leg's peer: what forwarded packets are rewritten to.

@@ -27,14 +27,6 @@ pub const MAX_ADDRS_PER_PEER: usize = 8;
 /// The longest ICE ufrag we look up (RFC 8839 allows 256 characters).
 const MAX_UFRAG: usize = 256;
 
-/// Where a datagram goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Peer(PeerId),
-    /// No peer claims it: not a binding request with one of our ufrags, from an unknown address.
-    Unknown,
-}
-
 #[derive(Debug, Default)]
 pub struct Demux {
     by_ufrag: HashMap<String, PeerId>,
@@ -73,21 +65,22 @@ impl Demux {
         }
     }
 
-    /// Routes one datagram from `source`.
-    pub fn route(&mut self, source: SocketAddr, datagram: &[u8]) -> Route {
+    /// The peer a datagram from `source` belongs to, or `None` when no peer claims it (not a
+    /// binding request with one of our ufrags, and from an unknown address); those are counted.
+    pub fn route(&mut self, source: SocketAddr, datagram: &[u8]) -> Option<PeerId> {
         // A binding request is routed by its ufrag even from a known address: a NAT may hand
         // a port that one client used to another one.
         if let Some(ufrag) = binding_request_target(datagram)
             && let Some(&peer) = self.by_ufrag.get(ufrag)
         {
             self.learn(peer, source);
-            return Route::Peer(peer);
+            return Some(peer);
         }
         match self.by_addr.get(&source) {
-            Some(&peer) => Route::Peer(peer),
+            Some(&peer) => Some(peer),
             None => {
                 self.dropped_unknown += 1;
-                Route::Unknown
+                None
             }
         }
     }
@@ -223,20 +216,20 @@ mod tests {
         demux.insert(PeerId(1), "aaaa");
         demux.insert(PeerId(2), "bbbb");
         // DTLS from an address nobody has vouched for is dropped and counted.
-        assert_eq!(demux.route(addr(1000), DTLS), Route::Unknown);
+        assert_eq!(demux.route(addr(1000), DTLS), None);
         assert_eq!(demux.dropped_unknown(), 1);
         assert_eq!(
             demux.route(addr(1000), &binding_request("bbbb:client")),
-            Route::Peer(PeerId(2))
+            Some(PeerId(2))
         );
-        assert_eq!(demux.route(addr(1000), DTLS), Route::Peer(PeerId(2)));
+        assert_eq!(demux.route(addr(1000), DTLS), Some(PeerId(2)));
         // Another address is still unknown, and an unknown ufrag teaches nothing.
-        assert_eq!(demux.route(addr(1001), DTLS), Route::Unknown);
+        assert_eq!(demux.route(addr(1001), DTLS), None);
         assert_eq!(
             demux.route(addr(1001), &binding_request("zzzz:client")),
-            Route::Unknown
+            None
         );
-        assert_eq!(demux.route(addr(1001), DTLS), Route::Unknown);
+        assert_eq!(demux.route(addr(1001), DTLS), None);
         assert_eq!(demux.dropped_unknown(), 4);
     }
 
@@ -248,12 +241,12 @@ mod tests {
         demux.route(addr(1000), &binding_request("aaaa:x"));
         assert_eq!(
             demux.route(addr(1000), &binding_request("bbbb:y")),
-            Route::Peer(PeerId(2))
+            Some(PeerId(2))
         );
-        assert_eq!(demux.route(addr(1000), DTLS), Route::Peer(PeerId(2)));
+        assert_eq!(demux.route(addr(1000), DTLS), Some(PeerId(2)));
         // Removing peer 1 must not take peer 2's address with it.
         demux.remove(PeerId(1));
-        assert_eq!(demux.route(addr(1000), DTLS), Route::Peer(PeerId(2)));
+        assert_eq!(demux.route(addr(1000), DTLS), Some(PeerId(2)));
     }
 
     #[test]
@@ -263,11 +256,8 @@ mod tests {
         demux.route(addr(1000), &binding_request("aaaa:x"));
         demux.remove(PeerId(1));
         assert!(demux.is_empty());
-        assert_eq!(demux.route(addr(1000), DTLS), Route::Unknown);
-        assert_eq!(
-            demux.route(addr(1000), &binding_request("aaaa:x")),
-            Route::Unknown
-        );
+        assert_eq!(demux.route(addr(1000), DTLS), None);
+        assert_eq!(demux.route(addr(1000), &binding_request("aaaa:x")), None);
     }
 
     #[test]
@@ -278,7 +268,7 @@ mod tests {
             demux.route(addr(port), &binding_request("aaaa:x"));
         }
         assert_eq!(demux.by_addr.len(), MAX_ADDRS_PER_PEER);
-        assert_eq!(demux.route(addr(99), DTLS), Route::Peer(PeerId(1)));
-        assert_eq!(demux.route(addr(0), DTLS), Route::Unknown);
+        assert_eq!(demux.route(addr(99), DTLS), Some(PeerId(1)));
+        assert_eq!(demux.route(addr(0), DTLS), None);
     }
 }

@@ -5,7 +5,7 @@
 //!   datagram, counted, as a congested network would) and never awaits a peer. Each wake reads
 //!   what the socket holds, up to [`READ_BATCH`] datagrams, into one shared buffer: a datagram
 //!   travels to its peer as a slice of it ([`Bytes`]), neither copied nor allocated alone.
-//! - A peer task owns its [`Peer`] and, once bridged, its plain-RTP socket. It sends on the
+//! - A peer task owns its [`PeerConnection`] and, once bridged, its plain-RTP socket. It sends on the
 //!   shared socket with `try_send_to`. Media and keyframe requests for a connected peer go to
 //!   that peer's channel, with `try_send` too. A woken task takes everything already queued
 //!   for it (up to [`PEER_BATCH`] messages or bridge datagrams) before it polls the peer's
@@ -29,8 +29,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::demux::{Demux, Route};
-use super::peer::{Input, MediaIn, Output, Peer, PeerConfig, PeerEvent};
+use super::demux::Demux;
+use super::peer::{Input, MediaIn, Output, PeerConfig, PeerConnection, PeerEvent};
 use super::rtp_bridge::{PeerAudio, RtpBridge};
 use super::{
     CloseReason, G711, MediaSpec, PeerId, RtcCounters, RtcError, RtcEvent, RtcStats, bump,
@@ -166,7 +166,7 @@ impl RtcService {
     /// [`RtcService::accept_answer`].
     pub async fn create_peer(&self, spec: MediaSpec) -> Result<(PeerId, String), RtcError> {
         let inner = &self.inner;
-        let (peer, offer) = Peer::offer(spec, inner.peer_config, Instant::now())?;
+        let (peer, offer) = PeerConnection::offer(spec, inner.peer_config, Instant::now())?;
         let id = PeerId(inner.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
         {
@@ -391,7 +391,7 @@ impl Reader {
         let at = Instant::now();
         bump(&self.counters.packets_in, 1);
         bump(&self.counters.bytes_in, data.len() as u64);
-        let Route::Peer(peer) = self.demux.route(source, &data) else {
+        let Some(peer) = self.demux.route(source, &data) else {
             bump(&self.counters.dropped_unknown, 1);
             return;
         };
@@ -413,7 +413,7 @@ struct Bridge {
 
 struct PeerTask {
     id: PeerId,
-    peer: Peer,
+    peer: PeerConnection,
     socket: Arc<UdpSocket>,
     counters: Arc<RtcCounters>,
     events: mpsc::Sender<RtcEvent>,

@@ -12,7 +12,7 @@
 //! - [`transcode`] turns Opus into G.711 and back, and [`rtp_bridge`] re-packetises a peer's
 //!   audio as plain RTP towards a SIP media leg. Sans-IO.
 //! - [`RtcService`] is the tokio driver: a reader task owns the socket's receive side and the
-//!   demux; each peer is one task owning its `Peer`, fed by a bounded channel. A panic inside a
+//!   demux; each peer is one task owning its `PeerConnection`, fed by a bounded channel. A panic inside a
 //!   peer's task ends that leg alone (reported as [`CloseReason::Panicked`]).
 //!
 //! The public handle:

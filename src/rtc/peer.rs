@@ -1,12 +1,12 @@
 //! One WebRTC peer: a str0m `Rtc` with the session rules Tandem keeps around it.
 //!
 //! Sans-IO, like the `Rtc` it wraps: feed it datagrams and timeouts with
-//! [`Peer::handle_input`], then call [`Peer::poll_output`] until it returns
+//! [`PeerConnection::handle_input`], then call [`PeerConnection::poll_output`] until it returns
 //! [`Output::Timeout`], the next moment it wants a [`Input::Timeout`]. Time is an argument.
 //!
 //! What it adds to str0m:
-//! - Tandem's role: ICE-lite with one host candidate, always the offerer ([`Peer::offer`],
-//!   [`Peer::set_video`]), though a client's own re-offer is accepted too ([`Peer::accept_offer`]).
+//! - Tandem's role: ICE-lite with one host candidate, always the offerer ([`PeerConnection::offer`],
+//!   [`PeerConnection::set_video`]), though a client's own re-offer is accepted too ([`PeerConnection::accept_offer`]).
 //! - Its codecs: Opus and PCMU for audio (PCMU is off in str0m by default), VP8 and H.264 for
 //!   video; and tolerance of `a=rtpmap:0 PCMU/8000/1` ([`normalize_sdp`]).
 //! - Its end-of-leg rules, as one [`CloseReason`]: RFC 7675 consent (no binding request from the
@@ -72,7 +72,7 @@ pub enum Output {
 pub struct MediaIn {
     pub kind: MediaKind,
     /// The payload type on this peer's session and what it stands for; another peer maps it to
-    /// its own payload type with [`Peer::forward`].
+    /// its own payload type with [`PeerConnection::forward`].
     pub pt: Pt,
     pub params: PayloadParams,
     pub codec: Codec,
@@ -101,7 +101,7 @@ pub enum PeerEvent {
 /// An instant so far ahead it never fires, for a peer with nothing left to time.
 const IDLE: Duration = Duration::from_secs(3600);
 
-pub struct Peer {
+pub struct PeerConnection {
     rtc: Rtc,
     local: SocketAddr,
     ufrag: String,
@@ -123,13 +123,13 @@ pub struct Peer {
     pub(crate) panic_on_input: bool,
 }
 
-impl Peer {
+impl PeerConnection {
     /// Creates a peer and its first offer.
     pub fn offer(
         spec: MediaSpec,
         config: PeerConfig,
         now: Instant,
-    ) -> Result<(Peer, String), RtcError> {
+    ) -> Result<(PeerConnection, String), RtcError> {
         if !spec.audio && !spec.video {
             return Err(RtcError::BadSdp("an offer needs audio or video".into()));
         }
@@ -170,7 +170,7 @@ impl Peer {
             .video
             .then(|| api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
         let (offer, pending) = api.apply().expect("new media is a change");
-        let peer = Peer {
+        let peer = PeerConnection {
             rtc,
             local: config.local,
             ufrag: creds.ufrag,
@@ -241,7 +241,7 @@ impl Peer {
     }
 
     /// Offers video (a new m-line, or the old one made `sendrecv` again) or makes it inactive.
-    /// The answer comes back through [`Peer::accept_answer`].
+    /// The answer comes back through [`PeerConnection::accept_answer`].
     pub fn set_video(&mut self, on: bool) -> Result<String, RtcError> {
         if self.pending.is_some() {
             return Err(RtcError::OfferPending);
@@ -504,7 +504,7 @@ impl Peer {
             .is_ok()
     }
 
-    /// Sends one audio packet of payload type `pt` (one of [`Peer::audio_codecs`]).
+    /// Sends one audio packet of payload type `pt` (one of [`PeerConnection::audio_codecs`]).
     pub fn write_audio(
         &mut self,
         pt: Pt,

@@ -1,4 +1,4 @@
-//! An in-memory network on a virtual clock for WebRTC session tests: Tandem's [`Peer`]s, each
+//! An in-memory network on a virtual clock for WebRTC session tests: Tandem's [`PeerConnection`]s, each
 //! facing a str0m client (full ICE, as browsers are), datagrams delivered at once, time moved
 //! to the next deadline. Linked legs forward media and keyframe requests as the driver does.
 
@@ -10,7 +10,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Rtc};
 
 use super::MediaSpec;
-use super::peer::{Input, Output, Peer, PeerConfig, PeerEvent};
+use super::peer::{Input, Output, PeerConfig, PeerConnection, PeerEvent};
 
 pub const TANDEM: SocketAddr = SocketAddr::new(
     std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)),
@@ -18,7 +18,7 @@ pub const TANDEM: SocketAddr = SocketAddr::new(
 );
 
 pub struct Leg {
-    pub tandem: Peer,
+    pub tandem: PeerConnection,
     pub client: Rtc,
     pub client_addr: SocketAddr,
     pub tandem_events: Vec<PeerEvent>,
@@ -77,7 +77,7 @@ impl World {
             local: TANDEM,
             consent_timeout: self.consent_timeout,
         };
-        let (mut tandem, offer) = Peer::offer(spec, config, self.now).unwrap();
+        let (mut tandem, offer) = PeerConnection::offer(spec, config, self.now).unwrap();
         let i = self.legs.len();
         let client_addr: SocketAddr = ([10, 0, 1, i as u8 + 1], 40000).into();
         client.add_local_candidate(Candidate::host(client_addr, "udp").unwrap());
@@ -410,7 +410,7 @@ mod tests {
             local: TANDEM,
             consent_timeout: CONSENT,
         };
-        let (_, offer) = Peer::offer(AUDIO, config, Instant::now()).unwrap();
+        let (_, offer) = PeerConnection::offer(AUDIO, config, Instant::now()).unwrap();
         assert!(
             offer.contains("a=rtpmap:110 telephone-event/48000"),
             "{offer}"

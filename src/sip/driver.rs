@@ -37,8 +37,8 @@ use super::tls::TlsContext;
 use super::transaction::ServerTxId;
 use super::webrtc_edge::Edge;
 use super::wire;
-use crate::config::{Config, TrunkConfig};
-use crate::media::engine::{Forwarding, LegId, MediaEngine, MediaEvent, MediaSettings, Route};
+use crate::config::{Config, ListenTransport, TrunkConfig};
+use crate::media::engine::{Forwarding, LegPort, MediaEngine, MediaEvent, MediaSettings, Route};
 use crate::media::latch::{LatchConfig, Learning};
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
@@ -283,14 +283,14 @@ pub async fn start(
 ) -> io::Result<SipHandle> {
     let sip = &config.sip;
     let mut listen = sip.listen;
-    let udp = if sip.transports.contains(&crate::config::TransportKind::Udp) {
+    let udp = if sip.transports.contains(&ListenTransport::Udp) {
         let socket = bind_udp(listen)?;
         listen = socket.local_addr()?;
         Some(Arc::new(socket))
     } else {
         None
     };
-    let tcp = if sip.transports.contains(&crate::config::TransportKind::Tcp) {
+    let tcp = if sip.transports.contains(&ListenTransport::Tcp) {
         let listener = TcpListener::bind(listen).await?;
         listen = listener.local_addr()?;
         Some(listener)
@@ -822,11 +822,11 @@ impl CoreLoop {
                         self.core.media_failed(Instant::now(), port);
                     }
                 }
-                MediaCommand::Echo { port } => self.media.set_route(LegId(port), Route::Echo),
+                MediaCommand::Echo { port } => self.media.set_route(LegPort(port), Route::Echo),
                 MediaCommand::SetRemote { port, remote } => {
-                    self.media.set_remote(LegId(port), remote)
+                    self.media.set_remote(LegPort(port), remote)
                 }
-                MediaCommand::Watch { port, enabled } => self.media.watch(LegId(port), enabled),
+                MediaCommand::Watch { port, enabled } => self.media.watch(LegPort(port), enabled),
                 MediaCommand::Bridge {
                     a,
                     b,
@@ -841,10 +841,10 @@ impl CoreLoop {
                         transcode: transcode.map(|(from, to)| (to, from)),
                         telephone_event: b_pt.zip(a_pt),
                     };
-                    self.media.bridge(LegId(a), LegId(b), a_to_b, b_to_a);
+                    self.media.bridge(LegPort(a), LegPort(b), a_to_b, b_to_a);
                 }
                 MediaCommand::DetectDtmf { port, payload_type } => {
-                    self.media.detect_dtmf(LegId(port), payload_type);
+                    self.media.detect_dtmf(LegPort(port), payload_type);
                 }
                 MediaCommand::Record {
                     customer,
@@ -855,9 +855,9 @@ impl CoreLoop {
                         continue;
                     };
                     // A recording that cannot start is logged and counted; the call goes on.
-                    if let Err(e) = self
-                        .media
-                        .record(LegId(customer), LegId(agent), &call_id, dir)
+                    if let Err(e) =
+                        self.media
+                            .record(LegPort(customer), LegPort(agent), &call_id, dir)
                     {
                         tracing::warn!(%call_id, "recording not started: {e}");
                         self.media
@@ -867,7 +867,7 @@ impl CoreLoop {
                     }
                 }
                 MediaCommand::Close { port } => {
-                    if let Some(stats) = self.media.close(LegId(port)) {
+                    if let Some(stats) = self.media.close(LegPort(port)) {
                         tracing::debug!(port, ?stats, "media leg closed");
                     }
                 }

@@ -58,11 +58,11 @@ impl TransportKind {
     }
 }
 
-impl From<crate::config::TransportKind> for TransportKind {
-    fn from(kind: crate::config::TransportKind) -> TransportKind {
+impl From<crate::config::ListenTransport> for TransportKind {
+    fn from(kind: crate::config::ListenTransport) -> TransportKind {
         match kind {
-            crate::config::TransportKind::Udp => TransportKind::Udp,
-            crate::config::TransportKind::Tcp => TransportKind::Tcp,
+            crate::config::ListenTransport::Udp => TransportKind::Udp,
+            crate::config::ListenTransport::Tcp => TransportKind::Tcp,
         }
     }
 }

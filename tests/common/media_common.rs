@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use tandem::media::engine::{LegId, MediaEngine, MediaEvent, MediaSettings};
+use tandem::media::engine::{LegPort, MediaEngine, MediaEvent, MediaSettings};
 use tandem::media::latch::Learning;
 use tokio::sync::mpsc::Receiver;
 
@@ -17,7 +17,7 @@ pub fn engine() -> (MediaEngine, Receiver<MediaEvent>) {
 
 /// Opens a leg on a free RTP/RTCP port pair; it learns its peer's source if `signalled` looks
 /// NAT'd and is strict otherwise, as the SIP side decides.
-pub fn open_leg(engine: &mut MediaEngine, signalled: Option<SocketAddr>) -> (LegId, SocketAddr) {
+pub fn open_leg(engine: &mut MediaEngine, signalled: Option<SocketAddr>) -> (LegPort, SocketAddr) {
     open_leg_learning(engine, signalled, Learning::for_peer(signalled, None))
 }
 
@@ -26,7 +26,7 @@ pub fn open_leg_learning(
     engine: &mut MediaEngine,
     signalled: Option<SocketAddr>,
     learning: Learning,
-) -> (LegId, SocketAddr) {
+) -> (LegPort, SocketAddr) {
     for _ in 0..200 {
         let port = 20000 + 2 * (rand_u16() % 20000);
         if let Ok(leg) = engine.open(port, signalled, learning) {
@@ -133,7 +133,7 @@ pub fn ssrc(p: &[u8]) -> u32 {
 
 /// Sends a packet from `from` to `to` until the engine has counted it, so that the leg has
 /// latched before the test goes on.
-pub fn latch(engine: &MediaEngine, leg: LegId, from: &Peer, to: SocketAddr, ssrc: u32) {
+pub fn latch(engine: &MediaEngine, leg: LegPort, from: &Peer, to: SocketAddr, ssrc: u32) {
     for i in 0..50u16 {
         let before = engine.stats(leg).unwrap().packets_in;
         from.send(&rtp(0, false, 60000 + i, 0, ssrc, &[0xff; 160]), to);

@@ -7,13 +7,13 @@ use crate::media_common;
 use std::time::{Duration, Instant};
 
 use media_common::*;
-use tandem::media::engine::{Forwarding, LegId, LegStats, MediaEngine};
+use tandem::media::engine::{Forwarding, LegPort, LegStats, MediaEngine};
 use tandem::media::latch::Learning;
 
 /// Longer than one `recvmmsg` batch, short enough for any socket queue.
 const BURST: u16 = 100;
 
-fn wait_for(engine: &MediaEngine, leg: LegId, what: &str, done: impl Fn(&LegStats) -> bool) {
+fn wait_for(engine: &MediaEngine, leg: LegPort, what: &str, done: impl Fn(&LegStats) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done(&engine.stats(leg).unwrap()) {
         assert!(Instant::now() < deadline, "{what}: {:?}", engine.stats(leg));

@@ -104,6 +104,6 @@ fn recording_a_leg_that_is_not_open_fails() {
     let (mut engine, _events) = engine();
     let dir = tempfile::tempdir().unwrap();
     let (c, _) = open_leg(&mut engine, None);
-    let missing = tandem::media::engine::LegId(1);
+    let missing = tandem::media::engine::LegPort(1);
     assert!(engine.record(c, missing, "x", dir.path()).is_err());
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use media_common::*;
 use rtcp_types::prelude::*;
 use rtcp_types::{Compound, Packet, ReceiverReport, ReportBlock};
-use tandem::media::engine::{Forwarding, LegId, MediaEngine};
+use tandem::media::engine::{Forwarding, LegPort, MediaEngine};
 
 const ALICE_SSRC: u32 = 0xa11ce;
 
@@ -53,8 +53,8 @@ fn bridged() -> (
     MediaEngine,
     Peer,
     Peer,
-    (LegId, SocketAddr),
-    (LegId, SocketAddr),
+    (LegPort, SocketAddr),
+    (LegPort, SocketAddr),
 ) {
     let (mut engine, _events) = engine();
     let (alice, bob) = (Peer::with_rtcp(), Peer::new());
