@@ -392,7 +392,7 @@ fn a_closed_peer_ends_the_whole_call_with_its_reason() {
     r.connect_both();
     r.start(2, LegKind::Video);
     let reason = "ICE consent lost".to_string();
-    r.driver.handle_event(PeerEvent::Closed { peer: 1, reason });
+    r.event(PeerEvent::Closed { peer: 1, reason });
     assert!(r.ops().contains(&Did::Close(1)) && r.ops().contains(&Did::Close(2)));
     assert_eq!(
         r.released(),
@@ -454,7 +454,7 @@ fn a_call_to_the_customers_phone_rings_and_joins_the_agents_browser() {
         vec![(alice(), false, "offer-1".into())],
         "only the agent's browser gets an offer"
     );
-    r.driver.handle_sip(SipCallEvent::Progress {
+    r.sip(SipCallEvent::Progress {
         call: CallRef(88),
         code: 180,
     });
@@ -469,7 +469,7 @@ fn a_call_to_the_customers_phone_rings_and_joins_the_agents_browser() {
     assert!(r.ops().contains(&Did::Hangup(88)) && r.ops().contains(&Did::Close(1)));
     assert!(r.released().is_empty(), "the BYE is not answered yet");
     assert_eq!(r.driver.calls(), 0);
-    r.driver.handle_sip(SipCallEvent::Ended {
+    r.sip(SipCallEvent::Ended {
         call: CallRef(88),
         by_peer: false,
     });
@@ -668,7 +668,7 @@ fn a_softphone_call_bridges_the_app_once_both_answer() {
         vec![(2, "video needs the app and the agent's browser".into())]
     );
     // The softphone hangs up: the app's peer goes and the call is released.
-    r.driver.handle_sip(SipCallEvent::Ended {
+    r.sip(SipCallEvent::Ended {
         call: CallRef(77),
         by_peer: true,
     });
