@@ -325,7 +325,7 @@ impl Rig {
 
 fn message(n: u32) -> Command {
     Command::SendMessage {
-        msg_id: format!("m-{n}"),
+        msg_id: Some(format!("m-{n}")),
         text: format!("message {n}"),
     }
 }
