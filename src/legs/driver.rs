@@ -97,6 +97,16 @@ pub enum ReportError {
     Closed,
 }
 
+impl ReportError {
+    /// The stable code of the refusal, as clients see it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReportError::Rule(rule) => rule.code(),
+            ReportError::Closed => "interaction_closed",
+        }
+    }
+}
+
 /// Which end of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -745,7 +755,7 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
             ReportError::Rule(RuleError::CallInProgress) => (486, "Call In Progress"),
             _ => (480, "Interaction Not Active"),
         };
-        tracing::info!(interaction = %id, %error, "incoming call refused");
+        tracing::info!(interaction = %id, code = %error.code(), "incoming call refused");
         self.reject(held.incoming, status, why);
     }
 
