@@ -75,6 +75,10 @@ pub enum ApiError {
     /// The store is unreachable.
     #[error("store unavailable")]
     Store(#[from] StoreError),
+    /// The interaction's store did not take its writes in time: the command was not carried
+    /// out, or not confirmed (it is stored once the store returns).
+    #[error("the store did not take the command in time")]
+    StoreUnavailable,
     /// Agent login with a wrong name or password.
     #[error("wrong name or password")]
     BadCredentials,
@@ -152,6 +156,7 @@ impl From<HubError> for ApiError {
                 _ => "chats",
             }),
             HubError::Store(s) => ApiError::Store(s),
+            HubError::StoreUnavailable | HubError::NotStored => ApiError::StoreUnavailable,
         }
     }
 }
@@ -234,7 +239,9 @@ impl ApiError {
                 };
                 (status, e.code())
             }
-            ApiError::Store(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::Store(_) | ApiError::StoreUnavailable => {
+                (S::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
             ApiError::SmsInboundDisabled => (S::NOT_FOUND, "sms_inbound_disabled"),
             ApiError::BadSecret => (S::UNAUTHORIZED, "bad_secret"),
             ApiError::BadRecordingName => (S::BAD_REQUEST, "bad_recording_name"),

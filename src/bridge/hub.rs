@@ -10,18 +10,27 @@
 //! Leg actions ([`Action::StartLeg`], [`Action::ReleaseLeg`]) go to the leg driver given to
 //! [`Hub::open`] (SIP/WebRTC, later); it answers with [`Command::LegUp`]/[`Command::LegReleased`]
 //! from [`Party::System`].
+//!
+//! **A slow or failing store stalls one interaction, never its callers.** A commit that does
+//! not return within the hub's patience ([`STORE_PATIENCE`]) answers the commands it carried
+//! with [`HubError::NotStored`]; the write goes on in the background (retried after a failure,
+//! never dropped: the machine has moved on), and until it is stored the interaction refuses
+//! new commands at once with [`HubError::StoreUnavailable`] and publishes nothing it has not
+//! stored. Once the store takes the writes, their events are published, their actions handed
+//! out, and commands are served again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Instrument;
 
 use super::{
-    Accepted, Action, Command, Customer, Event, EventKind, Interaction, InteractionId, JoinSecret,
-    Party, Phase, RuleError, Rules, Time,
+    Accepted, Action, Command, Customer, Event, EventKind, HeldCall, Interaction, InteractionId,
+    JoinSecret, Party, Phase, RuleError, Rules, Time,
 };
 use crate::chat::store::{InteractionRecord, Store, StoreError, Write};
 use crate::config::Config;
@@ -45,6 +54,33 @@ pub enum HubError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The interaction's last writes are not stored yet (the store is slow or failing): the
+    /// command was not carried out. Try again later.
+    #[error("the store is not taking writes")]
+    StoreUnavailable,
+    /// The command was carried out, but the store did not confirm its events in time. They
+    /// are stored (and published) once the store takes them; retry idempotently if in doubt.
+    #[error("the store did not confirm the command in time")]
+    NotStored,
+}
+
+/// How long a command waits for its events to be stored before it is answered
+/// [`HubError::NotStored`]: long enough for a loaded disk, short enough that a stalled store
+/// is reported rather than waited for.
+pub const STORE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Where the hub makes interactions' events durable: the [`Store`], or a test double that
+/// stalls or fails it.
+pub trait Journal: Send + Sync + 'static {
+    /// Commits `writes` atomically; a write that returns an error was not stored.
+    fn write(&self, writes: Vec<Write>) -> BoxFuture<'static, Result<(), StoreError>>;
+}
+
+impl Journal for Store {
+    fn write(&self, writes: Vec<Write>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let store = self.clone();
+        Box::pin(async move { Store::write(&store, writes).await })
+    }
 }
 
 /// How much of an interaction's history its task keeps in memory for subscribers that resume:
@@ -95,7 +131,7 @@ pub struct LiveLeg {
 /// A served command waiting for its events to be stored: whom to answer, the outcome, and
 /// whether it was a chat message (for the metrics).
 type Answered = (
-    oneshot::Sender<Result<Accepted, RuleError>>,
+    oneshot::Sender<Result<Accepted, HubError>>,
     Result<Accepted, RuleError>,
     bool,
 );
@@ -107,7 +143,7 @@ enum Request {
     Command {
         by: Party,
         command: Command,
-        reply: oneshot::Sender<Result<Accepted, RuleError>>,
+        reply: oneshot::Sender<Result<Accepted, HubError>>,
     },
     /// Answered with the kept backlog and the last seq no longer kept (0: all kept).
     Subscribe {
@@ -130,14 +166,15 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Sends a command and waits until its events are persisted.
+    /// Sends a command and waits until its events are persisted (or the store is found
+    /// wanting: [`HubError::StoreUnavailable`], [`HubError::NotStored`]).
     pub async fn command(&self, by: Party, command: Command) -> Result<Accepted, HubError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Request::Command { by, command, reply })
             .await
             .map_err(|_| HubError::Closed)?;
-        Ok(answer.await.map_err(|_| HubError::Closed)??)
+        answer.await.map_err(|_| HubError::Closed)?
     }
 
     /// Queues a command without waiting for its outcome. Its events are still persisted before
@@ -186,6 +223,10 @@ pub type LegActions = mpsc::UnboundedSender<(InteractionId, Action)>;
 struct Inner {
     config: Arc<Config>,
     store: Store,
+    /// Where events are written (the store, or a test double).
+    journal: Arc<dyn Journal>,
+    /// See [`STORE_PATIENCE`].
+    patience: Duration,
     metrics: Arc<Metrics>,
     live: Mutex<HashMap<InteractionId, Handle>>,
     /// Interactions being opened (their first commit under way), by device: counted against
@@ -256,12 +297,28 @@ impl Hub {
         metrics: Arc<Metrics>,
         legs: Option<LegActions>,
     ) -> Result<Hub, HubError> {
+        let journal = Arc::new(store.clone());
+        Hub::open_with_journal(config, store, journal, STORE_PATIENCE, metrics, legs).await
+    }
+
+    /// [`Hub::open`], with events written to `journal` and commands answered
+    /// [`HubError::NotStored`] after `patience`.
+    pub async fn open_with_journal(
+        config: Arc<Config>,
+        store: Store,
+        journal: Arc<dyn Journal>,
+        patience: Duration,
+        metrics: Arc<Metrics>,
+        legs: Option<LegActions>,
+    ) -> Result<Hub, HubError> {
         let join_secret = JoinSecret::from_config(config.chat.join_token_secret.as_deref());
         let hub = Hub {
             inner: Arc::new(Inner {
                 join_secret,
                 config,
                 store,
+                journal,
+                patience,
                 metrics,
                 live: Mutex::new(HashMap::new()),
                 opening: Mutex::new(HashMap::new()),
@@ -356,16 +413,17 @@ impl Hub {
     }
 
     /// Opens a new interaction for a phone call from `caller` to a service number, with the
-    /// call waiting for the agent who accepts ([`Interaction::new_call`]).
+    /// call (`held`) waiting for the agent who accepts ([`Interaction::new_call`]).
     pub async fn create_for_call(
         &self,
         service: &str,
         customer: Customer,
         context: Value,
         caller: String,
+        held: HeldCall,
     ) -> Result<(InteractionId, Phase), HubError> {
         self.open_new(service, customer, |now, id, rules, customer| {
-            Interaction::new_call(now, id, rules, customer, context, caller)
+            Interaction::new_call(now, id, rules, customer, context, caller, held)
         })
         .await
     }
@@ -397,7 +455,7 @@ impl Hub {
             last_seq: it.last_seq(),
         };
         writes.insert(0, Write::NewInteraction(record));
-        self.inner.store.write(writes).await?;
+        self.inner.journal.write(writes).await?;
         task.publish(&mut it, emitted);
         let phase = it.phase();
         self.spawn(task, it, device, Some(reservation));
@@ -524,6 +582,23 @@ struct Task {
     finished: bool,
     /// The phase last written to the interaction's row (the row changes only with it).
     stored_phase: Option<Phase>,
+    /// Writes the store has not confirmed yet, with what waits for them.
+    unstored: Option<Unstored>,
+}
+
+/// Writes the store did not confirm within the hub's patience, and what waits for them.
+struct Unstored {
+    /// The write under way; `None` while waiting to retry a failed one.
+    writing: Option<BoxFuture<'static, Result<(), StoreError>>>,
+    /// The writes of `writing`, to retry them if it fails.
+    sent: Vec<Write>,
+    /// Writes staged after `writing` was sent.
+    later: Vec<Write>,
+    /// Events held back until every write is stored.
+    emitted: Vec<Arc<Event>>,
+    /// When to retry a failed write.
+    retry_at: tokio::time::Instant,
+    backoff: Duration,
 }
 
 impl Task {
@@ -540,6 +615,7 @@ impl Task {
             clock: Time(0),
             finished: false,
             stored_phase: None,
+            unstored: None,
         };
         for event in log {
             task.remember(event);
@@ -577,6 +653,12 @@ impl Task {
                 }
                 None => tokio::time::Instant::now() + Duration::from_secs(86_400),
             };
+            // A failed write waits to be retried; one under way is waited for.
+            let retry_at = match &self.unstored {
+                Some(u) if u.writing.is_none() => Some(u.retry_at),
+                _ => None,
+            };
+            let writing = self.unstored.as_mut().and_then(|u| u.writing.as_mut());
             tokio::select! {
                 request = rx.recv() => {
                     let Some(request) = request else { break };
@@ -586,6 +668,12 @@ impl Task {
                     let now = self.now();
                     it.handle_timeout(now);
                     self.flush(&mut it).await;
+                }
+                written = async { writing.expect("guarded").await }, if writing.is_some() => {
+                    self.written(&mut it, written);
+                }
+                _ = tokio::time::sleep_until(retry_at.unwrap_or(sleep)), if retry_at.is_some() => {
+                    self.retry();
                 }
             }
         }
@@ -615,6 +703,14 @@ impl Task {
                 self.acknowledge(it, &mut answered).await;
                 return self.serve(it, request).await;
             };
+            if self.unstored.is_some() {
+                // The machine does not move on while what it did is not stored.
+                let _ = reply.send(Err(HubError::StoreUnavailable));
+                if answered.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+                continue;
+            }
             answered.push(self.handle(it, by, command, reply));
             if answered.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
@@ -628,7 +724,7 @@ impl Task {
         it: &mut Interaction,
         by: Party,
         command: Command,
-        reply: oneshot::Sender<Result<Accepted, RuleError>>,
+        reply: oneshot::Sender<Result<Accepted, HubError>>,
     ) -> Answered {
         let now = self.now();
         let is_message = matches!(command, Command::SendMessage { .. });
@@ -640,11 +736,15 @@ impl Task {
         if answered.is_empty() {
             return;
         }
-        self.flush(it).await;
+        let stored = self.flush(it).await;
         for (reply, result, is_message) in answered.drain(..) {
             if is_message && matches!(result, Ok(a) if !a.duplicate) {
                 self.hub.inner.metrics.messages.inc();
             }
+            let result = match result {
+                Ok(_) if !stored => Err(HubError::NotStored),
+                other => other.map_err(HubError::Rule),
+            };
             let _ = reply.send(result);
         }
     }
@@ -652,6 +752,10 @@ impl Task {
     async fn serve(&mut self, it: &mut Interaction, request: Request) {
         match request {
             Request::Command { by, command, reply } => {
+                if self.unstored.is_some() {
+                    let _ = reply.send(Err(HubError::StoreUnavailable));
+                    return;
+                }
                 let mut answered = vec![self.handle(it, by, command, reply)];
                 self.acknowledge(it, &mut answered).await;
             }
@@ -692,12 +796,79 @@ impl Task {
     }
 
     /// Persists what the machine emitted, then publishes it and hands out its actions.
-    async fn flush(&mut self, it: &mut Interaction) {
+    /// Returns whether it is stored: if the store does not confirm within the hub's patience,
+    /// the write goes on in the background and what it carries waits for it.
+    async fn flush(&mut self, it: &mut Interaction) -> bool {
         let (emitted, writes) = self.stage(it);
-        if !writes.is_empty() {
-            self.persist(writes).await;
+        if let Some(unstored) = &mut self.unstored {
+            // Behind writes not yet stored: stored (and published) after them.
+            unstored.later.extend(writes);
+            unstored.emitted.extend(emitted);
+            return false;
         }
-        self.publish(it, emitted);
+        if writes.is_empty() {
+            self.publish(it, emitted);
+            return true;
+        }
+        let mut writing = self.hub.inner.journal.write(writes.clone());
+        let patience = self.hub.inner.patience;
+        match tokio::time::timeout(patience, &mut writing).await {
+            Ok(Ok(())) => {
+                self.publish(it, emitted);
+                return true;
+            }
+            Ok(Err(e)) => {
+                tracing::error!("cannot persist events, retrying: {e}");
+                self.unstored = Some(Unstored::failed(writes, emitted));
+            }
+            Err(_) => {
+                tracing::warn!(?patience, "the store is slow: events wait for it");
+                self.unstored = Some(Unstored {
+                    writing: Some(writing),
+                    sent: writes,
+                    later: Vec::new(),
+                    emitted,
+                    retry_at: tokio::time::Instant::now(),
+                    backoff: RETRY_FIRST,
+                });
+            }
+        }
+        false
+    }
+
+    /// The background write finished: once everything is stored, what waited is published.
+    fn written(&mut self, it: &mut Interaction, result: Result<(), StoreError>) {
+        let Some(mut unstored) = self.unstored.take() else {
+            return;
+        };
+        unstored.writing = None;
+        match result {
+            Ok(()) if unstored.later.is_empty() => {
+                tracing::info!("the store took the waiting events");
+                self.publish(it, unstored.emitted);
+                return;
+            }
+            Ok(()) => {
+                unstored.sent = std::mem::take(&mut unstored.later);
+                unstored.writing = Some(self.hub.inner.journal.write(unstored.sent.clone()));
+            }
+            Err(e) => {
+                tracing::error!("cannot persist events, retrying: {e}");
+                unstored.retry_at = tokio::time::Instant::now() + unstored.backoff;
+                unstored.backoff = (unstored.backoff * 2).min(RETRY_MAX);
+            }
+        }
+        self.unstored = Some(unstored);
+    }
+
+    /// Sends the failed writes again, with those staged since.
+    fn retry(&mut self) {
+        let Some(unstored) = &mut self.unstored else {
+            return;
+        };
+        let later = std::mem::take(&mut unstored.later);
+        unstored.sent.extend(later);
+        unstored.writing = Some(self.hub.inner.journal.write(unstored.sent.clone()));
     }
 
     /// Drains what the machine emitted and the writes that make it durable.
@@ -751,20 +922,22 @@ impl Task {
             }
         }
     }
+}
 
-    /// Retries until the store takes the writes: the machine has moved on, so giving up would
-    /// acknowledge what is not stored. Callers wait meanwhile (and retry idempotently).
-    async fn persist(&mut self, writes: Vec<Write>) {
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match self.hub.inner.store.write(writes.clone()).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::error!("cannot persist events, retrying: {e}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
+/// The first wait before a failed write is retried; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl Unstored {
+    /// Writes that failed, to be retried after the first wait.
+    fn failed(writes: Vec<Write>, emitted: Vec<Arc<Event>>) -> Unstored {
+        Unstored {
+            writing: None,
+            sent: writes,
+            later: Vec::new(),
+            emitted,
+            retry_at: tokio::time::Instant::now() + RETRY_FIRST,
+            backoff: RETRY_FIRST * 2,
         }
     }
 }

@@ -22,7 +22,7 @@ use super::event::{
     TeardownStep,
 };
 use super::token::JoinSecret;
-use super::types::{AgentId, Customer, InteractionId, LegId, Party, Time};
+use super::types::{AgentId, Customer, HeldCall, InteractionId, LegId, Party, Time};
 
 /// The service settings the rules depend on.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,10 +133,12 @@ pub enum Command {
     },
     /// The customer called in for this chat (the INVITE named it) from `caller` (system): it
     /// joins as the chat's voice leg when a trunk vouches that the caller is the chat's phone
-    /// number, or from anywhere with the chat's join token.
+    /// number, or from anywhere with the chat's join token. The leg that starts answers
+    /// `call`, the waiting INVITE.
     JoinCall {
         caller: CallerId,
         token: Option<String>,
+        call: HeldCall,
     },
     /// The caller of the phone call that opened this interaction hung up before an agent
     /// accepted it (system): the interaction ends, abandoned by the customer.
@@ -217,12 +219,21 @@ pub enum Action {
         service: String,
         /// Where the agent's side of the leg goes.
         device: AgentDevice,
+        /// The agent who talks on it (the one who accepted the interaction).
+        agent: Option<AgentId>,
+        /// The customer's call waiting to be answered as the customer's end: when set, that
+        /// call is answered (it comes from `target`'s number) and nothing is dialled.
+        answer: Option<HeldCall>,
     },
     /// Release a leg (BYE/CANCEL, close the peer) and report `LegReleased`.
     ReleaseLeg { leg: LegId },
     /// Refuse the phone call waiting on this leg, never answered (a SIP 480 saying `reason`),
-    /// and report `LegReleased`.
-    RefuseCall { leg: LegId, reason: String },
+    /// and report `LegReleased`. `call` is the waiting call (none after a restart lost it).
+    RefuseCall {
+        leg: LegId,
+        reason: String,
+        call: Option<HeldCall>,
+    },
     /// Signalling from a party for the legs it has (an SDP answer, an ICE candidate).
     Signal { from: Party, data: Value },
     /// The transcript is complete: mark it closed in the store and retire the interaction.
@@ -322,6 +333,9 @@ pub struct Interaction {
     warned: bool,
     /// Not durable: after a restart the legs are gone anyway and routing decides again.
     requeue: Option<PendingRequeue>,
+    /// The customer's call waiting on a voice leg to be answered, until its leg starts. Not
+    /// durable either: a restart loses the call with its leg.
+    waiting: Option<(LegId, HeldCall)>,
     events: VecDeque<Event>,
     actions: VecDeque<Action>,
 }
@@ -363,6 +377,7 @@ impl Interaction {
         customer: Customer,
         context: Value,
         caller: String,
+        call: HeldCall,
     ) -> Interaction {
         let mut it = Interaction::new(now, id, rules, customer, context);
         let leg = it.next_leg_id();
@@ -377,6 +392,7 @@ impl Interaction {
                 duration_s: None,
             },
         );
+        it.waiting = Some((leg, call));
         it
     }
 
@@ -426,6 +442,7 @@ impl Interaction {
             joined_at: None,
             warned: false,
             requeue: None,
+            waiting: None,
             events: VecDeque::new(),
             actions: VecDeque::new(),
         }
@@ -712,13 +729,9 @@ impl Interaction {
                     // The call that opened the interaction is answered on the agent's browser.
                     let target = self.legs[&leg].target.clone();
                     let target = target.unwrap_or(LegTarget::App);
-                    self.actions.push_back(Action::StartLeg {
-                        leg,
-                        kind: LegKind::Voice,
-                        target,
-                        service: self.rules.service.clone(),
-                        device: AgentDevice::Browser,
-                    });
+                    let start =
+                        self.start_action(leg, LegKind::Voice, target, AgentDevice::Browser);
+                    self.actions.push_back(start);
                 } else if self.rules.auto_dial_delay.is_zero() {
                     self.auto_dial(now);
                 }
@@ -875,13 +888,8 @@ impl Interaction {
                 // The app's own call, or the phone call the customer asked for.
                 let target = self.legs[&leg].target.clone().unwrap_or(LegTarget::App);
                 let seq = self.emit_leg(now, leg, LegState::Connecting, None);
-                self.actions.push_back(Action::StartLeg {
-                    leg,
-                    kind: LegKind::Voice,
-                    target,
-                    service: self.rules.service.clone(),
-                    device,
-                });
+                let start = self.start_action(leg, LegKind::Voice, target, device);
+                self.actions.push_back(start);
                 Ok(done(seq))
             }
             Command::RequestPhoneCall { number } => {
@@ -925,7 +933,11 @@ impl Interaction {
                 let target = LegTarget::Phone(phone);
                 Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
             }
-            Command::JoinCall { caller, token } => {
+            Command::JoinCall {
+                caller,
+                token,
+                call,
+            } => {
                 self.require_system(by)?;
                 self.require_active()?;
                 self.require_no_call()?;
@@ -943,11 +955,13 @@ impl Interaction {
                 }
                 let target = LegTarget::Phone(caller.number().to_string());
                 let device = AgentDevice::default();
+                self.waiting = Some((self.next_leg_id(), call));
                 Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
             }
             Command::CallAbandoned => {
                 self.require_system(by)?;
                 let leg = self.held_call().ok_or(RuleError::NoCall)?;
+                self.waiting = None;
                 self.emit_leg(now, leg, LegState::Released, Some("caller hung up".into()));
                 Ok(done(self.start_teardown(now, EndReason::Abandoned)))
             }
@@ -1025,13 +1039,13 @@ impl Interaction {
                     && self.legs[&call].target == Some(LegTarget::App)
                 {
                     seq = self.emit_leg(now, call, LegState::Connecting, None);
-                    self.actions.push_back(Action::StartLeg {
-                        leg: call,
-                        kind: LegKind::Voice,
-                        target: LegTarget::App,
-                        service: self.rules.service.clone(),
-                        device: AgentDevice::Browser,
-                    });
+                    let start = self.start_action(
+                        call,
+                        LegKind::Voice,
+                        LegTarget::App,
+                        AgentDevice::Browser,
+                    );
+                    self.actions.push_back(start);
                 }
                 let kind = EventKind::Leg {
                     leg,
@@ -1042,14 +1056,10 @@ impl Interaction {
                     duration_s: None,
                 };
                 let seq = seq.or(self.emit(now, kind));
-                self.actions.push_back(Action::StartLeg {
-                    leg,
-                    kind: LegKind::Video,
-                    target: LegTarget::App,
-                    service: self.rules.service.clone(),
-                    // Video is shown on the agent's desktop.
-                    device: AgentDevice::Browser,
-                });
+                // Video is shown on the agent's desktop.
+                let start =
+                    self.start_action(leg, LegKind::Video, LegTarget::App, AgentDevice::Browser);
+                self.actions.push_back(start);
                 Ok(done(seq))
             }
             Command::DeclineVideoNeedsDesk => {
@@ -1207,14 +1217,36 @@ impl Interaction {
                 duration_s: None,
             },
         );
-        self.actions.push_back(Action::StartLeg {
+        let start = self.start_action(leg, kind, target, device);
+        self.actions.push_back(start);
+        seq
+    }
+
+    /// The action that starts `leg`: with the service, the agent, and the waiting call it
+    /// answers when it is that call's leg.
+    fn start_action(
+        &mut self,
+        leg: LegId,
+        kind: LegKind,
+        target: LegTarget,
+        device: AgentDevice,
+    ) -> Action {
+        let answer = match self.waiting {
+            Some((waiting, call)) if waiting == leg => {
+                self.waiting = None;
+                Some(call)
+            }
+            _ => None,
+        };
+        Action::StartLeg {
             leg,
             kind,
             target,
             service: self.rules.service.clone(),
             device,
-        });
-        seq
+            agent: self.agent.as_ref().map(|(id, _)| id.clone()),
+            answer,
+        }
     }
 
     /// Asks the driver to release `leg`; `why` (who ended it) goes into the transcript.
@@ -1241,7 +1273,9 @@ impl Interaction {
             };
             let seq = self.emit_leg(now, leg, LegState::Releasing, why);
             let reason = reason.to_string();
-            self.actions.push_back(Action::RefuseCall { leg, reason });
+            let call = self.waiting.take().map(|(_, call)| call);
+            self.actions
+                .push_back(Action::RefuseCall { leg, reason, call });
             return seq;
         }
         let seq = self.emit_leg(now, leg, LegState::Releasing, why);

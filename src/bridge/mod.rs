@@ -27,4 +27,4 @@ pub use event::{
 };
 pub use interaction::{Accepted, Action, CallerId, Command, Interaction, Leg, Rules, Timer};
 pub use token::JoinSecret;
-pub use types::{AgentId, Customer, InteractionId, LegId, Party, Time, random_hex};
+pub use types::{AgentId, Customer, HeldCall, InteractionId, LegId, Party, Time, random_hex};

@@ -97,6 +97,20 @@ impl fmt::Display for LegId {
     }
 }
 
+/// A customer's call that came in and waits to be answered: the leg driver's name for it,
+/// opaque to the Interaction. The Interaction hands it back in the [`Action::StartLeg`] that
+/// answers it, so which call a leg answers is said, never looked up.
+///
+/// [`Action::StartLeg`]: crate::bridge::Action::StartLeg
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HeldCall(pub u64);
+
+impl fmt::Display for HeldCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "held-{}", self.0)
+    }
+}
+
 /// Who did something.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", content = "id", rename_all = "snake_case")]

@@ -9,12 +9,16 @@
 //! [`Command::LegReleased`](crate::bridge::Command::LegReleased). A release is always answered,
 //! even for a leg the driver never knew, so a teardown never waits for nothing.
 //!
-//! The driver depends on two narrow traits rather than on the hub and the WebRTC service
-//! themselves, so its bookkeeping is tested in memory ([`Interactions`], [`calls::Peers`]).
+//! [`driver::Driver`] decides (sans-IO, tested in memory); [`shell`] carries its operations out
+//! with the WebRTC service and the SIP task, and delivers its reports to the interactions
+//! through one queue per interaction, so an interaction whose store is slow delays only its
+//! own reports, never another call's setup.
 
-pub mod calls;
+pub mod driver;
+pub mod shell;
+#[cfg(test)]
+mod tests;
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -22,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::hub::{Hub, HubError};
-use crate::bridge::{Action, AgentId, Command, Customer, InteractionId, LegId, Party};
+use crate::bridge::{Action, AgentId, Customer, HeldCall, InteractionId, LegId, Party};
 use crate::config::Config;
 use crate::media::codec::Codec;
 use crate::routing::driver::Routing;
@@ -31,59 +35,41 @@ use crate::sip::core::{AppDial, AppLeg, CallRef, DialTarget};
 use crate::sip::driver::{SipCallEvent, SipControl};
 use crate::sip::peer::Peer;
 use crate::sip::transaction::ServerTxId;
+use driver::{LegError, PeerEvent, ReportError};
 use serde_json::json;
+use shell::{Interactions, Undelivered};
 
-/// What a leg driver needs of the interactions: to command them as the system, and to know
-/// which agent holds one.
-pub trait Interactions: Send + Sync + 'static {
-    /// Sends `command` as `by` (the system, or the customer whose client acted through its
-    /// media, as in a renegotiation); a refusal is returned as its stable code
-    /// (`interaction_closed` for one that is over or unknown).
-    fn command(
+/// The hub delivers reports as [`Party::System`] commands; an interaction whose store is not
+/// taking writes asks for the report again later ([`Undelivered::NotNow`]). Calls to a
+/// service number open interactions that nobody routes: see [`CallCentre`].
+impl Interactions for Hub {
+    async fn command(
         &self,
         id: &InteractionId,
         by: Party,
-        command: Command,
-    ) -> impl Future<Output = Result<(), String>> + Send;
-    /// The agent who accepted the interaction, if any.
-    fn agent(&self, id: &InteractionId) -> impl Future<Output = Option<AgentId>> + Send;
-    /// Opens an interaction for a phone call from `caller` to the service number `number`,
-    /// routed to agents like a new chat, with the call waiting on its voice leg.
-    fn open_for_call(
-        &self,
-        number: &str,
-        caller: &str,
-    ) -> impl Future<Output = Result<InteractionId, String>> + Send;
-}
-
-/// The interactions as the leg driver sees them: the hub, and routing for those that phone
-/// calls open.
-#[derive(Clone)]
-pub struct CallCentre {
-    pub hub: Hub,
-    pub routing: Routing,
-}
-
-impl Interactions for CallCentre {
-    async fn command(&self, id: &InteractionId, by: Party, command: Command) -> Result<(), String> {
-        match self.hub.command(id, by, command).await {
-            Ok(_) => Ok(()),
-            Err(HubError::Rule(rule)) => Err(rule.code().to_string()),
-            Err(HubError::NotFound | HubError::Closed) => Err("interaction_closed".to_string()),
-            Err(e) => Err(e.to_string()),
+        command: crate::bridge::Command,
+    ) -> Result<(), Undelivered> {
+        match Hub::command(self, id, by, command).await {
+            // Carried out; stored (and published) once the store returns.
+            Ok(_) | Err(HubError::NotStored) => Ok(()),
+            Err(HubError::Rule(rule)) => Err(Undelivered::Refused(ReportError::Rule(rule))),
+            Err(HubError::NotFound | HubError::Closed | HubError::TooMany { .. }) => {
+                Err(Undelivered::Refused(ReportError::Closed))
+            }
+            Err(HubError::StoreUnavailable | HubError::Store(_)) => Err(Undelivered::NotNow),
         }
     }
 
-    async fn agent(&self, id: &InteractionId) -> Option<AgentId> {
-        let summary = self.hub.get(id)?.summary().await.ok()?;
-        summary.agent.map(AgentId)
-    }
-
-    async fn open_for_call(&self, number: &str, caller: &str) -> Result<InteractionId, String> {
-        let config = self.hub.config().clone();
+    async fn open_for_call(
+        &self,
+        number: &str,
+        caller: &str,
+        held: HeldCall,
+    ) -> Result<InteractionId, LegError> {
+        let config = self.config().clone();
         let service = config
             .service_for_number(number)
-            .ok_or_else(|| format!("no service has the number {number}"))?;
+            .ok_or_else(|| LegError::NoService(number.to_string()))?;
         // The caller's number is the customer's phone (to call back); a withheld or odd one
         // is not, and such callers are not grouped as one "device".
         let phone = crate::config::valid_phone_number(caller).then(|| caller.to_string());
@@ -99,41 +85,68 @@ impl Interactions for CallCentre {
         // The offer's context shows the agent that this is a phone call, and from whom.
         let context = json!({"channel": "phone", "caller": caller, "number": number});
         let (id, _) = self
-            .hub
-            .create_for_call(&service.name, customer, context, caller.to_string())
+            .create_for_call(&service.name, customer, context, caller.to_string(), held)
             .await
-            .map_err(|e| e.to_string())?;
-        if let Some(handle) = self.hub.get(&id) {
-            self.routing.watch(handle);
-        }
+            .map_err(|e| {
+                tracing::warn!(%number, %caller, "cannot open an interaction: {e}");
+                LegError::CannotOpen
+            })?;
         tracing::info!(interaction = %id, service = %service.name, %caller, %number,
                        "phone call opened an interaction");
         Ok(id)
     }
 }
 
-impl calls::Peers for RtcService {
+/// The interactions as the leg driver sees them: the hub, and routing for those that phone
+/// calls open.
+#[derive(Clone)]
+pub struct CallCentre {
+    pub hub: Hub,
+    pub routing: Routing,
+}
+
+impl Interactions for CallCentre {
+    async fn command(
+        &self,
+        id: &InteractionId,
+        by: Party,
+        command: crate::bridge::Command,
+    ) -> Result<(), Undelivered> {
+        Interactions::command(&self.hub, id, by, command).await
+    }
+
+    async fn open_for_call(
+        &self,
+        number: &str,
+        caller: &str,
+        held: HeldCall,
+    ) -> Result<InteractionId, LegError> {
+        let id = self.hub.open_for_call(number, caller, held).await?;
+        if let Some(handle) = self.hub.get(&id) {
+            self.routing.watch(handle);
+        }
+        Ok(id)
+    }
+}
+
+impl shell::Peers for RtcService {
     type Id = PeerId;
 
-    async fn create(&self, audio: bool, video: bool) -> Result<(PeerId, String), String> {
+    async fn create(&self, audio: bool, video: bool) -> Result<(PeerId, String), LegError> {
         let spec = MediaSpec { audio, video };
-        self.create_peer(spec).await.map_err(|e| e.to_string())
+        Ok(self.create_peer(spec).await?)
     }
 
-    async fn answer(&self, peer: PeerId, sdp: String) -> Result<(), String> {
-        self.accept_answer(peer, sdp)
-            .await
-            .map_err(|e| e.to_string())
+    async fn answer(&self, peer: PeerId, sdp: String) -> Result<(), LegError> {
+        Ok(self.accept_answer(peer, sdp).await?)
     }
 
-    async fn set_video(&self, peer: PeerId, on: bool) -> Result<String, String> {
-        RtcService::set_video(self, peer, on)
-            .await
-            .map_err(|e| e.to_string())
+    async fn set_video(&self, peer: PeerId, on: bool) -> Result<String, LegError> {
+        Ok(RtcService::set_video(self, peer, on).await?)
     }
 
-    async fn link(&self, a: PeerId, b: PeerId) -> Result<(), String> {
-        self.connect(a, b).await.map_err(|e| e.to_string())
+    async fn link(&self, a: PeerId, b: PeerId) -> Result<(), LegError> {
+        Ok(self.connect(a, b).await?)
     }
 
     async fn bridge_rtp(
@@ -141,11 +154,9 @@ impl calls::Peers for RtcService {
         peer: PeerId,
         remote: SocketAddr,
         codec: Codec,
-    ) -> Result<(), String> {
-        RtcService::bridge_rtp(self, peer, remote, codec)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    ) -> Result<(), LegError> {
+        RtcService::bridge_rtp(self, peer, remote, codec).await?;
+        Ok(())
     }
 
     async fn close(&self, peer: PeerId) {
@@ -176,23 +187,19 @@ impl SipPhones {
             .unwrap_or_else(|| service.to_string())
     }
 
-    async fn dial(&self, dial: AppDial) -> Result<(CallRef, SocketAddr), String> {
-        let dialed = self
-            .control
-            .dial(dial, self.events.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn dial(&self, dial: AppDial) -> Result<(CallRef, SocketAddr), LegError> {
+        let dialed = self.control.dial(dial, self.events.clone()).await?;
         Ok((dialed.call, dialed.media))
     }
 }
 
-impl calls::Phones for SipPhones {
+impl shell::Phones for SipPhones {
     async fn dial_agent(
         &self,
         agent: &AgentId,
         interaction: &InteractionId,
         service: &str,
-    ) -> Result<(CallRef, SocketAddr), String> {
+    ) -> Result<(CallRef, SocketAddr), LegError> {
         self.dial(AppDial {
             target: DialTarget::Registered(agent.0.clone()),
             from_user: self.caller_id(service),
@@ -206,11 +213,11 @@ impl calls::Phones for SipPhones {
         agent: &AgentId,
         interaction: &InteractionId,
         service: &str,
-    ) -> Result<(CallRef, SocketAddr), String> {
+    ) -> Result<(CallRef, SocketAddr), LegError> {
         let mobile = self
             .routing
             .mobile_number(agent)
-            .ok_or_else(|| format!("the agent {agent} has no mobile number"))?;
+            .ok_or_else(|| LegError::NoMobile(agent.clone()))?;
         self.dial_number(&mobile, interaction, service).await
     }
 
@@ -219,30 +226,34 @@ impl calls::Phones for SipPhones {
         number: &str,
         interaction: &InteractionId,
         service: &str,
-    ) -> Result<(CallRef, SocketAddr), String> {
+    ) -> Result<(CallRef, SocketAddr), LegError> {
         let config = self.config.service(service);
+        let no_trunk = || LegError::NoTrunk(service.to_string());
         let trunk_name = config
             .and_then(|s| s.trunk.as_deref())
-            .ok_or_else(|| format!("the service {service} has no trunk"))?;
+            .ok_or_else(no_trunk)?;
         let trunk = self
             .config
             .sip
             .trunks
             .iter()
             .find(|t| t.name == trunk_name)
-            .ok_or_else(|| format!("no trunk {trunk_name}"))?;
+            .ok_or_else(no_trunk)?;
         // The first address is the next hop; a bare IP means the SIP port.
-        let first = trunk.addresses.first().ok_or("the trunk has no address")?;
+        let first = trunk
+            .addresses
+            .first()
+            .ok_or_else(|| LegError::BadTrunk(trunk_name.to_string()))?;
         let hop: SocketAddr = first
             .parse()
             .or_else(|_| first.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 5060)))
-            .map_err(|_| format!("bad trunk address {first}"))?;
+            .map_err(|_| LegError::BadTrunk(first.clone()))?;
         // The Request-URI carries the number and nothing else: only E.164 (`+` and digits)
         // is written into it, whatever reached this far.
-        let number = crate::bridge::E164::parse(number)
-            .map_err(|_| format!("{number:?} is not an E.164 number"))?;
-        let uri = rsipstack::sip::parse_uri(&format!("sip:{number}@{hop}"))
-            .map_err(|_| format!("cannot call {number}"))?;
+        let bad_number = || LegError::BadNumber(number.to_string());
+        let number = crate::bridge::E164::parse(number).map_err(|_| bad_number())?;
+        let uri =
+            rsipstack::sip::parse_uri(&format!("sip:{number}@{hop}")).map_err(|_| bad_number())?;
         self.dial(AppDial {
             target: DialTarget::Uri {
                 uri,
@@ -261,12 +272,8 @@ impl calls::Phones for SipPhones {
     async fn accept_incoming(
         &self,
         incoming: ServerTxId,
-    ) -> Result<(CallRef, SocketAddr, Codec), String> {
-        let (call, codec) = self
-            .control
-            .accept(incoming, self.events.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(CallRef, SocketAddr, Codec), LegError> {
+        let (call, codec) = self.control.accept(incoming, self.events.clone()).await?;
         Ok((call.call, call.media, codec))
     }
 
@@ -274,11 +281,8 @@ impl calls::Phones for SipPhones {
         self.control.reject(incoming, code, why).await;
     }
 
-    async fn bridge(&self, customer: CallRef, agent: CallRef) -> Result<(), String> {
-        self.control
-            .bridge(customer, agent)
-            .await
-            .map_err(|e| e.to_string())
+    async fn bridge(&self, customer: CallRef, agent: CallRef) -> Result<(), LegError> {
+        Ok(self.control.bridge(customer, agent).await?)
     }
 
     async fn record(
@@ -323,7 +327,7 @@ pub fn service_headers(interaction: &InteractionId, service: &str) -> Vec<(Strin
     ]
 }
 
-/// Starts the WebRTC leg driver; it runs until `shutdown`.
+/// Starts the leg driver; it runs until `shutdown`.
 pub fn start(
     hub: Hub,
     routing: Routing,
@@ -339,12 +343,12 @@ pub fn start(
     tokio::spawn(async move {
         while let Some(event) = rtc_events.recv().await {
             let event = match event {
-                RtcEvent::Connected { peer } => calls::PeerEvent::Connected(peer),
-                RtcEvent::Closed { peer, reason } => calls::PeerEvent::Closed {
+                RtcEvent::Connected { peer } => PeerEvent::Connected(peer),
+                RtcEvent::Closed { peer, reason } => PeerEvent::Closed {
                     peer,
                     reason: reason.to_string(),
                 },
-                RtcEvent::VideoDropped { peer } => calls::PeerEvent::VideoDropped(peer),
+                RtcEvent::VideoDropped { peer } => PeerEvent::VideoDropped(peer),
             };
             if peer_tx.send(event).await.is_err() {
                 break;
@@ -372,6 +376,12 @@ pub fn start(
         }
     });
     let interactions = CallCentre { hub, routing };
-    let driver = calls::Driver::new(rtc, phones, interactions).with_metrics(metrics);
-    tokio::spawn(driver.run(actions, peer_rx, sip_rx, incoming_rx, shutdown))
+    let shell = shell::Shell::new(rtc, phones, interactions).with_metrics(metrics);
+    let inputs = shell::Inputs {
+        actions,
+        peers: peer_rx,
+        sip: sip_rx,
+        incoming: incoming_rx,
+    };
+    tokio::spawn(shell.run(inputs, shutdown))
 }

@@ -367,6 +367,7 @@ fn the_customer_calling_in_joins_as_the_voice_leg_and_strangers_do_not() {
     let join = |caller: &str| Command::JoinCall {
         caller: CallerId::Trunk(caller.into()),
         token: None,
+        call: tandem::bridge::HeldCall(1),
     };
     h.refused(Party::Customer, join("+15550100"), "not_permitted");
     h.refused(Party::System, join("+15550999"), "not_permitted");

@@ -9,8 +9,9 @@ use std::time::Duration;
 use harness::{Harness, alice, rules};
 use serde_json::json;
 use tandem::bridge::{
-    Action, AgentDevice, AgentId, CallerId, Command, Customer, EndReason, EventKind, Interaction,
-    InteractionId, JoinSecret, LegId, LegKind, LegState, LegTarget, Party, Phase, Rules, Time,
+    Action, AgentDevice, AgentId, CallerId, Command, Customer, EndReason, EventKind, HeldCall,
+    Interaction, InteractionId, JoinSecret, LegId, LegKind, LegState, LegTarget, Party, Phase,
+    Rules, Time,
 };
 
 /// An interaction opened by a call from +15550177, offered to alice.
@@ -29,6 +30,7 @@ fn called_in(rules: Rules) -> Harness {
         customer,
         context,
         "+15550177".into(),
+        HeldCall(1),
     );
     let mut h = Harness {
         now,
@@ -54,7 +56,11 @@ fn refusals(h: &Harness) -> Vec<(LegId, String)> {
     h.actions
         .iter()
         .filter_map(|a| match a {
-            Action::RefuseCall { leg, reason } => Some((leg.to_owned(), reason.clone())),
+            Action::RefuseCall { leg, reason, call } => {
+                // The refusal names the call that waits.
+                assert_eq!(*call, Some(HeldCall(1)));
+                Some((leg.to_owned(), reason.clone()))
+            }
             _ => None,
         })
         .collect()
@@ -104,6 +110,9 @@ fn the_agent_who_accepts_gets_the_waiting_call_on_the_browser_and_the_chat_goes_
             target: LegTarget::Phone("+15550177".into()),
             service: "claims".into(),
             device: AgentDevice::Browser,
+            agent: Some(AgentId::from("alice")),
+            // The accept answers the call that waits, by its name.
+            answer: Some(HeldCall(1)),
         }]
     );
     h.ok(Party::System, Command::LegUp { leg: LegId(1) });
@@ -188,6 +197,7 @@ fn a_call_with_the_chats_join_token_joins_from_any_number() {
     let join = |caller: &str, token: Option<&str>| Command::JoinCall {
         caller: CallerId::Trunk(caller.into()),
         token: token.map(str::to_string),
+        call: HeldCall(7),
     };
     let mut h = Harness::active(rules());
     // Without a token only the chat's number joins; a bad token is refused even from it.
@@ -205,8 +215,12 @@ fn a_call_with_the_chats_join_token_joins_from_any_number() {
     h.ok(Party::System, join("anonymous", Some(&token)));
     assert!(matches!(
         h.actions.last(),
-        Some(Action::StartLeg { kind: LegKind::Voice, target: LegTarget::Phone(n), .. })
-            if n == "anonymous"
+        Some(Action::StartLeg {
+            kind: LegKind::Voice,
+            target: LegTarget::Phone(n),
+            answer: Some(HeldCall(7)),
+            ..
+        }) if n == "anonymous"
     ));
     h.advance(Duration::from_secs(1));
 }
@@ -218,6 +232,7 @@ fn a_caller_id_joins_only_when_a_trunk_vouches_for_it_and_a_token_joins_from_any
     let join = |caller: CallerId, token: Option<&str>| Command::JoinCall {
         caller,
         token: token.map(str::to_string),
+        call: HeldCall(7),
     };
     let mut h = Harness::active(rules());
     // The chat's own number, written into From by anyone: nobody vouches for it.

@@ -111,6 +111,8 @@ fn calls_carry_the_service_and_can_be_repeated_one_at_a_time() {
                 target: LegTarget::Phone("+15550100".into()),
                 service: "claims".into(),
                 device: AgentDevice::Browser,
+                agent: Some(AgentId::from("alice")),
+                answer: None,
             })
         );
         h.refused(

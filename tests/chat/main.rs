@@ -47,6 +47,7 @@ mod api_customer_phone_number_validated;
 mod api_customer_socket_ticket;
 mod api_socket_budgets_keep_agents_in;
 mod api_websocket_resume;
+mod calls_go_on_while_one_store_stalls;
 mod chat_creation_is_rate_limited_per_source;
 mod chat_files_expire_after_retention;
 mod cli_check_config;

@@ -47,6 +47,7 @@ fn dials_on_the_mobile(action: Action) -> LegId {
             target: LegTarget::Phone(number),
             service,
             device: AgentDevice::Mobile,
+            ..
         } if number == NUMBER && service == "claims" => leg,
         other => panic!("not a call to {NUMBER} on the mobile: {other:?}"),
     }
