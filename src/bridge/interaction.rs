@@ -1588,11 +1588,7 @@ impl Interaction {
             EventKind::Location {
                 latitude,
                 longitude,
-            } => {
-                let data =
-                    serde_json::json!({"location": {"latitude": latitude, "longitude": longitude}});
-                merge_context(&mut self.context, &data);
-            }
+            } => merge_context(&mut self.context, &location_context(*latitude, *longitude)),
             EventKind::Receipt {
                 ref_msg_id,
                 receipt,
@@ -1655,8 +1651,9 @@ impl Interaction {
     }
 }
 
-/// Shallow merge of a JSON object into the context (a non-object replaces it).
-fn merge_context(context: &mut Value, data: &Value) {
+/// Shallow merge of a JSON object into the context (a non-object replaces it). Every view that
+/// rebuilds the context from the events merges with this too.
+pub(crate) fn merge_context(context: &mut Value, data: &Value) {
     match (context, data) {
         (Value::Object(into), Value::Object(from)) => {
             for (k, v) in from {
@@ -1665,6 +1662,11 @@ fn merge_context(context: &mut Value, data: &Value) {
         }
         (context, data) => *context = data.clone(),
     }
+}
+
+/// The context a location update adds.
+pub(crate) fn location_context(latitude: f64, longitude: f64) -> Value {
+    serde_json::json!({"location": {"latitude": latitude, "longitude": longitude}})
 }
 
 /// Who released a leg, as the transcript says it.

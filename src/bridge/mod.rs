@@ -26,5 +26,6 @@ pub use event::{
     TeardownStep,
 };
 pub use interaction::{Accepted, Action, CallerId, Command, Interaction, Leg, Rules, Timer};
+pub(crate) use interaction::{location_context, merge_context};
 pub use token::JoinSecret;
 pub use types::{AgentId, Customer, HeldCall, InteractionId, LegId, Party, Time, random_hex};

@@ -40,8 +40,9 @@ use serde_json::json;
 use shell::{Interactions, Undelivered};
 
 /// The hub delivers reports as [`Party::System`] commands; an interaction whose store is not
-/// taking writes asks for the report again later ([`Undelivered::NotNow`]). Calls to a
-/// service number open interactions that nobody routes: see [`CallCentre`].
+/// taking writes asks for the report again later ([`Undelivered::NotNow`]). An interaction a
+/// call to a service number opens is routed like any other: routing follows the hub's new
+/// interactions.
 impl Interactions for Hub {
     async fn command(
         &self,
@@ -93,38 +94,6 @@ impl Interactions for Hub {
             })?;
         tracing::info!(interaction = %id, service = %service.name, %caller, %number,
                        "phone call opened an interaction");
-        Ok(id)
-    }
-}
-
-/// The interactions as the leg driver sees them: the hub, and routing for those that phone
-/// calls open.
-#[derive(Clone)]
-pub struct CallCentre {
-    pub hub: Hub,
-    pub routing: Routing,
-}
-
-impl Interactions for CallCentre {
-    async fn command(
-        &self,
-        id: &InteractionId,
-        by: Party,
-        command: crate::bridge::Command,
-    ) -> Result<(), Undelivered> {
-        Interactions::command(&self.hub, id, by, command).await
-    }
-
-    async fn open_for_call(
-        &self,
-        number: &str,
-        caller: &str,
-        held: HeldCall,
-    ) -> Result<InteractionId, LegError> {
-        let id = self.hub.open_for_call(number, caller, held).await?;
-        if let Some(handle) = self.hub.get(&id) {
-            self.routing.watch(handle);
-        }
         Ok(id)
     }
 }
@@ -375,8 +344,7 @@ pub fn start(
             }
         }
     });
-    let interactions = CallCentre { hub, routing };
-    let shell = shell::Shell::new(rtc, phones, interactions).with_metrics(metrics);
+    let shell = shell::Shell::new(rtc, phones, hub).with_metrics(metrics);
     let inputs = shell::Inputs {
         actions,
         peers: peer_rx,

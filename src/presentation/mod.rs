@@ -25,30 +25,11 @@ pub mod customer;
 pub mod operator;
 pub mod transcript;
 
-use serde_json::Value;
-
-/// Shallow merge of a JSON object into a context (a non-object replaces it), as the
-/// interaction merges the context the app pushes: the views rebuild the same context from the
-/// same events.
-pub fn merge_context(context: &mut Value, data: &Value) {
-    match (context, data) {
-        (Value::Object(into), Value::Object(from)) => {
-            for (k, v) in from {
-                into.insert(k.clone(), v.clone());
-            }
-        }
-        (context, data) => *context = data.clone(),
-    }
-}
-
-/// The context a location update adds.
-pub fn location(latitude: f64, longitude: f64) -> Value {
-    serde_json::json!({"location": {"latitude": latitude, "longitude": longitude}})
-}
+pub(crate) use crate::bridge::{location_context as location, merge_context};
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::bridge::{AgentId, Customer, Event, EventKind, InteractionId, LegId, Party, Time};
