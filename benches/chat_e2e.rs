@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tandem::api::{AppState, app};
-use tandem::bridge::hub::Hub;
 use tandem::bridge::{AgentId, Command, Customer, EventKind, Party};
 use tandem::chat::files::FileStore;
 use tandem::chat::store::Store;
 use tandem::config::Config;
+use tandem::hub::Hub;
 use tandem::metrics::Metrics;
 
 fn rss_kib() -> u64 {

@@ -10,6 +10,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guard;
+pub mod hub;
 pub mod legs;
 pub mod media;
 pub mod metrics;

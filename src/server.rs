@@ -14,10 +14,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AppState, Http, Parts};
-use crate::bridge::hub::{Hub, HubError};
 use crate::chat::files::FileStore;
 use crate::chat::store::{Store, StoreError};
 use crate::config::Config;
+use crate::hub::{Hub, HubError};
 use crate::metrics::Metrics;
 use crate::routing::driver::Routing;
 use crate::rtc::RtcService;

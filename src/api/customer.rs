@@ -18,10 +18,10 @@ use super::auth::Client;
 use super::availability::{self, Availability, NOBODY};
 use super::wire::{ClientEvent, parse_client_event};
 use super::{ApiError, ApiJson, AppState, ChatRef};
-use crate::bridge::hub::Handle;
 use crate::bridge::{Accepted, Command, Customer, Event, InteractionId, Party, Time, random_hex};
 use crate::chat::files;
 use crate::chat::store::{FileRecord, Write};
+use crate::hub::Handle;
 use crate::presentation::customer::view as customer_view;
 
 /// Most events one poll returns; the rest come with the next.

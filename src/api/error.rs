@@ -7,9 +7,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::bridge::RuleError;
-use crate::bridge::hub::HubError;
 use crate::chat::files::FileError;
 use crate::chat::store::StoreError;
+use crate::hub::HubError;
 use crate::routing::router::RoutingError;
 use crate::routing::settings::SettingsError;
 use crate::sms::mobile::{LinkError, MobileError};

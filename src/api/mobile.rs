@@ -43,9 +43,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::customer::file_response;
 use super::{ApiError, ApiJson, AppState};
-use crate::bridge::hub::HubError;
 use crate::bridge::{AgentDevice, AgentId, Command, Event, Party, RuleError};
 use crate::chat::transcript;
+use crate::hub::HubError;
 use crate::presentation::operator;
 use crate::routing::driver::AcceptError;
 use crate::routing::router::RoutingError;

@@ -46,10 +46,10 @@ use tokio_util::sync::CancellationToken;
 pub use error::{ApiError, ErrorCode};
 
 use crate::bridge::InteractionId;
-use crate::bridge::hub::{Handle, Hub};
 use crate::chat::files::FileStore;
 use crate::chat::store::Store;
 use crate::config::Config;
+use crate::hub::{Handle, Hub};
 use crate::metrics::Metrics;
 use crate::routing::driver::Routing;
 use crate::sms::mobile::Links;

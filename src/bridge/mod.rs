@@ -8,13 +8,14 @@
 //! ([`EventKind::TeardownStarted`]) carried out by the machine: release calls → wait → release
 //! video → wait → close the chat → [`Action::PersistTranscript`].
 //!
-//! [`hub`] runs each Interaction in its own tokio task; everything else (the customer API,
+//! This folder is pure: no tokio, no store. `crate::hub` runs each Interaction in its own tokio
+//! task; everything else (the customer API,
 //! later the agent API, SIP and WebRTC drivers) sends it commands and subscribes to its events.
 
 pub mod dial_plan;
 mod error;
 mod event;
-pub mod hub;
+
 mod interaction;
 mod token;
 mod types;

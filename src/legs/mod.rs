@@ -25,9 +25,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::bridge::hub::{Hub, HubError};
 use crate::bridge::{Action, AgentId, Customer, HeldCall, InteractionId, LegId, Party};
 use crate::config::Config;
+use crate::hub::{Hub, HubError};
 use crate::media::codec::Codec;
 use crate::routing::driver::Routing;
 use crate::rtc::{MediaSpec, PeerId, RtcEvent, RtcService};

@@ -18,11 +18,11 @@ use super::router::{
     MobileDuty, Output, Presence, Router, RoutingError, Staff, Via, WithdrawReason,
 };
 use super::settings::{MobileSettings, SettingsError};
-use crate::bridge::hub::{Handle, Hub};
 use crate::bridge::{
     AgentId, Command, Customer, EventKind, InteractionId, LegKind, LegState, Party, Phase, Time,
 };
 use crate::chat::store::{Store, StoreError};
+use crate::hub::{Handle, Hub};
 use crate::presentation::agent::{self, Scene};
 
 /// What an agent is told, as JSON text shared by all their tabs.
@@ -93,7 +93,7 @@ enum Request {
         agent: AgentId,
         /// Only a standing SMS offer may be taken (a claim from a link).
         by_sms: bool,
-        reply: Reply<Result<(), crate::bridge::hub::HubError>>,
+        reply: Reply<Result<(), crate::hub::HubError>>,
         routed: Reply<Result<(), RoutingError>>,
     },
     Decline {
@@ -117,7 +117,7 @@ enum WatchCommand {
     Accept(
         AgentId,
         String,
-        Option<Reply<Result<(), crate::bridge::hub::HubError>>>,
+        Option<Reply<Result<(), crate::hub::HubError>>>,
     ),
     Requeue,
     Status(u32, u64),
@@ -294,7 +294,7 @@ impl Routing {
             .map_err(AcceptError::Routing)?;
         answer
             .await
-            .unwrap_or(Err(crate::bridge::hub::HubError::Closed))
+            .unwrap_or(Err(crate::hub::HubError::Closed))
             .map_err(AcceptError::Hub)
     }
 
@@ -435,7 +435,7 @@ pub enum AcceptError {
     #[error(transparent)]
     Routing(RoutingError),
     #[error(transparent)]
-    Hub(crate::bridge::hub::HubError),
+    Hub(crate::hub::HubError),
 }
 
 /// Requests served before the router's decisions go out and its next timer is computed.
@@ -445,7 +445,7 @@ const MAX_BATCH: usize = 256;
 #[derive(Default)]
 struct Desk {
     watchers: HashMap<InteractionId, mpsc::UnboundedSender<WatchCommand>>,
-    accept_replies: HashMap<InteractionId, Reply<Result<(), crate::bridge::hub::HubError>>>,
+    accept_replies: HashMap<InteractionId, Reply<Result<(), crate::hub::HubError>>>,
 }
 
 /// The router's task: requests and timers in, decisions out.

@@ -10,8 +10,8 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::provider::Provider;
-use crate::bridge::hub::{Handle, Hub, HubError};
 use crate::bridge::{Command, Customer, EventKind, InteractionId, Party, Phase};
+use crate::hub::{Handle, Hub, HubError};
 
 /// What every SMS customer's device starts with: no other channel may claim it.
 pub const DEVICE_PREFIX: &str = "sms:";

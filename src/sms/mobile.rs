@@ -27,13 +27,13 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::gsm;
 use super::provider::Provider;
-use crate::bridge::hub::Handle;
 use crate::bridge::{
     AgentId, Command, Customer, EventKind, InteractionId, LegKind, LegState, Party, Phase, Time,
     random_hex,
 };
 use crate::chat::store::{MobileLinkRecord, Store, StoreError, Write};
 use crate::config::Config;
+use crate::hub::Handle;
 use crate::routing::driver::{MobileOffer, Routing};
 use crate::routing::router::WithdrawReason;
 

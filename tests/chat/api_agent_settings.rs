@@ -127,10 +127,9 @@ async fn settings_are_validated_told_to_every_tab_and_stored() {
     let store = tandem::chat::store::Store::open(&again.store.url, 2, metrics.clone())
         .await
         .unwrap();
-    let hub =
-        tandem::bridge::hub::Hub::open(std::sync::Arc::new(again.clone()), store, metrics, None)
-            .await
-            .unwrap();
+    let hub = tandem::hub::Hub::open(std::sync::Arc::new(again.clone()), store, metrics, None)
+        .await
+        .unwrap();
     let files = tandem::chat::files::FileStore::new(&again.files.dir);
     let state = tandem::api::AppState::new(tandem::server::parts(hub, files));
     let (addr, server) = agent::serve(tandem::api::app(state)).await;

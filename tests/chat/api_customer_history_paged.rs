@@ -6,7 +6,7 @@ use crate::api;
 
 use api::{Api, code};
 use serde_json::{Value, json};
-use tandem::bridge::hub::LOG_MAX_EVENTS;
+use tandem::hub::LOG_MAX_EVENTS;
 
 const DEVICE: &str = "dev-1";
 

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::json;
-use tandem::bridge::hub::{Hub, HubError, Journal};
 use tandem::bridge::{
     AgentDevice, AgentId, Command, Customer, InteractionId, LegId, LegState, Party,
 };
 use tandem::chat::store::{Store, StoreError, Write};
 use tandem::config::Config;
+use tandem::hub::{Hub, HubError, Journal};
 use tandem::legs::driver::{LegError, PeerEvent};
 use tandem::legs::shell::{Inputs, Peers, Phones, Shell};
 use tandem::media::codec::Codec;

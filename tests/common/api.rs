@@ -9,11 +9,11 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tandem::api::{AppState, app};
-use tandem::bridge::hub::Hub;
 use tandem::bridge::{AgentId, Command, InteractionId, Party};
 use tandem::chat::files::FileStore;
 use tandem::chat::store::Store;
 use tandem::config::Config;
+use tandem::hub::Hub;
 use tandem::metrics::Metrics;
 use tower::ServiceExt;
 

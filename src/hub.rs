@@ -28,7 +28,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Instrument;
 
-use super::{
+use crate::bridge::{
     Accepted, Action, Command, Customer, Event, EventKind, HeldCall, Interaction, InteractionId,
     JoinSecret, Party, Phase, RuleError, Rules, Time,
 };
