@@ -15,9 +15,13 @@
 //! own reports, never another call's setup.
 
 pub mod driver;
+#[cfg(test)]
+mod harness;
 pub mod shell;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_replay;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
