@@ -23,11 +23,10 @@ use crate::media::ports::PortPool;
 use crate::sip::core::{
     AppDial, CoreConfig, CoreEvent, DialTarget, InviteLimits, NetSettings, SipCore,
 };
-use crate::sip::driver::{IncomingCall, SipCallEvent};
+use crate::sip::driver::{ForCalls, IncomingEvent, for_calls};
 use crate::sip::ids::Ids;
 use crate::sip::peer::Peer;
 use crate::sip::registrar::Registrar;
-use crate::sip::sdp::Codec;
 use crate::sip::transaction::TimerConfig;
 use crate::sip::wire::parse_datagram;
 
@@ -364,59 +363,24 @@ impl World {
         });
     }
 
-    /// What the SIP task does with a core event: calls coming in and the application calls'
-    /// events go to the driver.
+    /// What the SIP task does with a core event (the same translation): calls coming in and
+    /// the application calls' events go to the driver.
     fn core_event(&mut self, event: CoreEvent) {
-        let sip = match event {
-            CoreEvent::Incoming {
-                incoming,
-                interaction,
-                caller,
-                source,
-                token,
-            } => {
-                let call = IncomingCall {
-                    incoming,
-                    interaction,
-                    caller,
-                    source,
-                    token,
-                };
-                return self.driver.handle_incoming(call);
+        match for_calls(&self.core, event) {
+            Some(ForCalls::Incoming(IncomingEvent::Call(call))) => {
+                self.driver.handle_incoming(call)
             }
-            CoreEvent::ServiceCall {
+            Some(ForCalls::Incoming(IncomingEvent::ServiceCall {
                 incoming,
                 number,
                 caller,
-            } => return self.driver.handle_service_call(incoming, &number, &caller),
-            CoreEvent::IncomingCancelled { incoming } => {
-                return self.driver.handle_cancelled(incoming);
+            })) => self.driver.handle_service_call(incoming, &number, &caller),
+            Some(ForCalls::Incoming(IncomingEvent::Cancelled(incoming))) => {
+                self.driver.handle_cancelled(incoming)
             }
-            CoreEvent::Progress { call, code } => SipCallEvent::Progress { call, code },
-            CoreEvent::Answered { call, .. } => {
-                let codec = self.core.app_call_codec(call).unwrap_or(Codec::Pcmu);
-                SipCallEvent::Answered { call, codec }
-            }
-            CoreEvent::Failed { call, code } => SipCallEvent::Failed { call, code },
-            CoreEvent::Ended {
-                call: Some(call),
-                by_peer,
-                ..
-            } => SipCallEvent::Ended { call, by_peer },
-            CoreEvent::Dtmf {
-                call: Some(call),
-                digit,
-                duration_ms,
-                ..
-            } => SipCallEvent::Dtmf {
-                call,
-                digit,
-                duration_ms,
-            },
-            // Not an application call.
-            CoreEvent::Ended { call: None, .. } | CoreEvent::Dtmf { call: None, .. } => return,
-        };
-        self.driver.handle_sip(sip);
+            Some(ForCalls::Call(_, event)) => self.driver.handle_sip(event),
+            None => {}
+        }
     }
 
     /// What the leg shell does with an operation, with the real SIP core and fake peers.

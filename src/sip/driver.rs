@@ -164,6 +164,79 @@ pub enum IncomingEvent {
     Cancelled(ServerTxId),
 }
 
+/// What a core event means to the call driver.
+#[derive(Debug)]
+pub enum ForCalls {
+    /// A call waiting for an interaction, or its caller gone.
+    Incoming(IncomingEvent),
+    /// An event of an application call.
+    Call(CallRef, SipCallEvent),
+}
+
+/// Translates a core event for the call driver; `None` for events of calls that are not
+/// application calls (echo, the B2BUA), which concern only the core. The SIP task delivers
+/// what this returns, and the deterministic harness of the call path drives the call driver
+/// with it, so both see the same translation.
+pub fn for_calls(core: &SipCore, event: CoreEvent) -> Option<ForCalls> {
+    Some(match event {
+        CoreEvent::Incoming {
+            incoming,
+            interaction,
+            caller,
+            source,
+            token,
+        } => ForCalls::Incoming(IncomingEvent::Call(IncomingCall {
+            incoming,
+            interaction,
+            caller,
+            source,
+            token,
+        })),
+        CoreEvent::ServiceCall {
+            incoming,
+            number,
+            caller,
+        } => ForCalls::Incoming(IncomingEvent::ServiceCall {
+            incoming,
+            number,
+            caller,
+        }),
+        CoreEvent::IncomingCancelled { incoming } => {
+            ForCalls::Incoming(IncomingEvent::Cancelled(incoming))
+        }
+        CoreEvent::Progress { call, code } => {
+            ForCalls::Call(call, SipCallEvent::Progress { call, code })
+        }
+        CoreEvent::Answered { call, .. } => {
+            let codec = core.app_call_codec(call).unwrap_or(Codec::Pcmu);
+            ForCalls::Call(call, SipCallEvent::Answered { call, codec })
+        }
+        CoreEvent::Failed { call, code } => {
+            ForCalls::Call(call, SipCallEvent::Failed { call, code })
+        }
+        CoreEvent::Ended { call, by_peer, .. } => {
+            let call = call?;
+            ForCalls::Call(call, SipCallEvent::Ended { call, by_peer })
+        }
+        CoreEvent::Dtmf {
+            call,
+            digit,
+            duration_ms,
+            ..
+        } => {
+            let call = call?;
+            ForCalls::Call(
+                call,
+                SipCallEvent::Dtmf {
+                    call,
+                    digit,
+                    duration_ms,
+                },
+            )
+        }
+    })
+}
+
 /// Places and ends application calls (a cheap handle to the SIP task).
 #[derive(Clone)]
 pub struct SipControl {
@@ -668,80 +741,34 @@ impl CoreLoop {
     /// application call of each, so the driver keeps no copy of its dialogs.
     fn deliver_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
-            let (call, out) = match event {
-                CoreEvent::Incoming {
-                    incoming,
-                    interaction,
-                    caller,
-                    source,
-                    token,
-                } => {
-                    let call = IncomingEvent::Call(IncomingCall {
-                        incoming,
-                        interaction,
-                        caller,
-                        source,
-                        token,
-                    });
-                    self.offer_incoming(incoming, call);
-                    continue;
-                }
-                CoreEvent::ServiceCall {
-                    incoming,
-                    number,
-                    caller,
-                } => {
-                    let call = IncomingEvent::ServiceCall {
-                        incoming,
-                        number,
-                        caller,
-                    };
-                    self.offer_incoming(incoming, call);
-                    continue;
-                }
-                CoreEvent::IncomingCancelled { incoming } => {
+            match for_calls(&self.core, event) {
+                Some(ForCalls::Incoming(IncomingEvent::Cancelled(incoming))) => {
                     if let Some(to) = &self.incoming {
                         let _ = to.send(IncomingEvent::Cancelled(incoming));
                     }
-                    continue;
                 }
-                CoreEvent::Progress { call, code } => (call, SipCallEvent::Progress { call, code }),
-                CoreEvent::Answered { call, .. } => {
-                    let codec = self.core.app_call_codec(call).unwrap_or(Codec::Pcmu);
-                    (call, SipCallEvent::Answered { call, codec })
+                Some(ForCalls::Incoming(waiting)) => {
+                    let incoming = match &waiting {
+                        IncomingEvent::Call(call) => call.incoming,
+                        IncomingEvent::ServiceCall { incoming, .. }
+                        | IncomingEvent::Cancelled(incoming) => *incoming,
+                    };
+                    self.offer_incoming(incoming, waiting);
                 }
-                CoreEvent::Failed { call, code } => (call, SipCallEvent::Failed { call, code }),
-                CoreEvent::Ended { call, by_peer, .. } => {
-                    let Some(call) = call else { continue };
-                    (call, SipCallEvent::Ended { call, by_peer })
+                Some(ForCalls::Call(call, out)) => {
+                    let last = matches!(
+                        out,
+                        SipCallEvent::Failed { .. } | SipCallEvent::Ended { .. }
+                    );
+                    let Some(events) = self.app_calls.get(&call) else {
+                        continue;
+                    };
+                    let _ = events.send(out);
+                    if last {
+                        self.app_calls.remove(&call);
+                    }
                 }
-                CoreEvent::Dtmf {
-                    call,
-                    digit,
-                    duration_ms,
-                    ..
-                } => {
-                    let Some(call) = call else { continue };
-                    (
-                        call,
-                        SipCallEvent::Dtmf {
-                            call,
-                            digit,
-                            duration_ms,
-                        },
-                    )
-                }
-            };
-            let last = matches!(
-                out,
-                SipCallEvent::Failed { .. } | SipCallEvent::Ended { .. }
-            );
-            let Some(events) = self.app_calls.get(&call) else {
-                continue;
-            };
-            let _ = events.send(out);
-            if last {
-                self.app_calls.remove(&call);
+                None => {}
             }
         }
     }

@@ -309,6 +309,13 @@ impl SipCore {
         if let Some(state) = self.app_calls.calls.get_mut(&call) {
             state.answer = Some((sip_port, codec, telephone_event));
         }
+        self.bridge_to_local(local_port, sip_port, telephone_event);
+    }
+
+    /// Joins an application call's SIP leg to its local port, where the application's side
+    /// (a WebRTC peer's plain RTP, or another call) meets it, and listens for the caller's
+    /// key presses on the SIP leg.
+    fn bridge_to_local(&mut self, local_port: u16, sip_port: u16, telephone_event: Option<u8>) {
         self.media.push_back(MediaCommand::Bridge {
             a: local_port,
             b: sip_port,
@@ -450,16 +457,7 @@ impl SipCore {
             remote: None,
             signalling: None,
         });
-        self.media.push_back(MediaCommand::Bridge {
-            a: local_port,
-            b: sip_port,
-            transcode: None,
-            telephone_event: (None, dtmf_pt),
-        });
-        self.media.push_back(MediaCommand::DetectDtmf {
-            port: sip_port,
-            payload_type: dtmf_pt,
-        });
+        self.bridge_to_local(local_port, sip_port, dtmf_pt);
         let call = CallRef(self.next_call);
         self.next_call += 1;
         self.app_calls.insert(
