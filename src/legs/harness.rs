@@ -8,7 +8,7 @@
 //! with another: the cores draw their randomness from the seed they were built with and read
 //! no clock, so the same seed and the same script give the same log.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -20,14 +20,11 @@ use crate::bridge::{
 };
 use crate::config::{RegistrarConfig, TrunkConfig};
 use crate::media::ports::PortPool;
-use crate::sip::core::{
-    AppDial, CoreConfig, CoreEvent, DialTarget, InviteLimits, NetSettings, SipCore,
-};
+use crate::sip::core::{AppDial, CoreConfig, CoreEvent, DialTarget, SipCore};
 use crate::sip::driver::{ForCalls, IncomingEvent, for_calls};
 use crate::sip::ids::Ids;
 use crate::sip::peer::Peer;
 use crate::sip::registrar::Registrar;
-use crate::sip::transaction::TimerConfig;
 use crate::sip::wire::parse_datagram;
 
 /// The gateway's SIP address.
@@ -113,27 +110,12 @@ fn core(seed: u64, now: Instant) -> SipCore {
     let mut ids = Ids::seeded(seed);
     let registrar = Registrar::new(&RegistrarConfig::default(), now, ids.bytes());
     let config = CoreConfig {
-        timers: TimerConfig::default(),
-        advertised: GATEWAY.parse().unwrap(),
-        net: NetSettings::default(),
-        domain: "127.0.0.1".into(),
-        user_agent: "Tandem-test".into(),
-        max_calls: 10,
-        retry_after_s: 7,
-        echo_ring: Duration::ZERO,
-        echo: true,
-        invites: InviteLimits::default(),
-        accounts: HashSet::from(["alice".to_string()]),
         trunks: vec![TrunkConfig {
             name: "carrier".into(),
             addresses: vec![PHONE.into()],
             ..TrunkConfig::default()
         }],
-        agent_answer_timeout: Duration::from_secs(30),
-        min_session_expires: 90,
-        record: false,
-        service_numbers: HashSet::new(),
-        service_call_hold: Duration::from_secs(330),
+        ..crate::sip::core::tests::config(10, Duration::ZERO)
     };
     SipCore::with_ids(config, registrar, PortPool::new(30000, 30100), ids)
 }

@@ -1628,7 +1628,7 @@ fn capabilities(headers: &mut Headers) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 mod tests_b2bua;

@@ -12,7 +12,9 @@ use crate::sip::wire::parse_datagram;
 const PHONE: &str = "127.0.0.1:5070";
 const GATEWAY: &str = "127.0.0.1:5060";
 
-pub(super) fn config(max_calls: usize, echo_ring: Duration) -> CoreConfig {
+/// The core configuration of the sans-IO tests; a test changes what it needs with
+/// `CoreConfig { .., ..config(n, ring) }`.
+pub(crate) fn config(max_calls: usize, echo_ring: Duration) -> CoreConfig {
     CoreConfig {
         timers: TimerConfig::default(),
         advertised: GATEWAY.parse().unwrap(),

@@ -38,27 +38,16 @@ impl World {
     pub(super) fn new(config_change: impl FnOnce(&mut CoreConfig)) -> World {
         let now = Instant::now();
         let mut config = CoreConfig {
-            timers: TimerConfig::default(),
-            advertised: "127.0.0.1:5060".parse().unwrap(),
-            net: NetSettings::default(),
-            domain: "127.0.0.1".into(),
-            user_agent: "Tandem-test".into(),
-            max_calls: 10,
             retry_after_s: 5,
-            echo_ring: Duration::ZERO,
-            echo: true,
-            invites: InviteLimits::default(),
-            accounts: HashSet::from(["alice".to_string()]),
             trunks: vec![TrunkConfig {
                 name: "carrier".into(),
                 addresses: vec![TRUNK.into()],
                 ..TrunkConfig::default()
             }],
             agent_answer_timeout: Duration::from_secs(20),
-            min_session_expires: 90,
             record: true,
             service_numbers: HashSet::from(["15550100".to_string()]),
-            service_call_hold: Duration::from_secs(330),
+            ..super::tests::config(10, Duration::ZERO)
         };
         config_change(&mut config);
         let registrar_config = RegistrarConfig {
