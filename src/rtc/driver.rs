@@ -819,17 +819,41 @@ mod tests {
         assert_eq!(stats.peers_open, 2);
     }
 
-    #[tokio::test]
-    async fn a_bridged_browser_talks_plain_rtp_to_a_sip_leg() {
-        let (rtc, mut events) = RtcService::start(&config(10)).await.unwrap();
+    /// A gateway with one audio peer answered by a client and bridged as PCMU to a plain
+    /// UDP socket standing for the SIP leg; returns the bridge's address too.
+    async fn bridged_client() -> (
+        RtcService,
+        mpsc::Receiver<RtcEvent>,
+        PeerId,
+        Client,
+        UdpSocket,
+        SocketAddr,
+    ) {
+        let (rtc, events) = RtcService::start(&config(10)).await.unwrap();
         let (pa, offer) = rtc.create_peer(AUDIO).await.unwrap();
-        let (mut a, answer) = Client::answering(&offer).await;
+        let (a, answer) = Client::answering(&offer).await;
         rtc.accept_answer(pa, answer).await.unwrap();
         let sip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let bridge = rtc
             .bridge_rtp(pa, sip.local_addr().unwrap(), G711::Pcmu)
             .await
             .unwrap();
+        (rtc, events, pa, a, sip, bridge)
+    }
+
+    /// An RTP packet of payload type `pt` as the SIP leg sends it, 20 ms of 8 kHz per `seq`.
+    fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(seq as u32 * 160).to_be_bytes());
+        p.extend_from_slice(&[9, 9, 9, 9]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[tokio::test]
+    async fn a_bridged_browser_talks_plain_rtp_to_a_sip_leg() {
+        let (rtc, mut events, pa, mut a, sip, bridge) = bridged_client().await;
         let mut connected = false;
         for _ in 0..100 {
             a.run(Duration::from_millis(50)).await;
@@ -861,12 +885,9 @@ mod tests {
 
         // SIP -> browser: PCMU RTP arrives as audio.
         for seq in 0..25u16 {
-            let mut p = vec![0x80, 0];
-            p.extend_from_slice(&seq.to_be_bytes());
-            p.extend_from_slice(&(seq as u32 * 160).to_be_bytes());
-            p.extend_from_slice(&[9, 9, 9, 9]);
-            p.extend_from_slice(&[0xff; 160]);
-            sip.send_to(&p, bridge).await.unwrap();
+            sip.send_to(&rtp(0, seq, &[0xff; 160]), bridge)
+                .await
+                .unwrap();
             a.run(Duration::from_millis(20)).await;
         }
         assert!(!a.media.is_empty(), "the browser heard nothing from SIP");
@@ -878,15 +899,7 @@ mod tests {
     /// client heard or a counted drop (here: a telephone-event, which the client is not sent).
     #[tokio::test]
     async fn bridged_audio_is_accounted_packet_by_packet_both_ways() {
-        let (rtc, mut events) = RtcService::start(&config(10)).await.unwrap();
-        let (pa, offer) = rtc.create_peer(AUDIO).await.unwrap();
-        let (mut a, answer) = Client::answering(&offer).await;
-        rtc.accept_answer(pa, answer).await.unwrap();
-        let sip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let bridge = rtc
-            .bridge_rtp(pa, sip.local_addr().unwrap(), G711::Pcmu)
-            .await
-            .unwrap();
+        let (rtc, mut events, pa, mut a, sip, bridge) = bridged_client().await;
         for _ in 0..200 {
             if a.connected {
                 break;
@@ -926,17 +939,12 @@ mod tests {
         // SIP -> browser: audio is heard; a telephone-event is counted, not played.
         const AUDIO_IN: usize = 20;
         for seq in 0..AUDIO_IN as u16 + 1 {
-            let pt = if seq == 7 { 101 } else { 0 };
-            let mut p = vec![0x80, pt];
-            p.extend_from_slice(&seq.to_be_bytes());
-            p.extend_from_slice(&(seq as u32 * 160).to_be_bytes());
-            p.extend_from_slice(&[9, 9, 9, 9]);
-            p.extend_from_slice(if pt == 0 {
-                &[0xff; 160][..]
+            let packet = if seq == 7 {
+                rtp(101, seq, &[1, 0, 0, 160])
             } else {
-                &[1, 0, 0, 160]
-            });
-            sip.send_to(&p, bridge).await.unwrap();
+                rtp(0, seq, &[0xff; 160])
+            };
+            sip.send_to(&packet, bridge).await.unwrap();
             a.run(Duration::from_millis(5)).await;
         }
         let deadline = Instant::now() + Duration::from_secs(20);
