@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::customer::{file_json, file_response, receive_file};
+use super::customer::{file_json, file_response, receive_unsent_file};
 use super::listener::Source;
 use super::{ApiError, ApiJson, AppState};
 use crate::bridge::{AgentId, EventKind, InteractionId, Party, Time, random_hex};
@@ -288,7 +288,7 @@ pub async fn upload(
     let files = &state.config().files;
     let (max, allowed) = (files.max_bytes, files.allowed_types.clone());
     let device = AppState::agent_device(&agent.id);
-    let record = receive_file(&state, multipart, &device, "", max, &allowed).await?;
+    let record = receive_unsent_file(&state, multipart, &device, "", max, &allowed).await?;
     Ok(Json(file_json(&record)))
 }
 

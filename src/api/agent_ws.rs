@@ -36,6 +36,7 @@ use super::agent::Agent;
 use super::socket::{self, error_event};
 use super::{ApiError, AppState};
 use crate::bridge::{AgentDevice, AgentId, Command, InteractionId, Party, ReceiptKind};
+use crate::chat::files;
 use crate::routing::driver::{AcceptError, AgentEvent};
 use crate::routing::router::Presence;
 
@@ -370,6 +371,18 @@ async fn carry_out(
                 .await?
                 .filter(|f| f.device == device)
                 .ok_or(ApiError::FileNotFound)?;
+            // The chat's quota holds whoever sends into it.
+            let limits = &state.config().files;
+            let held = state
+                .store()
+                .chat_files(&InteractionId(chat_id.clone()))
+                .await?;
+            files::within_quota(
+                held,
+                file.size,
+                limits.max_files_per_chat,
+                limits.max_bytes_per_chat,
+            )?;
             state.metrics().files.inc();
             let command = Command::SendFile {
                 file_id: file.id,

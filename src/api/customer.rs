@@ -416,33 +416,15 @@ pub async fn upload(
         .ok_or_else(|| ApiError::Internal("service vanished".into()))?;
     let max = service.max_file_bytes(&config.files);
     let allowed = service.allowed_file_types(&config.files).to_vec();
-    // Uploads wait on disk until they are sent: a device holds at most one chat's worth.
-    let unsent = state.store().unsent_files(&client.device).await?;
-    let quota = (
-        config.files.max_files_per_chat,
-        config.files.max_bytes_per_chat,
-    );
-    files::within_quota(unsent, 0, quota.0, quota.1)?;
-    let room = quota.1.saturating_sub(unsent.1);
-    let record = receive_file(
+    let record = receive_unsent_file(
         &state,
         multipart,
         &client.device,
         &client.service,
-        max.min(room),
+        max,
         &allowed,
     )
-    .await
-    .map_err(|e| match e {
-        ApiError::File(files::FileError::TooLarge { .. }) if room < max => {
-            files::FileError::QuotaExceeded {
-                max_files: quota.0,
-                max_bytes: quota.1,
-            }
-            .into()
-        }
-        e => e,
-    })?;
+    .await?;
     Ok(Json(file_json(&record)))
 }
 
@@ -456,6 +438,36 @@ pub(crate) fn file_json(record: &FileRecord) -> Value {
 }
 
 /// Stores the first file part of an upload for `device`, within `max` bytes and `allowed` types.
+/// Receives an upload of `device` that waits on disk until it is sent into a chat. Such uploads
+/// are bounded by one chat's worth of files and bytes per device (customer or agent), so
+/// nobody can fill the disk with files they never send.
+pub(crate) async fn receive_unsent_file(
+    state: &AppState,
+    multipart: Multipart,
+    device: &str,
+    service: &str,
+    max: u64,
+    allowed: &[String],
+) -> Result<FileRecord, ApiError> {
+    let files = &state.config().files;
+    let quota = (files.max_files_per_chat, files.max_bytes_per_chat);
+    let unsent = state.store().unsent_files(device).await?;
+    files::within_quota(unsent, 0, quota.0, quota.1)?;
+    let room = quota.1.saturating_sub(unsent.1);
+    receive_file(state, multipart, device, service, max.min(room), allowed)
+        .await
+        .map_err(|e| match e {
+            ApiError::File(files::FileError::TooLarge { .. }) if room < max => {
+                files::FileError::QuotaExceeded {
+                    max_files: quota.0,
+                    max_bytes: quota.1,
+                }
+                .into()
+            }
+            e => e,
+        })
+}
+
 pub(crate) async fn receive_file(
     state: &AppState,
     mut multipart: Multipart,

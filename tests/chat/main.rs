@@ -28,6 +28,7 @@ mod store;
 
 mod admin_needs_credentials;
 mod agent_disconnect_chat_refused_while_call_up;
+mod agent_file_quota;
 mod agent_logins_are_slowed_down;
 mod agent_ring_all_end_to_end;
 mod agent_tabs_share_offers_and_accepts;
