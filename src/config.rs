@@ -779,7 +779,6 @@ fn default_closed_reason() -> String {
 /// Day names as schedules write them, Monday first.
 pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-/// "HH:MM" as minutes of the day.
 /// A phone number as configured: 1 to 32 digits, optionally after a `+`.
 pub fn valid_phone_number(number: &str) -> bool {
     let digits = number.strip_prefix('+').unwrap_or(number);
