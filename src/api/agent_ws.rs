@@ -195,7 +195,7 @@ where
             "map_attribution": state.config().desk.map_attribution,
         },
     });
-    state.metrics().agent_sockets.inc();
+    state.api_metrics().agent_sockets.inc();
     if tx.send(hello.to_string()).await.is_ok() {
         let answer = |text: String| {
             let (state, agent) = (state.clone(), agent.clone());
@@ -203,7 +203,7 @@ where
         };
         pump(&mut tx, &mut rx, &mut events, answer).await;
     }
-    state.metrics().agent_sockets.dec();
+    state.api_metrics().agent_sockets.dec();
     routing.disconnect(&agent);
     let _ = tx.close().await;
 }
@@ -370,7 +370,7 @@ async fn carry_out(
                 .await?
                 .filter(|f| f.device == device)
                 .ok_or(ApiError::FileNotFound)?;
-            state.metrics().files.inc();
+            state.api_metrics().files.inc();
             let command = Command::SendFile {
                 file_id: file.id,
                 file_name: file.name,

@@ -203,7 +203,7 @@ pub(crate) async fn apply_client_events(
                     files.max_bytes_per_chat,
                 )?;
                 *held = (held.0 + 1, held.1 + file.size);
-                state.metrics().files.inc();
+                state.api_metrics().files.inc();
                 commands.push(Command::SendFile {
                     file_id: file.id,
                     file_name: file.name,
