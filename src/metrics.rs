@@ -14,7 +14,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// The labels of a metric family: `(name, value)` pairs, as written.
 pub type Labels = Vec<(String, String)>;
@@ -22,6 +22,28 @@ pub type Labels = Vec<(String, String)>;
 /// One label, `key="value"`.
 pub fn label(key: &str, value: &str) -> Labels {
     vec![(key.to_string(), value.to_string())]
+}
+
+/// `metric`, registered in `registry` as `name` with `help`.
+pub fn registered<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Sets one gauge of `family` for each `(value, n)`, labelled `key="value"`.
+pub fn set_each<'a>(
+    family: &Family<Labels, Gauge>,
+    key: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    for (value, n) in values {
+        family.get_or_create(&label(key, value)).set(n as i64);
+    }
 }
 
 /// A part's own metrics: created and registered once per [`Metrics`].
@@ -59,28 +81,32 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("tandem");
-        let open_interactions = Gauge::default();
-        let messages = Counter::default();
-        let app_calls = Gauge::default();
-        let tasks = Gauge::default();
-        let refusals = Family::default();
-        registry.register(
+        let r = &mut registry;
+        let refusals = registered(
+            r,
             "refusals",
             "Requests and connections refused to protect the gateway, by reason",
-            refusals.clone(),
+            Family::default(),
         );
-        registry.register("tasks", "Tasks alive on the tokio runtime", tasks.clone());
-        registry.register(
+        let tasks = registered(
+            r,
+            "tasks",
+            "Tasks alive on the tokio runtime",
+            Gauge::default(),
+        );
+        let app_calls = registered(
+            r,
             "app_calls",
             "Calls from the app in progress",
-            app_calls.clone(),
+            Gauge::default(),
         );
-        registry.register(
+        let open_interactions = registered(
+            r,
             "open_interactions",
             "Interactions not closed yet",
-            open_interactions.clone(),
+            Gauge::default(),
         );
-        registry.register("messages", "Chat messages accepted", messages.clone());
+        let messages = registered(r, "messages", "Chat messages accepted", Counter::default());
         Metrics {
             registry: Mutex::new(registry),
             parts: Mutex::new(HashMap::new()),
@@ -158,9 +184,9 @@ mod tests {
 
     impl Part for Twice {
         fn register(registry: &mut Registry) -> Self {
-            let hits = Counter::default();
-            registry.register("hits", "Hits", hits.clone());
-            Twice { hits }
+            Twice {
+                hits: registered(registry, "hits", "Hits", Counter::default()),
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{Labels, Part, label};
+use crate::metrics::{Labels, Part, label, registered};
 
 /// The HTTP API's counters.
 pub struct ApiMetrics {
@@ -18,20 +18,17 @@ pub struct ApiMetrics {
 }
 
 impl Part for ApiMetrics {
-    fn register(registry: &mut Registry) -> Self {
-        let metrics = ApiMetrics {
-            files: Counter::default(),
-            agent_sockets: Gauge::default(),
-            errors: Family::default(),
-        };
-        registry.register(
-            "agent_sockets",
-            "Open agent desktop sockets",
-            metrics.agent_sockets.clone(),
-        );
-        registry.register("files", "Files uploaded", metrics.files.clone());
-        registry.register("api_errors", "API errors by code", metrics.errors.clone());
-        metrics
+    fn register(r: &mut Registry) -> Self {
+        ApiMetrics {
+            agent_sockets: registered(
+                r,
+                "agent_sockets",
+                "Open agent desktop sockets",
+                Gauge::default(),
+            ),
+            files: registered(r, "files", "Files uploaded", Counter::default()),
+            errors: registered(r, "api_errors", "API errors by code", Family::default()),
+        }
     }
 }
 

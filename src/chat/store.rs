@@ -29,7 +29,7 @@ use sqlx::{AnyPool, Executor, Row, SqlStr};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bridge::{Event, InteractionId, Phase};
-use crate::metrics::{Metrics, Part};
+use crate::metrics::{Metrics, Part, registered};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -588,12 +588,14 @@ pub struct StoreMetrics {
 impl Part for StoreMetrics {
     fn register(registry: &mut Registry) -> Self {
         let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
-        registry.register(
-            "store_latency_seconds",
-            "Duration of store transactions",
-            latency.clone(),
-        );
-        StoreMetrics { latency }
+        StoreMetrics {
+            latency: registered(
+                registry,
+                "store_latency_seconds",
+                "Duration of store transactions",
+                latency,
+            ),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::Part;
+use crate::metrics::{Part, registered};
 
 /// The media engine's gauges.
 pub struct MediaMetrics {
@@ -13,9 +13,9 @@ pub struct MediaMetrics {
 
 impl Part for MediaMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let legs = Gauge::default();
-        registry.register("media_legs", "Open RTP legs", legs.clone());
-        MediaMetrics { legs }
+        MediaMetrics {
+            legs: registered(registry, "media_legs", "Open RTP legs", Gauge::default()),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::RtcStats;
-use crate::metrics::{Labels, Part, Snapshot, label};
+use crate::metrics::{Labels, Part, Snapshot, registered, set_each};
 
 /// The WebRTC service's gauges.
 pub struct RtcMetrics {
@@ -20,30 +20,28 @@ pub struct RtcMetrics {
 }
 
 impl Part for RtcMetrics {
-    fn register(registry: &mut Registry) -> Self {
-        let metrics = RtcMetrics {
-            peers: Gauge::default(),
-            panics: Gauge::default(),
-            packets: Family::default(),
-            dropped: Family::default(),
-        };
-        registry.register("webrtc_peers", "Open WebRTC peers", metrics.peers.clone());
-        registry.register(
-            "webrtc_panics",
-            "WebRTC peers whose task panicked",
-            metrics.panics.clone(),
-        );
-        registry.register(
-            "webrtc_packets",
-            "WebRTC datagrams and bridged RTP packets, by direction",
-            metrics.packets.clone(),
-        );
-        registry.register(
-            "webrtc_dropped",
-            "WebRTC datagrams and bridged RTP packets dropped, by reason",
-            metrics.dropped.clone(),
-        );
-        metrics
+    fn register(r: &mut Registry) -> Self {
+        RtcMetrics {
+            peers: registered(r, "webrtc_peers", "Open WebRTC peers", Gauge::default()),
+            panics: registered(
+                r,
+                "webrtc_panics",
+                "WebRTC peers whose task panicked",
+                Gauge::default(),
+            ),
+            packets: registered(
+                r,
+                "webrtc_packets",
+                "WebRTC datagrams and bridged RTP packets, by direction",
+                Family::default(),
+            ),
+            dropped: registered(
+                r,
+                "webrtc_dropped",
+                "WebRTC datagrams and bridged RTP packets dropped, by reason",
+                Family::default(),
+            ),
+        }
     }
 }
 
@@ -52,25 +50,19 @@ impl Snapshot for RtcStats {
     fn publish(&self, to: &RtcMetrics) {
         to.peers.set(self.peers_open as i64);
         to.panics.set(self.peers_panicked as i64);
-        for (direction, n) in [
+        let directions = [
             ("in", self.packets_in),
             ("out", self.packets_out),
             ("rtp_bridge_in", self.rtp_bridge_in),
             ("rtp_bridge_out", self.rtp_bridge_out),
-        ] {
-            to.packets
-                .get_or_create(&label("direction", direction))
-                .set(n as i64);
-        }
-        for (reason, n) in [
+        ];
+        set_each(&to.packets, "direction", directions);
+        let reasons = [
             ("unknown", self.dropped_unknown),
             ("queue_full", self.dropped_queue_full),
             ("rtp_bridge_in", self.rtp_bridge_in_dropped),
             ("rtp_bridge_out", self.rtp_bridge_out_dropped),
-        ] {
-            to.dropped
-                .get_or_create(&label("reason", reason))
-                .set(n as i64);
-        }
+        ];
+        set_each(&to.dropped, "reason", reasons);
     }
 }

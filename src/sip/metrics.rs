@@ -5,7 +5,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{Labels, Metrics, Part, Snapshot, label};
+use crate::metrics::{Labels, Metrics, Part, Snapshot, registered, set_each};
 use crate::sip::core::{CoreHeld, CoreStats};
 use crate::sip::driver::TransportCounters;
 use crate::sip::registrar::AuthCounts;
@@ -32,58 +32,52 @@ pub struct SipMetrics {
 }
 
 impl Part for SipMetrics {
-    fn register(registry: &mut Registry) -> Self {
-        let metrics = SipMetrics {
-            calls: Gauge::default(),
-            transactions: Family::default(),
-            registrations: Gauge::default(),
-            rejected_over_limit: Gauge::default(),
-            refused: Family::default(),
-            rtp_ports: Gauge::default(),
-            pending: Family::default(),
-            app_calls: Gauge::default(),
-        };
-        registry.register(
-            "rtp_ports",
-            "RTP/RTCP ports taken from the pool",
-            metrics.rtp_ports.clone(),
-        );
-        registry.register(
-            "sip_pending",
-            "SIP calls without a dialog yet, by kind",
-            metrics.pending.clone(),
-        );
-        registry.register(
-            "sip_app_calls",
-            "Calls the SIP core placed or accepted for the application",
-            metrics.app_calls.clone(),
-        );
-        registry.register(
-            "sip_calls",
-            "SIP calls with a dialog",
-            metrics.calls.clone(),
-        );
-        registry.register(
-            "sip_transactions",
-            "SIP transactions alive, by side",
-            metrics.transactions.clone(),
-        );
-        registry.register(
-            "sip_registrations",
-            "Registered softphone bindings",
-            metrics.registrations.clone(),
-        );
-        registry.register(
-            "sip_rejected_over_limit",
-            "INVITEs refused with 503 over the call limit",
-            metrics.rejected_over_limit.clone(),
-        );
-        registry.register(
-            "sip_refused",
-            "SIP messages dropped or refused by the wire layer",
-            metrics.refused.clone(),
-        );
-        metrics
+    fn register(r: &mut Registry) -> Self {
+        SipMetrics {
+            rtp_ports: registered(
+                r,
+                "rtp_ports",
+                "RTP/RTCP ports taken from the pool",
+                Gauge::default(),
+            ),
+            pending: registered(
+                r,
+                "sip_pending",
+                "SIP calls without a dialog yet, by kind",
+                Family::default(),
+            ),
+            app_calls: registered(
+                r,
+                "sip_app_calls",
+                "Calls the SIP core placed or accepted for the application",
+                Gauge::default(),
+            ),
+            calls: registered(r, "sip_calls", "SIP calls with a dialog", Gauge::default()),
+            transactions: registered(
+                r,
+                "sip_transactions",
+                "SIP transactions alive, by side",
+                Family::default(),
+            ),
+            registrations: registered(
+                r,
+                "sip_registrations",
+                "Registered softphone bindings",
+                Gauge::default(),
+            ),
+            rejected_over_limit: registered(
+                r,
+                "sip_rejected_over_limit",
+                "INVITEs refused with 503 over the call limit",
+                Gauge::default(),
+            ),
+            refused: registered(
+                r,
+                "sip_refused",
+                "SIP messages dropped or refused by the wire layer",
+                Family::default(),
+            ),
+        }
     }
 }
 
@@ -91,14 +85,11 @@ impl Snapshot for CoreStats {
     type Part = SipMetrics;
     fn publish(&self, to: &SipMetrics) {
         to.calls.set(self.calls as i64);
-        for (side, n) in [
-            ("server", self.server_transactions),
-            ("client", self.client_transactions),
-        ] {
-            to.transactions
-                .get_or_create(&label("side", side))
-                .set(n as i64);
-        }
+        let sides = [
+            ("server", self.server_transactions as u64),
+            ("client", self.client_transactions as u64),
+        ];
+        set_each(&to.transactions, "side", sides);
         to.registrations.set(self.registrations as i64);
         to.rejected_over_limit.set(self.rejected_over_limit as i64);
     }
@@ -108,13 +99,12 @@ impl Snapshot for CoreHeld {
     type Part = SipMetrics;
     fn publish(&self, to: &SipMetrics) {
         to.rtp_ports.set(self.rtp_ports as i64);
-        for (kind, n) in [
-            ("invites", self.pending_invites),
-            ("outgoing", self.outgoing),
-            ("bridges", self.bridges),
-        ] {
-            to.pending.get_or_create(&label("kind", kind)).set(n as i64);
-        }
+        let kinds = [
+            ("invites", self.pending_invites as u64),
+            ("outgoing", self.outgoing as u64),
+            ("bridges", self.bridges as u64),
+        ];
+        set_each(&to.pending, "kind", kinds);
         to.app_calls.set(self.app_calls as i64);
     }
 }
@@ -123,17 +113,13 @@ impl Snapshot for TransportCounters {
     type Part = SipMetrics;
     fn publish(&self, to: &SipMetrics) {
         use std::sync::atomic::Ordering::Relaxed;
-        for (outcome, n) in [
+        let outcomes = [
             ("dropped", self.dropped.load(Relaxed)),
             ("answered", self.rejected.load(Relaxed)),
-        ] {
-            to.refused
-                .get_or_create(&label("outcome", outcome))
-                .set(n as i64);
-        }
+        ];
+        set_each(&to.refused, "outcome", outcomes);
     }
 }
-
 /// Counts what the registrar's guards did since `before` as refusals: wrong digests, locks
 /// imposed, and REGISTERs refused unchecked while locked.
 pub fn add_auth(metrics: &Metrics, now: &AuthCounts, before: &AuthCounts) {
