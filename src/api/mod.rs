@@ -27,6 +27,7 @@ mod pages;
 mod query;
 mod sms;
 mod socket;
+mod transcript;
 pub mod wire;
 mod ws;
 
