@@ -44,12 +44,7 @@ pub async fn upgrade(
     agent: Agent,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let permit = state
-        .shared
-        .agent_sockets
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::TooMany("agent websockets"))?;
+    let permit = super::budget::permit(&state.shared.agent_sockets, "agent websockets")?;
     // Logout (or the token's expiry) ends the socket: its commands stop there.
     let ended = state.token_ended(&agent.token);
     // Commands are small: a read chunk of the default 128 KiB is zeroed on every read, which
