@@ -17,9 +17,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::transcript::TranscriptQuery;
 use super::{ApiError, AppState};
 use crate::bridge::{EventKind, InteractionId};
-use crate::chat::transcript;
 use crate::config::Config;
 
 /// What an admin request asks for.
@@ -152,11 +152,6 @@ fn redact(value: &mut Value) {
     }
 }
 
-#[derive(Deserialize)]
-pub struct TranscriptQuery {
-    format: Option<String>,
-}
-
 /// `?format=json` (default: every durable event), `text` or `html`.
 pub async fn transcript(
     State(state): State<AppState>,
@@ -170,26 +165,11 @@ pub async fn transcript(
         .await?
         .ok_or(ApiError::ChatNotFound)?;
     let events = state.store().events(&id, 0).await?;
-    Ok(match query.format.as_deref().unwrap_or("json") {
-        "text" => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            transcript::to_text(&events),
-        )
-            .into_response(),
-        "html" => {
-            let title = format!("Interaction {id} ({})", record.service);
-            (
-                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                transcript::to_html(&title, &events),
-            )
-                .into_response()
-        }
-        "json" => {
-            let mut transcript = json!({"interaction": record, "events": events});
-            redact(&mut transcript);
-            Json(transcript).into_response()
-        }
-        other => return Err(ApiError::BadJson(format!("unknown format {other:?}"))),
+    let title = || format!("Interaction {id} ({})", record.service);
+    query.answer("json", events, title, |events| {
+        let mut transcript = json!({"interaction": record, "events": events});
+        redact(&mut transcript);
+        transcript
     })
 }
 

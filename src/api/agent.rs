@@ -20,15 +20,15 @@ use axum::extract::multipart::MultipartRejection;
 use axum::extract::{FromRequestParts, Multipart, Path, State};
 use axum::http::header;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::customer::{file_json, file_response, receive_unsent_file};
 use super::listener::Source;
+use super::transcript::TranscriptQuery;
 use super::{ApiError, ApiJson, AppState};
-use crate::bridge::{AgentId, EventKind, InteractionId, Party, Time, random_hex};
-use crate::chat::transcript;
+use crate::bridge::{AgentId, Event, EventKind, InteractionId, Party, Time, random_hex};
 use crate::config::SecurityConfig;
 use crate::guard::Guard;
 use crate::presentation;
@@ -303,11 +303,6 @@ pub async fn download(
     file_response(&state, &id, &file_id).await
 }
 
-#[derive(Deserialize)]
-pub struct TranscriptQuery {
-    format: Option<String>,
-}
-
 /// `GET chats/{id}/transcript?format=html|text|json`: the transcript of a chat the agent took.
 pub async fn transcript(
     State(state): State<AppState>,
@@ -315,23 +310,21 @@ pub async fn transcript(
     Path(id): Path<String>,
     Query(query): Query<TranscriptQuery>,
 ) -> Result<Response, ApiError> {
+    let (id, events) = events_of(&state, &agent, id).await?;
+    let title = || format!("Interaction {id}");
+    query.answer("html", events, title, |events| json!({"events": events}))
+}
+
+/// The events so far of the chat `id`, if the agent may see it.
+async fn events_of(
+    state: &AppState,
+    agent: &Agent,
+    id: String,
+) -> Result<(InteractionId, Vec<Event>), ApiError> {
     let id = InteractionId(id);
     state.agent_may_see(&agent.id, &id).await?;
     let events = state.store().events(&id, 0).await?;
-    Ok(match query.format.as_deref().unwrap_or("html") {
-        "text" => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            transcript::to_text(&events),
-        )
-            .into_response(),
-        "html" => (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            transcript::to_html(&format!("Interaction {id}"), &events),
-        )
-            .into_response(),
-        "json" => Json(json!({"events": events})).into_response(),
-        other => return Err(ApiError::BadJson(format!("unknown format {other:?}"))),
-    })
+    Ok((id, events))
 }
 
 /// `GET settings` → `{mobile_settings: {mobile, mobile_mode, mobile_schedule}}`.
@@ -407,9 +400,7 @@ pub async fn history(
     agent: Agent,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = InteractionId(id);
-    state.agent_may_see(&agent.id, &id).await?;
-    let events = state.store().events(&id, 0).await?;
+    let (id, events) = events_of(&state, &agent, id).await?;
     Ok(Json(
         json!({"events": presentation::agent::history(&id, &events)}),
     ))

@@ -45,12 +45,7 @@ pub async fn upgrade(
     agent: Agent,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let permit = state
-        .shared
-        .agent_sockets
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::TooMany("agent websockets"))?;
+    let permit = super::budget::permit(&state.shared.agent_sockets, "agent websockets")?;
     // Logout (or the token's expiry) ends the socket: its commands stop there.
     let ended = state.token_ended(&agent.token);
     // Commands are small: a read chunk of the default 128 KiB is zeroed on every read, which
@@ -196,7 +191,7 @@ where
             "map_attribution": state.config().desk.map_attribution,
         },
     });
-    state.metrics().agent_sockets.inc();
+    state.api_metrics().agent_sockets.inc();
     if tx.send(hello.to_string()).await.is_ok() {
         let answer = |text: String| {
             let (state, agent) = (state.clone(), agent.clone());
@@ -204,7 +199,7 @@ where
         };
         pump(&mut tx, &mut rx, &mut events, answer).await;
     }
-    state.metrics().agent_sockets.dec();
+    state.api_metrics().agent_sockets.dec();
     routing.disconnect(&agent);
     let _ = tx.close().await;
 }
@@ -383,7 +378,7 @@ async fn carry_out(
                 limits.max_files_per_chat,
                 limits.max_bytes_per_chat,
             )?;
-            state.metrics().files.inc();
+            state.api_metrics().files.inc();
             let command = Command::SendFile {
                 file_id: file.id,
                 file_name: file.name,

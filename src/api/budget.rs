@@ -14,7 +14,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::ApiError;
 use crate::bridge::InteractionId;
+
+/// A place in the pool `pool` (of `what`), held until dropped; `too_many` when it is full.
+pub fn permit(pool: &Arc<Semaphore>, what: &'static str) -> Result<OwnedSemaphorePermit, ApiError> {
+    pool.clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooMany(what))
+}
 
 /// Which budget a refused connection would have gone over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -203,7 +203,7 @@ pub(crate) async fn apply_client_events(
                     files.max_bytes_per_chat,
                 )?;
                 *held = (held.0 + 1, held.1 + file.size);
-                state.metrics().files.inc();
+                state.api_metrics().files.inc();
                 commands.push(Command::SendFile {
                     file_id: file.id,
                     file_name: file.name,
@@ -255,12 +255,7 @@ pub async fn poll_events(
     let id = InteractionId(id);
     let chat = state.chat_for(&client.device, &id).await?;
     let _slot = state.shared.budgets.take(&id, &client.device)?;
-    let _permit = state
-        .shared
-        .long_polls
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::TooMany("long polls"))?;
+    let _permit = super::budget::permit(&state.shared.long_polls, "long polls")?;
     let (cursor, kept) = {
         let mut polls = state.shared.polls.lock().expect("polls");
         let slot = polls.entry(id.clone()).or_default();

@@ -42,9 +42,9 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::customer::file_response;
+use super::transcript::TranscriptQuery;
 use super::{ApiError, ApiJson, AppState};
 use crate::bridge::{AgentDevice, AgentId, Command, Event, Party, RuleError};
-use crate::chat::transcript;
 use crate::hub::HubError;
 use crate::presentation::operator;
 use crate::routing::driver::AcceptError;
@@ -358,29 +358,12 @@ pub async fn file(
     file_response(&state, &claim.chat, &file_id).await
 }
 
-#[derive(Deserialize)]
-pub struct Format {
-    format: Option<String>,
-}
-
 /// `GET /m/{token}/transcript?format=html|text`.
 pub async fn transcript(
     State(state): State<AppState>,
     Operator(claim): Operator,
-    Query(query): Query<Format>,
+    Query(query): Query<TranscriptQuery>,
 ) -> Result<Response, ApiError> {
     let events = state.store().events(&claim.chat, 0).await?;
-    Ok(match query.format.as_deref().unwrap_or("html") {
-        "text" => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            transcript::to_text(&events),
-        )
-            .into_response(),
-        "html" => (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            transcript::to_html(&format!("Chat {}", claim.chat), &events),
-        )
-            .into_response(),
-        other => return Err(ApiError::BadJson(format!("unknown format {other:?}"))),
-    })
+    query.page("html", &events, || format!("Chat {}", claim.chat))
 }

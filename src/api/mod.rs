@@ -21,11 +21,13 @@ mod cors;
 pub(crate) mod customer;
 mod error;
 mod listener;
+mod metrics;
 mod mobile;
 mod pages;
 mod query;
 mod sms;
 mod socket;
+mod transcript;
 pub mod wire;
 mod ws;
 
@@ -86,6 +88,8 @@ struct Shared {
     /// Links texted to mobile operators.
     links: Links,
     sms: Provider,
+    /// The API's own metrics, registered when the state is built.
+    metrics: Arc<metrics::ApiMetrics>,
 }
 
 /// The router's state: a few `Arc`s, cheap to clone.
@@ -128,8 +132,10 @@ impl AppState {
             http.max_connections_per_chat,
             http.max_connections_per_device,
         );
+        let metrics = hub.metrics().part::<metrics::ApiMetrics>();
         AppState {
             shared: Arc::new(Shared {
+                metrics,
                 routing,
                 links,
                 sms,
@@ -164,6 +170,9 @@ impl AppState {
     }
     pub fn metrics(&self) -> &Arc<Metrics> {
         self.shared.hub.metrics()
+    }
+    pub(crate) fn api_metrics(&self) -> &metrics::ApiMetrics {
+        &self.shared.metrics
     }
 
     /// The chat `id` if it belongs to `device` (a chat is visible only to its device; to anyone
@@ -326,7 +335,7 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
 async fn count_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
-        state.metrics().api_error(code);
+        state.api_metrics().error(code);
     }
     response
 }

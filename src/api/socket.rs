@@ -89,6 +89,6 @@ pub(crate) fn error_event(e: &ApiError, r#ref: Option<&Value>) -> Value {
 /// The answer to a refused command, counted by code as HTTP errors are.
 pub(crate) fn refused(state: &AppState, e: &ApiError, r#ref: Option<&Value>) -> Value {
     let (_, code) = e.status_and_code();
-    state.metrics().api_error(code);
+    state.api_metrics().error(code);
     error_event(e, r#ref)
 }

@@ -85,12 +85,7 @@ pub async fn upgrade(
     };
     let chat = state.chat_for(&client.device, &id).await?;
     let slot = state.shared.budgets.take(&id, &client.device)?;
-    let permit = state
-        .shared
-        .sockets
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::TooMany("websockets"))?;
+    let permit = super::budget::permit(&state.shared.sockets, "websockets")?;
     let after = query.after_seq.unwrap_or(0);
     let limits = socket::Limits {
         max_message: state.config().http.max_body_bytes,

@@ -622,16 +622,7 @@ impl Interaction {
                     State::Queued | State::Offered { .. } => {}
                     _ => return Err(RuleError::AlreadyAccepted),
                 }
-                if self.phase() == Phase::Queued {
-                    self.emit(
-                        now,
-                        EventKind::Status {
-                            phase: Phase::Offered,
-                        },
-                    );
-                }
-                let context = self.context.clone();
-                Ok(done(self.emit(now, EventKind::Offered { agent, context })))
+                Ok(done(self.offer(now, agent)))
             }
             Command::Withdraw { agent } => {
                 self.require_system(by)?;
@@ -897,15 +888,7 @@ impl Interaction {
                 self.require_customer(by)?;
                 self.require_active()?;
                 self.require_no_call()?;
-                let phone = match number {
-                    Some(number) => number,
-                    None => self
-                        .customer
-                        .phone
-                        .clone()
-                        .ok_or(RuleError::NoPhoneNumber)?,
-                };
-                let phone = self.dialable(&phone)?;
+                let phone = self.phone_to_call(number)?;
                 let leg = self.next_leg_id();
                 let kind = EventKind::Leg {
                     leg,
@@ -921,15 +904,7 @@ impl Interaction {
                 self.require_agent(by)?;
                 self.require_active()?;
                 self.require_no_call()?;
-                let phone = match number {
-                    Some(number) => number,
-                    None => self
-                        .customer
-                        .phone
-                        .clone()
-                        .ok_or(RuleError::NoPhoneNumber)?,
-                };
-                let phone = self.dialable(&phone)?;
+                let phone = self.phone_to_call(number)?;
                 let target = LegTarget::Phone(phone);
                 Ok(done(self.start_leg(now, LegKind::Voice, target, device)))
             }
@@ -1184,16 +1159,7 @@ impl Interaction {
             },
         );
         for agent in pending.offers {
-            if self.phase() == Phase::Queued {
-                self.emit(
-                    now,
-                    EventKind::Status {
-                        phase: Phase::Offered,
-                    },
-                );
-            }
-            let context = self.context.clone();
-            self.emit(now, EventKind::Offered { agent, context });
+            self.offer(now, agent);
         }
         seq
     }
@@ -1382,10 +1348,39 @@ impl Interaction {
         }
     }
 
+    /// Offers the chat to `agent` (the first offer moves a queued chat to `offered`); what
+    /// [`Interaction::emit`] gives for the offer.
+    fn offer(&mut self, now: Time, agent: AgentId) -> Option<u64> {
+        if self.phase() == Phase::Queued {
+            self.emit(
+                now,
+                EventKind::Status {
+                    phase: Phase::Offered,
+                },
+            );
+        }
+        let context = self.context.clone();
+        self.emit(now, EventKind::Offered { agent, context })
+    }
+
     /// `number` in E.164 if it is a number the service's dial plan allows: the one gate of
     /// every number a leg dials (typed by the agent, given by the customer, or the chat's).
     fn dialable(&self, number: &str) -> Result<String, RuleError> {
         Ok(self.rules.dial_plan.check(number)?.into_string())
+    }
+
+    /// The number a call to the customer dials: `number` if given, else the chat's, through
+    /// the dial plan.
+    fn phone_to_call(&self, number: Option<String>) -> Result<String, RuleError> {
+        let number = match number {
+            Some(number) => number,
+            None => self
+                .customer
+                .phone
+                .clone()
+                .ok_or(RuleError::NoPhoneNumber)?,
+        };
+        self.dialable(&number)
     }
 
     /// The phone call that opened the interaction, still waiting for an agent: a voice leg

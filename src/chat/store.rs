@@ -21,13 +21,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlStr};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bridge::{Event, InteractionId, Phase};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Part, registered};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +225,11 @@ impl Store {
             .await?;
         migrator().run(&pool).await?;
         let (writer, jobs) = mpsc::channel(4096);
-        tokio::spawn(write_loop(pool.clone(), jobs, metrics));
+        tokio::spawn(write_loop(
+            pool.clone(),
+            jobs,
+            metrics.part::<StoreMetrics>(),
+        ));
         Ok(Store { pool, writer })
     }
 
@@ -573,8 +579,28 @@ fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
     })
 }
 
+/// The store's metrics.
+pub struct StoreMetrics {
+    /// Time of one store transaction (a group commit of many writes).
+    latency: Histogram,
+}
+
+impl Part for StoreMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        StoreMetrics {
+            latency: registered(
+                registry,
+                "store_latency_seconds",
+                "Duration of store transactions",
+                latency,
+            ),
+        }
+    }
+}
+
 /// The single writer: folds queued jobs into one transaction.
-async fn write_loop(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
+async fn write_loop(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, metrics: Arc<StoreMetrics>) {
     const MAX_BATCH: usize = 512;
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
@@ -587,9 +613,7 @@ async fn write_loop(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, metrics: Arc<M
         let started = Instant::now();
         let all: Vec<&Write> = batch.iter().flat_map(|j| j.writes.iter()).collect();
         let result = commit(&pool, &all).await;
-        metrics
-            .store_latency
-            .observe(started.elapsed().as_secs_f64());
+        metrics.latency.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
                 for job in batch {

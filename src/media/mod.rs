@@ -11,6 +11,7 @@ pub mod engine;
 pub mod g711;
 pub mod latch;
 pub mod leg;
+pub mod metrics;
 pub mod ports;
 pub(crate) mod reactor;
 pub mod recorder;

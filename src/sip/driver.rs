@@ -40,9 +40,11 @@ use super::wire;
 use crate::config::{Config, ListenTransport, TrunkConfig};
 use crate::media::engine::{Forwarding, LegPort, MediaEngine, MediaEvent, MediaSettings, Route};
 use crate::media::latch::{LatchConfig, Learning};
+use crate::media::metrics::MediaMetrics;
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
 use crate::rtc::RtcService;
+use crate::sip::metrics::SipMetrics;
 
 /// Counters of what the transport refused, for `/metrics`.
 #[derive(Debug, Default)]
@@ -420,6 +422,9 @@ pub async fn start(
         },
     })?;
     let counters = Arc::new(TransportCounters::default());
+    // Registered now, so `/metrics` shows the SIP side's gauges before the first call.
+    metrics.part::<SipMetrics>();
+    metrics.part::<MediaMetrics>();
     let (control_tx, control_rx) = mpsc::channel(1024);
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let udp_addr = udp.as_ref().map(|s| s.local_addr()).transpose()?;
@@ -637,19 +642,15 @@ impl CoreLoop {
                     for leg in self.media.sweep(now) {
                         self.core.media_inactive(now, leg.0);
                     }
-                    self.metrics.set_sip(
-                        &self.core.stats(),
-                        self.counters.dropped.load(Ordering::Relaxed),
-                        self.counters.rejected.load(Ordering::Relaxed),
-                        self.media.open_legs(),
-                    );
-                    self.metrics.set_sip_held(&self.core.held());
+                    self.metrics.publish(&self.core.stats());
+                    self.metrics.publish(&self.core.held());
+                    self.metrics.publish(&*self.counters);
+                    self.metrics.part::<MediaMetrics>().set_legs(self.media.open_legs());
                     for (refusal, n) in self.core.take_source_refusals() {
-                        let reason = vec![("reason".to_string(), refusal.reason().to_string())];
-                        self.metrics.refusals.get_or_create(&reason).inc_by(n);
+                        self.metrics.refused_by(refusal.reason(), n);
                     }
                     let auth = self.core.registrar().auth_counts();
-                    self.metrics.add_sip_auth(&auth, &self.auth_published);
+                    crate::sip::metrics::add_auth(&self.metrics, &auth, &self.auth_published);
                     self.auth_published = auth;
                 }
             }
