@@ -24,9 +24,11 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::b2bua::B2bua;
 use super::connection::{self, Inbound, Limits, Links};
 use super::core::{
-    AppDial, AppLeg, CallRef, CallSource, CoreConfig, CoreEvent, DialError, MediaCommand, SipCore,
+    AppDial, AppLeg, CallRef, CallSource, CoreConfig, CoreEvent, CoreHeld, DialError, MediaCommand,
+    SipCore,
 };
 use super::ids::Ids;
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
@@ -166,6 +168,18 @@ pub enum IncomingEvent {
     Cancelled(ServerTxId),
 }
 
+impl IncomingEvent {
+    /// The held INVITE this event is about.
+    pub fn incoming(&self) -> ServerTxId {
+        match self {
+            IncomingEvent::Call(call) => call.incoming,
+            IncomingEvent::ServiceCall { incoming, .. } | IncomingEvent::Cancelled(incoming) => {
+                *incoming
+            }
+        }
+    }
+}
+
 /// What a core event means to the call driver.
 #[derive(Debug)]
 pub enum ForCalls {
@@ -176,7 +190,7 @@ pub enum ForCalls {
 }
 
 /// Translates a core event for the call driver; `None` for events of calls that are not
-/// application calls (echo, the B2BUA), which concern only the core. The SIP task delivers
+/// application calls (echo), which concern only the core, and for the B2BUA's. The SIP task delivers
 /// what this returns, and the deterministic harness of the call path drives the call driver
 /// with it, so both see the same translation.
 pub fn for_calls(core: &SipCore, event: CoreEvent) -> Option<ForCalls> {
@@ -206,6 +220,12 @@ pub fn for_calls(core: &SipCore, event: CoreEvent) -> Option<ForCalls> {
         CoreEvent::IncomingCancelled { incoming } => {
             ForCalls::Incoming(IncomingEvent::Cancelled(incoming))
         }
+        // The B2BUA's, or what the call driver learns otherwise (a call it leaves unanswered
+        // is refused; a BYE's end arrives as `Ended`).
+        CoreEvent::AgentCall { .. }
+        | CoreEvent::IncomingExpired { .. }
+        | CoreEvent::Hangup { .. }
+        | CoreEvent::Offered { .. } => return None,
         CoreEvent::Progress { call, code } => {
             ForCalls::Call(call, SipCallEvent::Progress { call, code })
         }
@@ -406,6 +426,7 @@ pub async fn start(
         rand::random(),
     );
     // The driver is where randomness enters: the cores take theirs from here.
+    let b2bua = B2bua::new(core_config.record);
     let core = SipCore::with_ids(core_config, registrar, ports, Ids::from_os());
     let (media, media_events) = MediaEngine::start(MediaSettings {
         bind_ip: listen.ip(),
@@ -486,6 +507,7 @@ pub async fn start(
     let task = tokio::spawn(
         CoreLoop {
             core,
+            b2bua,
             media,
             media_events,
             recording_dir: sip.recording_dir.as_ref().map(std::path::PathBuf::from),
@@ -566,6 +588,9 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 struct CoreLoop {
     core: SipCore,
+    /// Trunk calls to agents, bridged to their softphones: the first reader of the core's
+    /// events.
+    b2bua: B2bua,
     media: MediaEngine,
     media_events: mpsc::Receiver<MediaEvent>,
     recording_dir: Option<std::path::PathBuf>,
@@ -643,7 +668,11 @@ impl CoreLoop {
                         self.core.media_inactive(now, leg.0);
                     }
                     self.metrics.publish(&self.core.stats());
-                    self.metrics.publish(&self.core.held());
+                    let held = CoreHeld {
+                        bridges: self.b2bua.waiting(),
+                        ..self.core.held()
+                    };
+                    self.metrics.publish(&held);
                     self.metrics.publish(&*self.counters);
                     self.metrics.part::<MediaMetrics>().set_legs(self.media.open_legs());
                     for (refusal, n) in self.core.take_source_refusals() {
@@ -726,7 +755,8 @@ impl CoreLoop {
     }
 
     /// Hands a call coming in to the application; without one it is refused with 480.
-    fn offer_incoming(&mut self, incoming: ServerTxId, call: IncomingEvent) {
+    fn offer_incoming(&mut self, call: IncomingEvent) {
+        let incoming = call.incoming();
         let taken = self
             .incoming
             .as_ref()
@@ -738,24 +768,20 @@ impl CoreLoop {
         }
     }
 
-    /// Hands the core's events to whoever placed or accepted the call; the core names the
-    /// application call of each, so the driver keeps no copy of its dialogs.
+    /// Hands the core's events to the B2BUA, then to whoever placed or accepted the call; the
+    /// core names the application call of each, so the driver keeps no copy of its dialogs.
     fn deliver_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
+            if self.b2bua.handle(&mut self.core, Instant::now(), &event) {
+                continue;
+            }
             match for_calls(&self.core, event) {
                 Some(ForCalls::Incoming(IncomingEvent::Cancelled(incoming))) => {
                     if let Some(to) = &self.incoming {
                         let _ = to.send(IncomingEvent::Cancelled(incoming));
                     }
                 }
-                Some(ForCalls::Incoming(waiting)) => {
-                    let incoming = match &waiting {
-                        IncomingEvent::Call(call) => call.incoming,
-                        IncomingEvent::ServiceCall { incoming, .. }
-                        | IncomingEvent::Cancelled(incoming) => *incoming,
-                    };
-                    self.offer_incoming(incoming, waiting);
-                }
+                Some(ForCalls::Incoming(waiting)) => self.offer_incoming(waiting),
                 Some(ForCalls::Call(call, out)) => {
                     let last = matches!(
                         out,

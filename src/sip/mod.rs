@@ -1,6 +1,7 @@
 //! SIP: the wire layer, sans-IO transactions and dialogs, the user-agent core, and the tokio
 //! driver that owns the sockets and the clock.
 
+pub mod b2bua;
 mod connection;
 pub mod core;
 pub mod dialog;

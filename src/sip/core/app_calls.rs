@@ -12,7 +12,9 @@
 //! Two answered application calls (the customer's phone and the agent's softphone or mobile)
 //! can instead be joined to each other ([`SipCore::bridge_app_calls`]): their SIP legs are
 //! bridged directly, transcoding G.711 when the two answered different laws, and their local
-//! legs are closed at once, since no local endpoint will ever use them.
+//! legs are closed at once, since no local endpoint will ever use them. Calls that are meant
+//! for such a bridge from the start (the B2BUA's, [`SipCore::dial_for_bridge`] and
+//! [`SipCore::accept_for_bridge`]) have no local leg at all.
 
 use rsipstack::sip::{Header, Uri};
 use std::collections::HashMap;
@@ -20,12 +22,16 @@ use std::time::Instant;
 
 use std::cmp::Reverse;
 
-use super::{CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore, UacOutcome};
+use rsipstack::sip::Method;
+
+use super::{
+    CallState, ClientPurpose, CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore, UacOutcome,
+};
 use crate::sip::core::CallRef;
-use crate::sip::core::{ServerTxId, response, status_with_reason};
+use crate::sip::core::{ServerTxId, response, set_body, status_with_reason};
 use crate::sip::dialog::DialogId;
 use crate::sip::peer::Peer;
-use crate::sip::sdp::Codec;
+use crate::sip::sdp::{self, Codec, Direction, LocalMedia};
 
 /// Where an application call goes.
 #[derive(Debug, Clone)]
@@ -60,6 +66,9 @@ pub enum DialError {
     /// A call to bridge or record is unknown, not answered yet, or already bridged.
     #[error("the call is not answered")]
     NotAnswered,
+    /// The caller offered no codec the call's answer may use; it was refused with 488.
+    #[error("no common codec")]
+    NoCommonCodec,
 }
 
 /// One of the two engine legs of an application call, for [`SipCore::record_app_calls`].
@@ -120,21 +129,74 @@ impl AppCalls {
 
 #[derive(Debug)]
 pub(super) struct AppCallState {
-    /// `None` once the call is bridged to another application call.
+    /// `None` for a call meant for a bridge, and once the call is bridged to another one.
     local_port: Option<u16>,
     dialog: Option<DialogId>,
     /// Once answered: the SIP leg's port, codec and telephone-event payload type.
     answer: Option<(u16, Codec, Option<u8>)>,
     /// Hung up while ringing: a 2xx that crosses our CANCEL is answered with a BYE.
     cancelled: bool,
+    /// Joined to another application call ([`SipCore::bridge_app_calls`]).
+    bridged: bool,
+}
+
+/// An application call to place, as the core places it.
+struct PlaceApp {
+    target: DialTarget,
+    /// Our From header, without its tag.
+    from: String,
+    /// Our codecs in order of preference.
+    codecs: Vec<Codec>,
+    extra_headers: Vec<(String, String)>,
+    /// Whether the call's audio goes to a local leg (else it waits for a bridge).
+    local: bool,
 }
 
 impl SipCore {
     /// Places `dial` and opens its local leg; its progress arrives as [`CoreEvent`]s naming
     /// the returned call.
     pub fn dial(&mut self, now: Instant, dial: AppDial) -> Result<AppCall, DialError> {
+        let from = format!("<sip:{}@{}>", dial.from_user, self.config.domain);
+        let place = PlaceApp {
+            target: dial.target,
+            from,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            extra_headers: dial.extra_headers,
+            local: true,
+        };
+        let (call, local_port) = self.place_app_call(now, place)?;
+        let local_port = local_port.expect("a local leg was asked for");
+        Ok(AppCall { call, local_port })
+    }
+
+    /// Rings the registered softphone of `user` for a bridge: no local leg, `from` (a From
+    /// value without tag) as the caller id, `codecs` offered in this order. Once answered, the
+    /// call is joined to another with [`SipCore::bridge_app_calls`].
+    pub fn dial_for_bridge(
+        &mut self,
+        now: Instant,
+        user: &str,
+        from: String,
+        codecs: Vec<Codec>,
+    ) -> Result<CallRef, DialError> {
+        let place = PlaceApp {
+            target: DialTarget::Registered(user.to_string()),
+            from,
+            codecs,
+            extra_headers: Vec::new(),
+            local: false,
+        };
+        self.place_app_call(now, place).map(|(call, _)| call)
+    }
+
+    /// Sends an application call's INVITE, with a local leg when asked for.
+    fn place_app_call(
+        &mut self,
+        now: Instant,
+        place: PlaceApp,
+    ) -> Result<(CallRef, Option<u16>), DialError> {
         let mut route = None;
-        let (target, to_uri, to) = match dial.target {
+        let (target, to_uri, to) = match place.target {
             DialTarget::Registered(user) => {
                 let binding = self
                     .registrar
@@ -154,41 +216,51 @@ impl SipCore {
             }
         };
         let rtp_port = self.ports.allocate().ok_or(DialError::NoPorts)?;
-        let Some(local_port) = self.ports.allocate() else {
-            self.ports.release(rtp_port);
-            return Err(DialError::NoPorts);
+        let local_port = match place.local {
+            true => match self.ports.allocate() {
+                Some(port) => Some(port),
+                None => {
+                    self.ports.release(rtp_port);
+                    return Err(DialError::NoPorts);
+                }
+            },
+            false => None,
         };
         let extra_headers = route
             .into_iter()
             .chain(
-                dial.extra_headers
+                place
+                    .extra_headers
                     .into_iter()
                     .map(|(name, value)| Header::Other(name, value)),
             )
             .collect();
-        let from = format!("<sip:{}@{}>", dial.from_user, self.config.domain);
         let placed = self.place_call(
             now,
             OutgoingCall {
                 target,
                 to_uri,
                 to,
-                from,
+                from: place.from,
                 rtp_port,
-                codecs: vec![Codec::Pcmu, Codec::Pcma],
+                codecs: place.codecs,
                 extra_headers,
             },
         );
         let Some(call) = placed else {
             self.ports.release(rtp_port);
-            self.ports.release(local_port);
+            if let Some(port) = local_port {
+                self.ports.release(port);
+            }
             return Err(DialError::NotSent);
         };
-        self.media.push_back(MediaCommand::Open {
-            port: local_port,
-            remote: None,
-            signalling: None,
-        });
+        if let Some(port) = local_port {
+            self.media.push_back(MediaCommand::Open {
+                port,
+                remote: None,
+                signalling: None,
+            });
+        }
         // Nobody rings forever: unanswered, the INVITE is cancelled (and fails with 487).
         let deadline = now + self.config.agent_answer_timeout;
         self.timers
@@ -196,13 +268,14 @@ impl SipCore {
         self.app_calls.insert(
             call,
             AppCallState {
-                local_port: Some(local_port),
+                local_port,
                 dialog: None,
                 answer: None,
                 cancelled: false,
+                bridged: false,
             },
         );
-        Ok(AppCall { call, local_port })
+        Ok((call, local_port))
     }
 
     /// Ends an application call: BYE once answered, CANCEL before. Its end arrives as
@@ -213,6 +286,8 @@ impl SipCore {
         };
         match state.dialog.clone() {
             Some(dialog) => self.hangup(now, &dialog),
+            // One CANCEL is enough (a second would be sent as a new request).
+            None if state.cancelled => {}
             None => {
                 state.cancelled = true;
                 if let Some(tx) = self.outgoing.get(&call).map(|o| o.tx) {
@@ -291,25 +366,22 @@ impl SipCore {
         true
     }
 
-    /// Bridges an answered application call's SIP leg to its local leg.
+    /// Bridges an answered application call's SIP leg to its local leg, if it has one.
     fn app_call_answered(&mut self, call: CallRef, dialog: &DialogId) {
         self.app_calls.set_dialog(call, dialog);
-        let Some(state) = self.app_calls.calls.get(&call) else {
-            return;
-        };
-        let Some(local_port) = state.local_port else {
-            return;
-        };
         let Some(sip_port) = self.calls.get(dialog).map(|c| c.media.rtp_port) else {
             return;
         };
         let negotiated = self.outgoing.get(&call).and_then(|o| o.negotiated.as_ref());
         let telephone_event = negotiated.and_then(|n| n.telephone_event_pt);
         let codec = negotiated.map_or(Codec::Pcmu, |n| n.codec);
-        if let Some(state) = self.app_calls.calls.get_mut(&call) {
-            state.answer = Some((sip_port, codec, telephone_event));
+        let Some(state) = self.app_calls.calls.get_mut(&call) else {
+            return;
+        };
+        state.answer = Some((sip_port, codec, telephone_event));
+        if let Some(local_port) = state.local_port {
+            self.bridge_to_local(local_port, sip_port, telephone_event);
         }
-        self.bridge_to_local(local_port, sip_port, telephone_event);
     }
 
     /// Joins an application call's SIP leg to its local port, where the application's side
@@ -326,6 +398,63 @@ impl SipCore {
             port: sip_port,
             payload_type: telephone_event,
         });
+    }
+
+    /// Offers the far end of an answered application call `direction` in a re-INVITE
+    /// (RFC 3264 §8.4): a bridge passes a hold or resume on to the other half, so neither side
+    /// sends into a held call.
+    pub fn offer_direction(&mut self, now: Instant, call: CallRef, direction: Direction) {
+        let Some(id) = self
+            .app_calls
+            .calls
+            .get(&call)
+            .and_then(|s| s.dialog.clone())
+        else {
+            return;
+        };
+        let Some(state) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !matches!(state.state, CallState::Confirmed) {
+            return;
+        }
+        let offer = sdp::offer(&state.media, direction, &mut state.sdp);
+        let mut reinvite = Self::dialog_request(
+            &self.config,
+            &mut self.ids,
+            &mut state.dialog,
+            Method::Invite,
+            None,
+        );
+        let mut body = Vec::new();
+        set_body(
+            &mut reinvite.headers,
+            &mut body,
+            "application/sdp",
+            offer.into_bytes(),
+        );
+        reinvite.body = body;
+        let to = state.dialog.next_hop();
+        if let Ok(tx) = self.tx.send_request(now, reinvite, to) {
+            self.client_purpose.insert(tx, ClientPurpose::Reinvite(id));
+        }
+        self.drain_transactions(now);
+    }
+
+    /// The ACK for the 2xx to our re-INVITE (RFC 3261 §13.2.2.4).
+    pub(super) fn ack_reinvite(&mut self, id: &DialogId, cseq: u32) {
+        if let Some(call) = self.calls.get_mut(id) {
+            let ack = Self::dialog_request(
+                &self.config,
+                &mut self.ids,
+                &mut call.dialog,
+                Method::Ack,
+                Some(cseq),
+            );
+            let to = call.dialog.next_hop();
+            self.tx
+                .send_stateless(to, bytes::Bytes::from(ack.to_bytes()));
+        }
     }
 
     /// The application call a dialog carries.
@@ -357,7 +486,7 @@ impl SipCore {
             self.app_calls
                 .calls
                 .get(&call)
-                .filter(|s| s.local_port.is_some())
+                .filter(|s| !s.bridged)
                 .and_then(|s| s.answer)
         };
         let (Some(c), Some(a)) = (answered(customer), answered(agent)) else {
@@ -367,11 +496,10 @@ impl SipCore {
             return Err(DialError::NotAnswered);
         }
         for call in [customer, agent] {
-            let port = self
-                .app_calls
-                .calls
-                .get_mut(&call)
-                .and_then(|s| s.local_port.take());
+            let port = self.app_calls.calls.get_mut(&call).and_then(|s| {
+                s.bridged = true;
+                s.local_port.take()
+            });
             if let Some(port) = port {
                 // Closing it also stops the SIP leg forwarding to it.
                 self.media.push_back(MediaCommand::Close { port });
@@ -436,7 +564,7 @@ impl SipCore {
         incoming: ServerTxId,
     ) -> Result<(AppCall, Codec), DialError> {
         match self.pending.get(&incoming) {
-            Some(pending) if pending.incoming => {}
+            Some(pending) if pending.incoming && pending.answer.is_some() => {}
             // The caller gave up meanwhile, or it is no call for the application.
             _ => return Err(DialError::NotSent),
         }
@@ -444,33 +572,99 @@ impl SipCore {
         let mut pending = self.pending.remove(&incoming).expect("checked above");
         let codec = pending.codec.unwrap_or(Codec::Pcmu);
         let dtmf_pt = pending.dtmf_pt;
-        let sip_port = pending.held.media.rtp_port;
         pending.held.media.codecs = vec![codec];
         let body = pending.answer.take().unwrap_or_default();
-        let Some(dialog) = self.answer_held(now, incoming, pending.held, body, pending.remote)
+        let answer = (codec, dtmf_pt);
+        let Some(call) =
+            self.answer_app_call(now, incoming, pending, body, answer, Some(local_port))
         else {
             self.ports.release(local_port);
             return Err(DialError::NotSent);
         };
-        self.media.push_back(MediaCommand::Open {
-            port: local_port,
-            remote: None,
-            signalling: None,
+        Ok((AppCall { call, local_port }, codec))
+    }
+
+    /// Answers a held call for a bridge ([`CoreEvent::AgentCall`]): in `prefer` (the other
+    /// half's codec) when the caller offered it, so that nothing is transcoded, else in the
+    /// caller's own first codec. The call has no local leg; join it to the other half with
+    /// [`SipCore::bridge_app_calls`].
+    pub fn accept_for_bridge(
+        &mut self,
+        now: Instant,
+        incoming: ServerTxId,
+        prefer: Codec,
+    ) -> Result<CallRef, DialError> {
+        match self.pending.get(&incoming) {
+            Some(pending) if pending.incoming => {}
+            _ => return Err(DialError::NotSent),
+        }
+        let mut pending = self.pending.remove(&incoming).expect("checked above");
+        let offer = String::from_utf8_lossy(&pending.held.request.body).into_owned();
+        let own = pending.codec.unwrap_or(Codec::Pcmu);
+        let held = &mut pending.held;
+        let answer = [prefer, own].into_iter().find_map(|codec| {
+            let media = LocalMedia {
+                codecs: vec![codec],
+                ..held.media.clone()
+            };
+            sdp::answer(&offer, &media, &mut held.sdp).ok()
         });
-        self.bridge_to_local(local_port, sip_port, dtmf_pt);
+        let Some(answer) = answer else {
+            self.release_leg(held.media.rtp_port);
+            let (request, tag) = (&held.request, &held.local_tag);
+            self.refuse(now, incoming, request, tag, 488, "No Common Codec");
+            self.drain_transactions(now);
+            return Err(DialError::NoCommonCodec);
+        };
+        held.media.codecs = vec![answer.media.codec];
+        let negotiated = (answer.media.codec, answer.media.telephone_event_pt);
+        let body = answer.sdp.into_bytes();
+        self.answer_app_call(now, incoming, pending, body, negotiated, None)
+            .ok_or(DialError::NotSent)
+    }
+
+    /// The one way a held call becomes an application call: answered with `body`
+    /// ([`SipCore::answer_held`]) in the `(codec, telephone-event)` it negotiated, its SIP leg
+    /// bridged to `local_port` when it has one, and listened to for the caller's digits.
+    fn answer_app_call(
+        &mut self,
+        now: Instant,
+        incoming: ServerTxId,
+        pending: super::PendingInvite,
+        body: Vec<u8>,
+        (codec, dtmf_pt): (Codec, Option<u8>),
+        local_port: Option<u16>,
+    ) -> Option<CallRef> {
+        let sip_port = pending.held.media.rtp_port;
+        let dialog = self.answer_held(now, incoming, pending.held, body, pending.remote)?;
+        match local_port {
+            Some(port) => {
+                self.media.push_back(MediaCommand::Open {
+                    port,
+                    remote: None,
+                    signalling: None,
+                });
+                self.bridge_to_local(port, sip_port, dtmf_pt);
+            }
+            None => self.media.push_back(MediaCommand::DetectDtmf {
+                port: sip_port,
+                payload_type: dtmf_pt,
+            }),
+        }
         let call = CallRef(self.next_call);
         self.next_call += 1;
         self.app_calls.insert(
             call,
             AppCallState {
-                local_port: Some(local_port),
+                local_port,
                 dialog: Some(dialog),
                 answer: Some((sip_port, codec, dtmf_pt)),
                 cancelled: false,
+                bridged: false,
             },
         );
         self.drain_transactions(now);
-        Ok((AppCall { call, local_port }, codec))
+        Some(call)
     }
 
     /// Refuses an [`CoreEvent::Incoming`] call with `code`, saying why in the reason phrase and

@@ -217,8 +217,39 @@ pub enum CoreEvent {
         /// The caller's user part.
         caller: String,
     },
-    /// The caller of a held `Incoming` or `ServiceCall` gave up (CANCEL, answered 487).
+    /// A trunk's INVITE to a registrar account (an agent's own number): held, without ringing,
+    /// for the B2BUA ([`crate::sip::b2bua`]), which rings the agent's softphone, relays its
+    /// progress ([`SipCore::ring_incoming`]) and answers ([`SipCore::accept_for_bridge`]) or
+    /// refuses ([`SipCore::reject_incoming`]) the caller.
+    AgentCall {
+        incoming: ServerTxId,
+        /// The account called.
+        user: String,
+        /// The caller's From without its tag, for the agent's leg (the agent sees who calls).
+        from: String,
+        /// The caller's Call-ID (the recording's name).
+        call_id: String,
+        /// The codec we would answer the caller with on our own: its first one we support.
+        codec: sdp::Codec,
+    },
+    /// The caller of a held `Incoming`, `ServiceCall` or `AgentCall` gave up (CANCEL, answered
+    /// 487).
     IncomingCancelled { incoming: ServerTxId },
+    /// Nobody decided on a held call in time: it was refused with 480.
+    IncomingExpired { incoming: ServerTxId },
+    /// We sent BYE in a call's dialog on our own (session not refreshed, media dead, no ACK);
+    /// its [`CoreEvent::Ended`] follows when the BYE is answered.
+    Hangup {
+        dialog: DialogId,
+        call: Option<CallRef>,
+    },
+    /// The far end offered a direction in a re-INVITE or UPDATE (a hold, a resume, a refresh),
+    /// which we answered; `call` as for [`CoreEvent::Ended`].
+    Offered {
+        dialog: DialogId,
+        call: Option<CallRef>,
+        direction: Direction,
+    },
     /// A call's dialog ended; `by_peer` when the far end hung up. `call` names the
     /// application call it was (placed with [`SipCore::dial`] or accepted with
     /// [`SipCore::accept_incoming`]), which is forgotten with it.
@@ -307,7 +338,7 @@ pub struct CoreHeld {
     pub pending_invites: usize,
     /// Calls we placed that have no final answer yet.
     pub outgoing: usize,
-    /// Trunk calls waiting for the agent's softphone.
+    /// Trunk calls waiting for the agent's softphone (the B2BUA's, not the core's: zero here).
     pub bridges: usize,
     /// Calls placed or accepted for the application.
     pub app_calls: usize,
@@ -322,8 +353,6 @@ struct Call {
     media: LocalMedia,
     /// The outgoing call this dialog answers, for UAC calls.
     outgoing: Option<CallRef>,
-    /// The other half of a bridged call: hanging up one hangs up the other.
-    partner: Option<DialogId>,
     /// RFC 4028: the session ends unless refreshed by then.
     session_expires: Option<(Duration, Instant)>,
     /// The RTP port went back to the pool while the ACK was overdue (see `source_limits`).
@@ -358,7 +387,8 @@ struct PendingInvite {
     dtmf_pt: Option<u8>,
     /// The codec the answer chose (none for a delayed offer).
     codec: Option<sdp::Codec>,
-    /// Waiting for the application (an interaction's call), not for the echo's ring.
+    /// Waiting for the application (an interaction's call, a service call, a call to an
+    /// agent), not for the echo's ring.
     incoming: bool,
 }
 
@@ -430,7 +460,7 @@ enum CoreTimer {
     RetransmitOk(DialogId),
     /// `echo` has rung long enough.
     Answer(ServerTxId),
-    /// An agent's softphone has rung long enough.
+    /// An application call has rung long enough.
     NoAnswer(CallRef),
     /// RFC 4028: the session was not refreshed in time.
     SessionExpired(DialogId),
@@ -452,8 +482,6 @@ pub struct SipCore {
     timers: BinaryHeap<Reverse<(Instant, CoreTimer)>>,
     events: VecDeque<CoreEvent>,
     media: VecDeque<MediaCommand>,
-    /// Trunk calls waiting for the agent's softphone to answer.
-    bridges: b2bua::Bridges,
     /// Calls placed or accepted for the application, bridged to a local RTP leg.
     app_calls: app_calls::AppCalls,
     /// Open media legs by RTP port, and the call each belongs to.
@@ -499,7 +527,6 @@ impl SipCore {
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             media: VecDeque::new(),
-            bridges: b2bua::Bridges::default(),
             app_calls: app_calls::AppCalls::default(),
             legs: HashMap::new(),
             next_call: 1,
@@ -531,7 +558,7 @@ impl SipCore {
             rtp_ports: self.ports.in_use(),
             pending_invites: self.pending.len(),
             outgoing: self.outgoing.len(),
-            bridges: self.bridges.len(),
+            bridges: 0,
             app_calls: self.app_calls.len(),
         }
     }
@@ -555,7 +582,7 @@ impl SipCore {
     pub fn media_inactive(&mut self, now: Instant, port: u16) {
         if let Some(id) = self.legs.get(&port).cloned() {
             tracing::info!(call_id = %id.call_id, port, "media inactive; ending the call");
-            self.hangup(now, &id);
+            self.end_on_our_own(now, &id);
             self.drain_transactions(now);
         }
     }
@@ -578,7 +605,7 @@ impl SipCore {
     pub fn media_failed(&mut self, now: Instant, port: u16) {
         if let Some(id) = self.legs.remove(&port) {
             tracing::warn!(call_id = %id.call_id, port, "media port unavailable; ending the call");
-            self.hangup(now, &id);
+            self.end_on_our_own(now, &id);
             self.drain_transactions(now);
         }
     }
@@ -645,16 +672,15 @@ impl SipCore {
             };
             match timer {
                 CoreTimer::RetransmitOk(id) => self.retransmit_ok(now, at, id),
-                CoreTimer::NoAnswer(call) => {
-                    self.agent_no_answer(now, call);
-                    self.app_call_no_answer(now, call);
-                }
+                CoreTimer::NoAnswer(call) => self.app_call_no_answer(now, call),
                 CoreTimer::SessionExpired(id) => self.session_expired(now, at, &id),
                 CoreTimer::Ringing(tx) => self.ring_again(now, tx),
                 CoreTimer::ReleaseUnackedMedia(id) => self.release_unacked_media(&id),
                 CoreTimer::Answer(tx) => match self.pending.get(&tx) {
                     Some(p) if p.answer_at == at && p.incoming => {
                         self.reject_incoming(now, tx, 480, "No Answer");
+                        self.events
+                            .push_back(CoreEvent::IncomingExpired { incoming: tx });
                     }
                     Some(p) if p.answer_at == at => self.answer_echo(now, tx),
                     _ => {}
@@ -696,6 +722,11 @@ impl SipCore {
         let tag = self.ids.tag();
         let resp = self.decorate(response(req, status, Some(&tag)));
         self.reply(now, tx, resp);
+    }
+
+    fn reply_no_ports(&mut self, now: Instant, tx: ServerTxId, req: &Request) {
+        let status = status_with_reason(503, "No Media Ports");
+        self.reply_status(now, tx, req, status);
     }
 
     fn decorate(&self, mut resp: Response) -> Response {
@@ -839,7 +870,7 @@ impl SipCore {
         if !self.admit_invite(now, tx, &req, peer, trunk) {
             return;
         }
-        if self.calls.len() + self.pending.len() + self.bridges.len() >= self.config.max_calls {
+        if self.calls.len() + self.pending.len() >= self.config.max_calls {
             // Over the limit: new calls wait, existing calls carry on (RFC 3261 §21.5.4).
             self.rejected_over_limit += 1;
             let tag = self.ids.tag();
@@ -854,9 +885,11 @@ impl SipCore {
         if let Some(interval) = self.too_small_session_interval(&req) {
             return self.reply_session_interval_too_small(now, tx, &req, interval);
         }
-        if matches!(self.target(&req.uri), Target::Account) && app_call_interaction(&req).is_none()
-        {
-            return self.bridge_to_agent(now, tx, req, meta, peer, trunk);
+        // A call to an agent's own number: only trunks may make one (see `trunk_auth`).
+        let agent = matches!(self.target(&req.uri), Target::Account)
+            && app_call_interaction(&req).is_none();
+        if agent && !trunk {
+            return self.not_a_trunk(now, tx, &req, peer, "Not From A Trunk");
         }
         let Some(rtp_port) = self.ports.allocate() else {
             return self.reply_no_ports(now, tx, &req);
@@ -869,7 +902,7 @@ impl SipCore {
         };
         let mut session = SdpSession::new(self.ids.next_u64());
         let incoming = app_call_interaction(&req);
-        let held = incoming.is_some() || service_number.is_some();
+        let held = incoming.is_some() || service_number.is_some() || agent;
         if held && req.body.is_empty() {
             self.ports.release(rtp_port);
             let status = status_with_reason(488, "Offer Required");
@@ -879,9 +912,12 @@ impl SipCore {
             // A delayed offer: our 200 carries the offer and the ACK the answer (RFC 3261 §13.2.1).
             (None, None, None, None)
         } else {
-            match sdp::answer(&String::from_utf8_lossy(&req.body), &media, &mut session) {
+            // The agent's answer decides the caller's codec: the offer is only checked now.
+            let mut probe = session.clone();
+            let answering = if agent { &mut probe } else { &mut session };
+            match sdp::answer(&String::from_utf8_lossy(&req.body), &media, answering) {
                 Ok(answer) => (
-                    Some(answer.sdp.into_bytes()),
+                    (!agent).then(|| answer.sdp.into_bytes()),
                     Some(answer.media.remote_rtp),
                     answer.media.telephone_event_pt,
                     Some(answer.media.codec),
@@ -900,15 +936,37 @@ impl SipCore {
             }
         };
         let local_tag = self.ids.tag();
-        self.ring(now, tx, &req, &local_tag, peer.transport);
+        if !agent {
+            // The agent's softphone rings first; its progress is relayed.
+            self.ring(
+                now,
+                tx,
+                &req,
+                &local_tag,
+                peer.transport,
+                StatusCode::Ringing,
+            );
+        }
         let answer_at = if service_number.is_some() {
             now + self.config.service_call_hold
-        } else if incoming.is_some() {
+        } else if incoming.is_some() || agent {
             now + self.config.agent_answer_timeout
         } else {
             now + self.config.echo_ring
         };
         let caller = caller_user(&req);
+        let agent_call = agent.then(|| CoreEvent::AgentCall {
+            incoming: tx,
+            user: req
+                .uri
+                .auth
+                .as_ref()
+                .map(|a| a.user.clone())
+                .unwrap_or_default(),
+            from: caller_id(&req),
+            call_id: meta.call_id.clone(),
+            codec: codec.unwrap_or(sdp::Codec::Pcmu),
+        });
         self.pending.insert(
             tx,
             PendingInvite {
@@ -928,6 +986,12 @@ impl SipCore {
                 incoming: held,
             },
         );
+        if let Some(event) = agent_call {
+            self.timers
+                .push(Reverse((answer_at, CoreTimer::Answer(tx))));
+            self.events.push_back(event);
+            return;
+        }
         if let Some(number) = service_number {
             self.timers
                 .push(Reverse((answer_at, CoreTimer::Answer(tx))));
@@ -990,12 +1054,32 @@ impl SipCore {
             held.local_tag.clone(),
             held.peer.transport,
         );
-        self.ring(now, tx, &request, &tag, transport);
+        self.ring(now, tx, &request, &tag, transport, StatusCode::Ringing);
         self.timers
             .push(Reverse((now + RING_AGAIN, CoreTimer::Ringing(tx))));
     }
 
-    /// Answers the INVITE `req` with 180 Ringing, with our Contact for `transport`.
+    /// Relays a provisional response to a held call (the agent's phone rings: so does the
+    /// caller's). A 100, or a call no longer held, is left alone.
+    pub fn ring_incoming(&mut self, now: Instant, incoming: ServerTxId, code: u16) {
+        let Some(pending) = self.pending.get(&incoming) else {
+            return;
+        };
+        if !(101..200).contains(&code) || !pending.incoming {
+            return;
+        }
+        let held = &pending.held;
+        let (request, tag, transport) = (
+            held.request.clone(),
+            held.local_tag.clone(),
+            held.peer.transport,
+        );
+        self.ring(now, incoming, &request, &tag, transport, code.into());
+        self.drain_transactions(now);
+    }
+
+    /// Answers the INVITE `req` with a provisional `status` (180 Ringing, 183 Session
+    /// Progress), with our Contact for `transport`.
     fn ring(
         &mut self,
         now: Instant,
@@ -1003,8 +1087,9 @@ impl SipCore {
         req: &Request,
         tag: &str,
         transport: TransportKind,
+        status: StatusCode,
     ) {
-        let mut ringing = response(req, StatusCode::Ringing, Some(tag));
+        let mut ringing = response(req, status, Some(tag));
         ringing
             .headers
             .push(Header::Contact(rsipstack::sip::Contact::new(
@@ -1113,7 +1198,7 @@ impl SipCore {
         if now >= *give_up {
             // RFC 3261 §13.3.1.4: no ACK within 64·T1 — confirm, then end the dialog with BYE.
             call.state = CallState::Confirmed;
-            return self.hangup(now, &id);
+            return self.end_on_our_own(now, &id);
         }
         let bytes = ok.clone();
         *interval = (*interval * 2).min(t2);
@@ -1139,7 +1224,7 @@ impl SipCore {
         if call.media_released {
             // The ACK came after the port went back to the pool: a call without media ends
             // (the UAS may send BYE now that the ACK is in, RFC 3261 §15).
-            return self.hangup(now, &id);
+            return self.end_on_our_own(now, &id);
         }
         // After a delayed offer the ACK carries the answer (RFC 3261 §13.2.1).
         if !request.body.is_empty()
@@ -1158,9 +1243,6 @@ impl SipCore {
     }
 
     fn on_cancelled(&mut self, now: Instant, tx: ServerTxId) {
-        if let Some(call) = self.bridges.of_tx(tx) {
-            return self.cancel_bridge(now, call, StatusCode::RequestTerminated);
-        }
         if let Some(pending) = self.pending.remove(&tx) {
             self.release_leg(pending.held.media.rtp_port);
             let resp = response(
@@ -1203,10 +1285,6 @@ impl SipCore {
                 }
                 self.reply_status(now, tx, &req, StatusCode::OK);
                 self.dialog_ended(id, true);
-                // The other half of a bridge goes with it.
-                if let Some(partner) = call.partner {
-                    self.hangup(now, &partner);
-                }
             }
             Method::Invite | Method::Update => self.on_offer(now, tx, req, meta, id),
             Method::Info | Method::Options => {
@@ -1279,9 +1357,14 @@ impl SipCore {
         }
         self.refresh_session_timer(now, &id, &req);
         self.reply(now, tx, resp);
-        // A hold or resume passes through a bridge: the partner is offered the same direction.
+        // A hold or resume: a bridge offers its other half the same direction.
         if let Some(direction) = offered_direction {
-            self.pass_direction_to_partner(now, &id, direction);
+            let call = self.app_call_of(&id);
+            self.events.push_back(CoreEvent::Offered {
+                dialog: id,
+                call,
+                direction,
+            });
         }
     }
 
@@ -1414,13 +1497,26 @@ impl SipCore {
             None,
         );
         let to = call.dialog.next_hop();
-        let partner = call.partner.clone();
         if let Ok(tx) = self.tx.send_request(now, bye, to) {
             self.client_purpose
                 .insert(tx, ClientPurpose::Bye(id.clone()));
         }
-        if let Some(partner) = partner {
-            self.hangup(now, &partner);
+    }
+
+    /// Ends a call nobody asked us to end (its session was not refreshed, its media died, its
+    /// ACK never came), telling the application at once: a bridge ends the other half too.
+    fn end_on_our_own(&mut self, now: Instant, id: &DialogId) {
+        let live = self
+            .calls
+            .get(id)
+            .is_some_and(|c| !matches!(c.state, CallState::Terminating));
+        self.hangup(now, id);
+        if live {
+            let call = self.app_call_of(id);
+            self.events.push_back(CoreEvent::Hangup {
+                dialog: id.clone(),
+                call,
+            });
         }
     }
 
@@ -1512,7 +1608,6 @@ impl SipCore {
                         sdp: session,
                         media,
                         outgoing: Some(call),
-                        partner: None,
                         session_expires: None,
                         media_released: false,
                     },
@@ -1535,10 +1630,10 @@ impl SipCore {
         }
     }
 
-    /// Hands what became of an INVITE we sent to the call's owner: a bridge's agent leg, an
-    /// application call, or else the application itself as a [`CoreEvent`].
+    /// Hands what became of an INVITE we sent to the call's owner: an application call, or
+    /// else the application itself as a [`CoreEvent`].
     fn outgoing_outcome(&mut self, now: Instant, call: CallRef, outcome: UacOutcome) {
-        if self.bridge_outcome(now, call, &outcome) || self.app_call_outcome(now, call, &outcome) {
+        if self.app_call_outcome(now, call, &outcome) {
             return;
         }
         self.events.push_back(outcome.into_event(call));
@@ -1653,7 +1748,6 @@ mod tests_source_limits;
 mod tests_trunk_auth;
 
 mod app_calls;
-mod b2bua;
 mod outbound;
 mod session_timer;
 mod source_limits;
@@ -1701,6 +1795,27 @@ fn join_token(req: &Request) -> Option<String> {
 fn binding_peer(binding: &super::registrar::Binding) -> Peer {
     let transport = TransportKind::from_token(&binding.transport).unwrap_or(TransportKind::Udp);
     Peer::on(transport, binding.source, None)
+}
+
+/// The caller's From (display name and URI) without its tag: the agent sees who calls.
+fn caller_id(req: &Request) -> String {
+    let from = req
+        .headers
+        .iter()
+        .find_map(|h| match h {
+            Header::From(f) => Some(f.value()),
+            _ => None,
+        })
+        .unwrap_or("<sip:anonymous@anonymous.invalid>");
+    let (name, uri) = match from.find('<') {
+        Some(i) => (from[..i].trim(), super::dialog::addr_spec(from)),
+        None => ("", super::dialog::addr_spec(from)),
+    };
+    if name.is_empty() {
+        format!("<{uri}>")
+    } else {
+        format!("{name} <{uri}>")
+    }
 }
 
 /// The user part of the From URI (the caller's number).

@@ -97,7 +97,7 @@ impl SipCore {
             .is_some_and(|(_, deadline)| deadline == at);
         if due {
             tracing::info!(call_id = %id.call_id, "session not refreshed; ending the call");
-            self.hangup(now, id);
+            self.end_on_our_own(now, id);
         }
     }
 }

@@ -1,11 +1,13 @@
 //! Bridged calls on a virtual clock: a scripted trunk calls an agent whose scripted softphone
-//! registered with digest authentication; every message crosses the core as bytes.
+//! registered with digest authentication; every message crosses the core as bytes, and the
+//! core's events go through the B2BUA first, as in the SIP driver.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::*;
 use crate::config::{RegistrarConfig, SipAccount};
+use crate::sip::b2bua::B2bua;
 use crate::sip::digest::{self, Algorithm, QopAuth};
 use crate::sip::wire::parse_datagram;
 
@@ -18,7 +20,10 @@ const AGENT_ANSWER_PCMU: &str = "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc
 
 pub(super) struct World {
     pub(super) core: SipCore,
+    pub(super) b2bua: B2bua,
     pub(super) now: Instant,
+    /// Events the B2BUA left for the application, not yet read.
+    events: VecDeque<CoreEvent>,
     /// Messages the core sent, not yet read, with their destination.
     outbox: Vec<(String, String)>,
 }
@@ -61,8 +66,10 @@ impl World {
         };
         let registrar = Registrar::with_random_secret(&registrar_config, now);
         World {
+            b2bua: B2bua::new(config.record),
             core: SipCore::new(config, registrar, PortPool::new(30000, 30100)),
             now,
+            events: VecDeque::new(),
             outbox: Vec::new(),
         }
     }
@@ -74,7 +81,14 @@ impl World {
         self.collect();
     }
 
+    /// Hands the core's events to the B2BUA (keeping the others for the test), then takes
+    /// what the core sent.
     pub(super) fn collect(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            if !self.b2bua.handle(&mut self.core, self.now, &event) {
+                self.events.push_back(event);
+            }
+        }
         while let Some(t) = self.core.poll_transmit() {
             let text = String::from_utf8(t.payload.to_vec()).unwrap();
             self.outbox.push((t.to.addr.to_string(), text));
@@ -499,7 +513,8 @@ fn a_register_over_tcp_is_answered_on_its_connection() {
 }
 
 pub(super) fn events(world: &mut World) -> Vec<CoreEvent> {
-    std::iter::from_fn(|| world.core.poll_event()).collect()
+    world.collect();
+    world.events.drain(..).collect()
 }
 
 fn dial_alice(world: &mut World) -> AppCall {

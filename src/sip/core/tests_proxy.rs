@@ -206,7 +206,8 @@ fn a_call_through_an_outbound_proxy_carries_a_loose_route_and_keeps_to_the_route
         "{ack}"
     );
     assert_eq!(values(&ack, "Route:"), vec!["<sip:127.0.0.1:5080;lr>"]);
-    let dialog = std::iter::from_fn(|| world.core.poll_event())
+    let dialog = super::tests_b2bua::events(&mut world)
+        .into_iter()
         .find_map(|e| match e {
             CoreEvent::Answered { dialog, .. } => Some(dialog),
             _ => None,

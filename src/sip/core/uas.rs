@@ -79,7 +79,6 @@ impl SipCore {
                 sdp,
                 media,
                 outgoing: None,
-                partner: None,
                 session_expires,
                 media_released: false,
             },
