@@ -81,6 +81,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub desk: DeskConfig,
     pub security: SecurityConfig,
+    /// Several nodes as one contact centre; unset on a single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// How guesses (agent passwords, SIP digests) are slowed down: per account and per source
@@ -495,6 +497,36 @@ impl SmsConfig {
     pub fn auth(&self) -> Option<(&str, &str)> {
         let (name, value) = self.auth_header.as_deref()?.split_once(':')?;
         Some((name.trim(), value.trim()))
+    }
+}
+
+/// One node of several that work as one: interactions are owned by one node at a time (a
+/// lease in the shared PostgreSQL store), and commands and events travel over NATS.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's id, unique in the cluster; it names the node's lease and what it owns.
+    pub node: String,
+    /// The NATS server (`nats://HOST:PORT`).
+    pub nats_url: String,
+    /// How long a node's lease lasts without renewal (seconds): another node takes a silent
+    /// node's interactions over after this long. Renewed every third of it.
+    pub lease_s: u64,
+    /// How other nodes and clients reach this node's HTTP API.
+    pub http_url: String,
+    /// This node's SIP address (`sip:HOST:PORT`), where calls for its interactions go.
+    pub sip_uri: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node: String::new(),
+            nats_url: "nats://127.0.0.1:4222".into(),
+            lease_s: 10,
+            http_url: String::new(),
+            sip_uri: String::new(),
+        }
     }
 }
 
@@ -1414,7 +1446,54 @@ impl Config {
         self.validate_rtc()?;
         self.validate_sms()?;
         self.validate_http()?;
+        self.validate_cluster()?;
         self.validate_agents()
+    }
+
+    /// A cluster decides ownership in a store every node shares: PostgreSQL, not a file.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        let valid_node = !cluster.node.is_empty()
+            && cluster.node.len() <= 64
+            && cluster
+                .node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_node {
+            return invalid("cluster.node", "1 to 64 letters, digits, '-' or '_'");
+        }
+        if !(self.store.url.starts_with("postgres://")
+            || self.store.url.starts_with("postgresql://"))
+        {
+            return invalid(
+                "store.url",
+                "a cluster needs a PostgreSQL store shared by its nodes (postgres://…)",
+            );
+        }
+        if cluster.nats_url.is_empty() {
+            return invalid("cluster.nats_url", "the NATS server every node connects to");
+        }
+        if cluster.lease_s < 3 || cluster.lease_s > 300 {
+            return invalid("cluster.lease_s", "must be between 3 and 300");
+        }
+        if !(cluster.http_url.starts_with("http://") || cluster.http_url.starts_with("https://")) {
+            return invalid(
+                "cluster.http_url",
+                "how others reach this node: http(s)://…",
+            );
+        }
+        if !cluster.sip_uri.starts_with("sip:") {
+            return invalid("cluster.sip_uri", "this node's SIP address: sip:HOST:PORT");
+        }
+        Ok(())
     }
 
     fn validate_rtc(&self) -> Result<(), ConfigError> {

@@ -20,7 +20,8 @@
 //! out, and commands are served again.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -62,6 +63,14 @@ pub enum HubError {
     /// are stored (and published) once the store takes them; retry idempotently if in doubt.
     #[error("the store did not confirm the command in time")]
     NotStored,
+    /// This node no longer owns the interaction (another node took it over, or this one is
+    /// handing it over): nothing was done here. Look it up again and retry.
+    #[error("the interaction moved to another node")]
+    Moved,
+    /// The node that owns the interaction does not answer (it died and no node has taken its
+    /// interactions over yet, or it did not answer in time): retry idempotently.
+    #[error("the interaction's node does not answer")]
+    Unavailable,
 }
 
 /// How long a command waits for its events to be stored before it is answered
@@ -103,12 +112,13 @@ pub struct Subscription {
 }
 
 /// A summary for listings.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub id: InteractionId,
     pub service: String,
-    /// The customer's credential: never listed.
-    #[serde(skip_serializing)]
+    /// The customer's credential: never listed (a summary fetched from another node gets it
+    /// from the store).
+    #[serde(skip_serializing, default)]
     pub device: String,
     pub phase: Phase,
     pub last_seq: u64,
@@ -121,7 +131,7 @@ pub struct Summary {
 }
 
 /// One live leg in a [`Summary`].
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LiveLeg {
     pub leg: crate::bridge::LegId,
     pub kind: crate::bridge::LegKind,
@@ -153,52 +163,151 @@ enum Request {
     Summary {
         reply: oneshot::Sender<Summary>,
     },
+    /// Stop serving: another node takes the interaction over (a node handing over).
+    Release,
 }
 
-/// How to reach one running interaction. Cheap to clone.
+/// An interaction that runs on another node of the cluster, reached through it (see
+/// `crate::cluster`): the same operations as a local task's, over the network.
+pub trait Remote: Send + Sync + 'static {
+    fn command(
+        &self,
+        id: &InteractionId,
+        by: Party,
+        command: Command,
+    ) -> BoxFuture<'static, Result<Accepted, HubError>>;
+    fn subscribe(
+        &self,
+        id: &InteractionId,
+        after: u64,
+    ) -> BoxFuture<'static, Result<Subscription, HubError>>;
+    fn summary(&self, id: &InteractionId) -> BoxFuture<'static, Result<Summary, HubError>>;
+}
+
+/// How the hub of a cluster node reaches the others (none on a single node).
+pub trait Peers: Send + Sync + 'static {
+    /// An event this node's task published, after it was stored: for the other nodes'
+    /// subscribers, in the same order.
+    fn published(&self, id: &InteractionId, event: &Arc<Event>);
+    /// A handle to an open interaction that does not run here, if it exists.
+    fn find(&self, id: &InteractionId) -> BoxFuture<'static, Result<Option<Handle>, HubError>>;
+}
+
+/// Where a [`Handle`]'s requests go.
+#[derive(Clone)]
+enum Route {
+    /// The task on this node.
+    Local {
+        tx: mpsc::Sender<Request>,
+        store: Store,
+        /// Set when the task stopped because another node owns the interaction now.
+        moved: Arc<AtomicBool>,
+    },
+    /// The owner node, over the network.
+    Remote(Arc<dyn Remote>),
+}
+
+/// How to reach one running interaction, here or on another node. Cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
     pub id: InteractionId,
     pub service: String,
     pub device: String,
-    tx: mpsc::Sender<Request>,
-    store: Store,
+    route: Route,
 }
 
 impl Handle {
+    /// A handle to an interaction that runs on another node, reached through `remote`.
+    pub fn remote(
+        id: InteractionId,
+        service: String,
+        device: String,
+        remote: Arc<dyn Remote>,
+    ) -> Handle {
+        Handle {
+            id,
+            service,
+            device,
+            route: Route::Remote(remote),
+        }
+    }
+
+    /// Whether the interaction runs on this node.
+    pub fn is_local(&self) -> bool {
+        matches!(self.route, Route::Local { .. })
+    }
+
+    /// Sends a request to the local task; a task that is gone answers [`HubError::Closed`],
+    /// or [`HubError::Moved`] when it stopped for another node.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, HubError> {
+        let Route::Local { tx, moved, .. } = &self.route else {
+            return Err(HubError::NotFound);
+        };
+        let gone = || {
+            if moved.load(Ordering::Acquire) {
+                HubError::Moved
+            } else {
+                HubError::Closed
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        tx.send(request(reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())
+    }
+
     /// Sends a command and waits until its events are persisted (or the store is found
     /// wanting: [`HubError::StoreUnavailable`], [`HubError::NotStored`]).
     pub async fn command(&self, by: Party, command: Command) -> Result<Accepted, HubError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Request::Command { by, command, reply })
-            .await
-            .map_err(|_| HubError::Closed)?;
-        answer.await.map_err(|_| HubError::Closed)?
+        if let Route::Remote(remote) = &self.route {
+            return remote.command(&self.id, by, command).await;
+        }
+        self.ask(|reply| Request::Command { by, command, reply })
+            .await?
     }
 
     /// Queues a command without waiting for its outcome. Its events are still persisted before
     /// anyone is told about them; use this where nothing needs the answer (routing's offers).
     pub async fn send(&self, by: Party, command: Command) -> Result<(), HubError> {
-        let (reply, _unheard) = oneshot::channel();
-        self.tx
-            .send(Request::Command { by, command, reply })
-            .await
-            .map_err(|_| HubError::Closed)
+        match &self.route {
+            Route::Local { tx, moved, .. } => {
+                let (reply, _unheard) = oneshot::channel();
+                tx.send(Request::Command { by, command, reply })
+                    .await
+                    .map_err(|_| {
+                        if moved.load(Ordering::Acquire) {
+                            HubError::Moved
+                        } else {
+                            HubError::Closed
+                        }
+                    })
+            }
+            Route::Remote(remote) => {
+                let sent = remote.command(&self.id, by, command);
+                tokio::spawn(async move {
+                    if let Err(e) = sent.await {
+                        tracing::debug!("a command to another node failed: {e}");
+                    }
+                });
+                Ok(())
+            }
+        }
     }
 
     /// The durable events after `after`, then the live stream. What the task no longer keeps
     /// in memory comes from the store (those events are immutable, so nothing is missed).
     pub async fn subscribe(&self, after: u64) -> Result<Subscription, HubError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Request::Subscribe { after, reply })
-            .await
-            .map_err(|_| HubError::Closed)?;
-        let (mut subscription, forgotten) = answer.await.map_err(|_| HubError::Closed)?;
+        let store = match &self.route {
+            Route::Remote(remote) => return remote.subscribe(&self.id, after).await,
+            Route::Local { store, .. } => store.clone(),
+        };
+        let (mut subscription, forgotten) = self
+            .ask(|reply| Request::Subscribe { after, reply })
+            .await?;
         if after < forgotten {
-            let older = self
-                .store
+            let older = store
                 .events_between(&self.id, after, forgotten + 1, u32::MAX)
                 .await?;
             let kept = std::mem::take(&mut subscription.backlog);
@@ -208,12 +317,26 @@ impl Handle {
     }
 
     pub async fn summary(&self) -> Result<Summary, HubError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Request::Summary { reply })
-            .await
-            .map_err(|_| HubError::Closed)?;
-        answer.await.map_err(|_| HubError::Closed)
+        if let Route::Remote(remote) = &self.route {
+            let mut summary = remote.summary(&self.id).await?;
+            summary.device = self.device.clone();
+            return Ok(summary);
+        }
+        self.ask(|reply| Request::Summary { reply }).await
+    }
+
+    /// Resolves when the local task has stopped (closed, or moved to another node); never for
+    /// a remote handle.
+    pub async fn ended(&self) {
+        match &self.route {
+            Route::Local { tx, .. } => tx.closed().await,
+            Route::Remote(_) => std::future::pending().await,
+        }
+    }
+
+    /// Whether the local task stopped because another node owns the interaction now.
+    pub fn moved(&self) -> bool {
+        matches!(&self.route, Route::Local { moved, .. } if moved.load(Ordering::Acquire))
     }
 }
 
@@ -238,6 +361,8 @@ struct Inner {
     /// Told of every interaction that goes live ([`Hub::subscribe_created`]). Locked after
     /// `live`, never before.
     created: Mutex<Vec<mpsc::UnboundedSender<Handle>>>,
+    /// The other nodes of the cluster, once it is joined ([`Hub::join`]).
+    peers: OnceLock<Arc<dyn Peers>>,
 }
 
 /// A place held for an interaction being opened ([`Hub::reserve`]); given back when it is
@@ -324,9 +449,33 @@ impl Hub {
                 opening: Mutex::new(HashMap::new()),
                 legs,
                 created: Mutex::new(Vec::new()),
+                peers: OnceLock::new(),
             }),
         };
-        for record in hub.inner.store.open_interactions().await? {
+        if hub.inner.config.cluster.is_none() {
+            let open = hub.inner.store.open_interactions().await?;
+            hub.restore(open).await?;
+        }
+        Ok(hub)
+    }
+
+    /// Makes this hub one node of a cluster: events it publishes go to `peers` too, and
+    /// interactions that run elsewhere are found through them. Once, before it serves.
+    pub fn join(&self, peers: Arc<dyn Peers>) {
+        if self.inner.peers.set(peers).is_err() {
+            tracing::warn!("the hub joined a cluster twice; the first stays");
+        }
+    }
+
+    /// Brings back interactions from their history, as they were: at start, and on a cluster
+    /// node when it takes over another node's. Those already running here are left alone.
+    pub async fn restore(&self, records: Vec<InteractionRecord>) -> Result<usize, HubError> {
+        let hub = self;
+        let mut restored = 0;
+        for record in records {
+            if hub.get(&record.id).is_some() {
+                continue;
+            }
             let events = hub.inner.store.events(&record.id, 0).await?;
             let rules = rules_for(&hub.inner.config, &record.service, &hub.inner.join_secret);
             let now = Time::now();
@@ -340,8 +489,29 @@ impl Hub {
             task.flush(&mut it).await;
             tracing::info!(interaction = %record.id, seq = it.last_seq(), "restored");
             hub.spawn(task, it, record.device, None);
+            restored += 1;
         }
-        Ok(hub)
+        Ok(restored)
+    }
+
+    /// Stops serving every running interaction without ending it, for another node to take
+    /// over (a cluster node that stops), and waits until they are all stopped or `within` has
+    /// passed. What was acknowledged is stored; their handles answer [`HubError::Moved`].
+    pub async fn release_all(&self, within: Duration) -> usize {
+        let handles = self.handles();
+        for handle in &handles {
+            if let Route::Local { tx, .. } = &handle.route {
+                let _ = tx.send(Request::Release).await;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = self.inner.live.lock().expect("hub lock").len();
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Ends every running interaction with its ordered teardown (calls released, then video,
@@ -490,8 +660,11 @@ impl Hub {
             id: it.id().clone(),
             service: it.rules().service.clone(),
             device,
-            tx,
-            store: self.inner.store.clone(),
+            route: Route::Local {
+                tx,
+                store: self.inner.store.clone(),
+                moved: task.moved.clone(),
+            },
         };
         {
             let mut live = self.inner.live.lock().expect("hub lock");
@@ -522,19 +695,32 @@ impl Hub {
         (live.values().cloned().collect(), created)
     }
 
-    /// The running interaction with this id.
+    /// The interaction with this id running on this node.
     pub fn get(&self, id: &InteractionId) -> Option<Handle> {
         self.inner.live.lock().expect("hub lock").get(id).cloned()
     }
 
-    /// Sends a command to a running interaction.
+    /// The open interaction with this id, here or (on a cluster node) on the node that owns
+    /// it: what every entry point that names an interaction uses.
+    pub async fn find(&self, id: &InteractionId) -> Result<Option<Handle>, HubError> {
+        if let Some(handle) = self.get(id) {
+            return Ok(Some(handle));
+        }
+        match self.inner.peers.get() {
+            Some(peers) => peers.find(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Sends a command to an open interaction, wherever it runs.
     pub async fn command(
         &self,
         id: &InteractionId,
         by: Party,
         command: Command,
     ) -> Result<Accepted, HubError> {
-        self.get(id)
+        self.find(id)
+            .await?
             .ok_or(HubError::NotFound)?
             .command(by, command)
             .await
@@ -584,6 +770,9 @@ struct Task {
     stored_phase: Option<Phase>,
     /// Writes the store has not confirmed yet, with what waits for them.
     unstored: Option<Unstored>,
+    /// Set when the task stops because another node owns the interaction now (shared with
+    /// its handles, which then answer [`HubError::Moved`]).
+    moved: Arc<AtomicBool>,
 }
 
 /// Writes the store did not confirm within the hub's patience, and what waits for them.
@@ -616,6 +805,7 @@ impl Task {
             finished: false,
             stored_phase: None,
             unstored: None,
+            moved: Arc::new(AtomicBool::new(false)),
         };
         for event in log {
             task.remember(event);
@@ -703,6 +893,13 @@ impl Task {
                 self.acknowledge(it, &mut answered).await;
                 return self.serve(it, request).await;
             };
+            if self.moved.load(Ordering::Acquire) {
+                let _ = reply.send(Err(HubError::Moved));
+                if answered.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+                continue;
+            }
             if self.unstored.is_some() {
                 // The machine does not move on while what it did is not stored.
                 let _ = reply.send(Err(HubError::StoreUnavailable));
@@ -742,6 +939,7 @@ impl Task {
                 self.hub.inner.metrics.messages.inc();
             }
             let result = match result {
+                Ok(_) if self.moved.load(Ordering::Acquire) => Err(HubError::Moved),
                 Ok(_) if !stored => Err(HubError::NotStored),
                 other => other.map_err(HubError::Rule),
             };
@@ -751,6 +949,10 @@ impl Task {
 
     async fn serve(&mut self, it: &mut Interaction, request: Request) {
         match request {
+            Request::Release => {
+                tracing::info!("handed over to another node");
+                self.stop_moved();
+            }
             Request::Command { by, command, reply } => {
                 if self.unstored.is_some() {
                     let _ = reply.send(Err(HubError::StoreUnavailable));
@@ -817,6 +1019,7 @@ impl Task {
                 self.publish(it, emitted);
                 return true;
             }
+            Ok(Err(StoreError::NotOwner)) => self.stop_moved(),
             Ok(Err(e)) => {
                 tracing::error!("cannot persist events, retrying: {e}");
                 self.unstored = Some(Unstored::failed(writes, emitted));
@@ -836,8 +1039,22 @@ impl Task {
         false
     }
 
+    /// Stops serving because another node owns the interaction now: what the machine did
+    /// since its last stored write is dropped (nobody was told of it), and the handles answer
+    /// [`HubError::Moved`] from now on.
+    fn stop_moved(&mut self) {
+        if !self.moved.swap(true, Ordering::AcqRel) {
+            tracing::warn!("another node owns the interaction now: stopped serving it");
+        }
+        self.unstored = None;
+        self.finished = true;
+    }
+
     /// The background write finished: once everything is stored, what waited is published.
     fn written(&mut self, it: &mut Interaction, result: Result<(), StoreError>) {
+        if matches!(result, Err(StoreError::NotOwner)) {
+            return self.stop_moved();
+        }
         let Some(mut unstored) = self.unstored.take() else {
             return;
         };
@@ -903,9 +1120,13 @@ impl Task {
 
     /// Publishes stored events and hands out the machine's actions.
     fn publish(&mut self, it: &mut Interaction, emitted: Vec<Arc<Event>>) {
+        let peers = self.hub.inner.peers.get().cloned();
         for event in emitted {
             if event.seq.is_some() {
                 self.remember(event.clone());
+            }
+            if let Some(peers) = &peers {
+                peers.published(&self.id, &event);
             }
             let _ = self.events.send(event);
         }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{AppState, Http, Parts};
 use crate::chat::files::FileStore;
 use crate::chat::store::{Store, StoreError};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hub::{Hub, HubError};
 use crate::metrics::Metrics;
@@ -43,6 +44,9 @@ pub enum ServerError {
     /// The open interactions could not be restored.
     #[error("HTTP: restoring interactions: {0}")]
     Hub(#[from] HubError),
+    /// The node could not join its cluster.
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// The parts the APIs serve with, over a running hub: routing, which follows every
@@ -76,6 +80,8 @@ pub struct Gateway {
     pub hub: Hub,
     /// Routing of interactions to agents.
     pub routing: Routing,
+    /// This node's membership of a cluster (`[cluster]`), if any.
+    cluster: Option<Cluster>,
     legs: tokio::task::JoinHandle<()>,
     /// Background work that ends with `shutdown` (the files' retention sweep).
     chores: Vec<tokio::task::JoinHandle<()>>,
@@ -96,15 +102,27 @@ impl Gateway {
         let bound = crate::api::bind(config).await?;
         let served = Arc::new(bound.config.clone());
         let metrics = Arc::new(Metrics::default());
-        let store = Store::open(
+        let store = Store::open_as(
             &served.store.url,
             served.store.max_connections,
             metrics.clone(),
+            served.cluster.as_ref().map(|c| c.node.clone()),
         )
         .await?;
         let files = FileStore::new(&served.files.dir);
         let (legs_tx, legs_rx) = mpsc::unbounded_channel();
-        let hub = Hub::open(served.clone(), store, metrics.clone(), Some(legs_tx)).await?;
+        let hub = Hub::open(
+            served.clone(),
+            store.clone(),
+            metrics.clone(),
+            Some(legs_tx),
+        )
+        .await?;
+        // A cluster node restores only what it owns or nobody does, before anything serves.
+        let cluster = match &served.cluster {
+            Some(config) => Some(Cluster::join(config, hub.clone(), store).await?),
+            None => None,
+        };
         let parts = parts(hub.clone(), files.clone());
         let routing = parts.routing.clone();
         let mut chores = Vec::new();
@@ -140,6 +158,7 @@ impl Gateway {
             metrics,
             hub,
             routing,
+            cluster,
             legs,
             chores,
             shutdown,
@@ -149,12 +168,18 @@ impl Gateway {
 
     /// Stops every part and waits for them. Every open interaction is ended first, in order,
     /// while the leg drivers and SIP still run, so calls get their BYE and nothing dangles
-    /// after a restart; that takes at most `chat.teardown_timeout_s` (plus a margin).
+    /// after a restart; that takes at most `chat.teardown_timeout_s` (plus a margin). A node
+    /// of a cluster hands its interactions over to the others instead (a rolling restart).
     pub async fn stop(self) {
         let within = Duration::from_secs(self.teardown_timeout_s * 2 + 1);
-        let left = self.hub.close_all(within).await;
-        if left > 0 {
-            tracing::warn!(left, "interactions still closing at shutdown");
+        match self.cluster {
+            Some(cluster) => cluster.hand_over(within).await,
+            None => {
+                let left = self.hub.close_all(within).await;
+                if left > 0 {
+                    tracing::warn!(left, "interactions still closing at shutdown");
+                }
+            }
         }
         self.shutdown.cancel();
         let _ = self.legs.await;
@@ -203,6 +228,12 @@ fn announce(config: &Config, gateway: &Gateway) {
         gateway.rtc.local_addr()
     );
     info!("store: {}", config.store.url);
+    if let Some(cluster) = &config.cluster {
+        info!(
+            "cluster: node {}, NATS {}, lease {}s",
+            cluster.node, cluster.nats_url, cluster.lease_s
+        );
+    }
     for service in &config.services {
         let numbers = if service.numbers.is_empty() {
             String::new()

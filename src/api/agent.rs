@@ -129,7 +129,7 @@ impl AppState {
         agent: &AgentId,
         id: &InteractionId,
     ) -> Result<(), ApiError> {
-        if let Some(handle) = self.hub().get(id)
+        if let Ok(Some(handle)) = self.hub().find(id).await
             && let Ok(summary) = handle.summary().await
             && summary.agent.as_deref() == Some(agent.0.as_str())
         {

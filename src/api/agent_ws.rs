@@ -278,7 +278,7 @@ async fn pump<Tx, Rx, A, F>(
 async fn chat_cards(state: &AppState, chats: &[InteractionId]) -> Vec<Value> {
     let mut cards = Vec::new();
     for id in chats {
-        if let Some(handle) = state.hub().get(id)
+        if let Ok(Some(handle)) = state.hub().find(id).await
             && let Ok(s) = handle.summary().await
         {
             cards.push(

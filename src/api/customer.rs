@@ -230,12 +230,14 @@ pub struct PollQuery {
 struct PollGuard {
     state: AppState,
     id: InteractionId,
+    /// The chat runs on another node: running, although this hub does not hold it.
+    remote: bool,
 }
 
 impl Drop for PollGuard {
     fn drop(&mut self) {
         let mut polls = self.state.shared.polls.lock().expect("polls");
-        if self.state.hub().get(&self.id).is_none() {
+        if !self.remote && self.state.hub().get(&self.id).is_none() {
             // The chat is over: its slot goes with it.
             polls.remove(&self.id);
         } else if let Some(slot) = polls.get_mut(&self.id) {
@@ -268,6 +270,7 @@ pub async fn poll_events(
     let _guard = PollGuard {
         state: state.clone(),
         id: id.clone(),
+        remote: matches!(&chat, ChatRef::Live(handle) if !handle.is_local()),
     };
     // A client that asks for a position of its own gets exactly that, from the store.
     let kept = kept.filter(|_| query.after_seq.is_none_or(|a| a == cursor));

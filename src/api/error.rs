@@ -79,6 +79,10 @@ pub enum ApiError {
     /// out, or not confirmed (it is stored once the store returns).
     #[error("the store did not take the command in time")]
     StoreUnavailable,
+    /// The node that owns the interaction does not answer, or it is moving to another node
+    /// (several nodes as one): retry shortly.
+    #[error("the chat's node does not answer; retry")]
+    OwnerUnavailable,
     /// Agent login with a wrong name or password.
     #[error("wrong name or password")]
     BadCredentials,
@@ -157,6 +161,7 @@ impl From<HubError> for ApiError {
             }),
             HubError::Store(s) => ApiError::Store(s),
             HubError::StoreUnavailable | HubError::NotStored => ApiError::StoreUnavailable,
+            HubError::Moved | HubError::Unavailable => ApiError::OwnerUnavailable,
         }
     }
 }
@@ -242,6 +247,7 @@ impl ApiError {
             ApiError::Store(_) | ApiError::StoreUnavailable => {
                 (S::SERVICE_UNAVAILABLE, "store_unavailable")
             }
+            ApiError::OwnerUnavailable => (S::SERVICE_UNAVAILABLE, "owner_unavailable"),
             ApiError::SmsInboundDisabled => (S::NOT_FOUND, "sms_inbound_disabled"),
             ApiError::BadSecret => (S::UNAUTHORIZED, "bad_secret"),
             ApiError::BadRecordingName => (S::BAD_REQUEST, "bad_recording_name"),

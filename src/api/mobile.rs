@@ -91,7 +91,7 @@ pub async fn claim(
         Err(AcceptError::Routing(RoutingError::OfferNotAvailable)) => {
             // The offer ended before its withdrawal reached the link: taken if someone has the
             // chat now, else expired.
-            let taken = match state.hub().get(&claim.chat) {
+            let taken = match state.hub().find(&claim.chat).await.ok().flatten() {
                 Some(handle) => handle.summary().await.is_ok_and(|s| s.agent.is_some()),
                 None => false,
             };
@@ -130,7 +130,7 @@ pub async fn move_here(
 /// What a claim or a move answers: the session key and what the page shows first.
 async fn session_json(state: &AppState, claim: &Claim) -> Value {
     attend(state, claim);
-    let summary = match state.hub().get(&claim.chat) {
+    let summary = match state.hub().find(&claim.chat).await.ok().flatten() {
         Some(handle) => handle.summary().await.ok(),
         None => None,
     };
@@ -208,7 +208,7 @@ pub async fn events(
         out: Vec::new(),
         last: after,
     };
-    if let Some(handle) = state.hub().get(&claim.chat)
+    if let Ok(Some(handle)) = state.hub().find(&claim.chat).await
         && let Ok(mut sub) = handle.subscribe(after).await
     {
         for event in &sub.backlog {

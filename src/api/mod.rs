@@ -182,7 +182,7 @@ impl AppState {
         device: &str,
         id: &InteractionId,
     ) -> Result<ChatRef, ApiError> {
-        if let Some(handle) = self.hub().get(id) {
+        if let Some(handle) = self.hub().find(id).await? {
             return if handle.device == device {
                 Ok(ChatRef::Live(handle))
             } else {

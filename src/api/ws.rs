@@ -102,7 +102,7 @@ pub async fn upgrade(
 
 /// The device a chat belongs to, running or stored.
 async fn device_of(state: &AppState, id: &InteractionId) -> Option<String> {
-    if let Some(handle) = state.hub().get(id) {
+    if let Ok(Some(handle)) = state.hub().find(id).await {
         return Some(handle.device);
     }
     let record = state.store().interaction(id).await.ok()??;

@@ -2,7 +2,7 @@
 
 /// A command the Interaction refused. Each variant is one rule of the domain; [`RuleError::code`]
 /// is the stable machine-readable code clients see (the API maps it to HTTP in one place).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum RuleError {
     /// The interaction is closing or closed; nothing more can happen in it.
     #[error("the interaction is closed")]

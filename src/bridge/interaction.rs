@@ -51,7 +51,8 @@ pub struct Rules {
 }
 
 /// What a party asks of the interaction. Who may send which is checked against the [`Party`].
-#[derive(Debug, Clone, PartialEq)]
+/// Serialized to reach an interaction's owner node (several nodes as one).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Routing offers the chat to an agent (system).
     Offer {
@@ -191,7 +192,7 @@ pub enum Command {
 }
 
 /// The number an incoming call shows, and who vouches for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CallerId {
     /// The call came from a configured trunk, whose carrier vouches for the number.
     Trunk(String),
@@ -241,7 +242,7 @@ pub enum Action {
 }
 
 /// A command that was carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Accepted {
     /// The `seq` of the event it produced (for a message: its server id), if durable.
     pub seq: Option<u64>,

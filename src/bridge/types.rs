@@ -102,7 +102,7 @@ impl fmt::Display for LegId {
 /// answers it, so which call a leg answers is said, never looked up.
 ///
 /// [`Action::StartLeg`]: crate::bridge::Action::StartLeg
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct HeldCall(pub u64);
 
 impl fmt::Display for HeldCall {

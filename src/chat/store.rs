@@ -52,6 +52,10 @@ pub enum StoreError {
     /// The writer task is gone (shutting down).
     #[error("the store is shutting down")]
     Closed,
+    /// A write for an interaction this node no longer owns (another node took it over): it
+    /// was refused, so a stale owner cannot add to a history that has moved on.
+    #[error("this node no longer owns the interaction")]
+    NotOwner,
 }
 
 /// One interaction as listed in the store.
@@ -141,7 +145,30 @@ pub enum Write {
 
 struct Job {
     writes: Vec<Write>,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), Refused>>,
+}
+
+/// Why a commit failed.
+#[derive(Debug, Clone)]
+enum Refused {
+    /// The fencing check found an interaction of the batch owned by another node.
+    NotOwner,
+    Database(String),
+}
+
+impl From<sqlx::Error> for Refused {
+    fn from(e: sqlx::Error) -> Refused {
+        Refused::Database(e.to_string())
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::NotOwner => f.write_str("not the owner"),
+            Refused::Database(e) => f.write_str(e),
+        }
+    }
 }
 
 /// A handle to the store; cheap to clone.
@@ -149,6 +176,16 @@ struct Job {
 pub struct Store {
     pool: AnyPool,
     writer: mpsc::Sender<Job>,
+}
+
+/// A node's lease as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRecord {
+    pub node: String,
+    pub http_url: String,
+    pub sip_uri: String,
+    /// Unix ms.
+    pub lease_until: u64,
 }
 
 fn migrator() -> Migrator {
@@ -173,6 +210,13 @@ fn migrator() -> Migrator {
                 "agent settings".into(),
                 MigrationType::Simple,
                 SqlStr::from_static(include_str!("../../migrations/0003_agent_settings.sql")),
+                false,
+            ),
+            Migration::new(
+                4,
+                "cluster".into(),
+                MigrationType::Simple,
+                SqlStr::from_static(include_str!("../../migrations/0004_cluster.sql")),
                 false,
             ),
         ]),
@@ -204,6 +248,17 @@ impl Store {
         max_connections: u32,
         metrics: Arc<Metrics>,
     ) -> Result<Store, StoreError> {
+        Store::open_as(url, max_connections, metrics, None).await
+    }
+
+    /// [`Store::open`] for node `node` of a cluster: new interactions are written as its own,
+    /// and every write to an interaction is fenced: it commits only while `node` owns it.
+    pub async fn open_as(
+        url: &str,
+        max_connections: u32,
+        metrics: Arc<Metrics>,
+        node: Option<String>,
+    ) -> Result<Store, StoreError> {
         install_default_drivers();
         let url = prepare_sqlite(url)?;
         let pool = AnyPoolOptions::new()
@@ -229,6 +284,7 @@ impl Store {
             pool.clone(),
             jobs,
             metrics.part::<StoreMetrics>(),
+            node,
         ));
         Ok(Store { pool, writer })
     }
@@ -242,7 +298,10 @@ impl Store {
             .map_err(|_| StoreError::Closed)?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StoreError::Database(sqlx::Error::Protocol(message))),
+            Ok(Err(Refused::NotOwner)) => Err(StoreError::NotOwner),
+            Ok(Err(Refused::Database(message))) => {
+                Err(StoreError::Database(sqlx::Error::Protocol(message)))
+            }
             Err(_) => Err(StoreError::Closed),
         }
     }
@@ -528,6 +587,151 @@ impl Store {
     }
 }
 
+/// Node leases and interaction ownership, for a cluster (see `crate::cluster`).
+impl Store {
+    /// Writes this node's row with a fresh lease (a node that comes back renews its old row).
+    pub async fn register_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO nodes (node, http_url, sip_uri, lease_until) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (node) DO UPDATE SET http_url = $2, sip_uri = $3, lease_until = $4",
+        )
+        .bind(node.node.clone())
+        .bind(node.http_url.clone())
+        .bind(node.sip_uri.clone())
+        .bind(node.lease_until as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Extends `node`'s lease to `until`; false when its row is gone (another node declared
+    /// it dead and took its interactions).
+    pub async fn renew_lease(&self, node: &str, until: u64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE nodes SET lease_until = $2 WHERE node = $1")
+            .bind(node.to_string())
+            .bind(until as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every node's row.
+    pub async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let rows = sqlx::query("SELECT node, http_url, sip_uri, lease_until FROM nodes")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(NodeRecord {
+                    node: row.try_get("node")?,
+                    http_url: row.try_get("http_url")?,
+                    sip_uri: row.try_get("sip_uri")?,
+                    lease_until: row.try_get::<i64, _>("lease_until")?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes over the open interactions of `dead`, whose lease ended before `now`: in one
+    /// transaction its row is deleted (only if its lease is still over, so a node that came
+    /// back keeps what it has) and its interactions become `me`'s. Of several nodes trying at
+    /// once, the one whose delete removed the row wins; the others get nothing.
+    pub async fn take_over(
+        &self,
+        me: &str,
+        dead: &str,
+        now: u64,
+    ) -> Result<Vec<InteractionId>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let gone = sqlx::query("DELETE FROM nodes WHERE node = $1 AND lease_until < $2")
+            .bind(dead.to_string())
+            .bind(now as i64)
+            .execute(&mut *tx)
+            .await?;
+        if gone.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "UPDATE interactions SET owner = $1 WHERE owner = $2 AND closed_at IS NULL \
+             RETURNING id",
+        )
+        .bind(me.to_string())
+        .bind(dead.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| Ok(InteractionId(row.try_get("id")?)))
+            .collect()
+    }
+
+    /// Takes the open interactions nobody owns: released by a node that stopped, owned by a
+    /// node whose row is gone, or opened before the store served a cluster.
+    pub async fn adopt_orphans(&self, me: &str) -> Result<Vec<InteractionId>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE interactions SET owner = $1 WHERE closed_at IS NULL AND (owner IS NULL \
+             OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node = interactions.owner)) \
+             RETURNING id",
+        )
+        .bind(me.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(InteractionId(row.try_get("id")?)))
+            .collect()
+    }
+
+    /// The open interactions `node` owns.
+    pub async fn owned_interactions(
+        &self,
+        node: &str,
+    ) -> Result<Vec<InteractionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, service, device, phase, created_at, closed_at, last_seq \
+             FROM interactions WHERE owner = $1 AND closed_at IS NULL",
+        )
+        .bind(node.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// An open interaction and the node that owns it (none: nobody yet).
+    pub async fn open_interaction_owner(
+        &self,
+        id: &InteractionId,
+    ) -> Result<Option<(InteractionRecord, Option<String>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, service, device, phase, created_at, closed_at, last_seq, owner \
+             FROM interactions WHERE id = $1 AND closed_at IS NULL",
+        )
+        .bind(id.0.clone())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((record_from_row(&row)?, row.try_get("owner")?)))
+    }
+
+    /// Gives up `node`'s interactions and lease at once (a node that stops): the others adopt
+    /// them at their next look, without waiting for the lease to run out.
+    pub async fn release_node(&self, node: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query(
+            "UPDATE interactions SET owner = NULL WHERE owner = $1 AND closed_at IS NULL",
+        )
+        .bind(node.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM nodes WHERE node = $1")
+            .bind(node.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(released.rows_affected())
+    }
+}
+
 fn record_from_row(row: &sqlx::any::AnyRow) -> Result<InteractionRecord, StoreError> {
     Ok(InteractionRecord {
         id: InteractionId(row.try_get("id")?),
@@ -600,7 +804,13 @@ impl Part for StoreMetrics {
 }
 
 /// The single writer: folds queued jobs into one transaction.
-async fn write_loop(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, metrics: Arc<StoreMetrics>) {
+async fn write_loop(
+    pool: AnyPool,
+    mut jobs: mpsc::Receiver<Job>,
+    metrics: Arc<StoreMetrics>,
+    node: Option<String>,
+) {
+    let node = node.as_deref();
     const MAX_BATCH: usize = 512;
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
@@ -612,7 +822,7 @@ async fn write_loop(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, metrics: Arc<S
         }
         let started = Instant::now();
         let all: Vec<&Write> = batch.iter().flat_map(|j| j.writes.iter()).collect();
-        let result = commit(&pool, &all).await;
+        let result = commit(&pool, &all, node).await;
         metrics.latency.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
@@ -624,14 +834,14 @@ async fn write_loop(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, metrics: Arc<S
                 // One bad write must not fail its neighbours: retry each job alone.
                 for job in batch {
                     let writes: Vec<&Write> = job.writes.iter().collect();
-                    let result = commit(&pool, &writes).await;
-                    let _ = job.done.send(result.map_err(|e| e.to_string()));
+                    let result = commit(&pool, &writes, node).await;
+                    let _ = job.done.send(result);
                 }
             }
             Err(e) => {
                 tracing::warn!("store write failed: {e}");
                 for job in batch {
-                    let _ = job.done.send(Err(e.to_string()));
+                    let _ = job.done.send(Err(e.clone()));
                 }
             }
         }
@@ -696,7 +906,7 @@ async fn rows_statements<T>(
 /// Applies `writes` in one transaction. New interactions go first, then the rows' progress, and
 /// events last, each kind in multi-row statements; the rest in order between them. The tables
 /// have no constraints between each other, so this is the same as applying the writes one by one.
-async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
+async fn commit(pool: &AnyPool, writes: &[&Write], node: Option<&str>) -> Result<(), Refused> {
     let mut tx = pool.begin().await?;
     let mut interactions = Vec::new();
     let mut events = Vec::new();
@@ -709,8 +919,9 @@ async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
     }
     insert_rows(
         &mut tx,
-        "INSERT INTO interactions (id, service, device, phase, created_at, closed_at, last_seq)",
-        7,
+        "INSERT INTO interactions \
+         (id, service, device, phase, created_at, closed_at, last_seq, owner)",
+        8,
         &interactions,
         |q, r| {
             q.bind(r.id.0.clone())
@@ -720,9 +931,13 @@ async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
                 .bind(r.created_at as i64)
                 .bind(r.closed_at.map(|t| t as i64))
                 .bind(r.last_seq as i64)
+                .bind(node.map(str::to_string))
         },
     )
     .await?;
+    if let Some(node) = node {
+        fence(&mut tx, writes, node).await?;
+    }
     // The interactions' rows change with one statement per chunk too; the last change of a row
     // in the batch is the one that stands. Both backends name a VALUES list's columns
     // `column1`, `column2`, … and take `UPDATE … FROM`.
@@ -840,5 +1055,44 @@ async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
         },
     )
     .await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Refuses the batch unless `node` owns every interaction it writes to. The rows are locked
+/// for share until the commit, so a takeover (which updates them) waits for this batch, and
+/// this batch, coming after a takeover, sees the new owner: a stale owner's late write can
+/// never land after its successor read the history. PostgreSQL only (a cluster's store).
+async fn fence(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    writes: &[&Write],
+    node: &str,
+) -> Result<(), Refused> {
+    let mut ids: Vec<&str> = writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Event(id, _) | Write::Progress { id, .. } | Write::Link { id, .. } => {
+                Some(id.0.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(1000) {
+        let places: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT id FROM interactions WHERE owner = $1 AND id IN ({}) FOR SHARE",
+            places.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(node.to_string());
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        let owned = query.fetch_all(&mut **tx).await?;
+        if owned.len() != chunk.len() {
+            return Err(Refused::NotOwner);
+        }
+    }
+    Ok(())
 }

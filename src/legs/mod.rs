@@ -61,7 +61,12 @@ impl Interactions for Hub {
             Err(HubError::NotFound | HubError::Closed | HubError::TooMany { .. }) => {
                 Err(Undelivered::Refused(ReportError::Closed))
             }
-            Err(HubError::StoreUnavailable | HubError::Store(_)) => Err(Undelivered::NotNow),
+            Err(
+                HubError::StoreUnavailable
+                | HubError::Store(_)
+                | HubError::Moved
+                | HubError::Unavailable,
+            ) => Err(Undelivered::NotNow),
         }
     }
 

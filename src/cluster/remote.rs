@@ -1,0 +1,275 @@
+//! Interactions that run on another node: reached by request/reply to their owner, watched
+//! through their event subject joined with the store's backlog ([`super::merge`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use tokio::sync::{broadcast, mpsc};
+
+use super::merge::{Merge, Step};
+use super::wire::{self, Reply, Request, WireError};
+use crate::bridge::{Accepted, Command, Event, EventKind, InteractionId, Party, Phase};
+use crate::chat::store::Store;
+use crate::hub::{Handle, HubError, Peers, Remote, STORE_PATIENCE, Subscription, Summary};
+
+/// How long a node waits for an owner's answer: the owner's own patience with its store,
+/// and a margin for the network.
+const ANSWER_WITHIN: Duration = Duration::from_secs(STORE_PATIENCE.as_secs() + 3);
+
+/// How many live events a remote subscriber may fall behind before it resubscribes.
+const LIVE_CAPACITY: usize = 256;
+
+/// How often a forwarder with no event to forward checks that its subscriber is still there.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// The other nodes, as the hub sees them: where its events go, where the interactions it does
+/// not run are found.
+pub struct Nodes {
+    pub(super) nats: async_nats::Client,
+    pub(super) store: Store,
+    /// Events to publish, in the order the tasks published them.
+    pub(super) outbox: mpsc::UnboundedSender<(InteractionId, Arc<Event>)>,
+}
+
+impl Peers for Nodes {
+    fn published(&self, id: &InteractionId, event: &Arc<Event>) {
+        let _ = self.outbox.send((id.clone(), event.clone()));
+    }
+
+    fn find(&self, id: &InteractionId) -> BoxFuture<'static, Result<Option<Handle>, HubError>> {
+        let id = id.clone();
+        let store = self.store.clone();
+        let nats = self.nats.clone();
+        Box::pin(async move {
+            if !wire::subject_safe(&id) {
+                return Ok(None);
+            }
+            let Some((record, _owner)) = store.open_interaction_owner(&id).await? else {
+                return Ok(None);
+            };
+            let remote: Arc<dyn Remote> = Arc::new(Owner { nats, store });
+            Ok(Some(Handle::remote(
+                id,
+                record.service,
+                record.device,
+                remote,
+            )))
+        })
+    }
+}
+
+/// Publishes the events of this node's interactions, one at a time so their order holds.
+pub(super) async fn publish_events(
+    nats: async_nats::Client,
+    mut outbox: mpsc::UnboundedReceiver<(InteractionId, Arc<Event>)>,
+) {
+    while let Some((id, event)) = outbox.recv().await {
+        let Ok(body) = serde_json::to_vec(&*event) else {
+            continue;
+        };
+        if let Err(e) = nats.publish(wire::events(&id), Bytes::from(body)).await {
+            tracing::warn!(interaction = %id, "cannot publish an event to the cluster: {e}");
+        }
+    }
+}
+
+/// Whoever owns an interaction now, reached over NATS: its subject does not change when
+/// another node takes it over, so a handle outlives a takeover.
+struct Owner {
+    nats: async_nats::Client,
+    store: Store,
+}
+
+impl Owner {
+    async fn ask(
+        nats: &async_nats::Client,
+        store: &Store,
+        id: &InteractionId,
+        request: &Request,
+    ) -> Result<Reply, HubError> {
+        let body = serde_json::to_vec(request).map_err(|_| HubError::Unavailable)?;
+        let asked = nats
+            .send_request(
+                wire::requests(id),
+                async_nats::Request::new()
+                    .payload(Bytes::from(body))
+                    .timeout(Some(ANSWER_WITHIN)),
+            )
+            .await;
+        let message = match asked {
+            Ok(message) => message,
+            Err(e) => {
+                use async_nats::RequestErrorKind as Kind;
+                if e.kind() == Kind::NoResponders {
+                    // Nobody serves it: over, or its node is gone and not replaced yet.
+                    return match store.open_interaction_owner(id).await? {
+                        None => Err(HubError::Closed),
+                        Some(_) => Err(HubError::Unavailable),
+                    };
+                }
+                tracing::debug!(interaction = %id, "no answer from its node: {e}");
+                return Err(HubError::Unavailable);
+            }
+        };
+        serde_json::from_slice(&message.payload).map_err(|e| {
+            tracing::warn!(interaction = %id, "an unreadable answer from its node: {e}");
+            HubError::Unavailable
+        })
+    }
+}
+
+impl Remote for Owner {
+    fn command(
+        &self,
+        id: &InteractionId,
+        by: Party,
+        command: Command,
+    ) -> BoxFuture<'static, Result<Accepted, HubError>> {
+        let (nats, store, id) = (self.nats.clone(), self.store.clone(), id.clone());
+        Box::pin(async move {
+            match Owner::ask(&nats, &store, &id, &Request::Command { by, command }).await? {
+                Reply::Accepted(accepted) => Ok(accepted),
+                Reply::Error(e) => Err(e.into()),
+                Reply::Summary(_) => Err(HubError::Unavailable),
+            }
+        })
+    }
+
+    fn summary(&self, id: &InteractionId) -> BoxFuture<'static, Result<Summary, HubError>> {
+        let (nats, store, id) = (self.nats.clone(), self.store.clone(), id.clone());
+        Box::pin(async move {
+            match Owner::ask(&nats, &store, &id, &Request::Summary).await? {
+                Reply::Summary(summary) => Ok(*summary),
+                Reply::Error(e) => Err(e.into()),
+                Reply::Accepted(_) => Err(HubError::Unavailable),
+            }
+        })
+    }
+
+    fn subscribe(
+        &self,
+        id: &InteractionId,
+        after: u64,
+    ) -> BoxFuture<'static, Result<Subscription, HubError>> {
+        let (nats, store, id) = (self.nats.clone(), self.store.clone(), id.clone());
+        Box::pin(async move {
+            // Live first (and confirmed by the server), then the backlog: nothing falls between.
+            let mut live = nats
+                .subscribe(wire::events(&id))
+                .await
+                .map_err(|_| HubError::Unavailable)?;
+            nats.flush().await.map_err(|_| HubError::Unavailable)?;
+            let phase = match store.open_interaction_owner(&id).await? {
+                Some((record, _)) => record.phase,
+                None => Phase::Closed,
+            };
+            let backlog: Vec<Arc<Event>> = store
+                .events(&id, after)
+                .await?
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+            let last = backlog.last().and_then(|e| e.seq).unwrap_or(after);
+            let over = phase == Phase::Closed || backlog.iter().any(|e| is_last(e));
+            let (tx, rx) = broadcast::channel(LIVE_CAPACITY);
+            if !over {
+                tokio::spawn(async move {
+                    let mut merge = Merge::after(last);
+                    loop {
+                        let message = tokio::select! {
+                            message = live.next() => message,
+                            _ = tokio::time::sleep(IDLE_CHECK) => {
+                                if tx.receiver_count() == 0 { return; }
+                                continue;
+                            }
+                        };
+                        let Some(message) = message else { return };
+                        let Ok(event) = serde_json::from_slice::<Event>(&message.payload) else {
+                            continue;
+                        };
+                        let mut deliver = Vec::new();
+                        match merge.offer(event.seq) {
+                            Step::Duplicate => continue,
+                            Step::Deliver => {}
+                            Step::Gap { after, before } => {
+                                match store.events_between(&id, after, before, u32::MAX).await {
+                                    Ok(missing) => deliver.extend(missing),
+                                    // The subscriber resumes from what it has.
+                                    Err(_) => return,
+                                }
+                            }
+                        }
+                        deliver.push(event);
+                        for event in deliver {
+                            let end = is_last(&event);
+                            if tx.send(Arc::new(event)).is_err() || end {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+            Ok(Subscription {
+                backlog,
+                live: rx,
+                phase,
+            })
+        })
+    }
+}
+
+/// The interaction's last event: nothing follows it.
+fn is_last(event: &Event) -> bool {
+    matches!(
+        event.kind,
+        EventKind::Status {
+            phase: Phase::Closed
+        }
+    )
+}
+
+/// Serves this node's interaction `handle` to the other nodes until its task stops.
+pub(super) async fn serve(nats: async_nats::Client, handle: Handle) {
+    let id = handle.id.clone();
+    if !wire::subject_safe(&id) {
+        return;
+    }
+    let mut requests = match nats.subscribe(wire::requests(&id)).await {
+        Ok(requests) => requests,
+        Err(e) => {
+            tracing::error!(interaction = %id, "cannot serve it to the cluster: {e}");
+            return;
+        }
+    };
+    loop {
+        let message = tokio::select! {
+            message = requests.next() => message,
+            _ = handle.ended() => break,
+        };
+        let Some(message) = message else { break };
+        let Some(reply_to) = message.reply.clone() else {
+            continue;
+        };
+        let (nats, handle) = (nats.clone(), handle.clone());
+        tokio::spawn(async move {
+            let reply = match serde_json::from_slice::<Request>(&message.payload) {
+                Err(_) => Reply::Error(WireError::NotFound),
+                Ok(Request::Command { by, command }) => match handle.command(by, command).await {
+                    Ok(accepted) => Reply::Accepted(accepted),
+                    Err(e) => Reply::Error(e.into()),
+                },
+                Ok(Request::Summary) => match handle.summary().await {
+                    Ok(summary) => Reply::Summary(Box::new(summary)),
+                    Err(e) => Reply::Error(e.into()),
+                },
+            };
+            if let Ok(body) = serde_json::to_vec(&reply) {
+                let _ = nats.publish(reply_to, Bytes::from(body)).await;
+            }
+        });
+    }
+    let _ = requests.unsubscribe().await;
+}

@@ -1,0 +1,157 @@
+//! What travels between nodes over NATS: subjects and JSON bodies.
+//!
+//! Per interaction `<id>`:
+//! - `tandem.ix.<id>.req` — request/reply to its owner: a [`Request`] in, a [`Reply`] out.
+//!   Only the owner subscribes, so "no responders" means nobody serves it right now.
+//! - `tandem.ix.<id>.ev` — every event the owner publishes, after it is stored, in order.
+//!
+//! And for the cluster: `tandem.ix.created` (a new interaction: [`Created`]) and
+//! `tandem.node.released` (a node handed its interactions over: take them now).
+
+use serde::{Deserialize, Serialize};
+
+use crate::bridge::{Accepted, Command, InteractionId, Party, RuleError};
+use crate::chat::store::StoreError;
+use crate::hub::{HubError, Summary};
+
+/// Where a node that hands its interactions over says so.
+pub const RELEASED: &str = "tandem.node.released";
+/// Where new interactions are announced.
+pub const CREATED: &str = "tandem.ix.created";
+
+/// Whether `id` can name an interaction in a subject: what [`InteractionId::random`] makes,
+/// and nothing that could reach into another subject (`.`, `*`, `>`, spaces).
+pub fn subject_safe(id: &InteractionId) -> bool {
+    !id.0.is_empty()
+        && id.0.len() <= 64
+        && id
+            .0
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The owner's request subject of `id` (which must be [`subject_safe`]).
+pub fn requests(id: &InteractionId) -> String {
+    format!("tandem.ix.{id}.req")
+}
+
+/// The event subject of `id` (which must be [`subject_safe`]).
+pub fn events(id: &InteractionId) -> String {
+    format!("tandem.ix.{id}.ev")
+}
+
+/// A request to an interaction's owner.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Command { by: Party, command: Command },
+    Summary,
+}
+
+/// The owner's answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Accepted(Accepted),
+    Summary(Box<Summary>),
+    Error(WireError),
+}
+
+/// A [`HubError`] as it crosses the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireError {
+    Rule(RuleError),
+    NotFound,
+    Closed,
+    TooMany(String),
+    Store(String),
+    StoreUnavailable,
+    NotStored,
+    Moved,
+    Unavailable,
+}
+
+impl From<HubError> for WireError {
+    fn from(e: HubError) -> WireError {
+        match e {
+            HubError::Rule(r) => WireError::Rule(r),
+            HubError::NotFound => WireError::NotFound,
+            HubError::Closed => WireError::Closed,
+            HubError::TooMany { what } => WireError::TooMany(what.into()),
+            HubError::Store(s) => WireError::Store(s.to_string()),
+            HubError::StoreUnavailable => WireError::StoreUnavailable,
+            HubError::NotStored => WireError::NotStored,
+            HubError::Moved => WireError::Moved,
+            HubError::Unavailable => WireError::Unavailable,
+        }
+    }
+}
+
+impl From<WireError> for HubError {
+    fn from(e: WireError) -> HubError {
+        match e {
+            WireError::Rule(r) => HubError::Rule(r),
+            WireError::NotFound => HubError::NotFound,
+            WireError::Closed => HubError::Closed,
+            WireError::TooMany(what) => HubError::TooMany {
+                what: if what == "device" { "device" } else { "node" },
+            },
+            WireError::Store(message) => {
+                HubError::Store(StoreError::Database(sqlx::Error::Protocol(message)))
+            }
+            WireError::StoreUnavailable => HubError::StoreUnavailable,
+            WireError::NotStored => HubError::NotStored,
+            // The node that ran it moved it on while answering: to the asker, the same as a
+            // node that does not answer yet.
+            WireError::Moved | WireError::Unavailable => HubError::Unavailable,
+        }
+    }
+}
+
+/// A new interaction, announced to the cluster.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Created {
+    pub id: InteractionId,
+    pub service: String,
+    pub node: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_ids_name_subjects() {
+        assert!(subject_safe(&InteractionId::random()));
+        for bad in ["", "a.b", "a*", ">", "a b", &"x".repeat(65)] {
+            assert!(!subject_safe(&InteractionId(bad.into())), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn commands_and_answers_survive_the_wire() {
+        let request = Request::Command {
+            by: Party::Customer,
+            command: Command::SendMessage {
+                msg_id: Some("m1".into()),
+                text: "hello".into(),
+            },
+        };
+        let back: Request = serde_json::from_slice(&serde_json::to_vec(&request).unwrap()).unwrap();
+        assert!(matches!(
+            back,
+            Request::Command { by: Party::Customer, command: Command::SendMessage { text, .. } }
+                if text == "hello"
+        ));
+        for error in [
+            WireError::Rule(RuleError::MessageTooLong { max: 10 }),
+            WireError::Closed,
+            WireError::TooMany("device".into()),
+        ] {
+            let reply = Reply::Error(error.clone());
+            let back: Reply = serde_json::from_slice(&serde_json::to_vec(&reply).unwrap()).unwrap();
+            assert!(matches!(back, Reply::Error(e) if e == error));
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Several nodes as one: PostgreSQL, `nats-server` and Tandem nodes on loopback. Each module
+//! is one behaviour; the helpers live in `nodes.rs` and `tests/common/`.
+
+#![allow(dead_code)]
+
+#[path = "../common/postgres.rs"]
+mod postgres;
+
+mod nodes;
+
+mod chat_through_any_node;
+mod owner_killed_is_taken_over;
+mod sigterm_hands_the_chat_over;
+mod stale_owner_is_fenced;

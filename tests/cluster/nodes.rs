@@ -1,0 +1,355 @@
+//! A cluster on loopback for one test: a private PostgreSQL, a private `nats-server`, and
+//! Tandem nodes (the real binary) on their own ports, all stopped by PID when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::postgres::Postgres;
+
+/// How long a condition may take on a loaded machine before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+
+/// The lease of the test nodes: short, so a takeover comes quickly (never asserted).
+pub const LEASE_S: u64 = 3;
+
+pub const AUTH: &str = r#"MOBILE-API-140-327-PLAIN appId="claims-app", clientId="dev-1""#;
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A private NATS server.
+pub struct Nats {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    /// Starts `nats-server` on loopback and waits until it takes connections; fails the test
+    /// if it cannot (scripts/test installs it).
+    pub fn start() -> Nats {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is not installed (scripts/test installs it)");
+        let deadline = Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nats {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One Tandem node.
+pub struct Node {
+    pub name: String,
+    pub base: String,
+    dir: PathBuf,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn api(&self) -> String {
+        format!("{}/clientweb/api/v1", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tandem.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tandem");
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tandem.log")).unwrap_or_default()
+    }
+
+    /// Waits until the node answers `/readyz`.
+    pub async fn wait_ready(&self, http: &reqwest::Client) {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("node {} did not become ready:\n{}", self.name, self.log());
+    }
+
+    /// `kill -9`, and reaped.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and waits until the process has exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} ignored SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the node again on the same configuration (the same node id).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// PostgreSQL, NATS and the nodes.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub http: reqwest::Client,
+    pub postgres: Postgres,
+    pub nats: Nats,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts PostgreSQL, NATS and `n` nodes named `a`, `b`, `c` …, and waits until each is
+    /// ready.
+    pub async fn start(n: usize) -> Cluster {
+        let postgres = Postgres::start();
+        let nats = Nats::start();
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let name = ((b'a' + i as u8) as char).to_string();
+            let node_dir = dir.path().join(&name);
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let (http, sip, rtc) = (free_port(), free_port(), free_port());
+            let rtp = 40000 + i as u16 * 200;
+            let config = format!(
+                "[sip]\nlisten = \"127.0.0.1:{sip}\"\n\
+                 [media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
+                 [http]\nlisten = \"127.0.0.1:{http}\"\n\
+                 [rtc]\nlisten = \"127.0.0.1:{rtc}\"\n\
+                 [store]\nurl = \"{}\"\n\
+                 [files]\ndir = \"{}\"\n\
+                 [cluster]\nnode = \"{name}\"\nnats_url = \"{}\"\nlease_s = {LEASE_S}\n\
+                 http_url = \"http://127.0.0.1:{http}\"\nsip_uri = \"sip:127.0.0.1:{sip}\"\n\
+                 [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n",
+                rtp + 199,
+                postgres.url(),
+                files.display(),
+                nats.url(),
+            );
+            let path = node_dir.join("tandem.toml");
+            std::fs::write(&path, config).unwrap();
+            let mut node = Node {
+                name,
+                base: format!("http://127.0.0.1:{http}"),
+                dir: node_dir,
+                config: path,
+                child: None,
+            };
+            node.spawn();
+            nodes.push(node);
+        }
+        let cluster = Cluster {
+            nodes,
+            http: reqwest::Client::new(),
+            postgres,
+            nats,
+            _dir: dir,
+        };
+        for node in &cluster.nodes {
+            node.wait_ready(&cluster.http).await;
+        }
+        cluster
+    }
+
+    /// Opens a chat on node `i`; its id.
+    pub async fn open_chat(&self, i: usize) -> String {
+        let chat: Value = self
+            .http
+            .post(format!("{}/chats", self.nodes[i].api()))
+            .header("authorization", AUTH)
+            .json(&json!({"from": "Carol"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        chat["chat_id"].as_str().expect("a chat id").to_string()
+    }
+
+    /// Posts one message through node `i`: its `seq` when acknowledged, else the status and
+    /// error code.
+    pub async fn post(&self, i: usize, chat: &str, msg_id: &str) -> Result<u64, (u16, String)> {
+        post(&self.http, &self.nodes[i].api(), chat, msg_id).await
+    }
+
+    /// Posts through node `i` until a node serves the chat ([`post_until_taken`]).
+    pub async fn post_until_taken(&self, i: usize, chat: &str, msg_id: &str) -> u64 {
+        post_until_taken(&self.http, &self.nodes[i].api(), chat, msg_id).await
+    }
+
+    /// The whole history of `chat`, read through node `i`.
+    pub async fn history(&self, i: usize, chat: &str) -> Vec<Value> {
+        let mut events: Vec<Value> = Vec::new();
+        let mut before = String::new();
+        loop {
+            let page: Value = self
+                .http
+                .get(format!(
+                    "{}/chats/{chat}/history{before}",
+                    self.nodes[i].api()
+                ))
+                .header("authorization", AUTH)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mut older = page["events"].as_array().expect("a history").clone();
+            older.append(&mut events);
+            events = older;
+            match page["next_before_seq"].as_u64() {
+                Some(seq) => before = format!("?before_seq={seq}"),
+                None => return events,
+            }
+        }
+    }
+
+    /// The store, as a test reads it.
+    pub async fn store(&self) -> tandem::chat::store::Store {
+        tandem::chat::store::Store::open(&self.postgres.url(), 2, Default::default())
+            .await
+            .unwrap()
+    }
+}
+
+/// The messages' ids of a history, in order.
+pub fn message_ids(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "chat_session_message")
+        .map(|e| e["msg_id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Whether the seqs of `events` only go up.
+pub fn strictly_increasing(events: &[Value]) -> bool {
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    seqs.windows(2).all(|w| w[0] < w[1])
+}
+
+pub fn dir_of(node: &Node) -> &Path {
+    &node.dir
+}
+
+/// Posts one message to the customer API at `api`: its `seq` when acknowledged (0 for a
+/// retry already stored), else the status (0: no answer) and error code.
+pub async fn post(
+    http: &reqwest::Client,
+    api: &str,
+    chat: &str,
+    msg_id: &str,
+) -> Result<u64, (u16, String)> {
+    let sent = http
+        .post(format!("{api}/chats/{chat}/events"))
+        .header("authorization", AUTH)
+        .json(&json!({"events": [{"event": "chat_session_message", "msg_id": msg_id, "msg": msg_id}]}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| (0, e.to_string()))?;
+    let status = sent.status().as_u16();
+    let body: Value = sent.json().await.unwrap_or(Value::Null);
+    if status != 200 {
+        return Err((status, body["error"]["code"].as_str().unwrap_or("").into()));
+    }
+    Ok(body["accepted"][0]["seq"].as_u64().unwrap_or(0))
+}
+
+/// [`post`], retried while the chat's owner does not answer (it died and is not taken over
+/// yet, or it is moving): only `503 owner_unavailable` (or no answer) is retried.
+pub async fn post_until_taken(http: &reqwest::Client, api: &str, chat: &str, msg_id: &str) -> u64 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match post(http, api, chat, msg_id).await {
+            Ok(seq) => return seq,
+            Err((status, code)) => {
+                assert!(
+                    (status == 503 && code == "owner_unavailable") || status == 0,
+                    "refused: {status} {code}"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "no node served the chat: {status} {code}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
