@@ -29,6 +29,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::bridge::{Event, InteractionId, Phase};
 use crate::metrics::Metrics;
 
+mod sip;
+pub use sip::{RegistrationChange, RegistrationRecord};
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -171,6 +174,13 @@ fn migrator() -> Migrator {
                 "agent settings".into(),
                 MigrationType::Simple,
                 SqlStr::from_static(include_str!("../../migrations/0003_agent_settings.sql")),
+                false,
+            ),
+            Migration::new(
+                5,
+                "sip registrations".into(),
+                MigrationType::Simple,
+                SqlStr::from_static(include_str!("../../migrations/0005_sip_registrations.sql")),
                 false,
             ),
         ]),
