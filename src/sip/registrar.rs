@@ -847,6 +847,20 @@ impl Registrar {
     /// Keeps `changes` for [`Registrar::take_changes`] when sharing. Bounded: the driver takes
     /// them after every message, and one REGISTER makes at most [`MAX_BINDINGS_PER_AOR`].
     fn record(&mut self, changes: Vec<BindingChange>) {
+        // A phone that unregisters here is not called from here as registered elsewhere.
+        for change in &changes {
+            match change {
+                BindingChange::Bound { .. } => {}
+                BindingChange::Unbound { aor, contact } => {
+                    if let Some(bindings) = self.elsewhere.get_mut(aor) {
+                        bindings.retain(|b| b.contact != *contact);
+                    }
+                }
+                BindingChange::UnboundAll { aor } => {
+                    self.elsewhere.remove(aor);
+                }
+            }
+        }
         if self.sharing {
             self.changes.extend(changes);
         }
@@ -1459,6 +1473,19 @@ mod tests {
         reg.forget("alice", Some("sip:alice@10.0.0.5"));
         assert_eq!(reg.lookup(t0, "alice"), [elsewhere]);
         assert_eq!(reg.binding_count(), 0);
+
+        // Unregistering here a contact taken elsewhere: not found here any more either.
+        let (req, meta) = phone.request(&["Contact: <sip:bob@10.0.0.9>;expires=0"]);
+        reg.set_elsewhere(
+            "alice",
+            vec![Binding {
+                contact: "sip:bob@10.0.0.9".into(),
+                ..bound[0].clone()
+            }],
+        );
+        reg.handle_register(t0, &req, &meta, source(), "UDP");
+        assert!(reg.lookup(t0, "alice").is_empty());
+        reg.take_changes();
 
         // The wildcard removes every contact, here and in the store.
         phone.register(&mut reg, t0, &[CONTACT]);

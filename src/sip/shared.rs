@@ -238,7 +238,8 @@ impl Task {
                 .await
             {
                 Ok(rows) => {
-                    let bindings = rows.iter().filter_map(binding).collect();
+                    let bindings: Vec<Binding> = rows.iter().filter_map(binding).collect();
+                    tracing::debug!(%aor, bindings = bindings.len(), "registered elsewhere");
                     let _ = self.tell.send(Elsewhere::Aor(aor, bindings)).await;
                 }
                 Err(e) => tracing::warn!(%aor, "registrations: cannot read: {e}"),
