@@ -260,6 +260,9 @@ impl Task {
                         all.entry(row.aor.clone()).or_default().push(b);
                     }
                 }
+                for (aor, bindings) in &all {
+                    tracing::debug!(%aor, bindings = bindings.len(), "registered elsewhere");
+                }
                 let _ = self.tell.send(Elsewhere::All(all)).await;
             }
             Err(e) => tracing::warn!("registrations: cannot read: {e}"),

@@ -249,26 +249,38 @@ impl Node {
              [store]\nurl = \"{store_url}\"\n[files]\ndir = \"{data}/files\"\n",
             rtp + 199
         );
-        let path = dir.path().join("tandem.toml");
-        std::fs::write(&path, config).unwrap();
+        std::fs::write(dir.path().join("tandem.toml"), config).unwrap();
         let log = dir.path().join("tandem.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", "info,tandem::sip::shared=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("tandem starts");
-        let node = Node {
-            child: Some(child),
+        let mut node = Node {
+            child: None,
             sip,
             http,
             dir,
             log,
         };
-        node.wait_ready();
+        node.restart();
         node
+    }
+
+    /// Starts the node (again, after [`Node::kill9`]) on the same configuration; its log goes
+    /// on in the same file. Waits until it answers OPTIONS.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["run", "--config"])
+            .arg(self.dir.path().join("tandem.toml"))
+            .env("RUST_LOG", "info,tandem::sip::shared=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tandem starts");
+        self.child = Some(child);
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {

@@ -1,7 +1,7 @@
 //! Kamailio with the shipped configuration (`config/kamailio/tandem.cfg`) in front of two
 //! nodes on one PostgreSQL store: SIPp's calls to echo through it are spread over both nodes;
 //! once one node is killed, the dispatcher's OPTIONS probes take it out and every new call is
-//! answered by the other.
+//! answered by the other; once it runs again, its probes put it back in.
 
 use crate::common;
 use crate::kamailio::{Kamailio, Node};
@@ -65,4 +65,18 @@ fn kamailio_spreads_calls_over_live_nodes_and_takes_a_dead_one_out() {
         after.iter().all(|node| *node == a.sip.to_string()),
         "{after:?}\n{why}"
     );
+
+    // Back: answering its probes again puts it back in.
+    b.restart();
+    proxy.wait_for_log(&format!("node up sip:{}", b.sip));
+    let before = proxy.invites_dispatched().len();
+    let stats = echo_calls(&proxy, 24);
+    let why = logs(&proxy, &[&a, &b], &stats);
+    assert_eq!(
+        (stats.exit_code, stats.successful, stats.failed),
+        (0, 24, 0),
+        "{why}"
+    );
+    let again = &proxy.invites_dispatched()[before..];
+    assert!(again.contains(&b.sip.to_string()), "{again:?}\n{why}");
 }
