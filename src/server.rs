@@ -136,12 +136,18 @@ impl Gateway {
             )));
         }
         let http = crate::api::serve(bound, AppState::new(parts));
-        let sip = driver::start(config, metrics.clone(), shutdown.clone(), Some(rtc.clone()))
-            .await
-            .map_err(|source| ServerError::Bind {
-                what: format!("SIP {}", config.sip.listen),
-                source,
-            })?;
+        let sip = driver::start(
+            config,
+            metrics.clone(),
+            shutdown.clone(),
+            Some(rtc.clone()),
+            Some(hub.store().clone()),
+        )
+        .await
+        .map_err(|source| ServerError::Bind {
+            what: format!("SIP {}", config.sip.listen),
+            source,
+        })?;
         let legs = crate::legs::start(
             hub.clone(),
             routing.clone(),

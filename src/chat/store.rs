@@ -31,6 +31,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::bridge::{Event, InteractionId, Phase};
 use crate::metrics::{Metrics, Part, registered};
 
+mod sip;
+pub use sip::{RegistrationChange, RegistrationRecord};
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -217,6 +220,13 @@ fn migrator() -> Migrator {
                 "cluster".into(),
                 MigrationType::Simple,
                 SqlStr::from_static(include_str!("../../migrations/0004_cluster.sql")),
+                false,
+            ),
+            Migration::new(
+                5,
+                "sip registrations".into(),
+                MigrationType::Simple,
+                SqlStr::from_static(include_str!("../../migrations/0005_sip_registrations.sql")),
                 false,
             ),
         ]),

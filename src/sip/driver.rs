@@ -31,14 +31,17 @@ use super::core::{
     SipCore,
 };
 use super::ids::Ids;
+use super::owners::{Owners, StoreOwners};
 use super::peer::{ConnId, Peer, Transmit, TransportKind};
 use super::registrar::{AuthCounts, Registrar};
 use super::sdp::Codec;
+use super::shared::{self, Elsewhere, Sharing};
 use super::srtp_edge::SrtpEdge;
 use super::tls::TlsContext;
 use super::transaction::ServerTxId;
 use super::webrtc_edge::Edge;
 use super::wire;
+use crate::chat::store::Store;
 use crate::config::{Config, ListenTransport, TrunkConfig};
 use crate::media::engine::{Forwarding, LegPort, MediaEngine, MediaEvent, MediaSettings, Route};
 use crate::media::latch::{LatchConfig, Learning};
@@ -135,6 +138,13 @@ enum Control {
         agent: AppLeg,
         name: String,
         reply: oneshot::Sender<Result<(), DialError>>,
+    },
+    /// Ownership of interactions is asked of `owners` from now on.
+    Owners(Arc<dyn Owners>),
+    /// The owner of a held call's interaction is known (`None`: it stays here).
+    Owned {
+        call: IncomingCall,
+        owner: Option<rsipstack::sip::Uri>,
     },
 }
 
@@ -332,6 +342,13 @@ impl SipControl {
             .await;
     }
 
+    /// Asks `owners` from now on whether a call that names an interaction belongs to another
+    /// node (which gets it with a redirect). On a PostgreSQL store the store is asked from
+    /// the start; a cluster that knows better says so here.
+    pub async fn use_owners(&self, owners: Arc<dyn Owners>) {
+        let _ = self.tx.send(Control::Owners(owners)).await;
+    }
+
     /// Joins two answered application calls to each other (see
     /// [`SipCore::bridge_app_calls`]); each still ends on its own.
     pub async fn bridge(&self, customer: CallRef, agent: CallRef) -> Result<(), DialError> {
@@ -369,12 +386,15 @@ impl SipHandle {
 }
 
 /// Binds the configured transports and starts the core. With port 0, UDP picks the port and TCP
-/// binds the same one.
+/// binds the same one. On a PostgreSQL `store` (what several nodes share) registrations are
+/// shared through it and a call for an interaction another node owns is redirected there
+/// (see [`super::shared`] and [`super::owners`]).
 pub async fn start(
     config: &Config,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     rtc: Option<RtcService>,
+    store: Option<Store>,
 ) -> io::Result<SipHandle> {
     let sip = &config.sip;
     let mut listen = sip.listen;
@@ -418,8 +438,12 @@ pub async fn start(
         .and_then(|w| w.public_addr)
         .or(ws_addr);
     let now = Instant::now();
-    let registrar =
+    let mut registrar =
         Registrar::with_random_secret(&config.registrar, now).with_trunks(&config.sip.trunks);
+    let shared_store = store.filter(|_| config.store.url.starts_with("postgres"));
+    if shared_store.is_some() {
+        registrar = registrar.sharing();
+    }
     let ports = PortPool::shuffled(
         config.media.rtp_port_min,
         config.media.rtp_port_max,
@@ -447,6 +471,16 @@ pub async fn start(
     metrics.part::<SipMetrics>();
     metrics.part::<MediaMetrics>();
     let (control_tx, control_rx) = mpsc::channel(1024);
+    let sharing = shared_store.as_ref().map(|store| {
+        shared::start(
+            store.clone(),
+            config.store.url.clone(),
+            advertised,
+            shutdown.clone(),
+        )
+    });
+    let owners =
+        shared_store.map(|store| Arc::new(StoreOwners::new(store, advertised)) as Arc<dyn Owners>);
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let udp_addr = udp.as_ref().map(|s| s.local_addr()).transpose()?;
     let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
@@ -536,6 +570,10 @@ pub async fn start(
             app_calls: HashMap::new(),
             incoming: None,
             auth_published: AuthCounts::default(),
+            owners,
+            owned: control_tx.clone(),
+            resolving: std::collections::HashSet::new(),
+            sharing,
         }
         .run(shutdown),
     );
@@ -621,6 +659,14 @@ struct CoreLoop {
     incoming: Option<mpsc::UnboundedSender<IncomingEvent>>,
     /// The registrar's guard counts last added to the metrics.
     auth_published: AuthCounts,
+    /// Who owns interactions, when other nodes may (`None`: every interaction is here).
+    owners: Option<Arc<dyn Owners>>,
+    /// Where the owner of a held call's interaction comes back.
+    owned: mpsc::Sender<Control>,
+    /// Held calls whose interaction's owner is being looked up.
+    resolving: std::collections::HashSet<ServerTxId>,
+    /// Registrations shared with other nodes, on a shared store.
+    sharing: Option<Sharing>,
 }
 
 /// Datagrams read in one go before the core's output is flushed.
@@ -656,6 +702,7 @@ impl CoreLoop {
                 }
                 Some(message) = self.inbound.recv() => self.on_inbound(message).await,
                 Some(request) = self.control.recv() => self.on_control(request),
+                Some(update) = elsewhere(self.sharing.as_mut()) => self.on_elsewhere(update),
                 Some(event) = self.media_events.recv() => match event {
                     MediaEvent::Dtmf { leg, digit, duration_ms } => {
                         self.core.media_dtmf(leg.0, digit, duration_ms);
@@ -690,6 +737,7 @@ impl CoreLoop {
                 self.apply_media();
                 self.flush().await;
             }
+            self.share_registrations();
         }
     }
 
@@ -751,6 +799,61 @@ impl CoreLoop {
             } => {
                 let _ = reply.send(self.core.record_app_calls(customer, agent, &name));
             }
+            Control::Owners(owners) => self.owners = Some(owners),
+            Control::Owned { call, owner } => self.owned(call, owner),
+        }
+    }
+
+    /// A call that names an interaction: to the application here, or, when other nodes may
+    /// own it, first to the lookup of its owner (off this task: it may ask the store).
+    fn offer_call(&mut self, call: IncomingCall) {
+        let Some(owners) = self.owners.clone() else {
+            return self.offer_incoming(IncomingEvent::Call(call));
+        };
+        self.resolving.insert(call.incoming);
+        let back = self.owned.clone();
+        tokio::spawn(async move {
+            let id = crate::bridge::InteractionId(call.interaction.clone());
+            let owner = owners.owner_sip(&id).await;
+            let _ = back.send(Control::Owned { call, owner }).await;
+        });
+    }
+
+    /// The owner of a held call's interaction is known: another node gets the call with a
+    /// redirect (RFC 3261 §21.3.3), otherwise the application here. A call that ended
+    /// meanwhile (its caller cancelled) is forgotten.
+    fn owned(&mut self, call: IncomingCall, owner: Option<rsipstack::sip::Uri>) {
+        if !self.resolving.remove(&call.incoming) {
+            return;
+        }
+        match owner {
+            Some(owner) => {
+                tracing::info!(interaction = %call.interaction, %owner, "call redirected to the interaction's owner");
+                self.core
+                    .redirect_incoming(Instant::now(), call.incoming, &owner);
+            }
+            None => self.offer_incoming(IncomingEvent::Call(call)),
+        }
+    }
+
+    /// Hands what the registrar changed to the sharing task.
+    fn share_registrations(&mut self) {
+        let Some(sharing) = &self.sharing else {
+            return;
+        };
+        let changes = self.core.registrar_mut().take_changes();
+        if !changes.is_empty() && sharing.changes.try_send(changes).is_err() {
+            tracing::warn!("registrations: sharing backlogged; a change was not shared");
+        }
+    }
+
+    /// What other nodes' registrars did.
+    fn on_elsewhere(&mut self, update: Elsewhere) {
+        let registrar = self.core.registrar_mut();
+        match update {
+            Elsewhere::All(all) => registrar.replace_elsewhere(all),
+            Elsewhere::Aor(aor, bindings) => registrar.set_elsewhere(&aor, bindings),
+            Elsewhere::Forget(aor, contact) => registrar.forget(&aor, contact.as_deref()),
         }
     }
 
@@ -777,10 +880,15 @@ impl CoreLoop {
             }
             match for_calls(&self.core, event) {
                 Some(ForCalls::Incoming(IncomingEvent::Cancelled(incoming))) => {
+                    // Cancelled while its owner was looked up: the application never saw it.
+                    if self.resolving.remove(&incoming) {
+                        continue;
+                    }
                     if let Some(to) = &self.incoming {
                         let _ = to.send(IncomingEvent::Cancelled(incoming));
                     }
                 }
+                Some(ForCalls::Incoming(IncomingEvent::Call(call))) => self.offer_call(call),
                 Some(ForCalls::Incoming(waiting)) => self.offer_incoming(waiting),
                 Some(ForCalls::Call(call, out)) => {
                     let last = matches!(
@@ -1085,6 +1193,13 @@ fn secure_to_tls(srtp: &mut SrtpEdge, payload: Bytes) -> Bytes {
         }
     }
     payload
+}
+
+async fn elsewhere(sharing: Option<&mut Sharing>) -> Option<Elsewhere> {
+    match sharing {
+        Some(sharing) => sharing.elsewhere.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_udp(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {

@@ -26,6 +26,13 @@
 //! binding (the same Call-ID from the same address) passes through a lock, so a guesser cannot
 //! knock registered phones off.
 //!
+//! **Several nodes.** A registrar that shares ([`Registrar::sharing`]) records every change a
+//! REGISTER makes ([`Registrar::take_changes`]) for the driver to write to the store, and
+//! holds the bindings other nodes took ([`Registrar::set_elsewhere`]), which the driver keeps
+//! from the store. A lookup answers with this node's own bindings of an address of record
+//! and, when it has none, with those taken elsewhere; the digest, the guards and the RFC 3261
+//! §10.3 bookkeeping (Call-ID, CSeq) stay with the node that took the REGISTER.
+//!
 //! Trunks with credentials ([`Registrar::with_trunks`]) share all of this: they may REGISTER
 //! as their user name, and the core checks their INVITEs' `Proxy-Authorization` here
 //! ([`Registrar::authenticate_trunk`]) with the same nonces and guards.
@@ -64,6 +71,17 @@ pub struct Binding {
     pub expires_at: Instant,
     /// Preference in thousandths (RFC 3261 §20.10 `q`, 0 to 1); 1000 when the UA gave none.
     pub q: u16,
+}
+
+/// A change a REGISTER made to the bindings, for the other nodes (see [`Registrar::sharing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingChange {
+    /// `aor` is reachable at this binding (new or refreshed).
+    Bound { aor: String, binding: Binding },
+    /// The contact was removed (`Expires: 0`).
+    Unbound { aor: String, contact: String },
+    /// Every contact of `aor` was removed (`Contact: *`).
+    UnboundAll { aor: String },
 }
 
 /// Why a REGISTER was refused. [`Registrar::handle_register`] maps each to its status in one
@@ -180,6 +198,12 @@ pub struct Registrar {
     counts: AuthCounts,
     /// Trunks with credentials, by user name.
     trunks: HashMap<String, TrunkConfig>,
+    /// Whether changes are recorded for other nodes.
+    sharing: bool,
+    /// Changes not taken by the driver yet.
+    changes: Vec<BindingChange>,
+    /// Bindings other nodes took, by address of record (accounts only, each bounded).
+    elsewhere: HashMap<String, Vec<Binding>>,
 }
 
 impl Registrar {
@@ -228,6 +252,9 @@ impl Registrar {
             by_source: Guard::new(config.guard_policies().1),
             counts: AuthCounts::default(),
             trunks: HashMap::new(),
+            sharing: false,
+            changes: Vec::new(),
+            elsewhere: HashMap::new(),
         }
     }
 
@@ -281,11 +308,63 @@ impl Registrar {
     }
 
     /// The unexpired bindings of `user`, most preferred (highest `q`) first, the most recently
-    /// refreshed first among equals.
+    /// refreshed first among equals: this node's own, or when it has none, those other nodes
+    /// took (see [`Registrar::sharing`]).
     pub fn lookup(&self, now: Instant, user: &str) -> Vec<Binding> {
         let mut bindings: Vec<Binding> = self.current(user, now).cloned().collect();
+        if bindings.is_empty() {
+            bindings = self
+                .elsewhere
+                .get(user)
+                .into_iter()
+                .flatten()
+                .filter(|b| b.expires_at > now)
+                .cloned()
+                .collect();
+        }
         bindings.sort_by(|a, b| b.q.cmp(&a.q).then(b.expires_at.cmp(&a.expires_at)));
         bindings
+    }
+
+    /// Records from now on every change a REGISTER makes, for [`Registrar::take_changes`]:
+    /// the registrar of one node among several, sharing its bindings through the store.
+    pub fn sharing(mut self) -> Registrar {
+        self.sharing = true;
+        self
+    }
+
+    /// The changes made since the last call, in order.
+    pub fn take_changes(&mut self) -> Vec<BindingChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Sets the bindings of `aor` that other nodes took (replacing what was known). Only
+    /// accounts' addresses of record are kept, at most [`MAX_BINDINGS_PER_AOR`] each.
+    pub fn set_elsewhere(&mut self, aor: &str, mut bindings: Vec<Binding>) {
+        if bindings.is_empty() || !self.passwords.contains_key(aor) {
+            self.elsewhere.remove(aor);
+            return;
+        }
+        bindings.truncate(MAX_BINDINGS_PER_AOR);
+        self.elsewhere.insert(aor.to_string(), bindings);
+    }
+
+    /// Replaces everything known of other nodes' bindings.
+    pub fn replace_elsewhere(&mut self, all: HashMap<String, Vec<Binding>>) {
+        self.elsewhere.clear();
+        for (aor, bindings) in all {
+            self.set_elsewhere(&aor, bindings);
+        }
+    }
+
+    /// Another node removed `contact` of `aor` (every contact, for `None`): this node's own
+    /// binding of it goes too, so that the phone that unregistered is not called from here.
+    pub fn forget(&mut self, aor: &str, contact: Option<&str>) {
+        let Some(mut bindings) = self.aors.get(aor).cloned() else {
+            return;
+        };
+        bindings.retain(|s| contact.is_some_and(|c| s.binding.contact != c));
+        self.commit(aor, bindings);
     }
 
     /// When the next binding expires.
@@ -465,6 +544,7 @@ impl Registrar {
                 return Err(RegisterError::OutOfOrder);
             }
             self.commit(&aor, Vec::new());
+            self.record(vec![BindingChange::UnboundAll { aor: aor.clone() }]);
             return Ok(aor);
         }
         if contacts.len() > MAX_BINDINGS_PER_AOR {
@@ -472,6 +552,7 @@ impl Registrar {
         }
         // Step 7, on a copy committed only when every contact succeeded.
         let mut after = before.clone();
+        let mut changes = Vec::new();
         for contact in contacts {
             let ContactValue::Uri { uri, expires, q } = contact else {
                 continue;
@@ -489,6 +570,12 @@ impl Registrar {
                 return Err(RegisterError::OutOfOrder);
             }
             after.retain(|s| s.binding.contact != uri);
+            if requested == 0 {
+                changes.push(BindingChange::Unbound {
+                    aor: aor.clone(),
+                    contact: uri.clone(),
+                });
+            }
             if requested != 0 && !before.iter().any(|s| s.binding.contact == uri) {
                 tracing::info!(
                     user = %aor,
@@ -502,14 +589,19 @@ impl Registrar {
             if requested != 0 {
                 // Longer than the maximum is shortened (RFC 3261 §10.3 step 7 "MAY shorten").
                 let granted = requested.min(self.max_expires);
+                let binding = Binding {
+                    contact: uri,
+                    source,
+                    transport: transport.to_string(),
+                    expires_at: now + Duration::from_secs(u64::from(granted)),
+                    q,
+                };
+                changes.push(BindingChange::Bound {
+                    aor: aor.clone(),
+                    binding: binding.clone(),
+                });
                 after.push(Stored {
-                    binding: Binding {
-                        contact: uri,
-                        source,
-                        transport: transport.to_string(),
-                        expires_at: now + Duration::from_secs(u64::from(granted)),
-                        q,
-                    },
+                    binding,
                     call_id: meta.call_id.clone(),
                     cseq: meta.cseq,
                 });
@@ -519,6 +611,7 @@ impl Registrar {
             return Err(RegisterError::TooManyBindings);
         }
         self.commit(&aor, after);
+        self.record(changes);
         Ok(aor)
     }
 
@@ -749,6 +842,28 @@ impl Registrar {
             .flatten()
             .map(|s| &s.binding)
             .filter(move |b| b.expires_at > now)
+    }
+
+    /// Keeps `changes` for [`Registrar::take_changes`] when sharing. Bounded: the driver takes
+    /// them after every message, and one REGISTER makes at most [`MAX_BINDINGS_PER_AOR`].
+    fn record(&mut self, changes: Vec<BindingChange>) {
+        // A phone that unregisters here is not called from here as registered elsewhere.
+        for change in &changes {
+            match change {
+                BindingChange::Bound { .. } => {}
+                BindingChange::Unbound { aor, contact } => {
+                    if let Some(bindings) = self.elsewhere.get_mut(aor) {
+                        bindings.retain(|b| b.contact != *contact);
+                    }
+                }
+                BindingChange::UnboundAll { aor } => {
+                    self.elsewhere.remove(aor);
+                }
+            }
+        }
+        if self.sharing {
+            self.changes.extend(changes);
+        }
     }
 
     /// Replaces the bindings of `aor`, keeping the timer table in step.
@@ -1309,6 +1424,88 @@ mod tests {
         assert!(values(&resp, "Contact").is_empty());
         assert_eq!(reg.binding_count(), 0);
         assert_eq!(reg.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_sharing_registrar_reports_its_changes_and_falls_back_to_other_nodes() {
+        let (reg, t0) = setup();
+        let mut reg = reg.sharing();
+        let mut phone = Phone::new("alice", "alice-secret", "SHA-256");
+        let two = "Contact: <sip:alice@10.0.0.5>, <sip:alice@10.0.0.6>;expires=0";
+        assert_eq!(code(&phone.register(&mut reg, t0, &[two])), 200);
+        let bound = reg.lookup(t0, "alice");
+        assert_eq!(
+            reg.take_changes(),
+            [
+                BindingChange::Bound {
+                    aor: "alice".into(),
+                    binding: bound[0].clone(),
+                },
+                BindingChange::Unbound {
+                    aor: "alice".into(),
+                    contact: "sip:alice@10.0.0.6".into(),
+                },
+            ]
+        );
+        assert!(reg.take_changes().is_empty(), "taken once");
+        // A refused REGISTER changes nothing.
+        let mut guess = Phone::new("alice", "guess", "SHA-256");
+        assert_eq!(code(&guess.register(&mut reg, t0, &[CONTACT])), 403);
+        assert!(reg.take_changes().is_empty());
+
+        // Bob registered through another node: found there, until that binding expires.
+        let elsewhere = Binding {
+            contact: "sip:bob@10.0.0.9".into(),
+            source: "10.0.0.1:5060".parse().unwrap(),
+            transport: "UDP".into(),
+            expires_at: t0 + Duration::from_secs(60),
+            q: 1000,
+        };
+        reg.set_elsewhere("bob", vec![elsewhere.clone()]);
+        reg.set_elsewhere("mallory", vec![elsewhere.clone()]);
+        assert_eq!(reg.lookup(t0, "bob"), std::slice::from_ref(&elsewhere));
+        assert!(reg.lookup(t0, "mallory").is_empty(), "accounts only");
+        assert!(reg.lookup(t0 + Duration::from_secs(60), "bob").is_empty());
+        assert_eq!(reg.binding_count(), 1, "only this node's own count");
+        // This node's own bindings come first; another node's unbinding removes them.
+        reg.set_elsewhere("alice", vec![elsewhere.clone()]);
+        assert_eq!(reg.lookup(t0, "alice"), bound);
+        reg.forget("alice", Some("sip:alice@10.0.0.5"));
+        assert_eq!(reg.lookup(t0, "alice"), [elsewhere]);
+        assert_eq!(reg.binding_count(), 0);
+
+        // Unregistering here a contact taken elsewhere: not found here any more either.
+        let (req, meta) = phone.request(&["Contact: <sip:bob@10.0.0.9>;expires=0"]);
+        reg.set_elsewhere(
+            "alice",
+            vec![Binding {
+                contact: "sip:bob@10.0.0.9".into(),
+                ..bound[0].clone()
+            }],
+        );
+        reg.handle_register(t0, &req, &meta, source(), "UDP");
+        assert!(reg.lookup(t0, "alice").is_empty());
+        reg.take_changes();
+
+        // The wildcard removes every contact, here and in the store.
+        phone.register(&mut reg, t0, &[CONTACT]);
+        reg.take_changes();
+        let (req, meta) = phone.request(&["Contact: *", "Expires: 0"]);
+        reg.handle_register(t0, &req, &meta, source(), "UDP");
+        assert_eq!(
+            reg.take_changes(),
+            [BindingChange::UnboundAll {
+                aor: "alice".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_registrar_that_does_not_share_keeps_no_changes() {
+        let (mut reg, t0) = setup();
+        let mut phone = Phone::new("alice", "alice-secret", "SHA-256");
+        phone.register(&mut reg, t0, &[CONTACT]);
+        assert!(reg.take_changes().is_empty());
     }
 
     #[test]

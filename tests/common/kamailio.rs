@@ -137,3 +137,198 @@ impl Drop for Kamailio {
         let _ = self.child.wait();
     }
 }
+
+/// Kamailio with the shipped configuration (`config/kamailio/tandem.cfg`): the dispatcher in
+/// front of several Tandem nodes.
+impl Kamailio {
+    /// Starts the dispatcher on `addr` in front of `nodes`, and waits until an OPTIONS sent
+    /// to it comes back answered by a node.
+    pub fn start_dispatcher(addr: SocketAddr, nodes: &[SocketAddr]) -> Kamailio {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("tandem.list");
+        let lines: String = nodes.iter().map(|n| format!("1 sip:{n} 0 0\n")).collect();
+        std::fs::write(&list, lines).unwrap();
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kamailio/tandem.cfg");
+        let config = std::fs::read_to_string(template)
+            .unwrap()
+            .replace("@LISTEN@", &format!("udp:{addr}"))
+            .replace("@NODES@", list.to_str().unwrap())
+            .replace("@MODULES@", "/usr/lib/x86_64-linux-gnu/kamailio/modules/");
+        Kamailio::spawn(addr, dir, &config)
+    }
+
+    fn spawn(addr: SocketAddr, dir: tempfile::TempDir, config: &str) -> Kamailio {
+        let cfg = dir.path().join("kamailio.cfg");
+        std::fs::write(&cfg, config).unwrap();
+        let log = dir.path().join("kamailio.log");
+        let child = Command::new("kamailio")
+            .arg("-f")
+            .arg(&cfg)
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-P"])
+            .arg(dir.path().join("kamailio.pid"))
+            .arg("-w")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("kamailio is installed (scripts/test installs Debian's kamailio)");
+        let kamailio = Kamailio {
+            child,
+            addr,
+            dir,
+            log,
+        };
+        kamailio.wait_ready();
+        kamailio
+    }
+
+    /// Waits (generously: probes time out after seconds, and the machine may be loaded) until
+    /// the log has a line containing `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.log_text().contains(text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("kamailio never logged {text:?}; log:\n{}", self.log_text());
+    }
+
+    /// The nodes new INVITEs were dispatched to, in order (`IP:port` of each).
+    pub fn invites_dispatched(&self) -> Vec<String> {
+        self.relayed()
+            .iter()
+            .filter(|l| l.starts_with("INVITE new from "))
+            .filter_map(|l| l.split(" via sip:").nth(1))
+            .map(|node| node.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// The `redirect to URI` lines: calls a node sent to the interaction's owner.
+    pub fn redirects(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| {
+                l.split_once("redirect to ")
+                    .map(|(_, rest)| rest.to_string())
+            })
+            .collect()
+    }
+}
+
+/// A Tandem node of a cluster: on its own loopback address, with a shared PostgreSQL store and
+/// the dispatcher as its trunk; killed (by PID) when dropped.
+pub struct Node {
+    child: Option<Child>,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Node {
+    /// Starts a node listening for SIP on `ip` with `store_url`, trusting `proxy` as a trunk,
+    /// plus `extra` TOML for `[sip]`; waits until it answers OPTIONS.
+    pub fn start(ip: &str, store_url: &str, proxy: SocketAddr, extra: &str) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let port = super::common::free_port();
+        let sip: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", super::common::free_port())
+            .parse()
+            .unwrap();
+        let rtc = super::common::free_port();
+        let rtp = 1100 + (port % 98) * 200;
+        let data = dir.path().display();
+        let config = format!(
+            "[sip]\nlisten = \"{sip}\"\necho = true\n{extra}\n\
+             [[sip.trunks]]\nname = \"dispatcher\"\naddresses = [\"{proxy}\"]\n\
+             [media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
+             [http]\nlisten = \"{http}\"\n[rtc]\nlisten = \"127.0.0.1:{rtc}\"\n\
+             [store]\nurl = \"{store_url}\"\n[files]\ndir = \"{data}/files\"\n",
+            rtp + 199
+        );
+        std::fs::write(dir.path().join("tandem.toml"), config).unwrap();
+        let log = dir.path().join("tandem.log");
+        let mut node = Node {
+            child: None,
+            sip,
+            http,
+            dir,
+            log,
+        };
+        node.restart();
+        node
+    }
+
+    /// Starts the node (again, after [`Node::kill9`]) on the same configuration; its log goes
+    /// on in the same file. Waits until it answers OPTIONS.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["run", "--config"])
+            .arg(self.dir.path().join("tandem.toml"))
+            .env("RUST_LOG", "info,tandem::sip::shared=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tandem starts");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut i = 0;
+        while Instant::now() < deadline {
+            i += 1;
+            let options = format!(
+                "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bK-nready{i};rport\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:{0}>\r\n\
+                 Call-ID: nready-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                self.sip,
+                socket.local_addr().unwrap()
+            );
+            socket.send_to(options.as_bytes(), self.sip).unwrap();
+            let mut buf = [0u8; 4096];
+            if let Ok((n, _)) = socket.recv_from(&mut buf)
+                && buf[..n].starts_with(b"SIP/2.0 200")
+            {
+                return;
+            }
+        }
+        panic!(
+            "node {} never answered OPTIONS; log:\n{}",
+            self.sip,
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the node with SIGKILL (by its PID), as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

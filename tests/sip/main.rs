@@ -17,6 +17,8 @@ mod desk_phone;
 mod kamailio;
 #[path = "../common/media_common.rs"]
 mod media_common;
+#[path = "../common/postgres.rs"]
+mod postgres;
 #[path = "../common/softphones.rs"]
 mod softphones;
 #[path = "../common/trunk_call.rs"]
@@ -28,6 +30,9 @@ mod baresip_answers_bridged_call;
 mod call_faults;
 mod click_to_call_sipp_softphone;
 mod click_to_call_sipp_trunk;
+mod cluster_call_reaches_interaction_owner;
+mod cluster_kamailio_dispatches_over_live_nodes;
+mod cluster_registrations_are_shared;
 mod echo_media_returns_every_packet;
 mod kamailio_in_front;
 mod media_engine_accounts_for_every_packet;

@@ -538,6 +538,11 @@ impl SipCore {
         &self.registrar
     }
 
+    /// The registrar, for the driver to share its bindings with other nodes.
+    pub fn registrar_mut(&mut self) -> &mut Registrar {
+        &mut self.registrar
+    }
+
     pub fn stats(&self) -> CoreStats {
         let (server_transactions, client_transactions) = self.tx.len();
         CoreStats {
@@ -1741,6 +1746,8 @@ mod tests_proxy;
 mod tests_session_refresh;
 
 #[cfg(test)]
+mod tests_redirect;
+#[cfg(test)]
 mod tests_replay;
 #[cfg(test)]
 mod tests_source_limits;
@@ -1749,6 +1756,7 @@ mod tests_trunk_auth;
 
 mod app_calls;
 mod outbound;
+mod redirect;
 mod session_timer;
 mod source_limits;
 mod trunk_auth;
