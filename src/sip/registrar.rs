@@ -28,10 +28,11 @@
 //!
 //! **Several nodes.** A registrar that shares ([`Registrar::sharing`]) records every change a
 //! REGISTER makes ([`Registrar::take_changes`]) for the driver to write to the store, and
-//! holds the bindings other nodes took ([`Registrar::set_elsewhere`]), which the driver keeps
-//! from the store. A lookup answers with this node's own bindings of an address of record
-//! and, when it has none, with those taken elsewhere; the digest, the guards and the RFC 3261
-//! §10.3 bookkeeping (Call-ID, CSeq) stay with the node that took the REGISTER.
+//! holds a copy of the store's bindings ([`Registrar::set_elsewhere`]: those other nodes took,
+//! and its own from before a restart), which the driver keeps up to date. A lookup answers
+//! with this node's own bindings of an address of record and, when it has none, with the
+//! store's; the digest, the guards and the RFC 3261 §10.3 bookkeeping (Call-ID, CSeq) stay
+//! with the node that took the REGISTER.
 //!
 //! Trunks with credentials ([`Registrar::with_trunks`]) share all of this: they may REGISTER
 //! as their user name, and the core checks their INVITEs' `Proxy-Authorization` here
@@ -202,7 +203,7 @@ pub struct Registrar {
     sharing: bool,
     /// Changes not taken by the driver yet.
     changes: Vec<BindingChange>,
-    /// Bindings other nodes took, by address of record (accounts only, each bounded).
+    /// The store's bindings, by address of record (accounts only, each bounded).
     elsewhere: HashMap<String, Vec<Binding>>,
 }
 
@@ -308,8 +309,8 @@ impl Registrar {
     }
 
     /// The unexpired bindings of `user`, most preferred (highest `q`) first, the most recently
-    /// refreshed first among equals: this node's own, or when it has none, those other nodes
-    /// took (see [`Registrar::sharing`]).
+    /// refreshed first among equals: this node's own, or when it has none, the store's (see
+    /// [`Registrar::sharing`]).
     pub fn lookup(&self, now: Instant, user: &str) -> Vec<Binding> {
         let mut bindings: Vec<Binding> = self.current(user, now).cloned().collect();
         if bindings.is_empty() {
@@ -338,7 +339,7 @@ impl Registrar {
         std::mem::take(&mut self.changes)
     }
 
-    /// Sets the bindings of `aor` that other nodes took (replacing what was known). Only
+    /// Sets the bindings of `aor` that the store holds (replacing what was known). Only
     /// accounts' addresses of record are kept, at most [`MAX_BINDINGS_PER_AOR`] each.
     pub fn set_elsewhere(&mut self, aor: &str, mut bindings: Vec<Binding>) {
         if bindings.is_empty() || !self.passwords.contains_key(aor) {
@@ -349,7 +350,7 @@ impl Registrar {
         self.elsewhere.insert(aor.to_string(), bindings);
     }
 
-    /// Replaces everything known of other nodes' bindings.
+    /// Replaces everything known of the store's bindings.
     pub fn replace_elsewhere(&mut self, all: HashMap<String, Vec<Binding>>) {
         self.elsewhere.clear();
         for (aor, bindings) in all {

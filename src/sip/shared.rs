@@ -4,8 +4,9 @@
 //! registrar makes to the `registrations` table and tells the others with `NOTIFY`; each node
 //! listens, reads the rows of the address of record that changed and hands them to its
 //! registrar, whose lookups fall back to them when the node has no binding of its own. So a
-//! softphone registered through one node can be called from any other, and the INVITE path
-//! reads memory, never waits for the database. A full read every [`RESYNC`] (and whenever
+//! softphone registered through one node can be called from any other (and from the same
+//! node after it restarted and forgot its own bindings), and the INVITE path reads memory,
+//! never waits for the database. A full read every [`RESYNC`] (and whenever
 //! the listening connection was lost and came back) heals a missed notification, and sweeps
 //! expired rows. The choice is automatic: nodes on one PostgreSQL database that did not share
 //! their registrations would reach an agent or not depending on which node a call lands on.
@@ -36,9 +37,9 @@ const MAX_PAYLOAD: usize = 7000;
 /// What the registrar learns of other nodes' bindings.
 #[derive(Debug)]
 pub enum Elsewhere {
-    /// Everything other nodes hold, replacing what was known.
+    /// Every binding in the store, replacing what was known.
     All(HashMap<String, Vec<Binding>>),
-    /// The bindings other nodes hold for one address of record.
+    /// The bindings in the store of one address of record.
     Aor(String, Vec<Binding>),
     /// Another node removed a contact of an address of record (every contact for `None`).
     Forget(String, Option<String>),
@@ -232,11 +233,7 @@ impl Task {
             let _ = self.tell.send(Elsewhere::Forget(aor, contact)).await;
         }
         for aor in notice.aors {
-            match self
-                .store
-                .registrations_elsewhere(&self.node, Some(&aor), unix_ms())
-                .await
-            {
+            match self.store.registrations(Some(&aor), unix_ms()).await {
                 Ok(rows) => {
                     let bindings: Vec<Binding> = rows.iter().filter_map(binding).collect();
                     tracing::debug!(%aor, bindings = bindings.len(), "registered elsewhere");
@@ -248,11 +245,7 @@ impl Task {
     }
 
     async fn read_all(&self) {
-        match self
-            .store
-            .registrations_elsewhere(&self.node, None, unix_ms())
-            .await
-        {
+        match self.store.registrations(None, unix_ms()).await {
             Ok(rows) => {
                 let mut all: HashMap<String, Vec<Binding>> = HashMap::new();
                 for row in &rows {

@@ -47,7 +47,7 @@ fn owned_by(postgres: &Postgres, a: &Node) {
     psql(
         postgres,
         &format!(
-            "INSERT INTO nodes VALUES ('node-a', 'http://{}', 'sip:{}', {}); \
+            "INSERT INTO nodes (node, http_url, sip_uri, lease_until) VALUES ('node-a', 'http://{}', 'sip:{}', {}); \
              INSERT INTO interactions (id, service, device, phase, created_at, closed_at, \
              last_seq, owner) VALUES ('{INTERACTION}', 'claims', 'device-1', 'active', {now}, \
              NULL, 0, 'node-a')",

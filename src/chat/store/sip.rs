@@ -104,20 +104,16 @@ impl Store {
         Ok(())
     }
 
-    /// The contacts registered through other nodes than `node` and unexpired at `now_ms`:
-    /// of `aor` alone, or of every address of record.
-    pub async fn registrations_elsewhere(
+    /// The contacts unexpired at `now_ms`: of `aor` alone, or of every address of record.
+    pub async fn registrations(
         &self,
-        node: &str,
         aor: Option<&str>,
         now_ms: u64,
     ) -> Result<Vec<RegistrationRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT aor, contact, node, source, transport, q, expires_at FROM registrations \
-             WHERE node <> $1 AND expires_at > $2 AND ($3 = '' OR aor = $3) \
-             ORDER BY aor, contact",
+             WHERE expires_at > $1 AND ($2 = '' OR aor = $2) ORDER BY aor, contact",
         )
-        .bind(node.to_string())
         .bind(column(now_ms))
         .bind(aor.unwrap_or("").to_string())
         .fetch_all(&self.pool)

@@ -29,13 +29,18 @@ fn owners() -> Owned {
 /// The phone calls `+15550100` naming `interaction`; returns the held call.
 fn call_for(phone: &mut Phone, interaction: &str) -> (ServerTxId, String) {
     let extra = format!("X-Interaction-Id: {interaction}\r\nX-Interaction-Token: t0k\r\n");
+    call_with(phone, &extra)
+}
+
+/// The phone calls `+15550100` with `extra` headers; returns the held call.
+fn call_with(phone: &mut Phone, extra: &str) -> (ServerTxId, String) {
     let invite = phone.request(
         "INVITE",
         "sip:+15550100@127.0.0.1",
         "r1",
         1,
         None,
-        &extra,
+        extra,
         OFFER,
     );
     phone.send(&invite);
@@ -150,4 +155,24 @@ fn a_call_for_an_interaction_nobody_else_owns_stays_with_the_application() {
     let owner = rsipstack::sip::parse_uri("sip:127.0.0.3:5070").unwrap();
     phone.core.redirect_incoming(phone.now, incoming, &owner);
     assert!(phone.received().is_empty());
+}
+
+#[test]
+fn a_call_naming_its_interaction_in_user_to_user_is_redirected_too() {
+    let now = Instant::now();
+    let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
+    // RFC 7433: the interaction id, hex-encoded.
+    let uui = format!(
+        "User-to-User: {};encoding=hex\r\n",
+        hex::encode("i-elsewhere")
+    );
+    let (incoming, interaction) = call_with(&mut phone, &uui);
+    assert_eq!(interaction, "i-elsewhere");
+    let owner = owner_of(&interaction).expect("another node owns it");
+    phone.core.redirect_incoming(phone.now, incoming, &owner);
+    let sent = phone.received();
+    assert!(
+        sent.len() == 1 && sent[0].contains("Contact: <sip:+15550100@127.0.0.3:5070>"),
+        "{sent:?}"
+    );
 }
