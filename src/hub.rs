@@ -485,7 +485,7 @@ impl Hub {
                 continue;
             };
             let log = events.into_iter().map(Arc::new).collect();
-            let mut task = Task::new(&hub, &it, log);
+            let mut task = Task::new(hub, &it, log);
             task.flush(&mut it).await;
             tracing::info!(interaction = %record.id, seq = it.last_seq(), "restored");
             hub.spawn(task, it, record.device, None);
