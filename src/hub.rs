@@ -18,6 +18,12 @@
 //! new commands at once with [`HubError::StoreUnavailable`] and publishes nothing it has not
 //! stored. Once the store takes the writes, their events are published, their actions handed
 //! out, and commands are served again.
+//!
+//! **Several nodes.** On a node of a cluster (`crate::cluster`) a [`Handle`] may also reach an
+//! interaction that runs on another node ([`Hub::find`]); the hub stays the owner of its own
+//! tasks and only tells the cluster ([`Peers`]) of the events it publishes. A task whose write
+//! the store refuses because another node owns the interaction now stops serving it, and its
+//! handles answer [`HubError::Moved`]; [`Hub::release_all`] stops them all for a handover.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -246,16 +252,9 @@ impl Handle {
         let Route::Local { tx, moved, .. } = &self.route else {
             return Err(HubError::NotFound);
         };
-        let gone = || {
-            if moved.load(Ordering::Acquire) {
-                HubError::Moved
-            } else {
-                HubError::Closed
-            }
-        };
         let (reply, answer) = oneshot::channel();
-        tx.send(request(reply)).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())
+        tx.send(request(reply)).await.map_err(|_| gone(moved))?;
+        answer.await.map_err(|_| gone(moved))
     }
 
     /// Sends a command and waits until its events are persisted (or the store is found
@@ -276,13 +275,7 @@ impl Handle {
                 let (reply, _unheard) = oneshot::channel();
                 tx.send(Request::Command { by, command, reply })
                     .await
-                    .map_err(|_| {
-                        if moved.load(Ordering::Acquire) {
-                            HubError::Moved
-                        } else {
-                            HubError::Closed
-                        }
-                    })
+                    .map_err(|_| gone(moved))
             }
             Route::Remote(remote) => {
                 let sent = remote.command(&self.id, by, command);
@@ -337,6 +330,15 @@ impl Handle {
     /// Whether the local task stopped because another node owns the interaction now.
     pub fn moved(&self) -> bool {
         matches!(&self.route, Route::Local { moved, .. } if moved.load(Ordering::Acquire))
+    }
+}
+
+/// Why a local task no longer answers: it ended, or it stopped for another node.
+fn gone(moved: &AtomicBool) -> HubError {
+    if moved.load(Ordering::Acquire) {
+        HubError::Moved
+    } else {
+        HubError::Closed
     }
 }
 
@@ -485,7 +487,7 @@ impl Hub {
                 continue;
             };
             let log = events.into_iter().map(Arc::new).collect();
-            let mut task = Task::new(&hub, &it, log);
+            let mut task = Task::new(hub, &it, log);
             task.flush(&mut it).await;
             tracing::info!(interaction = %record.id, seq = it.last_seq(), "restored");
             hub.spawn(task, it, record.device, None);

@@ -237,7 +237,7 @@ async fn keep_lease(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
                 ticks += 1;
-                ticks % ORPHANS_EVERY == 0
+                ticks.is_multiple_of(ORPHANS_EVERY)
             }
             Some(_) = released.next() => true,
         };
