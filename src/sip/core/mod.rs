@@ -1021,37 +1021,35 @@ impl SipCore {
 
     /// A held service call is still waiting: ring again (a fresh 180 on its transaction).
     fn ring_again(&mut self, now: Instant, tx: ServerTxId) {
-        let Some(pending) = self.pending.get(&tx) else {
-            return;
-        };
-        let held = &pending.held;
-        let (request, tag, transport) = (
-            held.request.clone(),
-            held.local_tag.clone(),
-            held.peer.transport,
-        );
-        self.ring(now, tx, &request, &tag, transport, StatusCode::Ringing);
-        self.timers
-            .push(Reverse((now + RING_AGAIN, CoreTimer::Ringing(tx))));
+        if self.ring_held(now, tx, StatusCode::Ringing) {
+            self.timers
+                .push(Reverse((now + RING_AGAIN, CoreTimer::Ringing(tx))));
+        }
     }
 
     /// Relays a provisional response to a held call (the agent's phone rings: so does the
     /// caller's). A 100, or a call no longer held, is left alone.
     pub fn ring_incoming(&mut self, now: Instant, incoming: ServerTxId, code: u16) {
-        let Some(pending) = self.pending.get(&incoming) else {
-            return;
-        };
-        if !(101..200).contains(&code) || !pending.incoming {
-            return;
+        let held = self.pending.get(&incoming).is_some_and(|p| p.incoming);
+        if held && (101..200).contains(&code) {
+            self.ring_held(now, incoming, code.into());
+            self.drain_transactions(now);
         }
+    }
+
+    /// Sends a provisional `status` for the held INVITE `tx`; `false` if it is not held.
+    fn ring_held(&mut self, now: Instant, tx: ServerTxId, status: StatusCode) -> bool {
+        let Some(pending) = self.pending.get(&tx) else {
+            return false;
+        };
         let held = &pending.held;
         let (request, tag, transport) = (
             held.request.clone(),
             held.local_tag.clone(),
             held.peer.transport,
         );
-        self.ring(now, incoming, &request, &tag, transport, code.into());
-        self.drain_transactions(now);
+        self.ring(now, tx, &request, &tag, transport, status);
+        true
     }
 
     /// Answers the INVITE `req` with a provisional `status` (180 Ringing, 183 Session
