@@ -22,13 +22,9 @@ use std::time::Instant;
 
 use std::cmp::Reverse;
 
-use rsipstack::sip::Method;
-
-use super::{
-    CallState, ClientPurpose, CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore, UacOutcome,
-};
+use super::{CoreEvent, CoreTimer, MediaCommand, OutgoingCall, SipCore, UacOutcome};
 use crate::sip::core::CallRef;
-use crate::sip::core::{ServerTxId, response, set_body, status_with_reason};
+use crate::sip::core::{ServerTxId, response, status_with_reason};
 use crate::sip::dialog::DialogId;
 use crate::sip::peer::Peer;
 use crate::sip::sdp::{self, Codec, Direction, LocalMedia};
@@ -404,56 +400,14 @@ impl SipCore {
     /// (RFC 3264 §8.4): a bridge passes a hold or resume on to the other half, so neither side
     /// sends into a held call.
     pub fn offer_direction(&mut self, now: Instant, call: CallRef, direction: Direction) {
-        let Some(id) = self
+        let dialog = self
             .app_calls
             .calls
             .get(&call)
-            .and_then(|s| s.dialog.clone())
-        else {
-            return;
-        };
-        let Some(state) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if !matches!(state.state, CallState::Confirmed) {
-            return;
-        }
-        let offer = sdp::offer(&state.media, direction, &mut state.sdp);
-        let mut reinvite = Self::dialog_request(
-            &self.config,
-            &mut self.ids,
-            &mut state.dialog,
-            Method::Invite,
-            None,
-        );
-        let mut body = Vec::new();
-        set_body(
-            &mut reinvite.headers,
-            &mut body,
-            "application/sdp",
-            offer.into_bytes(),
-        );
-        reinvite.body = body;
-        let to = state.dialog.next_hop();
-        if let Ok(tx) = self.tx.send_request(now, reinvite, to) {
-            self.client_purpose.insert(tx, ClientPurpose::Reinvite(id));
-        }
-        self.drain_transactions(now);
-    }
-
-    /// The ACK for the 2xx to our re-INVITE (RFC 3261 §13.2.2.4).
-    pub(super) fn ack_reinvite(&mut self, id: &DialogId, cseq: u32) {
-        if let Some(call) = self.calls.get_mut(id) {
-            let ack = Self::dialog_request(
-                &self.config,
-                &mut self.ids,
-                &mut call.dialog,
-                Method::Ack,
-                Some(cseq),
-            );
-            let to = call.dialog.next_hop();
-            self.tx
-                .send_stateless(to, bytes::Bytes::from(ack.to_bytes()));
+            .and_then(|s| s.dialog.clone());
+        if let Some(dialog) = dialog {
+            self.reoffer(now, &dialog, direction);
+            self.drain_transactions(now);
         }
     }
 
@@ -569,7 +523,10 @@ impl SipCore {
             _ => return Err(DialError::NotSent),
         }
         let local_port = self.ports.allocate().ok_or(DialError::NoPorts)?;
-        let mut pending = self.pending.remove(&incoming).expect("checked above");
+        let mut pending = self
+            .pending
+            .take_for_application(&incoming)
+            .expect("checked above");
         let codec = pending.codec.unwrap_or(Codec::Pcmu);
         let dtmf_pt = pending.dtmf_pt;
         pending.held.media.codecs = vec![codec];
@@ -594,11 +551,9 @@ impl SipCore {
         incoming: ServerTxId,
         prefer: Codec,
     ) -> Result<CallRef, DialError> {
-        match self.pending.get(&incoming) {
-            Some(pending) if pending.incoming => {}
-            _ => return Err(DialError::NotSent),
-        }
-        let mut pending = self.pending.remove(&incoming).expect("checked above");
+        let Some(mut pending) = self.pending.take_for_application(&incoming) else {
+            return Err(DialError::NotSent);
+        };
         let offer = String::from_utf8_lossy(&pending.held.request.body).into_owned();
         let own = pending.codec.unwrap_or(Codec::Pcmu);
         let held = &mut pending.held;
@@ -630,7 +585,7 @@ impl SipCore {
         &mut self,
         now: Instant,
         incoming: ServerTxId,
-        pending: super::PendingInvite,
+        pending: super::uas::PendingInvite,
         body: Vec<u8>,
         (codec, dtmf_pt): (Codec, Option<u8>),
         local_port: Option<u16>,
@@ -651,8 +606,7 @@ impl SipCore {
                 payload_type: dtmf_pt,
             }),
         }
-        let call = CallRef(self.next_call);
-        self.next_call += 1;
+        let call = self.next_call_ref();
         self.app_calls.insert(
             call,
             AppCallState {

@@ -353,10 +353,6 @@ struct Call {
     media: LocalMedia,
     /// The outgoing call this dialog answers, for UAC calls.
     outgoing: Option<CallRef>,
-    /// RFC 4028: the session ends unless refreshed by then.
-    session_expires: Option<(Duration, Instant)>,
-    /// The RTP port went back to the pool while the ACK was overdue (see `source_limits`).
-    media_released: bool,
 }
 
 #[derive(Debug)]
@@ -372,24 +368,6 @@ enum CallState {
     Confirmed,
     /// We sent BYE and wait for its answer (or its transaction's timeout).
     Terminating,
-}
-
-/// An INVITE held for `echo`'s ring or for the application.
-#[derive(Debug)]
-struct PendingInvite {
-    held: uas::HeldInvite,
-    answer_at: Instant,
-    /// The SDP to send in the 200, prepared when the INVITE arrived.
-    answer: Option<Vec<u8>>,
-    /// Where the offer says the caller receives RTP.
-    remote: Option<SocketAddr>,
-    /// The telephone-event payload type both sides agreed on.
-    dtmf_pt: Option<u8>,
-    /// The codec the answer chose (none for a delayed offer).
-    codec: Option<sdp::Codec>,
-    /// Waiting for the application (an interaction's call, a service call, a call to an
-    /// agent), not for the echo's ring.
-    incoming: bool,
 }
 
 /// An INVITE we sent.
@@ -470,28 +448,33 @@ enum CoreTimer {
     ReleaseUnackedMedia(DialogId),
 }
 
+/// The core's state is grouped by the concern that owns it, and only that concern's file
+/// changes it: the dialogs of our calls, their media legs and the INVITEs we sent (this file),
+/// the INVITEs held unanswered (`uas`), the application calls (`app_calls`), RFC 4028 session
+/// deadlines (`session_timer`), and what each source may make us hold (`source_limits`). The
+/// outputs (events, media commands, timers) are queues every concern adds to.
 pub struct SipCore {
     config: CoreConfig,
     tx: TransactionLayer,
     registrar: Registrar,
     ports: PortPool,
     calls: HashMap<DialogId, Call>,
-    pending: HashMap<ServerTxId, PendingInvite>,
+    /// INVITEs held unanswered (see `uas`).
+    pending: uas::HeldInvites,
     outgoing: HashMap<CallRef, Outgoing>,
     client_purpose: HashMap<ClientTxId, ClientPurpose>,
     timers: BinaryHeap<Reverse<(Instant, CoreTimer)>>,
     events: VecDeque<CoreEvent>,
     media: VecDeque<MediaCommand>,
+    /// When each session must be refreshed (see `session_timer`).
+    sessions: session_timer::SessionTimers,
     /// Calls placed or accepted for the application, bridged to a local RTP leg.
     app_calls: app_calls::AppCalls,
     /// Open media legs by RTP port, and the call each belongs to.
     legs: HashMap<u16, DialogId>,
     next_call: u64,
-    rejected_over_limit: u64,
-    /// INVITEs per source address (see `source_limits`).
-    invite_rate: crate::guard::Rate<std::net::IpAddr>,
-    /// INVITEs refused per source, by [`SourceRefusal`], since the driver last took them.
-    source_refusals: [u64; 2],
+    /// What sources may make us hold, and what was refused (see `source_limits`).
+    admission: source_limits::Admission,
     /// Every tag, branch, Call-ID and SDP session id the core makes.
     ids: Ids,
 }
@@ -515,22 +498,21 @@ impl SipCore {
             tx: TransactionLayer::new(config.timers, ids.derive())
                 .with_server_header(config.user_agent.clone()),
             ids,
-            invite_rate: source_limits::invite_rate(&config.invites),
-            source_refusals: [0; 2],
+            admission: source_limits::Admission::new(&config.invites),
             config,
             registrar,
             ports,
             calls: HashMap::new(),
-            pending: HashMap::new(),
+            pending: uas::HeldInvites::default(),
             outgoing: HashMap::new(),
             client_purpose: HashMap::new(),
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             media: VecDeque::new(),
+            sessions: session_timer::SessionTimers::default(),
             app_calls: app_calls::AppCalls::default(),
             legs: HashMap::new(),
             next_call: 1,
-            rejected_over_limit: 0,
         }
     }
 
@@ -552,7 +534,7 @@ impl SipCore {
             client_transactions,
             registrations: self.registrar.binding_count(),
             media_legs: self.legs.len(),
-            rejected_over_limit: self.rejected_over_limit,
+            rejected_over_limit: self.admission.over_limit(),
         }
     }
 
@@ -875,17 +857,8 @@ impl SipCore {
         if !self.admit_invite(now, tx, &req, peer, trunk) {
             return;
         }
-        if self.calls.len() + self.pending.len() >= self.config.max_calls {
-            // Over the limit: new calls wait, existing calls carry on (RFC 3261 §21.5.4).
-            self.rejected_over_limit += 1;
-            let tag = self.ids.tag();
-            let mut resp = response(&req, StatusCode::ServiceUnavailable, Some(&tag));
-            resp.headers
-                .push(Header::RetryAfter(rsipstack::sip::RetryAfter::new(
-                    self.config.retry_after_s.to_string(),
-                )));
-            let resp = self.decorate(resp);
-            return self.reply(now, tx, resp);
+        if self.over_call_limit(now, tx, &req) {
+            return;
         }
         if let Some(interval) = self.too_small_session_interval(&req) {
             return self.reply_session_interval_too_small(now, tx, &req, interval);
@@ -974,7 +947,7 @@ impl SipCore {
         });
         self.pending.insert(
             tx,
-            PendingInvite {
+            uas::PendingInvite {
                 held: uas::HeldInvite {
                     request: req,
                     meta,
@@ -1017,7 +990,10 @@ impl SipCore {
             };
             self.timers
                 .push(Reverse((answer_at, CoreTimer::Answer(tx))));
-            let token = join_token(&self.pending[&tx].held.request);
+            let token = self
+                .pending
+                .get(&tx)
+                .and_then(|p| join_token(&p.held.request));
             self.events.push_back(CoreEvent::Incoming {
                 incoming: tx,
                 interaction,
@@ -1050,37 +1026,35 @@ impl SipCore {
 
     /// A held service call is still waiting: ring again (a fresh 180 on its transaction).
     fn ring_again(&mut self, now: Instant, tx: ServerTxId) {
-        let Some(pending) = self.pending.get(&tx) else {
-            return;
-        };
-        let held = &pending.held;
-        let (request, tag, transport) = (
-            held.request.clone(),
-            held.local_tag.clone(),
-            held.peer.transport,
-        );
-        self.ring(now, tx, &request, &tag, transport, StatusCode::Ringing);
-        self.timers
-            .push(Reverse((now + RING_AGAIN, CoreTimer::Ringing(tx))));
+        if self.ring_held(now, tx, StatusCode::Ringing) {
+            self.timers
+                .push(Reverse((now + RING_AGAIN, CoreTimer::Ringing(tx))));
+        }
     }
 
     /// Relays a provisional response to a held call (the agent's phone rings: so does the
     /// caller's). A 100, or a call no longer held, is left alone.
     pub fn ring_incoming(&mut self, now: Instant, incoming: ServerTxId, code: u16) {
-        let Some(pending) = self.pending.get(&incoming) else {
-            return;
-        };
-        if !(101..200).contains(&code) || !pending.incoming {
-            return;
+        let held = self.pending.get(&incoming).is_some_and(|p| p.incoming);
+        if held && (101..200).contains(&code) {
+            self.ring_held(now, incoming, code.into());
+            self.drain_transactions(now);
         }
+    }
+
+    /// Sends a provisional `status` for the held INVITE `tx`; `false` if it is not held.
+    fn ring_held(&mut self, now: Instant, tx: ServerTxId, status: StatusCode) -> bool {
+        let Some(pending) = self.pending.get(&tx) else {
+            return false;
+        };
         let held = &pending.held;
         let (request, tag, transport) = (
             held.request.clone(),
             held.local_tag.clone(),
             held.peer.transport,
         );
-        self.ring(now, incoming, &request, &tag, transport, code.into());
-        self.drain_transactions(now);
+        self.ring(now, tx, &request, &tag, transport, status);
+        true
     }
 
     /// Answers the INVITE `req` with a provisional `status` (180 Ringing, 183 Session
@@ -1226,7 +1200,7 @@ impl SipCore {
             return;
         }
         call.state = CallState::Confirmed;
-        if call.media_released {
+        if self.admission.media_released(&id) {
             // The ACK came after the port went back to the pool: a call without media ends
             // (the UAS may send BYE now that the ACK is in, RFC 3261 §15).
             return self.end_on_our_own(now, &id);
@@ -1281,13 +1255,7 @@ impl SipCore {
         }
         match req.method {
             Method::Bye => {
-                let call = self.calls.remove(&id).expect("present");
-                if !call.media_released {
-                    self.release_leg(call.media.rtp_port);
-                }
-                if let Some(out) = call.outgoing {
-                    self.outgoing.remove(&out);
-                }
+                self.drop_call(&id);
                 self.reply_status(now, tx, &req, StatusCode::OK);
                 self.dialog_ended(id, true);
             }
@@ -1414,8 +1382,7 @@ impl SipCore {
             codecs,
             extra_headers,
         } = outgoing;
-        let call = CallRef(self.next_call);
-        self.next_call += 1;
+        let call = self.next_call_ref();
         let media = LocalMedia {
             addr: self.config.advertised.ip(),
             rtp_port,
@@ -1505,6 +1472,53 @@ impl SipCore {
         if let Ok(tx) = self.tx.send_request(now, bye, to) {
             self.client_purpose
                 .insert(tx, ClientPurpose::Bye(id.clone()));
+        }
+    }
+
+    /// Offers the far end of the call `id` the direction `direction` in a re-INVITE (a hold
+    /// or resume passed on through a bridge).
+    fn reoffer(&mut self, now: Instant, id: &DialogId, direction: Direction) {
+        let Some(state) = self.calls.get_mut(id) else {
+            return;
+        };
+        if !matches!(state.state, CallState::Confirmed) {
+            return;
+        }
+        let offer = sdp::offer(&state.media, direction, &mut state.sdp);
+        let mut reinvite = Self::dialog_request(
+            &self.config,
+            &mut self.ids,
+            &mut state.dialog,
+            Method::Invite,
+            None,
+        );
+        let mut body = Vec::new();
+        set_body(
+            &mut reinvite.headers,
+            &mut body,
+            "application/sdp",
+            offer.into_bytes(),
+        );
+        reinvite.body = body;
+        let to = state.dialog.next_hop();
+        if let Ok(tx) = self.tx.send_request(now, reinvite, to) {
+            self.client_purpose
+                .insert(tx, ClientPurpose::Reinvite(id.clone()));
+        }
+    }
+
+    /// The ACK for the 2xx to our re-INVITE (RFC 3261 §13.2.2.4).
+    fn ack_reinvite(&mut self, id: &DialogId, cseq: u32) {
+        if let Some(call) = self.calls.get_mut(id) {
+            let ack = Self::dialog_request(
+                &self.config,
+                &mut self.ids,
+                &mut call.dialog,
+                Method::Ack,
+                Some(cseq),
+            );
+            let to = call.dialog.next_hop();
+            self.tx.send_stateless(to, Bytes::from(ack.to_bytes()));
         }
     }
 
@@ -1613,8 +1627,6 @@ impl SipCore {
                         sdp: session,
                         media,
                         outgoing: Some(call),
-                        session_expires: None,
-                        media_released: false,
                     },
                 );
                 let port = self.calls[&id].media.rtp_port;
@@ -1688,15 +1700,37 @@ impl SipCore {
     }
 
     fn end_call(&mut self, id: &DialogId, by_peer: bool) {
-        if let Some(call) = self.calls.remove(id) {
-            if !call.media_released {
-                self.release_leg(call.media.rtp_port);
-            }
-            if let Some(out) = call.outgoing {
-                self.outgoing.remove(&out);
-            }
+        if self.drop_call(id) {
             self.dialog_ended(id.clone(), by_peer);
         }
+    }
+
+    /// Keeps a call whose dialog is up.
+    fn keep_call(&mut self, id: DialogId, call: Call) {
+        self.calls.insert(id, call);
+    }
+
+    /// Forgets a call that ended, with its media leg (unless its port went back to the pool
+    /// already), its outgoing INVITE and its session deadline; `false` if there was none.
+    fn drop_call(&mut self, id: &DialogId) -> bool {
+        let Some(call) = self.calls.remove(id) else {
+            return false;
+        };
+        if !self.admission.forget_released(id) {
+            self.release_leg(call.media.rtp_port);
+        }
+        if let Some(out) = call.outgoing {
+            self.outgoing.remove(&out);
+        }
+        self.sessions.forget(id);
+        true
+    }
+
+    /// A fresh name for a call of the application's.
+    fn next_call_ref(&mut self) -> CallRef {
+        let call = CallRef(self.next_call);
+        self.next_call += 1;
+        call
     }
 
     /// Reports a dialog's end, forgetting the application call it carried.

@@ -5,6 +5,7 @@
 //! arrives in time (§10: the non-refresher sends BYE at `interval - min(32, interval / 3)`).
 //! An interval below our `Min-SE` gets 422 (§5).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rsipstack::sip::{Header, Headers, Request};
@@ -20,6 +21,24 @@ fn requested_interval(headers: &Headers) -> Option<u32> {
         Header::SessionExpires(v) => v.value().split(';').next()?.trim().parse().ok(),
         _ => None,
     })
+}
+
+/// When each session ends unless refreshed, by dialog. Only this file changes it.
+#[derive(Debug, Default)]
+pub(super) struct SessionTimers {
+    deadlines: HashMap<DialogId, Instant>,
+}
+
+impl SessionTimers {
+    /// The dialog ended: its deadline goes with it.
+    pub(super) fn forget(&mut self, id: &DialogId) {
+        self.deadlines.remove(id);
+    }
+}
+
+/// The non-refresher's BYE time for `interval` from `now` (§10).
+fn deadline(now: Instant, interval: Duration) -> Instant {
+    now + interval - (interval / 3).min(Duration::from_secs(32))
 }
 
 impl SipCore {
@@ -59,42 +78,33 @@ impl SipCore {
     }
 
     /// Starts the timer for a new dialog whose INVITE asked for one.
-    pub(super) fn start_session_timer(
-        &mut self,
-        now: Instant,
-        id: &DialogId,
-        req: &Request,
-    ) -> Option<(Duration, Instant)> {
-        let interval = Duration::from_secs(requested_interval(&req.headers)?.into());
-        let deadline = now + interval - (interval / 3).min(Duration::from_secs(32));
-        self.timers
-            .push(Reverse((deadline, CoreTimer::SessionExpired(id.clone()))));
-        Some((interval, deadline))
+    pub(super) fn start_session_timer(&mut self, now: Instant, id: &DialogId, req: &Request) {
+        if let Some(asked) = requested_interval(&req.headers) {
+            self.arm_session_timer(now, id, Duration::from_secs(asked.into()));
+        }
     }
 
     /// A re-INVITE or UPDATE refreshes the session (§10). One without `Session-Expires` turns
     /// the timer off: its 2xx confirms no interval either, so nobody refreshes any more (§9).
     pub(super) fn refresh_session_timer(&mut self, now: Instant, id: &DialogId, req: &Request) {
-        let asked = requested_interval(&req.headers).map(|s| Duration::from_secs(s.into()));
-        let Some(call) = self.calls.get_mut(id) else {
+        if !self.calls.contains_key(id) {
             return;
-        };
-        let Some(interval) = asked else {
-            call.session_expires = None;
-            return;
-        };
-        let deadline = now + interval - (interval / 3).min(Duration::from_secs(32));
-        call.session_expires = Some((interval, deadline));
+        }
+        match requested_interval(&req.headers) {
+            Some(asked) => self.arm_session_timer(now, id, Duration::from_secs(asked.into())),
+            None => self.sessions.forget(id),
+        }
+    }
+
+    fn arm_session_timer(&mut self, now: Instant, id: &DialogId, interval: Duration) {
+        let deadline = deadline(now, interval);
+        self.sessions.deadlines.insert(id.clone(), deadline);
         self.timers
             .push(Reverse((deadline, CoreTimer::SessionExpired(id.clone()))));
     }
 
     pub(super) fn session_expired(&mut self, now: Instant, at: Instant, id: &DialogId) {
-        let due = self
-            .calls
-            .get(id)
-            .and_then(|c| c.session_expires)
-            .is_some_and(|(_, deadline)| deadline == at);
+        let due = self.sessions.deadlines.get(id) == Some(&at);
         if due {
             tracing::info!(call_id = %id.call_id, "session not refreshed; ending the call");
             self.end_on_our_own(now, id);

@@ -28,12 +28,14 @@
 //! not coming. The dialog itself waits the full 64·T1 (a UAS must not send BYE before the ACK
 //! or that timeout, §15); a late ACK confirms a call without media, which gets a BYE at once.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use rsipstack::sip::{Header, Request};
+use rsipstack::sip::{Header, Request, StatusCode};
 
 use super::{CallState, CoreTimer, SipCore};
+use crate::sip::dialog::DialogId;
 use crate::sip::message::response;
 use crate::sip::message::status_with_reason;
 use crate::sip::peer::Peer;
@@ -98,7 +100,64 @@ pub(super) fn invite_rate(limits: &InviteLimits) -> crate::guard::Rate<IpAddr> {
     crate::guard::Rate::new(limits.per_minute, limits.burst, SOURCES_REMEMBERED)
 }
 
+/// What sources may make us hold, and what was refused. Only this file changes it.
+#[derive(Debug)]
+pub(super) struct Admission {
+    /// INVITEs per source address.
+    invite_rate: crate::guard::Rate<IpAddr>,
+    /// INVITEs refused per source, by [`SourceRefusal`], since the driver last took them.
+    refusals: [u64; 2],
+    /// INVITEs refused because the gateway had `max_calls` calls.
+    over_limit: u64,
+    /// Answered calls whose RTP port went back to the pool while their ACK was overdue.
+    released: HashSet<DialogId>,
+}
+
+impl Admission {
+    pub(super) fn new(limits: &InviteLimits) -> Admission {
+        Admission {
+            invite_rate: invite_rate(limits),
+            refusals: [0; 2],
+            over_limit: 0,
+            released: HashSet::new(),
+        }
+    }
+
+    pub(super) fn over_limit(&self) -> u64 {
+        self.over_limit
+    }
+
+    /// Whether the call's RTP port went back to the pool before its ACK came.
+    pub(super) fn media_released(&self, id: &DialogId) -> bool {
+        self.released.contains(id)
+    }
+
+    /// The call ended: forgets it, saying whether its port went back to the pool already.
+    pub(super) fn forget_released(&mut self, id: &DialogId) -> bool {
+        self.released.remove(id)
+    }
+}
+
 impl SipCore {
+    /// Whether the gateway is at `max_calls`: then the INVITE is answered `503` with
+    /// `Retry-After` here and counted. New calls wait, existing calls carry on (RFC 3261
+    /// §21.5.4).
+    pub(super) fn over_call_limit(&mut self, now: Instant, tx: ServerTxId, req: &Request) -> bool {
+        if self.calls.len() + self.pending.len() < self.config.max_calls {
+            return false;
+        }
+        self.admission.over_limit += 1;
+        let tag = self.ids.tag();
+        let mut resp = response(req, StatusCode::ServiceUnavailable, Some(&tag));
+        resp.headers
+            .push(Header::RetryAfter(rsipstack::sip::RetryAfter::new(
+                self.config.retry_after_s.to_string(),
+            )));
+        let resp = self.decorate(resp);
+        self.reply(now, tx, resp);
+        true
+    }
+
     /// Whether an out-of-dialog INVITE from `peer` may take a call; when not, it is answered
     /// `503` with `Retry-After` here and counted. A `trunk`'s INVITE (see `trunk_auth`) is
     /// exempt.
@@ -122,7 +181,8 @@ impl SipCore {
                 .max(Duration::from_secs(u64::from(self.config.retry_after_s)));
             Some((SourceRefusal::Unconfirmed, wait))
         } else {
-            self.invite_rate
+            self.admission
+                .invite_rate
                 .take(&source, now)
                 .err()
                 .map(|wait| (SourceRefusal::InviteRate, wait))
@@ -134,7 +194,7 @@ impl SipCore {
             .iter()
             .position(|r| *r == refusal)
             .expect("listed");
-        self.source_refusals[slot] += 1;
+        self.admission.refusals[slot] += 1;
         tracing::debug!(%source, reason = refusal.reason(), "INVITE refused");
         let tag = self.ids.tag();
         let mut resp = response(req, status_with_reason(503, refusal.phrase()), Some(&tag));
@@ -169,7 +229,7 @@ impl SipCore {
 
     /// Refusals by reason since the last call (for `tandem_refusals_total`).
     pub fn take_source_refusals(&mut self) -> [(SourceRefusal, u64); 2] {
-        let counts = std::mem::take(&mut self.source_refusals);
+        let counts = std::mem::take(&mut self.admission.refusals);
         [
             (SourceRefusal::ALL[0], counts[0]),
             (SourceRefusal::ALL[1], counts[1]),
@@ -186,14 +246,16 @@ impl SipCore {
     /// The ACK is overdue: the call gives its port back (its dialog waits on, see the module
     /// docs).
     pub(super) fn release_unacked_media(&mut self, id: &super::DialogId) {
-        let Some(call) = self.calls.get_mut(id) else {
+        let Some(call) = self.calls.get(id) else {
             return;
         };
-        if !matches!(call.state, CallState::AwaitingAck { .. }) || call.media_released {
+        if !matches!(call.state, CallState::AwaitingAck { .. })
+            || self.admission.released.contains(id)
+        {
             return;
         }
-        call.media_released = true;
         let port = call.media.rtp_port;
+        self.admission.released.insert(id.clone());
         tracing::info!(call_id = %id.call_id, port, "no ACK yet; media port released");
         self.release_leg(port);
     }

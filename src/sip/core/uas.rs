@@ -8,6 +8,7 @@
 //! differ only in what they do with the media afterwards: echo it, bridge it to a local leg, or
 //! bridge it to the agent's leg.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -17,7 +18,7 @@ use super::{Call, SipCore};
 use crate::sip::dialog::{Dialog, DialogId};
 use crate::sip::message::{response, status_with_reason};
 use crate::sip::peer::Peer;
-use crate::sip::sdp::{LocalMedia, SdpSession};
+use crate::sip::sdp::{self, LocalMedia, SdpSession};
 use crate::sip::transaction::ServerTxId;
 use crate::sip::wire::Meta;
 
@@ -33,6 +34,61 @@ pub(super) struct HeldInvite {
     /// Our side of the call's media; its RTP port is taken from the pool and goes back to it
     /// when the call ends, or at once when the INVITE is refused.
     pub(super) media: LocalMedia,
+}
+
+/// An INVITE held for `echo`'s ring or for the application.
+#[derive(Debug)]
+pub(super) struct PendingInvite {
+    pub(super) held: HeldInvite,
+    pub(super) answer_at: Instant,
+    /// The SDP to send in the 200, prepared when the INVITE arrived.
+    pub(super) answer: Option<Vec<u8>>,
+    /// Where the offer says the caller receives RTP.
+    pub(super) remote: Option<SocketAddr>,
+    /// The telephone-event payload type both sides agreed on.
+    pub(super) dtmf_pt: Option<u8>,
+    /// The codec the answer chose (none for a delayed offer).
+    pub(super) codec: Option<sdp::Codec>,
+    /// Waiting for the application (an interaction's call, a service call, a call to an
+    /// agent), not for the echo's ring.
+    pub(super) incoming: bool,
+}
+
+/// The INVITEs held unanswered, by their server transaction. Only this file changes them.
+#[derive(Debug, Default)]
+pub(super) struct HeldInvites {
+    by_tx: HashMap<ServerTxId, PendingInvite>,
+}
+
+impl HeldInvites {
+    pub(super) fn insert(&mut self, tx: ServerTxId, pending: PendingInvite) {
+        self.by_tx.insert(tx, pending);
+    }
+
+    pub(super) fn get(&self, tx: &ServerTxId) -> Option<&PendingInvite> {
+        self.by_tx.get(tx)
+    }
+
+    /// Takes the INVITE out to answer or refuse it.
+    pub(super) fn remove(&mut self, tx: &ServerTxId) -> Option<PendingInvite> {
+        self.by_tx.remove(tx)
+    }
+
+    /// Takes the INVITE out if it waits for the application (not for echo's ring).
+    pub(super) fn take_for_application(&mut self, tx: &ServerTxId) -> Option<PendingInvite> {
+        match self.by_tx.get(tx) {
+            Some(pending) if pending.incoming => self.by_tx.remove(tx),
+            _ => None,
+        }
+    }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &PendingInvite> {
+        self.by_tx.values()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.by_tx.len()
+    }
 }
 
 impl SipCore {
@@ -70,8 +126,8 @@ impl SipCore {
         let state = self.await_ack(now, &id, &ok, meta.cseq);
         self.reply(now, tx, ok);
         self.open_leg(media.rtp_port, remote, peer.addr, &id);
-        let session_expires = self.start_session_timer(now, &id, &request);
-        self.calls.insert(
+        self.start_session_timer(now, &id, &request);
+        self.keep_call(
             id.clone(),
             Call {
                 dialog,
@@ -79,8 +135,6 @@ impl SipCore {
                 sdp,
                 media,
                 outgoing: None,
-                session_expires,
-                media_released: false,
             },
         );
         Some(id)
