@@ -8,7 +8,7 @@ pub mod digest;
 pub mod driver;
 pub mod ids;
 pub mod message;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod peer;
 pub mod registrar;
 pub mod sdp;
