@@ -115,12 +115,9 @@ impl<K: Hash + Eq + Clone> Guard<K> {
     }
 
     /// Keys remembered now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 
     /// Forgets the keys that need no memory any more, and if that is not enough, the half
@@ -199,12 +196,9 @@ impl<K: Hash + Eq + Clone> Rate<K> {
     }
 
     /// Keys remembered now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 
     fn forget_full(&mut self, now: Instant) {

@@ -10,12 +10,12 @@ pub mod cluster;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod guard;
+mod guard;
 pub mod hub;
 pub mod legs;
 pub mod media;
 pub mod metrics;
-pub mod presentation;
+mod presentation;
 pub mod routing;
 pub mod rtc;
 pub mod secret;

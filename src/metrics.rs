@@ -17,15 +17,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 
 /// The labels of a metric family: `(name, value)` pairs, as written.
-pub type Labels = Vec<(String, String)>;
+pub(crate) type Labels = Vec<(String, String)>;
 
 /// One label, `key="value"`.
-pub fn label(key: &str, value: &str) -> Labels {
+pub(crate) fn label(key: &str, value: &str) -> Labels {
     vec![(key.to_string(), value.to_string())]
 }
 
 /// `metric`, registered in `registry` as `name` with `help`.
-pub fn registered<M: Metric + Clone>(
+pub(crate) fn registered<M: Metric + Clone>(
     registry: &mut Registry,
     name: &str,
     help: &str,
@@ -36,7 +36,7 @@ pub fn registered<M: Metric + Clone>(
 }
 
 /// Sets one gauge of `family` for each `(value, n)`, labelled `key="value"`.
-pub fn set_each<'a>(
+pub(crate) fn set_each<'a>(
     family: &Family<Labels, Gauge>,
     key: &str,
     values: impl IntoIterator<Item = (&'a str, u64)>,
@@ -47,13 +47,13 @@ pub fn set_each<'a>(
 }
 
 /// A part's own metrics: created and registered once per [`Metrics`].
-pub trait Part: Send + Sync + 'static {
+pub(crate) trait Part: Send + Sync + 'static {
     /// Creates the part's metrics and registers each of them in `registry`.
     fn register(registry: &mut Registry) -> Self;
 }
 
 /// A snapshot of a part's counters that knows where it is published.
-pub trait Snapshot {
+pub(crate) trait Snapshot {
     type Part: Part;
     /// Sets the part's metrics from this snapshot.
     fn publish(&self, to: &Self::Part);
@@ -65,12 +65,12 @@ pub struct Metrics {
     /// Each part's metrics, by type, as first registered.
     parts: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// Interactions not closed yet (kept by the hub).
-    pub open_interactions: Gauge,
+    pub(crate) open_interactions: Gauge,
     /// Chat messages accepted (kept by the hub).
-    pub messages: Counter,
+    pub(crate) messages: Counter,
     /// Calls from the app in progress, a customer peer and its agent side (kept by the call
     /// driver).
-    pub app_calls: Gauge,
+    pub(crate) app_calls: Gauge,
     /// Tasks alive on the gateway's tokio runtime (sampled when `/metrics` is read).
     tasks: Gauge,
     /// What was refused to protect the gateway, by reason (connections over budget, failed
@@ -122,7 +122,7 @@ impl Default for Metrics {
 impl Metrics {
     /// The metrics of the part `P`, registered on the first call (a part calls this when it
     /// is built, so `/metrics` shows them from the start); later calls return the same ones.
-    pub fn part<P: Part>(&self) -> Arc<P> {
+    pub(crate) fn part<P: Part>(&self) -> Arc<P> {
         let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
         let part = parts.entry(TypeId::of::<P>()).or_insert_with(|| {
             let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
@@ -134,23 +134,23 @@ impl Metrics {
     }
 
     /// Publishes `snapshot` into the metrics of its part.
-    pub fn publish<S: Snapshot>(&self, snapshot: &S) {
+    pub(crate) fn publish<S: Snapshot>(&self, snapshot: &S) {
         snapshot.publish(&self.part::<S::Part>());
     }
 
     /// Publishes the WebRTC service's counters (the call driver's ticker calls this once a
     /// second); the same as [`Metrics::publish`].
-    pub fn set_rtc<S: Snapshot>(&self, stats: &S) {
+    pub(crate) fn set_rtc<S: Snapshot>(&self, stats: &S) {
         self.publish(stats);
     }
 
     /// Counts one refusal for `reason`.
-    pub fn refused(&self, reason: &str) {
+    pub(crate) fn refused(&self, reason: &str) {
         self.refused_by(reason, 1);
     }
 
     /// Counts `n` refusals for `reason`.
-    pub fn refused_by(&self, reason: &str, n: u64) {
+    pub(crate) fn refused_by(&self, reason: &str, n: u64) {
         if n > 0 {
             self.refusals
                 .get_or_create(&label("reason", reason))
@@ -159,7 +159,7 @@ impl Metrics {
     }
 
     /// Samples the tokio runtime this is called on (from the `/metrics` handler).
-    pub fn sample_runtime(&self) {
+    pub(crate) fn sample_runtime(&self) {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             self.tasks.set(runtime.metrics().num_alive_tasks() as i64);
         }

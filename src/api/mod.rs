@@ -14,7 +14,7 @@
 mod admin;
 mod agent;
 mod agent_ws;
-pub mod auth;
+mod auth;
 mod availability;
 mod budget;
 mod cors;

@@ -12,7 +12,7 @@
 //! task; everything else (the customer API,
 //! later the agent API, SIP and WebRTC drivers) sends it commands and subscribes to its events.
 
-pub mod dial_plan;
+pub(crate) mod dial_plan;
 mod error;
 mod event;
 

@@ -6,4 +6,4 @@
 pub mod files;
 pub mod retention;
 pub mod store;
-pub mod transcript;
+pub(crate) mod transcript;

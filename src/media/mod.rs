@@ -6,15 +6,15 @@
 
 pub mod batch;
 pub mod codec;
-pub mod dtmf;
+pub(crate) mod dtmf;
 pub mod engine;
 pub mod g711;
 pub mod latch;
-pub mod leg;
-pub mod metrics;
+pub(crate) mod leg;
+pub(crate) mod metrics;
 pub mod ports;
 pub(crate) mod reactor;
-pub mod recorder;
-pub mod rewrite;
-pub mod rtcp;
-pub mod sockets;
+pub(crate) mod recorder;
+pub(crate) mod rewrite;
+pub(crate) mod rtcp;
+pub(crate) mod sockets;

@@ -331,11 +331,13 @@ impl Recording {
     }
 
     /// Where the file is.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// How much audio has been written.
+    #[cfg(test)]
     pub fn duration(&self) -> Duration {
         Duration::from_micros(self.frames * 1_000_000 / u64::from(SAMPLE_RATE))
     }
@@ -477,6 +479,7 @@ impl RecordingSink {
     }
 
     /// Hands over `side`'s decoded audio received at `now`; see [`RecordingFeed::push`].
+    #[cfg(test)]
     pub fn push(&self, now: Instant, side: Side, samples: &[i16]) {
         self.feed.push(now, side, samples);
     }

@@ -214,16 +214,19 @@ impl ReceiverStats {
     }
 
     /// The source's SSRC.
+    #[cfg(test)]
     pub fn ssrc(&self) -> u32 {
         self.ssrc
     }
 
     /// All packets accounted, valid or not, duplicates included.
+    #[cfg(test)]
     pub fn packets(&self) -> u64 {
         self.packets
     }
 
     /// Payload bytes of all packets accounted.
+    #[cfg(test)]
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -244,6 +247,7 @@ impl ReceiverStats {
     }
 
     /// Valid packets received since the source was validated or restarted, duplicates included.
+    #[cfg(test)]
     pub fn received(&self) -> u32 {
         self.received
     }
@@ -266,6 +270,7 @@ impl ReceiverStats {
     }
 
     /// Interarrival jitter in timestamp units of the latest payload type (A.8).
+    #[cfg(test)]
     pub fn jitter(&self) -> f64 {
         self.jitter
     }
@@ -331,16 +336,6 @@ impl SenderStats {
         self.bytes += payload_bytes as u64;
         self.last = Some((rtp_ts, now));
         self.sent_since_report = true;
-    }
-
-    /// Packets sent.
-    pub fn packets(&self) -> u64 {
-        self.packets
-    }
-
-    /// Payload bytes sent.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
     }
 
     /// The RTP timestamp that corresponds to `now`, extrapolated from the latest packet, as the
@@ -444,11 +439,6 @@ impl RtcpSession {
             // and our CNAME.
             avg_rtcp_size: (UDP_IP_OVERHEAD + 8 + 24 + 8 + 2 + cname.len() + 3) as f64,
         })
-    }
-
-    /// Our SSRC.
-    pub fn ssrc(&self) -> u32 {
-        self.ssrc
     }
 
     /// Accounts an RTP packet received at `now`; see [`ReceiverStats::on_rtp`] for the result.
@@ -643,13 +633,9 @@ impl RtcpSession {
     }
 
     /// Reception statistics of the current remote source, once it has sent.
+    #[cfg(test)]
     pub fn receiver(&self) -> Option<&ReceiverStats> {
         self.receiver.as_ref()
-    }
-
-    /// What we sent.
-    pub fn sender(&self) -> &SenderStats {
-        &self.sender
     }
 }
 

@@ -5,7 +5,7 @@
 //! [`driver`] runs it in one tokio task, watches each interaction's events, and turns the
 //! router's decisions into interaction commands and agent events.
 
-pub mod driver;
+pub(crate) mod driver;
 pub mod password;
 pub mod router;
-pub mod settings;
+pub(crate) mod settings;

@@ -32,7 +32,7 @@
 
 pub mod demux;
 mod driver;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod peer;
 pub mod rtp_bridge;
 pub mod transcode;

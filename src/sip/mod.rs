@@ -9,7 +9,7 @@ pub mod digest;
 pub mod driver;
 pub mod ids;
 pub mod message;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod owners;
 pub mod peer;
 pub mod registrar;

@@ -5,7 +5,7 @@
 //! The mobile chat page and its JSON API on the link's token live with the other HTTP routes
 //! in `api/mobile.rs`.
 
-pub mod channel;
+pub(crate) mod channel;
 pub mod gsm;
-pub mod mobile;
+pub(crate) mod mobile;
 pub mod provider;
