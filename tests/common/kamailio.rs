@@ -153,7 +153,12 @@ impl Kamailio {
             .unwrap()
             .replace("@LISTEN@", &format!("udp:{addr}"))
             .replace("@NODES@", list.to_str().unwrap())
-            .replace("@MODULES@", "/usr/lib/x86_64-linux-gnu/kamailio/modules/");
+            .replace("@MODULES@", "/usr/lib/x86_64-linux-gnu/kamailio/modules/")
+            // One worker relays every reply in order. With several, a node's 180 relayed by
+            // one can reach SIPp after its 200 relayed by another: legal over UDP (a UAC drops
+            // a provisional answer after the final one), but SIPp's scenarios take it for an
+            // unexpected message and abort the call.
+            .replace("children=2", "children=1");
         Kamailio::spawn(addr, dir, &config)
     }
 

@@ -26,8 +26,6 @@ fn logs(proxy: &Kamailio, nodes: &[&Node], sipp: &common::SippStats) -> String {
 }
 
 #[test]
-#[ignore = "flaky: now and then SIPp sends a BYE without the dialog's route set and Kamailio \
-            answers 404; run it with --ignored while that is looked into"]
 fn kamailio_spreads_calls_over_live_nodes_and_takes_a_dead_one_out() {
     let postgres = Postgres::start();
     let proxy_addr = Kamailio::reserve();
