@@ -2,7 +2,7 @@
 //! `tests/kamailio/record_route.cfg`, on a private port, stopped (by PID) when dropped.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,33 +60,12 @@ impl Kamailio {
     }
 
     fn wait_ready(&self) {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut i = 0;
-        while Instant::now() < deadline {
-            i += 1;
-            let options = format!(
-                "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bK-kready{i};rport\r\n\
-                 Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:{0}>\r\n\
-                 Call-ID: kready-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-                self.addr,
-                socket.local_addr().unwrap()
+        if !super::common::answers_options(self.addr, Duration::from_secs(20)) {
+            panic!(
+                "kamailio never relayed an OPTIONS; log:\n{}",
+                self.log_text()
             );
-            socket.send_to(options.as_bytes(), self.addr).unwrap();
-            let mut buf = [0u8; 4096];
-            if let Ok((n, _)) = socket.recv_from(&mut buf)
-                && buf[..n].starts_with(b"SIP/2.0 200")
-            {
-                return;
-            }
         }
-        panic!(
-            "kamailio never relayed an OPTIONS; log:\n{}",
-            self.log_text()
-        );
     }
 
     pub fn log_text(&self) -> String {
@@ -289,34 +268,13 @@ impl Node {
     }
 
     fn wait_ready(&self) {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut i = 0;
-        while Instant::now() < deadline {
-            i += 1;
-            let options = format!(
-                "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bK-nready{i};rport\r\n\
-                 Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:{0}>\r\n\
-                 Call-ID: nready-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        if !super::common::answers_options(self.sip, Duration::from_secs(60)) {
+            panic!(
+                "node {} never answered OPTIONS; log:\n{}",
                 self.sip,
-                socket.local_addr().unwrap()
+                self.log_text()
             );
-            socket.send_to(options.as_bytes(), self.sip).unwrap();
-            let mut buf = [0u8; 4096];
-            if let Ok((n, _)) = socket.recv_from(&mut buf)
-                && buf[..n].starts_with(b"SIP/2.0 200")
-            {
-                return;
-            }
         }
-        panic!(
-            "node {} never answered OPTIONS; log:\n{}",
-            self.sip,
-            self.log_text()
-        );
     }
 
     pub fn log_text(&self) -> String {

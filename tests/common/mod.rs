@@ -115,31 +115,9 @@ impl Gateway {
     }
 
     fn wait_ready(&self) {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let deadline = std::time::Instant::now() + PATIENCE;
-        for i in 0.. {
-            if std::time::Instant::now() > deadline {
-                break;
-            }
-            let options = format!(
-                "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bK-ready{i};rport\r\n\
-                 Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:{0}>\r\n\
-                 Call-ID: ready-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-                self.sip,
-                socket.local_addr().unwrap()
-            );
-            socket.send_to(options.as_bytes(), self.sip).unwrap();
-            let mut buf = [0u8; 4096];
-            if let Ok((n, _)) = socket.recv_from(&mut buf)
-                && buf[..n].starts_with(b"SIP/2.0 200")
-            {
-                return;
-            }
+        if !answers_options(self.sip, PATIENCE) {
+            panic!("gateway did not answer OPTIONS; log:\n{}", self.log_text());
         }
-        panic!("gateway did not answer OPTIONS; log:\n{}", self.log_text());
     }
 
     /// `GET path` on the HTTP side; the body.
@@ -646,4 +624,35 @@ pub fn rtp_packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
     packet[4..8].copy_from_slice(&ts.to_be_bytes());
     packet.extend_from_slice(payload);
     packet
+}
+
+/// Whether the SIP server at `target` answers an OPTIONS with 200 within `within`, asking
+/// again every 100 ms: how a test waits until a gateway or a proxy is up.
+pub fn answers_options(target: SocketAddr, within: Duration) -> bool {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let local = socket.local_addr().unwrap();
+    let deadline = std::time::Instant::now() + within;
+    let mut i = 0;
+    while std::time::Instant::now() < deadline {
+        i += 1;
+        let options = format!(
+            "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bK-ready{i}-{2};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:{0}>\r\n\
+             Call-ID: ready-{i}-{2}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            target,
+            local,
+            local.port()
+        );
+        socket.send_to(options.as_bytes(), target).unwrap();
+        let mut buf = [0u8; 4096];
+        if let Ok((n, _)) = socket.recv_from(&mut buf)
+            && buf[..n].starts_with(b"SIP/2.0 200")
+        {
+            return true;
+        }
+    }
+    false
 }
