@@ -41,7 +41,33 @@ use crate::bridge::{
 };
 use crate::chat::store::{InteractionRecord, Store, StoreError, Write};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::metrics::{Metrics, Part, registered};
+
+/// The hub's metrics.
+pub(crate) struct HubMetrics {
+    /// Interactions not closed yet.
+    open_interactions: Gauge,
+    /// Chat messages accepted.
+    messages: Counter,
+}
+
+impl Part for HubMetrics {
+    fn register(r: &mut Registry) -> Self {
+        HubMetrics {
+            open_interactions: registered(
+                r,
+                "open_interactions",
+                "Interactions not closed yet",
+                Gauge::default(),
+            ),
+            messages: registered(r, "messages", "Chat messages accepted", Counter::default()),
+        }
+    }
+}
 
 /// Why the hub could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -353,6 +379,8 @@ struct Inner {
     /// See [`STORE_PATIENCE`].
     patience: Duration,
     metrics: Arc<Metrics>,
+    /// The hub's own metrics, registered in `metrics`.
+    counts: Arc<HubMetrics>,
     live: Mutex<HashMap<InteractionId, Handle>>,
     /// Interactions being opened (their first commit under way), by device: counted against
     /// the limits with the live ones, so parallel creates cannot all pass the check. Locked
@@ -446,6 +474,7 @@ impl Hub {
                 store,
                 journal,
                 patience,
+                counts: metrics.part::<HubMetrics>(),
                 metrics,
                 live: Mutex::new(HashMap::new()),
                 opening: Mutex::new(HashMap::new()),
@@ -678,7 +707,7 @@ impl Hub {
                 reservation.release();
             }
         }
-        self.inner.metrics.open_interactions.inc();
+        self.inner.counts.open_interactions.inc();
         let span = tracing::info_span!("interaction", id = %handle_id(&it));
         tokio::spawn(task.run(it, rx).instrument(span));
     }
@@ -875,7 +904,7 @@ impl Task {
             .lock()
             .expect("hub lock")
             .remove(&self.id);
-        self.hub.inner.metrics.open_interactions.dec();
+        self.hub.inner.counts.open_interactions.dec();
     }
 
     /// Serves `first` and the commands already queued behind it with one store write: their
@@ -938,7 +967,7 @@ impl Task {
         let stored = self.flush(it).await;
         for (reply, result, is_message) in answered.drain(..) {
             if is_message && matches!(result, Ok(a) if !a.duplicate) {
-                self.hub.inner.metrics.messages.inc();
+                self.hub.inner.counts.messages.inc();
             }
             let result = match result {
                 Ok(_) if self.moved.load(Ordering::Acquire) => Err(HubError::Moved),

@@ -2,9 +2,8 @@
 //!
 //! Each part defines its metrics in its own module, as a type that implements [`Part`], and
 //! registers them here when it is built ([`Metrics::part`]); this module knows none of them.
-//! It holds only what no single part owns: the refusals every guard counts into, the tasks of
-//! the runtime, and the interaction and call counts the hub and the call driver keep through
-//! the shared handle.
+//! It holds only what no single part owns: the refusals every guard counts into and the tasks
+//! of the runtime.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -64,13 +63,6 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     /// Each part's metrics, by type, as first registered.
     parts: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
-    /// Interactions not closed yet (kept by the hub).
-    pub(crate) open_interactions: Gauge,
-    /// Chat messages accepted (kept by the hub).
-    pub(crate) messages: Counter,
-    /// Calls from the app in progress, a customer peer and its agent side (kept by the call
-    /// driver).
-    pub(crate) app_calls: Gauge,
     /// Tasks alive on the gateway's tokio runtime (sampled when `/metrics` is read).
     tasks: Gauge,
     /// What was refused to protect the gateway, by reason (connections over budget, failed
@@ -94,25 +86,9 @@ impl Default for Metrics {
             "Tasks alive on the tokio runtime",
             Gauge::default(),
         );
-        let app_calls = registered(
-            r,
-            "app_calls",
-            "Calls from the app in progress",
-            Gauge::default(),
-        );
-        let open_interactions = registered(
-            r,
-            "open_interactions",
-            "Interactions not closed yet",
-            Gauge::default(),
-        );
-        let messages = registered(r, "messages", "Chat messages accepted", Counter::default());
         Metrics {
             registry: Mutex::new(registry),
             parts: Mutex::new(HashMap::new()),
-            open_interactions,
-            messages,
-            app_calls,
             tasks,
             refusals,
         }
@@ -136,12 +112,6 @@ impl Metrics {
     /// Publishes `snapshot` into the metrics of its part.
     pub(crate) fn publish<S: Snapshot>(&self, snapshot: &S) {
         snapshot.publish(&self.part::<S::Part>());
-    }
-
-    /// Publishes the WebRTC service's counters (the call driver's ticker calls this once a
-    /// second); the same as [`Metrics::publish`].
-    pub(crate) fn set_rtc<S: Snapshot>(&self, stats: &S) {
-        self.publish(stats);
     }
 
     /// Counts one refusal for `reason`.

@@ -348,7 +348,7 @@ pub fn start(
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
-                _ = tick.tick() => metrics.set_rtc(&rtc.counters()),
+                _ = tick.tick() => metrics.publish(&rtc.counters()),
                 _ = shutdown.cancelled() => break,
             }
         }

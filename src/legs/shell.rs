@@ -24,7 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::driver::{DialTo, Driver, LegError, Op, Outcome, PeerEvent, ReportError};
 use crate::bridge::{Action, AgentId, Command, HeldCall, InteractionId, LegId, Party};
-use crate::metrics::Metrics;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::metrics::{Metrics, Part, registered};
 use crate::sip::core::{AppLeg, CallRef};
 use crate::sip::driver::{IncomingEvent, SipCallEvent};
 use crate::sip::sdp::Codec;
@@ -150,6 +153,25 @@ pub trait Interactions: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<InteractionId, LegError>> + Send;
 }
 
+/// The call driver's metrics.
+pub(crate) struct LegsMetrics {
+    /// Calls from the app in progress, a customer peer and its agent side.
+    app_calls: Gauge,
+}
+
+impl Part for LegsMetrics {
+    fn register(r: &mut Registry) -> Self {
+        LegsMetrics {
+            app_calls: registered(
+                r,
+                "app_calls",
+                "Calls from the app in progress",
+                Gauge::default(),
+            ),
+        }
+    }
+}
+
 /// The driver's input channels.
 pub struct Inputs<Id> {
     /// The interactions' leg actions.
@@ -189,7 +211,7 @@ pub struct Shell<P: Peers, S: Phones, I: Interactions> {
     /// Reports waiting for the delivery in flight to their interaction.
     queues: HashMap<InteractionId, VecDeque<(Party, Command)>>,
     beside: JoinSet<Done>,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<Arc<LegsMetrics>>,
 }
 
 impl<P: Peers, S: Phones, I: Interactions> Shell<P, S, I> {
@@ -208,7 +230,7 @@ impl<P: Peers, S: Phones, I: Interactions> Shell<P, S, I> {
 
     /// Publishes the number of calls in progress as `app_calls`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
+        self.metrics = Some(metrics.part::<LegsMetrics>());
         self
     }
 
