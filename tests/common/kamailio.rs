@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct Kamailio {
@@ -223,7 +224,11 @@ impl Node {
             .parse()
             .unwrap();
         let rtc = super::common::free_port();
-        let rtp = 1100 + (port % 98) * 200;
+        // RTP ports of their own, one range per node this test process starts: between the
+        // SIP ports (21000–29999) and Linux's ephemeral range (32768–), where no single-node
+        // gateway draws its range, so a node never races another test for a media port.
+        static NODES: AtomicU16 = AtomicU16::new(0);
+        let rtp = 30000 + (NODES.fetch_add(1, Ordering::Relaxed) % 13) * 200;
         let data = dir.path().display();
         let config = format!(
             "[sip]\nlisten = \"{sip}\"\necho = true\n{extra}\n\
