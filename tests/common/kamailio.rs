@@ -35,29 +35,7 @@ impl Kamailio {
             .replace("@GATEWAY@", &format!("sip:{gateway}"))
             .replace("@GATEWAY_IP@", &gateway.ip().to_string())
             .replace("@GATEWAY_PORT@", &gateway.port().to_string());
-        let cfg = dir.path().join("kamailio.cfg");
-        std::fs::write(&cfg, config).unwrap();
-        let log = dir.path().join("kamailio.log");
-        let child = Command::new("kamailio")
-            .arg("-f")
-            .arg(&cfg)
-            .args(["-DD", "-E", "-m", "64", "-M", "8", "-n", "1", "-P"])
-            .arg(dir.path().join("kamailio.pid"))
-            .arg("-w")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("kamailio is installed (scripts/test installs Debian's kamailio)");
-        let kamailio = Kamailio {
-            child,
-            addr,
-            dir,
-            log,
-        };
-        kamailio.wait_ready();
-        kamailio
+        Kamailio::spawn(addr, dir, &config)
     }
 
     fn wait_ready(&self) {
@@ -149,7 +127,7 @@ impl Kamailio {
         let child = Command::new("kamailio")
             .arg("-f")
             .arg(&cfg)
-            .args(["-DD", "-E", "-m", "64", "-M", "8", "-P"])
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-n", "1", "-P"])
             .arg(dir.path().join("kamailio.pid"))
             .arg("-w")
             .arg(dir.path())
