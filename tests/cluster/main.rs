@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../common/agent_desk.rs"]
+mod agent_desk;
 #[path = "../common/postgres.rs"]
 mod postgres;
 
@@ -10,5 +12,6 @@ mod nodes;
 
 mod chat_through_any_node;
 mod owner_killed_is_taken_over;
+mod routing_across_nodes;
 mod sigterm_hands_the_chat_over;
 mod stale_owner_is_fenced;

@@ -80,6 +80,11 @@ impl Node {
         format!("{}/clientweb/api/v1", self.base)
     }
 
+    /// The address of the node's HTTP API.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
@@ -175,6 +180,12 @@ impl Cluster {
     /// Starts PostgreSQL, NATS and `n` nodes named `a`, `b`, `c` …, and waits until each is
     /// ready.
     pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, "").await
+    }
+
+    /// [`Cluster::start`] with `extra` TOML in every node's configuration, right after the
+    /// `claims` service's lines (so it may go on with that service, then add tables).
+    pub async fn start_with(n: usize, extra: &str) -> Cluster {
         let postgres = Postgres::start();
         let nats = Nats::start();
         let dir = tempfile::tempdir().unwrap();
@@ -195,7 +206,8 @@ impl Cluster {
                  [files]\ndir = \"{}\"\n\
                  [cluster]\nnode = \"{name}\"\nnats_url = \"{}\"\nlease_s = {LEASE_S}\n\
                  http_url = \"http://127.0.0.1:{http}\"\nsip_uri = \"sip:127.0.0.1:{sip}\"\n\
-                 [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n",
+                 [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n\
+                 {extra}\n",
                 rtp + 199,
                 postgres.url(),
                 files.display(),
