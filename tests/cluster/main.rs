@@ -13,5 +13,6 @@ mod nodes;
 mod chat_through_any_node;
 mod owner_killed_is_taken_over;
 mod routing_across_nodes;
+mod routing_leader_killed;
 mod sigterm_hands_the_chat_over;
 mod stale_owner_is_fenced;

@@ -15,7 +15,7 @@ use crate::nodes::{Cluster, PATIENCE};
 const PASSWORD: &str = "desk";
 
 /// Ring-all to every agent, with room for many chats each, and a source that may open many.
-fn config(agents: usize) -> String {
+pub fn config(agents: usize) -> String {
     let hash = password::hash(PASSWORD);
     let mut toml = String::from(
         "routing = \"ring_all\"\n\
@@ -31,7 +31,7 @@ fn config(agents: usize) -> String {
 }
 
 /// Opens a chat on node `i` for the device `device`; its id.
-async fn open_chat(cluster: &Cluster, i: usize, device: &str) -> String {
+pub async fn open_chat(cluster: &Cluster, i: usize, device: &str) -> String {
     let auth = format!(r#"MOBILE-API-140-327-PLAIN appId="claims-app", clientId="{device}""#);
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -72,7 +72,7 @@ async fn joined(store: &Store, chat: &str) -> Vec<String> {
 
 /// Logs `agent` in on node `i` and makes them available; retried while routing has no leader
 /// yet (a cluster that just started).
-async fn desk_on(cluster: &Cluster, i: usize, agent: &str) -> Desk {
+pub async fn desk_on(cluster: &Cluster, i: usize, agent: &str) -> Desk {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let token =
