@@ -7,6 +7,8 @@
 mod agent_desk;
 #[path = "../common/postgres.rs"]
 mod postgres;
+#[path = "../common/sms.rs"]
+mod sms;
 
 mod nodes;
 
@@ -15,4 +17,5 @@ mod owner_killed_is_taken_over;
 mod routing_across_nodes;
 mod routing_leader_killed;
 mod sigterm_hands_the_chat_over;
+mod sms_offer_once;
 mod stale_owner_is_fenced;
