@@ -9,10 +9,13 @@ mod agent_desk;
 mod postgres;
 #[path = "../common/sms.rs"]
 mod sms;
+#[path = "../common/tcp_proxy.rs"]
+mod tcp_proxy;
 
 mod nodes;
 
 mod chat_through_any_node;
+mod cut_off_node_fences_itself;
 mod owner_killed_is_taken_over;
 mod routing_across_nodes;
 mod routing_leader_killed;

@@ -186,7 +186,17 @@ impl Cluster {
     /// [`Cluster::start`] with `extra` TOML in every node's configuration, right after the
     /// `claims` service's lines (so it may go on with that service, then add tables).
     pub async fn start_with(n: usize, extra: &str) -> Cluster {
-        let postgres = Postgres::start();
+        Cluster::start_on(Postgres::start(), n, extra, &|_| None).await
+    }
+
+    /// [`Cluster::start_with`] on `postgres`, node `i` reaching it at `store_of(i)` when that
+    /// is set (through a proxy that can be cut, say).
+    pub async fn start_on(
+        postgres: Postgres,
+        n: usize,
+        extra: &str,
+        store_of: &dyn Fn(usize) -> Option<String>,
+    ) -> Cluster {
         let nats = Nats::start();
         let dir = tempfile::tempdir().unwrap();
         let files = dir.path().join("files");
@@ -209,7 +219,7 @@ impl Cluster {
                  [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n\
                  {extra}\n",
                 rtp + 199,
-                postgres.url(),
+                store_of(i).unwrap_or_else(|| postgres.url()),
                 files.display(),
                 nats.url(),
             );
