@@ -12,7 +12,8 @@
 //! **A new leader** starts with nobody at a desk: it says so (`tandem.routing.leader`), and
 //! every node tells it again how many tabs of each agent it holds, and their presence
 //! ([`Routing::rejoin`]); chats still waiting are offered anew. Nodes whose lease ran out
-//! count no more ([`Routing::nodes_alive`]): their agents reconnect elsewhere.
+//! count no more ([`Routing::nodes_alive`]): their agents reconnect elsewhere, and a node that
+//! comes back is asked again, with the others.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -145,6 +146,8 @@ pub(super) async fn claim(seat: Seat, stop: CancellationToken) {
     };
     let mut leader: Option<String> = None;
     let mut held_until = 0;
+    // The nodes alive at the last look, while leading.
+    let mut alive: HashSet<String> = HashSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => {
@@ -195,15 +198,20 @@ pub(super) async fn claim(seat: Seat, stop: CancellationToken) {
             }
             leader = Some(holder);
         }
-        if seat.routing.leads()
-            && let Ok(nodes) = seat.store.nodes().await
-        {
-            let alive: HashSet<String> = nodes
+        if !seat.routing.leads() {
+            alive.clear();
+        } else if let Ok(nodes) = seat.store.nodes().await {
+            let now_alive: HashSet<String> = nodes
                 .into_iter()
                 .filter(|n| n.lease_until > now)
                 .map(|n| n.node)
                 .collect();
-            seat.routing.nodes_alive(alive);
+            // A node back from the dead (its desks were forgotten) or new: ask again.
+            if !alive.is_empty() && !now_alive.is_subset(&alive) {
+                announce(&seat).await;
+            }
+            seat.routing.nodes_alive(now_alive.clone());
+            alive = now_alive;
         }
     }
 }
@@ -254,6 +262,11 @@ async fn start_term(seat: &Seat) {
         over.clone(),
     ));
     tokio::spawn(rejoin(seat.routing.clone()));
+    announce(seat).await;
+}
+
+/// Says this node leads routing: every other node tells it who is at its desks.
+async fn announce(seat: &Seat) {
     let _ = seat
         .nats
         .publish(wire::ROUTING_LEADER, seat.config.node.clone().into())
