@@ -17,7 +17,8 @@
 //! never dropped: the machine has moved on), and until it is stored the interaction refuses
 //! new commands at once with [`HubError::StoreUnavailable`] and publishes nothing it has not
 //! stored. Once the store takes the writes, their events are published, their actions handed
-//! out, and commands are served again.
+//! out, and commands are served again. Opening an interaction waits no longer than that
+//! either: if its first commit is not confirmed in time, it is not opened.
 //!
 //! **Several nodes.** On a node of a cluster (`crate::cluster`) a [`Handle`] may also reach an
 //! interaction that runs on another node ([`Hub::find`]); the hub stays the owner of its own
@@ -87,8 +88,9 @@ pub enum HubError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The interaction's last writes are not stored yet (the store is slow or failing): the
-    /// command was not carried out. Try again later.
+    /// The interaction's last writes are not stored yet, or a new interaction's first commit
+    /// did not return in time (the store is slow or failing): the command was not carried out,
+    /// the interaction not opened. Try again later.
     #[error("the store is not taking writes")]
     StoreUnavailable,
     /// The command was carried out, but the store did not confirm its events in time. They
@@ -600,7 +602,8 @@ impl Hub {
         self.inner.join_secret.check_ticket(id, device, ticket, now)
     }
 
-    /// Opens a new interaction, persisted before this returns.
+    /// Opens a new interaction, persisted before this returns. A store that does not confirm
+    /// within the hub's patience opens nothing: [`HubError::StoreUnavailable`].
     pub async fn create(
         &self,
         service: &str,
@@ -656,11 +659,49 @@ impl Hub {
             last_seq: it.last_seq(),
         };
         writes.insert(0, Write::NewInteraction(record));
-        self.inner.journal.write(writes).await?;
+        let mut writing = self.inner.journal.write(writes);
+        let patience = self.inner.patience;
+        match tokio::time::timeout(patience, &mut writing).await {
+            Ok(written) => written?,
+            Err(_) => {
+                tracing::warn!(?patience, interaction = %id, "the store is slow: not opened");
+                self.abandon(writing, id, it.last_seq());
+                return Err(HubError::StoreUnavailable);
+            }
+        }
         task.publish(&mut it, emitted);
         let phase = it.phase();
         self.spawn(task, it, device, Some(reservation));
         Ok((id, phase))
+    }
+
+    /// Gives up a new interaction whose first commit did not return within the hub's
+    /// patience: its creator was told it failed, so if the commit lands later its row is
+    /// closed at once, and no restart brings back a chat that nobody knows of.
+    fn abandon(
+        &self,
+        writing: BoxFuture<'static, Result<(), StoreError>>,
+        id: InteractionId,
+        last_seq: u64,
+    ) {
+        let journal = self.inner.journal.clone();
+        tokio::spawn(async move {
+            if writing.await.is_err() {
+                return; // Not stored: nothing to undo.
+            }
+            let closed = Write::Progress {
+                id: id.clone(),
+                phase: Phase::Closed,
+                last_seq,
+                closed_at: Some(Time::now().millis()),
+            };
+            match journal.write(vec![closed]).await {
+                Ok(()) => tracing::info!(interaction = %id, "closed the chat that was not opened"),
+                Err(e) => {
+                    tracing::error!(interaction = %id, "cannot close the chat that was not opened: {e}")
+                }
+            }
+        });
     }
 
     /// Holds a place for one more interaction of `device` within the node's and the device's
