@@ -43,7 +43,7 @@ fn valid_origin(origin: &str) -> bool {
 }
 
 /// The configuration compiled into the binary; `tandem run` uses it when no file is found.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../config/tandem.toml");
+const EMBEDDED_DEFAULT: &str = include_str!("../config/tandem.toml");
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,7 @@ impl Default for SecurityConfig {
 
 impl SecurityConfig {
     /// The back-off policy of a guard.
-    pub fn guard_policy(&self) -> crate::guard::Policy {
+    pub(crate) fn guard_policy(&self) -> crate::guard::Policy {
         crate::guard::Policy {
             free_failures: self.failures_before_lockout,
             first_lock: std::time::Duration::from_millis(self.first_lockout_ms),
@@ -342,7 +342,7 @@ pub struct RegistrarConfig {
 
 impl RegistrarConfig {
     /// The back-off of digest guesses per account and per source address.
-    pub fn guard_policies(&self) -> (crate::guard::Policy, crate::guard::Policy) {
+    pub(crate) fn guard_policies(&self) -> (crate::guard::Policy, crate::guard::Policy) {
         let account = crate::guard::Policy {
             free_failures: self.failures_before_lockout,
             first_lock: std::time::Duration::from_millis(self.first_lockout_ms),
@@ -809,21 +809,21 @@ fn default_closed_reason() -> String {
 }
 
 /// Day names as schedules write them, Monday first.
-pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+pub(crate) const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 /// A phone number as configured: 1 to 32 digits, optionally after a `+`.
-pub fn valid_phone_number(number: &str) -> bool {
+pub(crate) fn valid_phone_number(number: &str) -> bool {
     let digits = number.strip_prefix('+').unwrap_or(number);
     !digits.is_empty() && digits.len() <= 32 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The form numbers are compared in: without a leading `+`.
-pub fn number_key(number: &str) -> &str {
+pub(crate) fn number_key(number: &str) -> &str {
     number.strip_prefix('+').unwrap_or(number)
 }
 
 /// "HH:MM" as minutes of the day ("24:00" ends one).
-pub fn parse_hhmm(s: &str) -> Option<u32> {
+pub(crate) fn parse_hhmm(s: &str) -> Option<u32> {
     let (h, m) = s.split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
     (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
@@ -845,10 +845,10 @@ impl BusinessHours {
 }
 
 impl ServiceConfig {
-    pub fn max_file_bytes(&self, files: &FilesConfig) -> u64 {
+    pub(crate) fn max_file_bytes(&self, files: &FilesConfig) -> u64 {
         self.max_file_bytes.unwrap_or(files.max_bytes)
     }
-    pub fn allowed_file_types<'a>(&'a self, files: &'a FilesConfig) -> &'a [String] {
+    pub(crate) fn allowed_file_types<'a>(&'a self, files: &'a FilesConfig) -> &'a [String] {
         self.allowed_file_types
             .as_deref()
             .unwrap_or(&files.allowed_types)
@@ -857,7 +857,7 @@ impl ServiceConfig {
 
 impl Config {
     /// The service an app entry (`appId`) opens chats for.
-    pub fn service_for_entry(&self, entry: &str) -> Option<&ServiceConfig> {
+    pub(crate) fn service_for_entry(&self, entry: &str) -> Option<&ServiceConfig> {
         self.services
             .iter()
             .find(|s| s.entries.iter().any(|e| e == entry))
@@ -867,7 +867,7 @@ impl Config {
     }
 
     /// The service a call to `number` (a DID) reaches; `+` and no `+` are the same number.
-    pub fn service_for_number(&self, number: &str) -> Option<&ServiceConfig> {
+    pub(crate) fn service_for_number(&self, number: &str) -> Option<&ServiceConfig> {
         let key = number_key(number);
         self.services
             .iter()
@@ -908,15 +908,7 @@ impl Default for RtcConfig {
 }
 
 impl RtcConfig {
-    /// The address of our host candidate: `public_ip` (or the listen IP) and the listen port.
-    pub fn candidate_addr(&self) -> SocketAddr {
-        SocketAddr::new(
-            self.public_ip.unwrap_or(self.listen.ip()),
-            self.listen.port(),
-        )
-    }
-
-    pub fn consent_timeout(&self) -> Duration {
+    pub(crate) fn consent_timeout(&self) -> Duration {
         Duration::from_secs(self.consent_timeout_s)
     }
 }
@@ -1740,7 +1732,7 @@ impl SipConfig {
         Duration::from_millis(self.t4_ms)
     }
     /// The address we advertise in Via, Contact and SDP.
-    pub fn advertised_addr(&self) -> SocketAddr {
+    fn advertised_addr(&self) -> SocketAddr {
         self.public_addr.unwrap_or(self.listen)
     }
     /// The host part of our own URIs.
@@ -1753,7 +1745,7 @@ impl SipConfig {
 }
 
 /// An IP address as it is written in a SIP URI host (IPv6 in brackets).
-pub fn host_string(ip: IpAddr) -> String {
+pub(crate) fn host_string(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
@@ -1949,10 +1941,9 @@ mod tests {
         let text = "[rtc]\nlisten = \"0.0.0.0:40000\"\npublic_ip = \"203.0.113.7\"\n\
                     ice_servers = [\"stun:stun.example.com:3478\"]\nconsent_timeout_s = 10\n";
         let rtc = Config::parse(text).unwrap().rtc;
-        assert_eq!(
-            rtc.candidate_addr(),
-            "203.0.113.7:40000".parse::<std::net::SocketAddr>().unwrap()
-        );
+        let public_ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(rtc.public_ip, Some(public_ip));
+        assert_eq!(rtc.listen, "0.0.0.0:40000".parse::<SocketAddr>().unwrap());
         assert_eq!(rtc.ice_servers, ["stun:stun.example.com:3478"]);
         assert_eq!(rtc.consent_timeout(), Duration::from_secs(10));
         assert_eq!(rtc.max_peers, 2000);
