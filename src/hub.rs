@@ -110,7 +110,7 @@ pub enum HubError {
 /// How long a command waits for its events to be stored before it is answered
 /// [`HubError::NotStored`]: long enough for a loaded disk, short enough that a stalled store
 /// is reported rather than waited for.
-pub const STORE_PATIENCE: Duration = Duration::from_secs(5);
+pub(crate) const STORE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Where the hub makes interactions' events durable: the [`Store`], or a test double that
 /// stalls or fails it.
@@ -131,9 +131,9 @@ impl Journal for Store {
 /// [`LOG_MAX_BYTES`] (as stored). Older events are read from the store, which has them all.
 pub const LOG_MAX_EVENTS: usize = 1024;
 /// See [`LOG_MAX_EVENTS`].
-pub const LOG_MAX_BYTES: usize = 512 * 1024;
+const LOG_MAX_BYTES: usize = 512 * 1024;
 /// See [`LOG_MAX_EVENTS`].
-pub const LOG_MIN_EVENTS: usize = 16;
+const LOG_MIN_EVENTS: usize = 16;
 
 /// The events after some `seq`, then everything new.
 pub struct Subscription {
@@ -267,7 +267,7 @@ impl Handle {
     }
 
     /// Whether the interaction runs on this node.
-    pub fn is_local(&self) -> bool {
+    pub(crate) fn is_local(&self) -> bool {
         matches!(self.route, Route::Local { .. })
     }
 
@@ -371,7 +371,7 @@ fn gone(moved: &AtomicBool) -> HubError {
 }
 
 /// Leg work for the SIP/WebRTC drivers.
-pub type LegActions = mpsc::UnboundedSender<(InteractionId, Action)>;
+type LegActions = mpsc::UnboundedSender<(InteractionId, Action)>;
 
 struct Inner {
     config: Arc<Config>,
@@ -429,7 +429,7 @@ pub struct Hub {
 }
 
 /// The machine rules of a service, from config (and the node's join-token key).
-pub fn rules_for(config: &Config, service: &str, join_secret: &JoinSecret) -> Rules {
+fn rules_for(config: &Config, service: &str, join_secret: &JoinSecret) -> Rules {
     let s = config.service(service);
     Rules {
         service: service.to_string(),
@@ -530,7 +530,7 @@ impl Hub {
     /// Stops serving every running interaction without ending it, for another node to take
     /// over (a cluster node that stops), and waits until they are all stopped or `within` has
     /// passed. What was acknowledged is stored; their handles answer [`HubError::Moved`].
-    pub async fn release_all(&self, within: Duration) -> usize {
+    pub(crate) async fn release_all(&self, within: Duration) -> usize {
         let handles = self.handles();
         for handle in &handles {
             if let Route::Local { tx, .. } = &handle.route {
@@ -550,7 +550,7 @@ impl Hub {
     /// Ends every running interaction with its ordered teardown (calls released, then video,
     /// then the chat, then the transcript), and waits until they are all closed or `within` has
     /// passed. Returns how many were still running at the deadline.
-    pub async fn close_all(&self, within: Duration) -> usize {
+    pub(crate) async fn close_all(&self, within: Duration) -> usize {
         let handles: Vec<Handle> = self
             .inner
             .live
@@ -581,7 +581,7 @@ impl Hub {
 
     /// A ticket with which `device` of `app_id` opens the WebSocket of chat `id` until
     /// `expires`, where it cannot send `Authorization` (a browser).
-    pub fn socket_ticket(
+    pub(crate) fn socket_ticket(
         &self,
         id: &InteractionId,
         app_id: &str,
@@ -592,7 +592,7 @@ impl Hub {
     }
 
     /// The app a socket ticket for chat `id` of `device` was issued to, if it is good at `now`.
-    pub fn check_socket_ticket(
+    pub(crate) fn check_socket_ticket(
         &self,
         id: &InteractionId,
         device: &str,
@@ -618,7 +618,7 @@ impl Hub {
 
     /// Opens a new interaction for a phone call from `caller` to a service number, with the
     /// call (`held`) waiting for the agent who accepts ([`Interaction::new_call`]).
-    pub async fn create_for_call(
+    pub(crate) async fn create_for_call(
         &self,
         service: &str,
         customer: Customer,

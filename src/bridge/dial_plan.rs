@@ -59,7 +59,7 @@ impl E164 {
         &self.0
     }
 
-    pub fn into_string(self) -> String {
+    pub(crate) fn into_string(self) -> String {
         self.0
     }
 }
@@ -118,7 +118,7 @@ pub const DEFAULT_BLOCKED: [&str; 12] = [
 impl DialPlan {
     /// Reads `number` (E.164, or the plan's national form) as E.164, without checking whether
     /// it may be dialled: for numbers that are only compared or stored.
-    pub fn normalize(&self, number: &str) -> Result<E164, NumberError> {
+    pub(crate) fn normalize(&self, number: &str) -> Result<E164, NumberError> {
         let compact = compact(number);
         if compact.starts_with('+') {
             return E164::parse(&compact);

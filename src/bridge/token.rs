@@ -45,7 +45,7 @@ impl JoinSecret {
     }
 
     /// The configured key, else a random one.
-    pub fn from_config(secret: Option<&str>) -> JoinSecret {
+    pub(crate) fn from_config(secret: Option<&str>) -> JoinSecret {
         secret.map_or_else(JoinSecret::random, |s| JoinSecret::new(s.as_bytes()))
     }
 
@@ -108,7 +108,7 @@ impl JoinSecret {
 
     /// The app id `ticket` was issued to, if it is a ticket for chat `id` and the chat's
     /// `device` under this key that has not expired at `now`.
-    pub fn check_ticket(
+    pub(crate) fn check_ticket(
         &self,
         id: &InteractionId,
         device: &str,

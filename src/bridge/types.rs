@@ -20,13 +20,13 @@ impl Time {
     pub fn now() -> Time {
         Time::from_system(SystemTime::now())
     }
-    pub fn from_system(t: SystemTime) -> Time {
+    fn from_system(t: SystemTime) -> Time {
         Time(
             t.duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         )
     }
-    pub fn millis(self) -> u64 {
+    pub(crate) fn millis(self) -> u64 {
         self.0
     }
     /// Time from `earlier` to `self`, zero when `earlier` is later.
@@ -80,7 +80,7 @@ impl InteractionId {
 }
 
 /// `n` random bytes as lowercase hex.
-pub fn random_hex(n: usize) -> String {
+pub(crate) fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     rand::fill(&mut bytes[..]);
     hex::encode(bytes)

@@ -30,13 +30,13 @@ pub enum FileError {
 }
 
 /// The MIME type of `bytes`, from their magic numbers; `application/octet-stream` when unknown.
-pub fn sniff(bytes: &[u8]) -> &'static str {
+fn sniff(bytes: &[u8]) -> &'static str {
     infer::get(bytes).map_or("application/octet-stream", |t| t.mime_type())
 }
 
 /// Whether one more file of `size` bytes fits a chat that holds `files` files of `bytes` bytes,
 /// within `max_files` and `max_bytes`.
-pub fn within_quota(
+pub(crate) fn within_quota(
     (files, bytes): (u64, u64),
     size: u64,
     max_files: u64,
