@@ -45,7 +45,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use error::{ApiError, ErrorCode};
+pub(crate) use error::{ApiError, ErrorCode};
 
 use crate::bridge::InteractionId;
 use crate::chat::files::FileStore;
@@ -197,7 +197,7 @@ impl AppState {
 }
 
 /// `axum::Json` with its rejections turned into [`ApiError`]s.
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
