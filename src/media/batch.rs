@@ -128,7 +128,7 @@ impl RecvBatch {
     }
 
     /// Whether the `i`th datagram was longer than [`PACKET`] (and is cut short).
-    pub fn truncated(&self, i: usize) -> bool {
+    pub(crate) fn truncated(&self, i: usize) -> bool {
         self.truncated[i]
     }
 

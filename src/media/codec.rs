@@ -20,7 +20,7 @@ impl Codec {
     }
 
     /// The encoding name as written in `a=rtpmap`.
-    pub const fn encoding_name(self) -> &'static str {
+    pub(crate) const fn encoding_name(self) -> &'static str {
         match self {
             Codec::Pcmu => "PCMU",
             Codec::Pcma => "PCMA",
@@ -37,7 +37,7 @@ impl Codec {
     }
 
     /// The codec an encoding name stands for; names are case-insensitive (RFC 4855 §3).
-    pub fn from_encoding_name(name: &str) -> Option<Codec> {
+    pub(crate) fn from_encoding_name(name: &str) -> Option<Codec> {
         [Codec::Pcmu, Codec::Pcma]
             .into_iter()
             .find(|c| name.eq_ignore_ascii_case(c.encoding_name()))

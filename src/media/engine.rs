@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use super::latch::{Latch, LatchConfig, Learning};
 use super::leg::{CLOCK_RATE, Control, EngineCounters, Leg};
-pub use super::leg::{LegCounters, LegShared};
+pub(crate) use super::leg::{LegCounters, LegShared};
 use super::reactor::{Command, ReactorHandle};
 use super::recorder::{RecordError, RecorderCounters, RecordingSink, Side};
 use super::rtcp::{RemoteReport, RtcpSession};
@@ -526,7 +526,7 @@ impl MediaEngine {
         self.legs.get(&leg).map(|e| e.shared.stats())
     }
 
-    pub fn open_legs(&self) -> usize {
+    pub(crate) fn open_legs(&self) -> usize {
         self.legs.len()
     }
 

@@ -115,7 +115,7 @@ impl Default for LatchConfig {
 
 /// What to do with one received packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// From the latched source: forward it.
     Accept,
     /// The latch moved (first packet, a permitted move, or the signalled address): forward it,
@@ -148,7 +148,7 @@ struct Candidate {
 
 /// The latching state of one peer's RTP (or RTCP) stream.
 #[derive(Debug)]
-pub struct Latch {
+pub(crate) struct Latch {
     signalled: Option<SocketAddr>,
     learning: Learning,
     config: LatchConfig,
@@ -246,12 +246,13 @@ impl Latch {
 
     /// The peer renegotiated (re-INVITE, UPDATE) and now signals `signalled`. The latch stays
     /// where it is until packets arrive from the new address or the move rule allows another.
-    pub fn resignal(&mut self, signalled: Option<SocketAddr>) {
+    pub(crate) fn resignal(&mut self, signalled: Option<SocketAddr>) {
         self.signalled = signalled;
     }
 
     /// Packets rejected so far.
-    pub fn rejected(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn rejected(&self) -> u64 {
         self.rejected
     }
 
