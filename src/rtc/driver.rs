@@ -519,7 +519,7 @@ impl PeerTask {
         if media.kind == MediaKind::Audio
             && let Some(bridge) = &mut self.bridge
         {
-            if bridge.rtp.to_rtp(&media, &mut bridge.packet)
+            if bridge.rtp.rtp_for_sip(&media, &mut bridge.packet)
                 && bridge
                     .socket
                     .try_send_to(&bridge.packet, bridge.remote)
@@ -550,7 +550,7 @@ impl PeerTask {
         let now = Instant::now();
         let peer = &mut self.peer;
         let mut refused = false;
-        let taken = bridge.rtp.from_rtp(packet, |pt, time, data| {
+        let taken = bridge.rtp.audio_for_client(packet, |pt, time, data| {
             refused |= !peer.write_audio(pt, now, time, data);
         });
         if !taken || refused {

@@ -29,8 +29,8 @@ use super::{CloseReason, MediaSpec, RtcError, demux};
 
 /// The payload types we offer RFC 4733 telephone-events on, with Opus's 48 kHz clock and with
 /// G.711's 8 kHz one (the numbers browsers use; none of str0m's default codecs takes them).
-pub const TELEPHONE_EVENT_48K: u8 = 110;
-pub const TELEPHONE_EVENT_8K: u8 = 126;
+const TELEPHONE_EVENT_48K: u8 = 110;
+const TELEPHONE_EVENT_8K: u8 = 126;
 
 /// How a peer is set up.
 #[derive(Debug, Clone, Copy)]
@@ -196,7 +196,8 @@ impl PeerConnection {
         &self.ufrag
     }
 
-    pub fn is_connected(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_connected(&self) -> bool {
         self.connected
     }
 
@@ -204,11 +205,12 @@ impl PeerConnection {
         self.closed
     }
 
-    pub fn has_audio(&self) -> bool {
+    pub(crate) fn has_audio(&self) -> bool {
         self.audio.is_some()
     }
 
-    pub fn has_video(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_video(&self) -> bool {
         self.video_on
     }
 
@@ -464,7 +466,7 @@ impl PeerConnection {
 
     /// The audio codecs the client accepts from us, in the client's order of preference
     /// (RFC 3264 §6.1: the answer lists them so), telephone-events included.
-    pub fn audio_codecs(&mut self) -> Vec<(Pt, Codec)> {
+    pub(crate) fn audio_codecs(&mut self) -> Vec<(Pt, Codec)> {
         let Some(mid) = self.audio else {
             return Vec::new();
         };
@@ -505,7 +507,7 @@ impl PeerConnection {
     }
 
     /// Sends one audio packet of payload type `pt` (one of [`PeerConnection::audio_codecs`]).
-    pub fn write_audio(
+    pub(crate) fn write_audio(
         &mut self,
         pt: Pt,
         wallclock: Instant,
@@ -520,7 +522,7 @@ impl PeerConnection {
 
     /// Asks the client for a keyframe of the video it sends us (because a peer we forward it
     /// to asked us). Ignored when the client did not negotiate that kind of feedback.
-    pub fn request_keyframe(&mut self, kind: KeyframeRequestKind) -> bool {
+    pub(crate) fn request_keyframe(&mut self, kind: KeyframeRequestKind) -> bool {
         let Some(mut writer) = self.video.and_then(|mid| self.rtc.writer(mid)) else {
             return false;
         };
@@ -540,7 +542,7 @@ impl PeerConnection {
 ///   of mono codecs. str0m parses it as one channel and then fails to match it against its own
 ///   G.711 parameters, which have none (RFC 3551 leaves the count out for mono), so the codec
 ///   would be dropped from the answer. The trailing `/1` is removed.
-pub fn normalize_sdp(sdp: &str) -> String {
+fn normalize_sdp(sdp: &str) -> String {
     let mut out = String::with_capacity(sdp.len());
     for line in sdp.split_inclusive('\n') {
         let (body, end) = match line.strip_suffix("\r\n") {
