@@ -139,8 +139,6 @@ enum Control {
         name: String,
         reply: oneshot::Sender<Result<(), DialError>>,
     },
-    /// Ownership of interactions is asked of `owners` from now on.
-    Owners(Arc<dyn Owners>),
     /// The owner of a held call's interaction is known (`None`: it stays here).
     Owned {
         call: IncomingCall,
@@ -192,7 +190,7 @@ impl IncomingEvent {
 
 /// What a core event means to the call driver.
 #[derive(Debug)]
-pub enum ForCalls {
+pub(crate) enum ForCalls {
     /// A call waiting for an interaction, or its caller gone.
     Incoming(IncomingEvent),
     /// An event of an application call.
@@ -203,7 +201,7 @@ pub enum ForCalls {
 /// application calls (echo), which concern only the core, and for the B2BUA's. The SIP task delivers
 /// what this returns, and the deterministic harness of the call path drives the call driver
 /// with it, so both see the same translation.
-pub fn for_calls(core: &SipCore, event: CoreEvent) -> Option<ForCalls> {
+pub(crate) fn for_calls(core: &SipCore, event: CoreEvent) -> Option<ForCalls> {
     Some(match event {
         CoreEvent::Incoming {
             incoming,
@@ -330,7 +328,7 @@ impl SipControl {
     }
 
     /// Refuses an incoming call with `code`, saying `why`.
-    pub async fn reject(&self, incoming: ServerTxId, code: u16, why: &str) {
+    pub(crate) async fn reject(&self, incoming: ServerTxId, code: u16, why: &str) {
         let why = why.to_string();
         let _ = self
             .tx
@@ -340,13 +338,6 @@ impl SipControl {
                 why,
             })
             .await;
-    }
-
-    /// Asks `owners` from now on whether a call that names an interaction belongs to another
-    /// node (which gets it with a redirect). On a PostgreSQL store the store is asked from
-    /// the start; a cluster that knows better says so here.
-    pub async fn use_owners(&self, owners: Arc<dyn Owners>) {
-        let _ = self.tx.send(Control::Owners(owners)).await;
     }
 
     /// Joins two answered application calls to each other (see
@@ -799,7 +790,6 @@ impl CoreLoop {
             } => {
                 let _ = reply.send(self.core.record_app_calls(customer, agent, &name));
             }
-            Control::Owners(owners) => self.owners = Some(owners),
             Control::Owned { call, owner } => self.owned(call, owner),
         }
     }
