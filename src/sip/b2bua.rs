@@ -26,7 +26,7 @@ use super::transaction::ServerTxId;
 
 /// The bridges, from the caller's INVITE to the end of both calls.
 #[derive(Debug, Default)]
-pub struct B2bua {
+pub(crate) struct B2bua {
     /// Whether answered bridges are recorded.
     record: bool,
     /// The softphone's calls still ringing, each with its caller's INVITE.

@@ -18,7 +18,7 @@ pub struct DialogId {
 
 impl DialogId {
     /// The dialog an incoming request belongs to: its To tag is ours, its From tag theirs.
-    pub fn of_request(meta: &Meta) -> Option<DialogId> {
+    pub(crate) fn of_request(meta: &Meta) -> Option<DialogId> {
         Some(DialogId {
             call_id: meta.call_id.clone(),
             local_tag: meta.to_tag.clone()?,
@@ -27,7 +27,7 @@ impl DialogId {
     }
 
     /// The dialog a response to our request belongs to: its From tag is ours, its To tag theirs.
-    pub fn of_response(meta: &Meta) -> Option<DialogId> {
+    pub(crate) fn of_response(meta: &Meta) -> Option<DialogId> {
         Some(DialogId {
             call_id: meta.call_id.clone(),
             local_tag: meta.from_tag.clone()?,
@@ -38,13 +38,13 @@ impl DialogId {
 
 /// Which side created the dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Uac,
     Uas,
 }
 
 #[derive(Debug, Clone)]
-pub struct Dialog {
+pub(crate) struct Dialog {
     pub id: DialogId,
     pub role: Role,
     /// Our From (as UAC) or To (as UAS) header value, with our tag.
@@ -115,7 +115,11 @@ impl Dialog {
 
     /// Checks and records the CSeq of an in-dialog request from the peer (RFC 3261 §12.2.2).
     /// ACK and CANCEL reuse the INVITE's number and are not checked.
-    pub fn accept_remote_cseq(&mut self, method: Method, cseq: u32) -> Result<(), CseqError> {
+    pub(crate) fn accept_remote_cseq(
+        &mut self,
+        method: Method,
+        cseq: u32,
+    ) -> Result<(), CseqError> {
         if matches!(method, Method::Ack | Method::Cancel) {
             return Ok(());
         }
@@ -189,7 +193,7 @@ impl Dialog {
     /// nearest to us. Otherwise the transport path the dialog was set up on: for a dialog the
     /// peer created, that path is the proxy or NAT binding its INVITE really came through, and
     /// on a stream transport, the connection it came on.
-    pub fn next_hop(&self) -> Peer {
+    pub(crate) fn next_hop(&self) -> Peer {
         match (self.role, self.route_set.first()) {
             (Role::Uac, Some(route)) => route_hop(route).unwrap_or(self.peer),
             _ => self.peer,
@@ -197,7 +201,7 @@ impl Dialog {
     }
 
     /// A target refresh (re-INVITE, UPDATE) may change the remote target (RFC 3261 §12.2).
-    pub fn refresh_target(&mut self, headers: &Headers) {
+    pub(crate) fn refresh_target(&mut self, headers: &Headers) {
         if let Some(uri) = contact_uri(headers) {
             self.remote_target = uri;
         }
@@ -263,7 +267,7 @@ fn with_tag(value: &str, tag: &str) -> String {
 }
 
 /// The URI of the first Contact: inside `<…>` when present, else up to the first `;`.
-pub fn contact_uri(headers: &Headers) -> Option<Uri> {
+fn contact_uri(headers: &Headers) -> Option<Uri> {
     let value = headers.iter().find_map(|h| match h {
         Header::Contact(c) => Some(c.value()),
         _ => None,
@@ -273,7 +277,7 @@ pub fn contact_uri(headers: &Headers) -> Option<Uri> {
 }
 
 /// The addr-spec of a name-addr or addr-spec value.
-pub fn addr_spec(value: &str) -> &str {
+pub(crate) fn addr_spec(value: &str) -> &str {
     match (value.find('<'), value.find('>')) {
         (Some(open), Some(close)) if open < close => &value[open + 1..close],
         _ => value.split(';').next().unwrap_or(value).trim(),
@@ -294,7 +298,7 @@ fn record_routes(headers: &Headers) -> Vec<String> {
 }
 
 /// Splits a header value at commas outside `<…>` and quotes.
-pub fn split_list(value: &str) -> Vec<&str> {
+pub(crate) fn split_list(value: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut depth, mut quoted, mut start) = (0i32, false, 0);
     for (i, c) in value.char_indices() {

@@ -18,14 +18,15 @@ pub struct Ids {
 
 impl Ids {
     /// A generator that gives the same identifiers every time for the same seed.
-    pub fn seeded(seed: u64) -> Ids {
+    #[cfg(test)]
+    pub(crate) fn seeded(seed: u64) -> Ids {
         Ids {
             rng: StdRng::seed_from_u64(seed),
         }
     }
 
     /// A generator seeded from the operating system: for the IO shells that build the cores.
-    pub fn from_os() -> Ids {
+    pub(crate) fn from_os() -> Ids {
         Ids {
             rng: StdRng::from_rng(&mut rand::rng()),
         }
@@ -39,7 +40,7 @@ impl Ids {
     }
 
     /// 64 random bits (an SDP session id, a key's seed).
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.rng.random()
     }
 
@@ -71,7 +72,7 @@ impl Ids {
 /// The To tag of a stateless reply: derived from the request, so that every retransmission of
 /// a request gets the same one (RFC 3261 §8.2.7). `parts` are what identifies the request (its
 /// Call-ID, From tag, Via branch …).
-pub fn stateless_tag(parts: &[&str]) -> String {
+pub(crate) fn stateless_tag(parts: &[&str]) -> String {
     // SipHash with fixed keys: the same input gives the same tag in every process.
     let mut hasher = DefaultHasher::new();
     parts.hash(&mut hasher);

@@ -23,10 +23,10 @@ use super::registrar::{Binding, BindingChange};
 use crate::chat::store::{RegistrationChange, RegistrationRecord, Store};
 
 /// The `NOTIFY` channel.
-pub const CHANNEL: &str = "tandem_registrations";
+const CHANNEL: &str = "tandem_registrations";
 
 /// How often everything is read again.
-pub const RESYNC: Duration = Duration::from_secs(30);
+const RESYNC: Duration = Duration::from_secs(30);
 
 /// Changes written at once; more wait for the next batch.
 const QUEUE: usize = 4096;

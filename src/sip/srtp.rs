@@ -14,7 +14,7 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 
 /// The crypto suite Tandem offers and accepts.
-pub const SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
+pub(crate) const SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
 const MASTER_KEY: usize = 16;
 const MASTER_SALT: usize = 14;
 const AUTH_TAG: usize = 10;
@@ -58,7 +58,7 @@ impl MasterKey {
 
     /// From the key parameter of an `a=crypto` line: `inline:<base64>` without `|lifetime`
     /// or `|MKI`.
-    pub fn from_inline(param: &str) -> Result<MasterKey, SrtpError> {
+    pub(crate) fn from_inline(param: &str) -> Result<MasterKey, SrtpError> {
         let encoded = param.strip_prefix("inline:").ok_or(SrtpError::BadKey)?;
         if encoded.contains('|') {
             return Err(SrtpError::BadKey);
@@ -148,7 +148,7 @@ impl Context {
     }
 
     /// Encrypts and authenticates an RTP packet in place (the tag is appended).
-    pub fn protect(&mut self, packet: &mut Vec<u8>) -> Result<(), SrtpError> {
+    pub(crate) fn protect(&mut self, packet: &mut Vec<u8>) -> Result<(), SrtpError> {
         let (header, ssrc, seq) = rtp_header(packet)?;
         let state = self.streams.entry(ssrc).or_insert((seq, 0));
         if seq < state.0 && state.0 - seq > 0x8000 {
@@ -167,7 +167,7 @@ impl Context {
     }
 
     /// Checks and decrypts an SRTP packet: the plain RTP packet.
-    pub fn unprotect(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+    pub(crate) fn unprotect(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
         if packet.len() < RTP_HEADER + AUTH_TAG {
             return Err(SrtpError::Malformed);
         }

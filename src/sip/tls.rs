@@ -113,7 +113,7 @@ impl Certificates {
     /// Loads the files again if either changed since the last load: `Ok(true)` when the new
     /// certificate is in use, `Ok(false)` when nothing changed, `Err` when the new files are
     /// unusable (the old certificate stays in use).
-    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+    pub(crate) fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let stamps = (modified(&self.cert_file), modified(&self.key_file));
         let mut loaded = self.loaded.lock().expect("certificate stamps lock");
         if *loaded == stamps {
@@ -136,7 +136,7 @@ impl ResolvesServerCert for Certificates {
 /// The TLS side of the SIP endpoint: what listeners present and what outbound connections
 /// trust.
 #[derive(Debug, Clone)]
-pub struct TlsContext {
+pub(crate) struct TlsContext {
     pub certificates: Arc<Certificates>,
     pub server: Arc<ServerConfig>,
     /// `None` without `ca_file`: no outbound TLS (the configuration refuses TLS trunks then).
@@ -144,7 +144,7 @@ pub struct TlsContext {
 }
 
 impl TlsContext {
-    pub fn from_config(config: &SipTlsConfig) -> Result<TlsContext, TlsError> {
+    pub(crate) fn from_config(config: &SipTlsConfig) -> Result<TlsContext, TlsError> {
         let certificates =
             Certificates::load(Path::new(&config.cert_file), Path::new(&config.key_file))?;
         let server = ServerConfig::builder_with_provider(provider())
@@ -165,7 +165,7 @@ impl TlsContext {
 }
 
 /// A client configuration that trusts the roots in `ca_file` alone.
-pub fn client_config(ca_file: &Path) -> Result<ClientConfig, TlsError> {
+fn client_config(ca_file: &Path) -> Result<ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&read(ca_file)?).filter_map(Result::ok) {
         let _ = roots.add(cert);

@@ -28,7 +28,7 @@ use crate::rtc::{MediaSpec, PeerId, RtcService};
 
 /// What a plain offer of ours says: where its media-engine leg is and its first codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlainOffer {
+struct PlainOffer {
     pub leg: SocketAddr,
     pub codec: Codec,
 }
@@ -75,7 +75,7 @@ impl<'a> Message<'a> {
     }
 
     /// The same message with `body` instead, its Content-Length set to match.
-    pub fn with_body(&self, body: &str) -> Bytes {
+    pub(crate) fn with_body(&self, body: &str) -> Bytes {
         let mut out = String::with_capacity(self.head.len() + body.len() + 32);
         for line in self.head.lines() {
             let key = line.split(':').next().unwrap_or("").trim();
@@ -92,7 +92,7 @@ impl<'a> Message<'a> {
 }
 
 /// Reads our plain offer: its connection address, audio port and first G.711 payload type.
-pub fn read_plain_offer(sdp: &str) -> Option<PlainOffer> {
+fn read_plain_offer(sdp: &str) -> Option<PlainOffer> {
     let mut ip: Option<IpAddr> = None;
     let mut audio: Option<(u16, Codec)> = None;
     for line in sdp.lines() {
@@ -120,7 +120,7 @@ pub fn read_plain_offer(sdp: &str) -> Option<PlainOffer> {
 }
 
 /// The plain answer the core gets: the browser's audio as RTP of `codec` from `bridge`.
-pub fn plain_answer(bridge: SocketAddr, codec: Codec, session_id: u64) -> String {
+fn plain_answer(bridge: SocketAddr, codec: Codec, session_id: u64) -> String {
     let family = if bridge.is_ipv4() { "IP4" } else { "IP6" };
     let ip = bridge.ip();
     let pt = codec.payload_type();
@@ -147,7 +147,7 @@ struct EdgeCall {
 }
 
 /// The calls to browsers, by Call-ID, and the WebRTC side they use.
-pub struct Edge {
+pub(crate) struct Edge {
     rtc: RtcService,
     calls: HashMap<String, EdgeCall>,
     /// The SDP session ids of our plain answers.
@@ -213,13 +213,13 @@ impl Edge {
     }
 
     /// The browser hung up: its peer goes.
-    pub async fn incoming_bye(&mut self, call_id: &str) {
+    pub(crate) async fn incoming_bye(&mut self, call_id: &str) {
         self.close(call_id).await;
     }
 
     /// A response to our INVITE `call_id` with status `code` and `body`: the plain body the
     /// core should read instead (`None`: leave it).
-    pub async fn invite_response(
+    pub(crate) async fn invite_response(
         &mut self,
         call_id: &str,
         code: u16,
@@ -258,7 +258,7 @@ impl Edge {
     }
 
     /// The connection `on` closed: its calls' peers go.
-    pub async fn connection_closed(&mut self, on: Peer) {
+    pub(crate) async fn connection_closed(&mut self, on: Peer) {
         let gone: Vec<String> = self
             .calls
             .iter()

@@ -31,16 +31,15 @@ use super::wire::{Incoming, Meta};
 use crate::config::{Config, TrunkConfig};
 use crate::media::ports::PortPool;
 
-pub use app_calls::{AppCall, AppDial, AppLeg, DialError, DialTarget};
-pub use source_limits::{InviteLimits, SourceRefusal};
-pub use trunk_auth::TrunkAuthError;
+pub use app_calls::{AppDial, AppLeg, DialError, DialTarget};
+pub use source_limits::InviteLimits;
 
 /// Methods we implement; `Allow` lists them (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
 /// The option tags we support: RFC 4028 session timers.
-pub const SUPPORTED: &[&str] = &["timer"];
+const SUPPORTED: &[&str] = &["timer"];
 /// The body types we read.
-pub const ACCEPT: &str = "application/sdp";
+const ACCEPT: &str = "application/sdp";
 /// A held call rings again this often: RFC 3261 §13.3.1.1 asks for a provisional response every
 /// minute so that proxies (Timer C, at least 3 minutes) do not cancel it.
 const RING_AGAIN: Duration = Duration::from_secs(60);
@@ -83,7 +82,7 @@ pub struct CoreConfig {
 }
 
 impl CoreConfig {
-    pub fn from_config(config: &Config, advertised: SocketAddr) -> CoreConfig {
+    pub(crate) fn from_config(config: &Config, advertised: SocketAddr) -> CoreConfig {
         let sip = &config.sip;
         CoreConfig {
             timers: TimerConfig {
@@ -279,7 +278,7 @@ pub enum CallSource {
 
 /// What the core asks of the media engine; the driver carries it out in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaCommand {
+pub(crate) enum MediaCommand {
     /// Bind the leg's RTP/RTCP ports; `remote` is the peer's SDP address when known, and
     /// `signalling` where the SIP that carried it came from (a media address elsewhere than the
     /// signalling means a NAT or a proxy in between, so latching must learn the real source).
@@ -488,7 +487,7 @@ impl SipCore {
 
     /// A core whose tags, branches, Call-IDs and SDP session ids all come from `ids`: built
     /// from the same seed and fed the same inputs, two cores send the same bytes.
-    pub fn with_ids(
+    pub(crate) fn with_ids(
         config: CoreConfig,
         registrar: Registrar,
         ports: PortPool,
@@ -521,7 +520,7 @@ impl SipCore {
     }
 
     /// The registrar, for the driver to share its bindings with other nodes.
-    pub fn registrar_mut(&mut self) -> &mut Registrar {
+    pub(crate) fn registrar_mut(&mut self) -> &mut Registrar {
         &mut self.registrar
     }
 
@@ -560,13 +559,13 @@ impl SipCore {
         self.events.pop_front()
     }
 
-    pub fn poll_media(&mut self) -> Option<MediaCommand> {
+    pub(crate) fn poll_media(&mut self) -> Option<MediaCommand> {
         self.media.pop_front()
     }
 
     /// The media engine saw nothing on this leg for its inactivity timeout: the call is dead,
     /// end it with BYE.
-    pub fn media_inactive(&mut self, now: Instant, port: u16) {
+    pub(crate) fn media_inactive(&mut self, now: Instant, port: u16) {
         if let Some(id) = self.legs.get(&port).cloned() {
             tracing::info!(call_id = %id.call_id, port, "media inactive; ending the call");
             self.end_on_our_own(now, &id);
@@ -575,7 +574,7 @@ impl SipCore {
     }
 
     /// The media engine decoded a telephone-event digit on this leg.
-    pub fn media_dtmf(&mut self, port: u16, digit: char, duration_ms: u32) {
+    pub(crate) fn media_dtmf(&mut self, port: u16, digit: char, duration_ms: u32) {
         if let Some(dialog) = self.legs.get(&port).cloned() {
             tracing::info!(call_id = %dialog.call_id, %digit, duration_ms, "DTMF digit");
             let call = self.app_call_of(&dialog);
@@ -589,7 +588,7 @@ impl SipCore {
     }
 
     /// The media engine could not open this leg (its port is taken): end the call.
-    pub fn media_failed(&mut self, now: Instant, port: u16) {
+    pub(crate) fn media_failed(&mut self, now: Instant, port: u16) {
         if let Some(id) = self.legs.remove(&port) {
             tracing::warn!(call_id = %id.call_id, port, "media port unavailable; ending the call");
             self.end_on_our_own(now, &id);
@@ -632,7 +631,7 @@ impl SipCore {
     }
 
     /// Sends a ready-made reply (e.g. a wire-layer 400) outside any transaction.
-    pub fn send_stateless(&mut self, to: Peer, payload: Bytes) {
+    pub(crate) fn send_stateless(&mut self, to: Peer, payload: Bytes) {
         self.tx.send_stateless(to, payload);
     }
 
@@ -640,9 +639,7 @@ impl SipCore {
     pub fn handle_message(&mut self, now: Instant, message: Incoming, peer: Peer) {
         match message {
             Incoming::Request(request, meta) => self.tx.handle_request(now, request, meta, peer),
-            Incoming::Response(response, meta) => {
-                self.tx.handle_response(now, response, meta, peer)
-            }
+            Incoming::Response(response, meta) => self.tx.handle_response(now, response, meta),
         }
         self.drain_transactions(now);
     }
@@ -686,15 +683,15 @@ impl SipCore {
                     meta,
                     peer,
                 } => self.on_request(now, tx, request, meta, peer),
-                TxEvent::Ack { request, meta, .. } => self.on_ack(now, &request, &meta),
+                TxEvent::Ack { request, meta } => self.on_ack(now, &request, &meta),
                 TxEvent::Cancelled { tx } => self.on_cancelled(now, tx),
                 TxEvent::Response { tx, response, meta } => {
                     self.on_response(now, tx, response, meta)
                 }
-                TxEvent::StrayResponse { meta, .. } => self.on_stray_2xx(now, &meta),
+                TxEvent::StrayResponse { meta } => self.on_stray_2xx(now, &meta),
                 TxEvent::Timeout { tx } => self.on_client_timeout(now, tx, 408),
                 TxEvent::TransportError { tx } => self.on_client_timeout(now, tx, 503),
-                TxEvent::AckTimeout { .. } => {}
+                TxEvent::AckTimeout => {}
             }
         }
     }
@@ -1034,7 +1031,7 @@ impl SipCore {
 
     /// Relays a provisional response to a held call (the agent's phone rings: so does the
     /// caller's). A 100, or a call no longer held, is left alone.
-    pub fn ring_incoming(&mut self, now: Instant, incoming: ServerTxId, code: u16) {
+    pub(crate) fn ring_incoming(&mut self, now: Instant, incoming: ServerTxId, code: u16) {
         let held = self.pending.get(&incoming).is_some_and(|p| p.incoming);
         if held && (101..200).contains(&code) {
             self.ring_held(now, incoming, code.into());
@@ -1675,7 +1672,7 @@ impl SipCore {
     }
 
     /// The driver could not reach `to`: requests waiting for it fail now (as 503).
-    pub fn transport_error(&mut self, now: Instant, to: Peer) {
+    pub(crate) fn transport_error(&mut self, now: Instant, to: Peer) {
         self.tx.transport_error(to);
         self.drain_transactions(now);
     }
