@@ -307,15 +307,15 @@ fn admin_routes(state: &AppState) -> Router<AppState> {
             get(admin::recording),
         )
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            admin::require_admin,
+            (state.clone(), admin::Scope::Everything),
+            admin::require,
         ))
         .layer(DefaultBodyLimit::max(json_limit));
     Router::new().nest("/admin/v1", admin).route(
         "/metrics",
         get(admin::metrics).route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            admin::require_metrics,
+            (state.clone(), admin::Scope::Metrics),
+            admin::require,
         )),
     )
 }
