@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use rand::RngExt;
-use rsipstack::sip::{Header, Method, Request, Response, StatusCode, typed::To};
+use rsipstack::sip::{Header, HeadersExt, Method, Request, Response, StatusCode, typed::To};
 use sha2::Sha256;
 
 use crate::config::{RegistrarConfig, TrunkConfig};
@@ -921,14 +921,7 @@ fn contact_value(binding: &Binding, now: Instant) -> String {
 
 /// The user part of the To URI: the account whose bindings the request changes.
 fn to_user(req: &Request) -> Result<String, RegisterError> {
-    let value = req
-        .headers
-        .iter()
-        .find_map(|h| match h {
-            Header::To(to) => Some(to.value()),
-            _ => None,
-        })
-        .ok_or(RegisterError::NoUser)?;
+    let value = req.to_header().map_err(|_| RegisterError::NoUser)?.value();
     let to = To::parse(value).map_err(|_| RegisterError::NoUser)?;
     match to.uri.auth {
         Some(auth) if !auth.user.is_empty() => Ok(auth.user),

@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rsipstack::sip::{Header, Headers, Method, Request, Response, StatusCode, Uri, Version};
+use rsipstack::sip::{
+    Header, Headers, HeadersExt, Method, Request, Response, StatusCode, Uri, Version,
+};
 
 use super::dialog::{Dialog, DialogId};
 use super::ids::Ids;
@@ -1839,13 +1841,8 @@ fn binding_peer(binding: &super::registrar::Binding) -> Peer {
 /// The caller's From (display name and URI) without its tag: the agent sees who calls.
 fn caller_id(req: &Request) -> String {
     let from = req
-        .headers
-        .iter()
-        .find_map(|h| match h {
-            Header::From(f) => Some(f.value()),
-            _ => None,
-        })
-        .unwrap_or("<sip:anonymous@anonymous.invalid>");
+        .from_header()
+        .map_or("<sip:anonymous@anonymous.invalid>", |f| f.value());
     let (name, uri) = match from.find('<') {
         Some(i) => (from[..i].trim(), super::dialog::addr_spec(from)),
         None => ("", super::dialog::addr_spec(from)),
@@ -1859,24 +1856,14 @@ fn caller_id(req: &Request) -> String {
 
 /// The user part of the From URI (the caller's number).
 fn caller_user(req: &Request) -> String {
-    req.headers
-        .iter()
-        .find_map(|h| match h {
-            Header::From(f) => uri_user(f.value()),
-            _ => None,
-        })
-        .unwrap_or_default()
+    let from = req.from_header().ok();
+    from.and_then(|f| uri_user(f.value())).unwrap_or_default()
 }
 
 /// The user part of the To URI (the number dialled, where the Request-URI was rewritten).
 fn to_user(req: &Request) -> String {
-    req.headers
-        .iter()
-        .find_map(|h| match h {
-            Header::To(t) => uri_user(t.value()),
-            _ => None,
-        })
-        .unwrap_or_default()
+    let to = req.to_header().ok();
+    to.and_then(|t| uri_user(t.value())).unwrap_or_default()
 }
 
 /// The user part of the `sip:` URI in a From or To value.
