@@ -71,7 +71,7 @@ fn static_pt(law: G711) -> u8 {
 
 impl RtpBridge {
     /// `ssrc`, `first_seq` and `ts_offset` should be random (RFC 3550 §5.1).
-    pub fn new(law: G711, ssrc: u32, first_seq: u16, ts_offset: u32) -> RtpBridge {
+    pub(crate) fn new(law: G711, ssrc: u32, first_seq: u16, ts_offset: u32) -> RtpBridge {
         RtpBridge {
             law,
             to_peer: None,
@@ -267,13 +267,11 @@ mod tests {
         };
         MediaIn {
             kind: MediaKind::Audio,
-            pt: pt.into(),
             params: PayloadParams::new(pt.into(), None, spec),
             codec,
             time,
             network_time: Instant::now(),
             data: Arc::from(data),
-            keyframe: false,
         }
     }
 
