@@ -303,13 +303,13 @@ pub enum TrunkTransport {
 
 impl TrunkConfig {
     /// The user name and password the trunk must prove, when it has them.
-    pub fn credentials(&self) -> Option<(&str, &str)> {
+    pub(crate) fn credentials(&self) -> Option<(&str, &str)> {
         Some((self.username.as_deref()?, self.password.as_deref()?))
     }
 
     /// Whether a request from `source` comes from this trunk's addresses (for a trunk with
     /// credentials, only where it is, not that it is the trunk).
-    pub fn matches(&self, source: SocketAddr) -> bool {
+    pub(crate) fn matches(&self, source: SocketAddr) -> bool {
         self.addresses
             .iter()
             .any(|a| match a.parse::<SocketAddr>() {
@@ -494,7 +494,7 @@ impl Default for SmsConfig {
 
 impl SmsConfig {
     /// `auth_header` split into name and value.
-    pub fn auth(&self) -> Option<(&str, &str)> {
+    pub(crate) fn auth(&self) -> Option<(&str, &str)> {
         let (name, value) = self.auth_header.as_deref()?.split_once(':')?;
         Some((name.trim(), value.trim()))
     }
@@ -744,7 +744,7 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    pub fn display_name(&self) -> &str {
+    pub(crate) fn display_name(&self) -> &str {
         self.display_name.as_deref().unwrap_or(&self.name)
     }
 }
@@ -831,7 +831,7 @@ pub(crate) fn parse_hhmm(s: &str) -> Option<u32> {
 
 impl BusinessHours {
     /// Whether `unix_ms` falls inside the hours.
-    pub fn is_open(&self, unix_ms: u64) -> bool {
+    pub(crate) fn is_open(&self, unix_ms: u64) -> bool {
         let local_min = (unix_ms / 60_000) as i64 + self.utc_offset_minutes as i64;
         let day = local_min.div_euclid(24 * 60);
         let minute = local_min.rem_euclid(24 * 60) as u32;
@@ -862,7 +862,7 @@ impl Config {
             .iter()
             .find(|s| s.entries.iter().any(|e| e == entry))
     }
-    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+    pub(crate) fn service(&self, name: &str) -> Option<&ServiceConfig> {
         self.services.iter().find(|s| s.name == name)
     }
 
@@ -1716,31 +1716,20 @@ impl Config {
         Ok(())
     }
 
-    pub fn agent(&self, name: &str) -> Option<&AgentConfig> {
+    pub(crate) fn agent(&self, name: &str) -> Option<&AgentConfig> {
         self.agents.iter().find(|a| a.name == name)
     }
 }
 
 impl SipConfig {
-    pub fn t1(&self) -> Duration {
+    pub(crate) fn t1(&self) -> Duration {
         Duration::from_millis(self.t1_ms)
     }
-    pub fn t2(&self) -> Duration {
+    pub(crate) fn t2(&self) -> Duration {
         Duration::from_millis(self.t2_ms)
     }
-    pub fn t4(&self) -> Duration {
+    pub(crate) fn t4(&self) -> Duration {
         Duration::from_millis(self.t4_ms)
-    }
-    /// The address we advertise in Via, Contact and SDP.
-    fn advertised_addr(&self) -> SocketAddr {
-        self.public_addr.unwrap_or(self.listen)
-    }
-    /// The host part of our own URIs.
-    pub fn domain(&self) -> String {
-        match &self.domain {
-            Some(domain) => domain.clone(),
-            None => host_string(self.advertised_addr().ip()),
-        }
     }
 }
 

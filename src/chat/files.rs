@@ -4,7 +4,7 @@
 //! renamed, so a crash never leaves a half file under a real hash.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
@@ -52,7 +52,7 @@ pub(crate) fn within_quota(
 }
 
 /// Checks an upload against a service's limits; returns its sniffed type.
-pub fn check(bytes: &[u8], max: u64, allowed: &[String]) -> Result<&'static str, FileError> {
+pub(crate) fn check(bytes: &[u8], max: u64, allowed: &[String]) -> Result<&'static str, FileError> {
     if bytes.is_empty() {
         return Err(FileError::Empty);
     }
@@ -108,9 +108,5 @@ impl FileStore {
             return Err(std::io::ErrorKind::InvalidInput.into());
         }
         std::fs::remove_file(self.path(sha256))
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }

@@ -105,7 +105,7 @@ impl Store {
     }
 
     /// The contacts unexpired at `now_ms`: of `aor` alone, or of every address of record.
-    pub async fn registrations(
+    pub(crate) async fn registrations(
         &self,
         aor: Option<&str>,
         now_ms: u64,
