@@ -10,7 +10,7 @@ use super::wire::Meta;
 
 /// Call-ID plus both tags, from our point of view (RFC 3261 §12).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DialogId {
+pub(crate) struct DialogId {
     pub call_id: String,
     pub local_tag: String,
     pub remote_tag: String,
@@ -65,14 +65,19 @@ pub(crate) struct Dialog {
 
 /// Why an in-dialog request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CseqError {
+pub(crate) enum CseqError {
     /// RFC 3261 §12.2.2: a CSeq lower than the last one is answered with 500.
     OutOfOrder,
 }
 
 impl Dialog {
     /// The UAS side of a dialog created by a 2xx (or 1xx with tag) to `invite` (RFC 3261 §12.1.1).
-    pub fn uas(invite: &Request, meta: &Meta, local_tag: &str, peer: Peer) -> Option<Dialog> {
+    pub(crate) fn uas(
+        invite: &Request,
+        meta: &Meta,
+        local_tag: &str,
+        peer: Peer,
+    ) -> Option<Dialog> {
         let remote_target = contact_uri(&invite.headers)?;
         Some(Dialog {
             id: DialogId {
@@ -92,7 +97,7 @@ impl Dialog {
     }
 
     /// The UAC side of a dialog created by a response to our `invite` (RFC 3261 §12.1.2).
-    pub fn uac(
+    pub(crate) fn uac(
         invite: &Request,
         response_headers: &Headers,
         meta: &Meta,
@@ -134,7 +139,7 @@ impl Dialog {
 
     /// A new in-dialog request (RFC 3261 §12.2.1.1) with the fresh `branch`; `via` is our
     /// sent-by and `contact` our Contact value. ACK reuses the INVITE's CSeq number (`ack_of`).
-    pub fn request(
+    pub(crate) fn request(
         &mut self,
         method: Method,
         via: &str,

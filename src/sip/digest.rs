@@ -91,7 +91,7 @@ pub(crate) enum Algorithm {
 
 impl Algorithm {
     /// The name as written in `algorithm=`.
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             Algorithm::Md5 => "MD5",
             Algorithm::Sha256 => "SHA-256",
@@ -360,7 +360,7 @@ impl DigestAuth {
     ///
     /// # Panics
     /// When `algorithms` is empty: a server that offers nothing cannot authenticate anyone.
-    pub fn new(
+    pub(crate) fn new(
         realm: impl Into<String>,
         algorithms: &[Algorithm],
         secret: [u8; 32],
@@ -397,7 +397,7 @@ impl DigestAuth {
 
     /// The values of the `WWW-Authenticate` headers of a 401: one challenge per algorithm,
     /// strongest first (RFC 8760 §2.3), all with the same fresh nonce.
-    pub fn challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
+    pub(crate) fn challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
         let algorithms = self.algorithms.clone();
         self.challenges_with(now, stale, &algorithms)
     }
@@ -437,7 +437,7 @@ impl DigestAuth {
     /// [`Unanswered`]: AuthError::Unanswered
     /// [`WrongResponse`]: AuthError::WrongResponse
     /// [`Stale`]: AuthError::Stale
-    pub fn verify(
+    pub(crate) fn verify(
         &mut self,
         now: Instant,
         method: &str,

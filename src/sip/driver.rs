@@ -104,7 +104,7 @@ pub enum SipCallEvent {
 
 /// A placed application call: where the local endpoint exchanges the call's RTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DialedCall {
+pub(crate) struct DialedCall {
     pub call: CallRef,
     pub media: SocketAddr,
 }
@@ -178,7 +178,7 @@ pub enum IncomingEvent {
 
 impl IncomingEvent {
     /// The held INVITE this event is about.
-    pub fn incoming(&self) -> ServerTxId {
+    pub(crate) fn incoming(&self) -> ServerTxId {
         match self {
             IncomingEvent::Call(call) => call.incoming,
             IncomingEvent::ServiceCall { incoming, .. } | IncomingEvent::Cancelled(incoming) => {
@@ -289,7 +289,7 @@ impl SipControl {
     }
 
     /// Dials; the call's events go to `events`.
-    pub async fn dial(
+    pub(crate) async fn dial(
         &self,
         dial: AppDial,
         events: mpsc::UnboundedSender<SipCallEvent>,
@@ -303,18 +303,18 @@ impl SipControl {
     }
 
     /// BYE or CANCEL; the end arrives as `Ended` or `Failed`.
-    pub async fn hangup(&self, call: CallRef) {
+    pub(crate) async fn hangup(&self, call: CallRef) {
         let _ = self.tx.send(Control::Hangup(call)).await;
     }
 
     /// Incoming calls for interactions are sent to `to`; without a subscriber they get 480.
-    pub async fn subscribe(&self, to: mpsc::UnboundedSender<IncomingEvent>) {
+    pub(crate) async fn subscribe(&self, to: mpsc::UnboundedSender<IncomingEvent>) {
         let _ = self.tx.send(Control::Subscribe(to)).await;
     }
 
     /// Answers an incoming call; its audio is at the returned address in the returned codec,
     /// and its events go to `events`.
-    pub async fn accept(
+    pub(crate) async fn accept(
         &self,
         incoming: ServerTxId,
         events: mpsc::UnboundedSender<SipCallEvent>,
@@ -342,7 +342,7 @@ impl SipControl {
 
     /// Joins two answered application calls to each other (see
     /// [`SipCore::bridge_app_calls`]); each still ends on its own.
-    pub async fn bridge(&self, customer: CallRef, agent: CallRef) -> Result<(), DialError> {
+    pub(crate) async fn bridge(&self, customer: CallRef, agent: CallRef) -> Result<(), DialError> {
         self.ask(|reply| Control::Bridge {
             customer,
             agent,
@@ -353,7 +353,7 @@ impl SipControl {
 
     /// Records answered calls into `sip.recording_dir` as `<name>.wav` (see
     /// [`SipCore::record_app_calls`]); without a recording directory nothing is written.
-    pub async fn record(
+    pub(crate) async fn record(
         &self,
         customer: AppLeg,
         agent: AppLeg,
@@ -371,7 +371,7 @@ impl SipControl {
 
 impl SipHandle {
     /// Waits for the driver to stop (after the shutdown token fired).
-    pub async fn join(self) {
+    pub(crate) async fn join(self) {
         let _ = self.task.await;
     }
 }
@@ -380,7 +380,7 @@ impl SipHandle {
 /// binds the same one. On a PostgreSQL `store` (what several nodes share) registrations are
 /// shared through it and a call for an interaction another node owns is redirected there
 /// (see [`super::shared`] and [`super::owners`]).
-pub async fn start(
+pub(crate) async fn start(
     config: &Config,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,

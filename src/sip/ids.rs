@@ -12,7 +12,7 @@ use rand::{RngExt, SeedableRng};
 
 /// The source of every random identifier of one core (a ChaCha-based CSPRNG).
 #[derive(Debug)]
-pub struct Ids {
+pub(crate) struct Ids {
     rng: StdRng,
 }
 
@@ -33,7 +33,7 @@ impl Ids {
     }
 
     /// A generator for a part of the core (the transaction layer), seeded from this one.
-    pub fn derive(&mut self) -> Ids {
+    pub(crate) fn derive(&mut self) -> Ids {
         Ids {
             rng: StdRng::from_rng(&mut self.rng),
         }
@@ -45,7 +45,7 @@ impl Ids {
     }
 
     /// Random bytes (an SRTP master key or salt, a registrar secret).
-    pub fn bytes<const N: usize>(&mut self) -> [u8; N] {
+    pub(crate) fn bytes<const N: usize>(&mut self) -> [u8; N] {
         self.rng.random()
     }
 
@@ -54,17 +54,17 @@ impl Ids {
     }
 
     /// A From/To tag.
-    pub fn tag(&mut self) -> String {
+    pub(crate) fn tag(&mut self) -> String {
         self.hex()
     }
 
     /// A Via branch with the RFC 3261 magic cookie.
-    pub fn branch(&mut self) -> String {
+    pub(crate) fn branch(&mut self) -> String {
         format!("z9hG4bK{}", self.hex())
     }
 
     /// A Call-ID local to `host`.
-    pub fn call_id(&mut self, host: &str) -> String {
+    pub(crate) fn call_id(&mut self, host: &str) -> String {
         format!("{}@{host}", self.hex())
     }
 }

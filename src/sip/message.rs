@@ -5,7 +5,7 @@ use rsipstack::sip::{Header, Headers, Request, Response, StatusCode, Version};
 /// A response to `req`: Via (all of them, in order), From, To, Call-ID and CSeq copied
 /// (RFC 3261 §8.2.6.2), `to_tag` added to To when the request's To has none, and
 /// `Content-Length: 0` (callers that add a body use [`set_body`]).
-pub fn response(req: &Request, status: StatusCode, to_tag: Option<&str>) -> Response {
+pub(crate) fn response(req: &Request, status: StatusCode, to_tag: Option<&str>) -> Response {
     let mut headers = Headers::default();
     for header in req.headers.iter() {
         match header {

@@ -35,7 +35,7 @@ pub(crate) struct StoreOwners {
 }
 
 impl StoreOwners {
-    pub fn new(store: Store, me: SocketAddr) -> StoreOwners {
+    pub(crate) fn new(store: Store, me: SocketAddr) -> StoreOwners {
         StoreOwners { store, me }
     }
 }

@@ -81,7 +81,8 @@ impl Peer {
         }
     }
 
-    pub fn tcp(addr: SocketAddr, conn: Option<ConnId>) -> Peer {
+    #[cfg(test)]
+    pub(crate) fn tcp(addr: SocketAddr, conn: Option<ConnId>) -> Peer {
         Peer {
             transport: TransportKind::Tcp,
             addr,
@@ -95,7 +96,7 @@ impl Peer {
     }
 
     /// A peer on a stream or WebSocket transport; `conn` as for [`Peer::tcp`].
-    pub fn on(transport: TransportKind, addr: SocketAddr, conn: Option<ConnId>) -> Peer {
+    pub(crate) fn on(transport: TransportKind, addr: SocketAddr, conn: Option<ConnId>) -> Peer {
         Peer {
             transport,
             addr,

@@ -61,7 +61,7 @@ const MAX_CONTACT_URI_LEN: usize = 512;
 
 /// Where an address of record can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// The Contact URI as the UA wrote it, without angle brackets or header parameters.
     pub contact: String,
     /// The address the REGISTER came from. Requests for this binding go here, not to the
@@ -76,7 +76,7 @@ pub struct Binding {
 
 /// A change a REGISTER made to the bindings, for the other nodes (see [`Registrar::sharing`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindingChange {
+pub(crate) enum BindingChange {
     /// `aor` is reachable at this binding (new or refreshed).
     Bound { aor: String, binding: Binding },
     /// The contact was removed (`Expires: 0`).
@@ -213,7 +213,7 @@ impl Registrar {
     /// # Panics
     /// When `config` names no algorithm we implement; [`crate::config::Config::parse`]
     /// refuses such a configuration.
-    pub fn new(config: &RegistrarConfig, now: Instant, secret: [u8; 32]) -> Registrar {
+    pub(crate) fn new(config: &RegistrarConfig, now: Instant, secret: [u8; 32]) -> Registrar {
         let algorithms: Vec<Algorithm> = config
             .algorithms
             .iter()
@@ -361,12 +361,12 @@ impl Registrar {
     }
 
     /// When the next binding expires.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.first().map(|(at, _)| *at)
     }
 
     /// Removes the bindings that have expired by `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         while let Some((at, aor)) = self.deadlines.first().cloned() {
             if at > now {
                 break;

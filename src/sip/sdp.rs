@@ -76,12 +76,12 @@ impl Direction {
     }
 
     /// Whether the side that holds this direction sends media.
-    pub const fn sends(self) -> bool {
+    pub(crate) const fn sends(self) -> bool {
         matches!(self, Direction::SendRecv | Direction::SendOnly)
     }
 
     /// Whether the side that holds this direction receives media.
-    pub const fn receives(self) -> bool {
+    pub(crate) const fn receives(self) -> bool {
         matches!(self, Direction::SendRecv | Direction::RecvOnly)
     }
 
@@ -180,12 +180,14 @@ impl SdpSession {
     }
 
     /// The session id written in `o=`.
-    pub fn id(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// The version written in the last `o=` line produced (or to be written in the first one).
-    pub fn version(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn version(&self) -> u64 {
         self.version
     }
 
@@ -330,7 +332,7 @@ pub fn answer(
 
 /// An offer of one audio stream with `local`'s codecs in its order of preference. To put the
 /// remote on hold send `SendOnly` (or `Inactive`), to resume `SendRecv` (RFC 3264 §8.4).
-pub fn offer(local: &LocalMedia, direction: Direction, session: &mut SdpSession) -> String {
+pub(crate) fn offer(local: &LocalMedia, direction: Direction, session: &mut SdpSession) -> String {
     let codecs: Vec<(Codec, u8)> = local
         .codecs()
         .into_iter()

@@ -22,7 +22,7 @@ const RTP_HEADER: usize = 12;
 
 /// Why a packet or a key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SrtpError {
+pub(crate) enum SrtpError {
     /// The `inline:` key is not 30 bytes of base64, or carries a lifetime or MKI.
     #[error("unusable SDES key")]
     BadKey,
@@ -36,7 +36,7 @@ pub enum SrtpError {
 
 /// Master key and salt, as `inline:` carries them.
 #[derive(Clone, PartialEq, Eq)]
-pub struct MasterKey {
+pub(crate) struct MasterKey {
     key: [u8; MASTER_KEY],
     salt: [u8; MASTER_SALT],
 }
@@ -49,7 +49,7 @@ impl std::fmt::Debug for MasterKey {
 
 impl MasterKey {
     /// A fresh key and salt from `ids` (RFC 3711 §8.1: keys are random).
-    pub fn generate(ids: &mut Ids) -> MasterKey {
+    pub(crate) fn generate(ids: &mut Ids) -> MasterKey {
         MasterKey {
             key: ids.bytes(),
             salt: ids.bytes(),
@@ -76,7 +76,7 @@ impl MasterKey {
         Ok(MasterKey { key, salt })
     }
 
-    pub fn inline(&self) -> String {
+    pub(crate) fn inline(&self) -> String {
         let mut bytes = self.key.to_vec();
         bytes.extend_from_slice(&self.salt);
         format!(
@@ -98,7 +98,7 @@ fn aes_key(key: &[u8]) -> EncryptingKey {
 }
 
 /// The session keys of one direction (RFC 3711 §4.3.1, key derivation rate 0).
-pub struct Context {
+pub(crate) struct Context {
     cipher: EncryptingKey,
     auth: hmac::Key,
     salt: [u8; MASTER_SALT],
@@ -107,7 +107,7 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(master: &MasterKey) -> Context {
+    pub(crate) fn new(master: &MasterKey) -> Context {
         let derive = |label: u8, len: usize| -> Vec<u8> {
             let mut iv = [0u8; 16];
             iv[..MASTER_SALT].copy_from_slice(&master.salt);

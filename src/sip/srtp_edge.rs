@@ -136,7 +136,7 @@ pub(crate) struct SrtpEdge {
 }
 
 impl SrtpEdge {
-    pub fn new(media_ip: IpAddr, ids: Ids) -> SrtpEdge {
+    pub(crate) fn new(media_ip: IpAddr, ids: Ids) -> SrtpEdge {
         SrtpEdge {
             media_ip,
             calls: HashMap::new(),
@@ -209,7 +209,7 @@ impl SrtpEdge {
     }
 
     /// The call ended (a BYE either way): its relay stops.
-    pub fn end(&mut self, call_id: &str) {
+    pub(crate) fn end(&mut self, call_id: &str) {
         if let Some(call) = self.calls.remove(call_id) {
             call.stop.cancel();
         }

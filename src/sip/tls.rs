@@ -32,7 +32,7 @@ use crate::config::SipTlsConfig;
 /// Why TLS could not be set up. Each is logged (at start, it stops the start) with the path
 /// it concerns.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     /// A PEM file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -90,7 +90,7 @@ fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError>
 
 /// The certificate we present, swapped when its files change.
 #[derive(Debug)]
-pub struct Certificates {
+pub(crate) struct Certificates {
     cert_file: PathBuf,
     key_file: PathBuf,
     current: ArcSwap<CertifiedKey>,
@@ -99,7 +99,7 @@ pub struct Certificates {
 }
 
 impl Certificates {
-    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<Certificates>, TlsError> {
+    pub(crate) fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<Certificates>, TlsError> {
         let stamps = (modified(cert_file), modified(key_file));
         let key = load_certified_key(cert_file, key_file)?;
         Ok(Arc::new(Certificates {

@@ -35,13 +35,13 @@ struct PlainOffer {
 
 /// A SIP message split into its start line, headers and body, for rewriting bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message<'a> {
+pub(crate) struct Message<'a> {
     pub head: &'a str,
     pub body: &'a [u8],
 }
 
 impl<'a> Message<'a> {
-    pub fn split(payload: &'a [u8]) -> Option<Message<'a>> {
+    pub(crate) fn split(payload: &'a [u8]) -> Option<Message<'a>> {
         let end = payload.windows(4).position(|w| w == b"\r\n\r\n")?;
         let head = std::str::from_utf8(&payload[..end]).ok()?;
         Some(Message {
@@ -51,7 +51,7 @@ impl<'a> Message<'a> {
     }
 
     /// The method of a request (`None` for a response).
-    pub fn method(&self) -> Option<&'a str> {
+    pub(crate) fn method(&self) -> Option<&'a str> {
         let first = self.head.lines().next()?;
         if first.starts_with("SIP/2.0") {
             return None;
@@ -60,7 +60,7 @@ impl<'a> Message<'a> {
     }
 
     /// The value of the first header called `name` or its compact form.
-    pub fn header(&self, name: &str, compact: Option<&str>) -> Option<&'a str> {
+    pub(crate) fn header(&self, name: &str, compact: Option<&str>) -> Option<&'a str> {
         self.head.lines().skip(1).find_map(|line| {
             let (key, value) = line.split_once(':')?;
             let key = key.trim();
@@ -70,7 +70,7 @@ impl<'a> Message<'a> {
         })
     }
 
-    pub fn call_id(&self) -> Option<&'a str> {
+    pub(crate) fn call_id(&self) -> Option<&'a str> {
         self.header("Call-ID", Some("i"))
     }
 
@@ -155,7 +155,7 @@ pub(crate) struct Edge {
 }
 
 impl Edge {
-    pub fn new(rtc: RtcService, ids: Ids) -> Edge {
+    pub(crate) fn new(rtc: RtcService, ids: Ids) -> Edge {
         Edge {
             rtc,
             calls: HashMap::new(),
@@ -165,7 +165,7 @@ impl Edge {
 
     /// A message about to leave on WebSocket connection `to`: the payload to send instead,
     /// or `None` when it cannot be adapted (the transaction then fails as a transport error).
-    pub async fn outgoing(&mut self, to: Peer, payload: Bytes) -> Option<Bytes> {
+    pub(crate) async fn outgoing(&mut self, to: Peer, payload: Bytes) -> Option<Bytes> {
         let Some(message) = Message::split(&payload) else {
             return Some(payload);
         };

@@ -149,7 +149,7 @@ pub enum WireError {
 impl WireError {
     /// The status a request refused for this reason is answered with, or `None` when it is
     /// dropped. The one place wire errors become SIP statuses.
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             Self::KeepAlive | Self::NoEndOfHeaders | Self::NotUtf8 | Self::MalformedStatusLine => {
                 None

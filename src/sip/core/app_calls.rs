@@ -151,7 +151,7 @@ struct PlaceApp {
 impl SipCore {
     /// Places `dial` and opens its local leg; its progress arrives as [`CoreEvent`]s naming
     /// the returned call.
-    pub fn dial(&mut self, now: Instant, dial: AppDial) -> Result<AppCall, DialError> {
+    pub(crate) fn dial(&mut self, now: Instant, dial: AppDial) -> Result<AppCall, DialError> {
         let from = format!("<sip:{}@{}>", dial.from_user, self.config.domain);
         let place = PlaceApp {
             target: dial.target,
@@ -517,7 +517,7 @@ impl SipCore {
 impl SipCore {
     /// Answers an [`CoreEvent::Incoming`] call: its audio is bridged to a new local leg, as
     /// for a call we placed; from now on it is an application call like the others.
-    pub fn accept_incoming(
+    pub(crate) fn accept_incoming(
         &mut self,
         now: Instant,
         incoming: ServerTxId,
@@ -628,7 +628,13 @@ impl SipCore {
 
     /// Refuses an [`CoreEvent::Incoming`] call with `code`, saying why in the reason phrase and
     /// in an RFC 3326 Reason header.
-    pub fn reject_incoming(&mut self, now: Instant, incoming: ServerTxId, code: u16, why: &str) {
+    pub(crate) fn reject_incoming(
+        &mut self,
+        now: Instant,
+        incoming: ServerTxId,
+        code: u16,
+        why: &str,
+    ) {
         let Some(pending) = self.pending.remove(&incoming) else {
             return;
         };

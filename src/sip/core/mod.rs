@@ -151,7 +151,7 @@ pub struct NetSettings {
 
 impl CoreConfig {
     /// Where peers reach us on `transport`: the TLS and WebSocket listeners have their own.
-    pub fn local_addr(&self, transport: TransportKind) -> SocketAddr {
+    pub(crate) fn local_addr(&self, transport: TransportKind) -> SocketAddr {
         match transport {
             TransportKind::Udp | TransportKind::Tcp => self.advertised,
             TransportKind::Tls => self.net.advertised_tls.unwrap_or(self.advertised),
@@ -163,7 +163,7 @@ impl CoreConfig {
 
     /// Our Contact on `transport` (RFC 7118 §5 for the `ws`/`wss` parameter; TLS is named
     /// by `transport=tls` so that it stays a `sip:` URI the peer may already use).
-    pub fn contact(&self, transport: TransportKind) -> String {
+    pub(crate) fn contact(&self, transport: TransportKind) -> String {
         let addr = self.local_addr(transport);
         let host = crate::config::host_string(addr.ip());
         let port = addr.port();
@@ -177,7 +177,7 @@ impl CoreConfig {
     }
 
     /// Our Via sent-by on `transport`.
-    pub fn sent_by(&self, transport: TransportKind) -> String {
+    pub(crate) fn sent_by(&self, transport: TransportKind) -> String {
         let addr = self.local_addr(transport);
         format!("{}:{}", crate::config::host_string(addr.ip()), addr.port())
     }
@@ -189,7 +189,7 @@ pub struct CallRef(pub u64);
 
 /// What the application learns from the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CoreEvent {
+pub(crate) enum CoreEvent {
     /// An outgoing call got a provisional response.
     Progress { call: CallRef, code: u16 },
     /// An outgoing call was answered; its dialog is up.
@@ -321,7 +321,7 @@ pub(crate) enum MediaCommand {
 
 /// Counters for `/metrics` and for leak checks in tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CoreStats {
+pub(crate) struct CoreStats {
     pub calls: usize,
     pub pending_invites: usize,
     pub server_transactions: usize,
@@ -333,7 +333,7 @@ pub struct CoreStats {
 
 /// See [`SipCore::held`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CoreHeld {
+pub(crate) struct CoreHeld {
     pub rtp_ports: usize,
     /// INVITEs received and not answered finally yet.
     pub pending_invites: usize,
@@ -517,7 +517,7 @@ impl SipCore {
         }
     }
 
-    pub fn registrar(&self) -> &Registrar {
+    pub(crate) fn registrar(&self) -> &Registrar {
         &self.registrar
     }
 
@@ -526,7 +526,7 @@ impl SipCore {
         &mut self.registrar
     }
 
-    pub fn stats(&self) -> CoreStats {
+    pub(crate) fn stats(&self) -> CoreStats {
         let (server_transactions, client_transactions) = self.tx.len();
         CoreStats {
             calls: self.calls.len(),
@@ -541,7 +541,7 @@ impl SipCore {
 
     /// What the core holds besides dialogs and transactions, for the leak gauges: RTP ports
     /// taken from the pool and calls not (or no longer) in a dialog.
-    pub fn held(&self) -> CoreHeld {
+    pub(crate) fn held(&self) -> CoreHeld {
         CoreHeld {
             rtp_ports: self.ports.in_use(),
             pending_invites: self.pending.len(),
@@ -557,7 +557,7 @@ impl SipCore {
 
     /// The next event for the application. Draining changes nothing: what an event means
     /// for the core (an application call bridged or forgotten) was done when it was produced.
-    pub fn poll_event(&mut self) -> Option<CoreEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<CoreEvent> {
         self.events.pop_front()
     }
 
@@ -621,7 +621,7 @@ impl SipCore {
         self.ports.release(port);
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         [
             self.tx.poll_timeout(),
             self.timers.peek().map(|Reverse((at, _))| *at),
@@ -646,7 +646,7 @@ impl SipCore {
         self.drain_transactions(now);
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now);
         self.registrar.handle_timeout(now);
         while let Some(Reverse((at, _))) = self.timers.peek() {
@@ -1343,7 +1343,8 @@ impl SipCore {
     // ----- outgoing calls (UAC) -----
 
     /// Places a call to `target` through `to`, offering audio on a fresh port.
-    pub fn call(
+    #[cfg(test)]
+    pub(crate) fn call(
         &mut self,
         now: Instant,
         target: Uri,
@@ -1452,7 +1453,7 @@ impl SipCore {
     }
 
     /// Ends a call: BYE for an established dialog (RFC 3261 §15.1.1).
-    pub fn hangup(&mut self, now: Instant, id: &DialogId) {
+    pub(crate) fn hangup(&mut self, now: Instant, id: &DialogId) {
         let Some(call) = self.calls.get_mut(id) else {
             return;
         };

@@ -78,7 +78,7 @@ impl SourceRefusal {
     const ALL: [SourceRefusal; 2] = [SourceRefusal::InviteRate, SourceRefusal::Unconfirmed];
 
     /// The stable name counted in metrics.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             SourceRefusal::InviteRate => "sip_invite_rate",
             SourceRefusal::Unconfirmed => "sip_unconfirmed_calls",

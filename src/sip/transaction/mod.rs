@@ -64,7 +64,7 @@ impl TimerConfig {
 
 /// The timers of RFC 3261 Table 4 and RFC 6026 (L, M).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// INVITE request retransmission (client, unreliable).
     A,
     /// INVITE transaction timeout (client).
@@ -134,7 +134,7 @@ pub(crate) enum TxEvent {
 
 /// Why the layer refused a TU call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TxError {
+pub(crate) enum TxError {
     /// The transaction has terminated or never existed.
     #[error("no such transaction")]
     NoSuchTransaction,
@@ -237,7 +237,7 @@ pub(crate) struct TransactionLayer {
 
 impl TransactionLayer {
     /// A layer with `config`'s timers whose own responses take their To tags from `ids`.
-    pub fn new(config: TimerConfig, ids: Ids) -> TransactionLayer {
+    pub(crate) fn new(config: TimerConfig, ids: Ids) -> TransactionLayer {
         TransactionLayer {
             ids,
             config,
@@ -274,7 +274,7 @@ impl TransactionLayer {
     }
 
     /// Live server and client transactions (for metrics and leak checks).
-    pub fn len(&self) -> (usize, usize) {
+    pub(crate) fn len(&self) -> (usize, usize) {
         (self.servers.len(), self.clients.len())
     }
 
@@ -283,17 +283,17 @@ impl TransactionLayer {
         self.servers.is_empty() && self.clients.is_empty()
     }
 
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
-    pub fn poll_event(&mut self) -> Option<TxEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<TxEvent> {
         self.events.pop_front()
     }
 
     /// The earliest timer deadline; it may belong to a transaction that has moved on, in which
     /// case `handle_timeout` discards it.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((at, _, _))| *at)
     }
 
@@ -577,7 +577,7 @@ impl TransactionLayer {
 
     /// Cancels an INVITE client transaction (RFC 3261 §9.1). The CANCEL goes out once a
     /// provisional response has arrived; it does nothing after a final response.
-    pub fn cancel(&mut self, now: Instant, tx: ClientTxId) -> Result<(), TxError> {
+    pub(crate) fn cancel(&mut self, now: Instant, tx: ClientTxId) -> Result<(), TxError> {
         let client = self
             .clients
             .get_mut(&tx.0)
@@ -670,7 +670,7 @@ impl TransactionLayer {
     // ----- timers -----
 
     /// Fires every timer due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         while let Some(Reverse((at, id, timer))) = self.timers.peek().copied() {
             if at > now {
                 break;
