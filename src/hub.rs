@@ -203,7 +203,7 @@ enum Request {
 
 /// An interaction that runs on another node of the cluster, reached through it (see
 /// `crate::cluster`): the same operations as a local task's, over the network.
-pub trait Remote: Send + Sync + 'static {
+pub(crate) trait Remote: Send + Sync + 'static {
     fn command(
         &self,
         id: &InteractionId,
@@ -219,7 +219,7 @@ pub trait Remote: Send + Sync + 'static {
 }
 
 /// How the hub of a cluster node reaches the others (none on a single node).
-pub trait Peers: Send + Sync + 'static {
+pub(crate) trait Peers: Send + Sync + 'static {
     /// An event this node's task published, after it was stored: for the other nodes'
     /// subscribers, in the same order.
     fn published(&self, id: &InteractionId, event: &Arc<Event>);
@@ -252,7 +252,7 @@ pub struct Handle {
 
 impl Handle {
     /// A handle to an interaction that runs on another node, reached through `remote`.
-    pub fn remote(
+    pub(crate) fn remote(
         id: InteractionId,
         service: String,
         device: String,
@@ -297,7 +297,7 @@ impl Handle {
 
     /// Queues a command without waiting for its outcome. Its events are still persisted before
     /// anyone is told about them; use this where nothing needs the answer (routing's offers).
-    pub async fn send(&self, by: Party, command: Command) -> Result<(), HubError> {
+    pub(crate) async fn send(&self, by: Party, command: Command) -> Result<(), HubError> {
         match &self.route {
             Route::Local { tx, moved, .. } => {
                 let (reply, _unheard) = oneshot::channel();
@@ -348,7 +348,7 @@ impl Handle {
 
     /// Resolves when the local task has stopped (closed, or moved to another node); never for
     /// a remote handle.
-    pub async fn ended(&self) {
+    pub(crate) async fn ended(&self) {
         match &self.route {
             Route::Local { tx, .. } => tx.closed().await,
             Route::Remote(_) => std::future::pending().await,
@@ -494,7 +494,7 @@ impl Hub {
 
     /// Makes this hub one node of a cluster: events it publishes go to `peers` too, and
     /// interactions that run elsewhere are found through them. Once, before it serves.
-    pub fn join(&self, peers: Arc<dyn Peers>) {
+    pub(crate) fn join(&self, peers: Arc<dyn Peers>) {
         if self.inner.peers.set(peers).is_err() {
             tracing::warn!("the hub joined a cluster twice; the first stays");
         }
@@ -502,7 +502,7 @@ impl Hub {
 
     /// Brings back interactions from their history, as they were: at start, and on a cluster
     /// node when it takes over another node's. Those already running here are left alone.
-    pub async fn restore(&self, records: Vec<InteractionRecord>) -> Result<usize, HubError> {
+    pub(crate) async fn restore(&self, records: Vec<InteractionRecord>) -> Result<usize, HubError> {
         let hub = self;
         let mut restored = 0;
         for record in records {
@@ -575,7 +575,7 @@ impl Hub {
     }
 
     /// The token with which a call from any number joins this interaction.
-    pub fn join_token(&self, id: &InteractionId) -> String {
+    pub(crate) fn join_token(&self, id: &InteractionId) -> String {
         self.inner.join_secret.token(id)
     }
 
@@ -774,7 +774,7 @@ impl Hub {
 
     /// The open interaction with this id, here or (on a cluster node) on the node that owns
     /// it: what every entry point that names an interaction uses.
-    pub async fn find(&self, id: &InteractionId) -> Result<Option<Handle>, HubError> {
+    pub(crate) async fn find(&self, id: &InteractionId) -> Result<Option<Handle>, HubError> {
         if let Some(handle) = self.get(id) {
             return Ok(Some(handle));
         }
@@ -812,10 +812,10 @@ impl Hub {
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
-    pub fn config(&self) -> &Arc<Config> {
+    pub(crate) fn config(&self) -> &Arc<Config> {
         &self.inner.config
     }
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
 }

@@ -38,7 +38,7 @@ impl JoinSecret {
     }
 
     /// A fresh random key: tokens are good until the process ends.
-    pub fn random() -> JoinSecret {
+    pub(crate) fn random() -> JoinSecret {
         let mut key = [0u8; 32];
         rand::fill(&mut key[..]);
         JoinSecret::new(&key)
@@ -61,7 +61,7 @@ impl JoinSecret {
     }
 
     /// Whether `token` is the token of `id`, compared in constant time.
-    pub fn verify(&self, id: &InteractionId, token: &str) -> bool {
+    pub(crate) fn verify(&self, id: &InteractionId, token: &str) -> bool {
         match hex::decode(token.trim()) {
             Ok(bytes) => self.mac(id).verify_slice(&bytes).is_ok(),
             Err(_) => false,
@@ -96,7 +96,13 @@ impl JoinSecret {
 
     /// A ticket for `device` of `app_id` to open the socket of chat `id` until `expires`:
     /// `<expiry ms>.<app hex>.<mac hex>`, safe in a URL query.
-    pub fn ticket(&self, id: &InteractionId, app_id: &str, device: &str, expires: Time) -> String {
+    pub(crate) fn ticket(
+        &self,
+        id: &InteractionId,
+        app_id: &str,
+        device: &str,
+        expires: Time,
+    ) -> String {
         let mac = self.ticket_mac(id, app_id, device, expires.millis());
         format!(
             "{}.{}.{}",

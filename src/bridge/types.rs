@@ -17,7 +17,7 @@ pub struct Time(pub u64);
 
 impl Time {
     /// The system clock, for drivers (never called inside a core).
-    pub fn now() -> Time {
+    pub(crate) fn now() -> Time {
         Time::from_system(SystemTime::now())
     }
     fn from_system(t: SystemTime) -> Time {
@@ -74,7 +74,7 @@ string_id!(
 
 impl InteractionId {
     /// A fresh random id (128 bits, hex).
-    pub fn random() -> InteractionId {
+    pub(crate) fn random() -> InteractionId {
         InteractionId(random_hex(16))
     }
 }
@@ -123,7 +123,7 @@ pub enum Party {
 
 impl Party {
     /// The `party_id` shown to clients.
-    pub fn party_id(&self) -> String {
+    pub(crate) fn party_id(&self) -> String {
         match self {
             Party::Customer => "customer".into(),
             Party::Agent(id) => id.0.clone(),

@@ -99,7 +99,7 @@ pub enum ReportError {
 
 impl ReportError {
     /// The stable code of the refusal, as clients see it.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ReportError::Rule(rule) => rule.code(),
             ReportError::Closed => "interaction_closed",
@@ -421,7 +421,7 @@ pub(crate) struct Driver<Id> {
 }
 
 impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
-    pub fn new(ice_servers: Vec<String>) -> Self {
+    pub(crate) fn new(ice_servers: Vec<String>) -> Self {
         Driver {
             calls: HashMap::new(),
             by_peer: HashMap::new(),
@@ -435,7 +435,7 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
     }
 
     /// Calls in progress (for metrics and leak checks).
-    pub fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.calls.len()
     }
 

@@ -28,7 +28,7 @@ impl Codec {
     }
 
     /// The codec a static payload type stands for (RFC 3551 §6).
-    pub fn from_static(pt: u8) -> Option<Codec> {
+    pub(crate) fn from_static(pt: u8) -> Option<Codec> {
         match pt {
             0 => Some(Codec::Pcmu),
             8 => Some(Codec::Pcma),

@@ -466,7 +466,7 @@ impl MediaEngine {
 
     /// Whether silence on `leg` counts against the inactivity timeout. Turning it back on
     /// restarts the count.
-    pub fn watch(&mut self, leg: LegPort, enabled: bool) {
+    pub(crate) fn watch(&mut self, leg: LegPort, enabled: bool) {
         if let Some(entry) = self.legs.get(&leg) {
             if enabled {
                 let now_ms = self.epoch.elapsed().as_millis() as u64;
@@ -532,7 +532,7 @@ impl MediaEngine {
 
     /// Legs that have received nothing for the inactivity timeout, each reported once; the
     /// driver calls this about once a second.
-    pub fn sweep(&mut self, now: Instant) -> Vec<LegPort> {
+    pub(crate) fn sweep(&mut self, now: Instant) -> Vec<LegPort> {
         let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         let limit = self.settings.inactivity_timeout.as_millis() as u64;
         let mut inactive = Vec::new();

@@ -158,7 +158,11 @@ pub(crate) struct Latch {
 
 impl Latch {
     /// `signalled` is the address from the peer's SDP (`c=` and `m=` port), if known yet.
-    pub fn new(signalled: Option<SocketAddr>, learning: Learning, config: LatchConfig) -> Latch {
+    pub(crate) fn new(
+        signalled: Option<SocketAddr>,
+        learning: Learning,
+        config: LatchConfig,
+    ) -> Latch {
         Latch {
             signalled,
             learning,
@@ -169,7 +173,7 @@ impl Latch {
     }
 
     /// Judges one packet received at `now` from `source` carrying `ssrc`.
-    pub fn check(&mut self, now: Instant, source: SocketAddr, ssrc: u32) -> Verdict {
+    pub(crate) fn check(&mut self, now: Instant, source: SocketAddr, ssrc: u32) -> Verdict {
         let (signalled, config, learning) = (self.signalled, self.config, self.learning);
         let from_signalled = Some(source) == signalled;
         let verdict = match &mut self.state {
@@ -237,7 +241,7 @@ impl Latch {
     }
 
     /// Where to send packets towards this peer: the latched address, else the signalled one.
-    pub fn destination(&self) -> Option<SocketAddr> {
+    pub(crate) fn destination(&self) -> Option<SocketAddr> {
         match self.state {
             State::Latched { addr, .. } => Some(addr),
             State::Waiting => self.signalled,

@@ -128,7 +128,7 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    pub fn new(
+    pub(crate) fn new(
         epoch: Instant,
         events: mpsc::Sender<MediaEvent>,
         engine: Arc<EngineCounters>,
@@ -268,7 +268,7 @@ pub(crate) struct Leg {
 }
 
 impl Leg {
-    pub fn new(shared: Arc<LegShared>, latch: Latch, session: RtcpSession) -> Leg {
+    pub(crate) fn new(shared: Arc<LegShared>, latch: Latch, session: RtcpSession) -> Leg {
         Leg {
             shared,
             latch,
@@ -287,7 +287,7 @@ impl Leg {
 
     /// The hot path: the first `received` datagrams of `batch`, read from this leg's RTP socket
     /// at `now`. See the module docs.
-    pub fn relay(
+    pub(crate) fn relay(
         &mut self,
         batch: &mut RecvBatch,
         received: usize,
@@ -512,7 +512,7 @@ impl Leg {
 
     /// The leg is closing: a digit still held is reported, and nothing more is sent towards
     /// its peer through its socket.
-    pub fn close(mut self, cx: &mut Context) {
+    pub(crate) fn close(mut self, cx: &mut Context) {
         self.flush_dtmf(cx);
         self.shared.destination.store(None);
     }

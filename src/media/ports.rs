@@ -57,7 +57,7 @@ impl PortPool {
         self.free.swap_remove_front(pick)
     }
 
-    pub fn release(&mut self, port: u16) {
+    pub(crate) fn release(&mut self, port: u16) {
         debug_assert!(!self.free.contains(&port), "port {port} released twice");
         self.free.push_back(port);
     }
@@ -66,7 +66,8 @@ impl PortPool {
         self.capacity - self.free.len()
     }
 
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 }
