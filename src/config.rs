@@ -43,7 +43,7 @@ fn valid_origin(origin: &str) -> bool {
 }
 
 /// The configuration compiled into the binary; `tandem run` uses it when no file is found.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../config/tandem.toml");
+const EMBEDDED_DEFAULT: &str = include_str!("../config/tandem.toml");
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,7 @@ impl Default for SecurityConfig {
 
 impl SecurityConfig {
     /// The back-off policy of a guard.
-    pub fn guard_policy(&self) -> crate::guard::Policy {
+    pub(crate) fn guard_policy(&self) -> crate::guard::Policy {
         crate::guard::Policy {
             free_failures: self.failures_before_lockout,
             first_lock: std::time::Duration::from_millis(self.first_lockout_ms),
@@ -303,13 +303,13 @@ pub enum TrunkTransport {
 
 impl TrunkConfig {
     /// The user name and password the trunk must prove, when it has them.
-    pub fn credentials(&self) -> Option<(&str, &str)> {
+    pub(crate) fn credentials(&self) -> Option<(&str, &str)> {
         Some((self.username.as_deref()?, self.password.as_deref()?))
     }
 
     /// Whether a request from `source` comes from this trunk's addresses (for a trunk with
     /// credentials, only where it is, not that it is the trunk).
-    pub fn matches(&self, source: SocketAddr) -> bool {
+    pub(crate) fn matches(&self, source: SocketAddr) -> bool {
         self.addresses
             .iter()
             .any(|a| match a.parse::<SocketAddr>() {
@@ -342,7 +342,7 @@ pub struct RegistrarConfig {
 
 impl RegistrarConfig {
     /// The back-off of digest guesses per account and per source address.
-    pub fn guard_policies(&self) -> (crate::guard::Policy, crate::guard::Policy) {
+    pub(crate) fn guard_policies(&self) -> (crate::guard::Policy, crate::guard::Policy) {
         let account = crate::guard::Policy {
             free_failures: self.failures_before_lockout,
             first_lock: std::time::Duration::from_millis(self.first_lockout_ms),
@@ -494,7 +494,7 @@ impl Default for SmsConfig {
 
 impl SmsConfig {
     /// `auth_header` split into name and value.
-    pub fn auth(&self) -> Option<(&str, &str)> {
+    pub(crate) fn auth(&self) -> Option<(&str, &str)> {
         let (name, value) = self.auth_header.as_deref()?.split_once(':')?;
         Some((name.trim(), value.trim()))
     }
@@ -744,7 +744,7 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    pub fn display_name(&self) -> &str {
+    pub(crate) fn display_name(&self) -> &str {
         self.display_name.as_deref().unwrap_or(&self.name)
     }
 }
@@ -809,21 +809,21 @@ fn default_closed_reason() -> String {
 }
 
 /// Day names as schedules write them, Monday first.
-pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+pub(crate) const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 /// A phone number as configured: 1 to 32 digits, optionally after a `+`.
-pub fn valid_phone_number(number: &str) -> bool {
+pub(crate) fn valid_phone_number(number: &str) -> bool {
     let digits = number.strip_prefix('+').unwrap_or(number);
     !digits.is_empty() && digits.len() <= 32 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The form numbers are compared in: without a leading `+`.
-pub fn number_key(number: &str) -> &str {
+pub(crate) fn number_key(number: &str) -> &str {
     number.strip_prefix('+').unwrap_or(number)
 }
 
 /// "HH:MM" as minutes of the day ("24:00" ends one).
-pub fn parse_hhmm(s: &str) -> Option<u32> {
+pub(crate) fn parse_hhmm(s: &str) -> Option<u32> {
     let (h, m) = s.split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
     (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
@@ -831,7 +831,7 @@ pub fn parse_hhmm(s: &str) -> Option<u32> {
 
 impl BusinessHours {
     /// Whether `unix_ms` falls inside the hours.
-    pub fn is_open(&self, unix_ms: u64) -> bool {
+    pub(crate) fn is_open(&self, unix_ms: u64) -> bool {
         let local_min = (unix_ms / 60_000) as i64 + self.utc_offset_minutes as i64;
         let day = local_min.div_euclid(24 * 60);
         let minute = local_min.rem_euclid(24 * 60) as u32;
@@ -845,10 +845,10 @@ impl BusinessHours {
 }
 
 impl ServiceConfig {
-    pub fn max_file_bytes(&self, files: &FilesConfig) -> u64 {
+    pub(crate) fn max_file_bytes(&self, files: &FilesConfig) -> u64 {
         self.max_file_bytes.unwrap_or(files.max_bytes)
     }
-    pub fn allowed_file_types<'a>(&'a self, files: &'a FilesConfig) -> &'a [String] {
+    pub(crate) fn allowed_file_types<'a>(&'a self, files: &'a FilesConfig) -> &'a [String] {
         self.allowed_file_types
             .as_deref()
             .unwrap_or(&files.allowed_types)
@@ -857,17 +857,17 @@ impl ServiceConfig {
 
 impl Config {
     /// The service an app entry (`appId`) opens chats for.
-    pub fn service_for_entry(&self, entry: &str) -> Option<&ServiceConfig> {
+    pub(crate) fn service_for_entry(&self, entry: &str) -> Option<&ServiceConfig> {
         self.services
             .iter()
             .find(|s| s.entries.iter().any(|e| e == entry))
     }
-    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+    pub(crate) fn service(&self, name: &str) -> Option<&ServiceConfig> {
         self.services.iter().find(|s| s.name == name)
     }
 
     /// The service a call to `number` (a DID) reaches; `+` and no `+` are the same number.
-    pub fn service_for_number(&self, number: &str) -> Option<&ServiceConfig> {
+    pub(crate) fn service_for_number(&self, number: &str) -> Option<&ServiceConfig> {
         let key = number_key(number);
         self.services
             .iter()
@@ -908,15 +908,7 @@ impl Default for RtcConfig {
 }
 
 impl RtcConfig {
-    /// The address of our host candidate: `public_ip` (or the listen IP) and the listen port.
-    pub fn candidate_addr(&self) -> SocketAddr {
-        SocketAddr::new(
-            self.public_ip.unwrap_or(self.listen.ip()),
-            self.listen.port(),
-        )
-    }
-
-    pub fn consent_timeout(&self) -> Duration {
+    pub(crate) fn consent_timeout(&self) -> Duration {
         Duration::from_secs(self.consent_timeout_s)
     }
 }
@@ -1724,36 +1716,25 @@ impl Config {
         Ok(())
     }
 
-    pub fn agent(&self, name: &str) -> Option<&AgentConfig> {
+    pub(crate) fn agent(&self, name: &str) -> Option<&AgentConfig> {
         self.agents.iter().find(|a| a.name == name)
     }
 }
 
 impl SipConfig {
-    pub fn t1(&self) -> Duration {
+    pub(crate) fn t1(&self) -> Duration {
         Duration::from_millis(self.t1_ms)
     }
-    pub fn t2(&self) -> Duration {
+    pub(crate) fn t2(&self) -> Duration {
         Duration::from_millis(self.t2_ms)
     }
-    pub fn t4(&self) -> Duration {
+    pub(crate) fn t4(&self) -> Duration {
         Duration::from_millis(self.t4_ms)
-    }
-    /// The address we advertise in Via, Contact and SDP.
-    pub fn advertised_addr(&self) -> SocketAddr {
-        self.public_addr.unwrap_or(self.listen)
-    }
-    /// The host part of our own URIs.
-    pub fn domain(&self) -> String {
-        match &self.domain {
-            Some(domain) => domain.clone(),
-            None => host_string(self.advertised_addr().ip()),
-        }
     }
 }
 
 /// An IP address as it is written in a SIP URI host (IPv6 in brackets).
-pub fn host_string(ip: IpAddr) -> String {
+pub(crate) fn host_string(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
@@ -1949,10 +1930,9 @@ mod tests {
         let text = "[rtc]\nlisten = \"0.0.0.0:40000\"\npublic_ip = \"203.0.113.7\"\n\
                     ice_servers = [\"stun:stun.example.com:3478\"]\nconsent_timeout_s = 10\n";
         let rtc = Config::parse(text).unwrap().rtc;
-        assert_eq!(
-            rtc.candidate_addr(),
-            "203.0.113.7:40000".parse::<std::net::SocketAddr>().unwrap()
-        );
+        let public_ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(rtc.public_ip, Some(public_ip));
+        assert_eq!(rtc.listen, "0.0.0.0:40000".parse::<SocketAddr>().unwrap());
         assert_eq!(rtc.ice_servers, ["stun:stun.example.com:3478"]);
         assert_eq!(rtc.consent_timeout(), Duration::from_secs(10));
         assert_eq!(rtc.max_peers, 2000);

@@ -17,7 +17,8 @@
 //! never dropped: the machine has moved on), and until it is stored the interaction refuses
 //! new commands at once with [`HubError::StoreUnavailable`] and publishes nothing it has not
 //! stored. Once the store takes the writes, their events are published, their actions handed
-//! out, and commands are served again.
+//! out, and commands are served again. Opening an interaction waits no longer than that
+//! either: if its first commit is not confirmed in time, it is not opened.
 //!
 //! **Several nodes.** On a node of a cluster (`crate::cluster`) a [`Handle`] may also reach an
 //! interaction that runs on another node ([`Hub::find`]); the hub stays the owner of its own
@@ -87,8 +88,9 @@ pub enum HubError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The interaction's last writes are not stored yet (the store is slow or failing): the
-    /// command was not carried out. Try again later.
+    /// The interaction's last writes are not stored yet, or a new interaction's first commit
+    /// did not return in time (the store is slow or failing): the command was not carried out,
+    /// the interaction not opened. Try again later.
     #[error("the store is not taking writes")]
     StoreUnavailable,
     /// The command was carried out, but the store did not confirm its events in time. They
@@ -108,7 +110,7 @@ pub enum HubError {
 /// How long a command waits for its events to be stored before it is answered
 /// [`HubError::NotStored`]: long enough for a loaded disk, short enough that a stalled store
 /// is reported rather than waited for.
-pub const STORE_PATIENCE: Duration = Duration::from_secs(5);
+pub(crate) const STORE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Where the hub makes interactions' events durable: the [`Store`], or a test double that
 /// stalls or fails it.
@@ -129,9 +131,9 @@ impl Journal for Store {
 /// [`LOG_MAX_BYTES`] (as stored). Older events are read from the store, which has them all.
 pub const LOG_MAX_EVENTS: usize = 1024;
 /// See [`LOG_MAX_EVENTS`].
-pub const LOG_MAX_BYTES: usize = 512 * 1024;
+const LOG_MAX_BYTES: usize = 512 * 1024;
 /// See [`LOG_MAX_EVENTS`].
-pub const LOG_MIN_EVENTS: usize = 16;
+const LOG_MIN_EVENTS: usize = 16;
 
 /// The events after some `seq`, then everything new.
 pub struct Subscription {
@@ -201,7 +203,7 @@ enum Request {
 
 /// An interaction that runs on another node of the cluster, reached through it (see
 /// `crate::cluster`): the same operations as a local task's, over the network.
-pub trait Remote: Send + Sync + 'static {
+pub(crate) trait Remote: Send + Sync + 'static {
     fn command(
         &self,
         id: &InteractionId,
@@ -217,7 +219,7 @@ pub trait Remote: Send + Sync + 'static {
 }
 
 /// How the hub of a cluster node reaches the others (none on a single node).
-pub trait Peers: Send + Sync + 'static {
+pub(crate) trait Peers: Send + Sync + 'static {
     /// An event this node's task published, after it was stored: for the other nodes'
     /// subscribers, in the same order.
     fn published(&self, id: &InteractionId, event: &Arc<Event>);
@@ -250,7 +252,7 @@ pub struct Handle {
 
 impl Handle {
     /// A handle to an interaction that runs on another node, reached through `remote`.
-    pub fn remote(
+    pub(crate) fn remote(
         id: InteractionId,
         service: String,
         device: String,
@@ -265,7 +267,7 @@ impl Handle {
     }
 
     /// Whether the interaction runs on this node.
-    pub fn is_local(&self) -> bool {
+    pub(crate) fn is_local(&self) -> bool {
         matches!(self.route, Route::Local { .. })
     }
 
@@ -295,7 +297,7 @@ impl Handle {
 
     /// Queues a command without waiting for its outcome. Its events are still persisted before
     /// anyone is told about them; use this where nothing needs the answer (routing's offers).
-    pub async fn send(&self, by: Party, command: Command) -> Result<(), HubError> {
+    pub(crate) async fn send(&self, by: Party, command: Command) -> Result<(), HubError> {
         match &self.route {
             Route::Local { tx, moved, .. } => {
                 let (reply, _unheard) = oneshot::channel();
@@ -346,7 +348,7 @@ impl Handle {
 
     /// Resolves when the local task has stopped (closed, or moved to another node); never for
     /// a remote handle.
-    pub async fn ended(&self) {
+    pub(crate) async fn ended(&self) {
         match &self.route {
             Route::Local { tx, .. } => tx.closed().await,
             Route::Remote(_) => std::future::pending().await,
@@ -369,7 +371,7 @@ fn gone(moved: &AtomicBool) -> HubError {
 }
 
 /// Leg work for the SIP/WebRTC drivers.
-pub type LegActions = mpsc::UnboundedSender<(InteractionId, Action)>;
+type LegActions = mpsc::UnboundedSender<(InteractionId, Action)>;
 
 struct Inner {
     config: Arc<Config>,
@@ -427,7 +429,7 @@ pub struct Hub {
 }
 
 /// The machine rules of a service, from config (and the node's join-token key).
-pub fn rules_for(config: &Config, service: &str, join_secret: &JoinSecret) -> Rules {
+fn rules_for(config: &Config, service: &str, join_secret: &JoinSecret) -> Rules {
     let s = config.service(service);
     Rules {
         service: service.to_string(),
@@ -492,7 +494,7 @@ impl Hub {
 
     /// Makes this hub one node of a cluster: events it publishes go to `peers` too, and
     /// interactions that run elsewhere are found through them. Once, before it serves.
-    pub fn join(&self, peers: Arc<dyn Peers>) {
+    pub(crate) fn join(&self, peers: Arc<dyn Peers>) {
         if self.inner.peers.set(peers).is_err() {
             tracing::warn!("the hub joined a cluster twice; the first stays");
         }
@@ -500,7 +502,7 @@ impl Hub {
 
     /// Brings back interactions from their history, as they were: at start, and on a cluster
     /// node when it takes over another node's. Those already running here are left alone.
-    pub async fn restore(&self, records: Vec<InteractionRecord>) -> Result<usize, HubError> {
+    pub(crate) async fn restore(&self, records: Vec<InteractionRecord>) -> Result<usize, HubError> {
         let hub = self;
         let mut restored = 0;
         for record in records {
@@ -528,7 +530,7 @@ impl Hub {
     /// Stops serving every running interaction without ending it, for another node to take
     /// over (a cluster node that stops), and waits until they are all stopped or `within` has
     /// passed. What was acknowledged is stored; their handles answer [`HubError::Moved`].
-    pub async fn release_all(&self, within: Duration) -> usize {
+    pub(crate) async fn release_all(&self, within: Duration) -> usize {
         let handles = self.handles();
         for handle in &handles {
             if let Route::Local { tx, .. } = &handle.route {
@@ -548,7 +550,7 @@ impl Hub {
     /// Ends every running interaction with its ordered teardown (calls released, then video,
     /// then the chat, then the transcript), and waits until they are all closed or `within` has
     /// passed. Returns how many were still running at the deadline.
-    pub async fn close_all(&self, within: Duration) -> usize {
+    pub(crate) async fn close_all(&self, within: Duration) -> usize {
         let handles: Vec<Handle> = self
             .inner
             .live
@@ -573,13 +575,13 @@ impl Hub {
     }
 
     /// The token with which a call from any number joins this interaction.
-    pub fn join_token(&self, id: &InteractionId) -> String {
+    pub(crate) fn join_token(&self, id: &InteractionId) -> String {
         self.inner.join_secret.token(id)
     }
 
     /// A ticket with which `device` of `app_id` opens the WebSocket of chat `id` until
     /// `expires`, where it cannot send `Authorization` (a browser).
-    pub fn socket_ticket(
+    pub(crate) fn socket_ticket(
         &self,
         id: &InteractionId,
         app_id: &str,
@@ -590,7 +592,7 @@ impl Hub {
     }
 
     /// The app a socket ticket for chat `id` of `device` was issued to, if it is good at `now`.
-    pub fn check_socket_ticket(
+    pub(crate) fn check_socket_ticket(
         &self,
         id: &InteractionId,
         device: &str,
@@ -600,7 +602,8 @@ impl Hub {
         self.inner.join_secret.check_ticket(id, device, ticket, now)
     }
 
-    /// Opens a new interaction, persisted before this returns.
+    /// Opens a new interaction, persisted before this returns. A store that does not confirm
+    /// within the hub's patience opens nothing: [`HubError::StoreUnavailable`].
     pub async fn create(
         &self,
         service: &str,
@@ -615,7 +618,7 @@ impl Hub {
 
     /// Opens a new interaction for a phone call from `caller` to a service number, with the
     /// call (`held`) waiting for the agent who accepts ([`Interaction::new_call`]).
-    pub async fn create_for_call(
+    pub(crate) async fn create_for_call(
         &self,
         service: &str,
         customer: Customer,
@@ -656,11 +659,49 @@ impl Hub {
             last_seq: it.last_seq(),
         };
         writes.insert(0, Write::NewInteraction(record));
-        self.inner.journal.write(writes).await?;
+        let mut writing = self.inner.journal.write(writes);
+        let patience = self.inner.patience;
+        match tokio::time::timeout(patience, &mut writing).await {
+            Ok(written) => written?,
+            Err(_) => {
+                tracing::warn!(?patience, interaction = %id, "the store is slow: not opened");
+                self.abandon(writing, id, it.last_seq());
+                return Err(HubError::StoreUnavailable);
+            }
+        }
         task.publish(&mut it, emitted);
         let phase = it.phase();
         self.spawn(task, it, device, Some(reservation));
         Ok((id, phase))
+    }
+
+    /// Gives up a new interaction whose first commit did not return within the hub's
+    /// patience: its creator was told it failed, so if the commit lands later its row is
+    /// closed at once, and no restart brings back a chat that nobody knows of.
+    fn abandon(
+        &self,
+        writing: BoxFuture<'static, Result<(), StoreError>>,
+        id: InteractionId,
+        last_seq: u64,
+    ) {
+        let journal = self.inner.journal.clone();
+        tokio::spawn(async move {
+            if writing.await.is_err() {
+                return; // Not stored: nothing to undo.
+            }
+            let closed = Write::Progress {
+                id: id.clone(),
+                phase: Phase::Closed,
+                last_seq,
+                closed_at: Some(Time::now().millis()),
+            };
+            match journal.write(vec![closed]).await {
+                Ok(()) => tracing::info!(interaction = %id, "closed the chat that was not opened"),
+                Err(e) => {
+                    tracing::error!(interaction = %id, "cannot close the chat that was not opened: {e}")
+                }
+            }
+        });
     }
 
     /// Holds a place for one more interaction of `device` within the node's and the device's
@@ -733,7 +774,7 @@ impl Hub {
 
     /// The open interaction with this id, here or (on a cluster node) on the node that owns
     /// it: what every entry point that names an interaction uses.
-    pub async fn find(&self, id: &InteractionId) -> Result<Option<Handle>, HubError> {
+    pub(crate) async fn find(&self, id: &InteractionId) -> Result<Option<Handle>, HubError> {
         if let Some(handle) = self.get(id) {
             return Ok(Some(handle));
         }
@@ -771,10 +812,10 @@ impl Hub {
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
-    pub fn config(&self) -> &Arc<Config> {
+    pub(crate) fn config(&self) -> &Arc<Config> {
         &self.inner.config
     }
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
 }

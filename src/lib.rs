@@ -18,7 +18,7 @@ pub mod metrics;
 mod presentation;
 pub mod routing;
 pub mod rtc;
-pub mod secret;
+mod secret;
 pub mod server;
 pub mod sip;
 pub mod sms;

@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 
 /// Whether `given` equals `expected`, in a time that depends on neither.
-pub fn same(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn same(given: &[u8], expected: &[u8]) -> bool {
     let (a, b) = (Sha256::digest(given), Sha256::digest(expected));
     a.iter()
         .zip(b.iter())

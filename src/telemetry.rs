@@ -36,7 +36,7 @@ pub fn init(config: &LogConfig) {
 
 /// Writes each event as one line: control characters inside it are escaped.
 #[derive(Clone, Copy)]
-pub struct OneLine<M>(pub M);
+struct OneLine<M>(pub M);
 
 impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for OneLine<M> {
     type Writer = Escaping<M::Writer>;
@@ -46,7 +46,7 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for OneLine<M> {
 }
 
 /// The writer of one event (the formatter writes each event whole, in one call).
-pub struct Escaping<W>(W);
+struct Escaping<W>(W);
 
 impl<W: Write> Write for Escaping<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

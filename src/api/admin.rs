@@ -61,23 +61,14 @@ pub fn authorize(
     }
 }
 
-/// Middleware of the admin routes.
-pub async fn require_admin(
-    State(state): State<AppState>,
+/// Middleware of the admin routes ([`Scope::Everything`]) and of `/metrics`
+/// ([`Scope::Metrics`]): the request goes on only if it may see `scope`.
+pub async fn require(
+    State((state, scope)): State<(AppState, Scope)>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<Response, ApiError> {
-    authorize(state.config(), bearer(&request), Scope::Everything)?;
-    Ok(next.run(request).await)
-}
-
-/// Middleware of `/metrics`.
-pub async fn require_metrics(
-    State(state): State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Result<Response, ApiError> {
-    authorize(state.config(), bearer(&request), Scope::Metrics)?;
+    authorize(state.config(), bearer(&request), scope)?;
     Ok(next.run(request).await)
 }
 

@@ -283,7 +283,7 @@ impl ApiError {
 
 /// The code of an error response, for the metrics layer.
 #[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
+pub(crate) struct ErrorCode(pub &'static str);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -45,7 +45,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use error::{ApiError, ErrorCode};
+pub(crate) use error::{ApiError, ErrorCode};
 
 use crate::bridge::InteractionId;
 use crate::chat::files::FileStore;
@@ -162,13 +162,13 @@ impl AppState {
     pub fn routing(&self) -> &Routing {
         &self.shared.routing
     }
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         self.shared.hub.config()
     }
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         self.shared.hub.store()
     }
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         self.shared.hub.metrics()
     }
     pub(crate) fn api_metrics(&self) -> &metrics::ApiMetrics {
@@ -197,7 +197,7 @@ impl AppState {
 }
 
 /// `axum::Json` with its rejections turned into [`ApiError`]s.
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
@@ -307,15 +307,15 @@ fn admin_routes(state: &AppState) -> Router<AppState> {
             get(admin::recording),
         )
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            admin::require_admin,
+            (state.clone(), admin::Scope::Everything),
+            admin::require,
         ))
         .layer(DefaultBodyLimit::max(json_limit));
     Router::new().nest("/admin/v1", admin).route(
         "/metrics",
         get(admin::metrics).route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            admin::require_metrics,
+            (state.clone(), admin::Scope::Metrics),
+            admin::require,
         )),
     )
 }
@@ -360,7 +360,7 @@ pub struct Http {
 }
 
 /// The HTTP listeners, bound before the other parts start.
-pub struct Bound {
+pub(crate) struct Bound {
     /// The configuration with the addresses actually bound: links sent by SMS name them
     /// (port 0 picks one).
     pub config: Config,
@@ -370,7 +370,7 @@ pub struct Bound {
 }
 
 /// Binds the HTTP listener (and admin's own, if configured).
-pub async fn bind(config: &Config) -> Result<Bound, StartError> {
+pub(crate) async fn bind(config: &Config) -> Result<Bound, StartError> {
     let (listener, addr) = bind_one(config.http.listen).await?;
     let admin = match config.admin.listen {
         Some(at) => Some(bind_one(at).await?),
@@ -393,7 +393,7 @@ pub async fn bind(config: &Config) -> Result<Bound, StartError> {
 }
 
 /// Serves the API on the bound listeners with the parts in `state`.
-pub fn serve(bound: Bound, state: AppState) -> Http {
+pub(crate) fn serve(bound: Bound, state: AppState) -> Http {
     let Bound {
         config,
         listener,
@@ -483,7 +483,7 @@ fn warn_if_admin_is_refused(config: &Config) {
 
 impl Http {
     /// Stops accepting, lets requests finish for a few seconds, then drops the rest.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         for task in self.tasks {
             let abort = task.abort_handle();

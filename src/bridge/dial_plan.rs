@@ -43,7 +43,7 @@ pub struct E164(String);
 
 impl E164 {
     /// Parses a number in E.164 form; separators (spaces, `-`, `.`, brackets) are dropped.
-    pub fn parse(number: &str) -> Result<E164, NumberError> {
+    pub(crate) fn parse(number: &str) -> Result<E164, NumberError> {
         let compact = compact(number);
         let digits = compact.strip_prefix('+').ok_or(NumberError::Invalid)?;
         if !(MIN_DIGITS..=MAX_DIGITS).contains(&digits.len())
@@ -55,11 +55,11 @@ impl E164 {
         Ok(E164(compact))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
-    pub fn into_string(self) -> String {
+    pub(crate) fn into_string(self) -> String {
         self.0
     }
 }
@@ -118,7 +118,7 @@ pub const DEFAULT_BLOCKED: [&str; 12] = [
 impl DialPlan {
     /// Reads `number` (E.164, or the plan's national form) as E.164, without checking whether
     /// it may be dialled: for numbers that are only compared or stored.
-    pub fn normalize(&self, number: &str) -> Result<E164, NumberError> {
+    pub(crate) fn normalize(&self, number: &str) -> Result<E164, NumberError> {
         let compact = compact(number);
         if compact.starts_with('+') {
             return E164::parse(&compact);
@@ -143,7 +143,7 @@ impl DialPlan {
     }
 
     /// Whether an E.164 number may be dialled under this plan.
-    pub fn allows(&self, number: &E164) -> bool {
+    pub(crate) fn allows(&self, number: &E164) -> bool {
         let n = number.as_str();
         let matches = |p: &String| n.starts_with(country_form(p).as_str());
         (self.allowed_prefixes.is_empty() || self.allowed_prefixes.iter().any(matches))
@@ -151,7 +151,7 @@ impl DialPlan {
     }
 
     /// `number` as E.164 if it is one (or the plan's national form) and the plan allows it.
-    pub fn check(&self, number: &str) -> Result<E164, NumberError> {
+    pub(crate) fn check(&self, number: &str) -> Result<E164, NumberError> {
         let e164 = self.normalize(number)?;
         if !self.allows(&e164) {
             return Err(NumberError::NotAllowed);
@@ -160,7 +160,7 @@ impl DialPlan {
     }
 
     /// A reason the plan itself is wrong (for config validation).
-    pub fn problem(&self) -> Option<String> {
+    pub(crate) fn problem(&self) -> Option<String> {
         let prefixes = self.allowed_prefixes.iter().chain(&self.blocked_prefixes);
         for p in prefixes.chain(self.country_code.iter()) {
             let digits = country_form(p);

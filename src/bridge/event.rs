@@ -82,7 +82,7 @@ pub enum LegState {
 }
 
 impl LegState {
-    pub fn is_live(self) -> bool {
+    pub(crate) fn is_live(self) -> bool {
         self != LegState::Released
     }
 }
@@ -254,7 +254,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Ephemeral events are delivered live and never stored or numbered.
-    pub fn is_ephemeral(&self) -> bool {
+    pub(crate) fn is_ephemeral(&self) -> bool {
         matches!(self, EventKind::Typing { .. } | EventKind::Signaling { .. })
     }
     /// The wire name (the serde tag).

@@ -202,7 +202,7 @@ pub enum CallerId {
 
 impl CallerId {
     /// The number shown, vouched for or not.
-    pub fn number(&self) -> &str {
+    pub(crate) fn number(&self) -> &str {
         match self {
             CallerId::Trunk(n) | CallerId::Claimed(n) => n,
         }
@@ -452,7 +452,7 @@ impl Interaction {
     pub fn id(&self) -> &InteractionId {
         &self.id
     }
-    pub fn rules(&self) -> &Rules {
+    pub(crate) fn rules(&self) -> &Rules {
         &self.rules
     }
     pub fn customer(&self) -> &Customer {
@@ -493,7 +493,7 @@ impl Interaction {
     }
 
     /// Every armed timer.
-    pub fn timers(&self) -> Vec<(Timer, Time)> {
+    pub(crate) fn timers(&self) -> Vec<(Timer, Time)> {
         let mut timers = Vec::new();
         match &self.state {
             State::Active { .. } => {

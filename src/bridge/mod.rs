@@ -20,7 +20,8 @@ mod interaction;
 mod token;
 mod types;
 
-pub use dial_plan::{DialPlan, E164, NumberError};
+pub use dial_plan::DialPlan;
+pub(crate) use dial_plan::{E164, NumberError};
 pub use error::RuleError;
 pub use event::{
     AgentDevice, EndReason, Event, EventKind, LegKind, LegState, LegTarget, Phase, ReceiptKind,
@@ -29,4 +30,5 @@ pub use event::{
 pub use interaction::{Accepted, Action, CallerId, Command, Interaction, Leg, Rules, Timer};
 pub(crate) use interaction::{location_context, merge_context};
 pub use token::JoinSecret;
-pub use types::{AgentId, Customer, HeldCall, InteractionId, LegId, Party, Time, random_hex};
+pub(crate) use types::random_hex;
+pub use types::{AgentId, Customer, HeldCall, InteractionId, LegId, Party, Time};

@@ -38,14 +38,14 @@ impl JoinSecret {
     }
 
     /// A fresh random key: tokens are good until the process ends.
-    pub fn random() -> JoinSecret {
+    pub(crate) fn random() -> JoinSecret {
         let mut key = [0u8; 32];
         rand::fill(&mut key[..]);
         JoinSecret::new(&key)
     }
 
     /// The configured key, else a random one.
-    pub fn from_config(secret: Option<&str>) -> JoinSecret {
+    pub(crate) fn from_config(secret: Option<&str>) -> JoinSecret {
         secret.map_or_else(JoinSecret::random, |s| JoinSecret::new(s.as_bytes()))
     }
 
@@ -61,7 +61,7 @@ impl JoinSecret {
     }
 
     /// Whether `token` is the token of `id`, compared in constant time.
-    pub fn verify(&self, id: &InteractionId, token: &str) -> bool {
+    pub(crate) fn verify(&self, id: &InteractionId, token: &str) -> bool {
         match hex::decode(token.trim()) {
             Ok(bytes) => self.mac(id).verify_slice(&bytes).is_ok(),
             Err(_) => false,
@@ -96,7 +96,13 @@ impl JoinSecret {
 
     /// A ticket for `device` of `app_id` to open the socket of chat `id` until `expires`:
     /// `<expiry ms>.<app hex>.<mac hex>`, safe in a URL query.
-    pub fn ticket(&self, id: &InteractionId, app_id: &str, device: &str, expires: Time) -> String {
+    pub(crate) fn ticket(
+        &self,
+        id: &InteractionId,
+        app_id: &str,
+        device: &str,
+        expires: Time,
+    ) -> String {
         let mac = self.ticket_mac(id, app_id, device, expires.millis());
         format!(
             "{}.{}.{}",
@@ -108,7 +114,7 @@ impl JoinSecret {
 
     /// The app id `ticket` was issued to, if it is a ticket for chat `id` and the chat's
     /// `device` under this key that has not expired at `now`.
-    pub fn check_ticket(
+    pub(crate) fn check_ticket(
         &self,
         id: &InteractionId,
         device: &str,

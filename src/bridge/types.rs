@@ -17,16 +17,16 @@ pub struct Time(pub u64);
 
 impl Time {
     /// The system clock, for drivers (never called inside a core).
-    pub fn now() -> Time {
+    pub(crate) fn now() -> Time {
         Time::from_system(SystemTime::now())
     }
-    pub fn from_system(t: SystemTime) -> Time {
+    fn from_system(t: SystemTime) -> Time {
         Time(
             t.duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         )
     }
-    pub fn millis(self) -> u64 {
+    pub(crate) fn millis(self) -> u64 {
         self.0
     }
     /// Time from `earlier` to `self`, zero when `earlier` is later.
@@ -74,13 +74,13 @@ string_id!(
 
 impl InteractionId {
     /// A fresh random id (128 bits, hex).
-    pub fn random() -> InteractionId {
+    pub(crate) fn random() -> InteractionId {
         InteractionId(random_hex(16))
     }
 }
 
 /// `n` random bytes as lowercase hex.
-pub fn random_hex(n: usize) -> String {
+pub(crate) fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     rand::fill(&mut bytes[..]);
     hex::encode(bytes)
@@ -123,7 +123,7 @@ pub enum Party {
 
 impl Party {
     /// The `party_id` shown to clients.
-    pub fn party_id(&self) -> String {
+    pub(crate) fn party_id(&self) -> String {
         match self {
             Party::Customer => "customer".into(),
             Party::Agent(id) => id.0.clone(),

@@ -4,7 +4,7 @@
 //! renamed, so a crash never leaves a half file under a real hash.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
@@ -30,13 +30,13 @@ pub enum FileError {
 }
 
 /// The MIME type of `bytes`, from their magic numbers; `application/octet-stream` when unknown.
-pub fn sniff(bytes: &[u8]) -> &'static str {
+fn sniff(bytes: &[u8]) -> &'static str {
     infer::get(bytes).map_or("application/octet-stream", |t| t.mime_type())
 }
 
 /// Whether one more file of `size` bytes fits a chat that holds `files` files of `bytes` bytes,
 /// within `max_files` and `max_bytes`.
-pub fn within_quota(
+pub(crate) fn within_quota(
     (files, bytes): (u64, u64),
     size: u64,
     max_files: u64,
@@ -52,7 +52,7 @@ pub fn within_quota(
 }
 
 /// Checks an upload against a service's limits; returns its sniffed type.
-pub fn check(bytes: &[u8], max: u64, allowed: &[String]) -> Result<&'static str, FileError> {
+pub(crate) fn check(bytes: &[u8], max: u64, allowed: &[String]) -> Result<&'static str, FileError> {
     if bytes.is_empty() {
         return Err(FileError::Empty);
     }
@@ -108,9 +108,5 @@ impl FileStore {
             return Err(std::io::ErrorKind::InvalidInput.into());
         }
         std::fs::remove_file(self.path(sha256))
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }

@@ -77,7 +77,7 @@ pub fn sweep(files: &[FileUse], now: u64, retention: Duration) -> Sweep {
 }
 
 /// Sweeps every `interval` until `stop`: files past `retention` leave the store, then the disk.
-pub async fn run(
+pub(crate) async fn run(
     store: Store,
     files: FileStore,
     retention: Duration,

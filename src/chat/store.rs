@@ -32,7 +32,7 @@ use crate::bridge::{Event, InteractionId, Phase};
 use crate::metrics::{Metrics, Part, registered};
 
 mod sip;
-pub use sip::{RegistrationChange, RegistrationRecord};
+pub(crate) use sip::{RegistrationChange, RegistrationRecord};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -379,7 +379,7 @@ impl Store {
     }
 
     /// The newest `limit` durable events with `after < seq < before`, in order.
-    pub async fn events_between(
+    pub(crate) async fn events_between(
         &self,
         id: &InteractionId,
         after: u64,
@@ -463,7 +463,7 @@ impl Store {
     }
 
     /// Every agent's stored settings.
-    pub async fn agent_settings(&self) -> Result<Vec<AgentSettingsRecord>, StoreError> {
+    pub(crate) async fn agent_settings(&self) -> Result<Vec<AgentSettingsRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT agent, mobile, mobile_mode, mobile_schedule, updated_at FROM agent_settings",
         )
@@ -483,7 +483,10 @@ impl Store {
     }
 
     /// Stores an agent's settings (durable when this returns).
-    pub async fn put_agent_settings(&self, record: &AgentSettingsRecord) -> Result<(), StoreError> {
+    pub(crate) async fn put_agent_settings(
+        &self,
+        record: &AgentSettingsRecord,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO agent_settings (agent, mobile, mobile_mode, mobile_schedule, updated_at) \
              VALUES ($1, $2, $3, $4, $5) \
@@ -501,7 +504,7 @@ impl Store {
     }
 
     /// The interactions an agent joined, newest first: the chats they handled.
-    pub async fn agent_interactions(
+    pub(crate) async fn agent_interactions(
         &self,
         agent: &str,
         limit: i64,
@@ -537,7 +540,7 @@ impl Store {
     }
 
     /// The files a device uploaded and has not sent into any chat yet: how many, their bytes.
-    pub async fn unsent_files(&self, device: &str) -> Result<(u64, u64), StoreError> {
+    pub(crate) async fn unsent_files(&self, device: &str) -> Result<(u64, u64), StoreError> {
         self.count_files(
             "FROM files f WHERE f.device = $1 \
              AND NOT EXISTS (SELECT 1 FROM file_links l WHERE l.file_id = f.id)",
@@ -623,7 +626,7 @@ impl Store {
 
     /// Extends `node`'s lease to `until`; false when its row is gone (another node declared
     /// it dead and took its interactions).
-    pub async fn renew_lease(&self, node: &str, until: u64) -> Result<bool, StoreError> {
+    pub(crate) async fn renew_lease(&self, node: &str, until: u64) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE nodes SET lease_until = $2 WHERE node = $1")
             .bind(node.to_string())
             .bind(until as i64)
@@ -685,7 +688,7 @@ impl Store {
 
     /// Takes the open interactions nobody owns: released by a node that stopped, owned by a
     /// node whose row is gone, or opened before the store served a cluster.
-    pub async fn adopt_orphans(&self, me: &str) -> Result<Vec<InteractionId>, StoreError> {
+    pub(crate) async fn adopt_orphans(&self, me: &str) -> Result<Vec<InteractionId>, StoreError> {
         let rows = sqlx::query(
             "UPDATE interactions SET owner = $1 WHERE closed_at IS NULL AND (owner IS NULL \
              OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node = interactions.owner)) \
@@ -700,7 +703,7 @@ impl Store {
     }
 
     /// The open interactions `node` owns.
-    pub async fn owned_interactions(
+    pub(crate) async fn owned_interactions(
         &self,
         node: &str,
     ) -> Result<Vec<InteractionRecord>, StoreError> {
@@ -773,7 +776,7 @@ impl Store {
 
     /// Gives up `node`'s interactions and lease at once (a node that stops): the others adopt
     /// them at their next look, without waiting for the lease to run out.
-    pub async fn release_node(&self, node: &str) -> Result<u64, StoreError> {
+    pub(crate) async fn release_node(&self, node: &str) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let released = sqlx::query(
             "UPDATE interactions SET owner = NULL WHERE owner = $1 AND closed_at IS NULL",
@@ -842,7 +845,7 @@ fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
 }
 
 /// The store's metrics.
-pub struct StoreMetrics {
+struct StoreMetrics {
     /// Time of one store transaction (a group commit of many writes).
     latency: Histogram,
 }

@@ -99,7 +99,7 @@ pub enum ReportError {
 
 impl ReportError {
     /// The stable code of the refusal, as clients see it.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ReportError::Rule(rule) => rule.code(),
             ReportError::Closed => "interaction_closed",
@@ -109,14 +109,14 @@ impl ReportError {
 
 /// Which end of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
+pub(crate) enum Side {
     Customer,
     Agent,
 }
 
 /// Whom a SIP end of a call dials.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DialTo {
+pub(crate) enum DialTo {
     /// The customer's number, through the service's trunk.
     Number(String),
     /// The softphone registered under the agent's name.
@@ -127,7 +127,7 @@ pub enum DialTo {
 
 /// Work for the shell, in the order it must be done. Those with an outcome name it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Op<Id> {
+pub(crate) enum Op<Id> {
     /// Create a WebRTC peer with these media sections → [`Outcome::PeerCreated`].
     CreatePeer {
         id: InteractionId,
@@ -215,7 +215,7 @@ pub enum Op<Id> {
 
 /// What became of an [`Op`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome<Id> {
+pub(crate) enum Outcome<Id> {
     PeerCreated {
         id: InteractionId,
         side: Side,
@@ -405,7 +405,7 @@ struct Held {
 }
 
 /// The driver's state. See the module docs for how to drive it.
-pub struct Driver<Id> {
+pub(crate) struct Driver<Id> {
     calls: HashMap<InteractionId, Call<Id>>,
     by_peer: HashMap<Id, (InteractionId, Side)>,
     by_sip_call: HashMap<CallRef, (InteractionId, Side)>,
@@ -421,7 +421,7 @@ pub struct Driver<Id> {
 }
 
 impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
-    pub fn new(ice_servers: Vec<String>) -> Self {
+    pub(crate) fn new(ice_servers: Vec<String>) -> Self {
         Driver {
             calls: HashMap::new(),
             by_peer: HashMap::new(),
@@ -435,23 +435,24 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
     }
 
     /// Calls in progress (for metrics and leak checks).
-    pub fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.calls.len()
     }
 
     /// Calls that came in and wait for their interaction.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
         self.held.len()
     }
 
     /// The next operation to carry out.
-    pub fn poll_op(&mut self) -> Option<Op<Id>> {
+    pub(crate) fn poll_op(&mut self) -> Option<Op<Id>> {
         self.ops.pop_front()
     }
 
     /// The gateway stops: every call is released, and every leg reported released even
     /// where a BYE is still unanswered (nobody is left to deliver the answer).
-    pub fn shut_down(&mut self) {
+    pub(crate) fn shut_down(&mut self) {
         let ids: Vec<InteractionId> = self.calls.keys().cloned().collect();
         for id in ids {
             self.end_call(&id, "gateway stopping");
@@ -467,7 +468,7 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
         }
     }
 
-    pub fn handle_action(&mut self, id: InteractionId, action: Action) {
+    pub(crate) fn handle_action(&mut self, id: InteractionId, action: Action) {
         match action {
             Action::StartLeg {
                 leg,
@@ -485,7 +486,7 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
         }
     }
 
-    pub fn handle_peer_event(&mut self, event: PeerEvent<Id>) {
+    pub(crate) fn handle_peer_event(&mut self, event: PeerEvent<Id>) {
         match event {
             PeerEvent::Connected(peer) => {
                 let Some((id, side)) = self.by_peer.get(&peer).cloned() else {
@@ -517,7 +518,7 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
     /// trunk must vouch that the caller is the chat's customer, or the call carries the chat's
     /// join token; the chat active and without a call); if it does, it starts a leg that
     /// answers this call.
-    pub fn handle_incoming(&mut self, call: IncomingCall) {
+    pub(crate) fn handle_incoming(&mut self, call: IncomingCall) {
         let id = InteractionId(call.interaction.clone());
         let waiting = self
             .held
@@ -543,7 +544,7 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
     /// A trunk call to a service number: it opens an interaction (the interaction routes it,
     /// and starts the leg that answers it once an agent accepts, or refuses it); meanwhile it
     /// keeps ringing.
-    pub fn handle_service_call(&mut self, incoming: ServerTxId, number: &str, caller: &str) {
+    pub(crate) fn handle_service_call(&mut self, incoming: ServerTxId, number: &str, caller: &str) {
         let held = self.hold(incoming, None);
         self.ops.push_back(Op::Open {
             held,
@@ -554,7 +555,7 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
 
     /// The caller of a waiting call hung up (the SIP side answered the CANCEL already). If an
     /// agent accepted just before, the leg that answers it finds it gone and is released.
-    pub fn handle_cancelled(&mut self, incoming: ServerTxId) {
+    pub(crate) fn handle_cancelled(&mut self, incoming: ServerTxId) {
         let Some((&held, _)) = self.held.iter().find(|(_, h)| h.incoming == incoming) else {
             return;
         };
@@ -569,7 +570,7 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
         }
     }
 
-    pub fn handle_sip(&mut self, event: SipCallEvent) {
+    pub(crate) fn handle_sip(&mut self, event: SipCallEvent) {
         let call = match &event {
             SipCallEvent::Progress { call, .. }
             | SipCallEvent::Answered { call, .. }
@@ -650,7 +651,7 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
     }
 
     /// What became of an operation.
-    pub fn handle_outcome(&mut self, outcome: Outcome<Id>) {
+    pub(crate) fn handle_outcome(&mut self, outcome: Outcome<Id>) {
         match outcome {
             Outcome::PeerCreated { id, side, result } => {
                 let opened = result.map(|(peer, offer)| (Some(peer), None, Some(offer)));

@@ -148,7 +148,7 @@ impl shell::Peers for RtcService {
 
 /// Calls to agents' softphones and customers' phones through the SIP task; their events go to
 /// the driver's channel.
-pub struct SipPhones {
+struct SipPhones {
     pub control: SipControl,
     pub events: mpsc::UnboundedSender<SipCallEvent>,
     pub config: Arc<Config>,
@@ -288,13 +288,13 @@ impl shell::Phones for SipPhones {
 
 /// The stem of the recording of call `leg` of an interaction: its id and the call's number,
 /// reduced to characters safe in a file name.
-pub fn recording_name(interaction: &InteractionId, leg: LegId) -> String {
+fn recording_name(interaction: &InteractionId, leg: LegId) -> String {
     crate::media::recorder::file_stem(&format!("{}-{}", interaction.0, leg.0))
 }
 
 /// The headers every INVITE of an interaction carries: its id, its service, and the id again
 /// as RFC 7433 User-to-User data (hex-encoded), for equipment that only passes UUI.
-pub fn service_headers(interaction: &InteractionId, service: &str) -> Vec<(String, String)> {
+fn service_headers(interaction: &InteractionId, service: &str) -> Vec<(String, String)> {
     vec![
         ("X-Interaction-Id".into(), interaction.0.clone()),
         ("X-Service".into(), service.to_string()),

@@ -229,7 +229,7 @@ impl<P: Peers, S: Phones, I: Interactions> Shell<P, S, I> {
     }
 
     /// Publishes the number of calls in progress as `app_calls`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics.part::<LegsMetrics>());
         self
     }

@@ -19,7 +19,7 @@ use std::os::fd::RawFd;
 pub const BATCH: usize = 32;
 /// Room for one datagram: RTP on an Ethernet path never exceeds the MTU. A longer datagram
 /// is reported as truncated.
-pub const PACKET: usize = 1500;
+pub(crate) const PACKET: usize = 1500;
 
 /// Room for one `SO_RXQ_OVFL` control message (a `u32`), aligned as `cmsghdr` requires.
 const CONTROL: usize = 32;
@@ -128,7 +128,7 @@ impl RecvBatch {
     }
 
     /// Whether the `i`th datagram was longer than [`PACKET`] (and is cut short).
-    pub fn truncated(&self, i: usize) -> bool {
+    pub(crate) fn truncated(&self, i: usize) -> bool {
         self.truncated[i]
     }
 
@@ -141,7 +141,7 @@ impl RecvBatch {
     /// Sends the datagrams at `indices` (as they are now: rewritten in place) to `to` from the
     /// non-blocking socket `fd`, with one system call. Returns how many left: the first that
     /// could not (a full socket buffer) ends the call, and the rest are not sent.
-    pub fn send(&mut self, fd: RawFd, to: SocketAddr, indices: &[u8]) -> io::Result<usize> {
+    pub(crate) fn send(&mut self, fd: RawFd, to: SocketAddr, indices: &[u8]) -> io::Result<usize> {
         let count = indices.len().min(BATCH);
         if count == 0 {
             return Ok(0);

@@ -20,7 +20,7 @@ impl Codec {
     }
 
     /// The encoding name as written in `a=rtpmap`.
-    pub const fn encoding_name(self) -> &'static str {
+    pub(crate) const fn encoding_name(self) -> &'static str {
         match self {
             Codec::Pcmu => "PCMU",
             Codec::Pcma => "PCMA",
@@ -28,7 +28,7 @@ impl Codec {
     }
 
     /// The codec a static payload type stands for (RFC 3551 §6).
-    pub fn from_static(pt: u8) -> Option<Codec> {
+    pub(crate) fn from_static(pt: u8) -> Option<Codec> {
         match pt {
             0 => Some(Codec::Pcmu),
             8 => Some(Codec::Pcma),
@@ -37,7 +37,7 @@ impl Codec {
     }
 
     /// The codec an encoding name stands for; names are case-insensitive (RFC 4855 §3).
-    pub fn from_encoding_name(name: &str) -> Option<Codec> {
+    pub(crate) fn from_encoding_name(name: &str) -> Option<Codec> {
         [Codec::Pcmu, Codec::Pcma]
             .into_iter()
             .find(|c| name.eq_ignore_ascii_case(c.encoding_name()))

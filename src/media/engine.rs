@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use super::latch::{Latch, LatchConfig, Learning};
 use super::leg::{CLOCK_RATE, Control, EngineCounters, Leg};
-pub use super::leg::{LegCounters, LegShared};
+pub(crate) use super::leg::{LegCounters, LegShared};
 use super::reactor::{Command, ReactorHandle};
 use super::recorder::{RecordError, RecorderCounters, RecordingSink, Side};
 use super::rtcp::{RemoteReport, RtcpSession};
@@ -466,7 +466,7 @@ impl MediaEngine {
 
     /// Whether silence on `leg` counts against the inactivity timeout. Turning it back on
     /// restarts the count.
-    pub fn watch(&mut self, leg: LegPort, enabled: bool) {
+    pub(crate) fn watch(&mut self, leg: LegPort, enabled: bool) {
         if let Some(entry) = self.legs.get(&leg) {
             if enabled {
                 let now_ms = self.epoch.elapsed().as_millis() as u64;
@@ -526,13 +526,13 @@ impl MediaEngine {
         self.legs.get(&leg).map(|e| e.shared.stats())
     }
 
-    pub fn open_legs(&self) -> usize {
+    pub(crate) fn open_legs(&self) -> usize {
         self.legs.len()
     }
 
     /// Legs that have received nothing for the inactivity timeout, each reported once; the
     /// driver calls this about once a second.
-    pub fn sweep(&mut self, now: Instant) -> Vec<LegPort> {
+    pub(crate) fn sweep(&mut self, now: Instant) -> Vec<LegPort> {
         let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         let limit = self.settings.inactivity_timeout.as_millis() as u64;
         let mut inactive = Vec::new();

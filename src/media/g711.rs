@@ -31,7 +31,7 @@ pub fn encode(codec: Codec, pcm: &[i16], out: &mut Vec<u8>) {
 }
 
 /// Appends the linear PCM samples of the G.711 `payload` (one sample per byte) to `out`.
-pub fn decode(codec: Codec, payload: &[u8], out: &mut Vec<i16>) {
+pub(crate) fn decode(codec: Codec, payload: &[u8], out: &mut Vec<i16>) {
     match codec {
         Codec::Pcmu => out.extend(payload.iter().map(|&b| decode_ulaw(b))),
         Codec::Pcma => out.extend(payload.iter().map(|&b| decode_alaw(b))),
@@ -52,7 +52,8 @@ pub fn transcode_in_place(payload: &mut [u8], from: Codec, to: Codec) {
 }
 
 /// The code of a zero sample, to fill gaps with silence.
-pub const fn silence(codec: Codec) -> u8 {
+#[cfg(test)]
+pub(crate) const fn silence(codec: Codec) -> u8 {
     match codec {
         Codec::Pcmu => 0xFF,
         Codec::Pcma => 0xD5,

@@ -115,7 +115,7 @@ impl Default for LatchConfig {
 
 /// What to do with one received packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// From the latched source: forward it.
     Accept,
     /// The latch moved (first packet, a permitted move, or the signalled address): forward it,
@@ -148,7 +148,7 @@ struct Candidate {
 
 /// The latching state of one peer's RTP (or RTCP) stream.
 #[derive(Debug)]
-pub struct Latch {
+pub(crate) struct Latch {
     signalled: Option<SocketAddr>,
     learning: Learning,
     config: LatchConfig,
@@ -158,7 +158,11 @@ pub struct Latch {
 
 impl Latch {
     /// `signalled` is the address from the peer's SDP (`c=` and `m=` port), if known yet.
-    pub fn new(signalled: Option<SocketAddr>, learning: Learning, config: LatchConfig) -> Latch {
+    pub(crate) fn new(
+        signalled: Option<SocketAddr>,
+        learning: Learning,
+        config: LatchConfig,
+    ) -> Latch {
         Latch {
             signalled,
             learning,
@@ -169,7 +173,7 @@ impl Latch {
     }
 
     /// Judges one packet received at `now` from `source` carrying `ssrc`.
-    pub fn check(&mut self, now: Instant, source: SocketAddr, ssrc: u32) -> Verdict {
+    pub(crate) fn check(&mut self, now: Instant, source: SocketAddr, ssrc: u32) -> Verdict {
         let (signalled, config, learning) = (self.signalled, self.config, self.learning);
         let from_signalled = Some(source) == signalled;
         let verdict = match &mut self.state {
@@ -237,7 +241,7 @@ impl Latch {
     }
 
     /// Where to send packets towards this peer: the latched address, else the signalled one.
-    pub fn destination(&self) -> Option<SocketAddr> {
+    pub(crate) fn destination(&self) -> Option<SocketAddr> {
         match self.state {
             State::Latched { addr, .. } => Some(addr),
             State::Waiting => self.signalled,
@@ -246,12 +250,13 @@ impl Latch {
 
     /// The peer renegotiated (re-INVITE, UPDATE) and now signals `signalled`. The latch stays
     /// where it is until packets arrive from the new address or the move rule allows another.
-    pub fn resignal(&mut self, signalled: Option<SocketAddr>) {
+    pub(crate) fn resignal(&mut self, signalled: Option<SocketAddr>) {
         self.signalled = signalled;
     }
 
     /// Packets rejected so far.
-    pub fn rejected(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn rejected(&self) -> u64 {
         self.rejected
     }
 

@@ -128,7 +128,7 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    pub fn new(
+    pub(crate) fn new(
         epoch: Instant,
         events: mpsc::Sender<MediaEvent>,
         engine: Arc<EngineCounters>,
@@ -268,7 +268,7 @@ pub(crate) struct Leg {
 }
 
 impl Leg {
-    pub fn new(shared: Arc<LegShared>, latch: Latch, session: RtcpSession) -> Leg {
+    pub(crate) fn new(shared: Arc<LegShared>, latch: Latch, session: RtcpSession) -> Leg {
         Leg {
             shared,
             latch,
@@ -287,7 +287,7 @@ impl Leg {
 
     /// The hot path: the first `received` datagrams of `batch`, read from this leg's RTP socket
     /// at `now`. See the module docs.
-    pub fn relay(
+    pub(crate) fn relay(
         &mut self,
         batch: &mut RecvBatch,
         received: usize,
@@ -468,7 +468,7 @@ impl Leg {
 
     /// A datagram from the RTCP socket. Symmetric RTCP: answer where the peer's reports come
     /// from, but only from the host the media is latched to.
-    pub fn on_rtcp_datagram(&mut self, now: Instant, source: SocketAddr, packet: &[u8]) {
+    pub(crate) fn on_rtcp_datagram(&mut self, now: Instant, source: SocketAddr, packet: &[u8]) {
         let trusted = self.latch.destination().map(|d| d.ip()) == Some(source.ip());
         if trusted {
             self.rtcp_source = Some(source);
@@ -481,7 +481,7 @@ impl Leg {
         }
     }
 
-    pub fn apply(&mut self, message: Control, cx: &mut Context) {
+    pub(crate) fn apply(&mut self, message: Control, cx: &mut Context) {
         match message {
             Control::Resignal(signalled) => {
                 self.latch.resignal(signalled);
@@ -512,12 +512,12 @@ impl Leg {
 
     /// The leg is closing: a digit still held is reported, and nothing more is sent towards
     /// its peer through its socket.
-    pub fn close(mut self, cx: &mut Context) {
+    pub(crate) fn close(mut self, cx: &mut Context) {
         self.flush_dtmf(cx);
         self.shared.destination.store(None);
     }
 
-    pub fn next_report_in(&self) -> Duration {
+    pub(crate) fn next_report_in(&self) -> Duration {
         report_interval(
             &self.session.interval_params(RTCP_BANDWIDTH),
             rand::random::<f64>(),
@@ -526,7 +526,7 @@ impl Leg {
 
     /// Sends a compound SR or RR with SDES (RFC 3550 §6.1) to the peer's RTCP address: where
     /// its RTCP comes from, else the RTP port when it multiplexes, else RTP port + 1 (§11).
-    pub fn send_report(&mut self, now: Instant, cx: &mut Context) {
+    pub(crate) fn send_report(&mut self, now: Instant, cx: &mut Context) {
         // What was forwarded through this leg's socket since the last report.
         let c = &self.shared.counters;
         let packets = c.packets_out.load(Ordering::Relaxed);

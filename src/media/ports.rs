@@ -32,7 +32,7 @@ impl PortPool {
     }
 
     /// The same ports, handed out at random from `seed`.
-    pub fn shuffled(min: u16, max: u16, seed: u64) -> PortPool {
+    pub(crate) fn shuffled(min: u16, max: u16, seed: u64) -> PortPool {
         PortPool {
             // xorshift's state must not be zero.
             random: Some(seed | 1),
@@ -42,7 +42,7 @@ impl PortPool {
 
     /// A free port: the least recently released one in order, or one at random among the
     /// less recently released half.
-    pub fn allocate(&mut self) -> Option<u16> {
+    pub(crate) fn allocate(&mut self) -> Option<u16> {
         let Some(state) = &mut self.random else {
             return self.free.pop_front();
         };
@@ -57,16 +57,17 @@ impl PortPool {
         self.free.swap_remove_front(pick)
     }
 
-    pub fn release(&mut self, port: u16) {
+    pub(crate) fn release(&mut self, port: u16) {
         debug_assert!(!self.free.contains(&port), "port {port} released twice");
         self.free.push_back(port);
     }
 
-    pub fn in_use(&self) -> usize {
+    pub(crate) fn in_use(&self) -> usize {
         self.capacity - self.free.len()
     }
 
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 }

@@ -16,7 +16,7 @@ pub fn hash(password: &str) -> String {
 
 /// Whether `password` matches the PHC string (false when the string does not parse).
 /// Deliberately slow: call it off the async threads.
-pub fn verify(password: &str, phc: &str) -> bool {
+pub(crate) fn verify(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| {
         Argon2::default()
             .verify_password(password.as_bytes(), &h)

@@ -215,7 +215,7 @@ pub struct ServiceSpec {
 }
 
 impl Settings {
-    pub fn from_config(config: &Config) -> Settings {
+    pub(crate) fn from_config(config: &Config) -> Settings {
         let r = &config.routing;
         Settings {
             chat_load: r.chat_load_percent,
@@ -388,7 +388,7 @@ impl Router {
     }
 
     /// A router for a configuration.
-    pub fn from_config(config: &Config, now: Time) -> Router {
+    pub(crate) fn from_config(config: &Config, now: Time) -> Router {
         let services = config
             .services
             .iter()
@@ -543,7 +543,7 @@ impl Router {
 
     /// A mobile operator claims the chat from the link of an SMS offer: as an accept, but only
     /// while that SMS offer stands (a link expires with its offer).
-    pub fn handle_claim_by_sms(
+    pub(crate) fn handle_claim_by_sms(
         &mut self,
         now: Time,
         chat: &InteractionId,
@@ -668,7 +668,7 @@ impl Router {
     }
 
     /// The chat was accepted outside the router (restored, or picked by an operator tool).
-    pub fn handle_assigned(
+    pub(crate) fn handle_assigned(
         &mut self,
         now: Time,
         chat: &InteractionId,

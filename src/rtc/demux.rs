@@ -22,7 +22,7 @@ use super::PeerId;
 
 /// Source addresses remembered per peer; the oldest is forgotten first. A client tries a few
 /// candidate pairs (host, server reflexive, relayed, IPv4/IPv6) at most.
-pub const MAX_ADDRS_PER_PEER: usize = 8;
+const MAX_ADDRS_PER_PEER: usize = 8;
 
 /// The longest ICE ufrag we look up (RFC 8839 allows 256 characters).
 const MAX_UFRAG: usize = 256;
@@ -107,7 +107,8 @@ impl Demux {
     }
 
     /// Datagrams no peer claimed.
-    pub fn dropped_unknown(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn dropped_unknown(&self) -> u64 {
         self.dropped_unknown
     }
 

@@ -74,7 +74,6 @@ enum PeerMsg {
 
 enum Command {
     AcceptAnswer(String, oneshot::Sender<Result<(), RtcError>>),
-    AcceptOffer(String, oneshot::Sender<Result<String, RtcError>>),
     SetVideo(bool, oneshot::Sender<Result<String, RtcError>>),
     Link(mpsc::Sender<PeerMsg>, oneshot::Sender<()>),
     BridgeRtp(
@@ -236,13 +235,8 @@ impl RtcService {
         self.ask(peer, |r| Command::AcceptAnswer(sdp, r)).await?
     }
 
-    /// Answers a re-offer the client made itself.
-    pub async fn accept_offer(&self, peer: PeerId, sdp: String) -> Result<String, RtcError> {
-        self.ask(peer, |r| Command::AcceptOffer(sdp, r)).await?
-    }
-
     /// Offers video on or off; the answer goes to [`RtcService::accept_answer`].
-    pub async fn set_video(&self, peer: PeerId, on: bool) -> Result<String, RtcError> {
+    pub(crate) async fn set_video(&self, peer: PeerId, on: bool) -> Result<String, RtcError> {
         self.ask(peer, |r| Command::SetVideo(on, r)).await?
     }
 
@@ -272,7 +266,7 @@ impl RtcService {
     }
 
     /// Closes the leg; [`RtcEvent::Closed`] follows. Unknown peers are ignored.
-    pub async fn close(&self, peer: PeerId) {
+    pub(crate) async fn close(&self, peer: PeerId) {
         if let Ok(tx) = self.sender(peer) {
             let _ = tx.send(PeerMsg::Command(Command::Close)).await;
         }
@@ -291,12 +285,13 @@ impl RtcService {
     }
 
     /// STUN/TURN URLs for clients (`[rtc] ice_servers`).
-    pub fn ice_servers(&self) -> &[String] {
+    pub(crate) fn ice_servers(&self) -> &[String] {
         &self.inner.ice_servers
     }
 
     /// Peers open now.
-    pub fn peers(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn peers(&self) -> usize {
         self.inner.peers.lock().expect("peer map lock").len()
     }
 
@@ -519,7 +514,7 @@ impl PeerTask {
         if media.kind == MediaKind::Audio
             && let Some(bridge) = &mut self.bridge
         {
-            if bridge.rtp.to_rtp(&media, &mut bridge.packet)
+            if bridge.rtp.rtp_for_sip(&media, &mut bridge.packet)
                 && bridge
                     .socket
                     .try_send_to(&bridge.packet, bridge.remote)
@@ -550,7 +545,7 @@ impl PeerTask {
         let now = Instant::now();
         let peer = &mut self.peer;
         let mut refused = false;
-        let taken = bridge.rtp.from_rtp(packet, |pt, time, data| {
+        let taken = bridge.rtp.audio_for_client(packet, |pt, time, data| {
             refused |= !peer.write_audio(pt, now, time, data);
         });
         if !taken || refused {
@@ -590,10 +585,6 @@ impl PeerTask {
         match command {
             Command::AcceptAnswer(sdp, reply) => {
                 let _ = reply.send(self.peer.accept_answer(now, &sdp));
-                self.refresh_bridge();
-            }
-            Command::AcceptOffer(sdp, reply) => {
-                let _ = reply.send(self.peer.accept_offer(now, &sdp));
                 self.refresh_bridge();
             }
             Command::SetVideo(on, reply) => {

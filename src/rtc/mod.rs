@@ -34,7 +34,7 @@ pub mod demux;
 mod driver;
 pub(crate) mod metrics;
 pub mod peer;
-pub mod rtp_bridge;
+mod rtp_bridge;
 pub mod transcode;
 
 #[cfg(test)]
@@ -138,7 +138,7 @@ pub enum RtcError {
 
 /// Counters for the admin metrics; plain atomics, updated on the packet path without locks.
 #[derive(Debug, Default)]
-pub struct RtcCounters {
+struct RtcCounters {
     pub peers_open: AtomicU64,
     pub peers_panicked: AtomicU64,
     pub packets_in: AtomicU64,

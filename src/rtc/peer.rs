@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::{Codec, FormatParams, PayloadParams};
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -29,12 +29,12 @@ use super::{CloseReason, MediaSpec, RtcError, demux};
 
 /// The payload types we offer RFC 4733 telephone-events on, with Opus's 48 kHz clock and with
 /// G.711's 8 kHz one (the numbers browsers use; none of str0m's default codecs takes them).
-pub const TELEPHONE_EVENT_48K: u8 = 110;
-pub const TELEPHONE_EVENT_8K: u8 = 126;
+const TELEPHONE_EVENT_48K: u8 = 110;
+const TELEPHONE_EVENT_8K: u8 = 126;
 
 /// How a peer is set up.
 #[derive(Debug, Clone, Copy)]
-pub struct PeerConfig {
+pub(crate) struct PeerConfig {
     /// Our host candidate: where the client sends (the listen port, at `public_ip` if set).
     pub local: SocketAddr,
     pub consent_timeout: Duration,
@@ -42,7 +42,7 @@ pub struct PeerConfig {
 
 /// What a peer is fed.
 #[derive(Debug)]
-pub enum Input<'a> {
+pub(crate) enum Input<'a> {
     /// Time passed; due at the instant the last [`Output::Timeout`] named (earlier is harmless).
     Timeout,
     /// A datagram the demux routed to this peer.
@@ -60,7 +60,7 @@ pub struct Transmit {
 }
 
 #[derive(Debug)]
-pub enum Output {
+pub(crate) enum Output {
     Transmit(Transmit),
     Event(PeerEvent),
     /// Nothing more until this instant or the next input.
@@ -69,11 +69,10 @@ pub enum Output {
 
 /// A frame (video) or packet (audio) the client sent us.
 #[derive(Debug, Clone)]
-pub struct MediaIn {
+pub(crate) struct MediaIn {
     pub kind: MediaKind,
-    /// The payload type on this peer's session and what it stands for; another peer maps it to
-    /// its own payload type with [`PeerConnection::forward`].
-    pub pt: Pt,
+    /// What the payload type on this peer's session stands for; another peer maps it to its
+    /// own payload type with [`PeerConnection::forward`].
     pub params: PayloadParams,
     pub codec: Codec,
     /// RTP time, in the codec's clock (48 kHz Opus, 8 kHz G.711, 90 kHz video).
@@ -81,11 +80,10 @@ pub struct MediaIn {
     /// When the last packet of it arrived.
     pub network_time: Instant,
     pub data: Arc<[u8]>,
-    pub keyframe: bool,
 }
 
 #[derive(Debug, Clone)]
-pub enum PeerEvent {
+pub(crate) enum PeerEvent {
     /// ICE and DTLS are up.
     Connected,
     Media(MediaIn),
@@ -101,7 +99,7 @@ pub enum PeerEvent {
 /// An instant so far ahead it never fires, for a peer with nothing left to time.
 const IDLE: Duration = Duration::from_secs(3600);
 
-pub struct PeerConnection {
+pub(crate) struct PeerConnection {
     rtc: Rtc,
     local: SocketAddr,
     ufrag: String,
@@ -125,7 +123,7 @@ pub struct PeerConnection {
 
 impl PeerConnection {
     /// Creates a peer and its first offer.
-    pub fn offer(
+    pub(crate) fn offer(
         spec: MediaSpec,
         config: PeerConfig,
         now: Instant,
@@ -192,23 +190,21 @@ impl PeerConnection {
     }
 
     /// Our ICE username fragment: binding requests to this peer carry it (see [`demux`]).
-    pub fn ufrag(&self) -> &str {
+    pub(crate) fn ufrag(&self) -> &str {
         &self.ufrag
     }
 
-    pub fn is_connected(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_connected(&self) -> bool {
         self.connected
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.closed
-    }
-
-    pub fn has_audio(&self) -> bool {
+    pub(crate) fn has_audio(&self) -> bool {
         self.audio.is_some()
     }
 
-    pub fn has_video(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_video(&self) -> bool {
         self.video_on
     }
 
@@ -227,8 +223,9 @@ impl PeerConnection {
 
     /// Answers an offer the client made (to drop or add video itself). An offer of ours that
     /// is still pending is abandoned: the client's wins the glare, as it must for ICE-lite.
-    pub fn accept_offer(&mut self, now: Instant, sdp: &str) -> Result<String, RtcError> {
-        let offer = SdpOffer::from_sdp_string(&normalize_sdp(sdp))
+    #[cfg(test)]
+    pub(crate) fn accept_offer(&mut self, now: Instant, sdp: &str) -> Result<String, RtcError> {
+        let offer = str0m::change::SdpOffer::from_sdp_string(&normalize_sdp(sdp))
             .map_err(|e| RtcError::BadSdp(e.to_string()))?;
         self.pending = None;
         let answer = self
@@ -242,7 +239,7 @@ impl PeerConnection {
 
     /// Offers video (a new m-line, or the old one made `sendrecv` again) or makes it inactive.
     /// The answer comes back through [`PeerConnection::accept_answer`].
-    pub fn set_video(&mut self, on: bool) -> Result<String, RtcError> {
+    pub(crate) fn set_video(&mut self, on: bool) -> Result<String, RtcError> {
         if self.pending.is_some() {
             return Err(RtcError::OfferPending);
         }
@@ -282,7 +279,7 @@ impl PeerConnection {
         self.video_on = live;
     }
 
-    pub fn handle_input(&mut self, now: Instant, input: Input) {
+    pub(crate) fn handle_input(&mut self, now: Instant, input: Input) {
         if self.closed {
             return;
         }
@@ -345,7 +342,7 @@ impl PeerConnection {
     }
 
     /// Drain until [`Output::Timeout`].
-    pub fn poll_output(&mut self) -> Output {
+    pub(crate) fn poll_output(&mut self) -> Output {
         loop {
             if let Some(out) = self.queue.pop_front() {
                 return out;
@@ -385,16 +382,13 @@ impl PeerConnection {
                 let Some(kind) = self.rtc.media(data.mid).map(|m| m.kind()) else {
                     return;
                 };
-                let keyframe = data.is_keyframe();
                 PeerEvent::Media(MediaIn {
                     kind,
-                    pt: data.pt,
                     codec: data.params.spec().codec,
                     params: data.params,
                     time: data.time,
                     network_time: data.network_time,
                     data: data.data,
-                    keyframe,
                 })
             }
             Event::KeyframeRequest(req) if Some(req.mid) == self.video => {
@@ -435,7 +429,7 @@ impl PeerConnection {
     }
 
     /// Ends the leg: DTLS close_notify and RTCP BYE are queued, then [`PeerEvent::Closed`].
-    pub fn close(&mut self, reason: CloseReason) {
+    pub(crate) fn close(&mut self, reason: CloseReason) {
         if self.closed {
             return;
         }
@@ -464,7 +458,7 @@ impl PeerConnection {
 
     /// The audio codecs the client accepts from us, in the client's order of preference
     /// (RFC 3264 §6.1: the answer lists them so), telephone-events included.
-    pub fn audio_codecs(&mut self) -> Vec<(Pt, Codec)> {
+    pub(crate) fn audio_codecs(&mut self) -> Vec<(Pt, Codec)> {
         let Some(mid) = self.audio else {
             return Vec::new();
         };
@@ -487,7 +481,7 @@ impl PeerConnection {
 
     /// Sends media another peer received, mapped to this session's payload type. `false` when
     /// this peer cannot take it now (no such m-line, not sending, no common codec).
-    pub fn forward(&mut self, media: &MediaIn) -> bool {
+    pub(crate) fn forward(&mut self, media: &MediaIn) -> bool {
         let mid = match media.kind {
             MediaKind::Audio => self.audio,
             MediaKind::Video if self.video_on => self.video,
@@ -505,7 +499,7 @@ impl PeerConnection {
     }
 
     /// Sends one audio packet of payload type `pt` (one of [`PeerConnection::audio_codecs`]).
-    pub fn write_audio(
+    pub(crate) fn write_audio(
         &mut self,
         pt: Pt,
         wallclock: Instant,
@@ -520,7 +514,7 @@ impl PeerConnection {
 
     /// Asks the client for a keyframe of the video it sends us (because a peer we forward it
     /// to asked us). Ignored when the client did not negotiate that kind of feedback.
-    pub fn request_keyframe(&mut self, kind: KeyframeRequestKind) -> bool {
+    pub(crate) fn request_keyframe(&mut self, kind: KeyframeRequestKind) -> bool {
         let Some(mut writer) = self.video.and_then(|mid| self.rtc.writer(mid)) else {
             return false;
         };
@@ -540,7 +534,7 @@ impl PeerConnection {
 ///   of mono codecs. str0m parses it as one channel and then fails to match it against its own
 ///   G.711 parameters, which have none (RFC 3551 leaves the count out for mono), so the codec
 ///   would be dropped from the answer. The trailing `/1` is removed.
-pub fn normalize_sdp(sdp: &str) -> String {
+fn normalize_sdp(sdp: &str) -> String {
     let mut out = String::with_capacity(sdp.len());
     for line in sdp.split_inclusive('\n') {
         let (body, end) = match line.strip_suffix("\r\n") {

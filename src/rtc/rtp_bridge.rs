@@ -17,7 +17,7 @@ const RTP_HEADER: usize = 12;
 
 /// What to send the client: a payload type of its session and the codec behind it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAudio {
+pub(crate) struct PeerAudio {
     pub pt: Pt,
     pub codec: Codec,
 }
@@ -26,7 +26,7 @@ impl PeerAudio {
     /// The client's first choice among Opus and G.711 (`codecs` in the client's order of
     /// preference, as its answer listed them): a client that puts PCMU first gets G.711
     /// without transcoding, one that prefers Opus gets Opus. `None` if it takes neither.
-    pub fn choose(codecs: &[(Pt, Codec)]) -> Option<PeerAudio> {
+    pub(crate) fn choose(codecs: &[(Pt, Codec)]) -> Option<PeerAudio> {
         codecs
             .iter()
             .find(|(_, c)| matches!(c, Codec::Opus | Codec::PCMU | Codec::PCMA))
@@ -36,9 +36,9 @@ impl PeerAudio {
 
 /// The payload type of RFC 4733 telephone-events towards the SIP leg (what our SIP offers and
 /// most phones use).
-pub const SIP_TELEPHONE_EVENT_PT: u8 = crate::sip::sdp::TELEPHONE_EVENT_PT;
+const SIP_TELEPHONE_EVENT_PT: u8 = crate::sip::sdp::TELEPHONE_EVENT_PT;
 
-pub struct RtpBridge {
+pub(crate) struct RtpBridge {
     /// The SIP leg's law.
     law: G711,
     to_peer: Option<PeerAudio>,
@@ -71,7 +71,7 @@ fn static_pt(law: G711) -> u8 {
 
 impl RtpBridge {
     /// `ssrc`, `first_seq` and `ts_offset` should be random (RFC 3550 §5.1).
-    pub fn new(law: G711, ssrc: u32, first_seq: u16, ts_offset: u32) -> RtpBridge {
+    pub(crate) fn new(law: G711, ssrc: u32, first_seq: u16, ts_offset: u32) -> RtpBridge {
         RtpBridge {
             law,
             to_peer: None,
@@ -86,7 +86,7 @@ impl RtpBridge {
     }
 
     /// What the client accepts now (after each negotiation).
-    pub fn set_peer_audio(&mut self, audio: Option<PeerAudio>) {
+    pub(crate) fn set_peer_audio(&mut self, audio: Option<PeerAudio>) {
         self.to_peer = audio;
     }
 
@@ -105,7 +105,7 @@ impl RtpBridge {
 
     /// Turns audio the client sent into one plain RTP packet in `out` (cleared first).
     /// `false` when there is nothing to send (an unknown codec, undecodable Opus).
-    pub fn to_rtp(&mut self, media: &MediaIn, out: &mut Vec<u8>) -> bool {
+    pub(crate) fn rtp_for_sip(&mut self, media: &MediaIn, out: &mut Vec<u8>) -> bool {
         out.clear();
         out.extend_from_slice(&[0; RTP_HEADER]);
         let law = self.law;
@@ -152,7 +152,11 @@ impl RtpBridge {
     /// client's to hear: other payload types (telephone-events, comfort noise), malformed or
     /// empty ones, audio while the client takes no codec of ours, or G.711 the encoder refused.
     /// `true` means its audio was emitted or waits for the rest of an Opus frame.
-    pub fn from_rtp(&mut self, packet: &[u8], mut emit: impl FnMut(Pt, MediaTime, &[u8])) -> bool {
+    pub(crate) fn audio_for_client(
+        &mut self,
+        packet: &[u8],
+        mut emit: impl FnMut(Pt, MediaTime, &[u8]),
+    ) -> bool {
         let Some((pt, ts, payload)) = parse_rtp(packet) else {
             return false;
         };
@@ -221,7 +225,7 @@ fn telephone_event_8k(report: &[u8], clock: Frequency) -> Option<[u8; 4]> {
 }
 
 /// (payload type, timestamp, payload) of an RTP packet (RFC 3550 §5.1), or `None`.
-pub fn parse_rtp(packet: &[u8]) -> Option<(u8, u32, &[u8])> {
+pub(crate) fn parse_rtp(packet: &[u8]) -> Option<(u8, u32, &[u8])> {
     let header = packet.get(..RTP_HEADER)?;
     if header[0] >> 6 != 2 {
         return None;
@@ -263,13 +267,11 @@ mod tests {
         };
         MediaIn {
             kind: MediaKind::Audio,
-            pt: pt.into(),
             params: PayloadParams::new(pt.into(), None, spec),
             codec,
             time,
             network_time: Instant::now(),
             data: Arc::from(data),
-            keyframe: false,
         }
     }
 
@@ -292,12 +294,12 @@ mod tests {
             MediaTime::new(160, Frequency::EIGHT_KHZ),
             &[0x55; 160],
         );
-        assert!(bridge.to_rtp(&m, &mut out));
+        assert!(bridge.rtp_for_sip(&m, &mut out));
         let (pt, ts, payload) = parse_rtp(&out).unwrap();
         assert_eq!((pt, ts), (0, 1160));
         assert_eq!(payload, &[0x55; 160][..]);
         assert_eq!(u16::from_be_bytes([out[2], out[3]]), 100);
-        assert!(bridge.to_rtp(&m, &mut out));
+        assert!(bridge.rtp_for_sip(&m, &mut out));
         assert_eq!(u16::from_be_bytes([out[2], out[3]]), 101);
     }
 
@@ -311,7 +313,7 @@ mod tests {
             MediaTime::new(0, Frequency::EIGHT_KHZ),
             &[0xff; 160],
         );
-        assert!(bridge.to_rtp(&m, &mut out));
+        assert!(bridge.rtp_for_sip(&m, &mut out));
         let (pt, _, payload) = parse_rtp(&out).unwrap();
         assert_eq!(pt, 8);
         // µ-law silence becomes A-law silence.
@@ -326,7 +328,7 @@ mod tests {
         for i in 0..4u32 {
             // 30 ms packets: three of them make four and a half Opus frames.
             let p = rtp(0, i as u16, 5000 + 240 * i, &[0xff; 240]);
-            bridge.from_rtp(&p, |pt, t, data| frames.push((pt, t, data.len())));
+            bridge.audio_for_client(&p, |pt, t, data| frames.push((pt, t, data.len())));
         }
         assert_eq!(frames.len(), 6);
         assert!(frames.iter().all(|(pt, t, len)| *pt == 111.into()
@@ -367,7 +369,7 @@ mod tests {
         // Digit 5 at Opus's clock: 100 ms is 4800 ticks at 48 kHz, then the end packet.
         let start = MediaTime::new(96_000, Frequency::FORTY_EIGHT_KHZ);
         let first = media(Codec::Tele, 110, start, &[5, 0x0a, 0x03, 0xc0]);
-        assert!(bridge.to_rtp(&first, &mut out));
+        assert!(bridge.rtp_for_sip(&first, &mut out));
         assert_eq!(
             out[1],
             0x80 | 101,
@@ -381,7 +383,7 @@ mod tests {
             "960 ticks at 48 kHz are 160 at 8 kHz"
         );
         let end = media(Codec::Tele, 110, start, &[5, 0x8a, 0x12, 0xc0]);
-        assert!(bridge.to_rtp(&end, &mut out));
+        assert!(bridge.rtp_for_sip(&end, &mut out));
         assert_eq!(out[1], 101, "one event, marked once");
         let (_, ts, payload) = parse_rtp(&out).unwrap();
         assert_eq!(ts, 16_000, "all packets of an event carry its start");
@@ -397,18 +399,18 @@ mod tests {
             (111.into(), Codec::Opus),
         ]));
         let mut got = Vec::new();
-        bridge.from_rtp(&rtp(0, 1, u32::MAX - 79, &[0x11; 160]), |pt, t, d| {
+        bridge.audio_for_client(&rtp(0, 1, u32::MAX - 79, &[0x11; 160]), |pt, t, d| {
             got.push((pt, t.numer(), d.to_vec()))
         });
         // Across the timestamp wrap, time keeps going up.
-        bridge.from_rtp(&rtp(0, 2, 80, &[0x11; 160]), |pt, t, d| {
+        bridge.audio_for_client(&rtp(0, 2, 80, &[0x11; 160]), |pt, t, d| {
             got.push((pt, t.numer(), d.to_vec()))
         });
-        let event = bridge.from_rtp(&rtp(101, 3, 80, &[0x11; 4]), |pt, t, d| {
+        let event = bridge.audio_for_client(&rtp(101, 3, 80, &[0x11; 4]), |pt, t, d| {
             got.push((pt, t.numer(), d.to_vec()))
         });
         assert!(!event, "a telephone-event is not the client's to hear");
-        assert!(!bridge.from_rtp(&[0x80, 0], |_, _, _| panic!("a runt is not audio")));
+        assert!(!bridge.audio_for_client(&[0x80, 0], |_, _, _| panic!("a runt is not audio")));
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, 0.into());
         assert_eq!(got[1].1 - got[0].1, 160);

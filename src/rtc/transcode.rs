@@ -15,9 +15,9 @@ use super::G711;
 use crate::media::g711;
 
 /// 20 ms at 8 kHz.
-pub const FRAME_SAMPLES: usize = 160;
+pub(crate) const FRAME_SAMPLES: usize = 160;
 /// Opus RTP timestamps always run at 48 kHz (RFC 7587 §4.1), six ticks per 8 kHz sample.
-pub const OPUS_TICKS_PER_SAMPLE: u32 = 6;
+pub(crate) const OPUS_TICKS_PER_SAMPLE: u32 = 6;
 /// The longest Opus packet (120 ms) at 8 kHz.
 const MAX_DECODED: usize = 960;
 /// Comfortably above what 20 ms of voice at our bitrate needs (RFC 6716 §3.2.1 caps a frame at 1275).
@@ -124,7 +124,7 @@ impl Transcoder {
     }
 
     /// Samples waiting for a full frame (at most one frame's worth less one).
-    pub fn pending_samples(&self) -> usize {
+    pub(crate) fn pending_samples(&self) -> usize {
         self.pending.len()
     }
 }

@@ -26,7 +26,7 @@ use super::transaction::ServerTxId;
 
 /// The bridges, from the caller's INVITE to the end of both calls.
 #[derive(Debug, Default)]
-pub struct B2bua {
+pub(crate) struct B2bua {
     /// Whether answered bridges are recorded.
     record: bool,
     /// The softphone's calls still ringing, each with its caller's INVITE.
@@ -45,7 +45,7 @@ struct Ringing {
 }
 
 impl B2bua {
-    pub fn new(record: bool) -> B2bua {
+    pub(crate) fn new(record: bool) -> B2bua {
         B2bua {
             record,
             ..B2bua::default()
@@ -53,12 +53,12 @@ impl B2bua {
     }
 
     /// Trunk calls waiting for the agent's softphone.
-    pub fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         self.ringing.len()
     }
 
     /// Acts on `event` if it concerns a bridge; `false` when it is someone else's.
-    pub fn handle(&mut self, core: &mut SipCore, now: Instant, event: &CoreEvent) -> bool {
+    pub(crate) fn handle(&mut self, core: &mut SipCore, now: Instant, event: &CoreEvent) -> bool {
         match event {
             CoreEvent::AgentCall {
                 incoming,

@@ -10,7 +10,7 @@ use super::wire::Meta;
 
 /// Call-ID plus both tags, from our point of view (RFC 3261 §12).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DialogId {
+pub(crate) struct DialogId {
     pub call_id: String,
     pub local_tag: String,
     pub remote_tag: String,
@@ -18,7 +18,7 @@ pub struct DialogId {
 
 impl DialogId {
     /// The dialog an incoming request belongs to: its To tag is ours, its From tag theirs.
-    pub fn of_request(meta: &Meta) -> Option<DialogId> {
+    pub(crate) fn of_request(meta: &Meta) -> Option<DialogId> {
         Some(DialogId {
             call_id: meta.call_id.clone(),
             local_tag: meta.to_tag.clone()?,
@@ -27,7 +27,7 @@ impl DialogId {
     }
 
     /// The dialog a response to our request belongs to: its From tag is ours, its To tag theirs.
-    pub fn of_response(meta: &Meta) -> Option<DialogId> {
+    pub(crate) fn of_response(meta: &Meta) -> Option<DialogId> {
         Some(DialogId {
             call_id: meta.call_id.clone(),
             local_tag: meta.from_tag.clone()?,
@@ -38,13 +38,13 @@ impl DialogId {
 
 /// Which side created the dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Uac,
     Uas,
 }
 
 #[derive(Debug, Clone)]
-pub struct Dialog {
+pub(crate) struct Dialog {
     pub id: DialogId,
     pub role: Role,
     /// Our From (as UAC) or To (as UAS) header value, with our tag.
@@ -65,14 +65,19 @@ pub struct Dialog {
 
 /// Why an in-dialog request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CseqError {
+pub(crate) enum CseqError {
     /// RFC 3261 §12.2.2: a CSeq lower than the last one is answered with 500.
     OutOfOrder,
 }
 
 impl Dialog {
     /// The UAS side of a dialog created by a 2xx (or 1xx with tag) to `invite` (RFC 3261 §12.1.1).
-    pub fn uas(invite: &Request, meta: &Meta, local_tag: &str, peer: Peer) -> Option<Dialog> {
+    pub(crate) fn uas(
+        invite: &Request,
+        meta: &Meta,
+        local_tag: &str,
+        peer: Peer,
+    ) -> Option<Dialog> {
         let remote_target = contact_uri(&invite.headers)?;
         Some(Dialog {
             id: DialogId {
@@ -92,7 +97,7 @@ impl Dialog {
     }
 
     /// The UAC side of a dialog created by a response to our `invite` (RFC 3261 §12.1.2).
-    pub fn uac(
+    pub(crate) fn uac(
         invite: &Request,
         response_headers: &Headers,
         meta: &Meta,
@@ -115,7 +120,11 @@ impl Dialog {
 
     /// Checks and records the CSeq of an in-dialog request from the peer (RFC 3261 §12.2.2).
     /// ACK and CANCEL reuse the INVITE's number and are not checked.
-    pub fn accept_remote_cseq(&mut self, method: Method, cseq: u32) -> Result<(), CseqError> {
+    pub(crate) fn accept_remote_cseq(
+        &mut self,
+        method: Method,
+        cseq: u32,
+    ) -> Result<(), CseqError> {
         if matches!(method, Method::Ack | Method::Cancel) {
             return Ok(());
         }
@@ -130,7 +139,7 @@ impl Dialog {
 
     /// A new in-dialog request (RFC 3261 §12.2.1.1) with the fresh `branch`; `via` is our
     /// sent-by and `contact` our Contact value. ACK reuses the INVITE's CSeq number (`ack_of`).
-    pub fn request(
+    pub(crate) fn request(
         &mut self,
         method: Method,
         via: &str,
@@ -189,7 +198,7 @@ impl Dialog {
     /// nearest to us. Otherwise the transport path the dialog was set up on: for a dialog the
     /// peer created, that path is the proxy or NAT binding its INVITE really came through, and
     /// on a stream transport, the connection it came on.
-    pub fn next_hop(&self) -> Peer {
+    pub(crate) fn next_hop(&self) -> Peer {
         match (self.role, self.route_set.first()) {
             (Role::Uac, Some(route)) => route_hop(route).unwrap_or(self.peer),
             _ => self.peer,
@@ -197,7 +206,7 @@ impl Dialog {
     }
 
     /// A target refresh (re-INVITE, UPDATE) may change the remote target (RFC 3261 §12.2).
-    pub fn refresh_target(&mut self, headers: &Headers) {
+    pub(crate) fn refresh_target(&mut self, headers: &Headers) {
         if let Some(uri) = contact_uri(headers) {
             self.remote_target = uri;
         }
@@ -263,7 +272,7 @@ fn with_tag(value: &str, tag: &str) -> String {
 }
 
 /// The URI of the first Contact: inside `<…>` when present, else up to the first `;`.
-pub fn contact_uri(headers: &Headers) -> Option<Uri> {
+fn contact_uri(headers: &Headers) -> Option<Uri> {
     let value = headers.iter().find_map(|h| match h {
         Header::Contact(c) => Some(c.value()),
         _ => None,
@@ -273,7 +282,7 @@ pub fn contact_uri(headers: &Headers) -> Option<Uri> {
 }
 
 /// The addr-spec of a name-addr or addr-spec value.
-pub fn addr_spec(value: &str) -> &str {
+pub(crate) fn addr_spec(value: &str) -> &str {
     match (value.find('<'), value.find('>')) {
         (Some(open), Some(close)) if open < close => &value[open + 1..close],
         _ => value.split(';').next().unwrap_or(value).trim(),
@@ -294,7 +303,7 @@ fn record_routes(headers: &Headers) -> Vec<String> {
 }
 
 /// Splits a header value at commas outside `<…>` and quotes.
-pub fn split_list(value: &str) -> Vec<&str> {
+pub(crate) fn split_list(value: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut depth, mut quoted, mut start) = (0i32, false, 0);
     for (i, c) in value.char_indices() {

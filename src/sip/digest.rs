@@ -8,7 +8,7 @@
 //! * **Stateless nonces.** A nonce is `issued ‖ serial ‖ tag` in hex: the issue time in seconds
 //!   since the epoch `Instant`, a serial number that makes every nonce unique, and a truncated
 //!   HMAC-SHA-256 over both under the secret. A nonce we did not mint fails the HMAC; one older
-//!   than the lifetime (default [`DEFAULT_NONCE_LIFETIME`]) is *stale*, answered by a fresh
+//!   than [`NONCE_LIFETIME`] is *stale*, answered by a fresh
 //!   challenge with `stale=true` so the client retries without asking its user again.
 //! * **Replay protection.** Nonces that have been answered leave state: the highest `nc` seen
 //!   for each, until the nonce expires. A request must carry a higher `nc` than the last one on
@@ -33,14 +33,14 @@ use md5::Md5;
 use rsipstack::sip::Uri;
 use sha2::{Digest, Sha256};
 
-/// How long a nonce stays fresh when [`DigestAuth::with_nonce_lifetime`] is not used.
-pub const DEFAULT_NONCE_LIFETIME: Duration = Duration::from_secs(300);
+/// How long a nonce stays fresh.
+pub(crate) const NONCE_LIFETIME: Duration = Duration::from_secs(300);
 
 /// The nonce count recorded for a nonce a wrong response spent: no answer can go above it.
 const SPENT: u32 = u32::MAX;
 
 /// How many used nonces the replay table remembers at most.
-pub const MAX_TRACKED_NONCES: usize = 4096;
+const MAX_TRACKED_NONCES: usize = 4096;
 
 /// More parameters than any real client sends; a bound on the work one header can cause.
 const MAX_PARAMS: usize = 32;
@@ -50,7 +50,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// Why credentials were not accepted. Mapped to a SIP status by the code that owns the request
 /// (the registrar); clients see the status, logs see the variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// The header carries another scheme than Digest.
     #[error("not Digest credentials")]
     NotDigest,
@@ -84,14 +84,14 @@ pub enum AuthError {
 
 /// The Digest algorithms we implement, ordered from weakest to strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Algorithm {
+pub(crate) enum Algorithm {
     Md5,
     Sha256,
 }
 
 impl Algorithm {
     /// The name as written in `algorithm=`.
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             Algorithm::Md5 => "MD5",
             Algorithm::Sha256 => "SHA-256",
@@ -100,7 +100,7 @@ impl Algorithm {
 
     /// Parses an algorithm name, case-insensitively. `SHA256` without the dash is what some
     /// clients (rsipstack among them) write for SHA-256; the hash is the same.
-    pub fn from_name(name: &str) -> Option<Algorithm> {
+    pub(crate) fn from_name(name: &str) -> Option<Algorithm> {
         if name.eq_ignore_ascii_case("MD5") {
             Some(Algorithm::Md5)
         } else if name.eq_ignore_ascii_case("SHA-256") || name.eq_ignore_ascii_case("SHA256") {
@@ -122,7 +122,7 @@ impl Algorithm {
 /// The `qop=auth` part of an answer: the nonce count exactly as the client wrote it, and its
 /// client nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QopAuth<'a> {
+pub(crate) struct QopAuth<'a> {
     pub nc: &'a str,
     pub cnonce: &'a str,
 }
@@ -130,7 +130,7 @@ pub struct QopAuth<'a> {
 /// The `response` value a client with `password` computes (RFC 7616 §3.4.1, RFC 2069 without
 /// `qop`), in lower-case hex.
 #[allow(clippy::too_many_arguments)]
-pub fn request_digest(
+pub(crate) fn request_digest(
     algorithm: Algorithm,
     username: &str,
     realm: &str,
@@ -152,7 +152,7 @@ pub fn request_digest(
 
 /// The parameters of a Digest `Authorization` header (RFC 3261 §25.1 `digest-response`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     pub username: String,
     pub realm: String,
     pub nonce: String,
@@ -171,7 +171,7 @@ pub struct Credentials {
 /// Parses the value of an `Authorization` header: the scheme and parameter names are
 /// case-insensitive, values may be tokens or quoted strings with backslash escapes (so a comma
 /// inside quotes is part of the value), unknown parameters are ignored, repeated ones refused.
-pub fn parse_authorization(value: &str) -> Result<Credentials, AuthError> {
+pub(crate) fn parse_authorization(value: &str) -> Result<Credentials, AuthError> {
     let value = value.trim();
     let (scheme, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("Digest") {
@@ -339,14 +339,13 @@ struct Nonce {
 }
 
 /// Challenges and verifies Digest credentials for one realm. See the module docs for the model.
-pub struct DigestAuth {
+pub(crate) struct DigestAuth {
     realm: String,
     /// Strongest first: the server lists challenges in its order of preference and the client
     /// answers the topmost it supports (RFC 8760 §2.3, §2.4).
     algorithms: Vec<Algorithm>,
     key: [u8; 32],
     epoch: Instant,
-    lifetime: Duration,
     next_serial: u64,
     /// Used nonces by serial: issue time and the highest `nc` accepted.
     used: BTreeMap<u64, (u32, u32)>,
@@ -361,7 +360,7 @@ impl DigestAuth {
     ///
     /// # Panics
     /// When `algorithms` is empty: a server that offers nothing cannot authenticate anyone.
-    pub fn new(
+    pub(crate) fn new(
         realm: impl Into<String>,
         algorithms: &[Algorithm],
         secret: [u8; 32],
@@ -381,26 +380,24 @@ impl DigestAuth {
             algorithms,
             key: secret,
             epoch,
-            lifetime: DEFAULT_NONCE_LIFETIME,
             next_serial: 1,
             used: BTreeMap::new(),
             forgotten_up_to: 0,
         }
     }
 
-    /// Sets how long a nonce stays fresh.
-    pub fn with_nonce_lifetime(mut self, lifetime: Duration) -> DigestAuth {
-        self.lifetime = lifetime;
-        self
+    /// The algorithms offered, strongest first.
+    pub(crate) fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
     }
 
-    pub fn realm(&self) -> &str {
+    pub(crate) fn realm(&self) -> &str {
         &self.realm
     }
 
     /// The values of the `WWW-Authenticate` headers of a 401: one challenge per algorithm,
     /// strongest first (RFC 8760 §2.3), all with the same fresh nonce.
-    pub fn challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
+    pub(crate) fn challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
         let algorithms = self.algorithms.clone();
         self.challenges_with(now, stale, &algorithms)
     }
@@ -408,7 +405,7 @@ impl DigestAuth {
     /// [`DigestAuth::challenges`] offering `algorithms` instead of ours, in that order: an
     /// account may be held to its own list (an old phone that fails whenever SHA-256 is
     /// offered gets MD5 alone, while everyone else keeps SHA-256).
-    pub fn challenges_with(
+    pub(crate) fn challenges_with(
         &mut self,
         now: Instant,
         stale: bool,
@@ -440,7 +437,7 @@ impl DigestAuth {
     /// [`Unanswered`]: AuthError::Unanswered
     /// [`WrongResponse`]: AuthError::WrongResponse
     /// [`Stale`]: AuthError::Stale
-    pub fn verify(
+    pub(crate) fn verify(
         &mut self,
         now: Instant,
         method: &str,
@@ -454,7 +451,7 @@ impl DigestAuth {
 
     /// [`DigestAuth::verify`] accepting answers with one of `algorithms` only (those the
     /// account was challenged with, see [`DigestAuth::challenges_with`]).
-    pub fn verify_with(
+    pub(crate) fn verify_with(
         &mut self,
         now: Instant,
         method: &str,
@@ -521,7 +518,8 @@ impl DigestAuth {
     }
 
     /// How many used nonces the replay table holds.
-    pub fn tracked_nonces(&self) -> usize {
+    #[cfg(test)]
+    fn tracked_nonces(&self) -> usize {
         self.used.len()
     }
 
@@ -531,7 +529,7 @@ impl DigestAuth {
     }
 
     fn is_expired(&self, issued_s: u32, now: Instant) -> bool {
-        u64::from(self.seconds(now).saturating_sub(issued_s)) > self.lifetime.as_secs()
+        u64::from(self.seconds(now).saturating_sub(issued_s)) > NONCE_LIFETIME.as_secs()
     }
 
     fn mac(&self, body: &[u8]) -> HmacSha256 {
@@ -798,7 +796,7 @@ mod tests {
     #[test]
     fn an_expired_nonce_is_stale_only_with_the_right_password() {
         let (mut auth, t0, uri) = setup();
-        let auth_lifetime = DEFAULT_NONCE_LIFETIME;
+        let auth_lifetime = NONCE_LIFETIME;
         let challenge = auth.challenges(t0, false).remove(0);
         let later = t0 + auth_lifetime + Duration::from_secs(1);
         let right = answer(&challenge, "SHA-256", "00000001", "secret");
@@ -852,7 +850,7 @@ mod tests {
         let creds = answer(&first, "SHA-256", "00000001", "secret");
         auth.verify(t0, "REGISTER", &uri, &creds, "secret").unwrap();
         assert_eq!(auth.tracked_nonces(), 1);
-        let later = t0 + DEFAULT_NONCE_LIFETIME + Duration::from_secs(1);
+        let later = t0 + NONCE_LIFETIME + Duration::from_secs(1);
         let second = auth.challenges(later, false).remove(0);
         let creds = answer(&second, "SHA-256", "00000001", "secret");
         auth.verify(later, "REGISTER", &uri, &creds, "secret")
@@ -898,7 +896,7 @@ mod tests {
         let right = answer(&fresh, "SHA-256", "00000001", "secret");
         assert_eq!(auth.verify(t0, "REGISTER", &uri, &right, "secret"), Ok(()));
         // Spent nonces are forgotten when they expire, like used ones.
-        let later = t0 + DEFAULT_NONCE_LIFETIME + Duration::from_secs(1);
+        let later = t0 + NONCE_LIFETIME + Duration::from_secs(1);
         let _ = auth.verify(later, "REGISTER", &uri, &right, "secret");
         assert_eq!(auth.tracked_nonces(), 0);
     }

@@ -104,7 +104,7 @@ pub enum SipCallEvent {
 
 /// A placed application call: where the local endpoint exchanges the call's RTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DialedCall {
+pub(crate) struct DialedCall {
     pub call: CallRef,
     pub media: SocketAddr,
 }
@@ -139,8 +139,6 @@ enum Control {
         name: String,
         reply: oneshot::Sender<Result<(), DialError>>,
     },
-    /// Ownership of interactions is asked of `owners` from now on.
-    Owners(Arc<dyn Owners>),
     /// The owner of a held call's interaction is known (`None`: it stays here).
     Owned {
         call: IncomingCall,
@@ -180,7 +178,7 @@ pub enum IncomingEvent {
 
 impl IncomingEvent {
     /// The held INVITE this event is about.
-    pub fn incoming(&self) -> ServerTxId {
+    pub(crate) fn incoming(&self) -> ServerTxId {
         match self {
             IncomingEvent::Call(call) => call.incoming,
             IncomingEvent::ServiceCall { incoming, .. } | IncomingEvent::Cancelled(incoming) => {
@@ -192,7 +190,7 @@ impl IncomingEvent {
 
 /// What a core event means to the call driver.
 #[derive(Debug)]
-pub enum ForCalls {
+pub(crate) enum ForCalls {
     /// A call waiting for an interaction, or its caller gone.
     Incoming(IncomingEvent),
     /// An event of an application call.
@@ -203,7 +201,7 @@ pub enum ForCalls {
 /// application calls (echo), which concern only the core, and for the B2BUA's. The SIP task delivers
 /// what this returns, and the deterministic harness of the call path drives the call driver
 /// with it, so both see the same translation.
-pub fn for_calls(core: &SipCore, event: CoreEvent) -> Option<ForCalls> {
+pub(crate) fn for_calls(core: &SipCore, event: CoreEvent) -> Option<ForCalls> {
     Some(match event {
         CoreEvent::Incoming {
             incoming,
@@ -291,7 +289,7 @@ impl SipControl {
     }
 
     /// Dials; the call's events go to `events`.
-    pub async fn dial(
+    pub(crate) async fn dial(
         &self,
         dial: AppDial,
         events: mpsc::UnboundedSender<SipCallEvent>,
@@ -305,18 +303,18 @@ impl SipControl {
     }
 
     /// BYE or CANCEL; the end arrives as `Ended` or `Failed`.
-    pub async fn hangup(&self, call: CallRef) {
+    pub(crate) async fn hangup(&self, call: CallRef) {
         let _ = self.tx.send(Control::Hangup(call)).await;
     }
 
     /// Incoming calls for interactions are sent to `to`; without a subscriber they get 480.
-    pub async fn subscribe(&self, to: mpsc::UnboundedSender<IncomingEvent>) {
+    pub(crate) async fn subscribe(&self, to: mpsc::UnboundedSender<IncomingEvent>) {
         let _ = self.tx.send(Control::Subscribe(to)).await;
     }
 
     /// Answers an incoming call; its audio is at the returned address in the returned codec,
     /// and its events go to `events`.
-    pub async fn accept(
+    pub(crate) async fn accept(
         &self,
         incoming: ServerTxId,
         events: mpsc::UnboundedSender<SipCallEvent>,
@@ -330,7 +328,7 @@ impl SipControl {
     }
 
     /// Refuses an incoming call with `code`, saying `why`.
-    pub async fn reject(&self, incoming: ServerTxId, code: u16, why: &str) {
+    pub(crate) async fn reject(&self, incoming: ServerTxId, code: u16, why: &str) {
         let why = why.to_string();
         let _ = self
             .tx
@@ -342,16 +340,9 @@ impl SipControl {
             .await;
     }
 
-    /// Asks `owners` from now on whether a call that names an interaction belongs to another
-    /// node (which gets it with a redirect). On a PostgreSQL store the store is asked from
-    /// the start; a cluster that knows better says so here.
-    pub async fn use_owners(&self, owners: Arc<dyn Owners>) {
-        let _ = self.tx.send(Control::Owners(owners)).await;
-    }
-
     /// Joins two answered application calls to each other (see
     /// [`SipCore::bridge_app_calls`]); each still ends on its own.
-    pub async fn bridge(&self, customer: CallRef, agent: CallRef) -> Result<(), DialError> {
+    pub(crate) async fn bridge(&self, customer: CallRef, agent: CallRef) -> Result<(), DialError> {
         self.ask(|reply| Control::Bridge {
             customer,
             agent,
@@ -362,7 +353,7 @@ impl SipControl {
 
     /// Records answered calls into `sip.recording_dir` as `<name>.wav` (see
     /// [`SipCore::record_app_calls`]); without a recording directory nothing is written.
-    pub async fn record(
+    pub(crate) async fn record(
         &self,
         customer: AppLeg,
         agent: AppLeg,
@@ -380,7 +371,7 @@ impl SipControl {
 
 impl SipHandle {
     /// Waits for the driver to stop (after the shutdown token fired).
-    pub async fn join(self) {
+    pub(crate) async fn join(self) {
         let _ = self.task.await;
     }
 }
@@ -389,7 +380,7 @@ impl SipHandle {
 /// binds the same one. On a PostgreSQL `store` (what several nodes share) registrations are
 /// shared through it and a call for an interaction another node owns is redirected there
 /// (see [`super::shared`] and [`super::owners`]).
-pub async fn start(
+pub(crate) async fn start(
     config: &Config,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -799,7 +790,6 @@ impl CoreLoop {
             } => {
                 let _ = reply.send(self.core.record_app_calls(customer, agent, &name));
             }
-            Control::Owners(owners) => self.owners = Some(owners),
             Control::Owned { call, owner } => self.owned(call, owner),
         }
     }

@@ -12,39 +12,40 @@ use rand::{RngExt, SeedableRng};
 
 /// The source of every random identifier of one core (a ChaCha-based CSPRNG).
 #[derive(Debug)]
-pub struct Ids {
+pub(crate) struct Ids {
     rng: StdRng,
 }
 
 impl Ids {
     /// A generator that gives the same identifiers every time for the same seed.
-    pub fn seeded(seed: u64) -> Ids {
+    #[cfg(test)]
+    pub(crate) fn seeded(seed: u64) -> Ids {
         Ids {
             rng: StdRng::seed_from_u64(seed),
         }
     }
 
     /// A generator seeded from the operating system: for the IO shells that build the cores.
-    pub fn from_os() -> Ids {
+    pub(crate) fn from_os() -> Ids {
         Ids {
             rng: StdRng::from_rng(&mut rand::rng()),
         }
     }
 
     /// A generator for a part of the core (the transaction layer), seeded from this one.
-    pub fn derive(&mut self) -> Ids {
+    pub(crate) fn derive(&mut self) -> Ids {
         Ids {
             rng: StdRng::from_rng(&mut self.rng),
         }
     }
 
     /// 64 random bits (an SDP session id, a key's seed).
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.rng.random()
     }
 
     /// Random bytes (an SRTP master key or salt, a registrar secret).
-    pub fn bytes<const N: usize>(&mut self) -> [u8; N] {
+    pub(crate) fn bytes<const N: usize>(&mut self) -> [u8; N] {
         self.rng.random()
     }
 
@@ -53,17 +54,17 @@ impl Ids {
     }
 
     /// A From/To tag.
-    pub fn tag(&mut self) -> String {
+    pub(crate) fn tag(&mut self) -> String {
         self.hex()
     }
 
     /// A Via branch with the RFC 3261 magic cookie.
-    pub fn branch(&mut self) -> String {
+    pub(crate) fn branch(&mut self) -> String {
         format!("z9hG4bK{}", self.hex())
     }
 
     /// A Call-ID local to `host`.
-    pub fn call_id(&mut self, host: &str) -> String {
+    pub(crate) fn call_id(&mut self, host: &str) -> String {
         format!("{}@{host}", self.hex())
     }
 }
@@ -71,7 +72,7 @@ impl Ids {
 /// The To tag of a stateless reply: derived from the request, so that every retransmission of
 /// a request gets the same one (RFC 3261 §8.2.7). `parts` are what identifies the request (its
 /// Call-ID, From tag, Via branch …).
-pub fn stateless_tag(parts: &[&str]) -> String {
+pub(crate) fn stateless_tag(parts: &[&str]) -> String {
     // SipHash with fixed keys: the same input gives the same tag in every process.
     let mut hasher = DefaultHasher::new();
     parts.hash(&mut hasher);

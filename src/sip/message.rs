@@ -5,7 +5,7 @@ use rsipstack::sip::{Header, Headers, Request, Response, StatusCode, Version};
 /// A response to `req`: Via (all of them, in order), From, To, Call-ID and CSeq copied
 /// (RFC 3261 §8.2.6.2), `to_tag` added to To when the request's To has none, and
 /// `Content-Length: 0` (callers that add a body use [`set_body`]).
-pub fn response(req: &Request, status: StatusCode, to_tag: Option<&str>) -> Response {
+pub(crate) fn response(req: &Request, status: StatusCode, to_tag: Option<&str>) -> Response {
     let mut headers = Headers::default();
     for header in req.headers.iter() {
         match header {
@@ -36,7 +36,7 @@ pub fn response(req: &Request, status: StatusCode, to_tag: Option<&str>) -> Resp
 /// Copies the request's Record-Route headers, in order, into a response that creates a dialog
 /// (RFC 3261 §12.1.1: the UAS MUST copy them into every 18x and 2xx to the dialog-creating
 /// request), so that the caller learns the route set the proxies on the way asked for.
-pub fn copy_record_route(req: &Request, resp: &mut Response) {
+pub(crate) fn copy_record_route(req: &Request, resp: &mut Response) {
     let routes: Vec<Header> = req
         .headers
         .iter()
@@ -48,7 +48,7 @@ pub fn copy_record_route(req: &Request, resp: &mut Response) {
 
 /// Adds `extra` before the final Content-Length, which [`response`] and the dialog's requests
 /// write last.
-pub fn insert_before_length(headers: &mut Headers, extra: Vec<Header>) {
+pub(crate) fn insert_before_length(headers: &mut Headers, extra: Vec<Header>) {
     if extra.is_empty() {
         return;
     }
@@ -60,7 +60,7 @@ pub fn insert_before_length(headers: &mut Headers, extra: Vec<Header>) {
 }
 
 /// Whether a request is outside any dialog (its To has no tag), so that its 18x/2xx creates one.
-pub fn creates_dialog(req: &Request) -> bool {
+pub(crate) fn creates_dialog(req: &Request) -> bool {
     req.headers.iter().any(|h| match h {
         Header::To(to) => !to.value().to_ascii_lowercase().contains(";tag="),
         _ => false,
@@ -69,7 +69,7 @@ pub fn creates_dialog(req: &Request) -> bool {
 
 /// The option tags a request's `Require` lists that are not in `supported`
 /// (RFC 3261 §8.2.2.3: such a request gets 420 with `Unsupported`).
-pub fn unsupported_requirements(headers: &Headers, supported: &[&str]) -> Vec<String> {
+pub(crate) fn unsupported_requirements(headers: &Headers, supported: &[&str]) -> Vec<String> {
     headers
         .iter()
         .filter_map(|h| match h {
@@ -84,13 +84,18 @@ pub fn unsupported_requirements(headers: &Headers, supported: &[&str]) -> Vec<St
 }
 
 /// A status code whose reason phrase says what went wrong (e.g. `400 Missing Call-ID`).
-pub fn status_with_reason(code: u16, reason: &str) -> StatusCode {
+pub(crate) fn status_with_reason(code: u16, reason: &str) -> StatusCode {
     let clean: String = reason.chars().filter(|c| !c.is_control()).collect();
     StatusCode::Other(code, clean)
 }
 
 /// Replaces the body and its Content-Type/Content-Length headers.
-pub fn set_body(headers: &mut Headers, body_slot: &mut Vec<u8>, content_type: &str, body: Vec<u8>) {
+pub(crate) fn set_body(
+    headers: &mut Headers,
+    body_slot: &mut Vec<u8>,
+    content_type: &str,
+    body: Vec<u8>,
+) {
     headers.retain(|h| !matches!(h, Header::ContentLength(_) | Header::ContentType(_)));
     headers.push(Header::ContentType(rsipstack::sip::ContentType::new(
         content_type,

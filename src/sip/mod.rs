@@ -1,7 +1,7 @@
 //! SIP: the wire layer, sans-IO transactions and dialogs, the user-agent core, and the tokio
 //! driver that owns the sockets and the clock.
 
-pub mod b2bua;
+mod b2bua;
 mod connection;
 pub mod core;
 pub mod dialog;
@@ -16,8 +16,8 @@ pub mod registrar;
 pub mod sdp;
 pub mod shared;
 pub mod srtp;
-pub mod srtp_edge;
+mod srtp_edge;
 pub mod tls;
 pub mod transaction;
-pub mod webrtc_edge;
+mod webrtc_edge;
 pub mod wire;

@@ -3,8 +3,8 @@
 //! A call that names an interaction (`X-Interaction-Id`, RFC 7433 `User-to-User`) joins it
 //! only on the node that owns it. Before the SIP driver hands such a call to the application
 //! it asks [`Owners`]; an interaction owned by another live node gets a redirect there
-//! (`SipCore::redirect_incoming`), everything else goes on as on one node. One node alone
-//! owns everything it knows: [`LocalOnly`] never names another owner.
+//! (`SipCore::redirect_incoming`), everything else goes on as on one node. A node alone
+//! (no shared store) asks nobody: everything it knows is its own.
 //!
 //! [`StoreOwners`] reads ownership from the shared store (the `nodes` and `interactions`
 //! tables of a cluster): the owner counts while its lease runs, and this node never redirects
@@ -20,32 +20,22 @@ use crate::bridge::InteractionId;
 use crate::chat::store::Store;
 
 /// Answers where a call for an interaction belongs.
-pub trait Owners: Send + Sync + 'static {
+pub(crate) trait Owners: Send + Sync + 'static {
     /// The SIP address of the live node that owns `id`, when that is another node; `None`
     /// when this node owns it, nobody does, or the answer cannot be had (the call then goes
     /// on here, as on one node, and the application decides).
     fn owner_sip<'a>(&'a self, id: &'a InteractionId) -> BoxFuture<'a, Option<Uri>>;
 }
 
-/// One node: every interaction is local.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LocalOnly;
-
-impl Owners for LocalOnly {
-    fn owner_sip<'a>(&'a self, _id: &'a InteractionId) -> BoxFuture<'a, Option<Uri>> {
-        Box::pin(std::future::ready(None))
-    }
-}
-
 /// Ownership as the shared store records it.
-pub struct StoreOwners {
+pub(crate) struct StoreOwners {
     store: Store,
     /// This node's SIP address: an owner found there is this node.
     me: SocketAddr,
 }
 
 impl StoreOwners {
-    pub fn new(store: Store, me: SocketAddr) -> StoreOwners {
+    pub(crate) fn new(store: Store, me: SocketAddr) -> StoreOwners {
         StoreOwners { store, me }
     }
 }

@@ -19,7 +19,7 @@ pub enum TransportKind {
 
 impl TransportKind {
     /// The transport token of Via headers and of registrar bindings.
-    pub const fn via_token(self) -> &'static str {
+    pub(crate) const fn via_token(self) -> &'static str {
         match self {
             TransportKind::Udp => "UDP",
             TransportKind::Tcp => "TCP",
@@ -30,7 +30,7 @@ impl TransportKind {
     }
 
     /// Reads a Via transport token (or a URI's `transport` parameter), case-insensitively.
-    pub fn from_token(token: &str) -> Option<TransportKind> {
+    pub(crate) fn from_token(token: &str) -> Option<TransportKind> {
         [
             TransportKind::Udp,
             TransportKind::Tcp,
@@ -44,17 +44,8 @@ impl TransportKind {
 
     /// Whether the transport is encrypted (TLS or secure WebSocket): `sips:` URIs and SDES
     /// keys may only travel on these (RFC 3261 §26.2.2, RFC 4568 §8.3).
-    pub const fn is_secure(self) -> bool {
+    pub(crate) const fn is_secure(self) -> bool {
         matches!(self, TransportKind::Tls | TransportKind::Wss)
-    }
-
-    /// Whether one SIP message arrives as one unit (UDP datagrams, WebSocket messages) rather
-    /// than in a byte stream framed by Content-Length.
-    pub const fn is_message_based(self) -> bool {
-        matches!(
-            self,
-            TransportKind::Udp | TransportKind::Ws | TransportKind::Wss
-        )
     }
 }
 
@@ -90,7 +81,8 @@ impl Peer {
         }
     }
 
-    pub fn tcp(addr: SocketAddr, conn: Option<ConnId>) -> Peer {
+    #[cfg(test)]
+    pub(crate) fn tcp(addr: SocketAddr, conn: Option<ConnId>) -> Peer {
         Peer {
             transport: TransportKind::Tcp,
             addr,
@@ -99,12 +91,12 @@ impl Peer {
     }
 
     /// Reliable transports need no retransmission timers (RFC 3261 §17).
-    pub fn is_reliable(&self) -> bool {
+    pub(crate) fn is_reliable(&self) -> bool {
         self.transport != TransportKind::Udp
     }
 
     /// A peer on a stream or WebSocket transport; `conn` as for [`Peer::tcp`].
-    pub fn on(transport: TransportKind, addr: SocketAddr, conn: Option<ConnId>) -> Peer {
+    pub(crate) fn on(transport: TransportKind, addr: SocketAddr, conn: Option<ConnId>) -> Peer {
         Peer {
             transport,
             addr,
@@ -113,7 +105,7 @@ impl Peer {
     }
 
     /// The transport token used in Via headers.
-    pub fn via_transport(&self) -> &'static str {
+    pub(crate) fn via_transport(&self) -> &'static str {
         self.transport.via_token()
     }
 }

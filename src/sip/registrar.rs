@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use rand::RngExt;
-use rsipstack::sip::{Header, Method, Request, Response, StatusCode, typed::To};
+use rsipstack::sip::{Header, HeadersExt, Method, Request, Response, StatusCode, typed::To};
 use sha2::Sha256;
 
 use crate::config::{RegistrarConfig, TrunkConfig};
@@ -54,14 +54,14 @@ use crate::sip::message::{response, status_with_reason, unsupported_requirements
 use crate::sip::wire::Meta;
 
 /// Bindings one address of record may hold; more are refused with 403.
-pub const MAX_BINDINGS_PER_AOR: usize = 10;
+const MAX_BINDINGS_PER_AOR: usize = 10;
 
 /// The longest Contact URI we store; longer ones are refused with 400.
-pub const MAX_CONTACT_URI_LEN: usize = 512;
+const MAX_CONTACT_URI_LEN: usize = 512;
 
 /// Where an address of record can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// The Contact URI as the UA wrote it, without angle brackets or header parameters.
     pub contact: String,
     /// The address the REGISTER came from. Requests for this binding go here, not to the
@@ -76,7 +76,7 @@ pub struct Binding {
 
 /// A change a REGISTER made to the bindings, for the other nodes (see [`Registrar::sharing`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindingChange {
+pub(crate) enum BindingChange {
     /// `aor` is reachable at this binding (new or refreshed).
     Bound { aor: String, binding: Binding },
     /// The contact was removed (`Expires: 0`).
@@ -88,7 +88,7 @@ pub enum BindingChange {
 /// Why a REGISTER was refused. [`Registrar::handle_register`] maps each to its status in one
 /// place; the reason phrase says what went wrong without revealing whether an account exists.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RegisterError {
+pub(crate) enum RegisterError {
     /// Not a REGISTER: the caller routed another method here (405).
     #[error("not a REGISTER")]
     NotRegister,
@@ -158,7 +158,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// What the registrar's guards did since it started, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AuthCounts {
+pub(crate) struct AuthCounts {
     /// Digests checked and found wrong (a wrong password or an unknown user).
     pub failures: u64,
     /// Locks imposed (or lengthened) on an account or a source address.
@@ -181,7 +181,6 @@ pub struct Registrar {
     passwords: HashMap<String, String>,
     /// The algorithms of the accounts that do not use the registrar's own list.
     account_algorithms: HashMap<String, Vec<Algorithm>>,
-    algorithms: Vec<Algorithm>,
     /// Checked against when the user is unknown, so that case costs the same hashing.
     decoy_password: String,
     min_expires: u32,
@@ -214,7 +213,7 @@ impl Registrar {
     /// # Panics
     /// When `config` names no algorithm we implement; [`crate::config::Config::parse`]
     /// refuses such a configuration.
-    pub fn new(config: &RegistrarConfig, now: Instant, secret: [u8; 32]) -> Registrar {
+    pub(crate) fn new(config: &RegistrarConfig, now: Instant, secret: [u8; 32]) -> Registrar {
         let algorithms: Vec<Algorithm> = config
             .algorithms
             .iter()
@@ -234,7 +233,6 @@ impl Registrar {
             .collect();
         Registrar {
             auth: DigestAuth::new(config.realm.clone(), &algorithms, secret, now),
-            algorithms,
             account_algorithms,
             passwords: config
                 .accounts
@@ -263,7 +261,7 @@ impl Registrar {
     /// binding says where it is, see [`Registrar::registered_trunk`]) and prove itself on
     /// INVITEs ([`Registrar::authenticate_trunk`]). Their user names are distinct from the
     /// accounts' ([`crate::config::Config::parse`] checks).
-    pub fn with_trunks(mut self, trunks: &[TrunkConfig]) -> Registrar {
+    pub(crate) fn with_trunks(mut self, trunks: &[TrunkConfig]) -> Registrar {
         self.trunks = trunks
             .iter()
             .filter_map(|t| Some((t.credentials()?.0.to_string(), t.clone())))
@@ -276,16 +274,10 @@ impl Registrar {
         Registrar::new(config, now, rand::rng().random())
     }
 
-    /// Sets how long a nonce stays fresh (default [`digest::DEFAULT_NONCE_LIFETIME`]).
-    pub fn with_nonce_lifetime(mut self, lifetime: Duration) -> Registrar {
-        self.auth = self.auth.with_nonce_lifetime(lifetime);
-        self
-    }
-
     /// Processes a REGISTER received at `now` from `source` over `transport` and returns the
     /// final response: 200 listing every current binding of the address of record with its
     /// `expires`, or an error as mapped on [`RegisterError`].
-    pub fn handle_register(
+    pub(crate) fn handle_register(
         &mut self,
         now: Instant,
         req: &Request,
@@ -311,7 +303,7 @@ impl Registrar {
     /// The unexpired bindings of `user`, most preferred (highest `q`) first, the most recently
     /// refreshed first among equals: this node's own, or when it has none, the store's (see
     /// [`Registrar::sharing`]).
-    pub fn lookup(&self, now: Instant, user: &str) -> Vec<Binding> {
+    pub(crate) fn lookup(&self, now: Instant, user: &str) -> Vec<Binding> {
         let mut bindings: Vec<Binding> = self.current(user, now).cloned().collect();
         if bindings.is_empty() {
             bindings = self
@@ -329,19 +321,19 @@ impl Registrar {
 
     /// Records from now on every change a REGISTER makes, for [`Registrar::take_changes`]:
     /// the registrar of one node among several, sharing its bindings through the store.
-    pub fn sharing(mut self) -> Registrar {
+    pub(crate) fn sharing(mut self) -> Registrar {
         self.sharing = true;
         self
     }
 
     /// The changes made since the last call, in order.
-    pub fn take_changes(&mut self) -> Vec<BindingChange> {
+    pub(crate) fn take_changes(&mut self) -> Vec<BindingChange> {
         std::mem::take(&mut self.changes)
     }
 
     /// Sets the bindings of `aor` that the store holds (replacing what was known). Only
     /// accounts' addresses of record are kept, at most [`MAX_BINDINGS_PER_AOR`] each.
-    pub fn set_elsewhere(&mut self, aor: &str, mut bindings: Vec<Binding>) {
+    pub(crate) fn set_elsewhere(&mut self, aor: &str, mut bindings: Vec<Binding>) {
         if bindings.is_empty() || !self.passwords.contains_key(aor) {
             self.elsewhere.remove(aor);
             return;
@@ -351,7 +343,7 @@ impl Registrar {
     }
 
     /// Replaces everything known of the store's bindings.
-    pub fn replace_elsewhere(&mut self, all: HashMap<String, Vec<Binding>>) {
+    pub(crate) fn replace_elsewhere(&mut self, all: HashMap<String, Vec<Binding>>) {
         self.elsewhere.clear();
         for (aor, bindings) in all {
             self.set_elsewhere(&aor, bindings);
@@ -360,7 +352,7 @@ impl Registrar {
 
     /// Another node removed `contact` of `aor` (every contact, for `None`): this node's own
     /// binding of it goes too, so that the phone that unregistered is not called from here.
-    pub fn forget(&mut self, aor: &str, contact: Option<&str>) {
+    pub(crate) fn forget(&mut self, aor: &str, contact: Option<&str>) {
         let Some(mut bindings) = self.aors.get(aor).cloned() else {
             return;
         };
@@ -369,12 +361,12 @@ impl Registrar {
     }
 
     /// When the next binding expires.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.first().map(|(at, _)| *at)
     }
 
     /// Removes the bindings that have expired by `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         while let Some((at, aor)) = self.deadlines.first().cloned() {
             if at > now {
                 break;
@@ -386,24 +378,24 @@ impl Registrar {
     }
 
     /// How many bindings are stored, across all addresses of record.
-    pub fn binding_count(&self) -> usize {
+    pub(crate) fn binding_count(&self) -> usize {
         self.aors.values().map(Vec::len).sum()
     }
 
     /// What the guards against password guessing did so far.
-    pub fn auth_counts(&self) -> AuthCounts {
+    pub(crate) fn auth_counts(&self) -> AuthCounts {
         self.counts
     }
 
     /// Whether any trunk has credentials to prove.
-    pub fn has_trunk_credentials(&self) -> bool {
+    pub(crate) fn has_trunk_credentials(&self) -> bool {
         !self.trunks.is_empty()
     }
 
     /// The name of the trunk registered from exactly `source` (IP and port), if any: a
     /// trunk that registered has proved its password, and its binding's source is where its
     /// requests come from.
-    pub fn registered_trunk(&self, now: Instant, source: SocketAddr) -> Option<&str> {
+    pub(crate) fn registered_trunk(&self, now: Instant, source: SocketAddr) -> Option<&str> {
         self.trunks.iter().find_map(|(user, trunk)| {
             self.current(user, now)
                 .any(|b| b.source == source)
@@ -412,7 +404,8 @@ impl Registrar {
     }
 
     /// Where the trunk with user name `user` is registered, most preferred first.
-    pub fn trunk_bindings(&self, now: Instant, name: &str) -> Vec<Binding> {
+    #[cfg(test)]
+    pub(crate) fn trunk_bindings(&self, now: Instant, name: &str) -> Vec<Binding> {
         self.trunks
             .iter()
             .find(|(_, trunk)| trunk.name == name)
@@ -430,7 +423,7 @@ impl Registrar {
     /// on the source still holds. Only trunks' passwords prove anything here; an agent's
     /// account answers like an unknown user (hashed against the decoy, so the timing is the
     /// same).
-    pub fn authenticate_trunk(
+    pub(crate) fn authenticate_trunk(
         &mut self,
         now: Instant,
         req: &Request,
@@ -468,11 +461,10 @@ impl Registrar {
             .and_then(|t| t.credentials())
             .map_or(self.decoy_password.as_str(), |(_, p)| p)
             .to_string();
-        let algorithms = self.algorithms.clone();
         let method = req.method.to_string();
-        let verdict =
-            self.auth
-                .verify_with(now, &method, &req.uri, &credentials, &password, &algorithms);
+        let verdict = self
+            .auth
+            .verify(now, &method, &req.uri, &credentials, &password);
         match (verdict, trunk) {
             (Ok(()), Some(trunk)) => {
                 // Passing a lock does not lift it for the guesser (as for REGISTER).
@@ -487,9 +479,8 @@ impl Registrar {
 
     /// Challenges for a trunk (the values of `Proxy-Authenticate` headers, RFC 3261 §22.3):
     /// the registrar's algorithms, one fresh nonce.
-    pub fn trunk_challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
-        let algorithms = self.algorithms.clone();
-        self.auth.challenges_with(now, stale, &algorithms)
+    pub(crate) fn trunk_challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
+        self.auth.challenges(now, stale)
     }
 
     /// RFC 3261 §10.3 steps 2 to 7; returns the address of record whose bindings to list.
@@ -833,7 +824,7 @@ impl Registrar {
     fn algorithms_of(&self, user: &str) -> &[Algorithm] {
         self.account_algorithms
             .get(user)
-            .map_or(&self.algorithms[..], |a| &a[..])
+            .map_or(self.auth.algorithms(), |a| &a[..])
     }
 
     fn current<'a>(&'a self, aor: &str, now: Instant) -> impl Iterator<Item = &'a Binding> {
@@ -930,14 +921,7 @@ fn contact_value(binding: &Binding, now: Instant) -> String {
 
 /// The user part of the To URI: the account whose bindings the request changes.
 fn to_user(req: &Request) -> Result<String, RegisterError> {
-    let value = req
-        .headers
-        .iter()
-        .find_map(|h| match h {
-            Header::To(to) => Some(to.value()),
-            _ => None,
-        })
-        .ok_or(RegisterError::NoUser)?;
+    let value = req.to_header().map_err(|_| RegisterError::NoUser)?.value();
     let to = To::parse(value).map_err(|_| RegisterError::NoUser)?;
     match to.uri.auth {
         Some(auth) if !auth.user.is_empty() => Ok(auth.user),
@@ -1514,7 +1498,7 @@ mod tests {
         let (mut reg, t0) = setup();
         let mut phone = Phone::new("alice", "alice-secret", "SHA-256");
         phone.register(&mut reg, t0, &[CONTACT]);
-        let later = t0 + digest::DEFAULT_NONCE_LIFETIME + Duration::from_secs(1);
+        let later = t0 + digest::NONCE_LIFETIME + Duration::from_secs(1);
         let (req, meta) = phone.request(&[CONTACT]);
         let resp = reg.handle_register(later, &req, &meta, source(), "UDP");
         assert_eq!(code(&resp), 401);

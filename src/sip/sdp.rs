@@ -27,13 +27,13 @@ use sdp::description::media::{MediaDescription, MediaName, RangedPort};
 use sdp::description::session::{Origin, TimeDescription, Timing};
 
 /// RTP clock rate of G.711 and of the telephone-events we accept (RFC 3551 §4.5.14).
-pub const CLOCK_RATE: u32 = 8000;
+pub(crate) const CLOCK_RATE: u32 = 8000;
 
 /// The payload type we offer telephone-events on; answers echo the offerer's instead.
-pub const TELEPHONE_EVENT_PT: u8 = 101;
+pub(crate) const TELEPHONE_EVENT_PT: u8 = 101;
 
 /// Packetisation time assumed when the remote sends no `a=ptime` (RFC 3551 §4.5).
-pub const DEFAULT_PTIME_MS: u32 = 20;
+const DEFAULT_PTIME_MS: u32 = 20;
 
 /// The events we offer and answer: DTMF digits 0-9, *, #, A-D and flash (RFC 4733 §3.2).
 const TELEPHONE_EVENTS: &str = "0-16";
@@ -66,7 +66,7 @@ pub enum Direction {
 impl Direction {
     /// The direction that answers this one (RFC 3264 §6.1): what one side sends, the other
     /// receives.
-    pub const fn reverse(self) -> Direction {
+    pub(crate) const fn reverse(self) -> Direction {
         match self {
             Direction::SendRecv => Direction::SendRecv,
             Direction::SendOnly => Direction::RecvOnly,
@@ -76,17 +76,17 @@ impl Direction {
     }
 
     /// Whether the side that holds this direction sends media.
-    pub const fn sends(self) -> bool {
+    pub(crate) const fn sends(self) -> bool {
         matches!(self, Direction::SendRecv | Direction::SendOnly)
     }
 
     /// Whether the side that holds this direction receives media.
-    pub const fn receives(self) -> bool {
+    pub(crate) const fn receives(self) -> bool {
         matches!(self, Direction::SendRecv | Direction::RecvOnly)
     }
 
     /// The attribute name, as in `a=sendonly`.
-    pub const fn attribute(self) -> &'static str {
+    pub(crate) const fn attribute(self) -> &'static str {
         match self {
             Direction::SendRecv => "sendrecv",
             Direction::SendOnly => "sendonly",
@@ -180,12 +180,14 @@ impl SdpSession {
     }
 
     /// The session id written in `o=`.
-    pub fn id(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// The version written in the last `o=` line produced (or to be written in the first one).
-    pub fn version(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn version(&self) -> u64 {
         self.version
     }
 
@@ -268,7 +270,7 @@ pub enum SdpError {
 impl SdpError {
     /// The SIP status that rejects an INVITE whose body caused this error: 400 when the body is
     /// broken, 488 Not Acceptable Here when it is fine but asks for media we do not do.
-    pub fn sip_status(&self) -> u16 {
+    pub(crate) fn sip_status(&self) -> u16 {
         match self {
             SdpError::Malformed(_) | SdpError::MissingConnection | SdpError::MediaMismatch => 400,
             SdpError::NoAudio
@@ -330,7 +332,7 @@ pub fn answer(
 
 /// An offer of one audio stream with `local`'s codecs in its order of preference. To put the
 /// remote on hold send `SendOnly` (or `Inactive`), to resume `SendRecv` (RFC 3264 §8.4).
-pub fn offer(local: &LocalMedia, direction: Direction, session: &mut SdpSession) -> String {
+pub(crate) fn offer(local: &LocalMedia, direction: Direction, session: &mut SdpSession) -> String {
     let codecs: Vec<(Codec, u8)> = local
         .codecs()
         .into_iter()

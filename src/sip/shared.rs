@@ -23,10 +23,10 @@ use super::registrar::{Binding, BindingChange};
 use crate::chat::store::{RegistrationChange, RegistrationRecord, Store};
 
 /// The `NOTIFY` channel.
-pub const CHANNEL: &str = "tandem_registrations";
+const CHANNEL: &str = "tandem_registrations";
 
 /// How often everything is read again.
-pub const RESYNC: Duration = Duration::from_secs(30);
+const RESYNC: Duration = Duration::from_secs(30);
 
 /// Changes written at once; more wait for the next batch.
 const QUEUE: usize = 4096;
@@ -36,7 +36,7 @@ const MAX_PAYLOAD: usize = 7000;
 
 /// What the registrar learns of other nodes' bindings.
 #[derive(Debug)]
-pub enum Elsewhere {
+pub(crate) enum Elsewhere {
     /// Every binding in the store, replacing what was known.
     All(HashMap<String, Vec<Binding>>),
     /// The bindings in the store of one address of record.
@@ -46,7 +46,7 @@ pub enum Elsewhere {
 }
 
 /// The node's end of the sharing: changes go in, what other nodes did comes out.
-pub struct Sharing {
+pub(crate) struct Sharing {
     pub changes: mpsc::Sender<Vec<BindingChange>>,
     pub elsewhere: mpsc::Receiver<Elsewhere>,
 }
@@ -108,7 +108,12 @@ impl Notice {
 
 /// Starts sharing the registrations of the node at `node` (its SIP address) through `store`,
 /// listening on the database at `url`.
-pub fn start(store: Store, url: String, node: SocketAddr, shutdown: CancellationToken) -> Sharing {
+pub(crate) fn start(
+    store: Store,
+    url: String,
+    node: SocketAddr,
+    shutdown: CancellationToken,
+) -> Sharing {
     let (changes, writes) = mpsc::channel(QUEUE);
     let (tell, elsewhere) = mpsc::channel(QUEUE);
     let task = Task {

@@ -14,7 +14,7 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 
 /// The crypto suite Tandem offers and accepts.
-pub const SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
+pub(crate) const SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
 const MASTER_KEY: usize = 16;
 const MASTER_SALT: usize = 14;
 const AUTH_TAG: usize = 10;
@@ -22,7 +22,7 @@ const RTP_HEADER: usize = 12;
 
 /// Why a packet or a key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SrtpError {
+pub(crate) enum SrtpError {
     /// The `inline:` key is not 30 bytes of base64, or carries a lifetime or MKI.
     #[error("unusable SDES key")]
     BadKey,
@@ -36,7 +36,7 @@ pub enum SrtpError {
 
 /// Master key and salt, as `inline:` carries them.
 #[derive(Clone, PartialEq, Eq)]
-pub struct MasterKey {
+pub(crate) struct MasterKey {
     key: [u8; MASTER_KEY],
     salt: [u8; MASTER_SALT],
 }
@@ -49,7 +49,7 @@ impl std::fmt::Debug for MasterKey {
 
 impl MasterKey {
     /// A fresh key and salt from `ids` (RFC 3711 §8.1: keys are random).
-    pub fn generate(ids: &mut Ids) -> MasterKey {
+    pub(crate) fn generate(ids: &mut Ids) -> MasterKey {
         MasterKey {
             key: ids.bytes(),
             salt: ids.bytes(),
@@ -58,7 +58,7 @@ impl MasterKey {
 
     /// From the key parameter of an `a=crypto` line: `inline:<base64>` without `|lifetime`
     /// or `|MKI`.
-    pub fn from_inline(param: &str) -> Result<MasterKey, SrtpError> {
+    pub(crate) fn from_inline(param: &str) -> Result<MasterKey, SrtpError> {
         let encoded = param.strip_prefix("inline:").ok_or(SrtpError::BadKey)?;
         if encoded.contains('|') {
             return Err(SrtpError::BadKey);
@@ -76,7 +76,7 @@ impl MasterKey {
         Ok(MasterKey { key, salt })
     }
 
-    pub fn inline(&self) -> String {
+    pub(crate) fn inline(&self) -> String {
         let mut bytes = self.key.to_vec();
         bytes.extend_from_slice(&self.salt);
         format!(
@@ -98,7 +98,7 @@ fn aes_key(key: &[u8]) -> EncryptingKey {
 }
 
 /// The session keys of one direction (RFC 3711 §4.3.1, key derivation rate 0).
-pub struct Context {
+pub(crate) struct Context {
     cipher: EncryptingKey,
     auth: hmac::Key,
     salt: [u8; MASTER_SALT],
@@ -107,7 +107,7 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(master: &MasterKey) -> Context {
+    pub(crate) fn new(master: &MasterKey) -> Context {
         let derive = |label: u8, len: usize| -> Vec<u8> {
             let mut iv = [0u8; 16];
             iv[..MASTER_SALT].copy_from_slice(&master.salt);
@@ -148,7 +148,7 @@ impl Context {
     }
 
     /// Encrypts and authenticates an RTP packet in place (the tag is appended).
-    pub fn protect(&mut self, packet: &mut Vec<u8>) -> Result<(), SrtpError> {
+    pub(crate) fn protect(&mut self, packet: &mut Vec<u8>) -> Result<(), SrtpError> {
         let (header, ssrc, seq) = rtp_header(packet)?;
         let state = self.streams.entry(ssrc).or_insert((seq, 0));
         if seq < state.0 && state.0 - seq > 0x8000 {
@@ -167,7 +167,7 @@ impl Context {
     }
 
     /// Checks and decrypts an SRTP packet: the plain RTP packet.
-    pub fn unprotect(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+    pub(crate) fn unprotect(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
         if packet.len() < RTP_HEADER + AUTH_TAG {
             return Err(SrtpError::Malformed);
         }

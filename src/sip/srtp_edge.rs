@@ -26,14 +26,14 @@ use super::srtp::{Context, MasterKey, SUITE};
 
 /// The peer's SRTP offer: where it receives, its key, the tag of the crypto line taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SdesOffer {
+struct SdesOffer {
     pub rtp: SocketAddr,
     pub tag: u32,
     pub key: MasterKey,
 }
 
 /// Reads an `RTP/SAVP` audio offer with a key of our suite; `None` for anything else.
-pub fn read_sdes_offer(sdp: &str) -> Option<SdesOffer> {
+fn read_sdes_offer(sdp: &str) -> Option<SdesOffer> {
     let mut ip: Option<IpAddr> = None;
     let mut port: Option<u16> = None;
     let mut crypto: Option<(u32, MasterKey)> = None;
@@ -75,7 +75,7 @@ pub fn read_sdes_offer(sdp: &str) -> Option<SdesOffer> {
 }
 
 /// The offer as the core reads it: plain `RTP/AVP` from `inner`, no keys.
-pub fn plain_offer(sdp: &str, inner: SocketAddr) -> String {
+fn plain_offer(sdp: &str, inner: SocketAddr) -> String {
     let family = if inner.is_ipv4() { "IP4" } else { "IP6" };
     let mut out = String::with_capacity(sdp.len());
     for line in sdp.lines() {
@@ -97,12 +97,7 @@ pub fn plain_offer(sdp: &str, inner: SocketAddr) -> String {
 
 /// Our plain answer made secure: the audio at `outer`'s port as `RTP/SAVP` with our key. The
 /// engine leg's port it named comes back too.
-pub fn secure_answer(
-    sdp: &str,
-    outer_port: u16,
-    tag: u32,
-    key: &MasterKey,
-) -> Option<(String, u16)> {
+fn secure_answer(sdp: &str, outer_port: u16, tag: u32, key: &MasterKey) -> Option<(String, u16)> {
     let mut engine_port = None;
     let mut out = String::with_capacity(sdp.len() + 80);
     for line in sdp.lines() {
@@ -133,7 +128,7 @@ struct SrtpCall {
 }
 
 /// The calls with SRTP, by Call-ID.
-pub struct SrtpEdge {
+pub(crate) struct SrtpEdge {
     media_ip: IpAddr,
     calls: HashMap<String, SrtpCall>,
     /// Our master keys.
@@ -141,7 +136,7 @@ pub struct SrtpEdge {
 }
 
 impl SrtpEdge {
-    pub fn new(media_ip: IpAddr, ids: Ids) -> SrtpEdge {
+    pub(crate) fn new(media_ip: IpAddr, ids: Ids) -> SrtpEdge {
         SrtpEdge {
             media_ip,
             calls: HashMap::new(),
@@ -151,7 +146,7 @@ impl SrtpEdge {
 
     /// An INVITE that came in over TLS: its body as the core should read it, when it offers
     /// SRTP we take.
-    pub async fn incoming_invite(&mut self, call_id: &str, body: &[u8]) -> Option<String> {
+    pub(crate) async fn incoming_invite(&mut self, call_id: &str, body: &[u8]) -> Option<String> {
         let sdp = std::str::from_utf8(body).ok()?;
         let offer = read_sdes_offer(sdp)?;
         if let Some(call) = self.calls.get_mut(call_id) {
@@ -184,7 +179,12 @@ impl SrtpEdge {
 
     /// Our response to an INVITE of `call_id` leaving over TLS: its body made secure (`None`:
     /// unchanged). A failure ends the call's relay.
-    pub fn outgoing_response(&mut self, call_id: &str, code: u16, body: &[u8]) -> Option<String> {
+    pub(crate) fn outgoing_response(
+        &mut self,
+        call_id: &str,
+        code: u16,
+        body: &[u8],
+    ) -> Option<String> {
         if code >= 300 {
             self.end(call_id);
             return None;
@@ -209,7 +209,7 @@ impl SrtpEdge {
     }
 
     /// The call ended (a BYE either way): its relay stops.
-    pub fn end(&mut self, call_id: &str) {
+    pub(crate) fn end(&mut self, call_id: &str) {
         if let Some(call) = self.calls.remove(call_id) {
             call.stop.cancel();
         }

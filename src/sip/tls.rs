@@ -32,7 +32,7 @@ use crate::config::SipTlsConfig;
 /// Why TLS could not be set up. Each is logged (at start, it stops the start) with the path
 /// it concerns.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     /// A PEM file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -90,7 +90,7 @@ fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError>
 
 /// The certificate we present, swapped when its files change.
 #[derive(Debug)]
-pub struct Certificates {
+pub(crate) struct Certificates {
     cert_file: PathBuf,
     key_file: PathBuf,
     current: ArcSwap<CertifiedKey>,
@@ -99,7 +99,7 @@ pub struct Certificates {
 }
 
 impl Certificates {
-    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<Certificates>, TlsError> {
+    pub(crate) fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<Certificates>, TlsError> {
         let stamps = (modified(cert_file), modified(key_file));
         let key = load_certified_key(cert_file, key_file)?;
         Ok(Arc::new(Certificates {
@@ -113,7 +113,7 @@ impl Certificates {
     /// Loads the files again if either changed since the last load: `Ok(true)` when the new
     /// certificate is in use, `Ok(false)` when nothing changed, `Err` when the new files are
     /// unusable (the old certificate stays in use).
-    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+    pub(crate) fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let stamps = (modified(&self.cert_file), modified(&self.key_file));
         let mut loaded = self.loaded.lock().expect("certificate stamps lock");
         if *loaded == stamps {
@@ -136,7 +136,7 @@ impl ResolvesServerCert for Certificates {
 /// The TLS side of the SIP endpoint: what listeners present and what outbound connections
 /// trust.
 #[derive(Debug, Clone)]
-pub struct TlsContext {
+pub(crate) struct TlsContext {
     pub certificates: Arc<Certificates>,
     pub server: Arc<ServerConfig>,
     /// `None` without `ca_file`: no outbound TLS (the configuration refuses TLS trunks then).
@@ -144,7 +144,7 @@ pub struct TlsContext {
 }
 
 impl TlsContext {
-    pub fn from_config(config: &SipTlsConfig) -> Result<TlsContext, TlsError> {
+    pub(crate) fn from_config(config: &SipTlsConfig) -> Result<TlsContext, TlsError> {
         let certificates =
             Certificates::load(Path::new(&config.cert_file), Path::new(&config.key_file))?;
         let server = ServerConfig::builder_with_provider(provider())
@@ -165,7 +165,7 @@ impl TlsContext {
 }
 
 /// A client configuration that trusts the roots in `ca_file` alone.
-pub fn client_config(ca_file: &Path) -> Result<ClientConfig, TlsError> {
+fn client_config(ca_file: &Path) -> Result<ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&read(ca_file)?).filter_map(Result::ok) {
         let _ = roots.add(cert);

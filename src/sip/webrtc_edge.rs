@@ -28,20 +28,20 @@ use crate::rtc::{MediaSpec, PeerId, RtcService};
 
 /// What a plain offer of ours says: where its media-engine leg is and its first codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlainOffer {
+struct PlainOffer {
     pub leg: SocketAddr,
     pub codec: Codec,
 }
 
 /// A SIP message split into its start line, headers and body, for rewriting bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message<'a> {
+pub(crate) struct Message<'a> {
     pub head: &'a str,
     pub body: &'a [u8],
 }
 
 impl<'a> Message<'a> {
-    pub fn split(payload: &'a [u8]) -> Option<Message<'a>> {
+    pub(crate) fn split(payload: &'a [u8]) -> Option<Message<'a>> {
         let end = payload.windows(4).position(|w| w == b"\r\n\r\n")?;
         let head = std::str::from_utf8(&payload[..end]).ok()?;
         Some(Message {
@@ -51,7 +51,7 @@ impl<'a> Message<'a> {
     }
 
     /// The method of a request (`None` for a response).
-    pub fn method(&self) -> Option<&'a str> {
+    pub(crate) fn method(&self) -> Option<&'a str> {
         let first = self.head.lines().next()?;
         if first.starts_with("SIP/2.0") {
             return None;
@@ -60,7 +60,7 @@ impl<'a> Message<'a> {
     }
 
     /// The value of the first header called `name` or its compact form.
-    pub fn header(&self, name: &str, compact: Option<&str>) -> Option<&'a str> {
+    pub(crate) fn header(&self, name: &str, compact: Option<&str>) -> Option<&'a str> {
         self.head.lines().skip(1).find_map(|line| {
             let (key, value) = line.split_once(':')?;
             let key = key.trim();
@@ -70,12 +70,12 @@ impl<'a> Message<'a> {
         })
     }
 
-    pub fn call_id(&self) -> Option<&'a str> {
+    pub(crate) fn call_id(&self) -> Option<&'a str> {
         self.header("Call-ID", Some("i"))
     }
 
     /// The same message with `body` instead, its Content-Length set to match.
-    pub fn with_body(&self, body: &str) -> Bytes {
+    pub(crate) fn with_body(&self, body: &str) -> Bytes {
         let mut out = String::with_capacity(self.head.len() + body.len() + 32);
         for line in self.head.lines() {
             let key = line.split(':').next().unwrap_or("").trim();
@@ -92,7 +92,7 @@ impl<'a> Message<'a> {
 }
 
 /// Reads our plain offer: its connection address, audio port and first G.711 payload type.
-pub fn read_plain_offer(sdp: &str) -> Option<PlainOffer> {
+fn read_plain_offer(sdp: &str) -> Option<PlainOffer> {
     let mut ip: Option<IpAddr> = None;
     let mut audio: Option<(u16, Codec)> = None;
     for line in sdp.lines() {
@@ -120,7 +120,7 @@ pub fn read_plain_offer(sdp: &str) -> Option<PlainOffer> {
 }
 
 /// The plain answer the core gets: the browser's audio as RTP of `codec` from `bridge`.
-pub fn plain_answer(bridge: SocketAddr, codec: Codec, session_id: u64) -> String {
+fn plain_answer(bridge: SocketAddr, codec: Codec, session_id: u64) -> String {
     let family = if bridge.is_ipv4() { "IP4" } else { "IP6" };
     let ip = bridge.ip();
     let pt = codec.payload_type();
@@ -147,7 +147,7 @@ struct EdgeCall {
 }
 
 /// The calls to browsers, by Call-ID, and the WebRTC side they use.
-pub struct Edge {
+pub(crate) struct Edge {
     rtc: RtcService,
     calls: HashMap<String, EdgeCall>,
     /// The SDP session ids of our plain answers.
@@ -155,7 +155,7 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn new(rtc: RtcService, ids: Ids) -> Edge {
+    pub(crate) fn new(rtc: RtcService, ids: Ids) -> Edge {
         Edge {
             rtc,
             calls: HashMap::new(),
@@ -165,7 +165,7 @@ impl Edge {
 
     /// A message about to leave on WebSocket connection `to`: the payload to send instead,
     /// or `None` when it cannot be adapted (the transaction then fails as a transport error).
-    pub async fn outgoing(&mut self, to: Peer, payload: Bytes) -> Option<Bytes> {
+    pub(crate) async fn outgoing(&mut self, to: Peer, payload: Bytes) -> Option<Bytes> {
         let Some(message) = Message::split(&payload) else {
             return Some(payload);
         };
@@ -213,13 +213,13 @@ impl Edge {
     }
 
     /// The browser hung up: its peer goes.
-    pub async fn incoming_bye(&mut self, call_id: &str) {
+    pub(crate) async fn incoming_bye(&mut self, call_id: &str) {
         self.close(call_id).await;
     }
 
     /// A response to our INVITE `call_id` with status `code` and `body`: the plain body the
     /// core should read instead (`None`: leave it).
-    pub async fn invite_response(
+    pub(crate) async fn invite_response(
         &mut self,
         call_id: &str,
         code: u16,
@@ -258,7 +258,7 @@ impl Edge {
     }
 
     /// The connection `on` closed: its calls' peers go.
-    pub async fn connection_closed(&mut self, on: Peer) {
+    pub(crate) async fn connection_closed(&mut self, on: Peer) {
         let gone: Vec<String> = self
             .calls
             .iter()

@@ -25,8 +25,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use memchr::{memchr2, memmem};
 use rsipstack::sip::{
-    self, Auth, Domain, Header, Headers, Host, HostWithPort, Method, Param, Port, Request,
-    Response, Scheme, StatusCode, Uri, Version,
+    self, Auth, Domain, Headers, Host, HostWithPort, Method, Param, Port, Request, Response,
+    Scheme, StatusCode, Uri, Version,
     headers::make_header,
     param::{OtherParam, OtherParamValue},
 };
@@ -149,7 +149,7 @@ pub enum WireError {
 impl WireError {
     /// The status a request refused for this reason is answered with, or `None` when it is
     /// dropped. The one place wire errors become SIP statuses.
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             Self::KeepAlive | Self::NoEndOfHeaders | Self::NotUtf8 | Self::MalformedStatusLine => {
                 None
@@ -1255,24 +1255,6 @@ fn trim_lws_start(text: &str) -> &str {
     text.trim_start_matches([' ', '\t'])
 }
 
-/// Extracts [`Meta`] from a message's headers, with the rules [`parse_datagram`] applies.
-pub fn meta_of(headers: &sip::Headers) -> Result<Meta, Cow<'static, str>> {
-    let fields = headers.0.iter().filter_map(|header| {
-        let kind = match header {
-            Header::Via(_) => Kind::Via,
-            Header::From(_) => Kind::From,
-            Header::To(_) => Kind::To,
-            Header::CallId(_) => Kind::CallId,
-            Header::CSeq(_) => Kind::CSeq,
-            _ => return None,
-        };
-        Some((kind, header.value()))
-    });
-    extract(fields)
-        .and_then(Found::into_meta)
-        .map_err(|e| e.to_string().into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1300,7 +1282,6 @@ mod tests {
         assert_eq!(meta.via.sent_by, "127.0.0.1:5070");
         assert_eq!(meta.via.rport, Some(None));
         assert!(meta.via.is_rfc3261());
-        assert_eq!(meta_of(&req.headers), Ok(meta));
     }
 
     #[test]

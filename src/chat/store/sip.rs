@@ -27,7 +27,7 @@ pub struct RegistrationRecord {
 
 /// A change a REGISTER made, written as it was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegistrationChange {
+pub(crate) enum RegistrationChange {
     /// A contact added or refreshed.
     Bind(RegistrationRecord),
     /// A contact removed (`Expires: 0`).
@@ -43,7 +43,7 @@ fn column(value: u64) -> i64 {
 impl Store {
     /// The SIP address of the node that owns interaction `id` while its lease runs past
     /// `now_ms` (unix ms); `None` when no live node owns it.
-    pub async fn owner_sip(
+    pub(crate) async fn owner_sip(
         &self,
         id: &InteractionId,
         now_ms: u64,
@@ -60,7 +60,7 @@ impl Store {
     }
 
     /// Applies `changes` in order, in one transaction.
-    pub async fn change_registrations(
+    pub(crate) async fn change_registrations(
         &self,
         changes: &[RegistrationChange],
     ) -> Result<(), StoreError> {
@@ -105,7 +105,7 @@ impl Store {
     }
 
     /// The contacts unexpired at `now_ms`: of `aor` alone, or of every address of record.
-    pub async fn registrations(
+    pub(crate) async fn registrations(
         &self,
         aor: Option<&str>,
         now_ms: u64,
@@ -134,7 +134,7 @@ impl Store {
     }
 
     /// Forgets the contacts that expired before `now_ms` (the lookups ignore them already).
-    pub async fn sweep_registrations(&self, now_ms: u64) -> Result<u64, StoreError> {
+    pub(crate) async fn sweep_registrations(&self, now_ms: u64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM registrations WHERE expires_at <= $1")
             .bind(column(now_ms))
             .execute(&self.pool)
@@ -144,7 +144,7 @@ impl Store {
 
     /// Tells the other nodes on PostgreSQL (`NOTIFY`) that registrations changed; `payload`
     /// names what. Elsewhere (SQLite, one node) nobody listens and nothing is sent.
-    pub async fn notify_registrations(
+    pub(crate) async fn notify_registrations(
         &self,
         channel: &str,
         payload: &str,

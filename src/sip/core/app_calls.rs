@@ -151,7 +151,7 @@ struct PlaceApp {
 impl SipCore {
     /// Places `dial` and opens its local leg; its progress arrives as [`CoreEvent`]s naming
     /// the returned call.
-    pub fn dial(&mut self, now: Instant, dial: AppDial) -> Result<AppCall, DialError> {
+    pub(crate) fn dial(&mut self, now: Instant, dial: AppDial) -> Result<AppCall, DialError> {
         let from = format!("<sip:{}@{}>", dial.from_user, self.config.domain);
         let place = PlaceApp {
             target: dial.target,
@@ -168,7 +168,7 @@ impl SipCore {
     /// Rings the registered softphone of `user` for a bridge: no local leg, `from` (a From
     /// value without tag) as the caller id, `codecs` offered in this order. Once answered, the
     /// call is joined to another with [`SipCore::bridge_app_calls`].
-    pub fn dial_for_bridge(
+    pub(crate) fn dial_for_bridge(
         &mut self,
         now: Instant,
         user: &str,
@@ -276,7 +276,7 @@ impl SipCore {
 
     /// Ends an application call: BYE once answered, CANCEL before. Its end arrives as
     /// [`CoreEvent::Ended`] or [`CoreEvent::Failed`].
-    pub fn hangup_app_call(&mut self, now: Instant, call: CallRef) {
+    pub(crate) fn hangup_app_call(&mut self, now: Instant, call: CallRef) {
         let Some(state) = self.app_calls.calls.get_mut(&call) else {
             return;
         };
@@ -308,7 +308,7 @@ impl SipCore {
     }
 
     /// The codec the far end chose, once answered: what the local endpoint must send.
-    pub fn app_call_codec(&self, call: CallRef) -> Option<Codec> {
+    pub(crate) fn app_call_codec(&self, call: CallRef) -> Option<Codec> {
         self.outgoing
             .get(&call)
             .and_then(|o| o.negotiated.as_ref())
@@ -316,7 +316,8 @@ impl SipCore {
     }
 
     /// Application calls in progress.
-    pub fn app_calls(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn app_calls(&self) -> usize {
         self.app_calls.len()
     }
 
@@ -399,7 +400,7 @@ impl SipCore {
     /// Offers the far end of an answered application call `direction` in a re-INVITE
     /// (RFC 3264 §8.4): a bridge passes a hold or resume on to the other half, so neither side
     /// sends into a held call.
-    pub fn offer_direction(&mut self, now: Instant, call: CallRef, direction: Direction) {
+    pub(crate) fn offer_direction(&mut self, now: Instant, call: CallRef, direction: Direction) {
         let dialog = self
             .app_calls
             .calls
@@ -435,7 +436,11 @@ impl SipCore {
     /// different G.711 laws, telephone-events mapped between their payload types. Only the
     /// customer's digits are reported. The local legs are closed and their ports freed; each
     /// call still ends on its own (a BYE on one is for the application to act on).
-    pub fn bridge_app_calls(&mut self, customer: CallRef, agent: CallRef) -> Result<(), DialError> {
+    pub(crate) fn bridge_app_calls(
+        &mut self,
+        customer: CallRef,
+        agent: CallRef,
+    ) -> Result<(), DialError> {
         let answered = |call| {
             self.app_calls
                 .calls
@@ -479,7 +484,7 @@ impl SipCore {
 
     /// Records an answered call as a two-channel WAV file named after `name` (see
     /// [`MediaCommand::Record`]): what `customer` receives on the left, `agent` on the right.
-    pub fn record_app_calls(
+    pub(crate) fn record_app_calls(
         &mut self,
         customer: AppLeg,
         agent: AppLeg,
@@ -512,7 +517,7 @@ impl SipCore {
 impl SipCore {
     /// Answers an [`CoreEvent::Incoming`] call: its audio is bridged to a new local leg, as
     /// for a call we placed; from now on it is an application call like the others.
-    pub fn accept_incoming(
+    pub(crate) fn accept_incoming(
         &mut self,
         now: Instant,
         incoming: ServerTxId,
@@ -545,7 +550,7 @@ impl SipCore {
     /// half's codec) when the caller offered it, so that nothing is transcoded, else in the
     /// caller's own first codec. The call has no local leg; join it to the other half with
     /// [`SipCore::bridge_app_calls`].
-    pub fn accept_for_bridge(
+    pub(crate) fn accept_for_bridge(
         &mut self,
         now: Instant,
         incoming: ServerTxId,
@@ -623,7 +628,13 @@ impl SipCore {
 
     /// Refuses an [`CoreEvent::Incoming`] call with `code`, saying why in the reason phrase and
     /// in an RFC 3326 Reason header.
-    pub fn reject_incoming(&mut self, now: Instant, incoming: ServerTxId, code: u16, why: &str) {
+    pub(crate) fn reject_incoming(
+        &mut self,
+        now: Instant,
+        incoming: ServerTxId,
+        code: u16,
+        why: &str,
+    ) {
         let Some(pending) = self.pending.remove(&incoming) else {
             return;
         };

@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rsipstack::sip::{Header, Headers, Method, Request, Response, StatusCode, Uri, Version};
+use rsipstack::sip::{
+    Header, Headers, HeadersExt, Method, Request, Response, StatusCode, Uri, Version,
+};
 
 use super::dialog::{Dialog, DialogId};
 use super::ids::Ids;
@@ -31,16 +33,15 @@ use super::wire::{Incoming, Meta};
 use crate::config::{Config, TrunkConfig};
 use crate::media::ports::PortPool;
 
-pub use app_calls::{AppCall, AppDial, AppLeg, DialError, DialTarget};
-pub use source_limits::{InviteLimits, SourceRefusal};
-pub use trunk_auth::TrunkAuthError;
+pub use app_calls::{AppDial, AppLeg, DialError, DialTarget};
+pub use source_limits::InviteLimits;
 
 /// Methods we implement; `Allow` lists them (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
 /// The option tags we support: RFC 4028 session timers.
-pub const SUPPORTED: &[&str] = &["timer"];
+const SUPPORTED: &[&str] = &["timer"];
 /// The body types we read.
-pub const ACCEPT: &str = "application/sdp";
+const ACCEPT: &str = "application/sdp";
 /// A held call rings again this often: RFC 3261 §13.3.1.1 asks for a provisional response every
 /// minute so that proxies (Timer C, at least 3 minutes) do not cancel it.
 const RING_AGAIN: Duration = Duration::from_secs(60);
@@ -83,7 +84,7 @@ pub struct CoreConfig {
 }
 
 impl CoreConfig {
-    pub fn from_config(config: &Config, advertised: SocketAddr) -> CoreConfig {
+    pub(crate) fn from_config(config: &Config, advertised: SocketAddr) -> CoreConfig {
         let sip = &config.sip;
         CoreConfig {
             timers: TimerConfig {
@@ -150,7 +151,7 @@ pub struct NetSettings {
 
 impl CoreConfig {
     /// Where peers reach us on `transport`: the TLS and WebSocket listeners have their own.
-    pub fn local_addr(&self, transport: TransportKind) -> SocketAddr {
+    pub(crate) fn local_addr(&self, transport: TransportKind) -> SocketAddr {
         match transport {
             TransportKind::Udp | TransportKind::Tcp => self.advertised,
             TransportKind::Tls => self.net.advertised_tls.unwrap_or(self.advertised),
@@ -162,7 +163,7 @@ impl CoreConfig {
 
     /// Our Contact on `transport` (RFC 7118 §5 for the `ws`/`wss` parameter; TLS is named
     /// by `transport=tls` so that it stays a `sip:` URI the peer may already use).
-    pub fn contact(&self, transport: TransportKind) -> String {
+    pub(crate) fn contact(&self, transport: TransportKind) -> String {
         let addr = self.local_addr(transport);
         let host = crate::config::host_string(addr.ip());
         let port = addr.port();
@@ -176,7 +177,7 @@ impl CoreConfig {
     }
 
     /// Our Via sent-by on `transport`.
-    pub fn sent_by(&self, transport: TransportKind) -> String {
+    pub(crate) fn sent_by(&self, transport: TransportKind) -> String {
         let addr = self.local_addr(transport);
         format!("{}:{}", crate::config::host_string(addr.ip()), addr.port())
     }
@@ -188,7 +189,7 @@ pub struct CallRef(pub u64);
 
 /// What the application learns from the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CoreEvent {
+pub(crate) enum CoreEvent {
     /// An outgoing call got a provisional response.
     Progress { call: CallRef, code: u16 },
     /// An outgoing call was answered; its dialog is up.
@@ -279,7 +280,7 @@ pub enum CallSource {
 
 /// What the core asks of the media engine; the driver carries it out in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaCommand {
+pub(crate) enum MediaCommand {
     /// Bind the leg's RTP/RTCP ports; `remote` is the peer's SDP address when known, and
     /// `signalling` where the SIP that carried it came from (a media address elsewhere than the
     /// signalling means a NAT or a proxy in between, so latching must learn the real source).
@@ -320,7 +321,7 @@ pub enum MediaCommand {
 
 /// Counters for `/metrics` and for leak checks in tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CoreStats {
+pub(crate) struct CoreStats {
     pub calls: usize,
     pub pending_invites: usize,
     pub server_transactions: usize,
@@ -332,7 +333,7 @@ pub struct CoreStats {
 
 /// See [`SipCore::held`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CoreHeld {
+pub(crate) struct CoreHeld {
     pub rtp_ports: usize,
     /// INVITEs received and not answered finally yet.
     pub pending_invites: usize,
@@ -488,7 +489,7 @@ impl SipCore {
 
     /// A core whose tags, branches, Call-IDs and SDP session ids all come from `ids`: built
     /// from the same seed and fed the same inputs, two cores send the same bytes.
-    pub fn with_ids(
+    pub(crate) fn with_ids(
         config: CoreConfig,
         registrar: Registrar,
         ports: PortPool,
@@ -516,16 +517,16 @@ impl SipCore {
         }
     }
 
-    pub fn registrar(&self) -> &Registrar {
+    pub(crate) fn registrar(&self) -> &Registrar {
         &self.registrar
     }
 
     /// The registrar, for the driver to share its bindings with other nodes.
-    pub fn registrar_mut(&mut self) -> &mut Registrar {
+    pub(crate) fn registrar_mut(&mut self) -> &mut Registrar {
         &mut self.registrar
     }
 
-    pub fn stats(&self) -> CoreStats {
+    pub(crate) fn stats(&self) -> CoreStats {
         let (server_transactions, client_transactions) = self.tx.len();
         CoreStats {
             calls: self.calls.len(),
@@ -540,7 +541,7 @@ impl SipCore {
 
     /// What the core holds besides dialogs and transactions, for the leak gauges: RTP ports
     /// taken from the pool and calls not (or no longer) in a dialog.
-    pub fn held(&self) -> CoreHeld {
+    pub(crate) fn held(&self) -> CoreHeld {
         CoreHeld {
             rtp_ports: self.ports.in_use(),
             pending_invites: self.pending.len(),
@@ -556,17 +557,17 @@ impl SipCore {
 
     /// The next event for the application. Draining changes nothing: what an event means
     /// for the core (an application call bridged or forgotten) was done when it was produced.
-    pub fn poll_event(&mut self) -> Option<CoreEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<CoreEvent> {
         self.events.pop_front()
     }
 
-    pub fn poll_media(&mut self) -> Option<MediaCommand> {
+    pub(crate) fn poll_media(&mut self) -> Option<MediaCommand> {
         self.media.pop_front()
     }
 
     /// The media engine saw nothing on this leg for its inactivity timeout: the call is dead,
     /// end it with BYE.
-    pub fn media_inactive(&mut self, now: Instant, port: u16) {
+    pub(crate) fn media_inactive(&mut self, now: Instant, port: u16) {
         if let Some(id) = self.legs.get(&port).cloned() {
             tracing::info!(call_id = %id.call_id, port, "media inactive; ending the call");
             self.end_on_our_own(now, &id);
@@ -575,7 +576,7 @@ impl SipCore {
     }
 
     /// The media engine decoded a telephone-event digit on this leg.
-    pub fn media_dtmf(&mut self, port: u16, digit: char, duration_ms: u32) {
+    pub(crate) fn media_dtmf(&mut self, port: u16, digit: char, duration_ms: u32) {
         if let Some(dialog) = self.legs.get(&port).cloned() {
             tracing::info!(call_id = %dialog.call_id, %digit, duration_ms, "DTMF digit");
             let call = self.app_call_of(&dialog);
@@ -589,7 +590,7 @@ impl SipCore {
     }
 
     /// The media engine could not open this leg (its port is taken): end the call.
-    pub fn media_failed(&mut self, now: Instant, port: u16) {
+    pub(crate) fn media_failed(&mut self, now: Instant, port: u16) {
         if let Some(id) = self.legs.remove(&port) {
             tracing::warn!(call_id = %id.call_id, port, "media port unavailable; ending the call");
             self.end_on_our_own(now, &id);
@@ -620,7 +621,7 @@ impl SipCore {
         self.ports.release(port);
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         [
             self.tx.poll_timeout(),
             self.timers.peek().map(|Reverse((at, _))| *at),
@@ -632,7 +633,7 @@ impl SipCore {
     }
 
     /// Sends a ready-made reply (e.g. a wire-layer 400) outside any transaction.
-    pub fn send_stateless(&mut self, to: Peer, payload: Bytes) {
+    pub(crate) fn send_stateless(&mut self, to: Peer, payload: Bytes) {
         self.tx.send_stateless(to, payload);
     }
 
@@ -640,14 +641,12 @@ impl SipCore {
     pub fn handle_message(&mut self, now: Instant, message: Incoming, peer: Peer) {
         match message {
             Incoming::Request(request, meta) => self.tx.handle_request(now, request, meta, peer),
-            Incoming::Response(response, meta) => {
-                self.tx.handle_response(now, response, meta, peer)
-            }
+            Incoming::Response(response, meta) => self.tx.handle_response(now, response, meta),
         }
         self.drain_transactions(now);
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now);
         self.registrar.handle_timeout(now);
         while let Some(Reverse((at, _))) = self.timers.peek() {
@@ -686,15 +685,15 @@ impl SipCore {
                     meta,
                     peer,
                 } => self.on_request(now, tx, request, meta, peer),
-                TxEvent::Ack { request, meta, .. } => self.on_ack(now, &request, &meta),
+                TxEvent::Ack { request, meta } => self.on_ack(now, &request, &meta),
                 TxEvent::Cancelled { tx } => self.on_cancelled(now, tx),
                 TxEvent::Response { tx, response, meta } => {
                     self.on_response(now, tx, response, meta)
                 }
-                TxEvent::StrayResponse { meta, .. } => self.on_stray_2xx(now, &meta),
+                TxEvent::StrayResponse { meta } => self.on_stray_2xx(now, &meta),
                 TxEvent::Timeout { tx } => self.on_client_timeout(now, tx, 408),
                 TxEvent::TransportError { tx } => self.on_client_timeout(now, tx, 503),
-                TxEvent::AckTimeout { .. } => {}
+                TxEvent::AckTimeout => {}
             }
         }
     }
@@ -1034,7 +1033,7 @@ impl SipCore {
 
     /// Relays a provisional response to a held call (the agent's phone rings: so does the
     /// caller's). A 100, or a call no longer held, is left alone.
-    pub fn ring_incoming(&mut self, now: Instant, incoming: ServerTxId, code: u16) {
+    pub(crate) fn ring_incoming(&mut self, now: Instant, incoming: ServerTxId, code: u16) {
         let held = self.pending.get(&incoming).is_some_and(|p| p.incoming);
         if held && (101..200).contains(&code) {
             self.ring_held(now, incoming, code.into());
@@ -1344,7 +1343,8 @@ impl SipCore {
     // ----- outgoing calls (UAC) -----
 
     /// Places a call to `target` through `to`, offering audio on a fresh port.
-    pub fn call(
+    #[cfg(test)]
+    pub(crate) fn call(
         &mut self,
         now: Instant,
         target: Uri,
@@ -1453,7 +1453,7 @@ impl SipCore {
     }
 
     /// Ends a call: BYE for an established dialog (RFC 3261 §15.1.1).
-    pub fn hangup(&mut self, now: Instant, id: &DialogId) {
+    pub(crate) fn hangup(&mut self, now: Instant, id: &DialogId) {
         let Some(call) = self.calls.get_mut(id) else {
             return;
         };
@@ -1675,7 +1675,7 @@ impl SipCore {
     }
 
     /// The driver could not reach `to`: requests waiting for it fail now (as 503).
-    pub fn transport_error(&mut self, now: Instant, to: Peer) {
+    pub(crate) fn transport_error(&mut self, now: Instant, to: Peer) {
         self.tx.transport_error(to);
         self.drain_transactions(now);
     }
@@ -1842,13 +1842,8 @@ fn binding_peer(binding: &super::registrar::Binding) -> Peer {
 /// The caller's From (display name and URI) without its tag: the agent sees who calls.
 fn caller_id(req: &Request) -> String {
     let from = req
-        .headers
-        .iter()
-        .find_map(|h| match h {
-            Header::From(f) => Some(f.value()),
-            _ => None,
-        })
-        .unwrap_or("<sip:anonymous@anonymous.invalid>");
+        .from_header()
+        .map_or("<sip:anonymous@anonymous.invalid>", |f| f.value());
     let (name, uri) = match from.find('<') {
         Some(i) => (from[..i].trim(), super::dialog::addr_spec(from)),
         None => ("", super::dialog::addr_spec(from)),
@@ -1862,24 +1857,14 @@ fn caller_id(req: &Request) -> String {
 
 /// The user part of the From URI (the caller's number).
 fn caller_user(req: &Request) -> String {
-    req.headers
-        .iter()
-        .find_map(|h| match h {
-            Header::From(f) => uri_user(f.value()),
-            _ => None,
-        })
-        .unwrap_or_default()
+    let from = req.from_header().ok();
+    from.and_then(|f| uri_user(f.value())).unwrap_or_default()
 }
 
 /// The user part of the To URI (the number dialled, where the Request-URI was rewritten).
 fn to_user(req: &Request) -> String {
-    req.headers
-        .iter()
-        .find_map(|h| match h {
-            Header::To(t) => uri_user(t.value()),
-            _ => None,
-        })
-        .unwrap_or_default()
+    let to = req.to_header().ok();
+    to.and_then(|t| uri_user(t.value())).unwrap_or_default()
 }
 
 /// The user part of the `sip:` URI in a From or To value.

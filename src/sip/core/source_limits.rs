@@ -67,7 +67,7 @@ impl Default for InviteLimits {
 
 /// Why an INVITE from a source was refused (the `reason` label of `tandem_refusals_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceRefusal {
+pub(crate) enum SourceRefusal {
     /// The source sent INVITEs faster than its rate.
     InviteRate,
     /// The source has too many calls not confirmed by an ACK.
@@ -75,10 +75,10 @@ pub enum SourceRefusal {
 }
 
 impl SourceRefusal {
-    pub const ALL: [SourceRefusal; 2] = [SourceRefusal::InviteRate, SourceRefusal::Unconfirmed];
+    const ALL: [SourceRefusal; 2] = [SourceRefusal::InviteRate, SourceRefusal::Unconfirmed];
 
     /// The stable name counted in metrics.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             SourceRefusal::InviteRate => "sip_invite_rate",
             SourceRefusal::Unconfirmed => "sip_unconfirmed_calls",
@@ -228,7 +228,7 @@ impl SipCore {
     }
 
     /// Refusals by reason since the last call (for `tandem_refusals_total`).
-    pub fn take_source_refusals(&mut self) -> [(SourceRefusal, u64); 2] {
+    pub(crate) fn take_source_refusals(&mut self) -> [(SourceRefusal, u64); 2] {
         let counts = std::mem::take(&mut self.admission.refusals);
         [
             (SourceRefusal::ALL[0], counts[0]),

@@ -71,6 +71,20 @@ impl Phone {
             .handle_message(self.now, message, Peer::udp(PHONE.parse().unwrap()));
     }
 
+    /// A request inside the dialog the gateway answered with `to_tag`, sent to its Contact.
+    pub(super) fn in_dialog(
+        &self,
+        method: &str,
+        branch: &str,
+        cseq: u32,
+        to_tag: &str,
+        extra: &str,
+        body: &str,
+    ) -> String {
+        let contact = "sip:tandem@127.0.0.1:5060";
+        self.request(method, contact, branch, cseq, Some(to_tag), extra, body)
+    }
+
     // Every argument is a different header of the scripted request; a builder would hide them.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn request(
@@ -159,15 +173,7 @@ pub(super) fn establish(phone: &mut Phone) -> String {
     assert!(ok.contains("Contact: <sip:tandem@127.0.0.1:5060>"));
     let tag = to_tag(ok);
     assert_eq!(to_tag(&got[1]), tag, "180 and 200 carry the same tag");
-    let ack = phone.request(
-        "ACK",
-        "sip:tandem@127.0.0.1:5060",
-        "ack1",
-        1,
-        Some(&tag),
-        "",
-        "",
-    );
+    let ack = phone.in_dialog("ACK", "ack1", 1, &tag, "", "");
     phone.send(&ack);
     tag
 }
@@ -210,15 +216,7 @@ fn echo_answers_and_holds_the_dialog_until_bye() {
         "no 200 retransmission after the ACK"
     );
 
-    let bye = phone.request(
-        "BYE",
-        "sip:tandem@127.0.0.1:5060",
-        "bye1",
-        2,
-        Some(&tag),
-        "",
-        "",
-    );
+    let bye = phone.in_dialog("BYE", "bye1", 2, &tag, "", "");
     phone.send(&bye);
     assert_eq!(phone.statuses(), vec![200]);
     assert_eq!(phone.media(), vec![MediaCommand::Close { port }]);
@@ -276,15 +274,7 @@ fn over_the_call_limit_new_invites_get_503_and_existing_calls_carry_on() {
     assert_eq!(phone.core.stats().rejected_over_limit, 1);
 
     phone.call_id = "call-1".into();
-    let bye = phone.request(
-        "BYE",
-        "sip:tandem@127.0.0.1:5060",
-        "bye3",
-        2,
-        Some(&tag),
-        "",
-        "",
-    );
+    let bye = phone.in_dialog("BYE", "bye3", 2, &tag, "", "");
     phone.send(&bye);
     assert_eq!(phone.statuses(), vec![200], "the admitted call still works");
 }
@@ -392,15 +382,7 @@ fn a_hold_reinvite_gets_the_matching_direction() {
     let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
     let tag = establish(&mut phone);
     let hold = format!("{OFFER}a=sendonly\r\n");
-    let reinvite = phone.request(
-        "INVITE",
-        "sip:tandem@127.0.0.1:5060",
-        "h1",
-        2,
-        Some(&tag),
-        "",
-        &hold,
-    );
+    let reinvite = phone.in_dialog("INVITE", "h1", 2, &tag, "", &hold);
     phone.send(&reinvite);
     let got = phone.received();
     let ok = got
@@ -415,43 +397,19 @@ fn a_hold_reinvite_gets_the_matching_direction() {
 fn in_dialog_requests_for_unknown_dialogs_and_old_cseqs_are_refused() {
     let now = Instant::now();
     let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
-    let bye = phone.request(
-        "BYE",
-        "sip:tandem@127.0.0.1:5060",
-        "x1",
-        2,
-        Some("nope"),
-        "",
-        "",
-    );
+    let bye = phone.in_dialog("BYE", "x1", 2, "nope", "", "");
     phone.send(&bye);
     assert_eq!(phone.statuses(), vec![481]);
 
     let tag = establish(&mut phone);
-    let info = phone.request(
-        "INFO",
-        "sip:tandem@127.0.0.1:5060",
-        "x2",
-        1,
-        Some(&tag),
-        "",
-        "",
-    );
+    let info = phone.in_dialog("INFO", "x2", 1, &tag, "", "");
     phone.send(&info);
     assert_eq!(
         phone.statuses(),
         vec![500],
         "CSeq 1 is not above the INVITE's"
     );
-    let info = phone.request(
-        "INFO",
-        "sip:tandem@127.0.0.1:5060",
-        "x3",
-        5,
-        Some(&tag),
-        "",
-        "",
-    );
+    let info = phone.in_dialog("INFO", "x3", 5, &tag, "", "");
     phone.send(&info);
     assert_eq!(phone.statuses(), vec![200]);
 }
@@ -496,15 +454,7 @@ fn a_hold_without_media_does_not_count_as_inactivity() {
     let tag = establish(&mut phone);
     phone.media();
     let hold = format!("{OFFER}a=inactive\r\n");
-    let reinvite = phone.request(
-        "INVITE",
-        "sip:tandem@127.0.0.1:5060",
-        "w1",
-        2,
-        Some(&tag),
-        "",
-        &hold,
-    );
+    let reinvite = phone.in_dialog("INVITE", "w1", 2, &tag, "", &hold);
     phone.send(&reinvite);
     let commands = phone.media();
     assert!(
@@ -657,15 +607,7 @@ fn update_and_info_in_a_dialog_are_answered() {
     let now = Instant::now();
     let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
     let tag = establish(&mut phone);
-    let update = phone.request(
-        "UPDATE",
-        "sip:tandem@127.0.0.1:5060",
-        "up1",
-        2,
-        Some(&tag),
-        "",
-        OFFER,
-    );
+    let update = phone.in_dialog("UPDATE", "up1", 2, &tag, "", OFFER);
     phone.send(&update);
     let got = phone.received();
     assert!(got[0].starts_with("SIP/2.0 200 "), "{got:?}");
@@ -673,15 +615,7 @@ fn update_and_info_in_a_dialog_are_answered() {
         got[0].contains("application/sdp"),
         "an offer in UPDATE gets an answer"
     );
-    let info = phone.request(
-        "INFO",
-        "sip:tandem@127.0.0.1:5060",
-        "in1",
-        3,
-        Some(&tag),
-        "",
-        "",
-    );
+    let info = phone.in_dialog("INFO", "in1", 3, &tag, "", "");
     phone.send(&info);
     assert_eq!(phone.statuses(), vec![200]);
 }

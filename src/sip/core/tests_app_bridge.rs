@@ -2,6 +2,7 @@
 //! the trunk answers in PCMA with telephone-events, the agent's softphone in PCMU without; the
 //! application bridges them, records them, and ends each on its own.
 
+use super::app_calls::AppCall;
 use super::tests_b2bua::{AGENT, TRUNK, World, events, header, ring_alice};
 use super::*;
 

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use super::app_calls::AppCall;
 use super::*;
 use crate::config::{RegistrarConfig, SipAccount};
 use crate::sip::b2bua::B2bua;

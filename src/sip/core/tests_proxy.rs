@@ -56,15 +56,7 @@ fn every_response_that_creates_the_dialog_carries_the_record_route() {
 
     // Our own BYE follows the route set in the same order, to where the INVITE came from.
     let tag = to_tag(ok);
-    let ack = phone.request(
-        "ACK",
-        "sip:tandem@127.0.0.1:5060",
-        "rr1a",
-        1,
-        Some(&tag),
-        "",
-        "",
-    );
+    let ack = phone.in_dialog("ACK", "rr1a", 1, &tag, "", "");
     phone.send(&ack);
     let port = phone.core.legs.keys().copied().next().unwrap();
     phone.core.media_inactive(phone.now, port);
@@ -92,25 +84,9 @@ fn a_refresh_inside_the_dialog_does_not_repeat_the_record_route() {
     phone.send(&invite);
     let ok = phone.received().remove(2);
     let tag = to_tag(&ok);
-    let ack = phone.request(
-        "ACK",
-        "sip:tandem@127.0.0.1:5060",
-        "rr2a",
-        1,
-        Some(&tag),
-        "",
-        "",
-    );
+    let ack = phone.in_dialog("ACK", "rr2a", 1, &tag, "", "");
     phone.send(&ack);
-    let update = phone.request(
-        "UPDATE",
-        "sip:tandem@127.0.0.1:5060",
-        "rr2u",
-        2,
-        Some(&tag),
-        "",
-        "",
-    );
+    let update = phone.in_dialog("UPDATE", "rr2u", 2, &tag, "", "");
     phone.send(&update);
     let answer = phone.received().remove(0);
     assert!(answer.starts_with("SIP/2.0 200"), "{answer}");

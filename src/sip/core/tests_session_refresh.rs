@@ -18,15 +18,7 @@ fn a_session_refreshed_by_update_every_half_interval_stays_up() {
     let ok = phone.received().remove(2);
     assert!(ok.contains("Session-Expires: 90;refresher=uac\r\n"), "{ok}");
     let tag = to_tag(&ok);
-    let ack = phone.request(
-        "ACK",
-        "sip:tandem@127.0.0.1:5060",
-        "st1a",
-        1,
-        Some(&tag),
-        "",
-        "",
-    );
+    let ack = phone.in_dialog("ACK", "st1a", 1, &tag, "", "");
     phone.send(&ack);
 
     // Three intervals, refreshed by an SDP-less UPDATE every 45 s.
@@ -36,15 +28,7 @@ fn a_session_refreshed_by_update_every_half_interval_stays_up() {
             sent.iter().all(|m| !m.starts_with("BYE ")),
             "ended before refresh {i}: {sent:?}"
         );
-        let update = phone.request(
-            "UPDATE",
-            "sip:tandem@127.0.0.1:5060",
-            &format!("st1u{cseq}"),
-            cseq,
-            Some(&tag),
-            TIMER,
-            "",
-        );
+        let update = phone.in_dialog("UPDATE", &format!("st1u{cseq}"), cseq, &tag, TIMER, "");
         phone.send(&update);
         let answer = phone.received().remove(0);
         assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
@@ -74,15 +58,7 @@ fn a_session_nobody_refreshes_is_ended() {
     let invite = phone.request("INVITE", "sip:echo@127.0.0.1", "st2", 1, None, TIMER, OFFER);
     phone.send(&invite);
     let tag = to_tag(&phone.received().remove(2));
-    let ack = phone.request(
-        "ACK",
-        "sip:tandem@127.0.0.1:5060",
-        "st2a",
-        1,
-        Some(&tag),
-        "",
-        "",
-    );
+    let ack = phone.in_dialog("ACK", "st2a", 1, &tag, "", "");
     phone.send(&ack);
     // §10: the one who does not refresh ends it at interval − min(32, interval / 3).
     let sent = phone.advance(Duration::from_secs(59));
@@ -98,25 +74,9 @@ fn a_refresh_without_session_expires_turns_the_timer_off() {
     let invite = phone.request("INVITE", "sip:echo@127.0.0.1", "st3", 1, None, TIMER, OFFER);
     phone.send(&invite);
     let tag = to_tag(&phone.received().remove(2));
-    let ack = phone.request(
-        "ACK",
-        "sip:tandem@127.0.0.1:5060",
-        "st3a",
-        1,
-        Some(&tag),
-        "",
-        "",
-    );
+    let ack = phone.in_dialog("ACK", "st3a", 1, &tag, "", "");
     phone.send(&ack);
-    let update = phone.request(
-        "UPDATE",
-        "sip:tandem@127.0.0.1:5060",
-        "st3u",
-        2,
-        Some(&tag),
-        "",
-        "",
-    );
+    let update = phone.in_dialog("UPDATE", "st3u", 2, &tag, "", "");
     phone.send(&update);
     let answer = phone.received().remove(0);
     assert!(!answer.contains("Session-Expires"), "{answer}");

@@ -37,7 +37,7 @@ use crate::sip::transaction::ServerTxId;
 /// Why an INVITE that claims to come from a trunk was not taken as the trunk's. Mapped to a
 /// status in [`SipCore::refuse_trunk`] alone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TrunkAuthError {
+pub(crate) enum TrunkAuthError {
     /// The request needs a trunk and proves none, or its credentials answer no challenge of
     /// ours: `407` with fresh challenges (`stale=true` when only the nonce had expired).
     #[error("trunk authentication required (stale: {stale})")]

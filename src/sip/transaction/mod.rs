@@ -64,7 +64,7 @@ impl TimerConfig {
 
 /// The timers of RFC 3261 Table 4 and RFC 6026 (L, M).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// INVITE request retransmission (client, unreliable).
     A,
     /// INVITE transaction timeout (client).
@@ -97,11 +97,11 @@ pub struct ServerTxId(pub(crate) u64);
 
 /// A client transaction, as responses to it are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientTxId(u64);
+pub(crate) struct ClientTxId(u64);
 
 /// What the TU must act on.
 #[derive(Debug, Clone)]
-pub enum TxEvent {
+pub(crate) enum TxEvent {
     /// A new request; the TU answers it with [`TransactionLayer::respond`].
     Request {
         tx: ServerTxId,
@@ -110,11 +110,7 @@ pub enum TxEvent {
         peer: Peer,
     },
     /// An ACK that belongs to no transaction: the ACK for a 2xx, which is the dialog's.
-    Ack {
-        request: Request,
-        meta: Meta,
-        peer: Peer,
-    },
+    Ack { request: Request, meta: Meta },
     /// A CANCEL matched this INVITE before its final response. The layer already answered the
     /// CANCEL with 200; the TU should now answer the INVITE with 487 (RFC 3261 §9.2).
     Cancelled { tx: ServerTxId },
@@ -126,23 +122,19 @@ pub enum TxEvent {
         meta: Meta,
     },
     /// A 2xx to an INVITE whose transaction is gone; the TU re-sends its ACK if it knows the dialog.
-    StrayResponse {
-        response: Response,
-        meta: Meta,
-        peer: Peer,
-    },
+    StrayResponse { meta: Meta },
     /// Timer B or F: no final response came (the TU treats it as a 408).
     Timeout { tx: ClientTxId },
     /// The transport could not carry the request (a connection refused, a TLS peer whose
     /// certificate did not verify): RFC 3261 §8.1.3.1, the TU treats it as a 503.
     TransportError { tx: ClientTxId },
     /// Timer H: our non-2xx final to an INVITE was never acknowledged.
-    AckTimeout { tx: ServerTxId },
+    AckTimeout,
 }
 
 /// Why the layer refused a TU call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TxError {
+pub(crate) enum TxError {
     /// The transaction has terminated or never existed.
     #[error("no such transaction")]
     NoSuchTransaction,
@@ -226,7 +218,7 @@ struct MergeKey {
 
 /// Every transaction of one endpoint. See the module documentation for the driving contract.
 #[derive(Debug)]
-pub struct TransactionLayer {
+pub(crate) struct TransactionLayer {
     config: TimerConfig,
     next_id: u64,
     servers: HashMap<u64, ServerTx>,
@@ -245,7 +237,7 @@ pub struct TransactionLayer {
 
 impl TransactionLayer {
     /// A layer with `config`'s timers whose own responses take their To tags from `ids`.
-    pub fn new(config: TimerConfig, ids: Ids) -> TransactionLayer {
+    pub(crate) fn new(config: TimerConfig, ids: Ids) -> TransactionLayer {
         TransactionLayer {
             ids,
             config,
@@ -264,7 +256,7 @@ impl TransactionLayer {
 
     /// Names us in a `Server` header on the responses the layer writes itself, as the TU does
     /// on its own (RFC 3261 §20.35).
-    pub fn with_server_header(mut self, server: impl Into<String>) -> TransactionLayer {
+    pub(crate) fn with_server_header(mut self, server: impl Into<String>) -> TransactionLayer {
         self.server = Some(server.into());
         self
     }
@@ -281,30 +273,27 @@ impl TransactionLayer {
         response
     }
 
-    pub fn config(&self) -> &TimerConfig {
-        &self.config
-    }
-
     /// Live server and client transactions (for metrics and leak checks).
-    pub fn len(&self) -> (usize, usize) {
+    pub(crate) fn len(&self) -> (usize, usize) {
         (self.servers.len(), self.clients.len())
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.servers.is_empty() && self.clients.is_empty()
     }
 
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
-    pub fn poll_event(&mut self) -> Option<TxEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<TxEvent> {
         self.events.pop_front()
     }
 
     /// The earliest timer deadline; it may belong to a transaction that has moved on, in which
     /// case `handle_timeout` discards it.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((at, _, _))| *at)
     }
 
@@ -323,7 +312,7 @@ impl TransactionLayer {
     }
 
     /// Sends bytes outside any transaction: the ACK for a 2xx, a stateless error reply.
-    pub fn send_stateless(&mut self, to: Peer, payload: Bytes) {
+    pub(crate) fn send_stateless(&mut self, to: Peer, payload: Bytes) {
         self.send(to, payload);
     }
 
@@ -331,11 +320,17 @@ impl TransactionLayer {
 
     /// A request from the transport. Retransmissions are absorbed or answered here; new
     /// requests become [`TxEvent::Request`], ACKs for 2xx become [`TxEvent::Ack`].
-    pub fn handle_request(&mut self, now: Instant, mut request: Request, meta: Meta, peer: Peer) {
+    pub(crate) fn handle_request(
+        &mut self,
+        now: Instant,
+        mut request: Request,
+        meta: Meta,
+        peer: Peer,
+    ) {
         stamp_via(&mut request, &meta, &peer);
         let key = ServerKey::of(&meta, request.method);
         match request.method {
-            Method::Ack => self.server_ack(now, request, meta, peer, &key),
+            Method::Ack => self.server_ack(now, request, meta, &key),
             Method::Cancel => self.server_cancel(now, request, meta, peer, key),
             _ => {
                 if let Some(&id) = self.server_index.get(&key) {
@@ -438,20 +433,9 @@ impl TransactionLayer {
         }
     }
 
-    fn server_ack(
-        &mut self,
-        now: Instant,
-        request: Request,
-        meta: Meta,
-        peer: Peer,
-        key: &ServerKey,
-    ) {
+    fn server_ack(&mut self, now: Instant, request: Request, meta: Meta, key: &ServerKey) {
         let Some(&id) = self.server_index.get(key) else {
-            self.events.push_back(TxEvent::Ack {
-                request,
-                meta,
-                peer,
-            });
+            self.events.push_back(TxEvent::Ack { request, meta });
             return;
         };
         let tx = self
@@ -471,11 +455,7 @@ impl TransactionLayer {
                 }
             }
             // RFC 6026 §8.7: an ACK in Accepted goes to the TU (RFC 2543 peers reuse the branch).
-            ServerState::Accepted { .. } => self.events.push_back(TxEvent::Ack {
-                request,
-                meta,
-                peer,
-            }),
+            ServerState::Accepted { .. } => self.events.push_back(TxEvent::Ack { request, meta }),
             _ => {}
         }
     }
@@ -524,7 +504,7 @@ impl TransactionLayer {
     }
 
     /// Sends the TU's response on a server transaction and moves its machine.
-    pub fn respond(
+    pub(crate) fn respond(
         &mut self,
         now: Instant,
         tx: ServerTxId,
@@ -571,7 +551,7 @@ impl TransactionLayer {
 
     /// Starts a client transaction for `request`, whose top Via must carry an RFC 3261 branch.
     /// ACK is never sent this way: see [`send_stateless`](Self::send_stateless).
-    pub fn send_request(
+    pub(crate) fn send_request(
         &mut self,
         now: Instant,
         request: Request,
@@ -597,7 +577,7 @@ impl TransactionLayer {
 
     /// Cancels an INVITE client transaction (RFC 3261 §9.1). The CANCEL goes out once a
     /// provisional response has arrived; it does nothing after a final response.
-    pub fn cancel(&mut self, now: Instant, tx: ClientTxId) -> Result<(), TxError> {
+    pub(crate) fn cancel(&mut self, now: Instant, tx: ClientTxId) -> Result<(), TxError> {
         let client = self
             .clients
             .get_mut(&tx.0)
@@ -617,7 +597,7 @@ impl TransactionLayer {
     }
 
     /// A response from the transport.
-    pub fn handle_response(&mut self, now: Instant, response: Response, meta: Meta, peer: Peer) {
+    pub(crate) fn handle_response(&mut self, now: Instant, response: Response, meta: Meta) {
         let Some(branch) = meta.via.branch.clone() else {
             return;
         };
@@ -627,11 +607,7 @@ impl TransactionLayer {
         };
         let Some(&id) = self.client_index.get(&key) else {
             if meta.cseq_method == Method::Invite && response.status_code.code() / 100 == 2 {
-                self.events.push_back(TxEvent::StrayResponse {
-                    response,
-                    meta,
-                    peer,
-                });
+                self.events.push_back(TxEvent::StrayResponse { meta });
             }
             return;
         };
@@ -673,7 +649,7 @@ impl TransactionLayer {
     /// The transport could not reach `to` (RFC 3261 §17.1.4): every client transaction
     /// waiting for its first answer from there ends at once with a
     /// [`TxEvent::TransportError`], instead of after Timer B or F.
-    pub fn transport_error(&mut self, to: Peer) {
+    pub(crate) fn transport_error(&mut self, to: Peer) {
         let failed: Vec<u64> = self
             .clients
             .iter()
@@ -694,7 +670,7 @@ impl TransactionLayer {
     // ----- timers -----
 
     /// Fires every timer due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         while let Some(Reverse((at, id, timer))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -713,8 +689,7 @@ impl TransactionLayer {
                     server::TimerStep::Terminate { ack_timeout } => {
                         self.remove_server(id);
                         if ack_timeout {
-                            self.events
-                                .push_back(TxEvent::AckTimeout { tx: ServerTxId(id) });
+                            self.events.push_back(TxEvent::AckTimeout);
                         }
                     }
                 }
