@@ -58,6 +58,10 @@ impl Nats {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Nats {
@@ -177,6 +181,9 @@ pub struct Setup {
     /// before the first table header go into that service (`trunk = …`), tables after it
     /// add what the test needs (`[[sip.trunks]]`, `[[agents]]` …).
     pub extra: String,
+    /// No `[cluster]` section: each node a gateway of its own on the shared store, as one
+    /// node runs without a cluster (NATS is started all the same, and unused).
+    pub standalone: bool,
 }
 
 /// PostgreSQL, NATS and the nodes.
@@ -214,6 +221,15 @@ impl Cluster {
             };
             let sip: SocketAddr = format!("{sip_ip}:{sip}").parse().unwrap();
             let rtp = 40000 + i as u16 * 200;
+            let cluster_section = if setup.standalone {
+                String::new()
+            } else {
+                format!(
+                    "[cluster]\nnode = \"{name}\"\nnats_url = \"{}\"\nlease_s = {LEASE_S}\n\
+                     http_url = \"http://127.0.0.1:{http}\"\nsip_uri = \"sip:{sip}\"\n",
+                    nats.url()
+                )
+            };
             let config = format!(
                 "[sip]\nlisten = \"{sip}\"\n\
                  [media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
@@ -221,14 +237,13 @@ impl Cluster {
                  [rtc]\nlisten = \"127.0.0.1:{rtc}\"\n\
                  [store]\nurl = \"{}\"\n\
                  [files]\ndir = \"{}\"\n\
-                 [cluster]\nnode = \"{name}\"\nnats_url = \"{}\"\nlease_s = {LEASE_S}\n\
-                 http_url = \"http://127.0.0.1:{http}\"\nsip_uri = \"sip:{sip}\"\n\
+                 {}\
                  [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n\
                  {}",
                 rtp + 199,
                 postgres.url(),
                 files.display(),
-                nats.url(),
+                cluster_section,
                 setup.extra,
             );
             let path = node_dir.join("tandem.toml");
