@@ -1,10 +1,18 @@
-//! Several nodes as one: PostgreSQL, `nats-server` and Tandem nodes on loopback. Each module
+//! Several nodes as one: PostgreSQL, `nats-server`, Kamailio and Tandem nodes on loopback. Each module
 //! is one behaviour; the helpers live in `nodes.rs` and `tests/common/`.
 
 #![allow(dead_code)]
 
+#[path = "../common/agent_desk.rs"]
+mod agent_desk;
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../common/kamailio.rs"]
+mod kamailio;
 #[path = "../common/postgres.rs"]
 mod postgres;
+#[path = "../common/webrtc.rs"]
+mod webrtc_client;
 
 mod nodes;
 
@@ -12,3 +20,4 @@ mod chat_through_any_node;
 mod owner_killed_is_taken_over;
 mod sigterm_hands_the_chat_over;
 mod stale_owner_is_fenced;
+mod three_nodes_end_to_end;
