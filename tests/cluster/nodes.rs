@@ -171,7 +171,7 @@ impl Drop for Node {
     }
 }
 
-/// How [`Cluster::start_with`] configures every node.
+/// How [`Cluster::start_setup`] configures every node.
 #[derive(Debug, Clone, Default)]
 pub struct Setup {
     /// SIP on a loopback address of each node's own (127.0.0.2, 127.0.0.3 …) rather than
@@ -199,11 +199,11 @@ impl Cluster {
     /// Starts PostgreSQL, NATS and `n` nodes named `a`, `b`, `c` …, and waits until each is
     /// ready.
     pub async fn start(n: usize) -> Cluster {
-        Cluster::start_with(n, &Setup::default()).await
+        Cluster::start_setup(n, &Setup::default()).await
     }
 
     /// As [`Cluster::start`], each node configured as `setup` says.
-    pub async fn start_with(n: usize, setup: &Setup) -> Cluster {
+    pub async fn start_setup(n: usize, setup: &Setup) -> Cluster {
         let postgres = Postgres::start();
         let nats = Nats::start();
         let dir = tempfile::tempdir().unwrap();

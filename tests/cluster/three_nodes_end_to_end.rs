@@ -193,7 +193,7 @@ fn seq_of(history: &[Value], pred: impl Fn(&Value) -> bool) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_and_its_call_across_three_nodes_then_a_chat_whose_owner_dies() {
     let proxy_addr = Kamailio::reserve();
-    let mut cluster = Cluster::start_with(3, &setup(proxy_addr)).await;
+    let mut cluster = Cluster::start_setup(3, &setup(proxy_addr)).await;
     let sips: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.sip).collect();
     let proxy = Kamailio::start_dispatcher(proxy_addr, &sips);
     let store = cluster.store().await;
