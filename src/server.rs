@@ -54,8 +54,13 @@ pub enum ServerError {
 /// routing's offers to mobile operators and relays the SMS chats that were open; and the
 /// files. Tests that serve the API in-process build theirs here too.
 pub fn parts(hub: Hub, files: FileStore) -> Parts {
-    let config = hub.config().clone();
     let routing = Routing::start(hub.clone());
+    parts_with(hub, files, routing)
+}
+
+/// [`parts`] with the routing given (a cluster node's).
+fn parts_with(hub: Hub, files: FileStore, routing: Routing) -> Parts {
+    let config = hub.config().clone();
     let links = Links::new(hub.store().clone());
     let sms = Provider::new(&config.sms);
     crate::sms::mobile::start(&routing, config, links.clone(), sms.clone());
@@ -119,11 +124,14 @@ impl Gateway {
         )
         .await?;
         // A cluster node restores only what it owns or nobody does, before anything serves.
-        let cluster = match &served.cluster {
+        let mut cluster = match &served.cluster {
             Some(config) => Some(Cluster::join(config, hub.clone(), store).await?),
             None => None,
         };
-        let parts = parts(hub.clone(), files.clone());
+        let parts = match &mut cluster {
+            Some(cluster) => parts_with(hub.clone(), files.clone(), cluster.routing()),
+            None => parts(hub.clone(), files.clone()),
+        };
         let routing = parts.routing.clone();
         let mut chores = Vec::new();
         if served.files.retention_days > 0 {

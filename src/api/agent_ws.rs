@@ -37,7 +37,7 @@ use super::socket::{self, error_event};
 use super::{ApiError, AppState};
 use crate::bridge::{AgentDevice, AgentId, Command, InteractionId, Party, ReceiptKind};
 use crate::chat::files;
-use crate::routing::driver::{AcceptError, AgentEvent};
+use crate::routing::driver::{AcceptError, AgentEvent, Snapshot};
 use crate::routing::router::Presence;
 
 pub async fn upgrade(
@@ -183,8 +183,8 @@ where
         "display_name": routing.display_name(&agent),
         "state": snapshot.presence,
         "load": snapshot.load,
-        "offers": chat_cards(&state, &snapshot.offers).await,
-        "chats": chat_cards(&state, &snapshot.chats).await,
+        "offers": chat_cards(&state, &snapshot, &snapshot.offers).await,
+        "chats": chat_cards(&state, &snapshot, &snapshot.chats).await,
         "mobile_settings": routing.mobile_settings(&agent),
         "desk": {
             "map_tiles_url": state.config().desk.map_tiles_url,
@@ -275,7 +275,7 @@ async fn pump<Tx, Rx, A, F>(
 }
 
 /// What the agent needs to show each chat: service, customer, context.
-async fn chat_cards(state: &AppState, chats: &[InteractionId]) -> Vec<Value> {
+async fn chat_cards(state: &AppState, snapshot: &Snapshot, chats: &[InteractionId]) -> Vec<Value> {
     let mut cards = Vec::new();
     for id in chats {
         if let Ok(Some(handle)) = state.hub().find(id).await
@@ -284,7 +284,7 @@ async fn chat_cards(state: &AppState, chats: &[InteractionId]) -> Vec<Value> {
             cards.push(
                 json!({"chat_id": id, "service": s.service, "customer": s.customer,
                               "context": s.context, "phase": s.phase, "legs": s.legs,
-                              "first_message": state.routing().first_message(id)}),
+                              "first_message": snapshot.first_messages.get(id)}),
             );
         }
     }

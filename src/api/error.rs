@@ -232,6 +232,9 @@ impl ApiError {
             ApiError::LoginLocked(_) => (S::TOO_MANY_REQUESTS, "login_locked"),
             ApiError::BadCommand(_) => (S::BAD_REQUEST, "bad_command"),
             ApiError::UnknownCommand(_) => (S::BAD_REQUEST, "unknown_command"),
+            ApiError::Routing(RoutingError::Unavailable) => {
+                (S::SERVICE_UNAVAILABLE, RoutingError::Unavailable.code())
+            }
             ApiError::Routing(e) => (S::CONFLICT, e.code()),
             ApiError::Settings(e) => (S::BAD_REQUEST, e.code()),
             ApiError::Mobile(e) => {

@@ -129,7 +129,7 @@ pub async fn move_here(
 
 /// What a claim or a move answers: the session key and what the page shows first.
 async fn session_json(state: &AppState, claim: &Claim) -> Value {
-    attend(state, claim);
+    attend(state, claim).await;
     let summary = match state.hub().find(&claim.chat).await.ok().flatten() {
         Some(handle) => handle.summary().await.ok(),
         None => None,
@@ -147,8 +147,11 @@ async fn session_json(state: &AppState, claim: &Claim) -> Value {
 }
 
 /// Keeps video requests from waiting on an operator who cannot take them.
-fn attend(state: &AppState, claim: &Claim) {
-    if let Some(handle) = state.hub().get(&claim.chat) {
+async fn attend(state: &AppState, claim: &Claim) {
+    if state.shared.links.attends(&claim.chat) {
+        return;
+    }
+    if let Ok(Some(handle)) = state.hub().find(&claim.chat).await {
         state.shared.links.attend(handle, claim.agent.clone());
     }
 }
@@ -184,7 +187,7 @@ impl axum::extract::FromRequestParts<AppState> for Operator {
             session_of(&parts.headers, parts.uri.query()).ok_or(MobileError::SessionInvalid)?;
         let claim = state.shared.links.session(&token, &session).await?;
         // A chat restored after a restart is watched again from the page's next request.
-        attend(state, &claim);
+        attend(state, &claim).await;
         Ok(Operator(claim))
     }
 }

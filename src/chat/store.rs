@@ -229,6 +229,13 @@ fn migrator() -> Migrator {
                 SqlStr::from_static(include_str!("../../migrations/0005_sip_registrations.sql")),
                 false,
             ),
+            Migration::new(
+                6,
+                "leaders".into(),
+                MigrationType::Simple,
+                SqlStr::from_static(include_str!("../../migrations/0006_leaders.sql")),
+                false,
+            ),
         ]),
         ..Migrator::DEFAULT
     }
@@ -721,6 +728,47 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some((record_from_row(&row)?, row.try_get("owner")?)))
+    }
+
+    /// Claims (or keeps) `role` for `node` until `until`: granted when nobody holds it, when
+    /// `node` does, or when the holder's lease ended before `now`. Answers who holds it now
+    /// and until when; of several nodes claiming at once, one wins.
+    pub async fn claim_role(
+        &self,
+        role: &str,
+        node: &str,
+        until: u64,
+        now: u64,
+    ) -> Result<(String, u64), StoreError> {
+        sqlx::query(
+            "INSERT INTO leaders (role, node, lease_until) VALUES ($1, $2, $3) \
+             ON CONFLICT (role) DO UPDATE SET node = excluded.node, \
+             lease_until = excluded.lease_until \
+             WHERE leaders.node = excluded.node OR leaders.lease_until < $4",
+        )
+        .bind(role.to_string())
+        .bind(node.to_string())
+        .bind(until as i64)
+        .bind(now as i64)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT node, lease_until FROM leaders WHERE role = $1")
+            .bind(role.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        let holder: String = row.try_get("node")?;
+        let held_until = row.try_get::<i64, _>("lease_until")?.max(0) as u64;
+        Ok((holder, held_until))
+    }
+
+    /// Gives `role` up if `node` holds it, so that the next claim takes it at once.
+    pub async fn resign_role(&self, role: &str, node: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE leaders SET lease_until = 0 WHERE role = $1 AND node = $2")
+            .bind(role.to_string())
+            .bind(node.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Gives up `node`'s interactions and lease at once (a node that stops): the others adopt

@@ -18,10 +18,14 @@
 //! publishes its events after they are stored; any other node reaches it through a remote
 //! [`Handle`] ([`Hub::find`]), so the APIs serve any interaction from any node.
 //!
+//! **Routing** is led by one node at a time ([`leader`]): desks on every node ask it, and hear
+//! what it tells them, over NATS.
+//!
 //! **Stopping** a node (SIGTERM, a rolling restart) hands its interactions over: its tasks
 //! stop without ending them, its lease and ownership are released, and the others adopt them
 //! at once.
 
+mod leader;
 pub mod lease;
 pub mod merge;
 mod remote;
@@ -37,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chat::store::{NodeRecord, Store, StoreError};
 use crate::config::ClusterConfig;
 use crate::hub::{Handle, Hub, HubError};
+use crate::routing::driver::Routing;
 use lease::Standing;
 use remote::Nodes;
 
@@ -63,6 +68,8 @@ pub struct Cluster {
     nats: async_nats::Client,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Routing on this node, once [`Cluster::routing`] started it.
+    routing: Option<Routing>,
 }
 
 /// Unix milliseconds now.
@@ -102,6 +109,7 @@ impl Cluster {
             nats,
             stop: CancellationToken::new(),
             tasks: Vec::new(),
+            routing: None,
         };
         cluster.tasks.push(tokio::spawn(remote::publish_events(
             cluster.nats.clone(),
@@ -147,6 +155,30 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Routing on this node: desks here ask the node that leads routing, and this node claims
+    /// the lead with the others ([`leader`]).
+    pub fn routing(&mut self) -> Routing {
+        let (fabric, publisher) =
+            leader::NatsFabric::new(self.config.node.clone(), self.nats.clone());
+        let routing = Routing::clustered(self.hub.clone(), Arc::new(fabric));
+        self.tasks.push(publisher);
+        self.tasks.push(tokio::spawn(leader::hear(
+            self.nats.clone(),
+            routing.clone(),
+        )));
+        let seat = leader::Seat {
+            config: self.config.clone(),
+            nats: self.nats.clone(),
+            store: self.store.clone(),
+            hub: self.hub.clone(),
+            routing: routing.clone(),
+        };
+        self.tasks
+            .push(tokio::spawn(leader::claim(seat, self.stop.clone())));
+        self.routing = Some(routing.clone());
+        routing
+    }
+
     fn record(&self, lease_until: u64) -> NodeRecord {
         NodeRecord {
             node: self.config.node.clone(),
@@ -161,6 +193,9 @@ impl Cluster {
     /// the others are told to adopt them now. Waits at most `within` for the tasks.
     pub async fn hand_over(self, within: Duration) {
         self.stop.cancel();
+        if let Some(routing) = &self.routing {
+            leader::resign(&self.store, routing, &self.config.node).await;
+        }
         let left = self.hub.release_all(within).await;
         if left > 0 {
             tracing::warn!(left, "interactions still running at handover");

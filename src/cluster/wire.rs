@@ -7,17 +7,64 @@
 //!
 //! And for the cluster: `tandem.ix.created` (a new interaction: [`Created`]) and
 //! `tandem.node.released` (a node handed its interactions over: take them now).
+//!
+//! Routing: `tandem.routing.ask` — request/reply to the node that leads routing (an [`Ask`]
+//! in, a [`RoutingAnswer`] out); `tandem.routing.leader` — a node that starts leading says so
+//! (its name); `tandem.agent.heard` — what agents' desks hear ([`Heard`]), for every node.
 
 use serde::{Deserialize, Serialize};
 
 use crate::bridge::{Accepted, Command, InteractionId, Party, RuleError};
 use crate::chat::store::StoreError;
 use crate::hub::{HubError, Summary};
+use crate::routing::driver::{Answer, Snapshot};
+use crate::routing::router::{RoutingError, Staff};
 
 /// Where a node that hands its interactions over says so.
 pub const RELEASED: &str = "tandem.node.released";
 /// Where new interactions are announced.
 pub const CREATED: &str = "tandem.ix.created";
+/// Where desks ask the node that leads routing.
+pub const ROUTING_ASK: &str = "tandem.routing.ask";
+/// Where a node that starts leading routing says so.
+pub const ROUTING_LEADER: &str = "tandem.routing.leader";
+/// Where agents' desks hear what routing tells them, on every node.
+pub const HEARD: &str = "tandem.agent.heard";
+
+/// Routing's [`Answer`] as it crosses the wire.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingAnswer {
+    Snapshot(Snapshot),
+    Staff(Staff),
+    Done,
+    Refused(RoutingError),
+    Failed(WireError),
+}
+
+impl From<Answer> for RoutingAnswer {
+    fn from(answer: Answer) -> RoutingAnswer {
+        match answer {
+            Answer::Snapshot(s) => RoutingAnswer::Snapshot(s),
+            Answer::Staff(s) => RoutingAnswer::Staff(s),
+            Answer::Done => RoutingAnswer::Done,
+            Answer::Refused(e) => RoutingAnswer::Refused(e),
+            Answer::Failed(e) => RoutingAnswer::Failed(e.into()),
+        }
+    }
+}
+
+impl From<RoutingAnswer> for Answer {
+    fn from(answer: RoutingAnswer) -> Answer {
+        match answer {
+            RoutingAnswer::Snapshot(s) => Answer::Snapshot(s),
+            RoutingAnswer::Staff(s) => Answer::Staff(s),
+            RoutingAnswer::Done => Answer::Done,
+            RoutingAnswer::Refused(e) => Answer::Refused(e),
+            RoutingAnswer::Failed(e) => Answer::Failed(e.into()),
+        }
+    }
+}
 
 /// Whether `id` can name an interaction in a subject: what [`InteractionId::random`] makes,
 /// and nothing that could reach into another subject (`.`, `*`, `>`, spaces).
@@ -126,6 +173,47 @@ mod tests {
         assert!(subject_safe(&InteractionId::random()));
         for bad in ["", "a.b", "a*", ">", "a b", &"x".repeat(65)] {
             assert!(!subject_safe(&InteractionId(bad.into())), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn routing_asks_and_answers_survive_the_wire() {
+        use crate::bridge::AgentId;
+        use crate::routing::driver::Ask;
+        use crate::routing::router::Presence;
+        let ask = Ask::Tabs {
+            agent: AgentId("alice".into()),
+            node: "a".into(),
+            tabs: 2,
+            seq: 7,
+        };
+        let back: Ask = serde_json::from_slice(&serde_json::to_vec(&ask).unwrap()).unwrap();
+        assert_eq!(back, ask);
+        let chat = InteractionId::random();
+        let snapshot = Snapshot {
+            presence: Presence::Available,
+            load: 1,
+            offers: vec![chat.clone()],
+            chats: vec![],
+            first_messages: [(chat.clone(), "hello".to_string())].into(),
+        };
+        let wire = RoutingAnswer::from(Answer::Snapshot(snapshot));
+        let back: RoutingAnswer =
+            serde_json::from_slice(&serde_json::to_vec(&wire).unwrap()).unwrap();
+        assert!(matches!(
+            Answer::from(back),
+            Answer::Snapshot(s) if s.offers == [chat.clone()] && s.first_messages[&chat] == "hello"
+        ));
+        for answer in [
+            Answer::Refused(RoutingError::OfferNotAvailable),
+            Answer::Failed(HubError::Closed),
+        ] {
+            let wire = serde_json::to_vec(&RoutingAnswer::from(answer)).unwrap();
+            let back: RoutingAnswer = serde_json::from_slice(&wire).unwrap();
+            assert!(matches!(
+                Answer::from(back),
+                Answer::Refused(RoutingError::OfferNotAvailable) | Answer::Failed(HubError::Closed)
+            ));
         }
     }
 

@@ -6,13 +6,25 @@
 //! agent listens to the same per-agent broadcast, so tabs stay consistent by construction.
 //! Commands to one interaction go through its watcher in order (offer before withdraw before
 //! accept), without making the router wait for the store.
+//!
+//! **Several nodes.** A cluster routes with one router, on the node that leads routing
+//! ([`Routing::lead`]); it watches every open interaction, wherever it runs. Desks on any node
+//! reach it with plain-data [`Ask`]s through a [`Fabric`], and everything agents are told goes
+//! out through the fabric to the node their tabs are on ([`Heard`]). Each node says how many
+//! tabs of each agent it holds (absolute counts, ordered by `seq`), so a new leader learns who
+//! is at a desk by asking the nodes again ([`Routing::rejoin`]), and a dead node's tabs count
+//! no more ([`Routing::nodes_alive`]).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::router::{
     MobileDuty, Output, Presence, Router, RoutingError, Staff, Via, WithdrawReason,
@@ -22,7 +34,7 @@ use crate::bridge::{
     AgentId, Command, Customer, EventKind, InteractionId, LegKind, LegState, Party, Phase, Time,
 };
 use crate::chat::store::{Store, StoreError};
-use crate::hub::{Handle, Hub};
+use crate::hub::{Handle, Hub, HubError};
 use crate::presentation::agent::{self, Scene};
 
 /// What an agent is told, as JSON text shared by all their tabs.
@@ -47,12 +59,81 @@ pub enum MobileOffer {
 }
 
 /// What the agent sees at connect time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
     pub presence: Presence,
     pub load: u32,
     pub offers: Vec<InteractionId>,
     pub chats: Vec<InteractionId>,
+    /// The customer's first message of each of these chats, where there is one.
+    pub first_messages: HashMap<InteractionId, String>,
+}
+
+/// What a desk asks of routing: plain data, so that it may travel to the node that routes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Ask {
+    /// `node` holds `tabs` desktop connections of the agent now. A node's word on one agent
+    /// is ordered by `seq`: an older one arriving late changes nothing.
+    Tabs {
+        agent: AgentId,
+        node: String,
+        tabs: u32,
+        seq: u64,
+    },
+    Presence {
+        agent: AgentId,
+        presence: Presence,
+    },
+    /// Only a standing SMS offer may be taken `by_sms` (a claim from a link).
+    Accept {
+        chat: InteractionId,
+        agent: AgentId,
+        by_sms: bool,
+    },
+    Decline {
+        chat: InteractionId,
+        agent: AgentId,
+    },
+    Staff {
+        department: String,
+    },
+}
+
+/// Routing's answer to an [`Ask`].
+#[derive(Debug)]
+pub enum Answer {
+    /// To `Tabs`: what the agent has now.
+    Snapshot(Snapshot),
+    Staff(Staff),
+    Done,
+    /// Routing refused.
+    Refused(RoutingError),
+    /// Routing granted an accept, and the interaction refused it.
+    Failed(HubError),
+}
+
+/// What the desks of one agent hear, wherever their tabs are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Heard {
+    /// An event for every tab of the agent.
+    Event { agent: AgentId, text: String },
+    /// The agent's mobile chat settings changed.
+    Settings {
+        agent: AgentId,
+        settings: MobileSettings,
+    },
+}
+
+/// The other nodes of a cluster, as routing sees them.
+pub trait Fabric: Send + Sync + 'static {
+    /// This node's name.
+    fn node(&self) -> &str;
+    /// Asks the node that routes now.
+    fn ask(&self, ask: Ask) -> BoxFuture<'static, Answer>;
+    /// Tells every node (this one too, the same way) what an agent's desks hear.
+    fn tell(&self, heard: Heard);
 }
 
 type Reply<T> = oneshot::Sender<T>;
@@ -76,49 +157,21 @@ enum Request {
         agent: AgentId,
         up: bool,
     },
-    Connect {
-        agent: AgentId,
-        reply: Reply<Result<Snapshot, RoutingError>>,
-    },
-    Disconnect {
-        agent: AgentId,
-    },
-    Presence {
-        agent: AgentId,
-        presence: Presence,
-        reply: Reply<Result<(), RoutingError>>,
-    },
-    Accept {
-        chat: InteractionId,
-        agent: AgentId,
-        /// Only a standing SMS offer may be taken (a claim from a link).
-        by_sms: bool,
-        reply: Reply<Result<(), crate::hub::HubError>>,
-        routed: Reply<Result<(), RoutingError>>,
-    },
-    Decline {
-        chat: InteractionId,
-        agent: AgentId,
-        reply: Reply<Result<(), RoutingError>>,
-    },
     MobileDuty {
         agent: AgentId,
         duty: MobileDuty,
     },
-    Staff {
-        department: String,
-        reply: Reply<Staff>,
+    /// The nodes alive now: the tabs of any other count no more.
+    NodesAlive {
+        nodes: HashSet<String>,
     },
+    Ask(Ask, Reply<Answer>),
 }
 
 enum WatchCommand {
     Offer(AgentId, Via),
     Withdraw(AgentId, WithdrawReason),
-    Accept(
-        AgentId,
-        String,
-        Option<Reply<Result<(), crate::hub::HubError>>>,
-    ),
+    Accept(AgentId, String, Option<Reply<Answer>>),
     Requeue,
     Status(u32, u64),
     GiveUp,
@@ -131,20 +184,49 @@ struct AgentChannel {
     display_name: String,
 }
 
-struct Inner {
+/// One agent's desk on this node: how many tabs, and the presence last set from here.
+#[derive(Debug, Clone, Copy, Default)]
+struct Desk {
+    tabs: u32,
+    presence: Option<Presence>,
+}
+
+/// The router running here, for as long as this node routes.
+struct Term {
     requests: mpsc::UnboundedSender<Request>,
+    /// Ends the term's watchers.
+    over: CancellationToken,
+    /// The interactions a watcher of this term looks after: one watcher each, however often
+    /// one is named.
+    watched: Mutex<HashSet<InteractionId>>,
+}
+
+impl Term {
+    fn send(&self, request: Request) {
+        let _ = self.requests.send(request);
+    }
+}
+
+struct Inner {
+    hub: Hub,
     agents: HashMap<AgentId, AgentChannel>,
     /// Each agent's mobile chat settings now: the configuration's, or their own stored ones.
-    mobile_settings: std::sync::Mutex<HashMap<AgentId, MobileSettings>>,
+    mobile_settings: Mutex<HashMap<AgentId, MobileSettings>>,
     /// The customer's first message of each chat being watched, for the offers a `hello` lists.
-    first_messages: std::sync::Mutex<HashMap<InteractionId, String>>,
+    first_messages: Mutex<HashMap<InteractionId, String>>,
     store: Store,
     mobile: broadcast::Sender<MobileOffer>,
     /// Subscribed before the first watcher starts, so that the SMS sender misses no offer.
-    first_mobile: std::sync::Mutex<Option<broadcast::Receiver<MobileOffer>>>,
-    /// The interactions a watcher looks after now: one watcher each, however often one is
-    /// named.
-    watched: std::sync::Mutex<std::collections::HashSet<InteractionId>>,
+    first_mobile: Mutex<Option<broadcast::Receiver<MobileOffer>>>,
+    /// The router, while it runs here.
+    term: Mutex<Option<Arc<Term>>>,
+    /// The other nodes, on a cluster.
+    fabric: Option<Arc<dyn Fabric>>,
+    /// The desks of agents on this node.
+    desks: Mutex<HashMap<AgentId, Desk>>,
+    /// Orders this node's word on its desks (see [`Ask::Tabs`]); starts from the clock, so a
+    /// node that restarts speaks after its former self.
+    seq: AtomicU64,
 }
 
 /// Routing for one node. Cheap to clone.
@@ -154,8 +236,38 @@ pub struct Routing {
 }
 
 impl Routing {
-    /// Starts the router task and watches every interaction already open.
+    /// Starts routing on a single node: the router runs here and watches every interaction
+    /// the hub opens (and those already open).
     pub fn start(hub: Hub) -> Routing {
+        let routing = Routing::new(hub.clone(), None);
+        let term = routing.lead();
+        // Whoever opens an interaction, the hub tells routing: no creator has to.
+        let (running, mut created) = hub.subscribe_created();
+        for handle in running {
+            routing.watch(handle);
+        }
+        let watcher = routing.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.cancelled() => return,
+                    handle = created.recv() => match handle {
+                        Some(handle) => watcher.watch(handle),
+                        None => return,
+                    },
+                }
+            }
+        });
+        routing
+    }
+
+    /// Routing on a node of a cluster: desks here ask the node that leads routing through
+    /// `fabric`, until this node is made to lead ([`Routing::lead`]).
+    pub fn clustered(hub: Hub, fabric: Arc<dyn Fabric>) -> Routing {
+        Routing::new(hub, Some(fabric))
+    }
+
+    fn new(hub: Hub, fabric: Option<Arc<dyn Fabric>>) -> Routing {
         let config = hub.config().clone();
         let agents = config
             .agents
@@ -173,43 +285,73 @@ impl Routing {
             .iter()
             .map(|a| (AgentId(a.name.clone()), MobileSettings::from_config(a)))
             .collect();
-        let (requests, rx) = mpsc::unbounded_channel();
         let (mobile, first_mobile) = broadcast::channel(1024);
-        let routing = Routing {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Routing {
             inner: Arc::new(Inner {
-                requests,
-                agents,
-                mobile_settings: std::sync::Mutex::new(mobile_settings),
-                first_messages: std::sync::Mutex::new(HashMap::new()),
                 store: hub.store().clone(),
+                hub,
+                agents,
+                mobile_settings: Mutex::new(mobile_settings),
+                first_messages: Mutex::new(HashMap::new()),
                 mobile,
-                first_mobile: std::sync::Mutex::new(Some(first_mobile)),
-                watched: std::sync::Mutex::new(std::collections::HashSet::new()),
+                first_mobile: Mutex::new(Some(first_mobile)),
+                term: Mutex::new(None),
+                fabric,
+                desks: Mutex::new(HashMap::new()),
+                seq: AtomicU64::new(since_epoch.as_micros() as u64),
             }),
-        };
-        let router = Router::from_config(&config, Time::now());
-        tokio::spawn(run(router, rx, routing.clone()));
-        // Whoever opens an interaction, the hub tells routing: no creator has to.
-        let (running, mut created) = hub.subscribe_created();
-        for handle in running {
-            routing.watch(handle);
         }
-        let watcher = routing.clone();
-        tokio::spawn(async move {
-            while let Some(handle) = created.recv().await {
-                watcher.watch(handle);
-            }
+    }
+
+    /// Starts the router here, with nobody at a desk yet (desks tell it: [`Routing::rejoin`]
+    /// for this node's). Returns what ends this term; [`Routing::step_down`] does too.
+    pub fn lead(&self) -> CancellationToken {
+        let (requests, rx) = mpsc::unbounded_channel();
+        let term = Arc::new(Term {
+            requests,
+            over: CancellationToken::new(),
+            watched: Mutex::new(HashSet::new()),
         });
-        routing
+        let over = term.over.clone();
+        let router = Router::from_config(self.inner.hub.config(), Time::now());
+        tokio::spawn(run(router, rx, self.clone(), over.clone()));
+        if let Some(old) = self.inner.term.lock().expect("term").replace(term) {
+            old.over.cancel();
+        }
+        over
+    }
+
+    /// Stops routing here: the router and its watchers end; desks ask the fabric.
+    pub fn step_down(&self) {
+        if let Some(term) = self.inner.term.lock().expect("term").take() {
+            term.over.cancel();
+        }
+    }
+
+    /// Whether the router runs here.
+    pub fn leads(&self) -> bool {
+        self.term().is_some()
+    }
+
+    fn term(&self) -> Option<Arc<Term>> {
+        self.inner.term.lock().expect("term").clone()
     }
 
     /// Routes an interaction: it is offered to agents until one has it, and its events reach
-    /// that agent. Every interaction the hub opens is watched already; naming one again does
-    /// nothing while its watcher runs.
+    /// that agent. Naming one again does nothing while its watcher runs; nothing happens on a
+    /// node that does not route.
     pub fn watch(&self, handle: Handle) {
-        let mut watched = self.inner.watched.lock().expect("watched");
-        if watched.insert(handle.id.clone()) {
-            tokio::spawn(watch(self.clone(), handle));
+        let Some(term) = self.term() else { return };
+        if term
+            .watched
+            .lock()
+            .expect("watched")
+            .insert(handle.id.clone())
+        {
+            tokio::spawn(watch(self.clone(), term, handle));
         }
     }
 
@@ -231,18 +373,75 @@ impl Routing {
 
     /// A desktop tab connected; answers with what the agent has now.
     pub async fn connect(&self, agent: &AgentId) -> Result<Snapshot, RoutingError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Connect {
-            agent: agent.clone(),
-            reply,
-        });
-        answer.await.unwrap_or(Err(RoutingError::UnknownAgent))
+        if !self.inner.agents.contains_key(agent) {
+            return Err(RoutingError::UnknownAgent);
+        }
+        match self.ask(self.count_tab(agent, true)).await {
+            Answer::Snapshot(snapshot) => Ok(snapshot),
+            other => {
+                // Not counted where it was not heard: this tab never connected.
+                let undo = self.count_tab(agent, false);
+                tokio::spawn(self.ask(undo));
+                Err(refusal(other))
+            }
+        }
     }
 
     pub fn disconnect(&self, agent: &AgentId) {
-        self.send(Request::Disconnect {
+        if self.inner.agents.contains_key(agent) {
+            tokio::spawn(self.ask(self.count_tab(agent, false)));
+        }
+    }
+
+    /// One more (or one fewer) tab of `agent` here, as this node's next word on it.
+    fn count_tab(&self, agent: &AgentId, up: bool) -> Ask {
+        let mut desks = self.inner.desks.lock().expect("desks");
+        let desk = desks.entry(agent.clone()).or_default();
+        desk.tabs = if up {
+            desk.tabs + 1
+        } else {
+            desk.tabs.saturating_sub(1)
+        };
+        let ask = self.tabs_ask(agent, desk.tabs);
+        if desk.tabs == 0 {
+            desks.remove(agent);
+        }
+        ask
+    }
+
+    fn tabs_ask(&self, agent: &AgentId, tabs: u32) -> Ask {
+        Ask::Tabs {
             agent: agent.clone(),
-        });
+            node: self.node().to_string(),
+            tabs,
+            seq: self.inner.seq.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    fn node(&self) -> &str {
+        self.inner.fabric.as_ref().map_or("", |f| f.node())
+    }
+
+    /// Tells the router (a new one, on a cluster) who is at a desk on this node, and the
+    /// presence each set last.
+    pub async fn rejoin(&self) {
+        let desks: Vec<(AgentId, Desk)> = {
+            let desks = self.inner.desks.lock().expect("desks");
+            desks.iter().map(|(a, d)| (a.clone(), *d)).collect()
+        };
+        for (agent, desk) in desks {
+            self.ask(self.tabs_ask(&agent, desk.tabs)).await;
+            if let Some(presence) = desk.presence {
+                self.ask(Ask::Presence { agent, presence }).await;
+            }
+        }
+    }
+
+    /// The nodes of the cluster alive now: desks on any other count no more.
+    pub fn nodes_alive(&self, nodes: HashSet<String>) {
+        if let Some(term) = self.term() {
+            term.send(Request::NodesAlive { nodes });
+        }
     }
 
     pub async fn set_presence(
@@ -250,13 +449,17 @@ impl Routing {
         agent: &AgentId,
         presence: Presence,
     ) -> Result<(), RoutingError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Presence {
+        if let Some(desk) = self.inner.desks.lock().expect("desks").get_mut(agent) {
+            desk.presence = Some(presence);
+        }
+        let ask = Ask::Presence {
             agent: agent.clone(),
             presence,
-            reply,
-        });
-        answer.await.unwrap_or(Err(RoutingError::UnknownAgent))
+        };
+        match self.ask(ask).await {
+            Answer::Done => Ok(()),
+            other => Err(refusal(other)),
+        }
     }
 
     /// Accepts a chat: the router decides atomically, then the interaction makes it so.
@@ -279,53 +482,68 @@ impl Routing {
         agent: &AgentId,
         by_sms: bool,
     ) -> Result<(), AcceptError> {
-        let (reply, answer) = oneshot::channel();
-        let (routed, decided) = oneshot::channel();
-        self.send(Request::Accept {
+        let ask = Ask::Accept {
             chat: chat.clone(),
             agent: agent.clone(),
             by_sms,
-            reply,
-            routed,
-        });
-        decided
-            .await
-            .unwrap_or(Err(RoutingError::OfferNotAvailable))
-            .map_err(AcceptError::Routing)?;
-        answer
-            .await
-            .unwrap_or(Err(crate::hub::HubError::Closed))
-            .map_err(AcceptError::Hub)
+        };
+        match self.ask(ask).await {
+            Answer::Done => Ok(()),
+            Answer::Failed(e) => Err(AcceptError::Hub(e)),
+            other => Err(AcceptError::Routing(refusal(other))),
+        }
     }
 
     pub async fn decline(&self, chat: &InteractionId, agent: &AgentId) -> Result<(), RoutingError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Decline {
+        let ask = Ask::Decline {
             chat: chat.clone(),
             agent: agent.clone(),
-            reply,
-        });
-        answer.await.unwrap_or(Err(RoutingError::OfferNotAvailable))
+        };
+        match self.ask(ask).await {
+            Answer::Done => Ok(()),
+            other => Err(refusal(other)),
+        }
     }
 
     /// Who would take a chat of `department` now, and its chats waiting ([`Router::staff`]).
     pub async fn staff(&self, department: &str) -> Staff {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Staff {
+        let ask = Ask::Staff {
             department: department.to_string(),
-            reply,
-        });
-        answer.await.unwrap_or_default()
+        };
+        match self.ask(ask).await {
+            Answer::Staff(staff) => staff,
+            _ => Staff::default(),
+        }
+    }
+
+    /// Asks the router, here or on the node that routes.
+    fn ask(&self, ask: Ask) -> BoxFuture<'static, Answer> {
+        if let Some(answer) = self.ask_here(ask.clone()) {
+            return answer;
+        }
+        match &self.inner.fabric {
+            Some(fabric) => fabric.ask(ask),
+            None => Box::pin(async { Answer::Refused(RoutingError::Unavailable) }),
+        }
+    }
+
+    /// Asks the router running here, if it does: the ask is queued before this returns, so
+    /// asks queued one after the other are served in that order.
+    pub fn ask_here(&self, ask: Ask) -> Option<BoxFuture<'static, Answer>> {
+        let term = self.term()?;
+        let (reply, answer) = oneshot::channel();
+        term.send(Request::Ask(ask, reply));
+        Some(Box::pin(async move {
+            answer
+                .await
+                .unwrap_or(Answer::Refused(RoutingError::Unavailable))
+        }))
     }
 
     fn send(&self, request: Request) {
-        let _ = self.inner.requests.send(request);
-    }
-
-    /// The customer's first message in a chat still routed (shown with its offer).
-    pub fn first_message(&self, chat: &InteractionId) -> Option<String> {
-        let firsts = self.inner.first_messages.lock().expect("first messages");
-        firsts.get(chat).cloned()
+        if let Some(term) = self.term() {
+            term.send(request);
+        }
     }
 
     fn set_first_message(&self, chat: &InteractionId, text: Option<String>) {
@@ -360,12 +578,35 @@ impl Routing {
         let settings = settings.validated()?;
         let record = settings.to_record(&agent.0, Time::now().millis());
         self.inner.store.put_agent_settings(&record).await?;
-        self.apply_mobile_settings(agent, settings.clone());
+        let changed = Heard::Settings {
+            agent: agent.clone(),
+            settings: settings.clone(),
+        };
+        match &self.inner.fabric {
+            Some(fabric) => fabric.tell(changed),
+            None => self.hear(changed),
+        }
         self.tell(
             agent,
             json!({"event": "settings", "mobile_settings": settings}),
         );
         Ok(settings)
+    }
+
+    /// What this node's desks hear: from this node, or (on a cluster) from any.
+    pub fn hear(&self, heard: Heard) {
+        match heard {
+            Heard::Event { agent, text } => {
+                if let Some(channel) = self.inner.agents.get(&agent) {
+                    let _ = channel.events.send(Arc::from(text));
+                }
+            }
+            Heard::Settings { agent, settings } => {
+                if self.inner.agents.contains_key(&agent) {
+                    self.apply_mobile_settings(&agent, settings)
+                }
+            }
+        }
     }
 
     fn apply_mobile_settings(&self, agent: &AgentId, settings: MobileSettings) {
@@ -411,10 +652,24 @@ impl Routing {
         duties
     }
 
+    /// Tells every tab of the agent, on whichever node it is.
     fn tell(&self, agent: &AgentId, event: Value) {
-        if let Some(channel) = self.inner.agents.get(agent) {
-            let _ = channel.events.send(Arc::from(event.to_string()));
+        let heard = Heard::Event {
+            agent: agent.clone(),
+            text: event.to_string(),
+        };
+        match &self.inner.fabric {
+            Some(fabric) => fabric.tell(heard),
+            None => self.hear(heard),
         }
+    }
+}
+
+/// What an answer other than the one hoped for means to the asker.
+fn refusal(answer: Answer) -> RoutingError {
+    match answer {
+        Answer::Refused(e) => e,
+        _ => RoutingError::Unavailable,
     }
 }
 
@@ -435,7 +690,7 @@ pub enum AcceptError {
     #[error(transparent)]
     Routing(RoutingError),
     #[error(transparent)]
-    Hub(crate::hub::HubError),
+    Hub(HubError),
 }
 
 /// Requests served before the router's decisions go out and its next timer is computed.
@@ -443,18 +698,25 @@ const MAX_BATCH: usize = 256;
 
 /// What the router's task keeps besides the router.
 #[derive(Default)]
-struct Desk {
+struct Books {
     watchers: HashMap<InteractionId, mpsc::UnboundedSender<WatchCommand>>,
-    accept_replies: HashMap<InteractionId, Reply<Result<(), crate::hub::HubError>>>,
+    accept_replies: HashMap<InteractionId, Reply<Answer>>,
+    /// Each agent's tabs on each node, with the `seq` of that node's last word on them.
+    tabs: HashMap<AgentId, HashMap<String, (u32, u64)>>,
 }
 
-/// The router's task: requests and timers in, decisions out.
+/// The router's task: requests and timers in, decisions out, until the term is over.
 ///
 /// The requests queued meanwhile are served together (one [`Router::batch`]) before the
 /// decisions are carried out, so a burst of new chats or accepts costs one pass over the queue
 /// and one look at the router's timers, not one per request.
-async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routing: Routing) {
-    let mut desk = Desk::default();
+async fn run(
+    mut router: Router,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    routing: Routing,
+    over: CancellationToken,
+) {
+    let mut books = Books::default();
     let mut clock = Time(0);
     // Agents' own settings apply before any chat is routed (requests queue meanwhile).
     for (agent, duty) in routing.restore_mobile_settings().await {
@@ -466,6 +728,7 @@ async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routi
             None => tokio::time::Instant::now() + Duration::from_secs(86_400),
         };
         let request = tokio::select! {
+            _ = over.cancelled() => return,
             request = rx.recv() => match request {
                 Some(r) => Some(r),
                 None => return,
@@ -477,10 +740,10 @@ async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routi
         match request {
             None => router.handle_timeout(now),
             Some(request) => router.batch(now, |router| {
-                serve(router, &mut desk, &routing, now, request);
+                serve(router, &mut books, &routing, now, request);
                 for _ in 1..MAX_BATCH {
                     let Ok(request) = rx.try_recv() else { break };
-                    serve(router, &mut desk, &routing, now, request);
+                    serve(router, &mut books, &routing, now, request);
                 }
             }),
         }
@@ -494,7 +757,7 @@ async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routi
                 } => (chat, WatchCommand::Withdraw(agent, reason)),
                 Output::Assign { chat, agent } => {
                     let name = routing.display_name(&agent).unwrap_or(&agent.0).to_string();
-                    let reply = desk.accept_replies.remove(&chat);
+                    let reply = books.accept_replies.remove(&chat);
                     (chat, WatchCommand::Accept(agent, name, reply))
                 }
                 Output::Requeue { chat, .. } => (chat, WatchCommand::Requeue),
@@ -506,7 +769,7 @@ async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routi
                 Output::NobodyAvailable { chat } => (chat, WatchCommand::GiveUp),
                 Output::MovedToDesk { chat, agent } => (chat, WatchCommand::ToDesk(agent)),
             };
-            if let Some(watcher) = desk.watchers.get(&chat) {
+            if let Some(watcher) = books.watchers.get(&chat) {
                 let _ = watcher.send(command);
             }
         }
@@ -514,7 +777,7 @@ async fn run(mut router: Router, mut rx: mpsc::UnboundedReceiver<Request>, routi
 }
 
 /// Feeds one request to the router.
-fn serve(router: &mut Router, desk: &mut Desk, routing: &Routing, now: Time, request: Request) {
+fn serve(router: &mut Router, books: &mut Books, routing: &Routing, now: Time, request: Request) {
     match request {
         Request::Watched {
             chat,
@@ -522,7 +785,7 @@ fn serve(router: &mut Router, desk: &mut Desk, routing: &Routing, now: Time, req
             agent,
             commands,
         } => {
-            desk.watchers.insert(chat.clone(), commands);
+            books.watchers.insert(chat.clone(), commands);
             match agent {
                 Some(agent) => router.handle_assigned(now, &chat, &service, &agent),
                 None => router.handle_new_chat(now, chat, &service),
@@ -534,64 +797,117 @@ fn serve(router: &mut Router, desk: &mut Desk, routing: &Routing, now: Time, req
             agent,
         } => router.handle_assigned(now, &chat, &service, &agent),
         Request::Ended { chat } => {
-            desk.watchers.remove(&chat);
+            books.watchers.remove(&chat);
             router.handle_chat_ended(now, &chat);
         }
         Request::Call { agent, up } => router.handle_call(now, &agent, up),
-        Request::Connect { agent, reply } => {
-            let result = router.handle_connect(now, &agent).map(|()| {
-                let (offers, chats) = router.agent_chats(&agent);
-                Snapshot {
-                    presence: router.presence(&agent).unwrap_or(Presence::Offline),
-                    load: router.load(&agent).unwrap_or(0),
-                    offers,
-                    chats,
-                }
-            });
-            let _ = reply.send(result);
+        Request::MobileDuty { agent, duty } => router.handle_mobile_duty(now, &agent, duty),
+        Request::NodesAlive { nodes } => {
+            for (agent, per_node) in &mut books.tabs {
+                per_node.retain(|node, (tabs, _)| {
+                    let alive = nodes.contains(node);
+                    if !alive {
+                        for _ in 0..*tabs {
+                            router.handle_disconnect(now, agent);
+                        }
+                    }
+                    alive
+                });
+            }
         }
-        Request::Disconnect { agent } => router.handle_disconnect(now, &agent),
-        Request::Presence {
+        Request::Ask(ask, reply) => {
+            if let Some((reply, answer)) = respond(router, books, routing, now, ask, reply) {
+                let _ = reply.send(answer);
+            }
+        }
+    }
+}
+
+/// Serves one ask; the reply and its answer, unless the answer comes later (an accept the
+/// interaction has yet to make so).
+fn respond(
+    router: &mut Router,
+    books: &mut Books,
+    routing: &Routing,
+    now: Time,
+    ask: Ask,
+    reply: Reply<Answer>,
+) -> Option<(Reply<Answer>, Answer)> {
+    let answer = match ask {
+        Ask::Tabs {
             agent,
-            presence,
-            reply,
+            node,
+            tabs,
+            seq,
         } => {
-            let result = router.handle_presence(now, &agent, presence);
-            if result.is_ok() {
+            if router.presence(&agent).is_none() {
+                return Some((reply, Answer::Refused(RoutingError::UnknownAgent)));
+            }
+            let known = books.tabs.entry(agent.clone()).or_default();
+            let (was, last) = known.get(&node).copied().unwrap_or((0, 0));
+            if seq >= last {
+                known.insert(node, (tabs, seq));
+                for _ in was..tabs {
+                    let _ = router.handle_connect(now, &agent);
+                }
+                for _ in tabs..was {
+                    router.handle_disconnect(now, &agent);
+                }
+            }
+            let (offers, chats) = router.agent_chats(&agent);
+            let first_messages = {
+                let firsts = routing.inner.first_messages.lock().expect("first messages");
+                offers
+                    .iter()
+                    .chain(&chats)
+                    .filter_map(|id| Some((id.clone(), firsts.get(id)?.clone())))
+                    .collect()
+            };
+            Answer::Snapshot(Snapshot {
+                presence: router.presence(&agent).unwrap_or(Presence::Offline),
+                load: router.load(&agent).unwrap_or(0),
+                offers,
+                chats,
+                first_messages,
+            })
+        }
+        Ask::Presence { agent, presence } => match router.handle_presence(now, &agent, presence) {
+            Ok(()) => {
                 let load = router.load(&agent).unwrap_or(0);
                 let presence = router.presence(&agent).unwrap_or(presence);
                 routing.tell(
                     &agent,
                     json!({"event": "state", "state": presence, "load": load}),
                 );
+                Answer::Done
             }
-            let _ = reply.send(result);
-        }
-        Request::Accept {
+            Err(e) => Answer::Refused(e),
+        },
+        Ask::Accept {
             chat,
             agent,
             by_sms,
-            reply,
-            routed,
         } => {
             let result = if by_sms {
                 router.handle_claim_by_sms(now, &chat, &agent)
             } else {
                 router.handle_accept(now, &chat, &agent)
             };
-            if result.is_ok() {
-                desk.accept_replies.insert(chat.clone(), reply);
+            match result {
+                Ok(()) => {
+                    books.accept_replies.insert(chat, reply);
+                    return None;
+                }
+                Err(e) => Answer::Refused(e),
             }
-            let _ = routed.send(result);
         }
-        Request::Decline { chat, agent, reply } => {
-            let _ = reply.send(router.handle_decline(now, &chat, &agent));
-        }
-        Request::MobileDuty { agent, duty } => router.handle_mobile_duty(now, &agent, duty),
-        Request::Staff { department, reply } => {
-            let _ = reply.send(router.staff(now, &department));
-        }
-    }
+        Ask::Decline { chat, agent } => match router.handle_decline(now, &chat, &agent) {
+            Ok(()) => Answer::Done,
+            Err(e) => Answer::Refused(e),
+        },
+        Ask::Staff { department } => Answer::Staff(router.staff(now, &department)),
+    };
+    Some((reply, answer))
 }
 
 /// What a watcher knows about its interaction.
@@ -608,15 +924,18 @@ struct Watched {
 }
 
 /// One interaction's watcher: carries out routing's commands in order and tells agents what
-/// happens in it.
-async fn watch(routing: Routing, handle: Handle) {
+/// happens in it, until it is over or the term is.
+async fn watch(routing: Routing, term: Arc<Term>, handle: Handle) {
     let id = handle.id.clone();
-    follow(&routing, handle).await;
-    routing.inner.watched.lock().expect("watched").remove(&id);
+    tokio::select! {
+        _ = term.over.cancelled() => {}
+        _ = follow(&routing, &term, handle) => {}
+    }
+    term.watched.lock().expect("watched").remove(&id);
 }
 
 /// Follows one interaction until it is over.
-async fn follow(routing: &Routing, handle: Handle) {
+async fn follow(routing: &Routing, term: &Term, handle: Handle) {
     let Ok(mut sub) = handle.subscribe(0).await else {
         return;
     };
@@ -655,7 +974,7 @@ async fn follow(routing: &Routing, handle: Handle) {
     let id = w.scene.id.clone();
     routing.set_first_message(&id, w.first_message.clone());
     let (commands, mut queue) = mpsc::unbounded_channel();
-    routing.send(Request::Watched {
+    term.send(Request::Watched {
         chat: id.clone(),
         service: w.scene.service.clone(),
         agent: w.agent.clone().filter(|_| sub.phase == Phase::Active),
@@ -665,7 +984,7 @@ async fn follow(routing: &Routing, handle: Handle) {
         tokio::select! {
             event = sub.live.recv() => match event {
                 Ok(event) => {
-                    if !project(routing, &mut w, &event.kind, event.seq, event.at) {
+                    if !project(routing, term, &mut w, &event.kind, event.seq, event.at) {
                         break;
                     }
                 }
@@ -684,7 +1003,7 @@ async fn follow(routing: &Routing, handle: Handle) {
         }
     }
     routing.set_first_message(&id, None);
-    routing.send(Request::Ended { chat: id });
+    term.send(Request::Ended { chat: id });
 }
 
 /// An operator texted about the chat opened the desktop: the link expires and the desk shows
@@ -726,7 +1045,10 @@ async fn carry_out(handle: &Handle, w: &mut Watched, command: WatchCommand) {
                 tracing::info!(interaction = %w.scene.id, "accept refused: {e}");
             }
             if let Some(reply) = reply {
-                let _ = reply.send(result);
+                let _ = reply.send(match result {
+                    Ok(()) => Answer::Done,
+                    Err(e) => Answer::Failed(e),
+                });
             }
             return;
         }
@@ -738,7 +1060,7 @@ async fn carry_out(handle: &Handle, w: &mut Watched, command: WatchCommand) {
     // Nothing waits for an offer's outcome, so offers to many agents are queued back to back
     // and the interaction stores them with one write.
     if let Err(e) = handle.send(Party::System, command).await {
-        tracing::debug!(interaction = %w.scene.id, "routing command not delivered: {e}");
+        tracing::warn!(interaction = %w.scene.id, "routing command not delivered: {e}");
     }
 }
 
@@ -746,6 +1068,7 @@ async fn carry_out(handle: &Handle, w: &mut Watched, command: WatchCommand) {
 /// interaction is over. What an agent sees of it is [`agent`]'s.
 fn project(
     routing: &Routing,
+    term: &Term,
     w: &mut Watched,
     kind: &EventKind,
     seq: Option<u64>,
@@ -797,7 +1120,7 @@ fn project(
                     withdrawn_by_sms(other, WithdrawReason::Taken);
                 }
             }
-            routing.send(Request::Assigned {
+            term.send(Request::Assigned {
                 chat: chat.clone(),
                 service: w.scene.service.clone(),
                 agent: agent.clone(),
@@ -828,7 +1151,7 @@ fn project(
                 let live = state.is_live() && *state != LegState::AwaitingApproval;
                 let was = w.live_calls.insert(leg.0, live).unwrap_or(false);
                 if live != was {
-                    routing.send(Request::Call {
+                    term.send(Request::Call {
                         agent: agent.clone(),
                         up: live,
                     });

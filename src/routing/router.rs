@@ -41,7 +41,10 @@ use crate::bridge::{AgentId, InteractionId, Time};
 use crate::config::{Config, InitialPresence, MobileMode, RoutingMode, WeeklySchedule};
 
 /// A refused agent action, with the stable code the agent API shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum RoutingError {
     /// The chat is not waiting any more (taken by someone else, ended) or was never offered.
     #[error("the offer is not available any more")]
@@ -55,6 +58,10 @@ pub enum RoutingError {
     /// No such agent in the configuration.
     #[error("unknown agent")]
     UnknownAgent,
+    /// The node that routes chats does not answer (on a cluster, while another node takes
+    /// routing over): nothing was done; try again.
+    #[error("routing does not answer; try again")]
+    Unavailable,
 }
 
 impl RoutingError {
@@ -64,6 +71,7 @@ impl RoutingError {
             RoutingError::OverCapacity => "over_capacity",
             RoutingError::NotInDepartment => "not_in_department",
             RoutingError::UnknownAgent => "unknown_agent",
+            RoutingError::Unavailable => "routing_unavailable",
         }
     }
 }
@@ -79,7 +87,7 @@ pub enum Presence {
 }
 
 /// How an offer reaches the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Via {
     #[default]
@@ -91,7 +99,7 @@ pub enum Via {
 /// Who would take a department's chat now, as [`Router::staff`] has it: the chat is offered
 /// `via` the desk when an available desk agent has room, else by SMS to the operators on duty
 /// away from a desk; the available desk agents take it anyway when one of their slots frees.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Staff {
     /// How the offer would go out now.
     pub via: Via,
@@ -104,7 +112,7 @@ pub struct Staff {
 }
 
 /// One agent's chat slots: all of them, and those free now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Slots {
     pub total: u32,
     pub free: u32,

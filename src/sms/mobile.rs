@@ -424,6 +424,11 @@ impl Links {
 }
 
 impl Links {
+    /// Whether an operator's chat is attended already (see [`Links::attend`]).
+    pub fn attends(&self, chat: &InteractionId) -> bool {
+        self.attended.lock().expect("attended").contains(chat)
+    }
+
     /// Watches `handle`, a chat `agent` took on a link, until it closes or the operator leaves
     /// it: a video request is declined at once, saying video needs the desk (the page has no
     /// video, and the request would otherwise wait for its expiry). One watcher per chat on

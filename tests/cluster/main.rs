@@ -11,13 +11,21 @@ mod common;
 mod kamailio;
 #[path = "../common/postgres.rs"]
 mod postgres;
+#[path = "../common/sms.rs"]
+mod sms;
+#[path = "../common/tcp_proxy.rs"]
+mod tcp_proxy;
 #[path = "../common/webrtc.rs"]
 mod webrtc_client;
 
 mod nodes;
 
 mod chat_through_any_node;
+mod cut_off_node_fences_itself;
 mod owner_killed_is_taken_over;
+mod routing_across_nodes;
+mod routing_leader_killed;
 mod sigterm_hands_the_chat_over;
+mod sms_offer_once;
 mod stale_owner_is_fenced;
 mod three_nodes_end_to_end;

@@ -89,6 +89,11 @@ impl Node {
         format!("{}/clientweb/api/v1", self.base)
     }
 
+    /// The address of the node's HTTP API.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
@@ -199,12 +204,42 @@ impl Cluster {
     /// Starts PostgreSQL, NATS and `n` nodes named `a`, `b`, `c` …, and waits until each is
     /// ready.
     pub async fn start(n: usize) -> Cluster {
-        Cluster::start_setup(n, &Setup::default()).await
+        Cluster::start_with(n, "").await
+    }
+
+    /// [`Cluster::start`] with `extra` TOML in every node's configuration, right after the
+    /// `claims` service's lines (so it may go on with that service, then add tables).
+    pub async fn start_with(n: usize, extra: &str) -> Cluster {
+        Cluster::start_on(Postgres::start(), n, extra, &|_| None).await
+    }
+
+    /// [`Cluster::start_with`] on `postgres`, node `i` reaching it at `store_of(i)` when that
+    /// is set (through a proxy that can be cut, say).
+    pub async fn start_on(
+        postgres: Postgres,
+        n: usize,
+        extra: &str,
+        store_of: &dyn Fn(usize) -> Option<String>,
+    ) -> Cluster {
+        let setup = Setup {
+            extra: extra.to_string(),
+            ..Setup::default()
+        };
+        Cluster::start_setup_on(postgres, n, &setup, store_of).await
     }
 
     /// As [`Cluster::start`], each node configured as `setup` says.
     pub async fn start_setup(n: usize, setup: &Setup) -> Cluster {
-        let postgres = Postgres::start();
+        Cluster::start_setup_on(Postgres::start(), n, setup, &|_| None).await
+    }
+
+    /// [`Cluster::start_on`], each node configured as `setup` says.
+    pub async fn start_setup_on(
+        postgres: Postgres,
+        n: usize,
+        setup: &Setup,
+        store_of: &dyn Fn(usize) -> Option<String>,
+    ) -> Cluster {
         let nats = Nats::start();
         let dir = tempfile::tempdir().unwrap();
         let files = dir.path().join("files");
@@ -239,9 +274,9 @@ impl Cluster {
                  [files]\ndir = \"{}\"\n\
                  {}\
                  [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n\
-                 {}",
+                 {}\n",
                 rtp + 199,
-                postgres.url(),
+                store_of(i).unwrap_or_else(|| postgres.url()),
                 files.display(),
                 cluster_section,
                 setup.extra,

@@ -2,7 +2,7 @@
 //! shipped dispatcher configuration, probing the nodes with OPTIONS) and three Tandem nodes
 //! whose SIP listens on 127.0.0.2, 127.0.0.3 and 127.0.0.4.
 //!
-//! A customer talks to node A only (HTTP and WebSocket), and so does the agent's desk. The
+//! A customer talks to node A only (HTTP and WebSocket), the agent's desk to node B only. The
 //! agent accepts the chat; the customer's phone (SIPp) calls in for it through Kamailio, whose
 //! dispatcher picks node C first; C redirects the call to the chat's owner A, Kamailio follows,
 //! A answers, and the agent's browser (a WebRTC peer) hears her audio echoed back by the phone.
@@ -10,8 +10,8 @@
 //! the events show the call released before the chat ended.
 //!
 //! Then a second chat, opened through node C, whose owner is killed with SIGKILL mid-chat:
-//! another node takes it over, the customer goes on through A, every message that was
-//! acknowledged is in its history, and the customer ends it.
+//! another node takes it over, the customer goes on through A, the agent keeps writing from B,
+//! every message that was acknowledged is in its history, and the agent ends it.
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
@@ -35,9 +35,6 @@ const ECHOED: u64 = 150;
 /// Node indices: the customer's node, the agent's, and the one the dispatcher picks first.
 const A: usize = 0;
 const B: usize = 1;
-/// The agent's desk: on A, with the customer, as long as agents are offered the chats of
-/// their own node only.
-const DESK: usize = A;
 const C: usize = 2;
 
 /// Every node: the `claims` service rings all agents and dials through the trunk
@@ -210,7 +207,7 @@ async fn a_chat_and_its_call_across_three_nodes_then_a_chat_whose_owner_dies() {
 
     // The customer on A, the agent on B; she accepts, and they talk.
     let http = cluster.http.clone();
-    let mut desk = Desk::login(&http, cluster.nodes[DESK].http_addr, "alice", "desk").await;
+    let mut desk = Desk::login(&http, cluster.nodes[B].http_addr, "alice", "desk").await;
     let mut customer = Customer::open(
         &http,
         cluster.nodes[A].http_addr,
@@ -329,15 +326,19 @@ async fn a_chat_and_its_call_across_three_nodes_then_a_chat_whose_owner_dies() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // A second chat, opened through C and owned by it. (The agent, on A, is offered only the
-    // chats of her own node until routing crosses nodes: this chat waits in the queue.)
-    let chat = crate::agent_desk::create_chat(
+    // A second chat, opened through C and owned by it; the agent on B takes it.
+    let mut second = Customer::open(
         &http,
         cluster.nodes[C].http_addr,
-        crate::nodes::AUTH,
-        json!({"from": "Carol", "phone_number": NUMBER}),
+        "claims-app",
+        "dev-1",
+        NUMBER,
     )
     .await;
+    let chat = second.chat.clone();
+    desk.accept(&mut second).await;
+    desk.chat_both_ways(&mut second, "and my bike too", "let me note that")
+        .await;
     assert_eq!(owner(&chat).await.as_deref(), Some("c"), "opened on C");
     let (api_a, api_c) = (cluster.nodes[A].api(), cluster.nodes[C].api());
     let mut acked = Vec::new();
@@ -351,7 +352,7 @@ async fn a_chat_and_its_call_across_three_nodes_then_a_chat_whose_owner_dies() {
     }
 
     // Its owner dies. The customer goes on through A, retrying until a node has taken the
-    // chat over, and ends it there.
+    // chat over; the agent on B reads on and answers.
     cluster.nodes[C].kill9();
     for n in 0..10 {
         let msg_id = format!("after-{n}");
@@ -363,21 +364,36 @@ async fn a_chat_and_its_call_across_three_nodes_then_a_chat_whose_owner_dies() {
         matches!(new_owner.as_deref(), Some("a" | "b")),
         "owned by {new_owner:?}"
     );
-    let ended = http
-        .post(format!("{api_a}/chats/{chat}/events"))
-        .header("authorization", crate::nodes::AUTH)
-        .json(&json!({"events": [{"event": "chat_session_end"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ended.status(), 200, "the customer ends the chat");
+    desk.until(|v| {
+        v["event"] == "message" && v["chat_id"] == chat.as_str() && v["msg"] == "after-9"
+    })
+    .await;
+    let said = desk
+        .command_until_ack(
+            json!({"command": "send_message", "chat_id": chat, "msg": "all noted"}),
+            PATIENCE,
+        )
+        .await;
+    assert_eq!(said["event"], "ack", "{said}");
 
     // Nothing acknowledged is lost, and the chat is finished.
+    let ended = desk
+        .command_until_ack(json!({"command": "end_session", "chat_id": chat}), PATIENCE)
+        .await;
+    assert_eq!(ended["event"], "ack", "end_session: {ended}");
+    desk.until(|v| v["event"] == "ended" && v["chat_id"] == chat.as_str())
+        .await;
     let history = cluster.history(A, &chat).await;
     let stored: HashSet<String> = message_ids(&history).into_iter().collect();
     let lost: Vec<&String> = acked.iter().filter(|m| !stored.contains(*m)).collect();
     assert!(lost.is_empty(), "acknowledged messages lost: {lost:?}");
     assert!(strictly_increasing(&history), "seqs only go up");
+    assert!(
+        history
+            .iter()
+            .any(|e| e["event"] == "chat_session_message" && e["msg"] == "all noted"),
+        "the agent's answer after the takeover is in the history"
+    );
     assert_eq!(
         history
             .iter()

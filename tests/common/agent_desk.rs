@@ -211,6 +211,14 @@ impl Desk {
         desk
     }
 
+    /// A desk on a socket opened with `token`, nothing read yet.
+    pub fn from_socket(ws: Socket, token: String) -> Desk {
+        Desk {
+            token,
+            events: Events::new(ws, "agent's desk"),
+        }
+    }
+
     /// Opens the agent socket with `token` and reads its `hello`.
     pub async fn open(addr: SocketAddr, token: &str) -> (Desk, Value) {
         let url = format!("ws://{addr}/agent/v1/ws?token={token}");
