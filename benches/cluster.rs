@@ -371,7 +371,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let (chats, per_chat, rounds) = if full { (40, 500, 5) } else { (3, 5, 1) };
+    let (chats, per_chat, rounds) = if full { (40, 1500, 5) } else { (3, 5, 1) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
