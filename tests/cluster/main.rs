@@ -1,16 +1,22 @@
-//! Several nodes as one: PostgreSQL, `nats-server` and Tandem nodes on loopback. Each module
+//! Several nodes as one: PostgreSQL, `nats-server`, Kamailio and Tandem nodes on loopback. Each module
 //! is one behaviour; the helpers live in `nodes.rs` and `tests/common/`.
 
 #![allow(dead_code)]
 
 #[path = "../common/agent_desk.rs"]
 mod agent_desk;
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../common/kamailio.rs"]
+mod kamailio;
 #[path = "../common/postgres.rs"]
 mod postgres;
 #[path = "../common/sms.rs"]
 mod sms;
 #[path = "../common/tcp_proxy.rs"]
 mod tcp_proxy;
+#[path = "../common/webrtc.rs"]
+mod webrtc_client;
 
 mod nodes;
 
@@ -22,3 +28,4 @@ mod routing_leader_killed;
 mod sigterm_hands_the_chat_over;
 mod sms_offer_once;
 mod stale_owner_is_fenced;
+mod three_nodes_end_to_end;

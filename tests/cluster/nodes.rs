@@ -1,6 +1,7 @@
 //! A cluster on loopback for one test: a private PostgreSQL, a private `nats-server`, and
 //! Tandem nodes (the real binary) on their own ports, all stopped by PID when dropped.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,6 +58,10 @@ impl Nats {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Nats {
@@ -70,6 +75,10 @@ impl Drop for Nats {
 pub struct Node {
     pub name: String,
     pub base: String,
+    /// Its HTTP socket (the customer and agent APIs).
+    pub http_addr: SocketAddr,
+    /// Its SIP socket.
+    pub sip: SocketAddr,
     dir: PathBuf,
     config: PathBuf,
     child: Option<Child>,
@@ -167,6 +176,21 @@ impl Drop for Node {
     }
 }
 
+/// How [`Cluster::start_setup`] configures every node.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// SIP on a loopback address of each node's own (127.0.0.2, 127.0.0.3 …) rather than
+    /// 127.0.0.1, so a proxy's log and a peer tell the nodes apart by address.
+    pub own_addresses: bool,
+    /// TOML appended to each node's configuration right after the `claims` service: keys
+    /// before the first table header go into that service (`trunk = …`), tables after it
+    /// add what the test needs (`[[sip.trunks]]`, `[[agents]]` …).
+    pub extra: String,
+    /// No `[cluster]` section: each node a gateway of its own on the shared store, as one
+    /// node runs without a cluster (NATS is started all the same, and unused).
+    pub standalone: bool,
+}
+
 /// PostgreSQL, NATS and the nodes.
 pub struct Cluster {
     pub nodes: Vec<Node>,
@@ -197,6 +221,25 @@ impl Cluster {
         extra: &str,
         store_of: &dyn Fn(usize) -> Option<String>,
     ) -> Cluster {
+        let setup = Setup {
+            extra: extra.to_string(),
+            ..Setup::default()
+        };
+        Cluster::start_setup_on(postgres, n, &setup, store_of).await
+    }
+
+    /// As [`Cluster::start`], each node configured as `setup` says.
+    pub async fn start_setup(n: usize, setup: &Setup) -> Cluster {
+        Cluster::start_setup_on(Postgres::start(), n, setup, &|_| None).await
+    }
+
+    /// [`Cluster::start_on`], each node configured as `setup` says.
+    pub async fn start_setup_on(
+        postgres: Postgres,
+        n: usize,
+        setup: &Setup,
+        store_of: &dyn Fn(usize) -> Option<String>,
+    ) -> Cluster {
         let nats = Nats::start();
         let dir = tempfile::tempdir().unwrap();
         let files = dir.path().join("files");
@@ -206,28 +249,45 @@ impl Cluster {
             let node_dir = dir.path().join(&name);
             std::fs::create_dir_all(&node_dir).unwrap();
             let (http, sip, rtc) = (free_port(), free_port(), free_port());
+            let sip_ip = if setup.own_addresses {
+                format!("127.0.0.{}", 2 + i)
+            } else {
+                "127.0.0.1".to_string()
+            };
+            let sip: SocketAddr = format!("{sip_ip}:{sip}").parse().unwrap();
             let rtp = 40000 + i as u16 * 200;
+            let cluster_section = if setup.standalone {
+                String::new()
+            } else {
+                format!(
+                    "[cluster]\nnode = \"{name}\"\nnats_url = \"{}\"\nlease_s = {LEASE_S}\n\
+                     http_url = \"http://127.0.0.1:{http}\"\nsip_uri = \"sip:{sip}\"\n",
+                    nats.url()
+                )
+            };
             let config = format!(
-                "[sip]\nlisten = \"127.0.0.1:{sip}\"\n\
+                "[sip]\nlisten = \"{sip}\"\n\
                  [media]\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
                  [http]\nlisten = \"127.0.0.1:{http}\"\n\
                  [rtc]\nlisten = \"127.0.0.1:{rtc}\"\n\
                  [store]\nurl = \"{}\"\n\
                  [files]\ndir = \"{}\"\n\
-                 [cluster]\nnode = \"{name}\"\nnats_url = \"{}\"\nlease_s = {LEASE_S}\n\
-                 http_url = \"http://127.0.0.1:{http}\"\nsip_uri = \"sip:127.0.0.1:{sip}\"\n\
+                 {}\
                  [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n\
-                 {extra}\n",
+                 {}\n",
                 rtp + 199,
                 store_of(i).unwrap_or_else(|| postgres.url()),
                 files.display(),
-                nats.url(),
+                cluster_section,
+                setup.extra,
             );
             let path = node_dir.join("tandem.toml");
             std::fs::write(&path, config).unwrap();
             let mut node = Node {
                 name,
                 base: format!("http://127.0.0.1:{http}"),
+                http_addr: format!("127.0.0.1:{http}").parse().unwrap(),
+                sip,
                 dir: node_dir,
                 config: path,
                 child: None,

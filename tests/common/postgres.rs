@@ -91,3 +91,13 @@ impl Drop for Postgres {
             .output();
     }
 }
+
+impl Postgres {
+    /// The server's main process (the postmaster), from its pid file; its backends are its
+    /// children.
+    pub fn pid(&self) -> Option<u32> {
+        let file = self.dir.path().join("data/postmaster.pid");
+        let text = std::fs::read_to_string(file).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+}
