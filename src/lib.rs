@@ -6,7 +6,7 @@
 pub mod api;
 pub mod bridge;
 pub mod chat;
-pub mod cluster;
+pub(crate) mod cluster;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
