@@ -331,6 +331,7 @@ async fn watch_all(
         }
         Err(e) => tracing::error!("cannot list the open interactions to route: {e}"),
     }
+    routing.resync_all();
     loop {
         let message = tokio::select! {
             _ = over.cancelled() => break,

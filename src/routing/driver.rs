@@ -437,6 +437,14 @@ impl Routing {
         }
     }
 
+    /// Tells every agent's tabs to load what they have afresh (`resync`): what a new leader
+    /// says once it watches every chat, since what happened while nobody led was told to nobody.
+    pub fn resync_all(&self) {
+        for agent in self.inner.agents.keys() {
+            self.tell(agent, json!({"event": "resync", "missed": 0}));
+        }
+    }
+
     /// The nodes of the cluster alive now: desks on any other count no more.
     pub fn nodes_alive(&self, nodes: HashSet<String>) {
         if let Some(term) = self.term() {

@@ -1,0 +1,130 @@
+//! A call whose media was on a node that dies (`kill -9` of the chat's owner, which was also
+//! routing's first leader): the node that takes the chat over reports the call released, the
+//! agent's desk on another node learns it (live, or from the `hello` it reloads when routing's
+//! new leader asks every desk to resync), and the agent's next call in the same chat reaches
+//! the new owner through Kamailio, with audio both ways.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::agent_desk::{Customer, Desk};
+use crate::kamailio::Kamailio;
+use crate::nodes::{Cluster, PATIENCE};
+use crate::three_nodes_end_to_end::{
+    A, B, ECHOED, NUMBER, answer_on_browser, call_id_dispatched_to, logs, phone_calls_in, setup,
+};
+use crate::webrtc_client::WebRtcClient;
+
+/// Waits until the agent has heard `client`'s audio echoed back by the phone.
+async fn hears_echo(client: &WebRtcClient, logs: impl Fn() -> String) {
+    let deadline = Instant::now() + PATIENCE;
+    while client.audio_packets_received() <= ECHOED {
+        assert!(
+            Instant::now() < deadline,
+            "the agent got {} audio packets back\n{}",
+            client.audio_packets_received(),
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether a `hello` lists `chat` with no call left in it.
+fn hello_shows_no_call(hello: &Value, chat: &str) -> bool {
+    hello["chats"].as_array().into_iter().flatten().any(|card| {
+        card["chat_id"] == chat && card["legs"].as_array().is_some_and(|legs| legs.is_empty())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_a_dead_owner_ends_and_the_chat_calls_again() {
+    let proxy_addr = Kamailio::reserve();
+    let mut cluster = Cluster::start_setup(3, &setup(proxy_addr)).await;
+    let sips: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.sip).collect();
+    let proxy = Kamailio::start_dispatcher(proxy_addr, &sips);
+    let http = cluster.http.clone();
+    let desk_addr = cluster.nodes[B].http_addr;
+    let mut desk = Desk::login(&http, desk_addr, "alice", "desk").await;
+    let mut customer = Customer::open(
+        &http,
+        cluster.nodes[A].http_addr,
+        "claims-app",
+        "dev-1",
+        NUMBER,
+    )
+    .await;
+    let chat = customer.chat.clone();
+    desk.accept(&mut customer).await;
+
+    // The first call: dispatched to B, redirected to A (the owner), audio both ways.
+    let call_id = call_id_dispatched_to(&proxy, cluster.nodes[B].sip);
+    let first_phone = phone_calls_in(&proxy, &chat, &call_id);
+    desk.call_state(&chat, "connecting").await;
+    let client = answer_on_browser(&mut desk, &chat, || logs(&cluster, &proxy)).await;
+    desk.call_state(&chat, "up").await;
+    hears_echo(&client, || logs(&cluster, &proxy)).await;
+
+    cluster.nodes[A].kill9();
+    drop(first_phone);
+    client.close().await;
+
+    // The call is over for the desk: told live, or shown by the `hello` of a reload.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let seen = desk
+            .until(|v| {
+                (v["event"] == "call_state" && v["chat_id"] == chat.as_str())
+                    || v["event"] == "resync"
+            })
+            .await;
+        if seen["event"] == "call_state" && seen["state"] == "released" {
+            break;
+        }
+        if seen["event"] == "resync" {
+            let token = desk.token.clone();
+            let (fresh, hello) = Desk::open(desk_addr, &token).await;
+            desk = fresh;
+            if hello_shows_no_call(&hello, &chat) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the desk never learnt the call ended\n{}",
+            logs(&cluster, &proxy)
+        );
+    }
+
+    // The same chat calls again: the new owner takes the call, audio both ways again.
+    let call_id = call_id_dispatched_to(&proxy, cluster.nodes[B].sip);
+    let phone = phone_calls_in(&proxy, &chat, &call_id);
+    let phone = tokio::task::spawn_blocking(move || phone.wait());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let state = desk.call_state(&chat, "connecting").await;
+        if state["kind"] == "voice" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no second call");
+    }
+    let client = answer_on_browser(&mut desk, &chat, || logs(&cluster, &proxy)).await;
+    desk.call_state(&chat, "up").await;
+    hears_echo(&client, || logs(&cluster, &proxy)).await;
+    let released = desk
+        .command(json!({"command": "release_call", "chat_id": chat}))
+        .await;
+    assert_eq!(released["event"], "ack", "release_call: {released}");
+    client.close().await;
+    let stats = tokio::time::timeout(PATIENCE, phone)
+        .await
+        .expect("SIPp ends within its own timeout")
+        .unwrap();
+    assert_eq!(
+        (stats.exit_code, stats.successful, stats.failed),
+        (0, 1, 0),
+        "phone: {stats:?}\n{}",
+        logs(&cluster, &proxy)
+    );
+}
