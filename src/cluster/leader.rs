@@ -231,18 +231,13 @@ async fn rejoin(routing: Routing) {
 /// interaction; then this node's desks and the others' say who is there.
 async fn start_term(seat: &Seat) {
     let over = seat.routing.lead();
-    let asks = match seat.nats.subscribe(wire::ROUTING_ASK).await {
-        Ok(asks) => asks,
-        Err(e) => {
-            tracing::error!("cannot serve routing to the cluster: {e}");
-            seat.routing.step_down();
-            return;
-        }
-    };
-    let created = match seat.nats.subscribe(wire::CREATED).await {
-        Ok(created) => created,
-        Err(e) => {
-            tracing::error!("cannot hear of new interactions: {e}");
+    let (asks, created) = match (
+        seat.nats.subscribe(wire::ROUTING_ASK).await,
+        seat.nats.subscribe(wire::CREATED).await,
+    ) {
+        (Ok(asks), Ok(created)) => (asks, created),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot lead routing without NATS: {e}");
             seat.routing.step_down();
             return;
         }
@@ -280,15 +275,7 @@ async fn answer_asks(
     mut asks: async_nats::Subscriber,
     over: CancellationToken,
 ) {
-    loop {
-        let message = tokio::select! {
-            _ = over.cancelled() => break,
-            message = asks.next() => message,
-        };
-        let Some(message) = message else { break };
-        let Some(reply_to) = message.reply.clone() else {
-            continue;
-        };
+    while let Some((message, reply_to)) = super::next_request(&mut asks, over.cancelled()).await {
         let answer = match serde_json::from_slice::<Ask>(&message.payload) {
             // Queued here, in arrival order; answered whenever the router is done.
             Ok(ask) => routing.ask_here(ask),
@@ -321,15 +308,25 @@ async fn watch_all(
 ) {
     // Subscribed first, so nothing created meanwhile is missed; a chat named twice is
     // watched once.
+    let mut following = Vec::new();
     match store.open_interactions().await {
         Ok(open) => {
             for record in open {
                 if let Ok(Some(handle)) = hub.find(&record.id).await {
-                    routing.watch(handle);
+                    following.push(routing.watch_ready(handle));
                 }
             }
         }
         Err(e) => tracing::error!("cannot list the open interactions to route: {e}"),
+    }
+    // Desks reload once every chat is followed: what happened before is in what they load,
+    // what happens after is told to them.
+    let all_followed = futures_util::future::join_all(following);
+    if tokio::time::timeout(ANSWER_WITHIN, all_followed)
+        .await
+        .is_err()
+    {
+        tracing::warn!("not every chat is followed yet; desks reload anyway");
     }
     routing.resync_all();
     loop {

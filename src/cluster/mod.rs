@@ -72,6 +72,24 @@ pub struct Cluster {
     routing: Option<Routing>,
 }
 
+/// The next request on `requests` that wants an answer, with the subject to answer on;
+/// `None` once `until` is done or the subscription ends.
+async fn next_request(
+    requests: &mut async_nats::Subscriber,
+    until: impl std::future::Future<Output = ()>,
+) -> Option<(async_nats::Message, async_nats::Subject)> {
+    tokio::pin!(until);
+    loop {
+        let message = tokio::select! {
+            _ = &mut until => return None,
+            message = requests.next() => message?,
+        };
+        if let Some(reply_to) = message.reply.clone() {
+            return Some((message, reply_to));
+        }
+    }
+}
+
 /// Unix milliseconds now.
 fn now_ms() -> u64 {
     SystemTime::now()

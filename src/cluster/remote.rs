@@ -244,15 +244,7 @@ pub(super) async fn serve(nats: async_nats::Client, handle: Handle) {
             return;
         }
     };
-    loop {
-        let message = tokio::select! {
-            message = requests.next() => message,
-            _ = handle.ended() => break,
-        };
-        let Some(message) = message else { break };
-        let Some(reply_to) = message.reply.clone() else {
-            continue;
-        };
+    while let Some((message, reply_to)) = super::next_request(&mut requests, handle.ended()).await {
         let (nats, handle) = (nats.clone(), handle.clone());
         tokio::spawn(async move {
             let reply = match serde_json::from_slice::<Request>(&message.payload) {

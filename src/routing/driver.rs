@@ -344,15 +344,25 @@ impl Routing {
     /// that agent. Naming one again does nothing while its watcher runs; nothing happens on a
     /// node that does not route.
     pub fn watch(&self, handle: Handle) {
-        let Some(term) = self.term() else { return };
+        drop(self.watch_ready(handle));
+    }
+
+    /// [`Routing::watch`]; the answer comes once the watcher follows the interaction's events
+    /// (or cannot, or another watcher does already).
+    pub fn watch_ready(&self, handle: Handle) -> oneshot::Receiver<()> {
+        let (ready, answer) = oneshot::channel();
+        let Some(term) = self.term() else {
+            return answer;
+        };
         if term
             .watched
             .lock()
             .expect("watched")
             .insert(handle.id.clone())
         {
-            tokio::spawn(watch(self.clone(), term, handle));
+            tokio::spawn(watch(self.clone(), term, handle, ready));
         }
+        answer
     }
 
     /// The agent's event stream (every tab subscribes to the same one).
@@ -438,7 +448,8 @@ impl Routing {
     }
 
     /// Tells every agent's tabs to load what they have afresh (`resync`): what a new leader
-    /// says once it watches every chat, since what happened while nobody led was told to nobody.
+    /// says once it follows every chat's events, since what happened while nobody led was told
+    /// to nobody (and what happens from then on is told).
     pub fn resync_all(&self) {
         for agent in self.inner.agents.keys() {
             self.tell(agent, json!({"event": "resync", "missed": 0}));
@@ -586,14 +597,10 @@ impl Routing {
         let settings = settings.validated()?;
         let record = settings.to_record(&agent.0, Time::now().millis());
         self.inner.store.put_agent_settings(&record).await?;
-        let changed = Heard::Settings {
+        self.spread(Heard::Settings {
             agent: agent.clone(),
             settings: settings.clone(),
-        };
-        match &self.inner.fabric {
-            Some(fabric) => fabric.tell(changed),
-            None => self.hear(changed),
-        }
+        });
         self.tell(
             agent,
             json!({"event": "settings", "mobile_settings": settings}),
@@ -662,10 +669,15 @@ impl Routing {
 
     /// Tells every tab of the agent, on whichever node it is.
     fn tell(&self, agent: &AgentId, event: Value) {
-        let heard = Heard::Event {
+        self.spread(Heard::Event {
             agent: agent.clone(),
             text: event.to_string(),
-        };
+        });
+    }
+
+    /// Makes every node's desks hear `heard`: this node's directly, a cluster's through the
+    /// fabric.
+    fn spread(&self, heard: Heard) {
         match &self.inner.fabric {
             Some(fabric) => fabric.tell(heard),
             None => self.hear(heard),
@@ -933,18 +945,20 @@ struct Watched {
 
 /// One interaction's watcher: carries out routing's commands in order and tells agents what
 /// happens in it, until it is over or the term is.
-async fn watch(routing: Routing, term: Arc<Term>, handle: Handle) {
+async fn watch(routing: Routing, term: Arc<Term>, handle: Handle, ready: oneshot::Sender<()>) {
     let id = handle.id.clone();
     tokio::select! {
         _ = term.over.cancelled() => {}
-        _ = follow(&routing, &term, handle) => {}
+        _ = follow(&routing, &term, handle, ready) => {}
     }
     term.watched.lock().expect("watched").remove(&id);
 }
 
 /// Follows one interaction until it is over.
-async fn follow(routing: &Routing, term: &Term, handle: Handle) {
-    let Ok(mut sub) = handle.subscribe(0).await else {
+async fn follow(routing: &Routing, term: &Term, handle: Handle, ready: oneshot::Sender<()>) {
+    let subscribed = handle.subscribe(0).await;
+    let _ = ready.send(());
+    let Ok(mut sub) = subscribed else {
         return;
     };
     let mut w = Watched {
