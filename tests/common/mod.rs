@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::time::Duration;
 
 /// An HTTP client whose requests leave from `ip` (a loopback address of its own), to stand for
@@ -55,6 +55,13 @@ fn free_media_ports() -> u16 {
 const RTP_PORTS: u16 = 200;
 const RTP_RANGES: u16 = (20900 - 1100) / RTP_PORTS;
 
+/// The next of the [`RTP_RANGES`] ranges, in turn from where this process's id puts it.
+fn next_rtp_range() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let turn = NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id();
+    (turn % u32::from(RTP_RANGES)) as u16
+}
+
 /// How long a test waits for the gateway to start or to stop. Generous: a loaded machine
 /// starts a process slowly, and the ordered teardown on SIGTERM may wait for phones.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -80,9 +87,10 @@ impl Gateway {
         // Disjoint from SIPp's signalling (21000–29999) and media (50000–63999) ports, and
         // below Linux's ephemeral range (32768–60999), where the tests' own clients bind.
         // 200 ports: room for 50 calls of two legs at once, far more than a test keeps up even
-        // when a loaded machine ends its calls late. Two gateways that draw the same range
-        // still work: a port another process holds is skipped by the pool.
-        let rtp = 1100 + (port % RTP_RANGES) * RTP_PORTS;
+        // when a loaded machine ends its calls late. The gateways of one test binary take the
+        // ranges in turn, so two running at once never share one: a port another process
+        // holds is not skipped, its call ends.
+        let rtp = 1100 + next_rtp_range() * RTP_PORTS;
         let data = dir.path().display();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let rtc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
