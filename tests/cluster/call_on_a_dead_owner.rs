@@ -4,32 +4,16 @@
 //! new leader asks every desk to resync), and the agent's next call in the same chat reaches
 //! the new owner through Kamailio, with audio both ways.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::agent_desk::{Customer, Desk};
-use crate::kamailio::Kamailio;
-use crate::nodes::{Cluster, PATIENCE};
+use crate::agent_desk::Desk;
+use crate::nodes::PATIENCE;
 use crate::three_nodes_end_to_end::{
-    A, B, ECHOED, NUMBER, answer_on_browser, call_id_dispatched_to, logs, phone_calls_in, setup,
+    A, B, answer_on_browser, call_id_dispatched_to, chat_on_a_taken_on_b, hears_echo, logs,
+    phone_calls_in,
 };
-use crate::webrtc_client::WebRtcClient;
-
-/// Waits until the agent has heard `client`'s audio echoed back by the phone.
-async fn hears_echo(client: &WebRtcClient, logs: impl Fn() -> String) {
-    let deadline = Instant::now() + PATIENCE;
-    while client.audio_packets_received() <= ECHOED {
-        assert!(
-            Instant::now() < deadline,
-            "the agent got {} audio packets back\n{}",
-            client.audio_packets_received(),
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Whether a `hello` lists `chat` with no call left in it.
 fn hello_shows_no_call(hello: &Value, chat: &str) -> bool {
@@ -40,23 +24,9 @@ fn hello_shows_no_call(hello: &Value, chat: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_on_a_dead_owner_ends_and_the_chat_calls_again() {
-    let proxy_addr = Kamailio::reserve();
-    let mut cluster = Cluster::start_setup(3, &setup(proxy_addr)).await;
-    let sips: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.sip).collect();
-    let proxy = Kamailio::start_dispatcher(proxy_addr, &sips);
-    let http = cluster.http.clone();
+    let (mut cluster, proxy, mut desk, customer) = chat_on_a_taken_on_b().await;
     let desk_addr = cluster.nodes[B].http_addr;
-    let mut desk = Desk::login(&http, desk_addr, "alice", "desk").await;
-    let mut customer = Customer::open(
-        &http,
-        cluster.nodes[A].http_addr,
-        "claims-app",
-        "dev-1",
-        NUMBER,
-    )
-    .await;
     let chat = customer.chat.clone();
-    desk.accept(&mut customer).await;
 
     // The first call: dispatched to B, redirected to A (the owner), audio both ways.
     let call_id = call_id_dispatched_to(&proxy, cluster.nodes[B].sip);

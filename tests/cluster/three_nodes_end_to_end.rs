@@ -195,12 +195,45 @@ fn seq_of(history: &[Value], pred: impl Fn(&Value) -> bool) -> Option<u64> {
         .and_then(|e| e["seq"].as_u64())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chat_and_its_call_across_three_nodes_then_a_chat_whose_owner_dies() {
+/// Three nodes behind the dispatcher; a customer's chat opened on A (HTTP and WebSocket to A
+/// only), taken by the agent alice at a desk on B.
+pub(crate) async fn chat_on_a_taken_on_b() -> (Cluster, Kamailio, Desk, Customer) {
     let proxy_addr = Kamailio::reserve();
-    let mut cluster = Cluster::start_setup(3, &setup(proxy_addr)).await;
+    let cluster = Cluster::start_setup(3, &setup(proxy_addr)).await;
     let sips: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.sip).collect();
     let proxy = Kamailio::start_dispatcher(proxy_addr, &sips);
+    let http = &cluster.http;
+    let mut desk = Desk::login(http, cluster.nodes[B].http_addr, "alice", "desk").await;
+    let mut customer = Customer::open(
+        http,
+        cluster.nodes[A].http_addr,
+        "claims-app",
+        "dev-1",
+        NUMBER,
+    )
+    .await;
+    desk.accept(&mut customer).await;
+    (cluster, proxy, desk, customer)
+}
+
+/// Waits until the agent has heard `client`'s audio echoed back by the phone.
+pub(crate) async fn hears_echo(client: &WebRtcClient, logs: impl Fn() -> String) {
+    let deadline = Instant::now() + PATIENCE;
+    while client.audio_packets_received() <= ECHOED {
+        assert!(
+            Instant::now() < deadline,
+            "the agent got {} audio packets back (sent {})\n{}",
+            client.audio_packets_received(),
+            client.audio_packets_sent(),
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_and_its_call_across_three_nodes_then_a_chat_whose_owner_dies() {
+    let (mut cluster, proxy, mut desk, mut customer) = chat_on_a_taken_on_b().await;
     let store = cluster.store().await;
     let owner = |chat: &str| {
         let (store, id) = (store.clone(), tandem::bridge::InteractionId::from(chat));
@@ -213,19 +246,9 @@ async fn a_chat_and_its_call_across_three_nodes_then_a_chat_whose_owner_dies() {
         }
     };
 
-    // The customer on A, the agent on B; she accepts, and they talk.
+    // The customer on A, the agent on B: she accepted, and they talk.
     let http = cluster.http.clone();
-    let mut desk = Desk::login(&http, cluster.nodes[B].http_addr, "alice", "desk").await;
-    let mut customer = Customer::open(
-        &http,
-        cluster.nodes[A].http_addr,
-        "claims-app",
-        "dev-1",
-        NUMBER,
-    )
-    .await;
     let chat = customer.chat.clone();
-    desk.accept(&mut customer).await;
     desk.chat_both_ways(&mut customer, "my car was hit", "I am sorry, let us see")
         .await;
     assert_eq!(owner(&chat).await.as_deref(), Some("a"), "opened on A");
@@ -239,17 +262,7 @@ async fn a_chat_and_its_call_across_three_nodes_then_a_chat_whose_owner_dies() {
     assert_eq!(connecting["kind"], "voice", "{connecting}");
     let client = answer_on_browser(&mut desk, &chat, || logs(&cluster, &proxy)).await;
     desk.call_state(&chat, "up").await;
-    let deadline = Instant::now() + PATIENCE;
-    while client.audio_packets_received() <= ECHOED {
-        assert!(
-            Instant::now() < deadline,
-            "the agent got {} audio packets back (sent {})\n{}",
-            client.audio_packets_received(),
-            client.audio_packets_sent(),
-            logs(&cluster, &proxy)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    hears_echo(&client, || logs(&cluster, &proxy)).await;
 
     // Where the call went: dispatched to C, redirected to A, and held by A alone.
     let dispatched = proxy.invites_dispatched()[dispatched_before..].to_vec();
