@@ -216,6 +216,24 @@ pub(crate) async fn chat_on_a_taken_on_b() -> (Cluster, Kamailio, Desk, Customer
     (cluster, proxy, desk, customer)
 }
 
+/// Waits for the phone (SIPp run by [`phone_calls_in`]) to end its one call successfully, on
+/// the gateway's BYE.
+pub(crate) async fn hung_up(
+    phone: tokio::task::JoinHandle<common::SippStats>,
+    logs: impl Fn() -> String,
+) {
+    let stats = tokio::time::timeout(PATIENCE, phone)
+        .await
+        .expect("SIPp ends within its own timeout")
+        .unwrap();
+    assert_eq!(
+        (stats.exit_code, stats.successful, stats.failed),
+        (0, 1, 0),
+        "phone: {stats:?}\n{}",
+        logs()
+    );
+}
+
 /// Waits until the agent has heard `client`'s audio echoed back by the phone.
 pub(crate) async fn hears_echo(client: &WebRtcClient, logs: impl Fn() -> String) {
     let deadline = Instant::now() + PATIENCE;
@@ -306,16 +324,7 @@ async fn a_chat_and_its_call_across_three_nodes_then_a_chat_whose_owner_dies() {
     assert_eq!(released["event"], "ack", "release_call: {released}");
     let released = desk.call_state(&chat, "released").await;
     client.close().await;
-    let stats = tokio::time::timeout(PATIENCE, phone)
-        .await
-        .expect("SIPp ends within its own timeout")
-        .unwrap();
-    assert_eq!(
-        (stats.exit_code, stats.successful, stats.failed),
-        (0, 1, 0),
-        "phone: {stats:?}\n{}",
-        logs(&cluster, &proxy)
-    );
+    hung_up(phone, || logs(&cluster, &proxy)).await;
     assert!(proxy.unrouted().is_empty(), "{}", logs(&cluster, &proxy));
 
     // Then the chat ends: after the call, as the agent's events and the history show.
