@@ -46,10 +46,12 @@ use tokio_util::sync::CancellationToken;
 const AUDIO: MediaSpec = MediaSpec {
     audio: true,
     video: false,
+    g711_first: false,
 };
 const VIDEO: MediaSpec = MediaSpec {
     audio: false,
     video: true,
+    g711_first: false,
 };
 /// Legs being opened at once while a load run starts.
 const OPENING_AT_ONCE: usize = 20;

@@ -47,7 +47,7 @@ use crate::bridge::{
     Action, AgentDevice, AgentId, CallerId, Command, HeldCall, InteractionId, LegId, LegKind,
     LegTarget, Party, RuleError,
 };
-use crate::rtc::RtcError;
+use crate::rtc::{MediaSpec, RtcError};
 use crate::sip::core::{AppLeg, CallRef, CallSource, DialError};
 use crate::sip::driver::{IncomingCall, SipCallEvent};
 use crate::sip::sdp::Codec;
@@ -132,8 +132,7 @@ pub(crate) enum Op<Id> {
     CreatePeer {
         id: InteractionId,
         side: Side,
-        audio: bool,
-        video: bool,
+        media: MediaSpec,
     },
     /// Apply the client's SDP answer to the peer's outstanding offer → [`Outcome::AnswerApplied`].
     ApplyAnswer {
@@ -389,7 +388,7 @@ impl<Id> Call<Id> {
 /// How one end of a new call is opened.
 #[derive(Debug, Clone)]
 enum Opening {
-    Peer { audio: bool, video: bool },
+    Peer(MediaSpec),
     Dial(DialTo),
     Answer(ServerTxId),
 }
@@ -815,6 +814,14 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
         };
         let (audio, video) = (kind == LegKind::Voice, kind == LegKind::Video);
         let device = if video { AgentDevice::Browser } else { device };
+        // A peer facing a SIP end is offered G.711 first, so that its audio passes through.
+        let both_peers =
+            answer.is_none() && target == LegTarget::App && device == AgentDevice::Browser;
+        let media = MediaSpec {
+            audio,
+            video,
+            g711_first: !both_peers,
+        };
         let customer = match (answer, target) {
             // The customer called in: answer that call.
             (Some(held), _) => match self.held.remove(&held) {
@@ -825,16 +832,16 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
                     return;
                 }
             },
-            (None, LegTarget::App) => Opening::Peer { audio, video },
+            (None, LegTarget::App) => Opening::Peer(media),
             (None, LegTarget::Phone(number)) => Opening::Dial(DialTo::Number(number)),
         };
         let staff = match device {
-            AgentDevice::Browser => Opening::Peer { audio, video },
+            AgentDevice::Browser => Opening::Peer(media),
             AgentDevice::Softphone => Opening::Dial(DialTo::Softphone(agent.clone())),
             AgentDevice::Mobile => Opening::Dial(DialTo::Mobile(agent.clone())),
         };
         let opening = |o: &Opening| End::Opening {
-            peer: matches!(o, Opening::Peer { .. }),
+            peer: matches!(o, Opening::Peer(_)),
         };
         let call = Call {
             agent,
@@ -863,11 +870,10 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
             return;
         };
         let op = match opening {
-            Opening::Peer { audio, video } => Op::CreatePeer {
+            Opening::Peer(media) => Op::CreatePeer {
                 id: id.clone(),
                 side,
-                audio,
-                video,
+                media,
             },
             Opening::Dial(to) => Op::Dial {
                 id: id.clone(),

@@ -110,9 +110,8 @@ impl Interactions for Hub {
 impl shell::Peers for RtcService {
     type Id = PeerId;
 
-    async fn create(&self, audio: bool, video: bool) -> Result<(PeerId, String), LegError> {
-        let spec = MediaSpec { audio, video };
-        Ok(self.create_peer(spec).await?)
+    async fn create(&self, media: MediaSpec) -> Result<(PeerId, String), LegError> {
+        Ok(self.create_peer(media).await?)
     }
 
     async fn answer(&self, peer: PeerId, sdp: String) -> Result<(), LegError> {

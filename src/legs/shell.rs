@@ -28,6 +28,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::metrics::{Metrics, Part, registered};
+use crate::rtc::MediaSpec;
 use crate::sip::core::{AppLeg, CallRef};
 use crate::sip::driver::{IncomingEvent, SipCallEvent};
 use crate::sip::sdp::Codec;
@@ -39,8 +40,7 @@ pub trait Peers: Send + Sync + 'static {
     /// A new peer with these media sections, and the gateway's SDP offer for it.
     fn create(
         &self,
-        audio: bool,
-        video: bool,
+        media: MediaSpec,
     ) -> impl Future<Output = Result<(Self::Id, String), LegError>> + Send;
     /// Applies the remote answer to the outstanding offer.
     fn answer(
@@ -306,13 +306,8 @@ impl<P: Peers, S: Phones, I: Interactions> Shell<P, S, I> {
 
     async fn op(&mut self, op: Op<P::Id>) -> Option<Outcome<P::Id>> {
         let outcome = match op {
-            Op::CreatePeer {
-                id,
-                side,
-                audio,
-                video,
-            } => {
-                let result = self.peers.create(audio, video).await;
+            Op::CreatePeer { id, side, media } => {
+                let result = self.peers.create(media).await;
                 Outcome::PeerCreated { id, side, result }
             }
             Op::ApplyAnswer {

@@ -11,6 +11,7 @@ use crate::bridge::{
     Action, AgentDevice, AgentId, CallerId, Command, HeldCall, InteractionId, LegId, LegKind,
     LegTarget, Party, RuleError,
 };
+use crate::rtc::MediaSpec;
 use crate::sip::core::{AppLeg, CallRef, CallSource};
 use crate::sip::driver::{IncomingCall, SipCallEvent};
 use crate::sip::sdp::Codec;
@@ -19,7 +20,7 @@ use crate::sip::transaction::ServerTxId;
 /// What the fakes were asked to do.
 #[derive(Debug, Clone, PartialEq)]
 enum Did {
-    Create { peer: u32, video: bool },
+    Create { peer: u32, media: MediaSpec },
     Answer(u32),
     SetVideo(u32, bool),
     Link(u32, u32),
@@ -84,12 +85,10 @@ impl Rig {
 
     fn carry_out(&mut self, op: Op<u32>) -> Option<Outcome<u32>> {
         Some(match op {
-            Op::CreatePeer {
-                id, side, video, ..
-            } => {
+            Op::CreatePeer { id, side, media } => {
                 self.next_peer += 1;
                 let peer = self.next_peer;
-                self.ops.push(Did::Create { peer, video });
+                self.ops.push(Did::Create { peer, media });
                 let result = Ok((peer, format!("offer-{peer}")));
                 Outcome::PeerCreated { id, side, result }
             }
@@ -640,6 +639,38 @@ fn a_ringing_agent_phone_is_cancelled_when_the_call_is_released() {
     assert!(r.released().is_empty());
     r.sip(ended(88, false));
     assert_eq!(r.released(), vec![(1, "released".into())]);
+}
+
+/// The media of every peer the fakes were asked to create, in order.
+fn created(r: &Rig) -> Vec<MediaSpec> {
+    r.ops()
+        .iter()
+        .filter_map(|o| match o {
+            Did::Create { media, .. } => Some(*media),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_peer_facing_a_sip_end_is_offered_g711_first() {
+    let voice = |g711_first| MediaSpec {
+        audio: true,
+        video: false,
+        g711_first,
+    };
+    // The app and the agent's browser: Opus first on both.
+    let mut r = rig();
+    r.start(1, LegKind::Voice);
+    assert_eq!(created(&r), vec![voice(false), voice(false)]);
+    // The app and the agent's softphone, or the agent's browser and the customer's phone: the
+    // one peer has G.711 first.
+    let mut r = rig();
+    r.start_on(1, LegKind::Voice, AgentDevice::Softphone);
+    assert_eq!(created(&r), vec![voice(true)]);
+    let mut r = rig();
+    r.start_phone(1, AgentDevice::Browser);
+    assert_eq!(created(&r), vec![voice(true)]);
 }
 
 #[test]

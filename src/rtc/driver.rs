@@ -762,6 +762,7 @@ mod tests {
     const AUDIO: MediaSpec = MediaSpec {
         audio: true,
         video: false,
+        g711_first: false,
     };
 
     /// Runs both clients for `span`, the first sending a packet every 20 ms if `talk`.

@@ -63,6 +63,10 @@ impl fmt::Display for PeerId {
 pub struct MediaSpec {
     pub audio: bool,
     pub video: bool,
+    /// The peer's audio will be bridged to a G.711 SIP leg: PCMU is offered before Opus, so a
+    /// client that keeps the offer's order in its answer (RFC 3264 §6.1; browsers do) sends and
+    /// takes G.711 and the gateway passes its audio through instead of transcoding it.
+    pub g711_first: bool,
 }
 
 /// Why a leg ended.

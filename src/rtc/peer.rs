@@ -132,16 +132,18 @@ impl PeerConnection {
             return Err(RtcError::BadSdp("an offer needs audio or video".into()));
         }
         let creds = IceCreds::new();
-        let mut rtc = Rtc::builder()
+        let rtc = Rtc::builder()
             .set_ice_lite(true)
             .set_local_ice_credentials(creds.clone())
-            .clear_codecs()
-            // Opus first: it is what we prefer between WebRTC peers. PCMU lets a client that
-            // talks to a SIP leg skip transcoding.
-            .enable_opus(true, false)
-            .enable_pcmu(true, false)
-            .enable_vp8(true)
-            .enable_h264(true);
+            .clear_codecs();
+        // Opus first between WebRTC peers; PCMU first for a peer bridged to SIP, whose audio
+        // then needs no transcoding. The offer lists the codecs in the order they are enabled.
+        let rtc = if spec.g711_first {
+            rtc.enable_pcmu(true, false).enable_opus(true, false)
+        } else {
+            rtc.enable_opus(true, false).enable_pcmu(true, false)
+        };
+        let mut rtc = rtc.enable_vp8(true).enable_h264(true);
         // RFC 4733 digits at each audio clock (Opus and G.711), so an app can key DTMF.
         for (pt, clock) in [
             (TELEPHONE_EVENT_48K, Frequency::FORTY_EIGHT_KHZ),
@@ -568,6 +570,45 @@ fn strip_mono_channels(line: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The payload types of the offer's audio m-line, in its order of preference.
+    fn audio_formats(g711_first: bool) -> Vec<String> {
+        let spec = MediaSpec {
+            audio: true,
+            video: false,
+            g711_first,
+        };
+        let config = PeerConfig {
+            local: "127.0.0.1:40000".parse().unwrap(),
+            consent_timeout: Duration::from_secs(10),
+        };
+        let (_, offer) = PeerConnection::offer(spec, config, Instant::now()).unwrap();
+        let line = offer
+            .lines()
+            .find(|l| l.starts_with("m=audio "))
+            .expect("an audio m-line");
+        let pt = |name: &str| {
+            offer
+                .lines()
+                .find_map(|l| {
+                    let (pt, codec) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+                    codec.starts_with(name).then(|| pt.to_string())
+                })
+                .expect(name)
+        };
+        let (opus, pcmu) = (pt("opus/"), pt("PCMU/"));
+        line.split(' ')
+            .skip(3)
+            .filter(|f| *f == opus || *f == pcmu)
+            .map(|f| if *f == opus { "opus" } else { "PCMU" }.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_peer_bridged_to_sip_is_offered_pcmu_before_opus() {
+        assert_eq!(audio_formats(false), ["opus", "PCMU"]);
+        assert_eq!(audio_formats(true), ["PCMU", "opus"]);
+    }
 
     #[test]
     fn mono_channel_counts_of_g711_are_removed_and_the_rest_kept() {

@@ -183,6 +183,7 @@ impl Edge {
                 let spec = MediaSpec {
                     audio: true,
                     video: false,
+                    g711_first: true,
                 };
                 let (peer, offer) = match self.rtc.create_peer(spec).await {
                     Ok(created) => created,

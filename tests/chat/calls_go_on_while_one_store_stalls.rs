@@ -22,6 +22,7 @@ use tandem::legs::driver::{LegError, PeerEvent};
 use tandem::legs::shell::{Inputs, Peers, Phones, Shell};
 use tandem::media::codec::Codec;
 use tandem::metrics::Metrics;
+use tandem::rtc::MediaSpec;
 use tandem::sip::core::{AppLeg, CallRef};
 use tandem::sip::transaction::ServerTxId;
 use tokio::sync::{mpsc, watch};
@@ -77,7 +78,7 @@ struct FakePeers {
 
 impl Peers for FakePeers {
     type Id = u64;
-    async fn create(&self, _audio: bool, _video: bool) -> Result<(u64, String), LegError> {
+    async fn create(&self, _media: MediaSpec) -> Result<(u64, String), LegError> {
         let peer = {
             let mut next = self.next.lock().unwrap();
             *next += 1;

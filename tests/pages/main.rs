@@ -61,4 +61,4 @@ mod webchat_phone_call;
 mod webchat_resume;
 mod webchat_start_a_chat;
 mod webrtc_chromium_app;
-mod webrtc_chromium_opus_through_softphone;
+mod webrtc_chromium_through_softphone;

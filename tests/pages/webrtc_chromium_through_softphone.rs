@@ -1,10 +1,15 @@
-//! Opus from a real browser survives the gateway's transcoding both ways: headless Chromium as
-//! the customer's app (`tests/browser/webrtc_app.html`, voice only, answering with Opus alone)
-//! calls from its chat, and
-//! the agent takes the call on a SIPp softphone that echoes RTP. Chromium's Opus is decoded to
-//! G.711 for the softphone, echoed, and encoded back to Opus for Chromium; the page's
-//! statistics show Opus arriving and audio decoded to something audible (Chromium's fake
-//! microphone beeps). Silence would mean one of the two directions was not understood.
+//! A real browser's audio through a G.711 softphone, both ways: headless Chromium as the
+//! customer's app (`tests/browser/webrtc_app.html`, voice only) calls from its chat, and the
+//! agent takes the call on a SIPp softphone that echoes RTP.
+//!
+//! - Left to its own choice, Chromium keeps the order of the gateway's offer, which puts PCMU
+//!   first for a peer bridged to SIP: its G.711 passes through untouched.
+//! - Made to answer with Opus alone, its Opus is decoded to G.711 for the softphone, echoed,
+//!   and encoded back to Opus.
+//!
+//! Either way the page's statistics show the codec arriving and audio decoded to something
+//! audible (Chromium's fake microphone beeps). Silence would mean one of the two directions was
+//! not understood.
 
 use crate::agent_desk;
 use crate::common;
@@ -46,8 +51,9 @@ departments = ["claims"]
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_hears_its_opus_echoed_through_a_g711_softphone() {
+/// One call from Chromium's app (answering with `codec` alone, or with its own choice when
+/// empty) to a softphone that echoes; Chromium's statistics once it heard enough.
+async fn echoed_through_a_softphone(codec: &str) -> Value {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         browser_dir.join("node_modules/playwright-core").is_dir(),
@@ -76,10 +82,10 @@ async fn chromium_hears_its_opus_echoed_through_a_g711_softphone() {
             base.as_str(),
             &BROWSER_TIMEOUT.as_millis().to_string(),
             "claims-app",
-            "chromium-opus",
+            "chromium",
             "100",
             "0",
-            "opus",
+            codec,
         ])
         .env("CHROMIUM", &chromium)
         .stdout(Stdio::piped())
@@ -115,23 +121,19 @@ async fn chromium_hears_its_opus_echoed_through_a_g711_softphone() {
     );
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    let stats = &result["stats"];
     assert_eq!(
         result["ok"],
         true,
         "{result:#}\ngateway log:\n{}",
         gateway.log_text()
     );
-    assert!(
-        stats["inboundCodecs"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c.as_str() == Some("audio/opus"))),
-        "Chromium received Opus: {result:#}"
-    );
     // The beeps come back at about 0.5 in a couple of seconds; silence, or audio Chromium
     // could not decode, stays below 1e-8.
     assert!(
-        stats["inboundAudioEnergy"].as_f64().unwrap_or(0.0) > AUDIBLE,
+        result["stats"]["inboundAudioEnergy"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > AUDIBLE,
         "Chromium decoded audible audio: {result:#}"
     );
 
@@ -145,5 +147,37 @@ async fn chromium_hears_its_opus_echoed_through_a_g711_softphone() {
         (0, 1, 0),
         "softphone: {stats:?}\ngateway log:\n{}",
         gateway.log_text()
+    );
+    result
+}
+
+/// The audio codecs Chromium received, as `audio/...` MIME types.
+fn inbound_codecs(result: &Value) -> Vec<String> {
+    result["stats"]["inboundCodecs"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_takes_g711_on_a_call_bridged_to_a_softphone() {
+    let result = echoed_through_a_softphone("").await;
+    let codecs = inbound_codecs(&result);
+    assert!(
+        !codecs.is_empty() && codecs.iter().all(|c| c == "audio/PCMU"),
+        "Chromium followed the offer's order: {result:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_hears_its_opus_echoed_through_a_g711_softphone() {
+    let result = echoed_through_a_softphone("opus").await;
+    assert!(
+        inbound_codecs(&result).iter().any(|c| c == "audio/opus"),
+        "Chromium received Opus: {result:#}"
     );
 }
