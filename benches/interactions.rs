@@ -190,6 +190,11 @@ fn config(agents: usize, interactions: usize, phone: u16, rtp_min: u16, rtp_max:
 rtp_port_min = {rtp_min}
 rtp_port_max = {rtp_max}
 
+[chat]
+# Every customer opens its chat from this one address.
+creates_per_minute_per_source = 1000000
+creates_burst_per_source = 1000000
+
 [routing]
 chat_load_percent = 10
 call_load_percent = 10

@@ -24,6 +24,11 @@ pub(crate) type Frames = Pin<Box<dyn Sink<String, Error = axum::Error> + Send>>;
 /// The text frames a session reads.
 pub(crate) type Texts = Pin<Box<dyn Stream<Item = String> + Send>>;
 
+/// Bytes read from a socket at a time. What a customer or an agent sends is small, and the
+/// default buffer (128 KiB) is zeroed on every read and stays resident for the socket's life:
+/// held by every open chat, it was most of a chat's memory.
+pub(crate) const READ_CHUNK: usize = 8 * 1024;
+
 /// How one kind of socket is read.
 pub(crate) struct Limits {
     /// The largest message and frame, in bytes.
