@@ -48,6 +48,13 @@ const AUDIO: MediaSpec = MediaSpec {
     video: false,
     g711_first: false,
 };
+/// A leg bridged to SIP, offered as the gateway offers one (PCMU first, no transport-wide
+/// congestion control).
+const BRIDGED: MediaSpec = MediaSpec {
+    audio: true,
+    video: false,
+    g711_first: true,
+};
 const VIDEO: MediaSpec = MediaSpec {
     audio: false,
     video: true,
@@ -388,7 +395,7 @@ impl Runtimes {
                         joins.push(tokio::spawn(async move {
                             let _turn = opening.acquire().await.unwrap();
                             let (peer, connected) =
-                                join(&service, &clients, AUDIO, plan, stats, stop).await;
+                                join(&service, &clients, BRIDGED, plan, stats, stop).await;
                             service.bridge_rtp(peer, sip, G711::Pcmu).await.unwrap();
                             let _ = tokio::time::timeout(PATIENCE, connected).await;
                         }));

@@ -23,6 +23,7 @@ use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::{Codec, FormatParams, PayloadParams};
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, IceCreds, Rtc};
 
 use super::{CloseReason, MediaSpec, RtcError, demux};
@@ -138,8 +139,13 @@ impl PeerConnection {
             .clear_codecs();
         // Opus first between WebRTC peers; PCMU first for a peer bridged to SIP, whose audio
         // then needs no transcoding. The offer lists the codecs in the order they are enabled.
+        // A peer facing SIP never carries video and sends G.711 at a fixed rate: transport-wide
+        // congestion control, which estimates bandwidth for video, only costs it a register of
+        // the last thousand packets sent (most of a peer's memory) and feedback to compute.
         let rtc = if spec.g711_first {
-            rtc.enable_pcmu(true, false).enable_opus(true, false)
+            rtc.enable_pcmu(true, false)
+                .enable_opus(true, false)
+                .set_extension_map(without_twcc())
         } else {
             rtc.enable_opus(true, false).enable_pcmu(true, false)
         };
@@ -552,6 +558,17 @@ fn normalize_sdp(sdp: &str) -> String {
     out
 }
 
+/// str0m's standard RTP header extensions (Chrome's) without transport-wide sequence numbers.
+fn without_twcc() -> ExtensionMap {
+    let mut exts = ExtensionMap::empty();
+    for (id, ext) in ExtensionMap::standard().iter() {
+        if *ext != Extension::TransportSequenceNumber {
+            exts.set(id, ext.clone());
+        }
+    }
+    exts
+}
+
 /// `a=rtpmap:0 PCMU/8000/1` → `a=rtpmap:0 PCMU/8000`, for the mono codecs str0m knows.
 fn strip_mono_channels(line: &str) -> Option<&str> {
     let rest = line.strip_prefix("a=rtpmap:")?;
@@ -571,8 +588,8 @@ fn strip_mono_channels(line: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    /// The payload types of the offer's audio m-line, in its order of preference.
-    fn audio_formats(g711_first: bool) -> Vec<String> {
+    /// An audio-only offer.
+    fn audio_offer(g711_first: bool) -> String {
         let spec = MediaSpec {
             audio: true,
             video: false,
@@ -582,7 +599,14 @@ mod tests {
             local: "127.0.0.1:40000".parse().unwrap(),
             consent_timeout: Duration::from_secs(10),
         };
-        let (_, offer) = PeerConnection::offer(spec, config, Instant::now()).unwrap();
+        PeerConnection::offer(spec, config, Instant::now())
+            .unwrap()
+            .1
+    }
+
+    /// The payload types of the offer's audio m-line, in its order of preference.
+    fn audio_formats(g711_first: bool) -> Vec<String> {
+        let offer = audio_offer(g711_first);
         let line = offer
             .lines()
             .find(|l| l.starts_with("m=audio "))
@@ -608,6 +632,13 @@ mod tests {
     fn a_peer_bridged_to_sip_is_offered_pcmu_before_opus() {
         assert_eq!(audio_formats(false), ["opus", "PCMU"]);
         assert_eq!(audio_formats(true), ["PCMU", "opus"]);
+    }
+
+    #[test]
+    fn a_peer_bridged_to_sip_is_offered_no_transport_wide_congestion_control() {
+        let twcc = |offer: String| offer.contains("transport-wide-cc");
+        assert!(twcc(audio_offer(false)));
+        assert!(!twcc(audio_offer(true)));
     }
 
     #[test]
