@@ -202,14 +202,17 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
                 .unwrap();
             let status = r.status();
             let body: Value = r.json().await.unwrap();
+            let answered = t0.elapsed();
             assert!(status.is_success(), "{status} {body}");
-            (body["chat_id"].as_str().unwrap().to_string(), t0)
+            (body["chat_id"].as_str().unwrap().to_string(), t0, answered)
         }));
     }
     let mut posted = HashMap::new();
+    let mut created = Vec::new();
     for p in posts {
-        let (chat, t0) = p.await.unwrap();
+        let (chat, t0, answered) = p.await.unwrap();
         posted.insert(chat, t0);
+        created.push(answered);
     }
     let mut answered = 0;
     while answered < chats {
@@ -253,8 +256,11 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
         stat("tandem_store_latency_seconds_sum"),
     );
     println!(
-        "  store: {commits} commits since start, {:.2} ms each on average",
-        spent * 1e3 / commits.max(1.0)
+        "  store: {commits} commits since start, {:.2} ms each on average; \
+         POST→answer p50 {:.2} ms, p99 {:.2} ms",
+        spent * 1e3 / commits.max(1.0),
+        pct(&mut created, 0.50),
+        pct(&mut created, 0.99),
     );
     if let Some(f) = seen.failures.first() {
         println!("  first error: {f}");
