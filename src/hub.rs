@@ -639,7 +639,7 @@ impl Hub {
         new: impl FnOnce(Time, InteractionId, Rules, Customer) -> Interaction,
     ) -> Result<(InteractionId, Phase), HubError> {
         let reservation = self.reserve(&customer.device)?;
-        let id = InteractionId::random();
+        let id = InteractionId::fresh();
         let now = Time::now();
         let rules = rules_for(&self.inner.config, service, &self.inner.join_secret);
         let device = customer.device.clone();

@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn only_plain_ids_name_subjects() {
-        assert!(subject_safe(&InteractionId::random()));
+        assert!(subject_safe(&InteractionId::fresh()));
         for bad in ["", "a.b", "a*", ">", "a b", &"x".repeat(65)] {
             assert!(!subject_safe(&InteractionId(bad.into())), "{bad:?}");
         }
@@ -189,7 +189,7 @@ mod tests {
         };
         let back: Ask = serde_json::from_slice(&serde_json::to_vec(&ask).unwrap()).unwrap();
         assert_eq!(back, ask);
-        let chat = InteractionId::random();
+        let chat = InteractionId::fresh();
         let snapshot = Snapshot {
             presence: Presence::Available,
             load: 1,
