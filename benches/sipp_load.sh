@@ -32,8 +32,10 @@ invites_per_minute_per_source = 4000000000
 invite_burst_per_source = 4000000000
 max_unconfirmed_calls_per_source = 1000000
 [media]
-rtp_port_min = 30000
-rtp_port_max = 65000
+# Between the SIP ports above, the tests' RTP ranges (1100-20900) and the kernel's ephemeral
+# ports (32768 and up): a leg whose port another socket holds would fail its call.
+rtp_port_min = 26000
+rtp_port_max = 32700
 TOML
 "$bin" run --config "$work/tandem.toml" 2>"$work/tandem.log" &
 tandem_pid=$!

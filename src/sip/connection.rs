@@ -28,11 +28,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -56,15 +58,33 @@ const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Messages a connection may have queued for writing before new ones are dropped.
 const WRITE_QUEUE: usize = 256;
 
+/// The most a stream connection reads at once: a batch of messages for the core task whose
+/// answers fit the write queue.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Messages of one stream connection the core task may have at once: their answers (a few
+/// each) fit the write queue, which the connection drains before it hands over more.
+const IN_CORE: usize = 64;
+
+/// The most a stream connection writes at once.
+const WRITE_CHUNK: usize = 64 * 1024;
+
 /// What connection tasks tell the core task.
 pub(super) enum Inbound {
     /// An accepted connection: messages for `peer` go to the writer.
     Opened(ConnId, Peer, mpsc::Sender<Bytes>),
     Message(Box<Incoming>, Peer),
+    /// The messages of one read of a stream, in order; the core task drops the [`InCore`]
+    /// once their answers are queued for writing.
+    Messages(Vec<Incoming>, Peer, InCore),
     Closed(ConnId, Peer),
     /// A connection we opened could not be made: requests waiting for `peer` fail now.
     Failed(Peer),
 }
+
+/// Places of a connection's messages in the core task: held until the core task has queued
+/// their answers, so what one connection has in the core task always fits its write queue.
+pub(super) struct InCore(#[allow(dead_code)] OwnedSemaphorePermit);
 
 /// What bounds each connection and each source.
 #[derive(Debug, Clone, Copy)]
@@ -296,83 +316,124 @@ async fn failed(links: &Links, peer: Peer, why: &str) {
 }
 
 /// Runs a TCP or TLS connection until it closes, goes idle, or the endpoint shuts down.
+///
+/// Under load a read holds many messages: all of them are framed and parsed at once and go to
+/// the core task as one batch, and everything queued for writing leaves in one write, so the
+/// cost per message is the parsing, not a wake-up and a system call each. Writes come before
+/// reads: a peer is answered before more of its requests are taken in. When the core task is
+/// behind, the connection holds its batch and stops reading (the peer's TCP window closes)
+/// but goes on writing, so answers to what the core already took never wait on it.
 async fn run_stream<S>(stream: S, peer: Peer, mut writes: mpsc::Receiver<Bytes>, links: &Links)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = peer.conn.expect("connections are named");
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut buf = BytesMut::with_capacity(8192);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Vec::with_capacity(WRITE_CHUNK);
+    let mut queued = Vec::new();
     let limits = links.limits;
     let mut idle = Box::pin(tokio::time::sleep(limits.idle_timeout));
     // Armed while part of a message is buffered: when that message has to be complete.
     let mut deadline = Box::pin(tokio::time::sleep(limits.message_deadline));
     let mut in_message = false;
-    'conn: loop {
+    // A batch the core task had no room for yet.
+    let mut held: Option<Held> = None;
+    let in_core = Arc::new(Semaphore::new(IN_CORE));
+    loop {
+        // Room for a whole chunk, so that reads are never small.
+        buf.reserve(READ_CHUNK);
         tokio::select! {
+            biased;
             _ = links.shutdown.cancelled() => break,
-            _ = &mut idle => {
-                tracing::debug!(addr = %peer.addr, "closing idle SIP connection");
-                break;
+            // The core task is behind: its answers still leave, and the connection reads
+            // nothing more until it takes the batch.
+            taken = in_core.clone().acquire_many_owned(held.as_ref().map_or(0, Held::permits)),
+                if held.as_ref().is_some_and(|h| h.in_core.is_none()) =>
+            {
+                let Ok(taken) = taken else { break };
+                let mut batch = held.take().expect("held");
+                batch.in_core = Some(InCore(taken));
+                match batch.hand_over(links, peer) {
+                    Ok(None) => {}
+                    Ok(still) => held = still,
+                    Err(()) => break,
+                }
             }
-            _ = &mut deadline, if in_message => {
+            slot = links.inbound.reserve(), if held.as_ref().is_some_and(|h| h.in_core.is_some()) => {
+                let Ok(slot) = slot else { break };
+                let Held { messages, in_core } = held.take().expect("held");
+                let in_core = in_core.expect("permits taken");
+                slot.send(Inbound::Messages(messages, peer, in_core));
+            }
+            // While we hold a batch the peer waits on us: its clocks stop.
+            _ = &mut deadline, if in_message && held.is_none() => {
                 tracing::debug!(addr = %peer.addr, "closing SIP connection: message not complete in time");
                 links.metrics.refused("sip_message_deadline");
                 break;
             }
-            Some(bytes) = writes.recv() => {
-                if writer.write_all(&bytes).await.is_err() {
+            _ = &mut idle, if held.is_none() => {
+                tracing::debug!(addr = %peer.addr, "closing idle SIP connection");
+                break;
+            }
+            n = writes.recv_many(&mut queued, WRITE_QUEUE) => {
+                if n == 0 {
+                    // The core task is gone.
+                    break;
+                }
+                if write_queued(&mut writer, &mut queued, &mut out).await.is_err() {
                     break;
                 }
                 idle.as_mut().reset((Instant::now() + limits.idle_timeout).into());
             }
-            read = reader.read_buf(&mut buf) => {
+            read = read_chunk(&mut reader, &mut buf), if held.is_none() => {
                 match read {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
                 let now = Instant::now();
                 idle.as_mut().reset((now + limits.idle_timeout).into());
-                loop {
-                    match wire::frame_stream(&buf, limits.max_message_size) {
-                        Ok(Frame::Incomplete) => break,
-                        Ok(Frame::KeepAlive { skip, pong }) => {
-                            in_message = false;
-                            let _ = buf.split_to(skip);
-                            // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
-                            if pong && writer.write_all(b"\r\n").await.is_err() {
-                                break 'conn;
-                            }
-                        }
-                        Ok(Frame::Message { len }) => {
-                            in_message = false;
-                            let message = buf.split_to(len);
-                            match wire::parse_stream_message(&message) {
-                                Ok(incoming) => {
-                                    let inbound = Inbound::Message(Box::new(incoming), peer);
-                                    if links.inbound.send(inbound).await.is_err() {
-                                        break 'conn;
-                                    }
-                                }
-                                Err(rejection) => {
-                                    if let Some(reply) = refuse(links, peer, rejection)
-                                        && writer.write_all(&reply).await.is_err()
-                                    {
-                                        break 'conn;
-                                    }
-                                }
-                            }
-                        }
-                        Err(rejection) => {
-                            // The stream cannot be resynchronised: answer if we can, then close.
+                let before = buf.len();
+                let framed = frame_all(&mut buf, limits.max_message_size);
+                if buf.len() < before {
+                    in_message = false;
+                }
+                let mut batch = Vec::with_capacity(framed.items.len());
+                for item in framed.items {
+                    match item {
+                        Framed::Message(incoming) => batch.push(incoming),
+                        // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
+                        Framed::Pong => out.extend_from_slice(b"\r\n"),
+                        Framed::Refused(rejection) => {
                             if let Some(reply) = refuse(links, peer, rejection) {
-                                let _ = writer.write_all(&reply).await;
+                                out.extend_from_slice(&reply);
                             }
-                            break 'conn;
                         }
                     }
                 }
-                // What is left is the start of the next message: its clock starts now.
+                if !batch.is_empty() {
+                    let mut batch = Held { messages: batch, in_core: None };
+                    if let Ok(taken) = in_core.clone().try_acquire_many_owned(batch.permits()) {
+                        batch.in_core = Some(InCore(taken));
+                    }
+                    match batch.hand_over(links, peer) {
+                        Ok(still) => held = still,
+                        Err(()) => break,
+                    }
+                }
+                if !out.is_empty() && writer.write_all(&out).await.is_err() {
+                    break;
+                }
+                out.clear();
+                if let Some(rejection) = framed.broken {
+                    // The stream cannot be resynchronised: answer if we can, then close.
+                    if let Some(reply) = refuse(links, peer, rejection) {
+                        let _ = writer.write_all(&reply).await;
+                    }
+                    break;
+                }
+                // What is left is the start of the next message: its clock starts when its
+                // first byte came, and more bytes of it do not restart it.
                 if buf.is_empty() {
                     in_message = false;
                 } else if !in_message {
@@ -383,7 +444,133 @@ where
         }
     }
     let _ = writer.shutdown().await;
+    if let Some(Held { messages, .. }) = held {
+        let in_core = InCore(in_core.clone().acquire_many_owned(0).await.expect("open"));
+        let _ = links
+            .inbound
+            .send(Inbound::Messages(messages, peer, in_core))
+            .await;
+    }
     let _ = links.inbound.send(Inbound::Closed(id, peer)).await;
+}
+
+/// A stream's messages on their way to the core task: a place in [`IN_CORE`] first, then in
+/// the core task's queue.
+struct Held {
+    messages: Vec<Incoming>,
+    in_core: Option<InCore>,
+}
+
+impl Held {
+    /// The places the batch takes; a batch larger than the whole allowance takes all of it.
+    fn permits(&self) -> u32 {
+        self.messages.len().min(IN_CORE) as u32
+    }
+
+    /// Gives the batch to the core task if it has its places and the core task has room;
+    /// otherwise it is still held. `Err` when the core task is gone.
+    fn hand_over(self, links: &Links, peer: Peer) -> Result<Option<Held>, ()> {
+        let Some(in_core) = self.in_core else {
+            return Ok(Some(self));
+        };
+        match links
+            .inbound
+            .try_send(Inbound::Messages(self.messages, peer, in_core))
+        {
+            Ok(()) => Ok(None),
+            Err(TrySendError::Full(Inbound::Messages(messages, _, in_core))) => Ok(Some(Held {
+                messages,
+                in_core: Some(in_core),
+            })),
+            Err(_) => Err(()),
+        }
+    }
+}
+
+/// Reads at most [`READ_CHUNK`] bytes onto the end of `buf`.
+async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut) -> io::Result<usize> {
+    reader.read_buf(&mut buf.limit(READ_CHUNK)).await
+}
+
+/// Writes `queued` (and what else is queued meanwhile is for the next round) with as few
+/// writes as the size allows; `out` is the scratch buffer, left empty.
+async fn write_queued<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    queued: &mut Vec<Bytes>,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    out.clear();
+    for bytes in queued.drain(..) {
+        if !out.is_empty() && out.len() + bytes.len() > WRITE_CHUNK {
+            writer.write_all(out).await?;
+            out.clear();
+        }
+        out.extend_from_slice(&bytes);
+    }
+    if !out.is_empty() {
+        writer.write_all(out).await?;
+    }
+    out.clear();
+    Ok(())
+}
+
+/// One thing found at the front of a stream buffer, in the order it came.
+// Messages are nearly every item: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(super) enum Framed {
+    /// A complete message, parsed.
+    Message(Incoming),
+    /// A CRLF ping to answer with a CRLF.
+    Pong,
+    /// A complete message the wire layer refused; the stream goes on after it.
+    Refused(wire::Rejection),
+}
+
+/// What [`frame_all`] took from a stream buffer.
+#[derive(Debug)]
+pub(super) struct FramedAll {
+    pub items: Vec<Framed>,
+    /// The stream cannot go on (no usable Content-Length, too large, not UTF-8): the
+    /// connection closes after answering this, if it can be answered.
+    pub broken: Option<wire::Rejection>,
+}
+
+/// Frames and parses every complete message at the front of `buf` (RFC 3261 §18.3) and takes
+/// them out of it, keep-alives included; what stays is the start of the next message. Sans-IO:
+/// the connection task feeds it each read.
+pub(super) fn frame_all(buf: &mut BytesMut, max_message_size: usize) -> FramedAll {
+    let mut items = Vec::new();
+    loop {
+        match wire::frame_stream(buf, max_message_size) {
+            Ok(Frame::Incomplete) => {
+                return FramedAll {
+                    items,
+                    broken: None,
+                };
+            }
+            Ok(Frame::KeepAlive { skip, pong }) => {
+                buf.advance(skip);
+                if pong {
+                    items.push(Framed::Pong);
+                }
+            }
+            Ok(Frame::Message { len }) => {
+                let parsed = wire::parse_stream_message(&buf[..len]);
+                buf.advance(len);
+                items.push(match parsed {
+                    Ok(incoming) => Framed::Message(incoming),
+                    Err(rejection) => Framed::Refused(rejection),
+                });
+            }
+            Err(rejection) => {
+                return FramedAll {
+                    items,
+                    broken: Some(rejection),
+                };
+            }
+        }
+    }
 }
 
 /// Counts a message the wire layer refused; the reply to send, if any.
@@ -618,5 +805,72 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadlined<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 65_535;
+
+    fn options(n: u32) -> Vec<u8> {
+        format!(
+            "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK-{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=t\r\nTo: <sip:127.0.0.1>\r\n\
+             Call-ID: batch-{n}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 4\r\n\r\nbody"
+        )
+        .into_bytes()
+    }
+
+    /// The Call-IDs of the messages framed, and whether pongs were due, in order.
+    fn seen(framed: &FramedAll) -> Vec<String> {
+        framed
+            .items
+            .iter()
+            .map(|item| match item {
+                Framed::Message(Incoming::Request(_, meta)) => meta.call_id.to_string(),
+                Framed::Pong => "pong".to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_read_of_many_messages_is_one_batch_in_order() {
+        let mut stream: Vec<u8> = Vec::new();
+        for n in 1..=40 {
+            stream.extend(options(n));
+        }
+        stream.extend(b"\r\n\r\n");
+        let split = options(41);
+        stream.extend(&split[..split.len() - 3]);
+        let mut buf = BytesMut::from(&stream[..]);
+        let framed = frame_all(&mut buf, MAX);
+        assert!(framed.broken.is_none());
+        let mut expected: Vec<String> = (1..=40).map(|n| format!("batch-{n}")).collect();
+        expected.push("pong".into());
+        assert_eq!(seen(&framed), expected);
+        // The start of the message split across reads stays, and completes with the next read.
+        assert_eq!(&buf[..], &split[..split.len() - 3]);
+        buf.extend_from_slice(&split[split.len() - 3..]);
+        buf.extend_from_slice(&options(42)[..10]);
+        let framed = frame_all(&mut buf, MAX);
+        assert_eq!(seen(&framed), ["batch-41"]);
+        assert_eq!(&buf[..], &options(42)[..10]);
+    }
+
+    #[test]
+    fn a_batch_keeps_what_came_before_a_stream_that_cannot_go_on() {
+        let mut stream = options(1);
+        stream.extend(b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nCall-ID: x\r\n\r\n");
+        stream.extend(options(2));
+        let mut buf = BytesMut::from(&stream[..]);
+        let framed = frame_all(&mut buf, MAX);
+        assert_eq!(seen(&framed), ["batch-1"]);
+        assert_eq!(
+            framed.broken.map(|r| r.error),
+            Some(wire::WireError::MissingContentLength)
+        );
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::b2bua::B2bua;
-use super::connection::{self, Inbound, Limits, Links};
+use super::connection::{self, InCore, Inbound, Limits, Links};
 use super::core::{
     AppDial, AppLeg, CallRef, CallSource, CoreConfig, CoreEvent, CoreHeld, DialError, MediaCommand,
     SipCore,
@@ -541,6 +541,7 @@ pub(crate) async fn start(
             inbound: inbound_rx,
             links,
             connections: HashMap::new(),
+            in_core: Vec::new(),
             by_addr: HashMap::new(),
             tls_client: tls
                 .as_ref()
@@ -629,6 +630,8 @@ struct CoreLoop {
     /// What connection tasks share; outbound connections are opened with it.
     links: Links,
     connections: HashMap<ConnId, mpsc::Sender<Bytes>>,
+    /// Places of the batches taken since the last flush, given back after it.
+    in_core: Vec<InCore>,
     /// The connection to each peer, for requests that name no connection.
     by_addr: HashMap<(TransportKind, SocketAddr), ConnId>,
     /// Verifies carriers on calls to TLS trunks (`[sip.tls] ca_file`).
@@ -663,6 +666,10 @@ struct CoreLoop {
 /// Datagrams read in one go before the core's output is flushed.
 const UDP_BATCH: usize = 64;
 
+/// Messages from connections taken in one go before the core's output is flushed (a read's
+/// batch is taken whole): few enough that their answers fit a connection's write queue.
+const INBOUND_BATCH: usize = 64;
+
 impl CoreLoop {
     async fn run(mut self, shutdown: CancellationToken) {
         let mut buf = vec![0u8; self.max_message_size + 1];
@@ -691,7 +698,14 @@ impl CoreLoop {
                         }
                     }
                 }
-                Some(message) = self.inbound.recv() => self.on_inbound(message).await,
+                Some(message) = self.inbound.recv() => {
+                    let mut taken = self.on_inbound(message).await;
+                    // Take what else is queued before flushing, as for datagrams.
+                    while taken < INBOUND_BATCH {
+                        let Ok(message) = self.inbound.try_recv() else { break };
+                        taken += self.on_inbound(message).await;
+                    }
+                }
                 Some(request) = self.control.recv() => self.on_control(request),
                 Some(update) = elsewhere(self.sharing.as_mut()) => self.on_elsewhere(update),
                 Some(event) = self.media_events.recv() => match event {
@@ -728,6 +742,7 @@ impl CoreLoop {
                 self.apply_media();
                 self.flush().await;
             }
+            self.in_core.clear();
             self.share_registrations();
         }
     }
@@ -923,22 +938,39 @@ impl CoreLoop {
         }
     }
 
-    async fn on_inbound(&mut self, message: Inbound) {
+    /// A message that came on a connection.
+    async fn on_stream_message(&mut self, mut message: wire::Incoming, peer: Peer) {
+        if matches!(peer.transport, TransportKind::Ws | TransportKind::Wss)
+            && let Some(edge) = &mut self.edge
+        {
+            adapt_from_browser(edge, &mut message).await;
+        }
+        if peer.transport == TransportKind::Tls {
+            secure_from_tls(&mut self.srtp, &mut message).await;
+        }
+        self.core.handle_message(Instant::now(), message, peer)
+    }
+
+    /// What a connection task said; how many messages it carried.
+    async fn on_inbound(&mut self, message: Inbound) -> usize {
         match message {
             Inbound::Opened(id, peer, writer) => {
                 self.connections.insert(id, writer);
                 self.by_addr.insert((peer.transport, peer.addr), id);
             }
-            Inbound::Message(mut message, peer) => {
-                if matches!(peer.transport, TransportKind::Ws | TransportKind::Wss)
-                    && let Some(edge) = &mut self.edge
-                {
-                    adapt_from_browser(edge, &mut message).await;
+            Inbound::Message(message, peer) => {
+                self.on_stream_message(*message, peer).await;
+                return 1;
+            }
+            Inbound::Messages(messages, peer, in_core) => {
+                let n = messages.len();
+                for message in messages {
+                    self.on_stream_message(message, peer).await;
                 }
-                if peer.transport == TransportKind::Tls {
-                    secure_from_tls(&mut self.srtp, &mut message).await;
-                }
-                self.core.handle_message(Instant::now(), *message, peer)
+                // Their answers are queued at the next flush; the connection may hand over
+                // more after that.
+                self.in_core.push(in_core);
+                return n;
             }
             Inbound::Closed(id, peer) => {
                 if let Some(edge) = &mut self.edge {
@@ -955,6 +987,7 @@ impl CoreLoop {
                 self.core.transport_error(Instant::now(), peer);
             }
         }
+        0
     }
 
     /// Carries out what the core asked of the media engine; a leg that cannot open ends its call.
