@@ -814,13 +814,14 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
         };
         let (audio, video) = (kind == LegKind::Voice, kind == LegKind::Video);
         let device = if video { AgentDevice::Browser } else { device };
-        // A peer facing a SIP end is offered G.711 first, so that its audio passes through.
+        // A voice peer facing a SIP end is offered G.711 first, so that its audio passes
+        // through.
         let both_peers =
             answer.is_none() && target == LegTarget::App && device == AgentDevice::Browser;
         let media = MediaSpec {
             audio,
             video,
-            g711_first: !both_peers,
+            g711_first: !both_peers && !video,
         };
         let customer = match (answer, target) {
             // The customer called in: answer that call.
