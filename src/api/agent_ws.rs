@@ -48,11 +48,8 @@ pub async fn upgrade(
     let permit = super::budget::permit(&state.shared.agent_sockets, "agent websockets")?;
     // Logout (or the token's expiry) ends the socket: its commands stop there.
     let ended = state.token_ended(&agent.token);
-    // Commands are small: a read chunk of the default 128 KiB is zeroed on every read, which
-    // costs more CPU than the commands themselves (larger frames still arrive in several reads).
     let limits = socket::Limits {
         max_message: state.config().http.max_body_bytes,
-        read_chunk: Some(AGENT_READ_CHUNK),
     };
     Ok(socket::upgrade(
         ws,
@@ -203,9 +200,6 @@ where
     routing.disconnect(&agent);
     let _ = tx.close().await;
 }
-
-/// Bytes read from an agent's socket at a time.
-const AGENT_READ_CHUNK: usize = 8 * 1024;
 
 /// Commands read ahead of the one running; past this the socket is not read until one is done.
 const MAX_QUEUED_COMMANDS: usize = 32;

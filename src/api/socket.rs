@@ -25,17 +25,15 @@ pub(crate) type Frames = Pin<Box<dyn Sink<String, Error = axum::Error> + Send>>;
 pub(crate) type Texts = Pin<Box<dyn Stream<Item = String> + Send>>;
 
 /// Bytes read from a socket at a time. What a customer or an agent sends is small, and the
-/// default buffer (128 KiB) is zeroed on every read and stays resident for the socket's life:
-/// held by every open chat, it was most of a chat's memory.
-pub(crate) const READ_CHUNK: usize = 8 * 1024;
+/// default buffer (128 KiB) is zeroed on every read, which costs more CPU than the messages
+/// themselves, and stays resident for the socket's life: held by every open chat, it was most
+/// of a chat's memory. Larger frames still arrive, in several reads.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// How one kind of socket is read.
 pub(crate) struct Limits {
     /// The largest message and frame, in bytes.
     pub max_message: usize,
-    /// Bytes read at a time, where the default (128 KiB, zeroed on every read) costs more than
-    /// the messages themselves.
-    pub read_chunk: Option<usize>,
 }
 
 /// Upgrades the connection and runs `session` over its text frames. `admitted` (permits,
@@ -53,11 +51,8 @@ where
     S: FnOnce(Frames, Texts) -> F + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let ws = match limits.read_chunk {
-        Some(chunk) => ws.read_buffer_size(chunk),
-        None => ws,
-    };
-    ws.max_message_size(limits.max_message)
+    ws.read_buffer_size(READ_CHUNK)
+        .max_message_size(limits.max_message)
         .max_frame_size(limits.max_message)
         .on_upgrade(move |socket: WebSocket| async move {
             let (tx, rx) = socket.split();

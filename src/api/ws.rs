@@ -89,7 +89,6 @@ pub async fn upgrade(
     let after = query.after_seq.unwrap_or(0);
     let limits = socket::Limits {
         max_message: state.config().http.max_body_bytes,
-        read_chunk: Some(socket::READ_CHUNK),
     };
     Ok(socket::upgrade(
         ws,
