@@ -383,7 +383,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// The hub's own metrics, registered in `metrics`.
     counts: Arc<HubMetrics>,
-    live: Mutex<HashMap<InteractionId, Handle>>,
+    live: Mutex<Live>,
     /// Interactions being opened (their first commit under way), by device: counted against
     /// the limits with the live ones, so parallel creates cannot all pass the check. Locked
     /// after `live`, never before.
@@ -395,6 +395,54 @@ struct Inner {
     created: Mutex<Vec<mpsc::UnboundedSender<Handle>>>,
     /// The other nodes of the cluster, once it is joined ([`Hub::join`]).
     peers: OnceLock<Arc<dyn Peers>>,
+}
+
+/// The interactions running on this node, and how many of them each device has: the
+/// per-device limit is checked on every create, without a pass over every interaction.
+#[derive(Default)]
+struct Live {
+    by_id: HashMap<InteractionId, Handle>,
+    per_device: HashMap<String, usize>,
+}
+
+impl Live {
+    fn insert(&mut self, handle: Handle) {
+        *self.per_device.entry(handle.device.clone()).or_default() += 1;
+        if let Some(old) = self.by_id.insert(handle.id.clone(), handle) {
+            self.forget_device(&old.device);
+        }
+    }
+
+    fn remove(&mut self, id: &InteractionId) {
+        if let Some(old) = self.by_id.remove(id) {
+            self.forget_device(&old.device);
+        }
+    }
+
+    fn forget_device(&mut self, device: &str) {
+        if let Some(count) = self.per_device.get_mut(device) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_device.remove(device);
+            }
+        }
+    }
+
+    fn of_device(&self, device: &str) -> usize {
+        self.per_device.get(device).copied().unwrap_or(0)
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn get(&self, id: &InteractionId) -> Option<&Handle> {
+        self.by_id.get(id)
+    }
+
+    fn handles(&self) -> Vec<Handle> {
+        self.by_id.values().cloned().collect()
+    }
 }
 
 /// A place held for an interaction being opened ([`Hub::reserve`]); given back when it is
@@ -478,7 +526,7 @@ impl Hub {
                 patience,
                 counts: metrics.part::<HubMetrics>(),
                 metrics,
-                live: Mutex::new(HashMap::new()),
+                live: Mutex::new(Live::default()),
                 opening: Mutex::new(HashMap::new()),
                 legs,
                 created: Mutex::new(Vec::new()),
@@ -551,14 +599,7 @@ impl Hub {
     /// then the chat, then the transcript), and waits until they are all closed or `within` has
     /// passed. Returns how many were still running at the deadline.
     pub(crate) async fn close_all(&self, within: Duration) -> usize {
-        let handles: Vec<Handle> = self
-            .inner
-            .live
-            .lock()
-            .expect("hub lock")
-            .values()
-            .cloned()
-            .collect();
+        let handles: Vec<Handle> = self.inner.live.lock().expect("hub lock").handles();
         let deadline = tokio::time::Instant::now() + within;
         let closing = handles.into_iter().map(|handle| async move {
             // A refusal means it is closing already.
@@ -714,8 +755,7 @@ impl Hub {
         if live.len() + all_opening >= chat.max_open_interactions {
             return Err(HubError::TooMany { what: "node" });
         }
-        let mine = live.values().filter(|h| h.device == device).count()
-            + opening.get(device).copied().unwrap_or(0);
+        let mine = live.of_device(device) + opening.get(device).copied().unwrap_or(0);
         if mine >= chat.max_chats_per_device {
             return Err(HubError::TooMany { what: "device" });
         }
@@ -742,7 +782,7 @@ impl Hub {
             let mut live = self.inner.live.lock().expect("hub lock");
             let mut created = self.inner.created.lock().expect("hub lock");
             created.retain(|subscriber| subscriber.send(handle.clone()).is_ok());
-            live.insert(handle.id.clone(), handle);
+            live.insert(handle);
             // Live now: the place it held is given back in the same breath.
             if let Some(reservation) = reservation {
                 reservation.release();
@@ -764,7 +804,7 @@ impl Hub {
             .lock()
             .expect("hub lock")
             .push(subscriber);
-        (live.values().cloned().collect(), created)
+        (live.handles(), created)
     }
 
     /// The interaction with this id running on this node.
@@ -800,13 +840,7 @@ impl Hub {
 
     /// Every running interaction.
     pub fn handles(&self) -> Vec<Handle> {
-        self.inner
-            .live
-            .lock()
-            .expect("hub lock")
-            .values()
-            .cloned()
-            .collect()
+        self.inner.live.lock().expect("hub lock").handles()
     }
 
     pub fn store(&self) -> &Store {
