@@ -2,7 +2,8 @@
 //!
 //! Latency: `POST chats/{id}/events` over HTTP on loopback → persisted (SQLite, group commit,
 //! synchronous=FULL) → seen on the agent side's subscription of the interaction (what the agent
-//! WebSocket will forward). Many customers write at once, each waiting for its previous message.
+//! WebSocket will forward). Many customers write at once, each waiting for its previous message;
+//! the clock starts once every chat is open.
 //! Memory: resident set growth for N open interactions, each with an agent and a message.
 //!
 //! `cargo bench --bench chat_e2e` runs the full sizes; without `--bench` (as under
@@ -113,16 +114,24 @@ async fn latency(customers: usize, per_customer: usize) {
     let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
     let http = reqwest::Client::new();
 
-    let mut tasks = Vec::new();
-    let started = Instant::now();
+    // Every chat is open, and every agent side subscribed, before the clock starts: the rate is
+    // that of messages, not of opening chats one by one.
+    let mut chats = Vec::with_capacity(customers);
     for c in 0..customers {
         let id = open_chat(&hub, c).await;
         let handle = hub.get(&id).unwrap();
-        let mut agent_side = handle.subscribe(u64::MAX).await.unwrap().live;
+        let agent_side = handle.subscribe(u64::MAX).await.unwrap().live;
+        chats.push((c, id, agent_side));
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(customers + 1));
+    let mut tasks = Vec::new();
+    for (c, id, mut agent_side) in chats {
         let http = http.clone();
         let url = format!("http://{addr}/clientweb/api/v1/chats/{id}/events");
         let auth = format!(r#"MOBILE-API-140-327-PLAIN appId="claims-app", clientId="dev-{c}""#);
+        let start = start.clone();
         tasks.push(tokio::spawn(async move {
+            start.wait().await;
             let mut samples = Vec::with_capacity(per_customer);
             for m in 0..per_customer {
                 let msg_id = format!("c-{m}");
@@ -146,6 +155,8 @@ async fn latency(customers: usize, per_customer: usize) {
             samples
         }));
     }
+    start.wait().await;
+    let started = Instant::now();
     let mut all: Vec<Duration> = Vec::new();
     for t in tasks {
         all.extend(t.await.unwrap());
