@@ -6,8 +6,8 @@
 //! the clock starts once every chat is open.
 //! Memory: resident set growth for N open interactions, each with an agent and a message.
 //!
-//! `cargo bench --bench chat_e2e` runs the full sizes; without `--bench` (as under
-//! `cargo test --all-targets`) it runs a small pass as a smoke test.
+//! `cargo bench --bench chat_e2e [memory|latency]` runs the full sizes; without `--bench` (as
+//! under `cargo test --all-targets`) it runs a small pass as a smoke test.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -183,13 +183,23 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // Words after the flags pick runs: `memory`, `latency` (both by default).
+    let picked: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |name: &str| picked.is_empty() || picked.iter().any(|p| p == name);
     runtime.block_on(async {
-        if full {
-            memory(10_000).await;
-            latency(200, 100).await;
+        let (chats, customers, per_customer) = if full {
+            (10_000, 200, 100)
         } else {
-            memory(200).await;
-            latency(4, 10).await;
+            (200, 4, 10)
+        };
+        if run("memory") {
+            memory(chats).await;
+        }
+        if run("latency") {
+            latency(customers, per_customer).await;
         }
     });
 }

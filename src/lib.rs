@@ -3,6 +3,10 @@
 //! The protocol cores ([`sip`]'s transactions and dialogs) are sans-IO state machines driven with
 //! `handle_*(now, input)` and drained with `poll_*`; thin tokio drivers own sockets and clocks.
 
+/// Every binary built on Tandem (the gateway, its benches and tests) allocates with mimalloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod api;
 pub mod bridge;
 pub mod chat;
