@@ -938,6 +938,10 @@ async fn rows_statements<T>(
     rows: &[T],
     bind: impl for<'q> Fn(AnyQuery<'q>, &T) -> AnyQuery<'q>,
 ) -> Result<(), sqlx::Error> {
+    // SQLite looks a numbered parameter's name up by walking a list of them, so binding the
+    // 320 numbered parameters of a 64-row statement took 50 000 steps; anonymous `?` cost
+    // nothing to look up. PostgreSQL takes numbered parameters only.
+    let numbered = !tx.backend_name().eq_ignore_ascii_case("sqlite");
     let mut rest = rows;
     while !rest.is_empty() {
         let n = CHUNKS
@@ -948,7 +952,10 @@ async fn rows_statements<T>(
         let values: Vec<String> = (0..n)
             .map(|r| {
                 let cells: Vec<String> = (1..=columns)
-                    .map(|c| format!("${}", r * columns + c))
+                    .map(|c| match numbered {
+                        true => format!("${}", r * columns + c),
+                        false => "?".to_string(),
+                    })
                     .collect();
                 format!("({})", cells.join(", "))
             })
