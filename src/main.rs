@@ -31,20 +31,7 @@ enum Command {
     HashPassword,
 }
 
-/// Allocations of a MiB or more go straight to mmap and back to the system when freed. glibc
-/// otherwise raises its mmap threshold after the first such free and keeps the later ones in
-/// its per-thread heaps: argon2's 19 MiB per login check then stays resident for good (fifty
-/// agents logging in left the gateway at 480 MiB instead of 20).
-fn return_large_allocations() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator, and runs before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
 fn main() -> ExitCode {
-    return_large_allocations();
     let cli = Cli::parse();
     match cli.command {
         Command::HashPassword => {
