@@ -913,7 +913,12 @@ impl SipCore {
             }
         };
         let local_tag = self.ids.tag();
-        if !agent {
+        // `echo` with no ring time answers in this pass: a 180 first would say nothing.
+        let echo_at_once = !agent
+            && service_number.is_none()
+            && incoming.is_none()
+            && self.config.echo_ring.is_zero();
+        if !agent && !echo_at_once {
             // The agent's softphone rings first; its progress is relayed.
             self.ring(
                 now,

@@ -157,14 +157,14 @@ pub(super) fn to_tag(response: &str) -> String {
     line.split(";tag=").nth(1).unwrap().trim().to_string()
 }
 
-/// INVITE → 100, 180, 200; ACK. Returns the gateway's tag.
+/// INVITE → 200 (echo answers at once: no 100, no 180); ACK. Returns the gateway's tag.
 pub(super) fn establish(phone: &mut Phone) -> String {
     let invite = phone.request("INVITE", "sip:echo@127.0.0.1", "inv1", 1, None, "", OFFER);
     phone.send(&invite);
     let got = phone.received();
     let statuses: Vec<&str> = got.iter().map(|m| &m[8..11]).collect();
-    assert_eq!(statuses, vec!["100", "180", "200"]);
-    let ok = &got[2];
+    assert_eq!(statuses, vec!["200"]);
+    let ok = &got[0];
     assert!(ok.contains("Content-Type: application/sdp"));
     assert!(
         ok.contains("a=rtpmap:0 PCMU/8000"),
@@ -172,7 +172,6 @@ pub(super) fn establish(phone: &mut Phone) -> String {
     );
     assert!(ok.contains("Contact: <sip:tandem@127.0.0.1:5060>"));
     let tag = to_tag(ok);
-    assert_eq!(to_tag(&got[1]), tag, "180 and 200 carry the same tag");
     let ack = phone.in_dialog("ACK", "ack1", 1, &tag, "", "");
     phone.send(&ack);
     tag
@@ -268,9 +267,9 @@ fn over_the_call_limit_new_invites_get_503_and_existing_calls_carry_on() {
     let second = phone.request("INVITE", "sip:echo@127.0.0.1", "inv3", 1, None, "", OFFER);
     phone.send(&second);
     let got = phone.received();
-    assert_eq!(got.len(), 2);
-    assert!(got[1].starts_with("SIP/2.0 503 "));
-    assert!(got[1].contains("Retry-After: 7\r\n"));
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("SIP/2.0 503 "));
+    assert!(got[0].contains("Retry-After: 7\r\n"));
     assert_eq!(phone.core.stats().rejected_over_limit, 1);
 
     phone.call_id = "call-1".into();
@@ -298,7 +297,7 @@ fn unknown_users_get_404_and_unsupported_methods_405() {
     let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
     let invite = phone.request("INVITE", "sip:nobody@127.0.0.1", "u1", 1, None, "", OFFER);
     phone.send(&invite);
-    assert_eq!(phone.statuses(), vec![100, 404]);
+    assert_eq!(phone.statuses(), vec![404]);
     phone.call_id = "call-x".into();
     let subscribe = phone.request(
         "SUBSCRIBE",
@@ -330,8 +329,8 @@ fn an_unsupported_required_extension_gets_420() {
     );
     phone.send(&invite);
     let got = phone.received();
-    assert!(got[1].starts_with("SIP/2.0 420 "));
-    assert!(got[1].contains("Unsupported: 100rel, foo\r\n"));
+    assert!(got[0].starts_with("SIP/2.0 420 "));
+    assert!(got[0].contains("Unsupported: 100rel, foo\r\n"));
 }
 
 #[test]
@@ -349,7 +348,7 @@ fn an_offer_without_audio_gets_488() {
         &video_only,
     );
     phone.send(&invite);
-    assert_eq!(phone.statuses(), vec![100, 488]);
+    assert_eq!(phone.statuses(), vec![488]);
     assert_eq!(phone.core.ports.in_use(), 0);
 }
 
@@ -359,7 +358,7 @@ fn cancel_while_ringing_ends_the_invite_with_487() {
     let mut phone = Phone::new(core(10, Duration::from_secs(5), now), now);
     let invite = phone.request("INVITE", "sip:echo@127.0.0.1", "c1", 1, None, "", OFFER);
     phone.send(&invite);
-    assert_eq!(phone.statuses(), vec![100, 180]);
+    assert_eq!(phone.statuses(), vec![180]);
     phone.advance(Duration::from_secs(1));
     let cancel = phone.request("CANCEL", "sip:echo@127.0.0.1", "c1", 1, None, "", "");
     phone.send(&cancel);
@@ -528,11 +527,7 @@ fn one_core_calls_the_others_echo_and_hangs_up() {
     net.settle();
     let events = Net::events(&mut net.a);
     let dialog = match events.as_slice() {
-        [
-            CoreEvent::Progress { code: 100, .. },
-            CoreEvent::Progress { code: 180, .. },
-            CoreEvent::Answered { call: c, dialog },
-        ] if *c == call => dialog.clone(),
+        [CoreEvent::Answered { call: c, dialog }] if *c == call => dialog.clone(),
         other => panic!("unexpected events {other:?}"),
     };
     assert_eq!(net.b.stats().calls, 1);
@@ -635,9 +630,9 @@ fn a_required_session_timer_is_supported() {
     );
     phone.send(&invite);
     let got = phone.received();
-    assert!(got[2].starts_with("SIP/2.0 200 "), "{got:?}");
-    assert!(got[2].contains("Session-Expires: 1800;refresher=uac\r\n"));
-    assert!(got[2].contains("Supported: timer\r\n"));
+    assert!(got[0].starts_with("SIP/2.0 200 "), "{got:?}");
+    assert!(got[0].contains("Session-Expires: 1800;refresher=uac\r\n"));
+    assert!(got[0].contains("Supported: timer\r\n"));
 }
 
 /// A core that takes calls to the service number +15550100 from the phone, a trunk.
@@ -672,7 +667,7 @@ fn a_trunk_call_to_a_service_number_is_held_ringing_until_the_application_answer
     let now = Instant::now();
     let mut phone = service_core(now, true);
     call_number(&mut phone, "+15550100", "s1");
-    assert_eq!(phone.statuses(), vec![100, 180]);
+    assert_eq!(phone.statuses(), vec![180]);
     let held = events(&mut phone);
     let [
         CoreEvent::ServiceCall {
@@ -715,7 +710,7 @@ fn the_to_user_names_the_service_number_when_the_request_uri_does_not() {
         .request("INVITE", "sip:127.0.0.1", "s1", 1, None, "", OFFER)
         .replace("To: <sip:echo@127.0.0.1>", "To: <sip:15550100@127.0.0.1>");
     phone.send(&invite);
-    assert_eq!(phone.statuses(), vec![100, 180]);
+    assert_eq!(phone.statuses(), vec![180]);
     assert!(matches!(
         events(&mut phone).as_slice(),
         [CoreEvent::ServiceCall { number, .. }] if number == "15550100"

@@ -4,19 +4,16 @@
 //! to an agent's softphone is addressed To the agent's address of record while its
 //! Request-URI is the registered contact (§8.1.1.2).
 
-use std::time::Duration;
-
-use super::tests::{OFFER, Phone, core};
 use super::tests_b2bua::{AGENT, TRUNK, World, header};
-use super::*;
 
 #[test]
 fn the_100_trying_names_the_server() {
-    let now = Instant::now();
-    let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
-    let invite = phone.request("INVITE", "sip:echo@127.0.0.1", "h1", 1, None, "", OFFER);
-    phone.send(&invite);
-    let trying = phone.received().remove(0);
+    // A call to an agent is not answered in the pass that takes the INVITE: the trunk hears
+    // a 100 while the agent's phone is asked.
+    let mut world = World::new(|c| c.user_agent = "Tandem-test".into());
+    world.register_agent();
+    world.trunk_invite("h1", "");
+    let trying = world.take(TRUNK).remove(0);
     assert!(trying.starts_with("SIP/2.0 100"), "{trying}");
     assert!(trying.contains("Server: Tandem-test\r\n"), "{trying}");
 }

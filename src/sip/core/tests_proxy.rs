@@ -47,9 +47,8 @@ fn every_response_that_creates_the_dialog_carries_the_record_route() {
     );
     phone.send(&invite);
     let got = phone.received();
-    assert!(got[0].starts_with("SIP/2.0 100"), "{got:?}");
-    assert!(got[1].starts_with("SIP/2.0 180"), "{got:?}");
-    assert_eq!(values(&got[1], "Record-Route:"), route_set(), "{}", got[1]);
+    assert!(got[0].starts_with("SIP/2.0 180"), "{got:?}");
+    assert_eq!(values(&got[0], "Record-Route:"), route_set(), "{}", got[0]);
     let got = phone.advance(Duration::from_secs(2));
     let ok = got.iter().find(|m| m.starts_with("SIP/2.0 200")).unwrap();
     assert_eq!(values(ok, "Record-Route:"), route_set(), "{ok}");
@@ -82,7 +81,7 @@ fn a_refresh_inside_the_dialog_does_not_repeat_the_record_route() {
         OFFER,
     );
     phone.send(&invite);
-    let ok = phone.received().remove(2);
+    let ok = phone.received().remove(0);
     let tag = to_tag(&ok);
     let ack = phone.in_dialog("ACK", "rr2a", 1, &tag, "", "");
     phone.send(&ack);

@@ -44,7 +44,7 @@ fn call_with(phone: &mut Phone, extra: &str) -> (ServerTxId, String) {
         OFFER,
     );
     phone.send(&invite);
-    assert_eq!(phone.statuses(), vec![100, 180]);
+    assert_eq!(phone.statuses(), vec![180]);
     let events: Vec<CoreEvent> = std::iter::from_fn(|| phone.core.poll_event()).collect();
     match events.as_slice() {
         [

@@ -15,7 +15,7 @@ fn a_session_refreshed_by_update_every_half_interval_stays_up() {
     let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
     let invite = phone.request("INVITE", "sip:echo@127.0.0.1", "st1", 1, None, TIMER, OFFER);
     phone.send(&invite);
-    let ok = phone.received().remove(2);
+    let ok = phone.received().remove(0);
     assert!(ok.contains("Session-Expires: 90;refresher=uac\r\n"), "{ok}");
     let tag = to_tag(&ok);
     let ack = phone.in_dialog("ACK", "st1a", 1, &tag, "", "");
@@ -57,7 +57,7 @@ fn a_session_nobody_refreshes_is_ended() {
     let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
     let invite = phone.request("INVITE", "sip:echo@127.0.0.1", "st2", 1, None, TIMER, OFFER);
     phone.send(&invite);
-    let tag = to_tag(&phone.received().remove(2));
+    let tag = to_tag(&phone.received().remove(0));
     let ack = phone.in_dialog("ACK", "st2a", 1, &tag, "", "");
     phone.send(&ack);
     // §10: the one who does not refresh ends it at interval − min(32, interval / 3).
@@ -73,7 +73,7 @@ fn a_refresh_without_session_expires_turns_the_timer_off() {
     let mut phone = Phone::new(core(10, Duration::ZERO, now), now);
     let invite = phone.request("INVITE", "sip:echo@127.0.0.1", "st3", 1, None, TIMER, OFFER);
     phone.send(&invite);
-    let tag = to_tag(&phone.received().remove(2));
+    let tag = to_tag(&phone.received().remove(0));
     let ack = phone.in_dialog("ACK", "st3a", 1, &tag, "", "");
     phone.send(&ack);
     let update = phone.in_dialog("UPDATE", "st3u", 2, &tag, "", "");

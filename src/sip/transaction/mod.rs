@@ -228,6 +228,10 @@ pub(crate) struct TransactionLayer {
     client_index: HashMap<ClientKey, u64>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     transmits: VecDeque<Transmit>,
+    /// INVITE transactions whose 100 (Trying) waits for the next [`Self::poll_transmit`]. A TU
+    /// that answers in the same pass (an echo, an early error) makes it needless (RFC 3261
+    /// §17.2.1: no 100 when the TU answers within 200 ms), and it is left out.
+    trying: Vec<u64>,
     events: VecDeque<TxEvent>,
     /// The `Server` header of the responses the layer writes itself (100 Trying, 503, 482 …).
     server: Option<String>,
@@ -249,6 +253,7 @@ impl TransactionLayer {
             client_index: HashMap::new(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
+            trying: Vec::new(),
             events: VecDeque::new(),
             server: None,
         }
@@ -284,7 +289,24 @@ impl TransactionLayer {
     }
 
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
+        for id in self.trying.drain(..) {
+            if let Some(tx) = self.servers.get(&id)
+                && let ServerState::Proceeding { last } = &tx.state
+            {
+                self.transmits.push_back(Transmit {
+                    to: tx.to,
+                    payload: last.clone(),
+                });
+            }
+        }
         self.transmits.pop_front()
+    }
+
+    /// The transaction answers or resends on its own: its pending 100 is not needed.
+    fn forget_trying(&mut self, id: u64) {
+        if let Some(at) = self.trying.iter().position(|&t| t == id) {
+            self.trying.swap_remove(at);
+        }
     }
 
     pub(crate) fn poll_event(&mut self) -> Option<TxEvent> {
@@ -402,15 +424,14 @@ impl TransactionLayer {
         let to = response_destination(meta, peer);
         let mut tx = ServerTx::new(key.clone(), invite, to, merge);
         if invite {
-            // RFC 3261 §17.2.1: a 100 quenches INVITE retransmissions at once; its To gets no tag.
+            // RFC 3261 §17.2.1: a 100 quenches INVITE retransmissions; its To gets no tag. It
+            // leaves with the next drain unless the TU has answered by then.
             let trying = Bytes::from(
                 self.own_response(request, StatusCode::Trying, None)
                     .to_bytes(),
             );
-            tx.state = ServerState::Proceeding {
-                last: trying.clone(),
-            };
-            self.send(to, trying);
+            tx.state = ServerState::Proceeding { last: trying };
+            self.trying.push(id);
         }
         self.server_index.insert(key, id);
         self.servers.insert(id, tx);
@@ -429,6 +450,7 @@ impl TransactionLayer {
         };
         if let Some(bytes) = resend {
             let to = tx.to;
+            self.forget_trying(id);
             self.send(to, bytes);
         }
     }
@@ -523,6 +545,7 @@ impl TransactionLayer {
         let bytes = Bytes::from(response.to_bytes());
         let to = server.to;
         let step = server.on_response(now, code, bytes.clone(), &config)?;
+        self.forget_trying(id);
         self.send(to, bytes);
         match step {
             server::Step::Stay => {}

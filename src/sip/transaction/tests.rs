@@ -127,6 +127,47 @@ fn invite_gets_an_immediate_100_and_retransmissions_are_absorbed() {
 }
 
 #[test]
+fn an_invite_answered_before_the_drain_gets_no_100() {
+    let mut s = Server::new();
+    let invite = request_text("INVITE", "z9hG4bK-quick", "");
+    s.receive(&invite, Peer::udp(client_addr()));
+    let tx = s.new_request_tx();
+    let (req, _) = parse_req(&invite);
+    s.layer
+        .respond(
+            s.now,
+            tx,
+            message::response(&req, StatusCode::Ringing, Some("t1")),
+        )
+        .unwrap();
+    // RFC 3261 §17.2.1: the TU answered at once, so the 100 would only repeat what the 180
+    // already does.
+    assert_eq!(
+        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
+        vec![180]
+    );
+    // A retransmission now gets the 180, the transaction's last response.
+    s.receive(&invite, Peer::udp(client_addr()));
+    assert_eq!(
+        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
+        vec![180]
+    );
+}
+
+#[test]
+fn a_retransmission_before_the_drain_sends_the_100_once() {
+    let mut s = Server::new();
+    let invite = request_text("INVITE", "z9hG4bK-twice", "");
+    s.receive(&invite, Peer::udp(client_addr()));
+    s.receive(&invite, Peer::udp(client_addr()));
+    assert_eq!(
+        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
+        vec![100]
+    );
+    s.new_request_tx();
+}
+
+#[test]
 fn a_non_2xx_final_is_retransmitted_on_timer_g_until_the_ack() {
     let mut s = Server::new();
     let invite = request_text("INVITE", "z9hG4bK-g", "");
@@ -421,7 +462,7 @@ fn a_merged_request_gets_482() {
         Peer::udp(client_addr()),
     );
     let statuses: Vec<u16> = s.transmits().iter().map(status_of).collect();
-    assert_eq!(statuses, vec![100, 482]);
+    assert_eq!(statuses, vec![482]);
     assert!(s.events().is_empty());
 }
 
@@ -751,7 +792,7 @@ fn a_client_and_a_server_complete_an_invite_over_a_lossy_link() {
             _ => None,
         })
         .collect();
-    assert_eq!(codes, vec![100, 200]);
+    assert_eq!(codes, vec![200]);
 }
 
 #[test]
