@@ -91,16 +91,19 @@ stop_all
 
 [ "$kamailio" != no ] || exit 0
 # Kamailio 5 as a transaction-stateful proxy: every request to the SIPp UAS, dialogs record-routed.
-# One worker (`children=1`, `tcp_children=1`, `-n 1`), listening on the bench's transport alone.
+# One worker per transport (`children=1`, `tcp_children=1`, `-n 1`).
 uas_port=$((port + 10))
-case $transport in t*) listen=tcp ;; *) listen=udp ;; esac
+# It reaches the SIPp UAS over UDP, and takes the calls on the bench's transport too.
+listen="listen=udp:127.0.0.1:$port"
+case $transport in t*) listen="$listen
+listen=tcp:127.0.0.1:$port" ;; esac
 cat >"$work/kamailio.cfg" <<CFG
 #!KAMAILIO
 debug=1
 log_stderror=yes
 children=1
 tcp_children=1
-listen=$listen:127.0.0.1:$port
+$listen
 dns=no
 rev_dns=no
 auto_aliases=no
