@@ -95,6 +95,19 @@ impl Server {
         out
     }
 
+    /// The status codes of what is due to leave, in order.
+    fn statuses(&mut self) -> Vec<u16> {
+        self.transmits().iter().map(status_of).collect()
+    }
+
+    /// The TU answers `request` (its text) on `tx` with `status`, To tag `t1`.
+    fn answer(&mut self, tx: ServerTxId, request: &str, status: StatusCode) {
+        let (req, _) = parse_req(request);
+        self.layer
+            .respond(self.now, tx, message::response(&req, status, Some("t1")))
+            .unwrap();
+    }
+
     fn new_request_tx(&mut self) -> ServerTxId {
         match self.events().as_slice() {
             [TxEvent::Request { tx, .. }] => *tx,
@@ -119,10 +132,7 @@ fn invite_gets_an_immediate_100_and_retransmissions_are_absorbed() {
 
     // The retransmitted INVITE gets the 100 again and never reaches the TU.
     s.receive(&invite, Peer::udp(client_addr()));
-    assert_eq!(
-        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
-        vec![100]
-    );
+    assert_eq!(s.statuses(), vec![100]);
     assert!(s.events().is_empty());
 }
 
@@ -132,26 +142,13 @@ fn an_invite_answered_before_the_drain_gets_no_100() {
     let invite = request_text("INVITE", "z9hG4bK-quick", "");
     s.receive(&invite, Peer::udp(client_addr()));
     let tx = s.new_request_tx();
-    let (req, _) = parse_req(&invite);
-    s.layer
-        .respond(
-            s.now,
-            tx,
-            message::response(&req, StatusCode::Ringing, Some("t1")),
-        )
-        .unwrap();
+    s.answer(tx, &invite, StatusCode::Ringing);
     // RFC 3261 §17.2.1: the TU answered at once, so the 100 would only repeat what the 180
     // already does.
-    assert_eq!(
-        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
-        vec![180]
-    );
+    assert_eq!(s.statuses(), vec![180]);
     // A retransmission now gets the 180, the transaction's last response.
     s.receive(&invite, Peer::udp(client_addr()));
-    assert_eq!(
-        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
-        vec![180]
-    );
+    assert_eq!(s.statuses(), vec![180]);
 }
 
 #[test]
@@ -160,10 +157,7 @@ fn a_retransmission_before_the_drain_sends_the_100_once() {
     let invite = request_text("INVITE", "z9hG4bK-twice", "");
     s.receive(&invite, Peer::udp(client_addr()));
     s.receive(&invite, Peer::udp(client_addr()));
-    assert_eq!(
-        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
-        vec![100]
-    );
+    assert_eq!(s.statuses(), vec![100]);
     s.new_request_tx();
 }
 
@@ -174,18 +168,8 @@ fn a_non_2xx_final_is_retransmitted_on_timer_g_until_the_ack() {
     s.receive(&invite, Peer::udp(client_addr()));
     s.transmits();
     let tx = s.new_request_tx();
-    let (req, _) = parse_req(&invite);
-    s.layer
-        .respond(
-            s.now,
-            tx,
-            message::response(&req, StatusCode::BusyHere, Some("t1")),
-        )
-        .unwrap();
-    assert_eq!(
-        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
-        vec![486]
-    );
+    s.answer(tx, &invite, StatusCode::BusyHere);
+    assert_eq!(s.statuses(), vec![486]);
 
     // Timer G: T1, then doubling, capped at T2: at 0.5, 1.5, 3.5, 7.5, 11.5 s.
     let start = s.now;
@@ -306,10 +290,7 @@ fn non_invite_retransmissions_get_the_final_response_until_timer_j() {
         .unwrap();
     assert_eq!(s.transmits().len(), 1);
     s.receive(&options, Peer::udp(client_addr()));
-    assert_eq!(
-        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
-        vec![200]
-    );
+    assert_eq!(s.statuses(), vec![200]);
 
     let start = s.now;
     s.run_until(start + 64 * T1);
@@ -401,10 +382,7 @@ fn cancel_before_the_final_response_is_answered_and_reported() {
             message::response(&req, StatusCode::RequestTerminated, Some("ringtag")),
         )
         .unwrap();
-    assert_eq!(
-        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
-        vec![487]
-    );
+    assert_eq!(s.statuses(), vec![487]);
 }
 
 #[test]
@@ -426,10 +404,7 @@ fn cancel_after_the_final_response_has_no_effect() {
         &request_text("CANCEL", "z9hG4bK-c2", ""),
         Peer::udp(client_addr()),
     );
-    assert_eq!(
-        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
-        vec![200]
-    );
+    assert_eq!(s.statuses(), vec![200]);
     assert!(s.events().is_empty(), "the TU is not told: the call stands");
 }
 
@@ -440,10 +415,7 @@ fn cancel_for_an_unknown_invite_gets_481() {
         &request_text("CANCEL", "z9hG4bK-none", ""),
         Peer::udp(client_addr()),
     );
-    assert_eq!(
-        s.transmits().iter().map(status_of).collect::<Vec<_>>(),
-        vec![481]
-    );
+    assert_eq!(s.statuses(), vec![481]);
     assert!(s.events().is_empty());
 }
 
