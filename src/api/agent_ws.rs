@@ -48,12 +48,9 @@ pub async fn upgrade(
     let permit = super::budget::permit(&state.shared.agent_sockets, "agent websockets")?;
     // Logout (or the token's expiry) ends the socket: its commands stop there.
     let ended = state.token_ended(&agent.token);
-    let limits = socket::Limits {
-        max_message: state.config().http.max_body_bytes,
-    };
     Ok(socket::upgrade(
         ws,
-        limits,
+        state.config().http.max_body_bytes,
         Some(ended),
         permit,
         move |tx, rx| session(tx, rx, state, agent.id),

@@ -30,18 +30,12 @@ pub(crate) type Texts = Pin<Box<dyn Stream<Item = String> + Send>>;
 /// of a chat's memory. Larger frames still arrive, in several reads.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// How one kind of socket is read.
-pub(crate) struct Limits {
-    /// The largest message and frame, in bytes.
-    pub max_message: usize,
-}
-
-/// Upgrades the connection and runs `session` over its text frames. `admitted` (permits,
-/// budget slots) is held until the session ends; once `until` is cancelled the session reads
-/// no more.
+/// Upgrades the connection and runs `session` over its text frames, none larger than
+/// `max_message` bytes. `admitted` (permits, budget slots) is held until the session ends;
+/// once `until` is cancelled the session reads no more.
 pub(crate) fn upgrade<A, S, F>(
     ws: WebSocketUpgrade,
-    limits: Limits,
+    max_message: usize,
     until: Option<CancellationToken>,
     admitted: A,
     session: S,
@@ -52,8 +46,8 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     ws.read_buffer_size(READ_CHUNK)
-        .max_message_size(limits.max_message)
-        .max_frame_size(limits.max_message)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
         .on_upgrade(move |socket: WebSocket| async move {
             let (tx, rx) = socket.split();
             let tx =

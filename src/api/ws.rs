@@ -87,12 +87,9 @@ pub async fn upgrade(
     let slot = state.shared.budgets.take(&id, &client.device)?;
     let permit = super::budget::permit(&state.shared.sockets, "websockets")?;
     let after = query.after_seq.unwrap_or(0);
-    let limits = socket::Limits {
-        max_message: state.config().http.max_body_bytes,
-    };
     Ok(socket::upgrade(
         ws,
-        limits,
+        state.config().http.max_body_bytes,
         None,
         (permit, slot),
         move |tx, rx| session(tx, rx, state, client, id, chat, after),

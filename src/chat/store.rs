@@ -952,9 +952,12 @@ async fn rows_statements<T>(
         let values: Vec<String> = (0..n)
             .map(|r| {
                 let cells: Vec<String> = (1..=columns)
-                    .map(|c| match numbered {
-                        true => format!("${}", r * columns + c),
-                        false => "?".to_string(),
+                    .map(|c| {
+                        if numbered {
+                            format!("${}", r * columns + c)
+                        } else {
+                            "?".to_string()
+                        }
                     })
                     .collect();
                 format!("({})", cells.join(", "))
