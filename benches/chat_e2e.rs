@@ -3,7 +3,8 @@
 //! Latency: `POST chats/{id}/events` over HTTP on loopback → persisted (SQLite, group commit,
 //! synchronous=FULL) → seen on the agent side's subscription of the interaction (what the agent
 //! WebSocket will forward). Many customers write at once, each waiting for its previous message;
-//! the clock starts once every chat is open.
+//! the clock starts once every chat is open. It also prints the store's transactions in that
+//! window: how many, how many messages each carried, and how long each took.
 //! Memory: resident set growth for N open interactions, each with an agent and a message.
 //!
 //! `cargo bench --bench chat_e2e [memory|latency]` runs the full sizes; without `--bench` (as
@@ -30,7 +31,7 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn hub_in(dir: &std::path::Path) -> Hub {
+async fn hub_in(dir: &std::path::Path) -> (Hub, Arc<Metrics>) {
     let mut config = Config::parse(
         "[chat]\nmax_chats_per_device = 1000000\nmax_open_interactions = 1000000\n\
          [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n",
@@ -42,9 +43,10 @@ async fn hub_in(dir: &std::path::Path) -> Hub {
     let store = Store::open(&config.store.url, 8, metrics.clone())
         .await
         .unwrap();
-    Hub::open(Arc::new(config), store, metrics, None)
+    let hub = Hub::open(Arc::new(config), store, metrics.clone(), None)
         .await
-        .unwrap()
+        .unwrap();
+    (hub, metrics)
 }
 
 async fn open_chat(hub: &Hub, n: usize) -> tandem::bridge::InteractionId {
@@ -71,7 +73,7 @@ async fn open_chat(hub: &Hub, n: usize) -> tandem::bridge::InteractionId {
 
 async fn memory(n: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let hub = hub_in(dir.path()).await;
+    let (hub, _) = hub_in(dir.path()).await;
     let before = rss_kib();
     let mut tasks = Vec::new();
     for shard in 0..64 {
@@ -104,9 +106,24 @@ async fn memory(n: usize) {
     );
 }
 
+/// Store transactions so far, and the seconds they took.
+fn store_totals(metrics: &Metrics) -> (f64, f64) {
+    let rendered = metrics.render();
+    let stat = |name: &str| {
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        stat("tandem_store_latency_seconds_count"),
+        stat("tandem_store_latency_seconds_sum"),
+    )
+}
+
 async fn latency(customers: usize, per_customer: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let hub = hub_in(dir.path()).await;
+    let (hub, metrics) = hub_in(dir.path()).await;
     let files = FileStore::new(dir.path().join("files"));
     let state = AppState::new(tandem::server::parts(hub.clone(), files));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -156,6 +173,7 @@ async fn latency(customers: usize, per_customer: usize) {
         }));
     }
     start.wait().await;
+    let commits_before = store_totals(&metrics);
     let started = Instant::now();
     let mut all: Vec<Duration> = Vec::new();
     for t in tasks {
@@ -172,6 +190,13 @@ async fn latency(customers: usize, per_customer: usize) {
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         all.last().unwrap().as_secs_f64() * 1e3,
+    );
+    let (commits, spent) = store_totals(&metrics);
+    let (commits, spent) = (commits - commits_before.0, spent - commits_before.1);
+    println!(
+        "  store: {commits:.0} commits, {:.0} messages each, {:.2} ms each on average",
+        all.len() as f64 / commits.max(1.0),
+        spent * 1e3 / commits.max(1.0),
     );
     server.abort();
 }
