@@ -119,6 +119,17 @@ impl RecvBatch {
         Ok(received)
     }
 
+    /// Puts `data` from `source` in the `i`th place, as if [`recv`](Self::recv) had read it
+    /// there: a datagram handed over in memory ([`super::local`]).
+    pub(crate) fn load(&mut self, i: usize, source: SocketAddr, data: &[u8]) {
+        let n = data.len().min(PACKET);
+        self.buffers[i][..n].copy_from_slice(&data[..n]);
+        self.lengths[i] = n as u16;
+        self.sources[i] = Some(source);
+        self.overflows[i] = None;
+        self.truncated[i] = data.len() > PACKET;
+    }
+
     /// The `i`th datagram of the last [`recv`](Self::recv) and where it came from; `None` if
     /// its source is not an IP address.
     pub fn packet(&mut self, i: usize) -> Option<(&mut [u8], SocketAddr)> {

@@ -36,7 +36,8 @@ use tokio::sync::mpsc;
 use super::latch::{Latch, LatchConfig, Learning};
 use super::leg::{CLOCK_RATE, Control, EngineCounters, Leg};
 pub(crate) use super::leg::{LegCounters, LegShared};
-use super::reactor::{Command, ReactorHandle};
+use super::local;
+use super::reactor::{Command, LegInbox, ReactorHandle};
 use super::recorder::{RecordError, RecorderCounters, RecordingSink, Side};
 use super::rtcp::{RemoteReport, RtcpSession};
 use super::sockets::LegSockets;
@@ -181,6 +182,9 @@ struct LegEntry {
     /// a closing leg must not stay anyone's destination.
     forwards_to: Option<LegPort>,
     forwarded_from: Vec<LegPort>,
+    /// The leg's RTP address in the process's table, while it is open: our own sockets hand
+    /// it datagrams in memory ([`super::local`]).
+    _local: Option<local::Binding>,
 }
 
 /// The sockets of a closed leg, kept bound and registered in their reactor's slot.
@@ -316,6 +320,14 @@ impl MediaEngine {
         let latch = Latch::new(signalled, learning, self.settings.latch);
         let leg = Box::new(Leg::new(shared.clone(), latch, session));
         self.reactors[reactor].send(Command::Open { slot, leg });
+        // Bound once the open is queued: the reactor applies its commands before it relays what
+        // was handed over, so the leg is there for the first datagram.
+        let inbox = LegInbox {
+            handover: self.reactors[reactor].handover().clone(),
+            slot,
+            leg: shared.clone(),
+        };
+        let local = local::bind(shared.sockets.rtp_addr, Arc::new(inbox));
         self.slots[reactor].open += 1;
         self.legs.insert(
             id,
@@ -325,6 +337,7 @@ impl MediaEngine {
                 slot,
                 forwards_to: None,
                 forwarded_from: Vec::new(),
+                _local: local,
             },
         );
         Ok(id)

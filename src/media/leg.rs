@@ -15,7 +15,9 @@
 //! ```
 //!
 //! The route is loaded once per batch, so a batch goes to one place. Forwarded packets leave
-//! through the *destination* leg's socket, so its peer sees one address (symmetric RTP); the
+//! through the *destination* leg's socket, so its peer sees one address (symmetric RTP), or,
+//! when that peer is a socket of this process, are handed to it in memory from that address
+//! ([`super::local`]); the
 //! destination may belong to another reactor thread, so its counters are atomics, and its own
 //! reactor reads them when it writes its sender report.
 //!
@@ -38,6 +40,7 @@ use super::dtmf::DtmfDetector;
 use super::engine::{Forwarding, LegPort, MediaEvent, Route};
 use super::g711;
 use super::latch::{Latch, Verdict};
+use super::local;
 use super::recorder::{RecordingFeed, Side};
 use super::rewrite::StreamRewriter;
 use super::rtcp::{self, RtcpSession, ntp_timestamp, report_interval};
@@ -265,6 +268,8 @@ pub(crate) struct Leg {
     /// Send counters already handed to the RTCP session.
     reported_packets: u64,
     reported_bytes: u64,
+    /// Whether where this leg's packets go is a socket of ours ([`local`]).
+    local: local::Lookup,
 }
 
 impl Leg {
@@ -282,6 +287,7 @@ impl Leg {
             rtcp_source: None,
             reported_packets: 0,
             reported_bytes: 0,
+            local: local::Lookup::default(),
         }
     }
 
@@ -302,6 +308,7 @@ impl Leg {
             route_generation,
             rewriter,
             mux,
+            local,
             ..
         } = self;
         let shared: &LegShared = shared;
@@ -389,9 +396,27 @@ impl Leg {
                 _ => shared,
             };
             let sent = match &*to.destination.load() {
-                Some(peer) => batch
-                    .send(to.sockets.rtp_fd(), **peer, &cx.out[..out])
-                    .unwrap_or(0),
+                Some(peer) => match local.inbox(**peer) {
+                    // One of our own sockets: handed over in memory, in order, until one is
+                    // refused (as `sendmmsg` stops at a full socket).
+                    Some(_) => {
+                        let from = local::source(to.sockets.rtp_addr, **peer);
+                        let mut sent = 0;
+                        for &i in &cx.out[..out] {
+                            let Some((packet, _)) = batch.packet(usize::from(i)) else {
+                                break;
+                            };
+                            if local.send(from, **peer, packet) != Some(true) {
+                                break;
+                            }
+                            sent += 1;
+                        }
+                        sent
+                    }
+                    None => batch
+                        .send(to.sockets.rtp_fd(), **peer, &cx.out[..out])
+                        .unwrap_or(0),
+                },
                 None => 0,
             };
             dropped += (out - sent) as u64;

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod g711;
 pub mod latch;
 pub(crate) mod leg;
+pub mod local;
 pub(crate) mod metrics;
 pub mod ports;
 pub(crate) mod reactor;

@@ -20,6 +20,10 @@
 //! burst of commands). A socket that still has data after
 //! [`ROUNDS`] batches waits for the next turn, so one flooded leg cannot starve the others.
 //!
+//! Datagrams another part of the process hands a leg in memory ([`super::local`]: a WebRTC
+//! peer's bridge) wait in the reactor's [`Handover`] and are relayed as a batch read from the
+//! leg's socket would be, right after the commands.
+//!
 //! Legs live in slots the engine assigns. A slot keeps its sockets registered after its leg
 //! closes when the engine keeps them for reuse ([`super::sockets`]): what arrives there then
 //! is read and counted as stray, as is what was still queued when the leg closed.
@@ -27,9 +31,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -37,7 +42,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::batch::{self, BATCH, RecvBatch};
-use super::leg::{Context, Control, EngineCounters, Leg};
+use super::leg::{Context, Control, EngineCounters, Leg, LegShared};
+use super::local;
 use super::sockets::LegSockets;
 
 /// Batches read from one socket per turn before the other sockets get theirs.
@@ -68,15 +74,77 @@ pub(crate) enum Command {
     Stop,
 }
 
+/// Datagrams handed over in memory, waiting for one reactor, at most this many.
+const HANDOVER: usize = 4096;
+
 /// The engine's end of one reactor thread.
 pub(crate) struct ReactorHandle {
     commands: mpsc::Sender<Command>,
-    waker: Waker,
-    /// Set when a wake is on its way, so a burst of commands costs one wake-up.
-    wake_pending: Arc<AtomicBool>,
+    handover: Arc<Handover>,
     /// Set while the loop sleeps with no [`TICK`]: only a wake makes it see a command.
     asleep: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What wakes a reactor, and the datagrams handed to its legs in memory meanwhile.
+pub(crate) struct Handover {
+    waker: Waker,
+    /// Set when a wake is on its way, so a burst of commands or datagrams costs one wake-up.
+    wake_pending: AtomicBool,
+    queue: Mutex<Handed>,
+}
+
+/// Datagrams in the order they were handed over: their bytes back to back, and for each, its
+/// leg and where it came from.
+#[derive(Default)]
+struct Handed {
+    bytes: Vec<u8>,
+    items: Vec<HandedItem>,
+}
+
+struct HandedItem {
+    slot: u32,
+    /// The leg it was for: a leg opened later in the same slot must not take it.
+    leg: Arc<LegShared>,
+    source: SocketAddr,
+    len: usize,
+}
+
+impl Handover {
+    fn wake(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel)
+            && let Err(e) = self.waker.wake()
+        {
+            tracing::error!("cannot wake the media reactor: {e}");
+        }
+    }
+}
+
+/// The address of one open leg in the process's table of sockets ([`super::local`]).
+pub(crate) struct LegInbox {
+    pub handover: Arc<Handover>,
+    pub slot: u32,
+    pub leg: Arc<LegShared>,
+}
+
+impl local::Inbox for LegInbox {
+    fn deliver(&self, source: SocketAddr, data: &[u8]) -> bool {
+        {
+            let mut queue = self.handover.queue.lock().expect("handover lock");
+            if queue.items.len() >= HANDOVER {
+                return false;
+            }
+            queue.bytes.extend_from_slice(data);
+            queue.items.push(HandedItem {
+                slot: self.slot,
+                leg: self.leg.clone(),
+                source,
+                len: data.len(),
+            });
+        }
+        self.handover.wake();
+        true
+    }
 }
 
 impl ReactorHandle {
@@ -88,14 +156,18 @@ impl ReactorHandle {
         engine: Arc<EngineCounters>,
     ) -> io::Result<ReactorHandle> {
         let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
+        let handover = Arc::new(Handover {
+            waker: Waker::new(poll.registry(), WAKER)?,
+            wake_pending: AtomicBool::new(false),
+            queue: Mutex::new(Handed::default()),
+        });
         let (commands, receiver) = mpsc::channel();
-        let wake_pending = Arc::new(AtomicBool::new(false));
         let asleep = Arc::new(AtomicBool::new(false));
         let reactor = Reactor {
             poll,
             commands: receiver,
-            wake_pending: wake_pending.clone(),
+            handover: handover.clone(),
+            handed: Handed::default(),
             asleep: asleep.clone(),
             legs: 0,
             slots: Vec::new(),
@@ -112,11 +184,15 @@ impl ReactorHandle {
             .spawn(move || reactor.run())?;
         Ok(ReactorHandle {
             commands,
-            waker,
-            wake_pending,
+            handover,
             asleep,
             thread: Some(thread),
         })
+    }
+
+    /// Where datagrams for this reactor's legs are handed over in memory.
+    pub fn handover(&self) -> &Arc<Handover> {
+        &self.handover
     }
 
     /// Queues `command`; wakes the loop only if it sleeps without a [`TICK`] and no wake is
@@ -129,22 +205,14 @@ impl ReactorHandle {
         // channel: either it sees this command, or this sees it asleep.
         fence(Ordering::SeqCst);
         if self.asleep.load(Ordering::Relaxed) {
-            self.wake();
-        }
-    }
-
-    fn wake(&self) {
-        if !self.wake_pending.swap(true, Ordering::AcqRel)
-            && let Err(e) = self.waker.wake()
-        {
-            tracing::error!("cannot wake the media reactor: {e}");
+            self.handover.wake();
         }
     }
 
     /// Stops the loop and waits for the thread to end.
     pub fn stop(&mut self) {
         self.send(Command::Stop);
-        self.wake();
+        self.handover.wake();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -166,7 +234,9 @@ struct Slot {
 struct Reactor {
     poll: Poll,
     commands: mpsc::Receiver<Command>,
-    wake_pending: Arc<AtomicBool>,
+    handover: Arc<Handover>,
+    /// The datagrams taken from the handover, kept to reuse their memory.
+    handed: Handed,
     asleep: Arc<AtomicBool>,
     /// Open legs: while there are any, the loop looks at its commands every [`TICK`].
     legs: usize,
@@ -223,6 +293,7 @@ impl Reactor {
             self.asleep.store(false, Ordering::Relaxed);
             self.apply_commands();
             let now = Instant::now();
+            self.relay_handed(now);
             std::mem::swap(&mut self.again, &mut self.turn);
             let mut turn = std::mem::take(&mut self.turn);
             for token in turn.drain(..) {
@@ -240,7 +311,7 @@ impl Reactor {
 
     /// Applies the commands queued so far; returns whether there were any.
     fn apply_commands(&mut self) -> bool {
-        self.wake_pending.store(false, Ordering::Release);
+        self.handover.wake_pending.store(false, Ordering::Release);
         let mut any = false;
         loop {
             match self.commands.try_recv() {
@@ -398,6 +469,51 @@ impl Reactor {
             }
         }
         self.again.push(slot << 1);
+    }
+
+    /// Relays the datagrams handed over since the last turn, in order: each run of datagrams
+    /// for one leg as one batch, as if read from its socket. Those for a leg closed meanwhile
+    /// are strays, as they would be on its socket.
+    fn relay_handed(&mut self, now: Instant) {
+        {
+            let mut queue = self.handover.queue.lock().expect("handover lock");
+            if queue.items.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut *queue, &mut self.handed);
+        }
+        let mut handed = std::mem::take(&mut self.handed);
+        let mut items = handed.items.iter().peekable();
+        let mut offset = 0;
+        while let Some(first) = items.next() {
+            let mut take = |batch: &mut RecvBatch, i: usize, item: &HandedItem| {
+                batch.load(i, item.source, &handed.bytes[offset..offset + item.len]);
+                offset += item.len;
+            };
+            take(&mut self.batch, 0, first);
+            let mut n = 1;
+            while n < BATCH
+                && let Some(next) =
+                    items.next_if(|i| i.slot == first.slot && Arc::ptr_eq(&i.leg, &first.leg))
+            {
+                take(&mut self.batch, n, next);
+                n += 1;
+            }
+            match self.slots.get_mut(first.slot as usize) {
+                Some(Some(Slot { leg: Some(leg), .. })) if Arc::ptr_eq(&leg.shared, &first.leg) => {
+                    leg.relay(&mut self.batch, n, now, &mut self.cx);
+                }
+                _ => count_stray(&self.cx, n),
+            }
+        }
+        handed.items.clear();
+        handed.bytes.clear();
+        // A burst's memory is given back once it is over.
+        if handed.bytes.capacity() > 1 << 20 {
+            handed.bytes.shrink_to(64 << 10);
+            handed.items.shrink_to(256);
+        }
+        self.handed = handed;
     }
 
     fn drain_rtcp(&mut self, slot: usize, now: Instant) {

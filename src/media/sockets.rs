@@ -20,6 +20,8 @@ use super::batch;
 pub struct LegSockets {
     pub rtp: UdpSocket,
     pub rtcp: UdpSocket,
+    /// Where `rtp` is bound.
+    pub rtp_addr: SocketAddr,
 }
 
 impl LegSockets {
@@ -28,8 +30,10 @@ impl LegSockets {
         let rtcp_port = port
             .checked_add(1)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no port above for RTCP"))?;
+        let rtp = bind(SocketAddr::new(ip, port))?;
         Ok(LegSockets {
-            rtp: bind(SocketAddr::new(ip, port))?,
+            rtp_addr: rtp.local_addr()?,
+            rtp,
             rtcp: bind(SocketAddr::new(ip, rtcp_port))?,
         })
     }

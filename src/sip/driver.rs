@@ -726,7 +726,7 @@ impl CoreLoop {
                     };
                     self.metrics.publish(&held);
                     self.metrics.publish(&*self.counters);
-                    self.metrics.part::<MediaMetrics>().set_legs(self.media.open_legs());
+                    self.metrics.part::<MediaMetrics>().publish(self.media.open_legs());
                     for (refusal, n) in self.core.take_source_refusals() {
                         self.metrics.refused_by(refusal.reason(), n);
                     }

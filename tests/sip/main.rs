@@ -39,6 +39,7 @@ mod media_engine_accounts_for_every_packet;
 mod media_engine_bridge_rewrites_streams;
 mod media_engine_counts_packets_in_flight_at_close;
 mod media_engine_echo_reports_its_own_stream;
+mod media_engine_hands_rtp_to_our_own_sockets_in_memory;
 mod media_engine_latches_nat_source;
 mod media_engine_records_bridged_call;
 mod media_engine_rejects_hijack;
