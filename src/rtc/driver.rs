@@ -5,7 +5,10 @@
 //!   datagram, counted, as a congested network would) and never awaits a peer. Each wake reads
 //!   what the socket holds, up to [`READ_BATCH`] datagrams, into one shared buffer: a datagram
 //!   travels to its peer as a slice of it ([`Bytes`]), neither copied nor allocated alone.
-//! - A peer task owns its [`PeerConnection`] and, once bridged, its plain-RTP socket. It sends on the
+//! - A peer task owns its [`PeerConnection`] and, once bridged, its plain-RTP socket. When the
+//!   SIP leg it is bridged to is a media-engine leg of this process (as it is in the gateway),
+//!   the RTP goes both ways in memory ([`local`]): the leg's reactor and this task hand each
+//!   other the packets the socket would have carried. It sends on the
 //!   shared socket with `try_send_to`. Media and keyframe requests for a connected peer go to
 //!   that peer's channel, with `try_send` too. A woken task takes everything already queued
 //!   for it (up to [`PEER_BATCH`] messages or bridge datagrams) before it polls the peer's
@@ -36,6 +39,7 @@ use super::{
     CloseReason, G711, MediaSpec, PeerId, RtcCounters, RtcError, RtcEvent, RtcStats, bump,
 };
 use crate::config;
+use crate::media::local;
 
 /// Datagrams and messages a peer may have waiting; about a second of audio and video.
 const PEER_QUEUE: usize = 256;
@@ -69,6 +73,11 @@ enum PeerMsg {
     Forward(MediaIn),
     /// The connected peer's client asked for a keyframe of the video we forward it.
     KeyframeRequest(KeyframeRequestKind),
+    /// RTP for the bridge from a media-engine leg of this process, handed over in memory.
+    Rtp {
+        source: SocketAddr,
+        data: Vec<u8>,
+    },
     Command(Command),
 }
 
@@ -175,12 +184,14 @@ impl RtcService {
             }
             peers.insert(id, tx.clone());
         }
+        let me = tx.downgrade();
         let _ = inner
             .demux
             .send(DemuxCmd::Add(id, peer.ufrag().to_string(), tx));
         bump(&inner.counters.peers_open, 1);
         let task = PeerTask {
             id,
+            me,
             peer,
             socket: inner.socket.clone(),
             counters: inner.counters.clone(),
@@ -401,13 +412,35 @@ impl Reader {
 
 struct Bridge {
     socket: UdpSocket,
+    /// Where the socket is bound.
+    bound: SocketAddr,
     remote: SocketAddr,
     rtp: RtpBridge,
     packet: Vec<u8>,
+    /// The socket's address in the process's table: a media-engine leg of ours hands its RTP
+    /// over in memory ([`local`]).
+    _local: Option<local::Binding>,
+    /// Whether `remote` is such a leg.
+    to_remote: local::Lookup,
+}
+
+/// A bridge's end of the process's table: RTP for it joins the peer's queue.
+struct BridgeInbox(mpsc::WeakSender<PeerMsg>);
+
+impl local::Inbox for BridgeInbox {
+    fn deliver(&self, source: SocketAddr, data: &[u8]) -> bool {
+        let rtp = PeerMsg::Rtp {
+            source,
+            data: data.to_vec(),
+        };
+        self.0.upgrade().is_some_and(|tx| tx.try_send(rtp).is_ok())
+    }
 }
 
 struct PeerTask {
     id: PeerId,
+    /// The task's own queue, for what is handed to its bridge in memory.
+    me: mpsc::WeakSender<PeerMsg>,
     peer: PeerConnection,
     socket: Arc<UdpSocket>,
     counters: Arc<RtcCounters>,
@@ -514,11 +547,15 @@ impl PeerTask {
         if media.kind == MediaKind::Audio
             && let Some(bridge) = &mut self.bridge
         {
+            let from = local::source(bridge.bound, bridge.remote);
             if bridge.rtp.rtp_for_sip(&media, &mut bridge.packet)
-                && bridge
-                    .socket
-                    .try_send_to(&bridge.packet, bridge.remote)
-                    .is_ok()
+                && match bridge.to_remote.send(from, bridge.remote, &bridge.packet) {
+                    Some(taken) => taken,
+                    None => bridge
+                        .socket
+                        .try_send_to(&bridge.packet, bridge.remote)
+                        .is_ok(),
+                }
             {
                 bump(&self.counters.rtp_bridge_out, 1);
             } else {
@@ -576,6 +613,7 @@ impl PeerTask {
             PeerMsg::KeyframeRequest(kind) => {
                 self.peer.request_keyframe(kind);
             }
+            PeerMsg::Rtp { source, data } => self.on_rtp(source, &data),
             PeerMsg::Command(command) => self.on_command(command).await,
         }
     }
@@ -617,21 +655,25 @@ impl PeerTask {
         let socket = UdpSocket::bind(SocketAddr::new(self.listen_ip, 0))
             .await
             .map_err(|e| RtcError::Io(e.to_string()))?;
-        let mut local = socket
+        let bound = socket
             .local_addr()
             .map_err(|e| RtcError::Io(e.to_string()))?;
-        if local.ip().is_unspecified() {
-            local.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let mut advertised = bound;
+        if advertised.ip().is_unspecified() {
+            advertised.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
         let mut rtp = RtpBridge::new(law, rand::random(), rand::random(), rand::random());
         rtp.set_peer_audio(PeerAudio::choose(&self.peer.audio_codecs()));
         self.bridge = Some(Bridge {
             socket,
+            bound,
             remote,
             rtp,
             packet: Vec::with_capacity(1500),
+            _local: local::bind(bound, Arc::new(BridgeInbox(self.me.clone()))),
+            to_remote: local::Lookup::default(),
         });
-        Ok(local)
+        Ok(advertised)
     }
 }
 
@@ -883,6 +925,69 @@ mod tests {
             a.run(Duration::from_millis(20)).await;
         }
         assert!(!a.media.is_empty(), "the browser heard nothing from SIP");
+        assert!(rtc.counters().rtp_bridge_in > 0);
+    }
+
+    /// A bridge whose SIP leg is a socket of this process (a media-engine leg) talks to it in
+    /// memory, both ways, as the addresses the kernel would show.
+    #[tokio::test]
+    async fn a_bridge_to_a_leg_of_ours_hands_rtp_over_in_memory() {
+        use crate::media::local::{self, Lookup, tests::Kept};
+
+        let (rtc, mut events) = RtcService::start(&config(10)).await.unwrap();
+        let (pa, offer) = rtc.create_peer(AUDIO).await.unwrap();
+        let (mut a, answer) = Client::answering(&offer).await;
+        rtc.accept_answer(pa, answer).await.unwrap();
+        let leg = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let leg_addr = leg.local_addr().unwrap();
+        let kept = Kept::new(1000);
+        let _binding = local::bind(leg_addr, kept.clone()).unwrap();
+        let bridge = rtc.bridge_rtp(pa, leg_addr, G711::Pcmu).await.unwrap();
+        let mut connected = false;
+        for _ in 0..100 {
+            a.run(Duration::from_millis(50)).await;
+            if let Ok(e) = events.try_recv() {
+                connected = e == RtcEvent::Connected { peer: pa };
+                break;
+            }
+        }
+        assert!(connected);
+
+        // Browser -> leg, in memory.
+        let mut handed = Vec::new();
+        for seq in 0..50 {
+            a.send_audio(seq);
+            a.run(Duration::from_millis(20)).await;
+            handed.extend(kept.taken());
+            if !handed.is_empty() {
+                break;
+            }
+        }
+        let (from, packet) = handed.first().expect("no RTP was handed to the leg");
+        assert_eq!(*from, bridge, "from the address the bridge answered with");
+        let (pt, _, payload) = crate::rtc::rtp_bridge::parse_rtp(packet).unwrap();
+        assert_eq!((pt, payload.len()), (0, 160));
+        let mut buf = [0u8; 2048];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), leg.recv_from(&mut buf))
+                .await
+                .is_err(),
+            "nothing crossed the kernel to the leg's socket"
+        );
+
+        // Leg -> browser, in memory.
+        let mut lookup = Lookup::default();
+        for seq in 0..25u16 {
+            assert_eq!(
+                lookup.send(leg_addr, bridge, &rtp(0, seq, &[0xff; 160])),
+                Some(true)
+            );
+            a.run(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !a.media.is_empty(),
+            "the browser heard nothing from the leg"
+        );
         assert!(rtc.counters().rtp_bridge_in > 0);
     }
 
