@@ -553,15 +553,28 @@ async fn run(size: Size) -> Vec<String> {
     }
     let legs = gateway.closed_legs();
     let deaf = legs.iter().filter(|(i, o)| *i == 0 || *o == 0).count();
+    let handed = |outcome: &str| {
+        let name = format!("tandem_media_handed_over{{outcome=\"{outcome}\"}}");
+        let gateway = &gateway;
+        let http = &http;
+        async move { gateway.gauge(http, &name).await.unwrap_or(0.0) }
+    };
+    let (handed_over, refused) = (handed("delivered").await, handed("refused").await);
     println!(
         "after: phones {} calls ok, {} failed, {} retransmissions; gateway closed {} media legs, \
-         {deaf} of them without packets both ways; idle: {}",
+         {deaf} of them without packets both ways; idle: {}; RTP handed between the gateway's \
+         own sockets in memory: {handed_over:.0} ({refused:.0} refused by a full queue)",
         phone.successful,
         phone.failed,
         phone.retransmissions,
         legs.len(),
         if left.is_empty() { "yes" } else { "no" },
     );
+    if up > 0 && handed_over == 0.0 {
+        failures.push(
+            "the browsers' RTP crossed the kernel between the gateway's own sockets".to_string(),
+        );
+    }
     // Each call that came up closes two legs with packets both ways; the others may not.
     if legs.len() < 2 * up || deaf > 2 * (n - up) {
         failures.push(format!(

@@ -5,16 +5,18 @@
 //! 1. Setup: 100 clients join at once; from `create_peer` to `RtcEvent::Connected` (ICE and
 //!    DTLS), p50/p99, and Tandem's CPU per join.
 //! 2. Audio legs bridged to SIP per core: N clients each talk 50 packets/s to a Tandem peer that
-//!    is `bridge_rtp`'d to a plain UDP "SIP side" which echoes every RTP packet back, so each
-//!    leg carries 50 packets/s both ways. Once with PCMU clients (pass-through) and once with
-//!    Opus clients (Opus ↔ PCMU transcoding both ways), N = 100 and 300.
+//!    is `bridge_rtp`'d, as the gateway does it, to a media-engine leg bridged to a second leg
+//!    whose peer (the "phone") is a plain UDP echo, so each leg carries 50 packets/s both ways
+//!    through the peer, both engine legs and the phone. Once with PCMU clients (pass-through)
+//!    and once with Opus clients (Opus ↔ PCMU transcoding both ways), N = 100 and 300.
 //!    legs per core = N / (Tandem's CPU seconds / wall seconds).
 //! 3. Video: two peers `connect`ed; one client sends VP8 (12 kB frames, ~11 packets each, at
 //!    250 frames/s, ~2750 packets/s); Tandem's CPU per packet forwarded to the other client.
 //!
 //! How Tandem's CPU is told apart: the service runs in its own tokio runtime (one worker
-//! thread, threads named `tandem-rtc`); the clients run in another (one worker, `rtc-client`)
-//! and the SIP echo on its own thread. Tandem's CPU is its threads' time on CPU from
+//! thread, threads named `tandem-rtc`) and the media engine on its own thread (`tandem-media`);
+//! the clients run in another runtime (one worker, `rtc-client`) and the SIP echo on its own
+//! thread. Tandem's CPU is its threads' time on CPU from
 //! `/proc/self/task/TID/schedstat` over a measured window after a second of warm-up. On
 //! loopback the kernel delivers a datagram in the sender's system call, so Tandem is charged
 //! for delivering what it sends and not for what it receives; a leg sends as many datagrams as
@@ -31,13 +33,15 @@ mod str0m_client;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
 use str0m_client::{ClientStats, Plan, client};
 use tandem::config;
+use tandem::media::engine::{Forwarding, LegPort, MediaEngine, MediaSettings};
+use tandem::media::latch::Learning;
 use tandem::rtc::{G711, MediaSpec, PeerId, RtcEvent, RtcService};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -376,11 +380,16 @@ impl Runtimes {
     fn bridged_audio(&self, n: usize, codec: Codec, seconds: f64) -> Window {
         let echo = Echo::start();
         let sip = echo.addr;
+        // The gateway's path: the peer's bridge talks to a media-engine leg, bridged to the leg
+        // facing the phone (here, the echo).
+        let (engine, _events) = MediaEngine::start(MediaSettings::default()).unwrap();
+        let engine = Arc::new(Mutex::new(engine));
         let plan = match codec {
             Codec::PCMU => Plan::pcmu(),
             _ => Plan::opus(),
         };
-        self.run(
+        let media = engine.clone();
+        let window = self.run(
             seconds,
             Some(&echo),
             move |service, clients, stats, stop| {
@@ -391,12 +400,21 @@ impl Runtimes {
                     for _ in 0..n {
                         let (service, clients) = (service.clone(), clients.clone());
                         let (plan, stats, stop) = (plan.clone(), stats.clone(), stop.clone());
-                        let opening = opening.clone();
+                        let (opening, media) = (opening.clone(), media.clone());
                         joins.push(tokio::spawn(async move {
                             let _turn = opening.acquire().await.unwrap();
                             let (peer, connected) =
                                 join(&service, &clients, BRIDGED, plan, stats, stop).await;
-                            service.bridge_rtp(peer, sip, G711::Pcmu).await.unwrap();
+                            let app = open_call(&media, sip);
+                            let bridge = service
+                                .bridge_rtp(
+                                    peer,
+                                    SocketAddr::from(([127, 0, 0, 1], app.0)),
+                                    G711::Pcmu,
+                                )
+                                .await
+                                .unwrap();
+                            media.lock().unwrap().set_remote(app, Some(bridge));
                             let _ = tokio::time::timeout(PATIENCE, connected).await;
                         }));
                     }
@@ -406,7 +424,9 @@ impl Runtimes {
                     n
                 })
             },
-        )
+        );
+        drop(engine);
+        window
     }
 
     fn video(&self, seconds: f64) -> Window {
@@ -479,7 +499,7 @@ impl Runtimes {
             let c = service.counters();
             (
                 Instant::now(),
-                cpu_of("tandem-rtc"),
+                cpu_of("tandem-"),
                 cpu_of("rtc-client"),
                 echo_cpu(),
                 c.rtp_bridge_out,
@@ -510,6 +530,24 @@ impl Runtimes {
             failed,
         }
     }
+}
+
+/// Opens a call in the media engine: a leg for the peer's bridge (returned), bridged to a leg
+/// whose peer is the phone at `phone`.
+fn open_call(engine: &Mutex<MediaEngine>, phone: SocketAddr) -> LegPort {
+    static NEXT_PORT: AtomicU16 = AtomicU16::new(30_000);
+    let mut engine = engine.lock().unwrap();
+    let mut open = |peer: Option<SocketAddr>, learning| loop {
+        let port = NEXT_PORT.fetch_add(2, Ordering::Relaxed);
+        assert!(port < 60_000, "no media ports left");
+        if let Ok(leg) = engine.open(port, peer, learning) {
+            return leg;
+        }
+    };
+    let app = open(None, Learning::Nat);
+    let phone = open(Some(phone), Learning::Strict);
+    engine.bridge(app, phone, Forwarding::default(), Forwarding::default());
+    app
 }
 
 fn service_config() -> config::RtcConfig {
