@@ -179,17 +179,31 @@ pub(crate) mod tests {
         }
     }
 
-    /// A port of its own for each test: the table is the process's.
-    fn free_addr() -> SocketAddr {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
+    /// An address of its own for each test, held for the test's length: the table is the
+    /// process's, and a test running beside this one must not be handed an address bound here.
+    struct Held(Vec<std::net::UdpSocket>);
+
+    impl Held {
+        fn new() -> Held {
+            Held(Vec::new())
+        }
+
+        fn addr(&mut self) -> SocketAddr {
+            self.on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        }
+
+        fn on(&mut self, ip: IpAddr) -> SocketAddr {
+            let socket = std::net::UdpSocket::bind((ip, 0)).unwrap();
+            let addr = socket.local_addr().unwrap();
+            self.0.push(socket);
+            addr
+        }
     }
 
     #[test]
     fn a_datagram_to_a_bound_address_lands_in_its_inbox_with_the_senders_address() {
-        let (to, from) = (free_addr(), free_addr());
+        let mut held = Held::new();
+        let (to, from) = (held.addr(), held.addr());
         let kept = Kept::new(8);
         let _binding = bind(to, kept.clone()).unwrap();
         let mut lookup = Lookup::default();
@@ -199,54 +213,59 @@ pub(crate) mod tests {
 
     #[test]
     fn an_address_nobody_bound_takes_the_kernels_path() {
+        let mut held = Held::new();
         let mut lookup = Lookup::default();
-        assert_eq!(lookup.send(free_addr(), free_addr(), b"rtp"), None);
+        assert_eq!(lookup.send(held.addr(), held.addr(), b"rtp"), None);
     }
 
     #[test]
     fn unbinding_is_seen_by_a_sender_that_looked_the_address_up_before() {
-        let to = free_addr();
+        let mut held = Held::new();
+        let (to, from) = (held.addr(), held.addr());
         let kept = Kept::new(8);
         let binding = bind(to, kept.clone()).unwrap();
         let mut lookup = Lookup::default();
-        assert_eq!(lookup.send(free_addr(), to, b"1"), Some(true));
+        assert_eq!(lookup.send(from, to, b"1"), Some(true));
         drop(binding);
-        assert_eq!(lookup.send(free_addr(), to, b"2"), None);
+        assert_eq!(lookup.send(from, to, b"2"), None);
         assert_eq!(kept.taken().len(), 1);
     }
 
     #[test]
     fn an_address_binds_once() {
-        let to = free_addr();
+        let mut held = Held::new();
+        let to = held.addr();
         let _first = bind(to, Kept::new(1)).unwrap();
         assert!(bind(to, Kept::new(1)).is_none());
     }
 
     #[test]
     fn a_full_inbox_refuses_and_is_counted() {
-        let to = free_addr();
+        let mut held = Held::new();
+        let (to, from) = (held.addr(), held.addr());
         let kept = Kept::new(1);
         let _binding = bind(to, kept.clone()).unwrap();
         let mut lookup = Lookup::default();
         let (_, refused) = totals();
-        assert_eq!(lookup.send(free_addr(), to, b"1"), Some(true));
-        assert_eq!(lookup.send(free_addr(), to, b"2"), Some(false));
+        assert_eq!(lookup.send(from, to, b"1"), Some(true));
+        assert_eq!(lookup.send(from, to, b"2"), Some(false));
         assert!(totals().1 > refused);
         assert_eq!(kept.taken().len(), 1);
     }
 
     #[test]
     fn a_wildcard_binding_takes_loopback_datagrams_for_its_port_only() {
-        let port = free_addr().port();
+        let mut held = Held::new();
+        let wildcard = held.on(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let from = held.addr();
         let kept = Kept::new(8);
-        let wildcard = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
         let _binding = bind(wildcard, kept.clone()).unwrap();
         let mut lookup = Lookup::default();
-        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-        assert_eq!(lookup.send(free_addr(), loopback, b"1"), Some(true));
+        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), wildcard.port());
+        assert_eq!(lookup.send(from, loopback, b"1"), Some(true));
         // Another host's address on the same port is not ours.
-        let elsewhere = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), port);
-        assert_eq!(lookup.send(free_addr(), elsewhere, b"2"), None);
+        let elsewhere = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), wildcard.port());
+        assert_eq!(lookup.send(from, elsewhere, b"2"), None);
         assert_eq!(kept.taken().len(), 1);
     }
 

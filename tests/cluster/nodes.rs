@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -18,9 +19,21 @@ pub const LEASE_S: u64 = 3;
 
 pub const AUTH: &str = r#"MOBILE-API-140-327-PLAIN appId="claims-app", clientId="dev-1""#;
 
+/// A port free on both UDP and TCP now, below the kernel's ephemeral range: the ports of the
+/// whole cluster are picked before its nodes start, and a port the kernel could hand to an
+/// earlier node's outgoing connection (to PostgreSQL, to NATS) would be taken by then.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() % 1000) as u16;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 31_000 + ((seed * 17 + offset * 7) % 1700);
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
 }
 
 /// A private NATS server.
@@ -255,7 +268,8 @@ impl Cluster {
                 "127.0.0.1".to_string()
             };
             let sip: SocketAddr = format!("{sip_ip}:{sip}").parse().unwrap();
-            let rtp = 40000 + i as u16 * 200;
+            // Media ports below the ephemeral range too (see `free_port`).
+            let rtp = 30_000 + i as u16 * 200;
             let cluster_section = if setup.standalone {
                 String::new()
             } else {
