@@ -325,7 +325,7 @@ impl MediaEngine {
         let inbox = LegInbox {
             handover: self.reactors[reactor].handover().clone(),
             slot,
-            leg: shared.clone(),
+            leg: Arc::downgrade(&shared),
         };
         let local = local::bind(shared.sockets.rtp_addr, Arc::new(inbox));
         self.slots[reactor].open += 1;

@@ -34,7 +34,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -124,11 +124,16 @@ impl Handover {
 pub(crate) struct LegInbox {
     pub handover: Arc<Handover>,
     pub slot: u32,
-    pub leg: Arc<LegShared>,
+    /// Weak: a sender that looked the leg up and went quiet must not keep its sockets open
+    /// after it closed.
+    pub leg: Weak<LegShared>,
 }
 
 impl local::Inbox for LegInbox {
     fn deliver(&self, source: SocketAddr, data: &[u8]) -> bool {
+        let Some(leg) = self.leg.upgrade() else {
+            return false;
+        };
         {
             let mut queue = self.handover.queue.lock().expect("handover lock");
             if queue.items.len() >= HANDOVER {
@@ -137,7 +142,7 @@ impl local::Inbox for LegInbox {
             queue.bytes.extend_from_slice(data);
             queue.items.push(HandedItem {
                 slot: self.slot,
-                leg: self.leg.clone(),
+                leg,
                 source,
                 len: data.len(),
             });

@@ -129,3 +129,24 @@ fn a_closed_leg_takes_nothing_more_in_memory() {
         "once closed, a datagram to its port takes the kernel's path"
     );
 }
+
+#[test]
+fn a_sender_that_looked_a_closed_leg_up_does_not_keep_its_port() {
+    let (mut engine, _events) = engine();
+    let (leg, addr) = open_leg(&mut engine, None);
+    let mut lookup = Lookup::default();
+    let from = Peer::new().addr();
+    let packet = rtp(0, false, 1, 160, 0x4444, &[0; 160]);
+    assert_eq!(lookup.send(from, addr, &packet), Some(true));
+    engine.close(leg);
+    // `lookup` still holds what it found; the port is free once the reactor closed the leg.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::UdpSocket::bind(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the closed leg's port stays taken"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(lookup);
+}
