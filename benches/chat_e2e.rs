@@ -10,10 +10,14 @@
 //! `cargo bench --bench chat_e2e [memory|latency]` runs the full sizes; without `--bench` (as
 //! under `cargo test --all-targets`) it runs a small pass as a smoke test.
 
+#[path = "support/store_stats.rs"]
+mod store_stats;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use store_stats::store_totals;
 use tandem::api::{AppState, app};
 use tandem::bridge::{AgentId, Command, Customer, EventKind, Party};
 use tandem::chat::files::FileStore;
@@ -104,21 +108,6 @@ async fn memory(n: usize) {
         after / 1024,
         (after.saturating_sub(before)) as f64 / n as f64
     );
-}
-
-/// Store transactions so far, and the seconds they took.
-fn store_totals(metrics: &Metrics) -> (f64, f64) {
-    let rendered = metrics.render();
-    let stat = |name: &str| {
-        rendered
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (
-        stat("tandem_store_latency_seconds_count"),
-        stat("tandem_store_latency_seconds_sum"),
-    )
 }
 
 async fn latency(customers: usize, per_customer: usize) {

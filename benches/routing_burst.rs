@@ -9,12 +9,16 @@
 //! `-- ring_all` runs one mode); without `--bench` (as under `cargo test --all-targets`) it runs
 //! a small pass as a smoke test. It prints "burst starts" on stderr for profilers to attach.
 
+#[path = "support/store_stats.rs"]
+mod store_stats;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use store_stats::store_totals;
 use tandem::api::{AppState, app};
 use tandem::chat::files::FileStore;
 use tandem::chat::store::Store;
@@ -244,17 +248,7 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
         seen.accept.len(),
         seen.failures.len(),
     );
-    let rendered = observed.render();
-    let stat = |name: &str| {
-        rendered
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let (commits, spent) = (
-        stat("tandem_store_latency_seconds_count"),
-        stat("tandem_store_latency_seconds_sum"),
-    );
+    let (commits, spent) = store_totals(&observed);
     println!(
         "  store: {commits} commits since start, {:.2} ms each on average; \
          POST→answer p50 {:.2} ms, p99 {:.2} ms",

@@ -863,16 +863,40 @@ mod tests {
         UdpSocket,
         SocketAddr,
     ) {
+        let sip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (rtc, events, pa, a, bridge) = bridged_to(sip.local_addr().unwrap()).await;
+        (rtc, events, pa, a, sip, bridge)
+    }
+
+    /// A gateway with one audio peer answered by a client and bridged as PCMU to the SIP leg
+    /// at `sip`; returns the bridge's address too.
+    async fn bridged_to(
+        sip: SocketAddr,
+    ) -> (
+        RtcService,
+        mpsc::Receiver<RtcEvent>,
+        PeerId,
+        Client,
+        SocketAddr,
+    ) {
         let (rtc, events) = RtcService::start(&config(10)).await.unwrap();
         let (pa, offer) = rtc.create_peer(AUDIO).await.unwrap();
         let (a, answer) = Client::answering(&offer).await;
         rtc.accept_answer(pa, answer).await.unwrap();
-        let sip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let bridge = rtc
-            .bridge_rtp(pa, sip.local_addr().unwrap(), G711::Pcmu)
-            .await
-            .unwrap();
-        (rtc, events, pa, a, sip, bridge)
+        let bridge = rtc.bridge_rtp(pa, sip, G711::Pcmu).await.unwrap();
+        (rtc, events, pa, a, bridge)
+    }
+
+    /// Runs the client until the service's first event, which must be its peer's connection.
+    async fn until_connected(a: &mut Client, events: &mut mpsc::Receiver<RtcEvent>, peer: PeerId) {
+        for _ in 0..100 {
+            a.run(Duration::from_millis(50)).await;
+            if let Ok(e) = events.try_recv() {
+                assert_eq!(e, RtcEvent::Connected { peer });
+                return;
+            }
+        }
+        panic!("the peer never connected");
     }
 
     /// An RTP packet of payload type `pt` as the SIP leg sends it, 20 ms of 8 kHz per `seq`.
@@ -888,15 +912,7 @@ mod tests {
     #[tokio::test]
     async fn a_bridged_browser_talks_plain_rtp_to_a_sip_leg() {
         let (rtc, mut events, pa, mut a, sip, bridge) = bridged_client().await;
-        let mut connected = false;
-        for _ in 0..100 {
-            a.run(Duration::from_millis(50)).await;
-            if let Ok(e) = events.try_recv() {
-                connected = e == RtcEvent::Connected { peer: pa };
-                break;
-            }
-        }
-        assert!(connected);
+        until_connected(&mut a, &mut events, pa).await;
 
         // Browser -> SIP: Opus becomes PCMU RTP.
         let mut buf = [0u8; 2048];
@@ -934,24 +950,12 @@ mod tests {
     async fn a_bridge_to_a_leg_of_ours_hands_rtp_over_in_memory() {
         use crate::media::local::{self, Lookup, tests::Kept};
 
-        let (rtc, mut events) = RtcService::start(&config(10)).await.unwrap();
-        let (pa, offer) = rtc.create_peer(AUDIO).await.unwrap();
-        let (mut a, answer) = Client::answering(&offer).await;
-        rtc.accept_answer(pa, answer).await.unwrap();
         let leg = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let leg_addr = leg.local_addr().unwrap();
         let kept = Kept::new(1000);
         let _binding = local::bind(leg_addr, kept.clone()).unwrap();
-        let bridge = rtc.bridge_rtp(pa, leg_addr, G711::Pcmu).await.unwrap();
-        let mut connected = false;
-        for _ in 0..100 {
-            a.run(Duration::from_millis(50)).await;
-            if let Ok(e) = events.try_recv() {
-                connected = e == RtcEvent::Connected { peer: pa };
-                break;
-            }
-        }
-        assert!(connected);
+        let (rtc, mut events, pa, mut a, bridge) = bridged_to(leg_addr).await;
+        until_connected(&mut a, &mut events, pa).await;
 
         // Browser -> leg, in memory.
         let mut handed = Vec::new();
