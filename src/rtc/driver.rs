@@ -265,7 +265,8 @@ impl RtcService {
 
     /// Bridges the peer's audio to a SIP media leg at `remote` as plain RTP of `codec`, from a
     /// fresh socket on the listen IP (returned); RTP from `remote` to that socket goes to the
-    /// client. G.711 passes through; Opus is transcoded.
+    /// client. G.711 passes through; Opus is transcoded. When `remote` is a media-engine leg of
+    /// this process, the RTP goes both ways in memory ([`local`]).
     pub async fn bridge_rtp(
         &self,
         peer: PeerId,
