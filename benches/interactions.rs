@@ -553,13 +553,15 @@ async fn run(size: Size) -> Vec<String> {
     }
     let legs = gateway.closed_legs();
     let deaf = legs.iter().filter(|(i, o)| *i == 0 || *o == 0).count();
-    let handed = |outcome: &str| {
-        let name = format!("tandem_media_handed_over{{outcome=\"{outcome}\"}}");
-        let gateway = &gateway;
-        let http = &http;
-        async move { gateway.gauge(http, &name).await.unwrap_or(0.0) }
-    };
-    let (handed_over, refused) = (handed("delivered").await, handed("refused").await);
+    let handed = |outcome: &str| format!("tandem_media_handed_over{{outcome=\"{outcome}\"}}");
+    let handed_over = gateway
+        .gauge(&http, &handed("delivered"))
+        .await
+        .unwrap_or(0.0);
+    let refused = gateway
+        .gauge(&http, &handed("refused"))
+        .await
+        .unwrap_or(0.0);
     println!(
         "after: phones {} calls ok, {} failed, {} retransmissions; gateway closed {} media legs, \
          {deaf} of them without packets both ways; idle: {}; RTP handed between the gateway's \

@@ -399,17 +399,14 @@ impl Leg {
                 Some(peer) => match local.inbox(**peer) {
                     // One of our own sockets: handed over in memory, in order, until one is
                     // refused (as `sendmmsg` stops at a full socket).
-                    Some(_) => {
+                    Some(inbox) => {
                         let from = local::source(to.sockets.rtp_addr, **peer);
                         let mut sent = 0;
                         for &i in &cx.out[..out] {
-                            let Some((packet, _)) = batch.packet(usize::from(i)) else {
-                                break;
-                            };
-                            if local.send(from, **peer, packet) != Some(true) {
-                                break;
+                            match batch.packet(usize::from(i)) {
+                                Some((packet, _)) if local::hand(inbox, from, packet) => sent += 1,
+                                _ => break,
                             }
-                            sent += 1;
                         }
                         sent
                     }

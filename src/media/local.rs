@@ -133,15 +133,20 @@ impl Lookup {
     /// Hands `data` from `source` to the inbox bound to `to`: `None` if there is none (the
     /// datagram should take the kernel's path), else whether the inbox took it.
     pub fn send(&mut self, source: SocketAddr, to: SocketAddr, data: &[u8]) -> Option<bool> {
-        let taken = self.inbox(to)?.deliver(source, data);
-        let counter = if taken {
-            &TABLE.delivered
-        } else {
-            &TABLE.refused
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        Some(taken)
+        Some(hand(self.inbox(to)?, source, data))
     }
+}
+
+/// Hands `data` from `source` to `inbox`, counted in [`totals`]; whether it was taken.
+pub fn hand(inbox: &dyn Inbox, source: SocketAddr, data: &[u8]) -> bool {
+    let taken = inbox.deliver(source, data);
+    let counter = if taken {
+        &TABLE.delivered
+    } else {
+        &TABLE.refused
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    taken
 }
 
 #[cfg(test)]

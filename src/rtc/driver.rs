@@ -413,9 +413,9 @@ impl Reader {
 
 struct Bridge {
     socket: UdpSocket,
-    /// Where the socket is bound.
-    bound: SocketAddr,
     remote: SocketAddr,
+    /// Where `remote` sees the socket's datagrams come from.
+    from: SocketAddr,
     rtp: RtpBridge,
     packet: Vec<u8>,
     /// The socket's address in the process's table: a media-engine leg of ours hands its RTP
@@ -548,9 +548,11 @@ impl PeerTask {
         if media.kind == MediaKind::Audio
             && let Some(bridge) = &mut self.bridge
         {
-            let from = local::source(bridge.bound, bridge.remote);
             if bridge.rtp.rtp_for_sip(&media, &mut bridge.packet)
-                && match bridge.to_remote.send(from, bridge.remote, &bridge.packet) {
+                && match bridge
+                    .to_remote
+                    .send(bridge.from, bridge.remote, &bridge.packet)
+                {
                     Some(taken) => taken,
                     None => bridge
                         .socket
@@ -667,8 +669,8 @@ impl PeerTask {
         rtp.set_peer_audio(PeerAudio::choose(&self.peer.audio_codecs()));
         self.bridge = Some(Bridge {
             socket,
-            bound,
             remote,
+            from: local::source(bound, remote),
             rtp,
             packet: Vec::with_capacity(1500),
             _local: local::bind(bound, Arc::new(BridgeInbox(self.me.clone()))),
