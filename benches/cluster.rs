@@ -55,9 +55,9 @@ fn setup(agents: usize, standalone: bool) -> Setup {
         ));
     }
     Setup {
-        own_addresses: false,
         extra,
         standalone,
+        ..Setup::default()
     }
 }
 

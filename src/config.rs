@@ -12,6 +12,21 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// An origin as browsers send it: scheme, host, optional port, and nothing else.
+/// `url` as it may be shown in a log or an error: any password in it replaced by `***`.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    match authority.rsplit_once('@') {
+        Some((user_info, _)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***{}", &rest[user_info.len()..])
+        }
+        _ => url.to_string(),
+    }
+}
+
 fn valid_origin(origin: &str) -> bool {
     let Some(rest) = origin
         .strip_prefix("https://")
@@ -507,7 +522,8 @@ impl SmsConfig {
 pub struct ClusterConfig {
     /// This node's id, unique in the cluster; it names the node's lease and what it owns.
     pub node: String,
-    /// The NATS server (`nats://HOST:PORT`).
+    /// The NATS server (`nats://HOST:PORT`, or `nats://USER:PASSWORD@HOST:PORT` where the
+    /// server asks for a user).
     pub nats_url: String,
     /// How long a node's lease lasts without renewal (seconds): another node takes a silent
     /// node's interactions over after this long. Renewed every third of it.
@@ -1966,6 +1982,27 @@ mod tests {
         let config = Config::load_or_default(Path::new("/nonexistent/tandem.toml")).unwrap();
         assert_eq!(config, Config::parse(EMBEDDED_DEFAULT).unwrap());
         assert!(Config::load(Path::new("/nonexistent/tandem.toml")).is_err());
+    }
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        for (url, shown) in [
+            (
+                "nats://a:secret@127.0.0.1:4222",
+                "nats://a:***@127.0.0.1:4222",
+            ),
+            (
+                "postgres://tandem:p@ss@db/x?sslmode=require",
+                "postgres://tandem:***@db/x?sslmode=require",
+            ),
+            ("postgres://tandem@db/x", "postgres://tandem@db/x"),
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("sqlite://tandem.db?mode=rwc", "sqlite://tandem.db?mode=rwc"),
+            ("postgres://db/x?note=a:b@c", "postgres://db/x?note=a:b@c"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(without_password(url), shown, "{url}");
+        }
     }
 
     #[test]

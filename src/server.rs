@@ -241,11 +241,16 @@ fn announce(config: &Config, gateway: &Gateway) {
         "WebRTC: udp {} (ICE-lite, DTLS-SRTP)",
         gateway.rtc.local_addr()
     );
-    info!("store: {}", config.store.url);
+    info!(
+        "store: {}",
+        crate::config::without_password(&config.store.url)
+    );
     if let Some(cluster) = &config.cluster {
         info!(
             "cluster: node {}, NATS {}, lease {}s",
-            cluster.node, cluster.nats_url, cluster.lease_s
+            cluster.node,
+            crate::config::without_password(&cluster.nats_url),
+            cluster.lease_s
         );
     }
     for service in &config.services {

@@ -106,14 +106,25 @@ impl Cluster {
         hub: Hub,
         store: Store,
     ) -> Result<Cluster, ClusterError> {
-        let nats = async_nats::ConnectOptions::new()
-            .name(format!("tandem-{}", config.node))
-            .connect(config.nats_url.as_str())
+        let nats_error = |reason: String| ClusterError::Nats {
+            url: crate::config::without_password(&config.nats_url),
+            reason,
+        };
+        let mut options = async_nats::ConnectOptions::new().name(format!("tandem-{}", config.node));
+        // The client takes only the address from the URL; a user and password in it are ours
+        // to hand over.
+        let server: async_nats::ServerAddr = config
+            .nats_url
+            .parse()
+            .map_err(|e: std::io::Error| nats_error(e.to_string()))?;
+        if let Some(user) = server.username() {
+            let password = server.password().unwrap_or_default();
+            options = options.user_and_password(user.to_string(), password.to_string());
+        }
+        let nats = options
+            .connect(server)
             .await
-            .map_err(|e| ClusterError::Nats {
-                url: config.nats_url.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| nats_error(e.to_string()))?;
         let (outbox, outgoing) = mpsc::unbounded_channel();
         hub.join(Arc::new(Nodes {
             nats: nats.clone(),
@@ -153,15 +164,11 @@ impl Cluster {
             adopted,
             "joined the cluster"
         );
-        let released =
-            cluster
-                .nats
-                .subscribe(wire::RELEASED)
-                .await
-                .map_err(|e| ClusterError::Nats {
-                    url: config.nats_url.clone(),
-                    reason: e.to_string(),
-                })?;
+        let released = cluster
+            .nats
+            .subscribe(wire::RELEASED)
+            .await
+            .map_err(|e| nats_error(e.to_string()))?;
         cluster.tasks.push(tokio::spawn(keep_lease(
             cluster.hub.clone(),
             cluster.store.clone(),

@@ -36,7 +36,7 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// A private NATS server.
+/// A private NATS server, where each node connects as a user of its own.
 pub struct Nats {
     child: Child,
     pub port: u16,
@@ -44,14 +44,39 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// Starts `nats-server` on loopback and waits until it takes connections; fails the test
-    /// if it cannot (scripts/test installs it).
-    pub fn start() -> Nats {
+    /// Starts `nats-server` on loopback with a user for each of `nodes`, who may publish
+    /// anything but what `denied` names for them, and waits until it takes connections; fails
+    /// the test if it cannot (scripts/test installs it).
+    pub fn start(nodes: &[String], denied: &[(usize, String)]) -> Nats {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let users: Vec<String> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let deny: Vec<String> = denied
+                    .iter()
+                    .filter(|(n, _)| *n == i)
+                    .map(|(_, subject)| format!("{subject:?}"))
+                    .collect();
+                format!(
+                    "{{user: {node:?}, password: {:?}, permissions: {{publish: {{deny: [{}]}}}}}}",
+                    Nats::password(node),
+                    deny.join(", ")
+                )
+            })
+            .collect();
+        let config = format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: {:?} }}\n\
+             authorization {{ users: [\n{}\n] }}\n",
+            dir.path().join("js").display().to_string(),
+            users.join(",\n")
+        );
+        let config_path = dir.path().join("nats.conf");
+        std::fs::write(&config_path, config).unwrap();
         let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
+            .arg("-c")
+            .arg(&config_path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -68,8 +93,17 @@ impl Nats {
         }
     }
 
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+    fn password(node: &str) -> String {
+        format!("secret-of-{node}")
+    }
+
+    /// The URL node `node` connects with, its user and password in it.
+    pub fn url_for(&self, node: &str) -> String {
+        format!(
+            "nats://{node}:{}@127.0.0.1:{}",
+            Nats::password(node),
+            self.port
+        )
     }
 
     pub fn pid(&self) -> u32 {
@@ -202,6 +236,8 @@ pub struct Setup {
     /// No `[cluster]` section: each node a gateway of its own on the shared store, as one
     /// node runs without a cluster (NATS is started all the same, and unused).
     pub standalone: bool,
+    /// Subjects a node may not publish on NATS, by the node's index.
+    pub nats_publish_denied: Vec<(usize, String)>,
 }
 
 /// PostgreSQL, NATS and the nodes.
@@ -253,12 +289,14 @@ impl Cluster {
         setup: &Setup,
         store_of: &dyn Fn(usize) -> Option<String>,
     ) -> Cluster {
-        let nats = Nats::start();
+        let names: Vec<String> = (0..n)
+            .map(|i| ((b'a' + i as u8) as char).to_string())
+            .collect();
+        let nats = Nats::start(&names, &setup.nats_publish_denied);
         let dir = tempfile::tempdir().unwrap();
         let files = dir.path().join("files");
         let mut nodes = Vec::new();
-        for i in 0..n {
-            let name = ((b'a' + i as u8) as char).to_string();
+        for (i, name) in names.into_iter().enumerate() {
             let node_dir = dir.path().join(&name);
             std::fs::create_dir_all(&node_dir).unwrap();
             let (http, sip, rtc) = (free_port(), free_port(), free_port());
@@ -276,7 +314,7 @@ impl Cluster {
                 format!(
                     "[cluster]\nnode = \"{name}\"\nnats_url = \"{}\"\nlease_s = {LEASE_S}\n\
                      http_url = \"http://127.0.0.1:{http}\"\nsip_uri = \"sip:{sip}\"\n",
-                    nats.url()
+                    nats.url_for(&name)
                 )
             };
             let config = format!(
