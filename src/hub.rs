@@ -307,9 +307,14 @@ impl Handle {
             }
             Route::Remote(remote) => {
                 let sent = remote.command(&self.id, by, command);
+                let id = self.id.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = sent.await {
-                        tracing::debug!("a command to another node failed: {e}");
+                    match sent.await {
+                        // Over meanwhile: nothing left to tell it.
+                        Ok(_) | Err(HubError::Closed | HubError::NotFound) => {}
+                        Err(e) => {
+                            tracing::warn!(interaction = %id, "a command to its node failed: {e}")
+                        }
                     }
                 });
                 Ok(())

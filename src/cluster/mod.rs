@@ -339,9 +339,14 @@ async fn serve_all(
     mut created: mpsc::UnboundedReceiver<Handle>,
 ) {
     for handle in running {
-        tokio::spawn(remote::serve(nats.clone(), handle));
+        if let Some(requests) = remote::listen(&nats, &handle.id).await {
+            tokio::spawn(remote::serve(nats.clone(), handle, requests));
+        }
     }
     while let Some(handle) = created.recv().await {
+        // Listening first: the subscription and the announcement leave on one connection in
+        // this order, so the server routes a request made on hearing it to us.
+        let requests = remote::listen(&nats, &handle.id).await;
         let announce = wire::Created {
             id: handle.id.clone(),
             service: handle.service.clone(),
@@ -350,6 +355,8 @@ async fn serve_all(
         if let Ok(body) = serde_json::to_vec(&announce) {
             let _ = nats.publish(wire::CREATED, body.into()).await;
         }
-        tokio::spawn(remote::serve(nats.clone(), handle));
+        if let Some(requests) = requests {
+            tokio::spawn(remote::serve(nats.clone(), handle, requests));
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Interactions that run on another node: reached by request/reply to their owner, watched
 //! through their event subject joined with the store's backlog ([`super::merge`]).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,34 +91,82 @@ impl Owner {
         id: &InteractionId,
         request: &Request,
     ) -> Result<Reply, HubError> {
-        let body = serde_json::to_vec(request).map_err(|_| HubError::Unavailable)?;
-        let asked = nats
-            .send_request(
-                wire::requests(id),
-                async_nats::Request::new()
-                    .payload(Bytes::from(body))
-                    .timeout(Some(ANSWER_WITHIN)),
-            )
-            .await;
-        let message = match asked {
-            Ok(message) => message,
-            Err(e) => {
-                use async_nats::RequestErrorKind as Kind;
-                if e.kind() == Kind::NoResponders {
-                    // Nobody serves it: over, or its node is gone and not replaced yet.
-                    return match store.open_interaction_owner(id).await? {
-                        None => Err(HubError::Closed),
-                        Some(_) => Err(HubError::Unavailable),
-                    };
+        let body = Bytes::from(serde_json::to_vec(request).map_err(|_| HubError::Unavailable)?);
+        let ask = || {
+            let request = async_nats::Request::new()
+                .payload(body.clone())
+                .timeout(Some(ANSWER_WITHIN));
+            let asked = nats.send_request(wire::requests(id), request);
+            async move {
+                match asked.await {
+                    Ok(message) => Asked::Answered(message),
+                    Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                        Asked::Unheard
+                    }
+                    Err(e) => {
+                        tracing::debug!(interaction = %id, "no answer from its node: {e}");
+                        Asked::Failed
+                    }
                 }
-                tracing::debug!(interaction = %id, "no answer from its node: {e}");
-                return Err(HubError::Unavailable);
             }
         };
+        let open = || async { Ok(store.open_interaction_owner(id).await?.is_some()) };
+        let message = until_heard(ANSWER_WITHIN, ask, open, tokio::time::sleep).await?;
         serde_json::from_slice(&message.payload).map_err(|e| {
             tracing::warn!(interaction = %id, "an unreadable answer from its node: {e}");
             HubError::Unavailable
         })
+    }
+}
+
+/// What one request to an interaction's owner came to.
+enum Asked<T> {
+    Answered(T),
+    /// Nobody listens for it: nothing was done, and asking again is safe.
+    Unheard,
+    /// Sent, but not answered in time.
+    Failed,
+}
+
+/// The first wait before asking an interaction nobody listens for again; it doubles up to
+/// [`UNHEARD_WAIT_MAX`].
+const UNHEARD_WAIT: Duration = Duration::from_millis(20);
+const UNHEARD_WAIT_MAX: Duration = Duration::from_millis(500);
+
+/// Asks until the interaction's owner answers. An open interaction has nobody listening for a
+/// moment while another node takes it over, and a request nobody heard did nothing, so it is
+/// asked again, `pause`s between asks adding up to at most `patience`; once the store says it
+/// is over, it is [`HubError::Closed`].
+async fn until_heard<T, A, F, O, G, P, Q>(
+    patience: Duration,
+    mut ask: A,
+    open: O,
+    mut pause: P,
+) -> Result<T, HubError>
+where
+    A: FnMut() -> F,
+    F: Future<Output = Asked<T>>,
+    O: Fn() -> G,
+    G: Future<Output = Result<bool, HubError>>,
+    P: FnMut(Duration) -> Q,
+    Q: Future<Output = ()>,
+{
+    let (mut wait, mut waited) = (UNHEARD_WAIT, Duration::ZERO);
+    loop {
+        match ask().await {
+            Asked::Answered(answer) => return Ok(answer),
+            Asked::Failed => return Err(HubError::Unavailable),
+            Asked::Unheard => {}
+        }
+        if !open().await? {
+            return Err(HubError::Closed);
+        }
+        waited += wait;
+        if waited > patience {
+            return Err(HubError::Unavailable);
+        }
+        pause(wait).await;
+        wait = (wait * 2).min(UNHEARD_WAIT_MAX);
     }
 }
 
@@ -231,19 +280,32 @@ fn is_last(event: &Event) -> bool {
     )
 }
 
-/// Serves this node's interaction `handle` to the other nodes until its task stops.
-pub(super) async fn serve(nats: async_nats::Client, handle: Handle) {
-    let id = handle.id.clone();
-    if !wire::subject_safe(&id) {
-        return;
+/// Subscribes to the other nodes' requests for one interaction of this node. Done before the
+/// interaction is announced: whoever hears of it may ask at once, and a request that finds
+/// nobody listening is refused by NATS rather than queued.
+pub(super) async fn listen(
+    nats: &async_nats::Client,
+    id: &InteractionId,
+) -> Option<async_nats::Subscriber> {
+    if !wire::subject_safe(id) {
+        return None;
     }
-    let mut requests = match nats.subscribe(wire::requests(&id)).await {
-        Ok(requests) => requests,
+    match nats.subscribe(wire::requests(id)).await {
+        Ok(requests) => Some(requests),
         Err(e) => {
             tracing::error!(interaction = %id, "cannot serve it to the cluster: {e}");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Answers the other nodes' requests for one interaction of this node until it ends, from the
+/// subscription [`listen`] made.
+pub(super) async fn serve(
+    nats: async_nats::Client,
+    handle: Handle,
+    mut requests: async_nats::Subscriber,
+) {
     while let Some((message, reply_to)) = super::next_request(&mut requests, handle.ended()).await {
         let (nats, handle) = (nats.clone(), handle.clone());
         tokio::spawn(async move {
@@ -264,4 +326,99 @@ pub(super) async fn serve(nats: async_nats::Client, handle: Handle) {
         });
     }
     let _ = requests.unsubscribe().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+
+    use super::*;
+
+    /// An owner that starts listening after `unheard` asks, and the pauses taken meanwhile.
+    struct World {
+        unheard: u32,
+        open: bool,
+        asks: Cell<u32>,
+        pauses: RefCell<Vec<Duration>>,
+    }
+
+    impl World {
+        fn new(unheard: u32, open: bool) -> World {
+            World {
+                unheard,
+                open,
+                asks: Cell::new(0),
+                pauses: RefCell::default(),
+            }
+        }
+
+        async fn ask(&self) -> Result<u32, HubError> {
+            until_heard(
+                ANSWER_WITHIN,
+                || {
+                    self.asks.set(self.asks.get() + 1);
+                    std::future::ready(if self.asks.get() <= self.unheard {
+                        Asked::Unheard
+                    } else {
+                        Asked::Answered(self.asks.get())
+                    })
+                },
+                || std::future::ready(Ok(self.open)),
+                |wait| {
+                    self.pauses.borrow_mut().push(wait);
+                    std::future::ready(())
+                },
+            )
+            .await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_nobody_heard_is_asked_again_until_the_owner_listens() {
+        let world = World::new(4, true);
+        assert_eq!(world.ask().await.unwrap(), 5);
+        // Each pause twice the one before.
+        let pauses = world.pauses.borrow();
+        assert_eq!(pauses.len(), 4);
+        assert!(pauses.windows(2).all(|w| w[1] == w[0] * 2), "{pauses:?}");
+    }
+
+    #[tokio::test]
+    async fn an_interaction_nobody_serves_any_more_is_closed() {
+        let world = World::new(u32::MAX, false);
+        assert!(matches!(world.ask().await, Err(HubError::Closed)));
+        assert_eq!(world.asks.get(), 1);
+        assert!(world.pauses.borrow().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_open_interaction_nobody_serves_is_unavailable_once_patience_is_spent() {
+        let world = World::new(u32::MAX, true);
+        assert!(matches!(world.ask().await, Err(HubError::Unavailable)));
+        let pauses = world.pauses.borrow();
+        let waited: Duration = pauses.iter().sum();
+        assert!(waited <= ANSWER_WITHIN, "waited {waited:?}");
+        assert!(
+            waited + UNHEARD_WAIT_MAX > ANSWER_WITHIN,
+            "gave up early: {waited:?}"
+        );
+        assert!(pauses.iter().all(|p| *p <= UNHEARD_WAIT_MAX), "{pauses:?}");
+    }
+
+    #[tokio::test]
+    async fn a_request_sent_but_not_answered_is_not_sent_twice() {
+        let asks = Cell::new(0);
+        let answer: Result<u32, _> = until_heard(
+            ANSWER_WITHIN,
+            || {
+                asks.set(asks.get() + 1);
+                std::future::ready(Asked::Failed)
+            },
+            || std::future::ready(Ok(true)),
+            |_| std::future::ready(()),
+        )
+        .await;
+        assert!(matches!(answer, Err(HubError::Unavailable)), "{answer:?}");
+        assert_eq!(asks.get(), 1);
+    }
 }
