@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::wire::{self, RoutingAnswer};
 use super::{lease, now_ms};
+use crate::bridge::{InteractionId, Phase};
 use crate::chat::store::Store;
 use crate::config::ClusterConfig;
 use crate::hub::Hub;
@@ -329,20 +330,56 @@ async fn watch_all(
         tracing::warn!("not every chat is followed yet; desks reload anyway");
     }
     routing.resync_all();
+    let mut sweep =
+        tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let message = tokio::select! {
             _ = over.cancelled() => break,
             message = created.next() => message,
+            _ = sweep.tick() => {
+                watch_unwatched(&store, &hub, &routing).await;
+                continue;
+            }
         };
         let Some(message) = message else { break };
         let Ok(created) = serde_json::from_slice::<wire::Created>(&message.payload) else {
             continue;
         };
-        if let Ok(Some(handle)) = hub.find(&created.id).await {
-            routing.watch(handle);
-        }
+        watch_named(&hub, &routing, &created.id).await;
     }
     let _ = created.unsubscribe().await;
+}
+
+/// How often the leader looks for open interactions nobody routes: an announcement NATS lost
+/// (it delivers at most once, and nothing while a node reconnects), or a watcher that could
+/// not reach its interaction's node or the store.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Watches every open interaction of the cluster that no watcher follows.
+async fn watch_unwatched(store: &Store, hub: &Hub, routing: &Routing) {
+    let open = match store.open_interactions().await {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::warn!("cannot list the open interactions to route: {e}");
+            return;
+        }
+    };
+    for record in open {
+        // A closing chat's watcher has ended: there is nothing left to route.
+        if record.phase != Phase::Closing && !routing.watches(&record.id) {
+            tracing::info!(interaction = %record.id, "routing an open chat nobody routed");
+            watch_named(hub, routing, &record.id).await;
+        }
+    }
+}
+
+async fn watch_named(hub: &Hub, routing: &Routing, id: &InteractionId) {
+    match hub.find(id).await {
+        Ok(Some(handle)) => routing.watch(handle),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(interaction = %id, "cannot find it to route it: {e}"),
+    }
 }
 
 /// Gives routing's lead up at once (a node that stops), so the next claim takes it.

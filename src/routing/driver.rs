@@ -347,6 +347,12 @@ impl Routing {
         drop(self.watch_ready(handle));
     }
 
+    /// Whether a watcher follows the interaction in this term.
+    pub fn watches(&self, id: &InteractionId) -> bool {
+        self.term()
+            .is_some_and(|term| term.watched.lock().expect("watched").contains(id))
+    }
+
     /// [`Routing::watch`]; the answer comes once the watcher follows the interaction's events
     /// (or cannot, or another watcher does already).
     pub fn watch_ready(&self, handle: Handle) -> oneshot::Receiver<()> {
@@ -958,8 +964,14 @@ async fn watch(routing: Routing, term: Arc<Term>, handle: Handle, ready: oneshot
 async fn follow(routing: &Routing, term: &Term, handle: Handle, ready: oneshot::Sender<()>) {
     let subscribed = handle.subscribe(0).await;
     let _ = ready.send(());
-    let Ok(mut sub) = subscribed else {
-        return;
+    let mut sub = match subscribed {
+        Ok(sub) => sub,
+        Err(HubError::Closed | HubError::NotFound) => return,
+        Err(e) => {
+            // Not routed until it is named again (a cluster's leader looks for such chats).
+            tracing::warn!(interaction = %handle.id, "cannot follow it to route it: {e}");
+            return;
+        }
     };
     let mut w = Watched {
         scene: Scene::new(handle.id.clone(), handle.service.clone()),

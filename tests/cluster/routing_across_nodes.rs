@@ -10,7 +10,7 @@ use tandem::chat::store::Store;
 use tandem::routing::password;
 
 use crate::agent_desk::Desk;
-use crate::nodes::{Cluster, PATIENCE};
+use crate::nodes::{Cluster, PATIENCE, Setup};
 
 const PASSWORD: &str = "desk";
 
@@ -132,6 +132,28 @@ async fn a_chat_on_one_node_is_offered_to_desks_on_the_others() {
         "{history:#?}"
     );
     assert_eq!(joined(&cluster.store().await, &chat).await, [won_by]);
+}
+
+/// NATS delivers an announcement at most once (and nothing while a node reconnects): a chat
+/// the leader never heard of is found among the open ones in the store, and routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_whose_announcement_is_lost_is_routed_all_the_same() {
+    let setup = Setup {
+        extra: config(1),
+        // Node a's announcements of new chats go nowhere.
+        nats_publish_denied: vec![(0, "tandem.ix.created".to_string())],
+        ..Setup::default()
+    };
+    let cluster = Cluster::start_setup(2, &setup).await;
+    let mut desk = desk_on(&cluster, 1, "agent0").await;
+    let chat = cluster.open_chat(0).await;
+    desk.until(|v| v["event"] == "offer" && v["chat_id"] == chat.as_str())
+        .await;
+    let reply = desk
+        .command(json!({"command": "accept", "chat_id": chat}))
+        .await;
+    assert_eq!(reply["event"], "ack", "{reply}");
+    assert_eq!(joined(&cluster.store().await, &chat).await, ["agent0"]);
 }
 
 const RACE_AGENTS: usize = 20;
