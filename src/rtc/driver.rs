@@ -200,7 +200,9 @@ impl RtcService {
             bridge: None,
             listen_ip: inner.local_addr.ip(),
         };
-        let handle = tokio::spawn(task.run(rx, inner.shutdown.clone()));
+        // Boxed: an async fn keeps its argument and its moved-in copy apart, so a task held by
+        // value (the str0m session alone is 10 KiB) would take its size twice in the future.
+        let handle = tokio::spawn(Box::new(task).run(rx, inner.shutdown.clone()));
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let reason = match handle.await {
@@ -461,7 +463,7 @@ enum Wake {
 
 impl PeerTask {
     async fn run(
-        mut self,
+        mut self: Box<Self>,
         mut rx: mpsc::Receiver<PeerMsg>,
         shutdown: CancellationToken,
     ) -> CloseReason {

@@ -42,7 +42,8 @@ pub(crate) struct RtpBridge {
     /// The SIP leg's law.
     law: G711,
     to_peer: Option<PeerAudio>,
-    transcoder: Option<Transcoder>,
+    /// Boxed: made only for an Opus peer, and a codec's state is kilobytes.
+    transcoder: Option<Box<Transcoder>>,
     ssrc: u32,
     seq: u16,
     ts_offset: u32,
@@ -93,14 +94,14 @@ impl RtpBridge {
     fn transcoder(&mut self) -> Option<&mut Transcoder> {
         if self.transcoder.is_none() {
             match Transcoder::new() {
-                Ok(t) => self.transcoder = Some(t),
+                Ok(t) => self.transcoder = Some(Box::new(t)),
                 Err(error) => {
                     tracing::warn!(%error, "no Opus transcoder; bridged audio is dropped");
                     return None;
                 }
             }
         }
-        self.transcoder.as_mut()
+        self.transcoder.as_deref_mut()
     }
 
     /// Turns audio the client sent into one plain RTP packet in `out` (cleared first).
