@@ -118,8 +118,14 @@ impl Cluster {
             .parse()
             .map_err(|e: std::io::Error| nats_error(e.to_string()))?;
         if let Some(user) = server.username() {
-            let password = server.password().unwrap_or_default();
-            options = options.user_and_password(user.to_string(), password.to_string());
+            let decoded = |part: &str| -> Result<String, ClusterError> {
+                percent_encoding::percent_decode_str(part)
+                    .decode_utf8()
+                    .map(|part| part.into_owned())
+                    .map_err(|_| nats_error("its user or password is not UTF-8".into()))
+            };
+            let password = decoded(server.password().unwrap_or_default())?;
+            options = options.user_and_password(decoded(user)?, password);
         }
         let nats = options
             .connect(server)

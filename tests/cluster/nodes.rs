@@ -93,17 +93,15 @@ impl Nats {
         }
     }
 
+    /// With characters a URL must percent-encode.
     fn password(node: &str) -> String {
-        format!("secret-of-{node}")
+        format!("secret/of {node}")
     }
 
     /// The URL node `node` connects with, its user and password in it.
     pub fn url_for(&self, node: &str) -> String {
-        format!(
-            "nats://{node}:{}@127.0.0.1:{}",
-            Nats::password(node),
-            self.port
-        )
+        let password = Nats::password(node).replace('/', "%2F").replace(' ', "%20");
+        format!("nats://{node}:{password}@127.0.0.1:{}", self.port)
     }
 
     pub fn pid(&self) -> u32 {
