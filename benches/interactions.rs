@@ -11,8 +11,9 @@
 //!   device and phone number, and hold the chat's WebSocket.
 //! - Each agent accepts its offers, then places a click-to-call (`call_customer`): the gateway
 //!   dials the customer's number through the service's trunk, where one SIPp answers every call
-//!   (`benches/interactions_phone.xml`) and echoes RTP (`-rtp_echo`). The agent's browser leg is
-//!   a str0m client (full ICE, DTLS client, `support/str0m_client.rs`) that answers the
+//!   (`benches/interactions_phone.xml`); its SDP names an RTP echo this process runs
+//!   ([`Echo`]). The agent's browser leg is a str0m client (full ICE, DTLS client,
+//!   `support/str0m_client.rs`) that answers the
 //!   gateway's offer on the agent socket and sends PCMU at 50 packets/s; what it hears is its
 //!   own audio back through the gateway, the phone's echo and the gateway again, so a leg that
 //!   hears anything carried RTP both ways. Calls are set up a few at a time, as they would
@@ -36,9 +37,9 @@
 //! (each login is an argon2 check of 19 MiB); the phone answers PCMU, so each call is the
 //! plain SIP ↔ WebRTC bridge (the `webrtc` bench measures transcoding).
 //!
-//! The machine is small and shared: the clients (this process) and SIPp use CPU beside the
-//! gateway; the run prints their share and the load average so the numbers can be read as the
-//! ranges they are. Recording is off (it would measure the disk).
+//! The machine is small and shared: the clients and the echo (this process) and SIPp use CPU
+//! beside the gateway; the run prints their share and the load average so the numbers can be
+//! read as the ranges they are. Recording is off (it would measure the disk).
 //!
 //! `cargo bench --bench interactions` runs 500 interactions with a 20 s window; a number after
 //! the flags (`-- 200`) changes the count. Without `--bench` (as under `cargo test
@@ -82,6 +83,69 @@ const PASSWORD: &str = "desk";
 struct Size {
     interactions: usize,
     window: Duration,
+}
+
+/// The customers' phones' audio: every packet that reaches `port` (RTP) or the port after it
+/// (RTCP) goes back to where it came from, from a thread of its own each, until dropped.
+///
+/// Not SIPp's own echo (`-rtp_echo`): that is one socket for every call with the system's
+/// default buffer, which overflowed under the gateway's bursts, so the phones lost 1–7 % of
+/// the audio the gateway had carried.
+struct Echo {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Echo {
+    fn start(port: u16) -> Echo {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = [port, port + 1]
+            .into_iter()
+            .map(|port| {
+                let socket = socket2::Socket::new(
+                    socket2::Domain::IPV4,
+                    socket2::Type::DGRAM,
+                    Some(socket2::Protocol::UDP),
+                )
+                .unwrap();
+                socket.set_recv_buffer_size(4 << 20).unwrap();
+                socket.set_send_buffer_size(4 << 20).unwrap();
+                let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+                socket
+                    .bind(&addr.into())
+                    .unwrap_or_else(|e| panic!("the phones' echo cannot bind {addr}: {e}"));
+                let socket = std::net::UdpSocket::from(socket);
+                // Wakes now and then to see whether the bench is done.
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 2048];
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                            let _ = socket.send_to(&buf[..n], from);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Echo {
+            port,
+            stop,
+            threads,
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn main() {
@@ -238,9 +302,10 @@ async fn run(size: Size) -> Vec<String> {
     );
 
     // Two UDP ports (RTP, RTCP) for each of a call's two media legs, the trunk's and the one
-    // the browser leg is bridged to; SIPp's echo port and its neighbours after them.
+    // the browser leg is bridged to; SIPp's media port and its neighbours after them, then the
+    // bench's echo (RTP, RTCP).
     let ports = (4 * n + 64) as u16;
-    let rtp_min = free_udp_run(ports + 4);
+    let rtp_min = free_udp_run(ports + 6);
     let rtp_max = rtp_min + ports - 1;
     let media_port = rtp_max + 1;
     let phone_port = free_port();
@@ -253,7 +318,8 @@ async fn run(size: Size) -> Vec<String> {
     );
     let bound = STEP * 4 + size.window * 2;
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/interactions_phone.xml");
-    let sipp = Sipp::answer(&scenario, phone_port, media_port, n, bound);
+    let echo = Echo::start(media_port + 4);
+    let sipp = Sipp::answer(&scenario, phone_port, media_port, echo.port, n, bound);
     let pid = gateway.pid().to_string();
     let http = reqwest::Client::new();
     gateway.ready(&http).await;
@@ -484,7 +550,7 @@ async fn run(size: Size) -> Vec<String> {
         n - up,
     );
     println!(
-        "beside the gateway: clients (this process) {client_cores:.2} cores, SIPp {sipp_cores:.2} cores; \
+        "beside the gateway: clients and the phones' echo (this process) {client_cores:.2} cores, SIPp {sipp_cores:.2} cores; \
          the whole machine {machine_cores:.2} cores busy, {machine_idle:.2} idle; load average at the \
          window's end: {load}"
     );

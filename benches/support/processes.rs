@@ -192,6 +192,7 @@ impl Sipp {
         scenario: &Path,
         port: u16,
         media_port: u16,
+        echo_port: u16,
         calls: usize,
         timeout: Duration,
     ) -> Sipp {
@@ -200,7 +201,11 @@ impl Sipp {
             .die_with_bench()
             .args(["-sf", scenario.to_str().unwrap()])
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-mp", &media_port.to_string(), "-rtp_echo"])
+            // SIPp's own media sockets: the scenario's SDP names `echo_port`, where the bench
+            // echoes, so SIPp's echo (one socket with the system's default buffer for every
+            // call) is not what the gateway's audio is judged by.
+            .args(["-mp", &media_port.to_string()])
+            .args(["-key", "echo_port", &echo_port.to_string()])
             .args(["-m", &calls.to_string()])
             // Without a large buffer, SIPp's UDP socket overflows under bursts of INVITEs.
             .args(["-buff_size", "4194304", "-nostdin"])
