@@ -310,8 +310,9 @@ impl Handle {
                 let id = self.id.clone();
                 tokio::spawn(async move {
                     match sent.await {
-                        // Over meanwhile: nothing left to tell it.
-                        Ok(_) | Err(HubError::Closed | HubError::NotFound) => {}
+                        // Heard and refused (an offer withdrawn once the chat was taken), or
+                        // over meanwhile: as a command sent here would be, unremarked.
+                        Ok(_) | Err(HubError::Rule(_) | HubError::Closed | HubError::NotFound) => {}
                         Err(e) => {
                             tracing::warn!(interaction = %id, "a command to its node failed: {e}")
                         }
