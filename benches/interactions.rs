@@ -13,11 +13,10 @@
 //!   dials the customer's number through the service's trunk, where one SIPp answers every call
 //!   (`benches/interactions_phone.xml`); its SDP names an RTP echo this process runs
 //!   ([`Echo`]). The agent's browser leg is a str0m client (full ICE, DTLS client,
-//!   `support/str0m_client.rs`) that answers the
-//!   gateway's offer on the agent socket and sends PCMU at 50 packets/s; what it hears is its
-//!   own audio back through the gateway, the phone's echo and the gateway again, so a leg that
-//!   hears anything carried RTP both ways. Calls are set up a few at a time, as they would
-//!   arrive, not all in the same instant.
+//!   `support/str0m_client.rs`) that answers the gateway's offer on the agent socket and sends
+//!   PCMU at 50 packets/s; what it hears is its own audio back through the gateway, the
+//!   phone's echo and the gateway again, so a leg that hears anything carried RTP both ways.
+//!   Calls are set up a few at a time, as they would arrive, not all in the same instant.
 //! - Once every call is up and a warm-up has passed, a measured window: every customer and
 //!   every agent writes one chat message a second into each interaction (at random phases), and
 //!   the gateway's CPU and memory are sampled. A message's latency is from just before its

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// An origin as browsers send it: scheme, host, optional port, and nothing else.
 /// `url` as it may be shown in a log or an error: any password in it replaced by `***`.
 pub fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -27,6 +26,7 @@ pub fn without_password(url: &str) -> String {
     }
 }
 
+/// An origin as browsers send it: scheme, host, optional port, and nothing else.
 fn valid_origin(origin: &str) -> bool {
     let Some(rest) = origin
         .strip_prefix("https://")

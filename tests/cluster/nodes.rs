@@ -100,7 +100,9 @@ impl Nats {
 
     /// The URL node `node` connects with, its user and password in it.
     pub fn url_for(&self, node: &str) -> String {
-        let password = Nats::password(node).replace('/', "%2F").replace(' ', "%20");
+        let password = Nats::password(node);
+        let password =
+            percent_encoding::utf8_percent_encode(&password, percent_encoding::NON_ALPHANUMERIC);
         format!("nats://{node}:{password}@127.0.0.1:{}", self.port)
     }
 
