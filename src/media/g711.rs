@@ -31,7 +31,7 @@ pub fn encode(codec: Codec, pcm: &[i16], out: &mut Vec<u8>) {
 }
 
 /// Appends the linear PCM samples of the G.711 `payload` (one sample per byte) to `out`.
-pub(crate) fn decode(codec: Codec, payload: &[u8], out: &mut Vec<i16>) {
+pub fn decode(codec: Codec, payload: &[u8], out: &mut Vec<i16>) {
     match codec {
         Codec::Pcmu => out.extend(payload.iter().map(|&b| decode_ulaw(b))),
         Codec::Pcma => out.extend(payload.iter().map(|&b| decode_alaw(b))),
