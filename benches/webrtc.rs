@@ -50,19 +50,19 @@ use tokio_util::sync::CancellationToken;
 const AUDIO: MediaSpec = MediaSpec {
     audio: true,
     video: false,
-    g711_first: false,
+    facing_g711: false,
 };
 /// A leg bridged to SIP, offered as the gateway offers one (PCMU first, no transport-wide
 /// congestion control).
 const BRIDGED: MediaSpec = MediaSpec {
     audio: true,
     video: false,
-    g711_first: true,
+    facing_g711: true,
 };
 const VIDEO: MediaSpec = MediaSpec {
     audio: false,
     video: true,
-    g711_first: false,
+    facing_g711: false,
 };
 /// Legs being opened at once while a load run starts.
 const OPENING_AT_ONCE: usize = 20;
@@ -153,23 +153,35 @@ fn main() {
 }
 
 /// What transcoding one 20 ms frame each way costs a bridged Opus leg: a browser's 48 kHz Opus
-/// frame decoded to PCMU, and 20 ms of PCMU encoded to Opus, timed over `frames` frames of a
-/// voice-like signal on this thread. With `--features libopus` the system's libopus does the
-/// same work beside it, in the same run.
+/// frame (fullband, or narrowband as asked) decoded to PCMU, and 20 ms of PCMU encoded to
+/// Opus, timed over `frames` frames of a voice-like signal on this thread. With `--features
+/// libopus` the system's libopus does the same work beside it, in the same run.
 fn codec_cost(frames: usize) {
     use tandem::rtc::transcode::Transcoder;
-    let Plan::Audio { frames: opus, .. } = Plan::opus() else {
-        unreachable!("an audio plan")
+    let Plan::Audio {
+        frames: opus,
+        narrowband: Some(narrowband),
+        ..
+    } = Plan::opus()
+    else {
+        unreachable!("an Opus plan")
+    };
+    // Decoding: a fullband frame, and a narrowband one (what a browser sends when the offer
+    // asks for it, as the gateway's does for a peer bridged to G.711).
+    let decode_cost = |opus: &[Arc<[u8]>], pcmu: &mut Vec<u8>| {
+        let mut transcoder = Transcoder::new().unwrap();
+        let started = Instant::now();
+        for i in 0..frames {
+            transcoder
+                .opus_to_g711(&opus[i % opus.len()], G711::Pcmu, pcmu)
+                .unwrap();
+        }
+        started.elapsed().as_secs_f64() / frames as f64
     };
     let mut pcmu = Vec::new();
+    let decode_narrowband = decode_cost(&narrowband, &mut Vec::new());
+    let decode = decode_cost(&opus, &mut pcmu);
     let mut transcoder = Transcoder::new().unwrap();
-    let started = Instant::now();
-    for i in 0..frames {
-        transcoder
-            .opus_to_g711(&opus[i % opus.len()], G711::Pcmu, &mut pcmu)
-            .unwrap();
-    }
-    let decode = started.elapsed().as_secs_f64() / frames as f64;
     let voice = pcmu.clone();
     let mut sent = 0usize;
     let started = Instant::now();
@@ -180,8 +192,9 @@ fn codec_cost(frames: usize) {
     }
     let encode = started.elapsed().as_secs_f64() / frames as f64;
     println!(
-        "codec, per 20 ms frame: opus-rs decode 48k Opus -> PCMU {:.1} µs, encode PCMU -> Opus {:.1} µs ({} B/frame) at complexity {}",
+        "codec, per 20 ms frame: opus-rs decode 48k Opus -> PCMU {:.1} µs (narrowband Opus {:.1} µs), encode PCMU -> Opus {:.1} µs ({} B/frame) at complexity {}",
         decode * 1e6,
+        decode_narrowband * 1e6,
         encode * 1e6,
         sent / frames,
         tandem::rtc::transcode::ENCODER_COMPLEXITY,

@@ -42,6 +42,8 @@ pub enum Plan {
         codec: Codec,
         /// Payloads of 20 ms each, sent in turn.
         frames: Arc<Vec<Arc<[u8]>>>,
+        /// The same audio coded narrowband, for an offer that asks for it.
+        narrowband: Option<Arc<Vec<Arc<[u8]>>>>,
     },
     Video {
         frame: Arc<[u8]>,
@@ -61,32 +63,37 @@ impl Plan {
         Plan::Audio {
             codec: Codec::PCMU,
             frames: Arc::new(vec![Arc::from(ulaw)]),
+            narrowband: None,
         }
     }
 
-    /// A second of voice-like Opus, as a browser sends it: 48 kHz, 20 ms, VoIP mode.
+    /// A second of voice-like Opus, as a browser sends it: 20 ms, VoIP mode, fullband (48 kHz)
+    /// or, for an offer that asks for no more (see [`Plan::asked_by`]), narrowband.
     pub fn opus() -> Plan {
-        let mut encoder = OpusEncoder::new(48000, 1, Application::Voip).unwrap();
-        let mut frames = Vec::new();
-        let mut buf = [0u8; 1500];
-        for f in 0..50 {
-            let pcm: Vec<i16> = (0..960)
-                .map(|i| {
-                    let t = (f * 960 + i) as f64 / 48000.0;
-                    // A 140 Hz voice with a few harmonics, its loudness moving at syllable rate.
-                    let envelope = 0.6 + 0.4 * (t * 4.0 * std::f64::consts::TAU).sin();
-                    let voice: f64 = (1..6)
-                        .map(|h| (t * 140.0 * h as f64 * std::f64::consts::TAU).sin() / h as f64)
-                        .sum();
-                    (5000.0 * envelope * voice) as i16
-                })
-                .collect();
-            let n = encoder.encode_i16(&pcm, 960, &mut buf).unwrap();
-            frames.push(Arc::from(&buf[..n]));
-        }
         Plan::Audio {
             codec: Codec::Opus,
-            frames: Arc::new(frames),
+            frames: Arc::new(opus_voice(48_000)),
+            narrowband: Some(Arc::new(opus_voice(8_000))),
+        }
+    }
+
+    /// The plan a browser follows on `offer`: asked to play back at 8 kHz at most (RFC 7587
+    /// §6.1), Chromium codes its Opus narrowband.
+    pub fn asked_by(self, offer: &str) -> Plan {
+        let capped = offer
+            .lines()
+            .any(|l| l.starts_with("a=fmtp:") && l.contains("maxplaybackrate=8000"));
+        match self {
+            Plan::Audio {
+                codec,
+                narrowband: Some(narrowband),
+                ..
+            } if capped => Plan::Audio {
+                codec,
+                frames: narrowband,
+                narrowband: None,
+            },
+            plan => plan,
         }
     }
 
@@ -120,6 +127,30 @@ impl Plan {
     }
 }
 
+/// A second of a voice (140 Hz with a few harmonics, its loudness moving at syllable rate) in
+/// 20 ms Opus frames, coded from `rate` Hz: the band the encoder codes follows the rate.
+fn opus_voice(rate: usize) -> Vec<Arc<[u8]>> {
+    let samples = rate / 50;
+    let mut encoder = OpusEncoder::new(rate as i32, 1, Application::Voip).unwrap();
+    let mut buf = [0u8; 1500];
+    (0..50)
+        .map(|f| {
+            let pcm: Vec<i16> = (0..samples)
+                .map(|i| {
+                    let t = (f * samples + i) as f64 / rate as f64;
+                    let envelope = 0.6 + 0.4 * (t * 4.0 * std::f64::consts::TAU).sin();
+                    let voice: f64 = (1..6)
+                        .map(|h| (t * 140.0 * h as f64 * std::f64::consts::TAU).sin() / h as f64)
+                        .sum();
+                    (5000.0 * envelope * voice) as i16
+                })
+                .collect();
+            let n = encoder.encode_i16(&pcm, samples, &mut buf).unwrap();
+            Arc::from(&buf[..n])
+        })
+        .collect()
+}
+
 /// A browser-like client: full ICE from its own loopback socket, DTLS client, sending as
 /// `plan` says once connected, until `stop`.
 pub async fn client(
@@ -134,6 +165,7 @@ pub async fn client(
     let addr = socket.local_addr().unwrap();
     let mut rtc = plan.config().build(Instant::now());
     rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+    let plan = plan.asked_by(&offer);
     let offer = SdpOffer::from_sdp_string(&offer).unwrap();
     let sdp = rtc.sdp_api().accept_offer(offer).unwrap();
     if answer.send(sdp.to_sdp_string()).is_err() {
@@ -248,7 +280,9 @@ impl Client {
             return;
         };
         let (codec, data) = match plan {
-            Plan::Audio { codec, frames } => (*codec, frames[seq as usize % frames.len()].clone()),
+            Plan::Audio { codec, frames, .. } => {
+                (*codec, frames[seq as usize % frames.len()].clone())
+            }
             Plan::Video { frame } => (Codec::Vp8, frame.clone()),
             Plan::Listen => return,
         };

@@ -821,7 +821,7 @@ impl<Id: Copy + Eq + Hash + Debug> Driver<Id> {
         let media = MediaSpec {
             audio,
             video,
-            g711_first: !both_peers && !video,
+            facing_g711: !both_peers && !video,
         };
         let customer = match (answer, target) {
             // The customer called in: answer that call.

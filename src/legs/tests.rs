@@ -653,11 +653,11 @@ fn created(r: &Rig) -> Vec<MediaSpec> {
 }
 
 #[test]
-fn a_peer_facing_a_sip_end_is_offered_g711_first() {
-    let voice = |g711_first| MediaSpec {
+fn a_peer_facing_a_sip_end_is_offered_facing_g711() {
+    let voice = |facing_g711| MediaSpec {
         audio: true,
         video: false,
-        g711_first,
+        facing_g711,
     };
     // The app and the agent's browser: Opus first on both.
     let mut r = rig();

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaKind};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -37,6 +38,7 @@ use super::peer::{Input, MediaIn, Output, PeerConfig, PeerConnection, PeerEvent}
 use super::rtp_bridge::{PeerAudio, RtpBridge};
 use super::{
     CloseReason, G711, MediaSpec, PeerId, RtcCounters, RtcError, RtcEvent, RtcStats, bump,
+    transcode,
 };
 use crate::config;
 use crate::media::local;
@@ -550,6 +552,16 @@ impl PeerTask {
         if media.kind == MediaKind::Audio
             && let Some(bridge) = &mut self.bridge
         {
+            if media.codec == Codec::Opus
+                && let Some(narrow) = transcode::is_narrowband(&media.data)
+            {
+                let band = if narrow {
+                    &self.counters.opus_narrowband_in
+                } else {
+                    &self.counters.opus_wideband_in
+                };
+                bump(band, 1);
+            }
             if bridge.rtp.rtp_for_sip(&media, &mut bridge.packet)
                 && match bridge
                     .to_remote
@@ -809,7 +821,7 @@ mod tests {
     const AUDIO: MediaSpec = MediaSpec {
         audio: true,
         video: false,
-        g711_first: false,
+        facing_g711: false,
     };
 
     /// Runs both clients for `span`, the first sending a packet every 20 ms if `talk`.

@@ -17,6 +17,8 @@ pub struct RtcMetrics {
     packets: Family<Labels, Gauge>,
     /// WebRTC datagrams dropped, by reason (`unknown` source, peer `queue_full`).
     dropped: Family<Labels, Gauge>,
+    /// Opus packets from peers bridged to SIP, by the audio band they code.
+    opus_in: Family<Labels, Gauge>,
 }
 
 impl Part for RtcMetrics {
@@ -39,6 +41,12 @@ impl Part for RtcMetrics {
                 r,
                 "webrtc_dropped",
                 "WebRTC datagrams and bridged RTP packets dropped, by reason",
+                Family::default(),
+            ),
+            opus_in: registered(
+                r,
+                "webrtc_opus_in",
+                "Opus packets from WebRTC peers bridged to SIP, by audio band",
                 Family::default(),
             ),
         }
@@ -64,5 +72,10 @@ impl Snapshot for RtcStats {
             ("rtp_bridge_out", self.rtp_bridge_out_dropped),
         ];
         set_each(&to.dropped, "reason", reasons);
+        let bands = [
+            ("narrow", self.opus_narrowband_in),
+            ("wide", self.opus_wideband_in),
+        ];
+        set_each(&to.opus_in, "band", bands);
     }
 }

@@ -63,10 +63,13 @@ impl fmt::Display for PeerId {
 pub struct MediaSpec {
     pub audio: bool,
     pub video: bool,
-    /// The peer's audio will be bridged to a G.711 SIP leg: PCMU is offered before Opus, so a
+    /// The peer's audio will be bridged to a G.711 SIP leg. PCMU is offered before Opus, so a
     /// client that keeps the offer's order in its answer (RFC 3264 §6.1; browsers do) sends and
-    /// takes G.711 and the gateway passes its audio through instead of transcoding it.
-    pub g711_first: bool,
+    /// takes G.711 and the gateway passes its audio through instead of transcoding it. A client
+    /// that takes Opus all the same is asked for narrowband Opus (`maxplaybackrate=8000`, RFC
+    /// 7587 §6.1): G.711 keeps nothing wider, and a narrowband frame costs the gateway a quarter
+    /// of a fullband one to decode.
+    pub facing_g711: bool,
 }
 
 /// Why a leg ended.
@@ -164,6 +167,10 @@ struct RtcCounters {
     /// comfort noise), malformed packets, audio while the client takes no codec of ours, or a
     /// write str0m refused. Every packet in `rtp_bridge_in` is played or counted here.
     pub rtp_bridge_in_dropped: AtomicU64,
+    /// Opus packets from bridged peers, by the audio band they code: what a wider one costs
+    /// to decode is wasted on a G.711 leg (see [`MediaSpec::facing_g711`]).
+    pub opus_narrowband_in: AtomicU64,
+    pub opus_wideband_in: AtomicU64,
 }
 
 /// A snapshot of [`RtcCounters`].
@@ -181,6 +188,8 @@ pub struct RtcStats {
     pub rtp_bridge_in: u64,
     pub rtp_bridge_out_dropped: u64,
     pub rtp_bridge_in_dropped: u64,
+    pub opus_narrowband_in: u64,
+    pub opus_wideband_in: u64,
 }
 
 impl RtcCounters {
@@ -199,6 +208,8 @@ impl RtcCounters {
             rtp_bridge_in: get(&self.rtp_bridge_in),
             rtp_bridge_out_dropped: get(&self.rtp_bridge_out_dropped),
             rtp_bridge_in_dropped: get(&self.rtp_bridge_in_dropped),
+            opus_narrowband_in: get(&self.opus_narrowband_in),
+            opus_wideband_in: get(&self.opus_wideband_in),
         }
     }
 }

@@ -117,6 +117,8 @@ pub(crate) struct PeerConnection {
     last_consent: Option<Instant>,
     connected: bool,
     closed: bool,
+    /// Every SDP we send asks for narrowband Opus ([`MediaSpec::facing_g711`]).
+    narrowband_opus: bool,
     queue: VecDeque<Output>,
     #[cfg(test)]
     pub(crate) panic_on_input: bool,
@@ -142,7 +144,7 @@ impl PeerConnection {
         // A peer facing SIP never carries video and sends G.711 at a fixed rate: transport-wide
         // congestion control, which estimates bandwidth for video, only costs it a register of
         // the last thousand packets sent (most of a peer's memory) and feedback to compute.
-        let rtc = if spec.g711_first {
+        let rtc = if spec.facing_g711 {
             rtc.enable_pcmu(true, false)
                 .enable_opus(true, false)
                 .set_extension_map(without_twcc())
@@ -190,11 +192,13 @@ impl PeerConnection {
             last_consent: None,
             connected: false,
             closed: false,
+            narrowband_opus: spec.facing_g711,
             queue: VecDeque::new(),
             #[cfg(test)]
             panic_on_input: false,
         };
-        Ok((peer, offer.to_sdp_string()))
+        let offer = peer.ours(offer.to_sdp_string());
+        Ok((peer, offer))
     }
 
     /// Our ICE username fragment: binding requests to this peer carry it (see [`demux`]).
@@ -242,7 +246,7 @@ impl PeerConnection {
             .accept_offer(offer)
             .map_err(|e| RtcError::BadSdp(e.to_string()))?;
         self.after_negotiation(now);
-        Ok(answer.to_sdp_string())
+        Ok(self.ours(answer.to_sdp_string()))
     }
 
     /// Offers video (a new m-line, or the old one made `sendrecv` again) or makes it inactive.
@@ -264,7 +268,16 @@ impl PeerConnection {
         let (offer, pending) = api.apply().ok_or(RtcError::Unchanged)?;
         self.pending = Some(pending);
         self.video_on = on;
-        Ok(offer.to_sdp_string())
+        Ok(self.ours(offer.to_sdp_string()))
+    }
+
+    /// An SDP str0m wrote, as this peer sends it.
+    fn ours(&self, sdp: String) -> String {
+        if self.narrowband_opus {
+            ask_for_narrowband_opus(&sdp)
+        } else {
+            sdp
+        }
     }
 
     fn after_negotiation(&mut self, now: Instant) {
@@ -558,6 +571,55 @@ fn normalize_sdp(sdp: &str) -> String {
     out
 }
 
+/// What an Opus format line of ours adds for a peer bridged to G.711 (RFC 7587 §6.1): we
+/// render at most 8 kHz, so the client's encoder need code nothing wider than narrowband
+/// (browsers cap their Opus bandwidth by it), and we capture at most 8 kHz too.
+const NARROWBAND_OPUS: &str = "maxplaybackrate=8000;sprop-maxcapturerate=8000";
+
+/// Adds [`NARROWBAND_OPUS`] to the format parameters of every Opus payload type in `sdp`, or
+/// gives the payload type a format line of its own when it has none. str0m keeps no such
+/// parameter, so the SDP text it wrote is completed here.
+fn ask_for_narrowband_opus(sdp: &str) -> String {
+    let opus: Vec<&str> = sdp
+        .lines()
+        .filter_map(|l| {
+            let (pt, encoding) = format_attribute(l, "rtpmap")?;
+            let name = encoding.split('/').next()?;
+            name.eq_ignore_ascii_case("opus").then_some(pt)
+        })
+        .collect();
+    let has_fmtp = |pt: &str| {
+        sdp.lines()
+            .any(|l| format_attribute(l, "fmtp").is_some_and(|(p, _)| p == pt))
+    };
+    let mut out = String::with_capacity(sdp.len() + opus.len() * (NARROWBAND_OPUS.len() + 16));
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let end = &line[body.len()..];
+        let is_opus = |&(pt, _): &(&str, &str)| opus.contains(&pt);
+        if let Some((pt, params)) = format_attribute(body, "fmtp").filter(is_opus) {
+            let sep = if params.is_empty() { "" } else { ";" };
+            out.push_str(&format!("a=fmtp:{pt} {params}{sep}{NARROWBAND_OPUS}{end}"));
+            continue;
+        }
+        out.push_str(line);
+        if let Some((pt, _)) = format_attribute(body, "rtpmap").filter(is_opus)
+            && !has_fmtp(pt)
+        {
+            out.push_str(&format!("a=fmtp:{pt} {NARROWBAND_OPUS}{end}"));
+        }
+    }
+    out
+}
+
+/// `a=<name>:<pt> <value>` (`rtpmap`, `fmtp`) as `(pt, value)`.
+fn format_attribute<'a>(line: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
+    line.strip_prefix("a=")?
+        .strip_prefix(name)?
+        .strip_prefix(':')?
+        .split_once(' ')
+}
+
 /// str0m's standard RTP header extensions (Chrome's) without transport-wide sequence numbers.
 fn without_twcc() -> ExtensionMap {
     let mut exts = ExtensionMap::empty();
@@ -571,8 +633,7 @@ fn without_twcc() -> ExtensionMap {
 
 /// `a=rtpmap:0 PCMU/8000/1` → `a=rtpmap:0 PCMU/8000`, for the mono codecs str0m knows.
 fn strip_mono_channels(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix("a=rtpmap:")?;
-    let (_, encoding) = rest.split_once(' ')?;
+    let (_, encoding) = format_attribute(line, "rtpmap")?;
     let name = encoding.split('/').next()?;
     let mono = ["PCMU", "PCMA", "G722"]
         .iter()
@@ -589,11 +650,11 @@ mod tests {
     use super::*;
 
     /// An audio-only offer.
-    fn audio_offer(g711_first: bool) -> String {
+    fn audio_offer(facing_g711: bool) -> String {
         let spec = MediaSpec {
             audio: true,
             video: false,
-            g711_first,
+            facing_g711,
         };
         let config = PeerConfig {
             local: "127.0.0.1:40000".parse().unwrap(),
@@ -605,8 +666,8 @@ mod tests {
     }
 
     /// The payload types of the offer's audio m-line, in its order of preference.
-    fn audio_formats(g711_first: bool) -> Vec<String> {
-        let offer = audio_offer(g711_first);
+    fn audio_formats(facing_g711: bool) -> Vec<String> {
+        let offer = audio_offer(facing_g711);
         let line = offer
             .lines()
             .find(|l| l.starts_with("m=audio "))
@@ -639,6 +700,69 @@ mod tests {
         let twcc = |offer: String| offer.contains("transport-wide-cc");
         assert!(twcc(audio_offer(false)));
         assert!(!twcc(audio_offer(true)));
+    }
+
+    /// The format parameters of the offer's Opus payload type.
+    fn opus_fmtp(offer: &str) -> String {
+        let pt = offer
+            .lines()
+            .find_map(|l| {
+                let (pt, codec) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+                codec.starts_with("opus/").then_some(pt)
+            })
+            .expect("opus in the offer");
+        let prefix = format!("a=fmtp:{pt} ");
+        let lines: Vec<&str> = offer.lines().filter(|l| l.starts_with(&prefix)).collect();
+        assert_eq!(lines.len(), 1, "one format line for Opus: {offer}");
+        lines[0][prefix.len()..].to_string()
+    }
+
+    #[test]
+    fn a_peer_bridged_to_sip_asks_for_narrowband_opus_in_every_sdp_it_sends() {
+        let params = |fmtp: &str| -> Vec<String> { fmtp.split(';').map(String::from).collect() };
+        let between_peers = params(&opus_fmtp(&audio_offer(false)));
+        assert!(
+            !between_peers
+                .iter()
+                .any(|p| p.starts_with("maxplaybackrate"))
+        );
+        let facing_sip = params(&opus_fmtp(&audio_offer(true)));
+        for wanted in ["maxplaybackrate=8000", "sprop-maxcapturerate=8000"] {
+            assert!(facing_sip.iter().any(|p| p == wanted), "{facing_sip:?}");
+        }
+        // str0m's own parameters are kept, and so is everything else.
+        for kept in &between_peers {
+            assert!(facing_sip.contains(kept), "{kept} lost: {facing_sip:?}");
+        }
+        // Only the Opus format line changes.
+        let plain = audio_offer(false);
+        let narrow = ask_for_narrowband_opus(&plain);
+        let changed: Vec<(&str, &str)> = plain
+            .split("\r\n")
+            .zip(narrow.split("\r\n"))
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert!(changed[0].1.starts_with("a=fmtp:"), "{changed:?}");
+        assert_eq!(plain.split("\r\n").count(), narrow.split("\r\n").count());
+    }
+
+    #[test]
+    fn an_opus_payload_type_without_format_parameters_is_given_a_line() {
+        let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 0 96\r\na=rtpmap:0 PCMU/8000\r\n\
+                   a=rtpmap:96 OPUS/48000/2\r\na=fmtp:0 x=1\r\n";
+        assert_eq!(
+            ask_for_narrowband_opus(sdp),
+            "m=audio 9 UDP/TLS/RTP/SAVPF 0 96\r\na=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:96 OPUS/48000/2\r\n\
+             a=fmtp:96 maxplaybackrate=8000;sprop-maxcapturerate=8000\r\na=fmtp:0 x=1\r\n"
+        );
+        let sdp = "a=rtpmap:111 opus/48000/2\na=fmtp:111 minptime=10\n";
+        assert_eq!(
+            ask_for_narrowband_opus(sdp),
+            "a=rtpmap:111 opus/48000/2\n\
+             a=fmtp:111 minptime=10;maxplaybackrate=8000;sprop-maxcapturerate=8000\n"
+        );
     }
 
     #[test]

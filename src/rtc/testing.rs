@@ -234,12 +234,12 @@ mod tests {
     const AUDIO: MediaSpec = MediaSpec {
         audio: true,
         video: false,
-        g711_first: false,
+        facing_g711: false,
     };
     const AUDIO_VIDEO: MediaSpec = MediaSpec {
         audio: true,
         video: true,
-        g711_first: false,
+        facing_g711: false,
     };
 
     fn connected(world: &World) -> bool {

@@ -32,6 +32,14 @@ const ENCODER_BITRATE: i32 = 24_000;
 /// effort buys), and the tests below hold a tone through at the chosen one.
 pub const ENCODER_COMPLEXITY: i32 = 1;
 
+/// Whether an Opus packet codes narrowband audio (4 kHz), as its table-of-contents byte says
+/// (RFC 6716 §3.1, Table 2: configurations 0–3 are SILK narrowband, 16–19 CELT narrowband).
+/// `None` for an empty packet.
+pub fn is_narrowband(packet: &[u8]) -> Option<bool> {
+    let config = packet.first()? >> 3;
+    Some(matches!(config, 0..=3 | 16..=19))
+}
+
 /// Why a packet could not be transcoded (the codec's own words).
 #[derive(Debug, thiserror::Error)]
 #[error("opus: {0}")]
@@ -195,6 +203,25 @@ mod tests {
             tone(steady, 440.0) > 5.0 * tone(steady, 1000.0),
             "the 440 Hz tone is gone"
         );
+    }
+
+    #[test]
+    fn the_band_of_a_packet_is_read_from_its_first_byte() {
+        let mut narrow = Transcoder::new().unwrap();
+        let mut frames = Vec::new();
+        let mut pcmu = Vec::new();
+        g711::encode(Codec::Pcmu, &sine(440.0, 160), &mut pcmu);
+        narrow
+            .g711_to_opus(&pcmu, Codec::Pcmu, |p| frames.push(p.to_vec()))
+            .unwrap();
+        assert_eq!(is_narrowband(&frames[0]), Some(true));
+        // Hybrid fullband, SILK wideband, CELT narrowband and fullband (RFC 6716 Table 2).
+        let toc = |config: u8| [config << 3, 0xff];
+        assert_eq!(is_narrowband(&toc(15)), Some(false));
+        assert_eq!(is_narrowband(&toc(9)), Some(false));
+        assert_eq!(is_narrowband(&toc(16)), Some(true));
+        assert_eq!(is_narrowband(&toc(31)), Some(false));
+        assert_eq!(is_narrowband(&[]), None);
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl Edge {
                 let spec = MediaSpec {
                     audio: true,
                     video: false,
-                    g711_first: true,
+                    facing_g711: true,
                 };
                 let (peer, offer) = match self.rtc.create_peer(spec).await {
                     Ok(created) => created,

@@ -5,7 +5,8 @@
 //! - Left to its own choice, Chromium keeps the order of the gateway's offer, which puts PCMU
 //!   first for a peer bridged to SIP: its G.711 passes through untouched.
 //! - Made to answer with Opus alone, its Opus is decoded to G.711 for the softphone, echoed,
-//!   and encoded back to Opus.
+//!   and encoded back to Opus. The offer asks for narrowband Opus (`maxplaybackrate=8000`),
+//!   and Chromium sends nothing wider: the gateway counts the band of every Opus packet.
 //!
 //! Either way the page's statistics show the codec arriving and audio decoded to something
 //! audible (Chromium's fake microphone beeps). Silence would mean one of the two directions was
@@ -51,9 +52,17 @@ departments = ["claims"]
     )
 }
 
+/// What one call through the softphone showed.
+struct Heard {
+    /// Chromium's statistics once it heard enough.
+    browser: Value,
+    /// The gateway's count of Opus packets from the browser: narrowband, and wider.
+    opus_in: (u64, u64),
+}
+
 /// One call from Chromium's app (answering with `codec` alone, or with its own choice when
-/// empty) to a softphone that echoes; Chromium's statistics once it heard enough.
-async fn echoed_through_a_softphone(codec: &str) -> Value {
+/// empty) to a softphone that echoes.
+async fn echoed_through_a_softphone(codec: &str) -> Heard {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         browser_dir.join("node_modules/playwright-core").is_dir(),
@@ -148,7 +157,36 @@ async fn echoed_through_a_softphone(codec: &str) -> Value {
         "softphone: {stats:?}\ngateway log:\n{}",
         gateway.log_text()
     );
-    result
+    let opus_in = tokio::task::block_in_place(|| opus_bands(&gateway));
+    Heard {
+        browser: result,
+        opus_in,
+    }
+}
+
+/// The gateway's count of Opus packets from its peers by band, `(narrow, wide)`, as its
+/// metrics show it once the peer is gone (so nothing more is counted).
+fn opus_bands(gateway: &common::Gateway) -> (u64, u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = gateway.http_get("/metrics");
+        let value = |line: &str| -> Option<u64> {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+        };
+        let peers = value("tandem_webrtc_peers ");
+        let narrow = value("tandem_webrtc_opus_in{band=\"narrow\"} ");
+        let wide = value("tandem_webrtc_opus_in{band=\"wide\"} ");
+        if let (Some(0), Some(narrow), Some(wide)) = (peers, narrow, wide) {
+            return (narrow, wide);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no WebRTC metrics with the peer gone:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The audio codecs Chromium received, as `audio/...` MIME types.
@@ -165,19 +203,30 @@ fn inbound_codecs(result: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_takes_g711_on_a_call_bridged_to_a_softphone() {
-    let result = echoed_through_a_softphone("").await;
-    let codecs = inbound_codecs(&result);
+    let heard = echoed_through_a_softphone("").await;
+    let codecs = inbound_codecs(&heard.browser);
     assert!(
         !codecs.is_empty() && codecs.iter().all(|c| c == "audio/PCMU"),
-        "Chromium followed the offer's order: {result:#}"
+        "Chromium followed the offer's order: {:#}",
+        heard.browser
     );
+    assert_eq!(heard.opus_in, (0, 0), "no Opus was sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_hears_its_opus_echoed_through_a_g711_softphone() {
-    let result = echoed_through_a_softphone("opus").await;
+    let heard = echoed_through_a_softphone("opus").await;
     assert!(
-        inbound_codecs(&result).iter().any(|c| c == "audio/opus"),
-        "Chromium received Opus: {result:#}"
+        inbound_codecs(&heard.browser)
+            .iter()
+            .any(|c| c == "audio/opus"),
+        "Chromium received Opus: {:#}",
+        heard.browser
+    );
+    // Asked for narrowband, Chromium sends nothing wider, from the first packet on.
+    let (narrow, wide) = heard.opus_in;
+    assert!(
+        narrow > 50 && wide == 0,
+        "Opus packets from Chromium: {narrow} narrowband, {wide} wider"
     );
 }
