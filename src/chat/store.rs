@@ -278,9 +278,14 @@ impl Store {
     ) -> Result<Store, StoreError> {
         install_default_drivers();
         let url = prepare_sqlite(url)?;
+        // A pooled connection is pinged before each use, to find one the server dropped. A
+        // SQLite connection is a file in this process: the ping only cost every commit and
+        // read one more round trip to its thread.
+        let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(!sqlite)
             .after_connect(|conn, _| -> BoxFuture<'_, Result<(), sqlx::Error>> {
                 Box::pin(async move {
                     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
