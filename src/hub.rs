@@ -1062,6 +1062,8 @@ impl Task {
     async fn serve(&mut self, it: &mut Interaction, request: Request) {
         match request {
             Request::Release => {
+                // Given away, not taken: no warning that another node owns it now.
+                self.moved.store(true, Ordering::Release);
                 tracing::info!("handed over to another node");
                 self.stop_moved();
             }

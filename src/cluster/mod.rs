@@ -221,30 +221,50 @@ impl Cluster {
 
     /// Hands this node's interactions over to the others and leaves the cluster: the tasks
     /// stop without ending their interactions, then ownership and the lease are released and
-    /// the others are told to adopt them now. Waits at most `within` for the tasks.
+    /// the others are told to adopt them now. Waits at most `within` for the tasks, and
+    /// [`AT_STOP`] for each answer of the store and of NATS.
     pub async fn hand_over(self, within: Duration) {
+        use tokio::time::timeout;
         self.stop.cancel();
         if let Some(routing) = &self.routing {
-            leader::resign(&self.store, routing, &self.config.node).await;
+            let resigned = timeout(
+                AT_STOP,
+                leader::resign(&self.store, routing, &self.config.node),
+            );
+            if resigned.await.is_err() {
+                tracing::warn!("cannot give routing's lead up: the store did not answer");
+            }
         }
         let left = self.hub.release_all(within).await;
         if left > 0 {
             tracing::warn!(left, "interactions still running at handover");
         }
-        match self.store.release_node(&self.config.node).await {
-            Ok(released) => tracing::info!(released, "handed the interactions over"),
-            Err(e) => tracing::error!("cannot release the interactions: {e}"),
+        match timeout(AT_STOP, self.store.release_node(&self.config.node)).await {
+            Ok(Ok(released)) => tracing::info!(released, "handed the interactions over"),
+            Ok(Err(e)) => tracing::error!("cannot release the interactions: {e}"),
+            Err(_) => tracing::error!("cannot release the interactions: the store did not answer"),
         }
-        let _ = self
-            .nats
-            .publish(wire::RELEASED, self.config.node.clone().into())
-            .await;
-        let _ = self.nats.flush().await;
+        let told = timeout(AT_STOP, async {
+            let _ = self
+                .nats
+                .publish(wire::RELEASED, self.config.node.clone().into())
+                .await;
+            self.nats.flush().await
+        });
+        if !matches!(told.await, Ok(Ok(()))) {
+            tracing::warn!("cannot tell the other nodes: NATS did not answer");
+        }
         for task in self.tasks {
             task.abort();
         }
     }
 }
+
+/// How long a stopping node waits for the store, and for NATS, at each step of its handover.
+/// Both answer in milliseconds when they are up. When they are gone, the node stops all the
+/// same: its lease runs out and the others take its interactions over as a dead node's, and
+/// they look for released ones now and then in case the word was lost.
+const AT_STOP: Duration = Duration::from_secs(3);
 
 /// Takes over the interactions of dead nodes (and, with `orphans`, those nobody owns), and
 /// restores every interaction this node owns that does not run here yet. Returns how many it
