@@ -4,10 +4,14 @@
 //!
 //! Login checks the argon2 hash from config and hands out an opaque random token that expires
 //! after `routing.token_ttl_s`. The token goes in `Authorization: Bearer …` or, for browsers
-//! opening a WebSocket, in `?token=…`. Wrong passwords are slowed down per agent name and per
-//! source address ([`LoginGuards`]): past a few, the name or address is locked for longer and
-//! longer and its logins are refused unchecked (`429 login_locked`, `Retry-After`). Logout
-//! ends every token of the agent and closes the sockets opened with them.
+//! opening a WebSocket, in `?token=…`. The store keeps each token's SHA-256, so a token works
+//! on every node of a cluster and after a restart; a node caches the tokens it has seen, and
+//! in a cluster looks every [`LOGOUT_SWEEP`] for those another node's logout ended.
+//!
+//! Wrong passwords are slowed down per agent name and per source address ([`LoginGuards`]):
+//! past a few, the name or address is locked for longer and longer and its logins are refused
+//! unchecked (`429 login_locked`, `Retry-After`). Logout ends every token of the agent and
+//! closes the sockets opened with them.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -47,8 +51,37 @@ pub struct Agent {
 pub(crate) struct Login {
     agent: AgentId,
     expires: Time,
+    /// The token's SHA-256, as the store knows it.
+    sha256: String,
     ended: CancellationToken,
 }
+
+impl Login {
+    fn new(token: &str, agent: AgentId, expires: Time) -> Login {
+        Login {
+            agent,
+            expires,
+            sha256: token_sha256(token),
+            ended: CancellationToken::new(),
+        }
+    }
+}
+
+/// How a login token is known in the store.
+fn token_sha256(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Whether `token` looks like one we hand out (64 hexadecimal digits): anything else is
+/// refused without asking the store.
+fn token_shaped(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// How often a node of a cluster checks that the tokens it caches are still stored, so that
+/// a logout through another node ends them here too, sockets included.
+pub(crate) const LOGOUT_SWEEP: Duration = Duration::from_secs(5);
 
 /// The longest agent name a login may give; longer ones are no agent's.
 const MAX_NAME: usize = 128;
@@ -91,8 +124,32 @@ impl LoginGuards {
 }
 
 impl AppState {
-    /// The agent holding `token`, if it is known and not expired.
-    pub(crate) fn agent_for_token(&self, token: &str) -> Option<AgentId> {
+    /// The agent holding `token`, if it is known and not expired: cached here, or stored by
+    /// this node or another one.
+    pub(crate) async fn agent_for_token(&self, token: &str) -> Result<Option<AgentId>, ApiError> {
+        if let Some(agent) = self.cached_agent(token) {
+            return Ok(Some(agent));
+        }
+        if !token_shaped(token) {
+            return Ok(None);
+        }
+        let Some((agent, expires)) = self.store().login(&token_sha256(token)).await? else {
+            return Ok(None);
+        };
+        let (agent, expires) = (AgentId(agent), Time(expires));
+        // An agent no longer configured holds no token, whatever the store remembers.
+        if expires <= Time::now() || self.config().agent(&agent.0).is_none() {
+            return Ok(None);
+        }
+        let mut tokens = self.shared.tokens.lock().expect("tokens");
+        let login = tokens
+            .entry(token.to_string())
+            .or_insert_with(|| Login::new(token, agent, expires));
+        Ok(Some(login.agent.clone()))
+    }
+
+    /// The agent holding `token` among the tokens this node knows, forgetting expired ones.
+    fn cached_agent(&self, token: &str) -> Option<AgentId> {
         let mut tokens = self.shared.tokens.lock().expect("tokens");
         let now = Time::now();
         tokens.retain(|_, login| {
@@ -165,6 +222,7 @@ impl FromRequestParts<AppState> for Agent {
         let token = token_of(parts).ok_or(ApiError::TokenInvalid)?;
         let id = state
             .agent_for_token(&token)
+            .await?
             .ok_or(ApiError::TokenInvalid)?;
         Ok(Agent { id, token })
     }
@@ -228,15 +286,19 @@ pub async fn login(
         .succeeded(&body.name, source);
     let agent = AgentId(body.name);
     let token = random_hex(32);
-    let expires = Time::now() + Duration::from_secs(config.routing.token_ttl_s);
-    state.shared.tokens.lock().expect("tokens").insert(
-        token.clone(),
-        Login {
-            agent: agent.clone(),
-            expires,
-            ended: CancellationToken::new(),
-        },
-    );
+    let now = Time::now();
+    let expires = now + Duration::from_secs(config.routing.token_ttl_s);
+    let login = Login::new(&token, agent.clone(), expires);
+    state
+        .store()
+        .put_login(&login.sha256, &agent.0, expires.millis(), now.millis())
+        .await?;
+    state
+        .shared
+        .tokens
+        .lock()
+        .expect("tokens")
+        .insert(token.clone(), login);
     tracing::info!(%agent, "agent logged in");
     let display_name = state.routing().display_name(&agent).unwrap_or(&agent.0);
     Ok(Json(json!({
@@ -259,6 +321,7 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ASwulphIuR6xSykcpKYTZA$
 /// `POST logout`: every token of the agent ends, the sockets opened with them close, and the
 /// agent is offline (offers withdrawn, chats re-queued).
 pub async fn logout(State(state): State<AppState>, agent: Agent) -> Result<Json<Value>, ApiError> {
+    state.store().end_logins(&agent.id.0).await?;
     state
         .shared
         .tokens
@@ -276,6 +339,40 @@ pub async fn logout(State(state): State<AppState>, agent: Agent) -> Result<Json<
         .set_presence(&agent.id, crate::routing::router::Presence::Offline)
         .await?;
     Ok(Json(json!({"state": "offline"})))
+}
+
+/// Ends the tokens this node caches that are no longer stored (another node's logout ended
+/// them), and closes their sockets; every [`LOGOUT_SWEEP`] until the API is gone.
+pub(crate) async fn follow_logouts(shared: std::sync::Weak<super::Shared>) {
+    let mut tick = tokio::time::interval(LOGOUT_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let cached: Vec<String> = {
+            let tokens = shared.tokens.lock().expect("tokens");
+            tokens.values().map(|login| login.sha256.clone()).collect()
+        };
+        if cached.is_empty() {
+            continue;
+        }
+        let stored = match shared.hub.store().stored_logins(&cached).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::debug!("cannot check the login tokens: {e}");
+                continue;
+            }
+        };
+        shared.tokens.lock().expect("tokens").retain(|_, login| {
+            let live = stored.contains(&login.sha256);
+            if !live {
+                login.ended.cancel();
+            }
+            live
+        });
+    }
 }
 
 /// `POST files` (multipart): a file the agent will send into a chat with `send_file`.

@@ -133,7 +133,8 @@ impl AppState {
             http.max_connections_per_device,
         );
         let metrics = hub.metrics().part::<metrics::ApiMetrics>();
-        AppState {
+        let clustered = hub.config().cluster.is_some();
+        let state = AppState {
             shared: Arc::new(Shared {
                 metrics,
                 routing,
@@ -154,7 +155,11 @@ impl AppState {
                 agent_sockets: Arc::new(Semaphore::new(agent_sockets)),
                 budgets,
             }),
+        };
+        if clustered {
+            tokio::spawn(agent::follow_logouts(Arc::downgrade(&state.shared)));
         }
+        state
     }
     pub fn hub(&self) -> &Hub {
         &self.shared.hub

@@ -16,7 +16,7 @@
 //! for the commit of its own write.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -234,6 +234,13 @@ fn migrator() -> Migrator {
                 "leaders".into(),
                 MigrationType::Simple,
                 SqlStr::from_static(include_str!("../../migrations/0006_leaders.sql")),
+                false,
+            ),
+            Migration::new(
+                7,
+                "agent logins".into(),
+                MigrationType::Simple,
+                SqlStr::from_static(include_str!("../../migrations/0007_agent_logins.sql")),
                 false,
             ),
         ]),
@@ -505,6 +512,82 @@ impl Store {
         .bind(record.updated_at as i64)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Stores a login token by its SHA-256 (durable when this returns), and forgets the
+    /// tokens that expired before `now`.
+    pub(crate) async fn put_login(
+        &self,
+        token_sha256: &str,
+        agent: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM agent_logins WHERE expires_at < $1")
+            .bind(now as i64)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO agent_logins (token_sha256, agent, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token_sha256.to_string())
+        .bind(agent.to_string())
+        .bind(expires_at as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The agent and expiry of the login token whose SHA-256 is `token_sha256`, if stored.
+    pub(crate) async fn login(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        let row = sqlx::query("SELECT agent, expires_at FROM agent_logins WHERE token_sha256 = $1")
+            .bind(token_sha256.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok((
+                row.try_get("agent")?,
+                row.try_get::<i64, _>("expires_at")? as u64,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Which of the tokens whose SHA-256 are `token_sha256s` are still stored.
+    pub(crate) async fn stored_logins(
+        &self,
+        token_sha256s: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut stored = HashSet::new();
+        for chunk in token_sha256s.chunks(64) {
+            let places: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT token_sha256 FROM agent_logins WHERE token_sha256 IN ({})",
+                places.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for sha in chunk {
+                query = query.bind(sha.clone());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                stored.insert(row.try_get("token_sha256")?);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Forgets every login token of `agent` (durable when this returns).
+    pub(crate) async fn end_logins(&self, agent: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM agent_logins WHERE agent = $1")
+            .bind(agent.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! the address guessing, are locked for longer and longer (`429 login_locked` with
 //! `Retry-After`, the right password refused unchecked meanwhile), the lock expires by itself,
 //! and the refusals are counted in `/metrics`. Logout closes the sockets its tokens opened.
+//! Tokens are stored: they outlive a restart, and so does a logout.
 
 use crate::agent_desk;
 use crate::common;
@@ -174,4 +175,36 @@ async fn logout_closes_the_agents_open_sockets() {
         .unwrap()
         .status();
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// A token outlives a restart of the gateway (the store keeps it), and a logout before the
+/// restart still holds after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_outlives_a_restart_and_a_logout_does_too() {
+    let mut gateway = common::Gateway::start(&config());
+    let http = reqwest::Client::new();
+    let kept = agent_desk::login(&http, gateway.http, "alice", "desk").await;
+    let ended = agent_desk::login(&http, gateway.http, "bob", "desk").await;
+    let out = http
+        .post(format!("http://{}/agent/v1/logout", gateway.http))
+        .bearer_auth(&ended)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+
+    assert!(gateway.terminate().success());
+    gateway.restart();
+    let status = |token: String| {
+        let http = http.clone();
+        let url = format!("http://{}/agent/v1/settings", gateway.http);
+        async move {
+            let answer = http.get(url).bearer_auth(token).send().await.unwrap();
+            answer.status()
+        }
+    };
+    assert_eq!(status(kept.clone()).await, StatusCode::OK);
+    assert_eq!(status(ended).await, StatusCode::UNAUTHORIZED);
+    let (_, hello) = Desk::open(gateway.http, &kept).await;
+    assert_eq!(hello["agent"], "alice", "{hello}");
 }

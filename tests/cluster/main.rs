@@ -20,6 +20,7 @@ mod webrtc_client;
 
 mod nodes;
 
+mod agent_token_on_every_node;
 mod call_on_a_dead_owner;
 mod chat_through_any_node;
 mod cut_off_node_fences_itself;
