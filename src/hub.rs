@@ -1062,10 +1062,8 @@ impl Task {
     async fn serve(&mut self, it: &mut Interaction, request: Request) {
         match request {
             Request::Release => {
-                // Given away, not taken: no warning that another node owns it now.
-                self.moved.store(true, Ordering::Release);
                 tracing::info!("handed over to another node");
-                self.stop_moved();
+                self.stop_serving();
             }
             Request::Command { by, command, reply } => {
                 if self.unstored.is_some() {
@@ -1153,13 +1151,19 @@ impl Task {
         false
     }
 
-    /// Stops serving because another node owns the interaction now: what the machine did
-    /// since its last stored write is dropped (nobody was told of it), and the handles answer
-    /// [`HubError::Moved`] from now on.
+    /// Stops serving because another node owns the interaction now, which this node learns
+    /// (a refused write) rather than decided: said once, as a warning.
     fn stop_moved(&mut self) {
-        if !self.moved.swap(true, Ordering::AcqRel) {
+        if !self.moved.load(Ordering::Acquire) {
             tracing::warn!("another node owns the interaction now: stopped serving it");
         }
+        self.stop_serving();
+    }
+
+    /// Stops serving: what the machine did since its last stored write is dropped (nobody was
+    /// told of it), and the handles answer [`HubError::Moved`] from now on.
+    fn stop_serving(&mut self) {
+        self.moved.store(true, Ordering::Release);
         self.unstored = None;
         self.finished = true;
     }
