@@ -1,13 +1,16 @@
 //! Customer messages end to end, and the memory of open interactions.
 //!
-//! Latency: `POST chats/{id}/events` over HTTP on loopback → persisted (SQLite, group commit,
+//! Latency: a customer's message over loopback → persisted (SQLite, group commit,
 //! synchronous=FULL) → seen on the agent side's subscription of the interaction (what the agent
-//! WebSocket will forward). Many customers write at once, each waiting for its previous message;
-//! the clock starts once every chat is open. It also prints the store's transactions in that
-//! window: how many, how many messages each carried, and how long each took.
+//! WebSocket will forward). It is sent twice over: as `POST chats/{id}/events` (run `latency`),
+//! and as a frame on the chat's WebSocket (run `socket`), which is how the web chat sends while
+//! its socket is up. Many customers write at once, each waiting for its previous message (the
+//! answer, or the socket's `ack`); the clock starts once every chat is open. Each run also
+//! prints the store's transactions in that window: how many, how many messages each carried,
+//! and how long each took.
 //! Memory: resident set growth for N open interactions, each with an agent and a message.
 //!
-//! `cargo bench --bench chat_e2e [memory|latency]` runs the full sizes; without `--bench` (as
+//! `cargo bench --bench chat_e2e [memory|latency|socket]` runs the full sizes; without `--bench` (as
 //! under `cargo test --all-targets`) it runs a small pass as a smoke test.
 
 #[path = "support/store_stats.rs"]
@@ -16,15 +19,18 @@ mod store_stats;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use store_stats::store_totals;
-use tandem::api::{AppState, app};
-use tandem::bridge::{AgentId, Command, Customer, EventKind, Party};
+use tandem::api::{self, AppState};
+use tandem::bridge::{AgentId, Command, Customer, EventKind, InteractionId, Party};
 use tandem::chat::files::FileStore;
 use tandem::chat::store::Store;
 use tandem::config::Config;
 use tandem::hub::Hub;
 use tandem::metrics::Metrics;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -35,7 +41,7 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn hub_in(dir: &std::path::Path) -> (Hub, Arc<Metrics>) {
+async fn hub_in(dir: &std::path::Path) -> (Hub, Arc<Metrics>, Config) {
     let mut config = Config::parse(
         "[chat]\nmax_chats_per_device = 1000000\nmax_open_interactions = 1000000\n\
          [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n",
@@ -43,17 +49,18 @@ async fn hub_in(dir: &std::path::Path) -> (Hub, Arc<Metrics>) {
     .unwrap();
     config.store.url = format!("sqlite://{}/tandem.db", dir.display());
     config.files.dir = format!("{}/files", dir.display());
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
     let metrics = Arc::new(Metrics::default());
     let store = Store::open(&config.store.url, 8, metrics.clone())
         .await
         .unwrap();
-    let hub = Hub::open(Arc::new(config), store, metrics.clone(), None)
+    let hub = Hub::open(Arc::new(config.clone()), store, metrics.clone(), None)
         .await
         .unwrap();
-    (hub, metrics)
+    (hub, metrics, config)
 }
 
-async fn open_chat(hub: &Hub, n: usize) -> tandem::bridge::InteractionId {
+async fn open_chat(hub: &Hub, n: usize) -> InteractionId {
     let customer = Customer {
         device: format!("dev-{n}"),
         name: Some("Carol".into()),
@@ -77,7 +84,7 @@ async fn open_chat(hub: &Hub, n: usize) -> tandem::bridge::InteractionId {
 
 async fn memory(n: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let (hub, _) = hub_in(dir.path()).await;
+    let (hub, _, _) = hub_in(dir.path()).await;
     let before = rss_kib();
     let mut tasks = Vec::new();
     for shard in 0..64 {
@@ -110,14 +117,23 @@ async fn memory(n: usize) {
     );
 }
 
-async fn latency(customers: usize, per_customer: usize) {
+/// How the customers send: `POST chats/{id}/events` (each message a request), or the chat's
+/// WebSocket (what the web chat uses while it is connected; each message a frame, answered by
+/// an `ack` frame once it is durable).
+#[derive(Clone, Copy, PartialEq)]
+enum Transport {
+    Post,
+    Socket,
+}
+
+async fn latency(transport: Transport, customers: usize, per_customer: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let (hub, metrics) = hub_in(dir.path()).await;
+    let (hub, metrics, config) = hub_in(dir.path()).await;
     let files = FileStore::new(dir.path().join("files"));
     let state = AppState::new(tandem::server::parts(hub.clone(), files));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    // The HTTP side as the gateway serves it (its accept loop, budgets and socket options).
+    let server = api::serve(api::bind(&config).await.unwrap(), state);
+    let addr = server.addr;
     let http = reqwest::Client::new();
 
     // Every chat is open, and every agent side subscribed, before the clock starts: the rate is
@@ -137,19 +153,35 @@ async fn latency(customers: usize, per_customer: usize) {
         let auth = format!(r#"MOBILE-API-140-327-PLAIN appId="claims-app", clientId="dev-{c}""#);
         let start = start.clone();
         tasks.push(tokio::spawn(async move {
+            let mut socket = match transport {
+                Transport::Post => None,
+                Transport::Socket => Some(open_socket(addr, &id, &auth).await),
+            };
             start.wait().await;
             let mut samples = Vec::with_capacity(per_customer);
             for m in 0..per_customer {
                 let msg_id = format!("c-{m}");
+                let events = json!([{"event": "chat_session_message", "msg_id": msg_id, "msg": "where is the tow truck?"}]);
                 let t0 = Instant::now();
-                let r = http
-                    .post(&url)
-                    .header("authorization", &auth)
-                    .json(&json!({"events": [{"event": "chat_session_message", "msg_id": msg_id, "msg": "where is the tow truck?"}]}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
+                let answer = match &mut socket {
+                    None => {
+                        let r = http
+                            .post(&url)
+                            .header("authorization", &auth)
+                            .json(&json!({ "events": events }))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 200);
+                        r.json::<serde_json::Value>().await.unwrap()
+                    }
+                    Some(socket) => {
+                        let frame = json!({"events": events, "ref": msg_id}).to_string();
+                        socket.send(Message::text(frame)).await.unwrap();
+                        ack(socket, &msg_id).await
+                    }
+                };
+                assert_eq!(answer["accepted"][0]["duplicate"], false, "{answer}");
                 loop {
                     let e = agent_side.recv().await.unwrap();
                     if matches!(&e.kind, EventKind::Message { msg_id: id, .. } if *id == msg_id) {
@@ -171,8 +203,12 @@ async fn latency(customers: usize, per_customer: usize) {
     let wall = started.elapsed();
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    let over = match transport {
+        Transport::Post => "POST",
+        Transport::Socket => "WebSocket",
+    };
     println!(
-        "messages: {} from {customers} customers in {:.2} s = {:.0} msg/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "messages over {over}: {} from {customers} customers in {:.2} s = {:.0} msg/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         all.len(),
         wall.as_secs_f64(),
         all.len() as f64 / wall.as_secs_f64(),
@@ -187,7 +223,42 @@ async fn latency(customers: usize, per_customer: usize) {
         all.len() as f64 / commits.max(1.0),
         spent * 1e3 / commits.max(1.0),
     );
-    server.abort();
+    server.stop().await;
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The chat's WebSocket, opened as an app opens it (with `Authorization`).
+async fn open_socket(addr: std::net::SocketAddr, id: &InteractionId, auth: &str) -> Socket {
+    let mut request = format!("ws://{addr}/clientweb/api/v1/chats/{id}/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", auth.parse().unwrap());
+    // Nagle's algorithm off, as browsers have it.
+    tokio_tungstenite::connect_async_with_config(request, None, true)
+        .await
+        .unwrap()
+        .0
+}
+
+/// Reads the socket up to the `ack` of the frame sent with `reference` (the chat's own events,
+/// the customer's message among them, come on the same socket and are passed over).
+async fn ack(socket: &mut Socket, reference: &str) -> serde_json::Value {
+    while let Some(frame) = socket.next().await {
+        let Message::Text(text) = frame.unwrap() else {
+            continue;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        match value["event"].as_str() {
+            Some("ack") if value["ref"] == reference => return value,
+            Some("error") => panic!("the message was refused: {value}"),
+            _ => {}
+        }
+    }
+    panic!("the socket closed before the ack of {reference}")
 }
 
 fn main() {
@@ -197,7 +268,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    // Words after the flags pick runs: `memory`, `latency` (both by default).
+    // Words after the flags pick runs: `memory`, `latency` (over POST), `socket` (all three by
+    // default).
     let picked: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -213,7 +285,10 @@ fn main() {
             memory(chats).await;
         }
         if run("latency") {
-            latency(customers, per_customer).await;
+            latency(Transport::Post, customers, per_customer).await;
+        }
+        if run("socket") {
+            latency(Transport::Socket, customers, per_customer).await;
         }
     });
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use store_stats::store_totals;
-use tandem::api::{AppState, app};
+use tandem::api::{self, AppState};
 use tandem::chat::files::FileStore;
 use tandem::chat::store::Store;
 use tandem::config::Config;
@@ -34,7 +34,9 @@ const CHATS_PER_AGENT: usize = 10;
 
 fn config(agents: usize, mode: &str, hash: &str) -> String {
     let mut text = format!(
-        "[routing]\nchat_load_percent = 20\nmax_wait_s = 600\n\
+        "[http]\nmax_connections_per_source = 100000\n\
+         [chat]\ncreates_per_minute_per_source = 100000\ncreates_burst_per_source = 100000\n\
+         [routing]\nchat_load_percent = 20\nmax_wait_s = 600\n\
          [[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n\
          routing = \"{mode}\"\n"
     );
@@ -77,10 +79,14 @@ async fn agent(
         .await
         .unwrap();
     let token = login["token"].as_str().expect("a login token");
-    let (ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{addr}/agent/v1/ws?token={token}"))
-            .await
-            .unwrap();
+    // Nagle's algorithm off, as browsers have it.
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{addr}/agent/v1/ws?token={token}"),
+        None,
+        true,
+    )
+    .await
+    .unwrap();
     let (mut tx, mut rx) = ws.split();
     tx.send(Message::Text(
         json!({"command": "set_state", "state": "available", "ref": "ready"})
@@ -159,14 +165,15 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
     let store = Store::open(&config.store.url, 8, metrics.clone())
         .await
         .unwrap();
-    let hub = Hub::open(Arc::new(config), store, metrics, None)
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    let hub = Hub::open(Arc::new(config.clone()), store, metrics, None)
         .await
         .unwrap();
     let files = FileStore::new(dir.path().join("files"));
     let state = AppState::new(tandem::server::parts(hub, files));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    // The HTTP side as the gateway serves it (its accept loop, budgets and socket options).
+    let server = api::serve(api::bind(&config).await.unwrap(), state);
+    let addr = server.addr;
     let http = reqwest::Client::new();
 
     let seen = Arc::new(Mutex::new(Seen {
@@ -227,43 +234,44 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
     }
     let total = started.elapsed();
 
-    let mut seen = seen.lock().unwrap();
-    let mut offer: Vec<Duration> = posted
-        .iter()
-        .filter_map(|(chat, t0)| seen.first_offer.get(chat).map(|at| *at - *t0))
-        .collect();
-    let busiest = seen.claims.iter().max().copied().unwrap_or(0);
-    println!(
-        "{mode}: {chats} chats over {agents} agents (logins {:.1} s); all accepted in {:.2} s; \
-         POST→offer p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} offered); \
-         accept→ack p50 {:.2} ms, p99 {:.2} ms ({} acked, {} errors); busiest agent {busiest}",
-        setup.as_secs_f64(),
-        total.as_secs_f64(),
-        pct(&mut offer, 0.50),
-        pct(&mut offer, 0.99),
-        offer.last().unwrap().as_secs_f64() * 1e3,
-        offer.len(),
-        pct(&mut seen.accept, 0.50),
-        pct(&mut seen.accept, 0.99),
-        seen.accept.len(),
-        seen.failures.len(),
-    );
-    let (commits, spent) = store_totals(&observed);
-    println!(
-        "  store: {commits} commits since start, {:.2} ms each on average; \
-         POST→answer p50 {:.2} ms, p99 {:.2} ms",
-        spent * 1e3 / commits.max(1.0),
-        pct(&mut created, 0.50),
-        pct(&mut created, 0.99),
-    );
-    if let Some(f) = seen.failures.first() {
-        println!("  first error: {f}");
+    {
+        let mut seen = seen.lock().unwrap();
+        let mut offer: Vec<Duration> = posted
+            .iter()
+            .filter_map(|(chat, t0)| seen.first_offer.get(chat).map(|at| *at - *t0))
+            .collect();
+        let busiest = seen.claims.iter().max().copied().unwrap_or(0);
+        println!(
+            "{mode}: {chats} chats over {agents} agents (logins {:.1} s); all accepted in {:.2} s; \
+             POST→offer p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} offered); \
+             accept→ack p50 {:.2} ms, p99 {:.2} ms ({} acked, {} errors); busiest agent {busiest}",
+            setup.as_secs_f64(),
+            total.as_secs_f64(),
+            pct(&mut offer, 0.50),
+            pct(&mut offer, 0.99),
+            offer.last().unwrap().as_secs_f64() * 1e3,
+            offer.len(),
+            pct(&mut seen.accept, 0.50),
+            pct(&mut seen.accept, 0.99),
+            seen.accept.len(),
+            seen.failures.len(),
+        );
+        let (commits, spent) = store_totals(&observed);
+        println!(
+            "  store: {commits} commits since start, {:.2} ms each on average; \
+             POST→answer p50 {:.2} ms, p99 {:.2} ms",
+            spent * 1e3 / commits.max(1.0),
+            pct(&mut created, 0.50),
+            pct(&mut created, 0.99),
+        );
+        if let Some(f) = seen.failures.first() {
+            println!("  first error: {f}");
+        }
     }
-    drop(seen);
     for r in readers {
         r.abort();
     }
-    server.abort();
+    server.stop().await;
 }
 
 fn main() {

@@ -365,7 +365,7 @@ pub struct Http {
 }
 
 /// The HTTP listeners, bound before the other parts start.
-pub(crate) struct Bound {
+pub struct Bound {
     /// The configuration with the addresses actually bound: links sent by SMS name them
     /// (port 0 picks one).
     pub config: Config,
@@ -375,7 +375,7 @@ pub(crate) struct Bound {
 }
 
 /// Binds the HTTP listener (and admin's own, if configured).
-pub(crate) async fn bind(config: &Config) -> Result<Bound, StartError> {
+pub async fn bind(config: &Config) -> Result<Bound, StartError> {
     let (listener, addr) = bind_one(config.http.listen).await?;
     let admin = match config.admin.listen {
         Some(at) => Some(bind_one(at).await?),
@@ -397,8 +397,9 @@ pub(crate) async fn bind(config: &Config) -> Result<Bound, StartError> {
     })
 }
 
-/// Serves the API on the bound listeners with the parts in `state`.
-pub(crate) fn serve(bound: Bound, state: AppState) -> Http {
+/// Serves the API on the bound listeners with the parts in `state`, as the gateway does: within
+/// the connection budgets, with Nagle's algorithm off.
+pub fn serve(bound: Bound, state: AppState) -> Http {
     let Bound {
         config,
         listener,
@@ -488,7 +489,7 @@ fn warn_if_admin_is_refused(config: &Config) {
 
 impl Http {
     /// Stops accepting, lets requests finish for a few seconds, then drops the rest.
-    pub(crate) async fn stop(self) {
+    pub async fn stop(self) {
         self.stop.cancel();
         for task in self.tasks {
             let abort = task.abort_handle();
