@@ -6,8 +6,10 @@
 //! and as a frame on the chat's WebSocket (run `socket`), which is how the web chat sends while
 //! its socket is up. Many customers write at once, each waiting for its previous message (the
 //! answer, or the socket's `ack`); the clock starts once every chat is open. Each run also
-//! prints the store's transactions in that window: how many, how many messages each carried,
-//! and how long each took.
+//! prints the gateway's own CPU per message (it runs on a runtime of its own, and its threads'
+//! time on CPU is read from `/proc/self/task/*/schedstat`: the customers' HTTP and WebSocket
+//! clients share the machine but are not counted), and the store's transactions in that
+//! window: how many, how many messages each carried, and how long each took.
 //! Memory: resident set growth for N open interactions, each with an agent and a message.
 //!
 //! `cargo bench --bench chat_e2e [memory|latency|socket]` runs the full sizes; without `--bench` (as
@@ -128,23 +130,38 @@ enum Transport {
 
 async fn latency(transport: Transport, customers: usize, per_customer: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let (hub, metrics, config) = hub_in(dir.path()).await;
-    let files = FileStore::new(dir.path().join("files"));
-    let state = AppState::new(tandem::server::parts(hub.clone(), files));
-    // The HTTP side as the gateway serves it (its accept loop, budgets and socket options).
-    let server = api::serve(api::bind(&config).await.unwrap(), state);
+    // The gateway runs on a runtime of its own (threads named `gateway`, with SQLite's worker),
+    // the customers on this one: the CPU time of the gateway's threads is then its cost alone.
+    let gateway = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("gateway")
+        .enable_all()
+        .build()
+        .unwrap();
+    let path = dir.path().to_path_buf();
+    let (hub, metrics, server, chats) = gateway
+        .spawn(async move {
+            let (hub, metrics, config) = hub_in(&path).await;
+            let files = FileStore::new(path.join("files"));
+            let state = AppState::new(tandem::server::parts(hub.clone(), files));
+            // The HTTP side as the gateway serves it (its accept loop, budgets and socket
+            // options).
+            let server = api::serve(api::bind(&config).await.unwrap(), state);
+            // Every chat is open, and every agent side subscribed, before the clock starts:
+            // the rate is that of messages, not of opening chats one by one.
+            let mut chats = Vec::with_capacity(customers);
+            for c in 0..customers {
+                let id = open_chat(&hub, c).await;
+                let handle = hub.get(&id).unwrap();
+                let agent_side = handle.subscribe(u64::MAX).await.unwrap().live;
+                chats.push((c, id, agent_side));
+            }
+            (hub, metrics, server, chats)
+        })
+        .await
+        .unwrap();
     let addr = server.addr;
     let http = reqwest::Client::new();
-
-    // Every chat is open, and every agent side subscribed, before the clock starts: the rate is
-    // that of messages, not of opening chats one by one.
-    let mut chats = Vec::with_capacity(customers);
-    for c in 0..customers {
-        let id = open_chat(&hub, c).await;
-        let handle = hub.get(&id).unwrap();
-        let agent_side = handle.subscribe(u64::MAX).await.unwrap().live;
-        chats.push((c, id, agent_side));
-    }
     let start = Arc::new(tokio::sync::Barrier::new(customers + 1));
     let mut tasks = Vec::new();
     for (c, id, mut agent_side) in chats {
@@ -195,12 +212,14 @@ async fn latency(transport: Transport, customers: usize, per_customer: usize) {
     }
     start.wait().await;
     let commits_before = store_totals(&metrics);
+    let cpu_before = cpu_of(&["gateway", "sqlx-sqlite"]);
     let started = Instant::now();
     let mut all: Vec<Duration> = Vec::new();
     for t in tasks {
         all.extend(t.await.unwrap());
     }
     let wall = started.elapsed();
+    let cpu = Duration::from_nanos(cpu_of(&["gateway", "sqlx-sqlite"]) - cpu_before);
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     let over = match transport {
@@ -216,6 +235,13 @@ async fn latency(transport: Transport, customers: usize, per_customer: usize) {
         pct(0.99).as_secs_f64() * 1e3,
         all.last().unwrap().as_secs_f64() * 1e3,
     );
+    let per_message = cpu.as_secs_f64() / all.len() as f64;
+    println!(
+        "  gateway: {:.0} µs of CPU per message ({:.2} cores), {:.0} msg/s per core of it",
+        per_message * 1e6,
+        cpu.as_secs_f64() / wall.as_secs_f64(),
+        1.0 / per_message,
+    );
     let (commits, spent) = store_totals(&metrics);
     let (commits, spent) = (commits - commits_before.0, spent - commits_before.1);
     println!(
@@ -223,7 +249,28 @@ async fn latency(transport: Transport, customers: usize, per_customer: usize) {
         all.len() as f64 / commits.max(1.0),
         spent * 1e3 / commits.max(1.0),
     );
-    server.stop().await;
+    gateway.spawn(server.stop()).await.unwrap();
+    drop(hub);
+    gateway.shutdown_background();
+}
+
+/// CPU time so far of this process's threads whose names start with one of `prefixes`
+/// (`/proc/self/task/*/schedstat`).
+fn cpu_of(prefixes: &[&str]) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            prefixes.iter().any(|p| comm.starts_with(p))
+        })
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
 type Socket =
@@ -265,6 +312,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("customers")
         .enable_all()
         .build()
         .unwrap();

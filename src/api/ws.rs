@@ -164,9 +164,9 @@ pub(crate) async fn session<Tx, Rx>(
                 let Some(text) = text else { return };
                 let reply = match serde_json::from_str::<Value>(&text) {
                     Err(e) => ApiError::BadJson(e.to_string()).body(),
-                    Ok(value) => {
-                        let events = match value.get("events").and_then(Value::as_array) {
-                            Some(list) => list.clone(),
+                    Ok(mut value) => {
+                        let events = match value.get_mut("events").and_then(Value::as_array_mut) {
+                            Some(list) => std::mem::take(list),
                             None => vec![value.clone()],
                         };
                         match apply_client_events(&state, &client, &handle, &events).await {
