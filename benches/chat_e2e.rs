@@ -15,6 +15,8 @@
 //! `cargo bench --bench chat_e2e [memory|latency|socket]` runs the full sizes; without `--bench` (as
 //! under `cargo test --all-targets`) it runs a small pass as a smoke test.
 
+#[path = "support/gateway_cpu.rs"]
+mod gateway_cpu;
 #[path = "support/store_stats.rs"]
 mod store_stats;
 
@@ -132,12 +134,7 @@ async fn latency(transport: Transport, customers: usize, per_customer: usize) {
     let dir = tempfile::tempdir().unwrap();
     // The gateway runs on a runtime of its own (threads named `gateway`, with SQLite's worker),
     // the customers on this one: the CPU time of the gateway's threads is then its cost alone.
-    let gateway = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("gateway")
-        .enable_all()
-        .build()
-        .unwrap();
+    let gateway = gateway_cpu::runtime();
     let path = dir.path().to_path_buf();
     let (hub, metrics, server, chats) = gateway
         .spawn(async move {
@@ -212,14 +209,14 @@ async fn latency(transport: Transport, customers: usize, per_customer: usize) {
     }
     start.wait().await;
     let commits_before = store_totals(&metrics);
-    let cpu_before = cpu_of(&["gateway", "sqlx-sqlite"]);
+    let cpu_before = gateway_cpu::used();
     let started = Instant::now();
     let mut all: Vec<Duration> = Vec::new();
     for t in tasks {
         all.extend(t.await.unwrap());
     }
     let wall = started.elapsed();
-    let cpu = Duration::from_nanos(cpu_of(&["gateway", "sqlx-sqlite"]) - cpu_before);
+    let cpu = gateway_cpu::used() - cpu_before;
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     let over = match transport {
@@ -252,25 +249,6 @@ async fn latency(transport: Transport, customers: usize, per_customer: usize) {
     gateway.spawn(server.stop()).await.unwrap();
     drop(hub);
     gateway.shutdown_background();
-}
-
-/// CPU time so far of this process's threads whose names start with one of `prefixes`
-/// (`/proc/self/task/*/schedstat`).
-fn cpu_of(prefixes: &[&str]) -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter(|task| {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            prefixes.iter().any(|p| comm.starts_with(p))
-        })
-        .filter_map(|task| {
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
-            stat.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
 }
 
 type Socket =

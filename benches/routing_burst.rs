@@ -9,6 +9,8 @@
 //! `-- ring_all` runs one mode); without `--bench` (as under `cargo test --all-targets`) it runs
 //! a small pass as a smoke test. It prints "burst starts" on stderr for profilers to attach.
 
+#[path = "support/gateway_cpu.rs"]
+mod gateway_cpu;
 #[path = "support/store_stats.rs"]
 mod store_stats;
 
@@ -160,19 +162,28 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
     let mut config = Config::parse(&config(agents, mode, hash)).unwrap();
     config.store.url = format!("sqlite://{}/tandem.db", dir.path().display());
     config.files.dir = format!("{}/files", dir.path().display());
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
     let metrics = Arc::new(Metrics::default());
     let observed = metrics.clone();
-    let store = Store::open(&config.store.url, 8, metrics.clone())
-        .await
-        .unwrap();
-    config.http.listen = "127.0.0.1:0".parse().unwrap();
-    let hub = Hub::open(Arc::new(config.clone()), store, metrics, None)
-        .await
-        .unwrap();
+    // The gateway runs on a runtime of its own, the agents and customers on this one: the CPU
+    // time of the gateway's threads over the burst is its cost alone.
+    let gateway = gateway_cpu::runtime();
     let files = FileStore::new(dir.path().join("files"));
-    let state = AppState::new(tandem::server::parts(hub, files));
-    // The HTTP side as the gateway serves it (its accept loop, budgets and socket options).
-    let server = api::serve(api::bind(&config).await.unwrap(), state);
+    let server = gateway
+        .spawn(async move {
+            let store = Store::open(&config.store.url, 8, metrics.clone())
+                .await
+                .unwrap();
+            let hub = Hub::open(Arc::new(config.clone()), store, metrics, None)
+                .await
+                .unwrap();
+            let state = AppState::new(tandem::server::parts(hub, files));
+            // The HTTP side as the gateway serves it (its accept loop, budgets and socket
+            // options).
+            api::serve(api::bind(&config).await.unwrap(), state)
+        })
+        .await
+        .unwrap();
     let addr = server.addr;
     let http = reqwest::Client::new();
 
@@ -196,6 +207,7 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
 
     // A mark for profilers attaching to the burst alone (the logins hash passwords).
     eprintln!("{mode}: burst starts");
+    let cpu_before = gateway_cpu::used();
     let started = Instant::now();
     let mut posts = Vec::new();
     for c in 0..chats {
@@ -233,6 +245,7 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
         }
     }
     let total = started.elapsed();
+    let cpu = gateway_cpu::used() - cpu_before;
 
     {
         let mut seen = seen.lock().unwrap();
@@ -264,6 +277,15 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
             pct(&mut created, 0.50),
             pct(&mut created, 0.99),
         );
+        // The gateway's CPU for the whole burst: however the work is spread, the last chat
+        // cannot be served before this much CPU time has been spent on two cores.
+        println!(
+            "  gateway: {:.0} µs of CPU per chat (created, offered, accepted), {:.0} ms in all = \
+             {:.0} ms on two cores",
+            cpu.as_secs_f64() * 1e6 / chats as f64,
+            cpu.as_secs_f64() * 1e3,
+            cpu.as_secs_f64() * 1e3 / 2.0,
+        );
         if let Some(f) = seen.failures.first() {
             println!("  first error: {f}");
         }
@@ -271,13 +293,15 @@ async fn burst(mode: &str, agents: usize, chats: usize, hash: &str) {
     for r in readers {
         r.abort();
     }
-    server.stop().await;
+    gateway.spawn(server.stop()).await.unwrap();
+    gateway.shutdown_background();
 }
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("clients")
         .enable_all()
         .build()
         .unwrap();
