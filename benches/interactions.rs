@@ -745,10 +745,15 @@ impl Agent {
             .await
             .unwrap();
         let token = login["token"].as_str().expect("a login token");
-        let (ws, _) =
-            tokio_tungstenite::connect_async(format!("ws://{addr}/agent/v1/ws?token={token}"))
-                .await
-                .unwrap();
+        // Nagle's algorithm off, as browsers have it: an agent's frames for its chats go out
+        // back to back.
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(
+            format!("ws://{addr}/agent/v1/ws?token={token}"),
+            None,
+            true,
+        )
+        .await
+        .unwrap();
         let (mut sink, mut stream) = ws.split();
         let ready = json!({"command": "set_state", "state": "available", "ref": "ready"});
         sink.send(Message::Text(ready.to_string().into()))
@@ -936,7 +941,9 @@ impl Customer {
         request
             .headers_mut()
             .insert("authorization", auth.parse().unwrap());
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+            .await
+            .unwrap();
         let (mut sink, mut stream) = ws.split();
         let (tx, mut queue) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
