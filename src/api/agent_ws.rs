@@ -13,19 +13,25 @@
 //! `end_session`, `accept_call`/`decline_call` (the customer's call request), `release_call`,
 //! `allow_video`/`decline_video`, `drop_video` (always refused: only the customer may) and
 //! `webrtc_signaling` (the answer of the agent's own WebRTC leg to the gateway's offer, which
-//! arrives as a `webrtc_signaling` event) and `call_customer {chat_id, number?, device?}`. Commands
-//! run one at a time in the order sent, each answered in turn, while events keep flowing: a slow
-//! command (an accept) never holds back an offer, and a command's answer always goes out before
-//! the events it caused (an `accept`'s `ack` before its `accepted`). The session is generic
-//! over a `Sink` and a `Stream` of text frames so tests can drive it with channels.
+//! arrives as a `webrtc_signaling` event) and `call_customer {chat_id, number?, device?}`.
+//!
+//! Commands on one chat run one at a time in the order sent; commands on different chats run
+//! side by side, so an agent with ten chats does not wait for one chat's message to be stored
+//! before the next chat's is taken. `set_state` and `accept`, which change what the agent can
+//! take, and a frame that cannot be read, run alone: after everything sent before them, before
+//! everything sent after. Each command is answered as it completes (match answers on `ref`).
+//! Events keep flowing meanwhile: a slow command (an accept) never holds back an offer, and a
+//! command's answer always goes out before the events it caused (an `accept`'s `ack` before its
+//! `accepted`). The session is generic over a `Sink` and a `Stream` of text frames so tests can
+//! drive it with channels.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::Pin;
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -191,53 +197,107 @@ where
             let (state, agent) = (state.clone(), agent.clone());
             async move { answer(&state, &agent, &text).await }
         };
-        pump(&mut tx, &mut rx, &mut events, answer).await;
+        pump(&mut tx, &mut rx, &mut events, lane_of, answer).await;
     }
     state.api_metrics().agent_sockets.dec();
     routing.disconnect(&agent);
     let _ = tx.close().await;
 }
 
-/// Commands read ahead of the one running; past this the socket is not read until one is done.
+/// Commands read and not yet answered; past this the socket is not read until one is answered.
 const MAX_QUEUED_COMMANDS: usize = 32;
+
+/// What a command may run beside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lane {
+    /// A command on one chat: after the commands sent before it on the same chat, beside the
+    /// others.
+    Chat(String),
+    /// A command on the agent as a whole, or a frame that cannot be read: after everything sent
+    /// before it, and before everything sent after.
+    Alone,
+}
+
+/// The lane of a command frame. `set_state` and `accept` run alone: they change what the
+/// agent may take (its presence, its load), and the router decides them in the order sent.
+fn lane_of(text: &str) -> Lane {
+    #[derive(Deserialize)]
+    struct Peek {
+        command: Option<String>,
+        chat_id: Option<String>,
+    }
+    match serde_json::from_str::<Peek>(text) {
+        Ok(Peek {
+            command: Some(command),
+            chat_id: Some(chat),
+        }) if command != "accept" => Lane::Chat(chat),
+        _ => Lane::Alone,
+    }
+}
+
+/// The first queued command that may start now, given the lanes of those running.
+fn next_to_start(queued: &VecDeque<(Lane, String)>, running: &[Lane]) -> Option<usize> {
+    if running.contains(&Lane::Alone) {
+        return None;
+    }
+    // Chats with a command queued that cannot start yet: those after it on the chat wait too.
+    let mut held: Vec<&str> = Vec::new();
+    for (i, (lane, _)) in queued.iter().enumerate() {
+        match lane {
+            Lane::Alone => return (i == 0 && running.is_empty()).then_some(i),
+            Lane::Chat(chat) => {
+                let busy = held.contains(&chat.as_str()) || running.contains(lane);
+                if !busy {
+                    return Some(i);
+                }
+                held.push(chat);
+            }
+        }
+    }
+    None
+}
+
+/// A command running in its lane; the lane comes back with the answer.
+async fn in_lane<F: Future>(lane: Lane, command: F) -> (Lane, F::Output) {
+    (lane, command.await)
+}
 
 /// Forwards the agent's events and answers its commands until either side ends.
 ///
 /// The two are independent: a slow command (an accept waits for the router and the
-/// interaction) does not hold back the offers and messages meanwhile. Commands still run one at
-/// a time in the order sent, so their effects and their replies keep that order.
-async fn pump<Tx, Rx, A, F>(
+/// interaction) does not hold back the offers and messages meanwhile. Commands run in their
+/// [`Lane`]s, so commands on one chat keep the order sent, and so do their answers.
+async fn pump<Tx, Rx, L, A, F>(
     tx: &mut Tx,
     rx: &mut Rx,
     events: &mut broadcast::Receiver<AgentEvent>,
+    lane: L,
     answer: A,
 ) where
     Tx: Sink<String> + Unpin,
     Rx: Stream<Item = String> + Unpin,
+    L: Fn(&str) -> Lane,
     A: Fn(String) -> F,
     F: Future<Output = Value>,
 {
-    let mut queued: VecDeque<String> = VecDeque::new();
-    let mut running: Option<Pin<Box<F>>> = None;
+    let mut queued: VecDeque<(Lane, String)> = VecDeque::new();
+    let mut lanes: Vec<Lane> = Vec::new();
+    let mut running = FuturesUnordered::new();
     loop {
-        if running.is_none()
-            && let Some(text) = queued.pop_front()
-        {
-            running = Some(Box::pin(answer(text)));
+        while let Some(i) = next_to_start(&queued, &lanes) {
+            let (lane, text) = queued.remove(i).expect("an index into the queue");
+            lanes.push(lane.clone());
+            running.push(in_lane(lane, answer(text)));
         }
-        let reply = async {
-            match running.as_mut() {
-                Some(command) => command.await,
-                None => std::future::pending().await,
-            }
-        };
-        // Biased, the reply first: a command's own events (the `accepted` of an `accept`) are
+        // Biased, the answers first: a command's own events (the `accepted` of an `accept`) are
         // sent by the interaction's watcher only after the command's outcome is decided, so
-        // whenever such an event is ready the reply is too, and the `ack` goes out before it.
+        // whenever such an event is ready the answer is too, and the `ack` goes out before it.
         tokio::select! {
             biased;
-            reply = reply => {
-                running = None;
+            Some((done, reply)) = running.next(), if !running.is_empty() => {
+                if let Some(at) = lanes.iter().position(|l| *l == done) {
+                    lanes.swap_remove(at);
+                }
                 if tx.send(reply.to_string()).await.is_err() {
                     break;
                 }
@@ -257,9 +317,9 @@ async fn pump<Tx, Rx, A, F>(
                 }
                 Err(RecvError::Closed) => break,
             },
-            text = rx.next(), if queued.len() < MAX_QUEUED_COMMANDS => {
+            text = rx.next(), if queued.len() + running.len() < MAX_QUEUED_COMMANDS => {
                 let Some(text) = text else { break };
-                queued.push_back(text);
+                queued.push_back((lane(&text), text));
             }
         }
     }
@@ -430,6 +490,29 @@ mod tests {
         release: mpsc::UnboundedReceiver<(String, oneshot::Sender<()>)>,
     }
 
+    /// The tests' commands: `name@chat` is on a chat, a bare name runs alone.
+    fn lane(text: &str) -> Lane {
+        match text.split_once('@') {
+            Some((_, chat)) => Lane::Chat(chat.to_string()),
+            None => Lane::Alone,
+        }
+    }
+
+    /// The next command to start, if one starts before the test's task runs ten times more.
+    async fn started(d: &mut Desk) -> Option<(String, oneshot::Sender<()>)> {
+        for _ in 0..10 {
+            if let Ok(started) = d.release.try_recv() {
+                return Some(started);
+            }
+            tokio::task::yield_now().await;
+        }
+        d.release.try_recv().ok()
+    }
+
+    async fn reply(d: &mut Desk) -> Value {
+        serde_json::from_str(&d.frames.recv().await.unwrap()).unwrap()
+    }
+
     fn desk() -> Desk {
         let (commands, rx) = mpsc::unbounded_channel::<String>();
         let (frames_tx, frames) = mpsc::unbounded_channel::<String>();
@@ -455,7 +538,7 @@ mod tests {
                     json!({"event": "ack", "ref": text})
                 }
             };
-            pump(&mut tx, &mut rx, &mut subscribed, answer).await;
+            pump(&mut tx, &mut rx, &mut subscribed, lane, answer).await;
         });
         Desk {
             commands,
@@ -529,5 +612,104 @@ mod tests {
             let reply: Value = serde_json::from_str(&d.frames.recv().await.unwrap()).unwrap();
             assert_eq!(reply["ref"], format!("c{n}"));
         }
+    }
+
+    #[tokio::test]
+    async fn commands_on_different_chats_run_side_by_side_and_are_answered_as_they_end() {
+        let mut d = desk();
+        d.commands.send("message@a".into()).unwrap();
+        d.commands.send("message@b".into()).unwrap();
+        let (first, a) = d.release.recv().await.unwrap();
+        let (second, b) = started(&mut d).await.expect("b's command waits for a's");
+        assert_eq!(
+            (first.as_str(), second.as_str()),
+            ("message@a", "message@b")
+        );
+        // The later one ends first and is answered first.
+        b.send(()).unwrap();
+        assert_eq!(reply(&mut d).await["ref"], "message@b");
+        a.send(()).unwrap();
+        assert_eq!(reply(&mut d).await["ref"], "message@a");
+    }
+
+    #[tokio::test]
+    async fn commands_on_one_chat_run_in_the_order_sent() {
+        let mut d = desk();
+        for text in ["first@a", "second@a", "other@b"] {
+            d.commands.send(text.into()).unwrap();
+        }
+        let (text, first) = d.release.recv().await.unwrap();
+        assert_eq!(text, "first@a");
+        // Chat b's command passes the one waiting on chat a.
+        let (text, other) = started(&mut d).await.expect("b's command waits for a's");
+        assert_eq!(text, "other@b");
+        assert!(started(&mut d).await.is_none(), "a's second started early");
+        other.send(()).unwrap();
+        assert_eq!(reply(&mut d).await["ref"], "other@b");
+        assert!(started(&mut d).await.is_none(), "a's second started early");
+        first.send(()).unwrap();
+        assert_eq!(reply(&mut d).await["ref"], "first@a");
+        let (text, second) = d.release.recv().await.unwrap();
+        assert_eq!(text, "second@a");
+        second.send(()).unwrap();
+        assert_eq!(reply(&mut d).await["ref"], "second@a");
+    }
+
+    #[tokio::test]
+    async fn a_command_alone_waits_for_those_before_it_and_holds_those_after() {
+        let mut d = desk();
+        for text in ["message@a", "set_state", "message@b"] {
+            d.commands.send(text.into()).unwrap();
+        }
+        let (text, before) = d.release.recv().await.unwrap();
+        assert_eq!(text, "message@a");
+        assert!(
+            started(&mut d).await.is_none(),
+            "set_state or b ran beside a"
+        );
+        before.send(()).unwrap();
+        assert_eq!(reply(&mut d).await["ref"], "message@a");
+        let (text, alone) = d.release.recv().await.unwrap();
+        assert_eq!(text, "set_state");
+        assert!(started(&mut d).await.is_none(), "b ran beside set_state");
+        alone.send(()).unwrap();
+        assert_eq!(reply(&mut d).await["ref"], "set_state");
+        let (text, after) = d.release.recv().await.unwrap();
+        assert_eq!(text, "message@b");
+        after.send(()).unwrap();
+        assert_eq!(reply(&mut d).await["ref"], "message@b");
+    }
+
+    #[test]
+    fn commands_on_a_chat_share_its_lane_and_the_agents_own_run_alone() {
+        let chat = |c: &str| Lane::Chat(c.to_string());
+        let lane = |v: Value| lane_of(&v.to_string());
+        assert_eq!(
+            lane(json!({"command": "send_message", "chat_id": "c1", "text": "hi"})),
+            chat("c1")
+        );
+        assert_eq!(
+            lane(json!({"command": "typing", "chat_id": "c2"})),
+            chat("c2")
+        );
+        assert_eq!(
+            lane(json!({"command": "decline", "chat_id": "c3"})),
+            chat("c3")
+        );
+        assert_eq!(
+            lane(json!({"command": "accept", "chat_id": "c1"})),
+            Lane::Alone
+        );
+        assert_eq!(
+            lane(json!({"command": "set_state", "state": "away"})),
+            Lane::Alone
+        );
+        // What cannot be read is answered with an error, in its turn.
+        assert_eq!(lane_of("not json"), Lane::Alone);
+        assert_eq!(
+            lane(json!({"command": "typing", "chat_id": 7})),
+            Lane::Alone
+        );
+        assert_eq!(lane(json!({"chat_id": "c1"})), Lane::Alone);
     }
 }
