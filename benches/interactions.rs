@@ -44,6 +44,8 @@
 //! the flags (`-- 200`) changes the count. Without `--bench` (as under `cargo test
 //! --all-targets`) it runs 5 interactions for 3 s as a smoke test, with the same checks.
 
+#[path = "support/agent_socket.rs"]
+mod agent_socket;
 #[path = "support/processes.rs"]
 mod processes;
 #[path = "support/str0m_client.rs"]
@@ -735,25 +737,7 @@ impl Agent {
         shared: Arc<Shared>,
         stop: CancellationToken,
     ) -> Agent {
-        let login: Value = http
-            .post(format!("http://{addr}/agent/v1/login"))
-            .json(&json!({"name": format!("agent-{index}"), "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["token"].as_str().expect("a login token");
-        // Nagle's algorithm off, as browsers have it: an agent's frames for its chats go out
-        // back to back.
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(
-            format!("ws://{addr}/agent/v1/ws?token={token}"),
-            None,
-            true,
-        )
-        .await
-        .unwrap();
+        let ws = agent_socket::open(http, addr, &format!("agent-{index}"), PASSWORD).await;
         let (mut sink, mut stream) = ws.split();
         let ready = json!({"command": "set_state", "state": "available", "ref": "ready"});
         sink.send(Message::Text(ready.to_string().into()))

@@ -9,6 +9,8 @@
 //! `-- ring_all` runs one mode); without `--bench` (as under `cargo test --all-targets`) it runs
 //! a small pass as a smoke test. It prints "burst starts" on stderr for profilers to attach.
 
+#[path = "support/agent_socket.rs"]
+mod agent_socket;
 #[path = "support/gateway_cpu.rs"]
 mod gateway_cpu;
 #[path = "support/store_stats.rs"]
@@ -71,24 +73,7 @@ async fn agent(
     ring_all: bool,
     done: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> tokio::task::JoinHandle<()> {
-    let login: Value = http
-        .post(format!("http://{addr}/agent/v1/login"))
-        .json(&json!({"name": format!("agent-{index}"), "password": "desk"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().expect("a login token");
-    // Nagle's algorithm off, as browsers have it.
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(
-        format!("ws://{addr}/agent/v1/ws?token={token}"),
-        None,
-        true,
-    )
-    .await
-    .unwrap();
+    let ws = agent_socket::open(&http, addr, &format!("agent-{index}"), "desk").await;
     let (mut tx, mut rx) = ws.split();
     tx.send(Message::Text(
         json!({"command": "set_state", "state": "available", "ref": "ready"})
