@@ -193,11 +193,13 @@ where
     });
     state.api_metrics().agent_sockets.inc();
     if tx.send(hello.to_string()).await.is_ok() {
-        let answer = |text: String| {
+        let answer = |frame: Read| {
             let (state, agent) = (state.clone(), agent.clone());
-            async move { answer(&state, &agent, &text).await }
+            async move { answer(&state, &agent, frame).await }
         };
-        pump(&mut tx, &mut rx, &mut events, lane_of, answer).await;
+        // Each frame is read once: its lane and its command come from the same JSON.
+        let mut commands = rx.by_ref().map(read);
+        pump(&mut tx, &mut commands, &mut events, lane_of, answer).await;
     }
     state.api_metrics().agent_sockets.dec();
     routing.disconnect(&agent);
@@ -218,25 +220,28 @@ enum Lane {
     Alone,
 }
 
+/// A command frame as read: its JSON, or why it is not JSON.
+type Read = Result<Value, serde_json::Error>;
+
+fn read(text: String) -> Read {
+    serde_json::from_str(&text)
+}
+
 /// The lane of a command frame. `set_state` and `accept` run alone: they change what the
 /// agent may take (its presence, its load), and the router decides them in the order sent.
-fn lane_of(text: &str) -> Lane {
-    #[derive(Deserialize)]
-    struct Peek {
-        command: Option<String>,
-        chat_id: Option<String>,
-    }
-    match serde_json::from_str::<Peek>(text) {
-        Ok(Peek {
-            command: Some(command),
-            chat_id: Some(chat),
-        }) if command != "accept" => Lane::Chat(chat),
+fn lane_of(frame: &Read) -> Lane {
+    let Ok(value) = frame else {
+        return Lane::Alone;
+    };
+    let field = |name| value.get(name).and_then(Value::as_str);
+    match (field("command"), field("chat_id")) {
+        (Some(command), Some(chat)) if command != "accept" => Lane::Chat(chat.to_string()),
         _ => Lane::Alone,
     }
 }
 
 /// The first queued command that may start now, given the lanes of those running.
-fn next_to_start(queued: &VecDeque<(Lane, String)>, running: &[Lane]) -> Option<usize> {
+fn next_to_start<C>(queued: &VecDeque<(Lane, C)>, running: &[Lane]) -> Option<usize> {
     if running.contains(&Lane::Alone) {
         return None;
     }
@@ -267,7 +272,7 @@ async fn in_lane<F: Future>(lane: Lane, command: F) -> (Lane, F::Output) {
 /// The two are independent: a slow command (an accept waits for the router and the
 /// interaction) does not hold back the offers and messages meanwhile. Commands run in their
 /// [`Lane`]s, so commands on one chat keep the order sent, and so do their answers.
-async fn pump<Tx, Rx, L, A, F>(
+async fn pump<Tx, Rx, C, L, A, F>(
     tx: &mut Tx,
     rx: &mut Rx,
     events: &mut broadcast::Receiver<AgentEvent>,
@@ -275,19 +280,19 @@ async fn pump<Tx, Rx, L, A, F>(
     answer: A,
 ) where
     Tx: Sink<String> + Unpin,
-    Rx: Stream<Item = String> + Unpin,
-    L: Fn(&str) -> Lane,
-    A: Fn(String) -> F,
+    Rx: Stream<Item = C> + Unpin,
+    L: Fn(&C) -> Lane,
+    A: Fn(C) -> F,
     F: Future<Output = Value>,
 {
-    let mut queued: VecDeque<(Lane, String)> = VecDeque::new();
+    let mut queued: VecDeque<(Lane, C)> = VecDeque::new();
     let mut lanes: Vec<Lane> = Vec::new();
     let mut running = FuturesUnordered::new();
     loop {
         while let Some(i) = next_to_start(&queued, &lanes) {
-            let (lane, text) = queued.remove(i).expect("an index into the queue");
+            let (lane, command) = queued.remove(i).expect("an index into the queue");
             lanes.push(lane.clone());
-            running.push(in_lane(lane, answer(text)));
+            running.push(in_lane(lane, answer(command)));
         }
         // Biased, the answers first: a command's own events (the `accepted` of an `accept`) are
         // sent by the interaction's watcher only after the command's outcome is decided, so
@@ -317,9 +322,9 @@ async fn pump<Tx, Rx, L, A, F>(
                 }
                 Err(RecvError::Closed) => break,
             },
-            text = rx.next(), if queued.len() + running.len() < MAX_QUEUED_COMMANDS => {
-                let Some(text) = text else { break };
-                queued.push_back((lane(&text), text));
+            command = rx.next(), if queued.len() + running.len() < MAX_QUEUED_COMMANDS => {
+                let Some(command) = command else { break };
+                queued.push_back((lane(&command), command));
             }
         }
     }
@@ -343,8 +348,8 @@ async fn chat_cards(state: &AppState, snapshot: &Snapshot, chats: &[InteractionI
 }
 
 /// Carries out one command frame and says how it went.
-async fn answer(state: &AppState, agent: &AgentId, text: &str) -> Value {
-    let mut value: Value = match serde_json::from_str(text) {
+async fn answer(state: &AppState, agent: &AgentId, frame: Read) -> Value {
+    let mut value = match frame {
         Ok(v) => v,
         Err(e) => return error_event(&ApiError::BadCommand(e.to_string()), None),
     };
@@ -538,7 +543,14 @@ mod tests {
                     json!({"event": "ack", "ref": text})
                 }
             };
-            pump(&mut tx, &mut rx, &mut subscribed, lane, answer).await;
+            pump(
+                &mut tx,
+                &mut rx,
+                &mut subscribed,
+                |text: &String| lane(text),
+                answer,
+            )
+            .await;
         });
         Desk {
             commands,
@@ -683,7 +695,7 @@ mod tests {
     #[test]
     fn commands_on_a_chat_share_its_lane_and_the_agents_own_run_alone() {
         let chat = |c: &str| Lane::Chat(c.to_string());
-        let lane = |v: Value| lane_of(&v.to_string());
+        let lane = |v: Value| lane_of(&Ok(v));
         assert_eq!(
             lane(json!({"command": "send_message", "chat_id": "c1", "text": "hi"})),
             chat("c1")
@@ -705,7 +717,7 @@ mod tests {
             Lane::Alone
         );
         // What cannot be read is answered with an error, in its turn.
-        assert_eq!(lane_of("not json"), Lane::Alone);
+        assert_eq!(lane_of(&read("not json".into())), Lane::Alone);
         assert_eq!(
             lane(json!({"command": "typing", "chat_id": 7})),
             Lane::Alone
