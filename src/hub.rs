@@ -5,7 +5,9 @@
 //! durable ones (group-committed by the store) → only then answer the caller and publish the
 //! events. So nothing a client was told is accepted can be lost by a crash, and a subscriber
 //! (long poll, WebSocket, later the agent desktop) that asks to resume after `seq = n` gets the
-//! backlog and the live stream from the task itself, without gap or duplicate.
+//! backlog and the live stream from the task itself, without gap or duplicate. Routing's offers
+//! and withdrawals alone, which acknowledge nothing, are published while they are being stored
+//! (`may_precede_its_write`): an agent sees an offer a commit sooner.
 //!
 //! Leg actions ([`Action::StartLeg`], [`Action::ReleaseLeg`]) go to the leg driver given to
 //! [`Hub::open`] (SIP/WebRTC, later); it answers with [`Command::LegUp`]/[`Command::LegReleased`]
@@ -295,8 +297,8 @@ impl Handle {
             .await?
     }
 
-    /// Queues a command without waiting for its outcome. Its events are still persisted before
-    /// anyone is told about them; use this where nothing needs the answer (routing's offers).
+    /// Queues a command without waiting for its outcome, where nothing needs the answer
+    /// (routing's offers). Its events are published as the command's would be.
     pub(crate) async fn send(&self, by: Party, command: Command) -> Result<(), HubError> {
         match &self.route {
             Route::Local { tx, moved, .. } => {
@@ -1109,11 +1111,12 @@ impl Task {
         }
     }
 
-    /// Persists what the machine emitted, then publishes it and hands out its actions.
+    /// Persists what the machine emitted, then publishes it (routing's news while it is being
+    /// persisted) and hands out its actions.
     /// Returns whether it is stored: if the store does not confirm within the hub's patience,
     /// the write goes on in the background and what it carries waits for it.
     async fn flush(&mut self, it: &mut Interaction) -> bool {
-        let (emitted, writes) = self.stage(it);
+        let (mut emitted, writes) = self.stage(it);
         if let Some(unstored) = &mut self.unstored {
             // Behind writes not yet stored: stored (and published) after them.
             unstored.later.extend(writes);
@@ -1123,6 +1126,11 @@ impl Task {
         if writes.is_empty() {
             self.publish(it, emitted);
             return true;
+        }
+        // Nobody is told by an offer that something they asked for was done: agents see it
+        // while it is being stored, a commit sooner.
+        if emitted.iter().all(|e| may_precede_its_write(&e.kind)) {
+            self.announce(std::mem::take(&mut emitted));
         }
         let mut writing = self.hub.inner.journal.write(writes.clone());
         let patience = self.hub.inner.patience;
@@ -1238,16 +1246,7 @@ impl Task {
 
     /// Publishes stored events and hands out the machine's actions.
     fn publish(&mut self, it: &mut Interaction, emitted: Vec<Arc<Event>>) {
-        let peers = self.hub.inner.peers.get().cloned();
-        for event in emitted {
-            if event.seq.is_some() {
-                self.remember(event.clone());
-            }
-            if let Some(peers) = &peers {
-                peers.published(&self.id, &event);
-            }
-            let _ = self.events.send(event);
-        }
+        self.announce(emitted);
         while let Some(action) = it.poll_action() {
             match action {
                 Action::PersistTranscript => self.finished = true,
@@ -1261,6 +1260,37 @@ impl Task {
             }
         }
     }
+
+    /// Sends events to the subscribers here and on the other nodes, and keeps them for those
+    /// that resume.
+    fn announce(&mut self, events: Vec<Arc<Event>>) {
+        let peers = self.hub.inner.peers.get().cloned();
+        for event in events {
+            if event.seq.is_some() {
+                self.remember(event.clone());
+            }
+            if let Some(peers) = &peers {
+                peers.published(&self.id, &event);
+            }
+            let _ = self.events.send(event);
+        }
+    }
+}
+
+/// Whether an event may be published while the write that stores it is under way: routing's
+/// offers, their withdrawals and the phases they move the chat between. They acknowledge
+/// nothing (an accept, and everything said in the chat, stay stored before anyone hears of
+/// them), and the write goes on until it is stored. Only a takeover by another node meanwhile
+/// can lose one: the chat is then still queued there, and a queued chat may be accepted.
+fn may_precede_its_write(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Offered { .. }
+            | EventKind::Withdrawn { .. }
+            | EventKind::Status {
+                phase: Phase::Offered | Phase::Queued
+            }
+    )
 }
 
 /// The first wait before a failed write is retried; it doubles up to [`RETRY_MAX`].

@@ -5,19 +5,17 @@
 //! The real hub and leg driver shell run with fake WebRTC peers (the test connects them) and a
 //! journal that holds back the writes of one interaction until it is let go.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use serde_json::json;
 use tandem::bridge::{
     AgentDevice, AgentId, Command, Customer, InteractionId, LegId, LegState, Party,
 };
-use tandem::chat::store::{Store, StoreError, Write};
+use tandem::chat::store::Store;
 use tandem::config::Config;
-use tandem::hub::{Hub, HubError, Journal};
+use tandem::hub::{Hub, HubError};
 use tandem::legs::driver::{LegError, PeerEvent};
 use tandem::legs::shell::{Inputs, Peers, Phones, Shell};
 use tandem::media::codec::Codec;
@@ -25,49 +23,15 @@ use tandem::metrics::Metrics;
 use tandem::rtc::MediaSpec;
 use tandem::sip::core::{AppLeg, CallRef};
 use tandem::sip::transaction::ServerTxId;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::stalling::StallingJournal;
 
 /// How long a command waits for its commit here (the hub's patience).
 const PATIENCE: Duration = Duration::from_millis(200);
 /// How long any condition may take to come true on a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// The store, except that the writes of the stalled interactions wait until they are let go.
-struct StallingJournal {
-    store: Store,
-    stalled: Arc<Mutex<HashSet<InteractionId>>>,
-    let_go: watch::Receiver<u64>,
-}
-
-fn interaction_of(write: &Write) -> Option<&InteractionId> {
-    match write {
-        Write::Event(id, _) | Write::Progress { id, .. } | Write::Link { id, .. } => Some(id),
-        Write::NewInteraction(record) => Some(&record.id),
-        _ => None,
-    }
-}
-
-impl Journal for StallingJournal {
-    fn write(&self, writes: Vec<Write>) -> BoxFuture<'static, Result<(), StoreError>> {
-        let store = self.store.clone();
-        let stalled = {
-            let stalled = self.stalled.lock().unwrap();
-            writes
-                .iter()
-                .filter_map(interaction_of)
-                .any(|id| stalled.contains(id))
-        };
-        let mut let_go = self.let_go.clone();
-        let generation = *let_go.borrow();
-        Box::pin(async move {
-            if stalled {
-                let _ = let_go.wait_for(|g| *g > generation).await;
-            }
-            store.write(writes).await
-        })
-    }
-}
 
 /// Peers that exist only as numbers; each new one is announced to the test.
 #[derive(Clone)]
@@ -168,8 +132,7 @@ department = "claims"
 
 struct Rig {
     hub: Hub,
-    stalled: Arc<Mutex<HashSet<InteractionId>>>,
-    let_go: watch::Sender<u64>,
+    journal: Arc<StallingJournal>,
     created: mpsc::UnboundedReceiver<u64>,
     peer_events: mpsc::Sender<PeerEvent<u64>>,
     /// No SIP events nor calls come in; their channels stay open.
@@ -194,18 +157,12 @@ impl Rig {
         let store = Store::open(&config.store.url, 4, metrics.clone())
             .await
             .unwrap();
-        let stalled = Arc::new(Mutex::new(HashSet::new()));
-        let (let_go, let_go_rx) = watch::channel(0);
-        let journal = Arc::new(StallingJournal {
-            store: store.clone(),
-            stalled: stalled.clone(),
-            let_go: let_go_rx,
-        });
+        let journal = StallingJournal::new(store.clone());
         let (legs, actions) = mpsc::unbounded_channel();
         let hub = Hub::open_with_journal(
             Arc::new(config),
             store,
-            journal,
+            journal.clone(),
             PATIENCE,
             metrics,
             Some(legs),
@@ -231,8 +188,7 @@ impl Rig {
         tokio::spawn(shell.run(inputs, shutdown.clone()));
         Rig {
             hub,
-            stalled,
-            let_go,
+            journal,
             created,
             peer_events,
             _sip: (sip_events, incoming_calls),
@@ -314,13 +270,12 @@ impl Rig {
     }
 
     fn stall(&self, id: &InteractionId) {
-        self.stalled.lock().unwrap().insert(id.clone());
+        self.journal.stall(id);
     }
 
     /// The store takes the stalled writes, and those that come after.
     fn recover(&self) {
-        self.stalled.lock().unwrap().clear();
-        self.let_go.send_modify(|g| *g += 1);
+        self.journal.recover();
     }
 }
 

@@ -23,6 +23,8 @@ mod restart;
 mod routing;
 #[path = "../common/sms.rs"]
 mod sms;
+#[path = "../common/stalling.rs"]
+mod stalling;
 #[path = "../common/store.rs"]
 mod store;
 
@@ -72,6 +74,7 @@ mod mobile_operator_files_and_devices;
 mod mobile_operators_round_robin_by_sms;
 mod mobile_operators_take_chats_by_sms;
 mod mobile_schedule_across_time_zones;
+mod offers_are_shown_while_they_are_stored;
 mod opening_a_chat_fails_fast_while_the_store_stalls;
 mod restart_kill9;
 mod routing_agent_drops;
