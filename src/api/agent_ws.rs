@@ -22,8 +22,9 @@
 //! everything sent after. Each command is answered as it completes (match answers on `ref`).
 //! Events keep flowing meanwhile: a slow command (an accept) never holds back an offer, and a
 //! command's answer always goes out before the events it caused (an `accept`'s `ack` before its
-//! `accepted`). The session is generic over a `Sink` and a `Stream` of text frames so tests can
-//! drive it with channels.
+//! `accepted`). Frames ready at the same time (a burst of offers) go out in one write. The
+//! session is generic over a `Sink` and a `Stream` of text frames so tests can drive it with
+//! channels.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -32,11 +33,11 @@ use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::agent::Agent;
 use super::socket::{self, error_event};
@@ -297,37 +298,64 @@ async fn pump<Tx, Rx, C, L, A, F>(
         // Biased, the answers first: a command's own events (the `accepted` of an `accept`) are
         // sent by the interaction's watcher only after the command's outcome is decided, so
         // whenever such an event is ready the answer is too, and the `ack` goes out before it.
-        tokio::select! {
+        let frame = tokio::select! {
             biased;
             Some((done, reply)) = running.next(), if !running.is_empty() => {
-                if let Some(at) = lanes.iter().position(|l| *l == done) {
-                    lanes.swap_remove(at);
-                }
-                if tx.send(reply.to_string()).await.is_err() {
-                    break;
-                }
+                finished(&mut lanes, &done);
+                reply.to_string()
             }
             event = events.recv() => match event {
-                Ok(text) => {
-                    if tx.send(text.to_string()).await.is_err() {
-                        break;
-                    }
-                }
-                Err(RecvError::Lagged(n)) => {
-                    // The tab fell behind: tell it to reload its state.
-                    let resync = json!({"event": "resync", "missed": n});
-                    if tx.send(resync.to_string()).await.is_err() {
-                        break;
-                    }
-                }
+                Ok(text) => text.to_string(),
+                Err(RecvError::Lagged(n)) => resync(n),
                 Err(RecvError::Closed) => break,
             },
             command = rx.next(), if queued.len() + running.len() < MAX_QUEUED_COMMANDS => {
                 let Some(command) = command else { break };
                 queued.push_back((lane(&command), command));
+                continue;
+            }
+        };
+        if tx.feed(frame).await.is_err() {
+            break;
+        }
+        // What else is ready now goes out in the same write, in the same order (answers
+        // first): a burst of offers is one system call, not one per frame.
+        for _ in 1..MAX_FRAMES_PER_WRITE {
+            let frame = match running.next().now_or_never() {
+                Some(Some((done, reply))) => {
+                    finished(&mut lanes, &done);
+                    reply.to_string()
+                }
+                _ => match events.try_recv() {
+                    Ok(text) => text.to_string(),
+                    Err(TryRecvError::Lagged(n)) => resync(n),
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                },
+            };
+            if tx.feed(frame).await.is_err() {
+                return;
             }
         }
+        if tx.flush().await.is_err() {
+            break;
+        }
     }
+}
+
+/// Frames written to the socket at once at most, so that a long burst still goes out as it
+/// comes.
+const MAX_FRAMES_PER_WRITE: usize = 64;
+
+/// A command's lane is free again.
+fn finished(lanes: &mut Vec<Lane>, done: &Lane) {
+    if let Some(at) = lanes.iter().position(|l| l == done) {
+        lanes.swap_remove(at);
+    }
+}
+
+/// Tells a tab that fell behind by `missed` events to reload its state.
+fn resync(missed: u64) -> String {
+    json!({"event": "resync", "missed": missed}).to_string()
 }
 
 /// What the agent needs to show each chat: service, customer, context.
@@ -723,5 +751,62 @@ mod tests {
             Lane::Alone
         );
         assert_eq!(lane(json!({"chat_id": "c1"})), Lane::Alone);
+    }
+
+    /// A socket that keeps the frames it is given and counts the times it is flushed (each
+    /// flush is one write to the network).
+    #[derive(Clone, Default)]
+    struct Counting(Arc<std::sync::Mutex<(Vec<String>, usize)>>);
+
+    impl Sink<String> for Counting {
+        type Error = ();
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), ()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn start_send(self: std::pin::Pin<&mut Self>, frame: String) -> Result<(), ()> {
+            self.0.lock().unwrap().0.push(frame);
+            Ok(())
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), ()>> {
+            self.0.lock().unwrap().1 += 1;
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), ()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_events_goes_out_in_few_writes_and_in_order() {
+        let (events, mut subscribed) = broadcast::channel(128);
+        let burst: Vec<String> = (0..100)
+            .map(|n| json!({"event": "offer", "n": n}).to_string())
+            .collect();
+        for frame in &burst {
+            events.send(Arc::from(frame.as_str())).unwrap();
+        }
+        // The burst is all there is: the session ends once it is sent.
+        drop(events);
+        let socket = Counting::default();
+        pump(
+            &mut socket.clone(),
+            &mut futures_util::stream::pending::<String>(),
+            &mut subscribed,
+            |_: &String| Lane::Alone,
+            |_| async { json!({}) },
+        )
+        .await;
+        let (frames, flushes) = socket.0.lock().unwrap().clone();
+        assert_eq!(frames, burst);
+        assert_eq!(flushes, burst.len().div_ceil(MAX_FRAMES_PER_WRITE));
     }
 }
