@@ -13,20 +13,18 @@ use serde_json::json;
 use tandem::bridge::{
     AgentDevice, AgentId, Command, Customer, InteractionId, LegId, LegState, Party,
 };
-use tandem::chat::store::Store;
 use tandem::config::Config;
 use tandem::hub::{Hub, HubError};
 use tandem::legs::driver::{LegError, PeerEvent};
 use tandem::legs::shell::{Inputs, Peers, Phones, Shell};
 use tandem::media::codec::Codec;
-use tandem::metrics::Metrics;
 use tandem::rtc::MediaSpec;
 use tandem::sip::core::{AppLeg, CallRef};
 use tandem::sip::transaction::ServerTxId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::stalling::StallingJournal;
+use crate::stalling::{StallingJournal, stalling_hub};
 
 /// How long a command waits for its commit here (the hub's patience).
 const PATIENCE: Duration = Duration::from_millis(200);
@@ -151,24 +149,9 @@ fn alice() -> Party {
 impl Rig {
     async fn new() -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::parse(&config()).unwrap();
-        config.store.url = format!("sqlite://{}/tandem.db", dir.path().display());
-        let metrics = Arc::new(Metrics::default());
-        let store = Store::open(&config.store.url, 4, metrics.clone())
-            .await
-            .unwrap();
-        let journal = StallingJournal::new(store.clone());
         let (legs, actions) = mpsc::unbounded_channel();
-        let hub = Hub::open_with_journal(
-            Arc::new(config),
-            store,
-            journal.clone(),
-            PATIENCE,
-            metrics,
-            Some(legs),
-        )
-        .await
-        .unwrap();
+        let config = Config::parse(&config()).unwrap();
+        let (hub, journal) = stalling_hub(config, dir.path(), PATIENCE, Some(legs)).await;
         let (created_tx, created) = mpsc::unbounded_channel();
         let peers = FakePeers {
             next: Arc::new(Mutex::new(0)),

@@ -7,13 +7,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use tandem::bridge::{AgentId, Command, Customer, Event, EventKind, Party, Phase};
-use tandem::chat::store::Store;
 use tandem::config::Config;
-use tandem::hub::Hub;
-use tandem::metrics::Metrics;
 use tokio::sync::broadcast;
 
-use crate::stalling::StallingJournal;
+use crate::stalling::{StallingJournal, stalling_hub};
 
 /// Long enough that a held write is waited for rather than given up on.
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -43,26 +40,12 @@ async fn until_held(journal: &StallingJournal, n: usize) {
 #[tokio::test]
 async fn offers_are_shown_while_they_are_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::parse(
+    let config = Config::parse(
         "[[services]]\nname = \"claims\"\nentries = [\"claims-app\"]\ndepartment = \"claims\"\n",
     )
     .unwrap();
-    config.store.url = format!("sqlite://{}/tandem.db", dir.path().display());
-    let metrics = Arc::new(Metrics::default());
-    let store = Store::open(&config.store.url, 4, metrics.clone())
-        .await
-        .unwrap();
-    let journal = StallingJournal::new(store.clone());
-    let hub = Hub::open_with_journal(
-        Arc::new(config),
-        store.clone(),
-        journal.clone(),
-        PATIENCE,
-        metrics,
-        None,
-    )
-    .await
-    .unwrap();
+    let (hub, journal) = stalling_hub(config, dir.path(), PATIENCE, None).await;
+    let store = hub.store().clone();
     let customer = Customer {
         device: "device-1".into(),
         name: None,

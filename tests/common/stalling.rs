@@ -2,14 +2,45 @@
 //! test lets them go: a locked row or a slow disk, on demand.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tandem::bridge::InteractionId;
+use tandem::bridge::{Action, InteractionId};
 use tandem::chat::store::{Store, StoreError, Write};
-use tandem::hub::Journal;
-use tokio::sync::watch;
+use tandem::config::Config;
+use tandem::hub::{Hub, Journal};
+use tandem::metrics::Metrics;
+use tokio::sync::{mpsc, watch};
+
+/// A hub of `config` on a fresh SQLite store in `dir`, writing through a stalling journal;
+/// commands wait `patience` for their commit.
+pub async fn stalling_hub(
+    mut config: Config,
+    dir: &Path,
+    patience: Duration,
+    legs: Option<mpsc::UnboundedSender<(InteractionId, Action)>>,
+) -> (Hub, Arc<StallingJournal>) {
+    config.store.url = format!("sqlite://{}/tandem.db", dir.display());
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::open(&config.store.url, 4, metrics.clone())
+        .await
+        .unwrap();
+    let journal = StallingJournal::new(store.clone());
+    let hub = Hub::open_with_journal(
+        Arc::new(config),
+        store,
+        journal.clone(),
+        patience,
+        metrics,
+        legs,
+    )
+    .await
+    .unwrap();
+    (hub, journal)
+}
 
 /// The store, except that the writes of the stalled interactions wait until they are let go.
 pub struct StallingJournal {
