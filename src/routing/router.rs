@@ -1017,9 +1017,12 @@ impl Router {
                     }
                     let mut picked = self.candidates(now, &chat, &department, via);
                     // Stable: agents with as many offers keep the ring order.
-                    picked.sort_by_key(|a| self.agents[a].offers.len());
-                    picked.truncate(want);
+                    picked.sort_by_key(|(_, a)| a.offers.len());
                     picked
+                        .into_iter()
+                        .take(want)
+                        .map(|(id, _)| id.clone())
+                        .collect()
                 }
                 RoutingMode::RoundRobin => self
                     .next_in_ring(now, &chat, &department, via)
@@ -1028,7 +1031,8 @@ impl Router {
                 RoutingMode::LongestIdle => self
                     .candidates(now, &chat, &department, via)
                     .into_iter()
-                    .min_by_key(|a| (self.agents[a].idle_since, a.clone()))
+                    .min_by_key(|(id, a)| (a.idle_since, *id))
+                    .map(|(id, _)| id.clone())
                     .into_iter()
                     .collect(),
             };
@@ -1205,29 +1209,39 @@ impl Router {
     /// Whether `agent` may be offered `chat` now: not offered or tried this round, and able to
     /// take it.
     fn eligible(&self, now: Time, chat: &Chat, agent: &AgentId, via: Via) -> bool {
+        self.agents
+            .get(agent)
+            .is_some_and(|a| self.may_offer(now, chat, agent, a, via))
+    }
+
+    /// [`Router::eligible`], for an agent already looked up.
+    fn may_offer(&self, now: Time, chat: &Chat, id: &AgentId, a: &Agent, via: Via) -> bool {
         let Stage::Waiting { offers, tried, .. } = &chat.stage else {
             return false;
         };
-        self.could_take(now, &self.agents[agent], &chat.service.department, via)
-            && !offers.contains_key(agent)
-            && !tried.contains(agent)
+        self.could_take(now, a, &chat.service.department, via)
+            && !offers.contains_key(id)
+            && !tried.contains(id)
     }
 
-    /// Eligible agents for this chat, in the department's ring order.
+    /// Eligible agents for this chat, in the department's ring order. Borrowed: a ring-all chat
+    /// looks at every agent of the department and offers to a few.
     fn candidates(
         &self,
         now: Time,
         chat: &InteractionId,
         department: &str,
         via: Via,
-    ) -> Vec<AgentId> {
+    ) -> Vec<(&AgentId, &Agent)> {
         let Some((ring, _)) = self.rings.get(department) else {
             return Vec::new();
         };
         let c = &self.chats[chat];
         ring.iter()
-            .filter(|id| self.eligible(now, c, id, via))
-            .cloned()
+            .filter_map(|id| {
+                let a = self.agents.get(id)?;
+                self.may_offer(now, c, id, a, via).then_some((id, a))
+            })
             .collect()
     }
 
