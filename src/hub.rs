@@ -17,9 +17,9 @@
 //! not return within the hub's patience ([`STORE_PATIENCE`]) answers the commands it carried
 //! with [`HubError::NotStored`]; the write goes on in the background (retried after a failure,
 //! never dropped: the machine has moved on), and until it is stored the interaction refuses
-//! new commands at once with [`HubError::StoreUnavailable`] and publishes nothing it has not
-//! stored. Once the store takes the writes, their events are published, their actions handed
-//! out, and commands are served again. Opening an interaction waits no longer than that
+//! new commands at once with [`HubError::StoreUnavailable`] and publishes nothing more. Once
+//! the store takes the writes, their events are published, their actions handed out, and
+//! commands are served again. Opening an interaction waits no longer than that
 //! either: if its first commit is not confirmed in time, it is not opened.
 //!
 //! **Several nodes.** On a node of a cluster (`crate::cluster`) a [`Handle`] may also reach an
