@@ -472,6 +472,15 @@ impl MediaEngine {
         self.counters.stray.load(Ordering::Relaxed)
     }
 
+    /// Datagrams handed to legs in memory ([`super::local`]) while their reactor was looking
+    /// at the handover on its own, so their senders did not wake it.
+    pub fn handed_unwoken(&self) -> u64 {
+        self.reactors
+            .iter()
+            .map(ReactorHandle::handed_unwoken)
+            .sum()
+    }
+
     /// Closed legs whose sockets are kept bound for reuse.
     pub fn idle_sockets(&self) -> usize {
         self.idle.len()

@@ -22,7 +22,12 @@
 //!
 //! Datagrams another part of the process hands a leg in memory ([`super::local`]: a WebRTC
 //! peer's bridge) wait in the reactor's [`Handover`] and are relayed as a batch read from the
-//! leg's socket would be, right after the commands.
+//! leg's socket would be, right after the commands. While they keep coming (one within the
+//! last [`HANDOVER_TICK`]), the loop looks at the handover every [`HANDOVER_TICK`] and their
+//! senders do not wake it: a wake per datagram would cost the sender a system call and the
+//! loop a trip through the scheduler, more than relaying the datagram. A datagram handed over
+//! then waits at most that long; one handed to a loop that has not seen any for longer wakes
+//! it at once, as a command does.
 //!
 //! Legs live in slots the engine assigns. A slot keeps its sockets registered after its leg
 //! closes when the engine keeps them for reuse ([`super::sockets`]): what arrives there then
@@ -32,7 +37,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -51,6 +56,10 @@ const ROUNDS: usize = 4;
 
 /// The longest a command waits while legs are open: well under one 20 ms packet interval.
 const TICK: Duration = Duration::from_millis(5);
+
+/// How often the loop looks at the handover, unwoken, while datagrams keep being handed over:
+/// the most such a datagram waits, a twentieth of a 20 ms packet interval.
+const HANDOVER_TICK: Duration = Duration::from_millis(1);
 
 /// Readiness events taken per wait.
 const EVENTS: usize = 1024;
@@ -91,7 +100,18 @@ pub(crate) struct Handover {
     waker: Waker,
     /// Set when a wake is on its way, so a burst of commands or datagrams costs one wake-up.
     wake_pending: AtomicBool,
-    queue: Mutex<Handed>,
+    queue: Mutex<Queue>,
+    /// Datagrams handed over while the loop was watching, whose senders did not wake it.
+    unwoken: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    handed: Handed,
+    /// Set while the loop looks at the handover every [`HANDOVER_TICK`]: a sender then need
+    /// not wake it. Read and written under the queue's lock, so a sender that finds it unset
+    /// wakes the loop, and a loop that unsets it sees what was queued before.
+    watched: bool,
 }
 
 /// Datagrams in the order they were handed over: their bytes back to back, and for each, its
@@ -118,6 +138,39 @@ impl Handover {
             tracing::error!("cannot wake the media reactor: {e}");
         }
     }
+
+    /// Queues one datagram for `slot`'s `leg`; `None` when the queue is full, else whether the
+    /// loop must be woken to see it.
+    fn push(
+        &self,
+        slot: u32,
+        leg: Arc<LegShared>,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Option<bool> {
+        let mut queue = self.queue.lock().expect("handover lock");
+        let handed = &mut queue.handed;
+        if handed.items.len() >= HANDOVER {
+            return None;
+        }
+        handed.bytes.extend_from_slice(data);
+        handed.items.push(HandedItem {
+            slot,
+            leg,
+            source,
+            len: data.len(),
+        });
+        Some(!queue.watched)
+    }
+
+    /// The loop's promise to look every [`HANDOVER_TICK`] (`true`) or its end (`false`);
+    /// returns whether datagrams are waiting, which a loop ending its watch must relay
+    /// before it sleeps longer, since their senders did not wake it.
+    fn watch(&self, watched: bool) -> bool {
+        let mut queue = self.queue.lock().expect("handover lock");
+        queue.watched = watched;
+        !queue.handed.items.is_empty()
+    }
 }
 
 /// The address of one open leg in the process's table of sockets ([`super::local`]).
@@ -134,21 +187,17 @@ impl local::Inbox for LegInbox {
         let Some(leg) = self.leg.upgrade() else {
             return false;
         };
-        {
-            let mut queue = self.handover.queue.lock().expect("handover lock");
-            if queue.items.len() >= HANDOVER {
-                return false;
+        match self.handover.push(self.slot, leg, source, data) {
+            None => false,
+            Some(true) => {
+                self.handover.wake();
+                true
             }
-            queue.bytes.extend_from_slice(data);
-            queue.items.push(HandedItem {
-                slot: self.slot,
-                leg,
-                source,
-                len: data.len(),
-            });
+            Some(false) => {
+                self.handover.unwoken.fetch_add(1, Ordering::Relaxed);
+                true
+            }
         }
-        self.handover.wake();
-        true
     }
 }
 
@@ -164,7 +213,8 @@ impl ReactorHandle {
         let handover = Arc::new(Handover {
             waker: Waker::new(poll.registry(), WAKER)?,
             wake_pending: AtomicBool::new(false),
-            queue: Mutex::new(Handed::default()),
+            queue: Mutex::new(Queue::default()),
+            unwoken: AtomicU64::new(0),
         });
         let (commands, receiver) = mpsc::channel();
         let asleep = Arc::new(AtomicBool::new(false));
@@ -175,6 +225,8 @@ impl ReactorHandle {
             handed: Handed::default(),
             asleep: asleep.clone(),
             legs: 0,
+            last_handed: None,
+            watching: false,
             slots: Vec::new(),
             timers: BinaryHeap::new(),
             again: Vec::new(),
@@ -198,6 +250,11 @@ impl ReactorHandle {
     /// Where datagrams for this reactor's legs are handed over in memory.
     pub fn handover(&self) -> &Arc<Handover> {
         &self.handover
+    }
+
+    /// Datagrams handed over to this reactor without waking it.
+    pub fn handed_unwoken(&self) -> u64 {
+        self.handover.unwoken.load(Ordering::Relaxed)
     }
 
     /// Queues `command`; wakes the loop only if it sleeps without a [`TICK`] and no wake is
@@ -245,6 +302,10 @@ struct Reactor {
     asleep: Arc<AtomicBool>,
     /// Open legs: while there are any, the loop looks at its commands every [`TICK`].
     legs: usize,
+    /// When the loop last found datagrams handed over.
+    last_handed: Option<Instant>,
+    /// Whether the loop last promised the handover to look every [`HANDOVER_TICK`].
+    watching: bool,
     slots: Vec<Option<Slot>>,
     /// RTCP reports due: when, slot, generation.
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
@@ -275,10 +336,16 @@ impl Reactor {
                 .timers
                 .peek()
                 .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()));
-            let timeout = if !self.again.is_empty() {
+            let busy = self.legs > 0
+                && self
+                    .last_handed
+                    .is_some_and(|at| at.elapsed() <= HANDOVER_TICK);
+            let handed_waiting = self.watch_handover(busy);
+            let tick = if busy { HANDOVER_TICK } else { TICK };
+            let timeout = if !self.again.is_empty() || handed_waiting {
                 Some(Duration::ZERO)
             } else if self.legs > 0 {
-                Some(timer.map_or(TICK, |t| t.min(TICK)))
+                Some(timer.map_or(tick, |t| t.min(tick)))
             } else {
                 self.asleep.store(true, Ordering::Relaxed);
                 fence(Ordering::SeqCst);
@@ -312,6 +379,16 @@ impl Reactor {
             }
             self.fire_timers(now);
         }
+    }
+
+    /// Tells the handover whether the loop is about to look at it every [`HANDOVER_TICK`];
+    /// returns whether datagrams its senders did not wake it for are waiting.
+    fn watch_handover(&mut self, busy: bool) -> bool {
+        if busy == self.watching {
+            return false;
+        }
+        self.watching = busy;
+        self.handover.watch(busy) && !busy
     }
 
     /// Applies the commands queued so far; returns whether there were any.
@@ -482,11 +559,12 @@ impl Reactor {
     fn relay_handed(&mut self, now: Instant) {
         {
             let mut queue = self.handover.queue.lock().expect("handover lock");
-            if queue.items.is_empty() {
+            if queue.handed.items.is_empty() {
                 return;
             }
-            std::mem::swap(&mut *queue, &mut self.handed);
+            std::mem::swap(&mut queue.handed, &mut self.handed);
         }
+        self.last_handed = Some(now);
         let mut handed = std::mem::take(&mut self.handed);
         let mut items = handed.items.iter().peekable();
         let mut offset = 0;

@@ -150,3 +150,58 @@ fn a_sender_that_looked_a_closed_leg_up_does_not_keep_its_port() {
     }
     drop(lookup);
 }
+
+#[test]
+fn a_steady_stream_in_memory_reaches_the_phone_whole_without_a_wake_per_datagram() {
+    let (mut engine, _events) = engine();
+    let phone = Peer::new();
+    let (bridge, _binding, _handed) = bridge();
+    let (to_phone, phone_side) = open_leg(&mut engine, Some(phone.addr()));
+    let (to_bridge, bridge_side) = open_leg(&mut engine, Some(bridge.addr()));
+    engine.bridge(
+        to_phone,
+        to_bridge,
+        Forwarding::default(),
+        Forwarding::default(),
+    );
+    latch(&engine, to_phone, &phone, phone_side, 0x1111);
+
+    // The bridge talks in bursts, each heard whole before the next, until the loop has taken
+    // some datagrams without being woken for them (it looks on its own while they keep coming).
+    let mut lookup = Lookup::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent: u32 = 0;
+    while engine.handed_unwoken() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "every datagram handed over woke the loop ({sent} sent)"
+        );
+        for _ in 0..10 {
+            let seq = sent as u16;
+            let packet = rtp(0, false, seq, 160 * sent, 0x2222, &[seq as u8; 160]);
+            assert_eq!(lookup.send(bridge.addr(), bridge_side, &packet), Some(true));
+            sent += 1;
+        }
+        for _ in 0..10 {
+            let (packet, from) = phone.recv().expect("every datagram reaches the phone");
+            assert_eq!(from, phone_side);
+            assert_eq!(
+                packet[12..],
+                [packet[3]; 160],
+                "the payload as the bridge sent it"
+            );
+        }
+    }
+    // The leg counts a batch once it has sent it on: the phone may hear it first.
+    let mut stats = engine.stats(to_bridge).unwrap();
+    while stats.packets_in < u64::from(sent) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        stats = engine.stats(to_bridge).unwrap();
+    }
+    assert_eq!(
+        stats.packets_in,
+        u64::from(sent),
+        "the bridge's leg took every datagram it was handed: {stats:?}"
+    );
+    assert_eq!(stats.dropped + stats.overflowed, 0, "{stats:?}");
+}
