@@ -27,8 +27,22 @@ bin=${TANDEM_BIN:-target/release/tandem}
 
 work=$(mktemp -d)
 pids=()
+# Whether a process runs (an exited child waiting to be reaped does not).
+alive() { local state; state=$(ps -o stat= -p "$1") || return 1; [[ $state != Z* ]]; }
 stop_all() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  local pid
+  for pid in "${pids[@]}"; do
+    # A Kamailio that has just been overloaded can miss a SIGTERM and keep the bench's ports,
+    # so the signal is repeated until the process is gone (at most 10 s, then SIGKILL).
+    for _ in $(seq 20); do
+      alive "$pid" || break
+      kill "$pid" 2>/dev/null || break
+      sleep 0.5
+      alive "$pid" || break
+    done
+    ! alive "$pid" || kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   pids=()
 }
 trap 'stop_all; rm -rf "$work"' EXIT
@@ -86,6 +100,7 @@ TOML
 tandem_pid=$!
 pids+=("$tandem_pid")
 sleep 0.5
+kill -0 "$tandem_pid" 2>/dev/null || { echo "tandem did not start:" >&2; cat "$work/tandem.log" >&2; exit 1; }
 drive Tandem "127.0.0.1:$port" "$tandem_pid"
 stop_all
 
