@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::media_common;
 
 use media_common::*;
-use tandem::media::engine::Forwarding;
+use tandem::media::engine::{Forwarding, LegPort, MediaEngine, MediaEvent};
 use tandem::media::local::{self, Inbox, Lookup};
 
 /// A socket's address in the process's table: what is handed to it arrives on a channel.
@@ -30,11 +30,24 @@ fn bridge() -> (Peer, local::Binding, Receiver<(SocketAddr, Vec<u8>)>) {
     (socket, binding, rx)
 }
 
-#[test]
-fn a_phones_rtp_reaches_a_bridge_of_ours_in_memory_and_its_answer_reaches_the_phone() {
-    let (mut engine, _events) = engine();
+/// A phone's leg bridged to a leg whose peer is a bridge of ours, latched to the phone.
+struct Call {
+    engine: MediaEngine,
+    _events: tokio::sync::mpsc::Receiver<MediaEvent>,
+    phone: Peer,
+    phone_side: SocketAddr,
+    bridge: Peer,
+    _binding: local::Binding,
+    /// What the bridge is handed in memory.
+    handed: Receiver<(SocketAddr, Vec<u8>)>,
+    to_bridge: LegPort,
+    bridge_side: SocketAddr,
+}
+
+fn call() -> Call {
+    let (mut engine, events) = engine();
     let phone = Peer::new();
-    let (bridge, _binding, handed) = bridge();
+    let (bridge, binding, handed) = bridge();
     let (to_phone, phone_side) = open_leg(&mut engine, Some(phone.addr()));
     let (to_bridge, bridge_side) = open_leg(&mut engine, Some(bridge.addr()));
     engine.bridge(
@@ -44,6 +57,34 @@ fn a_phones_rtp_reaches_a_bridge_of_ours_in_memory_and_its_answer_reaches_the_ph
         Forwarding::default(),
     );
     latch(&engine, to_phone, &phone, phone_side, 0x1111);
+    Call {
+        engine,
+        _events: events,
+        phone,
+        phone_side,
+        bridge,
+        _binding: binding,
+        handed,
+        to_bridge,
+        bridge_side,
+    }
+}
+
+#[test]
+fn a_phones_rtp_reaches_a_bridge_of_ours_in_memory_and_its_answer_reaches_the_phone() {
+    let Call {
+        engine,
+        phone,
+        phone_side,
+        bridge,
+        handed,
+        to_bridge,
+        bridge_side,
+        // Held to the end: the bridge's address takes datagrams in memory while bound.
+        _binding,
+        _events,
+        ..
+    } = call();
 
     for i in 0..10u16 {
         phone.send(
@@ -153,18 +194,18 @@ fn a_sender_that_looked_a_closed_leg_up_does_not_keep_its_port() {
 
 #[test]
 fn a_steady_stream_in_memory_reaches_the_phone_whole_without_a_wake_per_datagram() {
-    let (mut engine, _events) = engine();
-    let phone = Peer::new();
-    let (bridge, _binding, _handed) = bridge();
-    let (to_phone, phone_side) = open_leg(&mut engine, Some(phone.addr()));
-    let (to_bridge, bridge_side) = open_leg(&mut engine, Some(bridge.addr()));
-    engine.bridge(
-        to_phone,
+    let Call {
+        engine,
+        phone,
+        phone_side,
+        bridge,
         to_bridge,
-        Forwarding::default(),
-        Forwarding::default(),
-    );
-    latch(&engine, to_phone, &phone, phone_side, 0x1111);
+        bridge_side,
+        // Held to the end: the bridge's address takes datagrams in memory while bound.
+        _binding,
+        _events,
+        handed: _handed,
+    } = call();
 
     // The bridge talks in bursts, each heard whole before the next, until the loop has taken
     // some datagrams without being woken for them (it looks on its own while they keep coming).
