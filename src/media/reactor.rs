@@ -37,7 +37,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -101,8 +101,6 @@ pub(crate) struct Handover {
     /// Set when a wake is on its way, so a burst of commands or datagrams costs one wake-up.
     wake_pending: AtomicBool,
     queue: Mutex<Queue>,
-    /// Datagrams handed over while the loop was watching, whose senders did not wake it.
-    unwoken: AtomicU64,
 }
 
 #[derive(Default)]
@@ -112,6 +110,8 @@ struct Queue {
     /// not wake it. Read and written under the queue's lock, so a sender that finds it unset
     /// wakes the loop, and a loop that unsets it sees what was queued before.
     watched: bool,
+    /// Datagrams handed over while the loop was watching, whose senders did not wake it.
+    unwoken: u64,
 }
 
 /// Datagrams in the order they were handed over: their bytes back to back, and for each, its
@@ -160,6 +160,9 @@ impl Handover {
             source,
             len: data.len(),
         });
+        if queue.watched {
+            queue.unwoken += 1;
+        }
         Some(!queue.watched)
     }
 
@@ -189,12 +192,10 @@ impl local::Inbox for LegInbox {
         };
         match self.handover.push(self.slot, leg, source, data) {
             None => false,
-            Some(true) => {
-                self.handover.wake();
-                true
-            }
-            Some(false) => {
-                self.handover.unwoken.fetch_add(1, Ordering::Relaxed);
+            Some(wake) => {
+                if wake {
+                    self.handover.wake();
+                }
                 true
             }
         }
@@ -214,7 +215,6 @@ impl ReactorHandle {
             waker: Waker::new(poll.registry(), WAKER)?,
             wake_pending: AtomicBool::new(false),
             queue: Mutex::new(Queue::default()),
-            unwoken: AtomicU64::new(0),
         });
         let (commands, receiver) = mpsc::channel();
         let asleep = Arc::new(AtomicBool::new(false));
@@ -254,7 +254,7 @@ impl ReactorHandle {
 
     /// Datagrams handed over to this reactor without waking it.
     pub fn handed_unwoken(&self) -> u64 {
-        self.handover.unwoken.load(Ordering::Relaxed)
+        self.handover.queue.lock().expect("handover lock").unwoken
     }
 
     /// Queues `command`; wakes the loop only if it sleeps without a [`TICK`] and no wake is
@@ -332,14 +332,15 @@ impl Reactor {
     fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS);
         while !self.stopping {
+            let before = Instant::now();
             let timer = self
                 .timers
                 .peek()
-                .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()));
+                .map(|Reverse((at, ..))| at.saturating_duration_since(before));
             let busy = self.legs > 0
                 && self
                     .last_handed
-                    .is_some_and(|at| at.elapsed() <= HANDOVER_TICK);
+                    .is_some_and(|at| before.saturating_duration_since(at) <= HANDOVER_TICK);
             let handed_waiting = self.watch_handover(busy);
             let tick = if busy { HANDOVER_TICK } else { TICK };
             let timeout = if !self.again.is_empty() || handed_waiting {
